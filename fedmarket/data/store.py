@@ -1,0 +1,140 @@
+"""Prepared-data layout on disk: per-partition train/test arrays plus ``manifest.json``.
+
+The layout is the contract between `fedmarket data prepare` and everything that trains::
+
+    DIR/manifest.json
+    DIR/partitions/<id>/<split>/X.npy           float32 [N, T, F]  normalised sequences
+    DIR/partitions/<id>/<split>/agg.npy         float32 [N, A]     raw per-customer aggregates
+    DIR/partitions/<id>/<split>/y_purchase.npy  float32 [N]        1.0 if the customer buys in the horizon
+    DIR/partitions/<id>/<split>/y_count.npy     float32 [N]        purchases in the horizon
+    DIR/partitions/<id>/<split>/customer.npy    <U64    [N]        keyed pseudonym (never a raw id)
+
+Plain ``.npy`` files are memory-mapped on load so a client touches only the pages it
+reads. With encryption at rest each file is a Fernet token (``.npy.enc``) instead and
+is decrypted into memory on load.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fedmarket.errors import DataError
+
+SCHEMA_VERSION = 1
+SPLITS = ("train", "test")
+MANIFEST_NAME = "manifest.json"
+_ARRAYS = ("X", "agg", "y_purchase", "y_count", "customer")
+
+
+@dataclass(frozen=True)
+class SplitArrays:
+    """One split of one partition; row i of every array is the same customer."""
+
+    X: np.ndarray
+    agg: np.ndarray
+    y_purchase: np.ndarray
+    y_count: np.ndarray
+    customer: np.ndarray
+
+    def __post_init__(self) -> None:
+        n = len(self.X)
+        for f in fields(self):
+            if len(getattr(self, f.name)) != n:
+                raise DataError(f"split arrays disagree in length: X has {n} rows, {f.name} has {len(getattr(self, f.name))}")
+
+    def __len__(self) -> int:
+        return len(self.X)
+
+    @staticmethod
+    def concat(parts: Iterable[SplitArrays]) -> SplitArrays:
+        parts = list(parts)
+        if not parts:
+            raise DataError("nothing to concatenate: no partitions selected")
+        return SplitArrays(**{k: np.concatenate([np.asarray(getattr(p, k)) for p in parts]) for k in _ARRAYS})
+
+    def take(self, index: np.ndarray) -> SplitArrays:
+        return SplitArrays(**{k: np.asarray(getattr(self, k))[index] for k in _ARRAYS})
+
+
+def split_dir(data_dir: Path, partition: int, split: str) -> Path:
+    if split not in SPLITS:
+        raise DataError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
+    return Path(data_dir) / "partitions" / str(partition) / split
+
+
+def write_split(directory: Path, arrays: SplitArrays, fernet: Any | None = None) -> None:
+    """Write one split; ``fernet`` (a ``cryptography.fernet.Fernet``) encrypts at rest."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for name in _ARRAYS:
+        value = np.ascontiguousarray(getattr(arrays, name))
+        if fernet is None:
+            np.save(directory / f"{name}.npy", value, allow_pickle=False)
+        else:
+            buf = io.BytesIO()
+            np.save(buf, value, allow_pickle=False)
+            (directory / f"{name}.npy.enc").write_bytes(fernet.encrypt(buf.getvalue()))
+
+
+def load_split(
+    data_dir: Path, partition: int, split: str, fernet: Any | None = None, mmap: bool = True
+) -> SplitArrays:
+    directory = split_dir(data_dir, partition, split)
+    if not directory.is_dir():
+        raise DataError(f"{directory}: no such prepared split; run `fedmarket data prepare` first "
+                        f"or check the partition id")
+    loaded = {}
+    for name in _ARRAYS:
+        plain, enc = directory / f"{name}.npy", directory / f"{name}.npy.enc"
+        if plain.exists():
+            loaded[name] = np.load(plain, mmap_mode="r" if mmap else None, allow_pickle=False)
+        elif enc.exists():
+            if fernet is None:
+                raise DataError(f"{enc}: prepared data is encrypted; give the key with --encryption-key-file "
+                                f"or FEDMARKET_ENCRYPTION_KEY")
+            try:
+                raw = fernet.decrypt(enc.read_bytes())
+            except Exception as exc:  # cryptography raises InvalidToken without a message
+                raise DataError(f"{enc}: cannot decrypt with the given key (wrong key or corrupted file)") from exc
+            loaded[name] = np.load(io.BytesIO(raw), allow_pickle=False)
+        else:
+            raise DataError(f"{directory}: missing {name}.npy; the prepared directory is incomplete")
+    return SplitArrays(**loaded)
+
+
+def load_pooled(data_dir: Path, split: str, partitions: Iterable[int] | None = None,
+                fernet: Any | None = None) -> SplitArrays:
+    """All customers of a split across partitions, in partition order (the centralised view)."""
+    ids = list(partitions) if partitions is not None else partition_ids(read_manifest(data_dir))
+    return SplitArrays.concat(load_split(data_dir, p, split, fernet, mmap=False) for p in ids)
+
+
+def write_manifest(data_dir: Path, manifest: dict[str, Any]) -> None:
+    manifest = {"schema_version": SCHEMA_VERSION, **manifest}
+    (Path(data_dir) / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n")
+
+
+def read_manifest(data_dir: Path) -> dict[str, Any]:
+    path = Path(data_dir) / MANIFEST_NAME
+    if not path.is_file():
+        raise DataError(f"{path}: not found; {data_dir} is not a prepared data directory "
+                        f"(run `fedmarket data prepare --raw RAW --out {data_dir}`)")
+    try:
+        manifest = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from exc
+    version = manifest.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise DataError(f"{path}: schema version {version!r}, this fedmarket reads {SCHEMA_VERSION}; "
+                        f"re-run `fedmarket data prepare`")
+    return manifest
+
+
+def partition_ids(manifest: dict[str, Any]) -> list[int]:
+    return [int(p["id"]) for p in manifest["partitions"]]

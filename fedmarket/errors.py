@@ -1,0 +1,28 @@
+"""One small error hierarchy, so the CLI can print any of them without a traceback.
+
+Every message says what is wrong, where (file, row, column, key) and what to do.
+``FedmarketError`` subclasses ``ValueError`` so library callers that already catch
+``ValueError`` for bad input keep working.
+"""
+
+from __future__ import annotations
+
+
+class FedmarketError(ValueError):
+    """Base class of every error fedmarket raises on purpose."""
+
+
+class ConfigError(FedmarketError):
+    """A setting (run config, CLI option, mapping file) has a bad value."""
+
+
+class DataError(FedmarketError):
+    """Input data cannot be read or violates the schema."""
+
+
+class PrivacyError(FedmarketError):
+    """A privacy setting is impossible or a budget would be exceeded."""
+
+
+class BudgetExhaustedError(PrivacyError):
+    """Training further would spend more epsilon than the target allows."""
