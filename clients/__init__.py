@@ -1,0 +1,1 @@
+"""The Flower ClientApp of fedmarket (a retailer's client)."""

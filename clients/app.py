@@ -1,0 +1,69 @@
+"""fedmarket's ClientApp: decode a Flower message, call fedmarket, build the reply.
+
+Replies carry model weights and aggregate metrics only. A client whose privacy budget
+would be exceeded by the next round declines with an ``Error`` reply (code
+``DECLINED_CODE``) instead of raising, so its accountant state is kept and the server can
+tell a refusal from a crash.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flwr.app import ArrayRecord, ConfigRecord, Context, Error, Message, MetricRecord, RecordDict
+from flwr.clientapp import ClientApp
+
+from fedmarket.config import RunConfig
+from fedmarket.defaults import resolve_data_dir
+from fedmarket.errors import BudgetExhaustedError
+from fedmarket.federated.client import RetailerClient
+from fedmarket.federated.client_state import load_accountant, save_accountant
+from strategies import DECLINED_CODE
+
+_STATE_KEY = "fedmarket"
+
+
+def make_client_app(fixed: RunConfig | None = None) -> ClientApp:
+    """A ClientApp; ``fixed`` carries the settings when the caller is not `flwr run`."""
+    app = ClientApp()
+
+    def settings(context: Context) -> RunConfig:
+        return fixed if fixed is not None else RunConfig.from_mapping(dict(context.run_config))
+
+    def retailer(context: Context) -> RetailerClient:
+        cfg = settings(context)
+        node = context.node_config
+        data_dir = Path(str(node["data-dir"])) if "data-dir" in node else resolve_data_dir(cfg.data_dir)
+        return RetailerClient(cfg, data_dir, int(node.get("partition-id", 0)))
+
+    @app.train()
+    def train(msg: Message, context: Context) -> Message:
+        client = retailer(context)
+        config = msg.content["config"]
+        server_round = int(config["server-round"]) + int(config.get("round-offset", 0))
+        state = load_accountant(context.state.get(_STATE_KEY), client.cfg.state_dir, client.partition_id)
+        weights = msg.content["arrays"].to_torch_state_dict()
+        try:
+            outcome = client.train(weights, server_round, state,
+                                   proximal_mu=float(config.get("proximal-mu", 0.0)))
+        except BudgetExhaustedError as exc:
+            return Message(Error(code=DECLINED_CODE, reason=f"declined: {exc}"), reply_to=msg)
+        if outcome.privacy_state is not None:
+            record = save_accountant(outcome.privacy_state, client.cfg.state_dir, client.partition_id)
+            context.state[_STATE_KEY] = ConfigRecord({"accountant": record})
+        content = RecordDict({"arrays": ArrayRecord(outcome.state_dict),
+                              "metrics": MetricRecord(outcome.metrics)})
+        return Message(content=content, reply_to=msg)
+
+    @app.evaluate()
+    def evaluate(msg: Message, context: Context) -> Message:
+        client = retailer(context)
+        metrics = client.evaluate(msg.content["arrays"].to_torch_state_dict())
+        return Message(content=RecordDict({"metrics": MetricRecord(metrics)}), reply_to=msg)
+
+    return app
+
+
+app = make_client_app()
+
+__all__ = ["app", "make_client_app"]

@@ -1,0 +1,346 @@
+"""Classical models on per-customer aggregate features: the comparison the literature makes.
+
+Each model sees ``agg`` (recency, frequency, monetary, event counts, ...) rather than the
+event sequences, so the table answers "how much does a sequence model add over RFM-style
+features with a standard learner?". Decisions a reader of the results should know:
+
+* Features: signed log1p of every column, ``sign(x) * log1p(|x|)``. Counts and money are
+  heavy-tailed; the log brings them into a range where scale-sensitive learners (logistic
+  regression, SVM, kNN, MLP, naive Bayes) work, is near-linear on rates in [0, 1], and leaves
+  trees unaffected (they are invariant to monotone transforms). Scale-sensitive models also
+  standardise inside their pipeline, fitted on training data only.
+* Hyperparameters are fixed sensible defaults, chosen once and not tuned on any test split.
+* No ``class_weight``: reweighting distorts probabilities (log loss, the 0.5 threshold),
+  while the primary metrics (ROC-AUC, lift) are rank-based and need none.
+* Count regressors' predictions are clipped at 0 (a count cannot be negative).
+* Lift for ``purchase-count`` ranks by predicted count and counts a conversion as
+  ``y_count > 0``, so count models can be compared on targeting too.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+import pandas as pd
+from rich.table import Table
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
+from sklearn.linear_model import LinearRegression, LogisticRegression, PoissonRegressor
+from sklearn.naive_bayes import GaussianNB
+from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
+from sklearn.neural_network import MLPClassifier, MLPRegressor
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import LinearSVC, LinearSVR
+from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
+
+from fedmarket.data.store import SplitArrays
+from fedmarket.errors import ConfigError, DataError
+from fedmarket.marketing import marketing_report
+from fedmarket.metrics import check_task, metrics_for_task, primary_metric
+from fedmarket.tasks import get_task
+
+Builder = Callable[[int, int], Any]  # (seed, n_train) -> unfitted sklearn estimator
+KNN_NEIGHBOURS: Final[int] = 50
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A registered model: ``build`` is None when the model has no form for the task."""
+
+    build: Builder | None
+    notes: str
+
+
+@dataclass(frozen=True)
+class ResultRow:
+    """One model's test result; ``metrics`` is flat (metric key -> number), empty if skipped."""
+
+    model: str
+    family: str  # "classical" | "sequence"
+    metrics: dict[str, float]
+    fit_seconds: float
+    notes: str = ""
+
+    @property
+    def skipped(self) -> bool:
+        return not self.metrics
+
+
+def _scaled(estimator: Any) -> Pipeline:
+    return make_pipeline(StandardScaler(), estimator)
+
+
+def _mlp_kwargs(seed: int) -> dict[str, Any]:
+    return {
+        "hidden_layer_sizes": (64, 32),
+        "early_stopping": True,
+        "max_iter": 200,
+        "random_state": seed,
+    }
+
+
+CLASSICAL_MODELS: Final[dict[str, dict[str, ModelSpec]]] = {
+    "purchase": {
+        "logistic-regression": ModelSpec(
+            lambda seed, n: _scaled(LogisticRegression(max_iter=1000, random_state=seed)),
+            "L2 logistic regression (C=1) on standardised log features",
+        ),
+        "decision-tree": ModelSpec(
+            lambda seed, n: DecisionTreeClassifier(
+                max_depth=8, min_samples_leaf=20, random_state=seed
+            ),
+            "CART, max_depth=8, min_samples_leaf=20 (unpruned trees give 0/1 probabilities)",
+        ),
+        "random-forest": ModelSpec(
+            lambda seed, n: RandomForestClassifier(
+                n_estimators=100, min_samples_leaf=5, random_state=seed
+            ),
+            "100 trees, min_samples_leaf=5",
+        ),
+        "svm": ModelSpec(
+            lambda seed, n: _scaled(
+                CalibratedClassifierCV(LinearSVC(C=1.0, random_state=seed), method="sigmoid", cv=3)
+            ),
+            "linear SVM (LinearSVC) on all training customers; probabilities by Platt "
+            "(sigmoid) calibration over 3 CV folds; no kernel SVM (does not scale to ~40k)",
+        ),
+        "naive-bayes": ModelSpec(
+            lambda seed, n: GaussianNB(),
+            "Gaussian naive Bayes on log features (independence assumption: poorly calibrated)",
+        ),
+        "knn": ModelSpec(
+            lambda seed, n: _scaled(KNeighborsClassifier(n_neighbors=min(KNN_NEIGHBOURS, n))),
+            f"k={KNN_NEIGHBOURS} (fewer if the training split is smaller), uniform weights, "
+            f"standardised",
+        ),
+        "mlp": ModelSpec(
+            lambda seed, n: _scaled(MLPClassifier(**_mlp_kwargs(seed))),
+            "MLP 64-32 ReLU, Adam, early stopping on a 10% validation split",
+        ),
+    },
+    "purchase-count": {
+        "linear-regression": ModelSpec(
+            lambda seed, n: _scaled(LinearRegression()),
+            "ordinary least squares on log features, predictions clipped at 0",
+        ),
+        "poisson-regression": ModelSpec(
+            lambda seed, n: _scaled(PoissonRegressor(alpha=1e-3, max_iter=1000)),
+            "Poisson GLM (log link, alpha=1e-3): the count analogue of logistic regression",
+        ),
+        "decision-tree": ModelSpec(
+            lambda seed, n: DecisionTreeRegressor(
+                max_depth=8, min_samples_leaf=20, random_state=seed
+            ),
+            "CART regressor, max_depth=8, min_samples_leaf=20",
+        ),
+        "random-forest": ModelSpec(
+            lambda seed, n: RandomForestRegressor(
+                n_estimators=100, min_samples_leaf=5, random_state=seed
+            ),
+            "100 trees, min_samples_leaf=5",
+        ),
+        "svm": ModelSpec(
+            lambda seed, n: _scaled(LinearSVR(C=1.0, max_iter=5000, random_state=seed)),
+            "linear SVR (epsilon-insensitive loss) on all training customers, clipped at 0",
+        ),
+        "naive-bayes": ModelSpec(None, "skipped: naive Bayes has no regression form"),
+        "knn": ModelSpec(
+            lambda seed, n: _scaled(KNeighborsRegressor(n_neighbors=min(KNN_NEIGHBOURS, n))),
+            f"k={KNN_NEIGHBOURS} (fewer if the training split is smaller), standardised",
+        ),
+        "mlp": ModelSpec(
+            lambda seed, n: _scaled(MLPRegressor(**_mlp_kwargs(seed))),
+            "MLP 64-32 ReLU, Adam, early stopping on a 10% validation split",
+        ),
+    },
+}
+
+
+def model_names(task: str) -> list[str]:
+    """Registered model names for ``task``, in table order."""
+    return list(CLASSICAL_MODELS[check_task(task)])
+
+
+def aggregate_features(agg: np.ndarray, *, where: str = "agg") -> np.ndarray:
+    """Signed log1p of the aggregate matrix as float64 (see the module docstring for why)."""
+    x = np.asarray(agg, dtype=np.float64)
+    if x.ndim != 2 or 0 in x.shape:
+        raise DataError(
+            f"{where}: expected a non-empty 2-D [customers, features] array, got {x.shape}"
+        )
+    bad = np.argwhere(~np.isfinite(x))
+    if bad.size:
+        row, col = bad[0]
+        raise DataError(
+            f"{where}: {len(bad)} non-finite values (first at row {row}, "
+            f"column {col}); fix the feature step before fitting baselines"
+        )
+    return np.sign(x) * np.log1p(np.abs(x))
+
+
+def _resolve(task: str, models: Sequence[str] | None) -> list[str]:
+    known = model_names(task)
+    if models is None:
+        return known
+    unknown = [m for m in models if m not in known]
+    if unknown:
+        raise ConfigError(
+            f"unknown baseline model(s) {unknown} for task {task!r}; known: {', '.join(known)}"
+        )
+    return list(dict.fromkeys(models))
+
+
+def _predict(estimator: Any, x: np.ndarray, task: str) -> np.ndarray:
+    if task == "purchase":
+        positive = list(estimator.classes_).index(1.0)
+        return estimator.predict_proba(x)[:, positive]
+    return np.clip(estimator.predict(x), 0.0, None)
+
+
+def _fit_one(spec: ModelSpec, seed: int, x: np.ndarray, y: np.ndarray) -> tuple[Any, str]:
+    """Fit, turning convergence warnings into a note instead of console noise."""
+    estimator = spec.build(seed, len(x))  # type: ignore[misc]  # skipped specs never get here
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        estimator.fit(x, y)
+    kinds = sorted({w.category.__name__ for w in caught})
+    return estimator, (f"; warnings during fit: {', '.join(kinds)}" if kinds else "")
+
+
+def _evaluate(task: str, y_test: np.ndarray, prediction: np.ndarray) -> dict[str, float]:
+    metrics = metrics_for_task(task, y_test, prediction)
+    converted = y_test if task == "purchase" else (y_test > 0).astype(np.float64)
+    report = marketing_report(converted, prediction)
+    metrics.update({k: v for k, v in report.items() if k.startswith("lift_at_")})
+    return metrics
+
+
+def run_classical_baselines(
+    train: SplitArrays,
+    test: SplitArrays,
+    *,
+    task: str,
+    seed: int,
+    models: Sequence[str] | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> list[ResultRow]:
+    """Fit each model on ``train.agg`` and score it on ``test.agg``, one row per model.
+
+    ``models`` defaults to every registered model for ``task``; a model with no form for the
+    task (naive Bayes for counts) comes back as a skipped row (empty metrics, a note).
+    ``fit_seconds`` is wall time of ``fit`` only.
+    """
+    names = _resolve(task, models)
+    x_train = aggregate_features(train.agg, where="train.agg")
+    x_test = aggregate_features(test.agg, where="test.agg")
+    if x_train.shape[1] != x_test.shape[1]:
+        raise DataError(
+            f"train.agg has {x_train.shape[1]} features but test.agg has "
+            f"{x_test.shape[1]}; both splits must come from the same prepare run"
+        )
+    # fedmarket.tasks validates the labels (0/1 purchases, finite non-negative counts).
+    target = get_task(task).targets
+    y_train, y_test = target(train).astype(np.float64), target(test).astype(np.float64)
+    if task == "purchase" and np.unique(y_train).size < 2:
+        raise DataError(
+            "train.y_purchase holds a single class; classifiers need buyers and "
+            "non-buyers (use a longer label horizon or pool more partitions)"
+        )
+    rows = []
+    for i, name in enumerate(names, start=1):
+        spec = CLASSICAL_MODELS[task][name]
+        if progress is not None:
+            progress(f"{name} ({i}/{len(names)})")
+        if spec.build is None:
+            rows.append(ResultRow(name, "classical", {}, 0.0, spec.notes))
+            continue
+        start = time.perf_counter()
+        estimator, fit_note = _fit_one(spec, seed, x_train, y_train)
+        fit_seconds = time.perf_counter() - start
+        metrics = _evaluate(task, y_test, _predict(estimator, x_test, task))
+        rows.append(ResultRow(name, "classical", metrics, fit_seconds, spec.notes + fit_note))
+    return rows
+
+
+_TABLE_METRICS: Final[dict[str, tuple[str, ...]]] = {
+    "purchase": ("roc_auc", "pr_auc", "f1", "log_loss", "lift_at_10"),
+    "purchase-count": ("rmse", "mae", "r2", "mape", "lift_at_10"),
+}
+
+
+def _fmt(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def render_table(rows: Sequence[ResultRow], task: str) -> Table:
+    """A rich Table of the headline metrics; the best primary metric is bold."""
+    columns = _TABLE_METRICS[check_task(task)]
+    key, higher = primary_metric(task)
+    scored = [r.metrics[key] for r in rows if not math.isnan(r.metrics.get(key, math.nan))]
+    best = (max if higher else min)(scored) if scored else None
+    table = Table(title=f"Baselines: {task} ({key}, {'higher' if higher else 'lower'} is better)")
+    for header in ("model", "family", *columns, "fit s", "notes"):
+        table.add_column(
+            header,
+            justify="left" if header in ("model", "family", "notes") else "right",
+            overflow="fold",
+        )
+    for r in rows:
+        cells = [_fmt(r.metrics.get(c)) for c in columns]
+        if best is not None and r.metrics.get(key) == best:
+            cells[columns.index(key)] = f"[bold]{cells[columns.index(key)]}[/bold]"
+        table.add_row(r.model, r.family, *cells, f"{r.fit_seconds:.2f}", r.notes)
+    return table
+
+
+def _json_number(value: Any) -> Any:
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+def write_results(
+    rows: Sequence[ResultRow], out_dir: str | Path, stem: str = "baselines"
+) -> tuple[Path, Path]:
+    """Write ``<stem>.csv`` (one row per model, flat metric columns) and ``<stem>.json``.
+
+    Metric columns follow first appearance across rows; undefined values are empty cells in
+    the CSV and ``null`` in the JSON (strict JSON has no NaN).
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    keys = list(dict.fromkeys(k for r in rows for k in r.metrics))
+    records = [
+        {
+            "model": r.model,
+            "family": r.family,
+            **{k: r.metrics.get(k, math.nan) for k in keys},
+            "fit_seconds": r.fit_seconds,
+            "notes": r.notes,
+        }
+        for r in rows
+    ]
+    columns = ["model", "family", *keys, "fit_seconds", "notes"]
+    csv_path, json_path = out / f"{stem}.csv", out / f"{stem}.json"
+    pd.DataFrame.from_records(records, columns=columns).to_csv(csv_path, index=False)
+    payload = [
+        {
+            "model": r.model,
+            "family": r.family,
+            "metrics": {k: _json_number(v) for k, v in r.metrics.items()},
+            "fit_seconds": r.fit_seconds,
+            "notes": r.notes,
+        }
+        for r in rows
+    ]
+    json_path.write_text(json.dumps(payload, indent=2, allow_nan=False) + "\n")
+    return csv_path, json_path

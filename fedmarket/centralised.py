@@ -1,0 +1,120 @@
+"""The centralised reference: the same model and training loop on the pooled data.
+
+Every federated result is compared against this, on the same test customers (the union
+of every partition's test split), so the price of federation and of privacy is measured.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fedmarket import plots
+from fedmarket.data import store
+from fedmarket.marketing import DEFAULT_KS, cumulative_gains, lift_key, marketing_report
+from fedmarket.metrics import metrics_for_task
+from fedmarket.models import build_model
+from fedmarket.privacy.config import PrivacySettings
+from fedmarket.tasks import get_task
+from fedmarket.training import FitResult, TrainConfig, fit, predict
+
+
+@dataclass(frozen=True)
+class CentralisedResult:
+    model: str
+    task: str
+    test: dict[str, Any]
+    history: list[dict[str, Any]]
+    n_train: int
+    n_test: int
+    epochs_run: int
+    best_epoch: int
+    wall_s: float
+    epsilon: float | None = None
+    delta: float | None = None
+    noise_multiplier: float | None = None
+    max_grad_norm: float | None = None
+    gains: tuple[list[float], list[float]] | None = field(default=None, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out.pop("gains")
+        return _json_safe(out)
+
+
+def test_report(task_name: str, y_true: np.ndarray, prediction: np.ndarray) -> dict[str, Any]:
+    """Task metrics plus, for purchase propensity, lift at k: the one test report everywhere."""
+    report: dict[str, Any] = dict(metrics_for_task(task_name, y_true, prediction))
+    y_buy = (np.asarray(y_true) > 0).astype(np.float64)
+    if 0 < y_buy.sum() < len(y_buy):
+        report.update(marketing_report(y_buy, prediction))
+    else:  # lift is undefined without both buyers and non-buyers; keep the keys stable
+        report.update({lift_key(k): math.nan for k in DEFAULT_KS} | {"base_rate": float(y_buy.mean())})
+    return report
+
+
+def run_centralised(
+    data_dir: Path,
+    *,
+    model: str,
+    task: str,
+    train_cfg: TrainConfig,
+    privacy: PrivacySettings | None = None,
+    hparams: dict[str, Any] | None = None,
+    fernet: Any | None = None,
+    progress: Callable[..., None] | None = None,
+) -> CentralisedResult:
+    started = time.perf_counter()
+    manifest = store.read_manifest(data_dir)
+    train = store.load_pooled(data_dir, "train", fernet=fernet)
+    test = store.load_pooled(data_dir, "test", fernet=fernet)
+    task_obj = get_task(task)
+    net = build_model(model, len(manifest["feature_names"]), task=task, dp=privacy is not None,
+                      seed=train_cfg.seed, **(hparams or {}))
+    result: FitResult = fit(net, train, task_obj, train_cfg, privacy=privacy, progress=progress)
+    y_test = task_obj.targets(test)
+    pred = predict(net, test.X, task_obj, device=train_cfg.device)
+    x, y = cumulative_gains((y_test > 0).astype(float), pred)
+    return CentralisedResult(
+        model=model, task=task, test=test_report(task, y_test, pred), history=result.history,
+        n_train=result.n_train, n_test=len(test), epochs_run=result.epochs_run,
+        best_epoch=result.best_epoch, wall_s=time.perf_counter() - started,
+        epsilon=result.epsilon, delta=result.delta, noise_multiplier=result.noise_multiplier,
+        max_grad_norm=privacy.max_grad_norm if privacy is not None else None,
+        gains=(x.tolist(), y.tolist()),
+    )
+
+
+def write_centralised(result: CentralisedResult, out_dir: Path) -> dict[str, Path]:
+    """metrics.json, the learning curve and the cumulative-gains plot."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"metrics": out_dir / "metrics.json"}
+    paths["metrics"].write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    keys = [k for k in ("train_loss", "val_loss") if any(r.get(k) is not None for r in result.history)]
+    paths["learning_curve"] = plots.learning_curve_plot(
+        result.history, out_dir / "learning_curve.png", keys, x_key="epoch",
+        title=f"{result.model} ({result.task}): learning curve")
+    if result.gains is not None:
+        paths["gains"] = plots.gains_plot({result.model: result.gains}, out_dir / "gains.png",
+                                          title=f"{result.model}: cumulative gains on test customers")
+    return paths
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN/inf become null: JSON has no NaN and a reader should not have to guess."""
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, float | np.floating):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value

@@ -1,0 +1,1 @@
+"""Command bodies behind the CLI; imported lazily so `fedmarket --help` stays fast."""

@@ -1,0 +1,197 @@
+"""Run settings of a federated simulation: one frozen dataclass, validated once.
+
+The keys are the Flower App config's kebab-case keys (``[tool.flwr.app.config]`` in
+pyproject.toml, overridden with ``--run-config``). ``DEFAULTS`` here is the one source of
+truth; a test checks that pyproject.toml carries the same defaults, because ``flwr run``
+reads them from there and ``fedmarket simulate`` (which may run from an installed wheel)
+reads them from here.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from fedmarket.errors import ConfigError
+
+DP_MODES = ("none", "client", "central")
+
+DEFAULTS: dict[str, Any] = {
+    "num-server-rounds": 3,
+    "model": "cnn-lstm",
+    "task": "purchase",
+    "strategy": "fedavg",
+    "fraction-train": 1.0,
+    "fraction-evaluate": 1.0,
+    "min-train-replies": 1,
+    "local-epochs": 1,
+    "batch-size": 64,
+    "learning-rate": 0.003,
+    "dp": "client",
+    "target-epsilon": 8.0,
+    "noise-multiplier": 0.0,
+    "max-grad-norm": 1.0,
+    "delta": 0.0,
+    "accountant": "rdp",
+    "central-noise-multiplier": 0.5,
+    "central-clipping-norm": 1.0,
+    "proximal-mu": 0.01,
+    "server-learning-rate": 1.0,
+    "server-momentum": 0.9,
+    "trim-beta": 0.2,
+    "num-malicious-nodes": 0,
+    "round-timeout": 600.0,
+    "data-dir": "",
+    "out-dir": "",
+    "state-dir": "",
+    "seed": 0,
+}
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Every setting of one federated run. See README "Run settings" for each key.
+
+    ``target-epsilon`` > 0 calibrates each client's noise so its whole run spends at most
+    that epsilon; ``target-epsilon = 0`` uses the fixed ``noise-multiplier`` instead.
+    ``delta = 0`` means 1 / (10 × total training customers), one delta for every client
+    and for the centralised reference. Empty paths mean "not set".
+    """
+
+    num_server_rounds: int
+    model: str
+    task: str
+    strategy: str
+    fraction_train: float
+    fraction_evaluate: float
+    min_train_replies: int
+    local_epochs: int
+    batch_size: int
+    learning_rate: float
+    dp: str
+    target_epsilon: float
+    noise_multiplier: float
+    max_grad_norm: float
+    delta: float
+    accountant: str
+    central_noise_multiplier: float
+    central_clipping_norm: float
+    proximal_mu: float
+    server_learning_rate: float
+    server_momentum: float
+    trim_beta: float
+    num_malicious_nodes: int
+    round_timeout: float
+    data_dir: str
+    out_dir: str
+    state_dir: str
+    seed: int
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any], *, where: str = "run config") -> RunConfig:
+        """Defaults overlaid with ``values`` (kebab-case keys); unknown keys are errors."""
+        unknown = sorted(set(values) - set(DEFAULTS))
+        if unknown:
+            raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; known keys: "
+                              f"{', '.join(sorted(DEFAULTS))}")
+        merged = {**DEFAULTS, **values}
+        kwargs = {k.replace("-", "_"): _coerce(k, v, DEFAULTS[k], where) for k, v in merged.items()}
+        return cls(**kwargs)
+
+    def __post_init__(self) -> None:
+        from fedmarket.metrics import check_task
+        from fedmarket.models import available_models
+
+        _at_least("num-server-rounds", self.num_server_rounds, 1)
+        _at_least("local-epochs", self.local_epochs, 1)
+        _at_least("batch-size", self.batch_size, 1)
+        _at_least("min-train-replies", self.min_train_replies, 1)
+        _at_least("num-malicious-nodes", self.num_malicious_nodes, 0)
+        _at_least("seed", self.seed, 0)
+        for key in ("fraction-train", "fraction-evaluate"):
+            value = getattr(self, key.replace("-", "_"))
+            if not 0.0 < value <= 1.0:
+                raise ConfigError(f"run config: {key} must be in (0, 1], got {value}")
+        for key in ("learning-rate", "max-grad-norm", "central-clipping-norm", "round-timeout",
+                    "server-learning-rate"):
+            _positive(key, getattr(self, key.replace("-", "_")))
+        for key in ("target-epsilon", "noise-multiplier", "delta", "central-noise-multiplier",
+                    "proximal-mu", "server-momentum", "trim-beta"):
+            _non_negative(key, getattr(self, key.replace("-", "_")))
+        if self.model not in available_models():
+            raise ConfigError(f"run config: model {self.model!r} is unknown; known: "
+                              f"{', '.join(available_models())}")
+        try:
+            check_task(self.task)
+        except ConfigError as exc:
+            raise ConfigError(f"run config: task: {exc}") from None
+        if self.dp not in DP_MODES:
+            raise ConfigError(f"run config: dp {self.dp!r} is unknown; use one of {', '.join(DP_MODES)}")
+        if self.dp == "client" and self.target_epsilon == 0 and self.noise_multiplier == 0:
+            raise ConfigError("run config: dp='client' needs target-epsilon > 0 or noise-multiplier > 0 "
+                              "(or set dp='none')")
+        if self.accountant not in ("rdp", "prv"):
+            raise ConfigError(f"run config: accountant {self.accountant!r} is unknown; use rdp or prv")
+        if self.delta >= 1:
+            raise ConfigError(f"run config: delta must be below 1, got {self.delta}")
+        if self.trim_beta >= 0.5:
+            raise ConfigError(f"run config: trim-beta must be below 0.5, got {self.trim_beta}")
+        from strategies import check_strategy_name
+
+        check_strategy_name(self.strategy)
+
+    def to_flower(self) -> dict[str, Any]:
+        """The kebab-case mapping Flower carries in ``context.run_config``."""
+        return {f.name.replace("_", "-"): getattr(self, f.name) for f in fields(self)}
+
+    def replace(self, **changes: Any) -> RunConfig:
+        """A copy with kebab-case or snake_case keys changed, re-validated."""
+        current = self.to_flower()
+        current.update({k.replace("_", "-"): v for k, v in changes.items()})
+        return RunConfig.from_mapping(current)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def parse_overrides(text: str, *, where: str = "--run-config") -> dict[str, Any]:
+    """Parse ``"k=v k2=v2"`` as flwr does (values are TOML), also taking bare words as strings."""
+    values: dict[str, Any] = {}
+    for item in text.split():
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"{where}: {item!r} is not key=value")
+        try:
+            values[key] = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            values[key] = raw
+    return values
+
+
+def _coerce(key: str, value: Any, default: Any, where: str) -> Any:
+    kind = type(default)
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if type(value) is not kind:
+        raise ConfigError(f"{where}: {key} must be {kind.__name__}, got {value!r} ({type(value).__name__})")
+    if kind is float and not math.isfinite(value):
+        raise ConfigError(f"{where}: {key} must be finite, got {value!r}")
+    return value
+
+
+def _at_least(key: str, value: int, low: int) -> None:
+    if value < low:
+        raise ConfigError(f"run config: {key} must be >= {low}, got {value}")
+
+
+def _positive(key: str, value: float) -> None:
+    if value <= 0:
+        raise ConfigError(f"run config: {key} must be > 0, got {value}")
+
+
+def _non_negative(key: str, value: float) -> None:
+    if value < 0:
+        raise ConfigError(f"run config: {key} must be >= 0, got {value}")

@@ -1,0 +1,419 @@
+"""Per-customer step sequences, aggregates and purchase labels from one retailer's events.
+
+Time is cut at ``cutoff``: features come only from the feature window
+``[cutoff - window_days, cutoff)`` and labels only from the horizon
+``[cutoff, cutoff + horizon_days)``, so nothing the model is asked to predict leaks into
+its inputs. Events before the window or after the horizon are ignored. Customers are those
+with at least one event in the window: a customer first seen after the cutoff is unknown
+at prediction time, so has no row.
+
+Retailers hold tens of millions of events, so :class:`SequenceBuilder` reads chunks and
+keeps only per-(customer, step) accumulators plus deduplicated (customer, step, session),
+(customer, step, category) and (customer, day) keys: memory grows with customers x steps,
+not with events (dense accumulators: about 400 bytes per customer at 8 steps, plus a
+pseudonym -> row dict).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from fedmarket.data.schema import EVENT_TYPES, RETAILER_COLUMN
+from fedmarket.errors import ConfigError, DataError
+
+# Per step, per customer (X[:, t, :]): event counts by type; spend = sum of purchase
+# prices; sessions / distinct_categories = distinct non-missing user_session / category_id;
+# mean_viewed_price = mean price of views (0 without views); days_since_last_* = days from
+# the step's end back to the latest such event since the window start, or
+# window_days + step_days ("never in window") when there is none yet; cart_to_view =
+# carts / max(views, 1). Prices are summed as integer micro-units (rounded to 1e-6).
+FEATURE_NAMES: tuple[str, ...] = (
+    "views",
+    "carts",
+    "removes",
+    "purchases",
+    "spend",
+    "sessions",
+    "distinct_categories",
+    "mean_viewed_price",
+    "days_since_last_purchase",
+    "days_since_last_event",
+    "cart_to_view",
+)
+# Per customer over the whole window (agg), for classical baselines: recency_days = days
+# from the last event to the cutoff; purchase_recency_days likewise for purchases (or
+# window_days + step_days); frequency = purchases; monetary = spend; sessions, active_days
+# (distinct UTC days) and distinct_categories are distinct over the window, not step sums;
+# conversion_rate = purchases / max(views, 1).
+AGGREGATE_NAMES: tuple[str, ...] = (
+    "recency_days",
+    "purchase_recency_days",
+    "frequency",
+    "monetary",
+    "views",
+    "carts",
+    "removes",
+    "sessions",
+    "active_days",
+    "distinct_categories",
+    "conversion_rate",
+)
+USED_COLUMNS: tuple[str, ...] = (
+    "event_time",
+    "event_type",
+    "price",
+    "user_id",
+    "user_session",
+    "category_id",
+)
+
+_DAY_NS = 86_400 * 10**9
+_MICRO = 1_000_000  # money is summed as integer micro-units so chunk order cannot change a bit
+_PURCHASE = EVENT_TYPES.index("purchase")
+_VIEW = EVENT_TYPES.index("view")
+_NONE = -1  # "no event yet" in the last-time accumulators (offsets are >= 0)
+
+
+def _positive_int(value: object, option: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value <= 0:
+        raise ConfigError(f"{option} must be a positive whole number of days, got {value!r}")
+    return int(value)
+
+
+@dataclass(frozen=True)
+class FeatureWindow:
+    """Where the feature window, its steps and the label horizon lie in time.
+
+    ``cutoff`` is a tz-aware midnight, converted to UTC; step ``t`` covers
+    ``[cutoff - window + t*step, cutoff - window + (t+1)*step)``.
+    """
+
+    cutoff: pd.Timestamp
+    window_days: int = 56
+    step_days: int = 7
+    horizon_days: int = 7
+
+    def __post_init__(self) -> None:
+        window = _positive_int(self.window_days, "--window-days")
+        step = _positive_int(self.step_days, "--step-days")
+        _positive_int(self.horizon_days, "--horizon-days")
+        if window % step:
+            raise ConfigError(
+                f"--window-days ({window}) must be a multiple of --step-days ({step}); "
+                f"e.g. --window-days {(window // step + 1) * step}"
+            )
+        try:
+            cutoff = pd.Timestamp(self.cutoff)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"--cutoff {self.cutoff!r} is not a date/time") from exc
+        if cutoff.tzinfo is None:
+            raise ConfigError(
+                f"--cutoff {cutoff} has no time zone; give a UTC midnight such as 2019-11-24T00:00Z"
+            )
+        cutoff = cutoff.tz_convert("UTC")
+        if cutoff != cutoff.normalize():
+            raise ConfigError(
+                f"--cutoff {cutoff} is not a UTC midnight; steps and labels are whole UTC days, "
+                f"use e.g. {cutoff.normalize().isoformat()}"
+            )
+        object.__setattr__(self, "cutoff", cutoff)
+
+    @property
+    def n_steps(self) -> int:
+        return self.window_days // self.step_days
+
+    @property
+    def start(self) -> pd.Timestamp:
+        return self.cutoff - pd.Timedelta(days=self.window_days)
+
+    @property
+    def horizon_end(self) -> pd.Timestamp:
+        return self.cutoff + pd.Timedelta(days=self.horizon_days)
+
+    @property
+    def never_days(self) -> float:
+        """The days-since value meaning "not in the window": above any real value."""
+        return float(self.window_days + self.step_days)
+
+
+def default_cutoff(last_event_time: pd.Timestamp, horizon_days: int) -> pd.Timestamp:
+    """The latest cutoff whose whole horizon is covered: midnight of (last day + 1 - horizon)."""
+    horizon = _positive_int(horizon_days, "--horizon-days")
+    last = pd.Timestamp(last_event_time)
+    if last.tzinfo is None:
+        raise DataError(f"last event time {last} has no time zone; event_time must be tz-aware UTC")
+    day = last.tz_convert("UTC").normalize()
+    return day + pd.Timedelta(days=1 - horizon)
+
+
+@dataclass(frozen=True)
+class CustomerFeatures:
+    """Row i of every array is customer ``customer[i]``; ``X`` is raw (untransformed)."""
+
+    customer: np.ndarray
+    X: np.ndarray
+    agg: np.ndarray
+    y_purchase: np.ndarray
+    y_count: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.customer)
+
+
+def _utc_ns(times: pd.Series) -> np.ndarray:
+    if not isinstance(times.dtype, pd.DatetimeTZDtype):
+        raise DataError(
+            f"event_time has dtype {times.dtype}; it must be tz-aware UTC "
+            f"(validate and load events with fedmarket's loaders first)"
+        )
+    naive = times.dt.tz_convert("UTC").dt.tz_localize(None)
+    return naive.to_numpy(dtype="datetime64[ns]").view(np.int64)
+
+
+def _event_codes(types: pd.Series) -> np.ndarray:
+    found, uniques = pd.factorize(types)  # map the few distinct values, not every row
+    known = pd.Index(EVENT_TYPES).get_indexer(uniques)
+    codes = np.where(found < 0, -1, known[found]).astype(np.int64)
+    if (codes < 0).any():
+        bad = types[codes < 0]
+        raise DataError(
+            f"event_type {bad.iloc[0]!r} (row {bad.index[0]}) is not one of "
+            f"{', '.join(EVENT_TYPES)}; validate the events first"
+        )
+    return codes
+
+
+def _no_missing(values: pd.Series, column: str) -> None:
+    missing = values.isna().to_numpy()
+    if missing.any():
+        raise DataError(
+            f"{column} is missing in row {values.index[missing][0]}; validate the events first"
+        )
+
+
+def _float32_stack(columns: dict[str, np.ndarray], names: tuple[str, ...]) -> np.ndarray:
+    """Columns side by side on a new last axis, written straight into float32."""
+    first = columns[names[0]]
+    out = np.empty((*first.shape, len(names)), np.float32)
+    for i, name in enumerate(names):
+        out[..., i] = columns[name]
+    return out
+
+
+class _KeySet:
+    """Deduplicated integer key pairs, compacted whenever the pending rows pile up."""
+
+    def __init__(self, compact_rows: int = 4_000_000) -> None:
+        self._parts: list[pd.DataFrame] = []
+        self._pending = 0  # rows added since the last compaction
+        self._compacted = 0  # rows the last compaction kept
+        self._compact_rows = compact_rows
+
+    def add(self, a: np.ndarray, b: np.ndarray) -> None:
+        part = pd.DataFrame({"a": a, "b": b}).drop_duplicates()
+        self._parts.append(part)
+        self._pending += len(part)
+        # Waiting for as many new rows as already kept keeps the total work linear.
+        if self._pending > max(self._compact_rows, self._compacted):
+            self._parts = [self.frame()]
+            self._pending, self._compacted = 0, len(self._parts[0])
+
+    def frame(self) -> pd.DataFrame:
+        if not self._parts:
+            return pd.DataFrame({"a": np.empty(0, np.int64), "b": np.empty(0, np.int64)})
+        return pd.concat(self._parts, ignore_index=True).drop_duplicates(ignore_index=True)
+
+
+class SequenceBuilder:
+    """Streams event chunks (any order, any size) into :class:`CustomerFeatures`."""
+
+    def __init__(self, window: FeatureWindow) -> None:
+        self.window = window
+        self._start = window.start.as_unit("ns").value
+        self._cutoff = window.cutoff.as_unit("ns").value
+        self._horizon_end = window.horizon_end.as_unit("ns").value
+        self._step_ns = window.step_days * _DAY_NS
+        self._ids: dict[str, int] = {}  # pseudonym -> dense id, in order of first sight
+        self._counts = np.zeros((0, window.n_steps, len(EVENT_TYPES)), np.int64)
+        self._money = np.zeros((0, window.n_steps, 2), np.int64)  # spend, viewed price sum
+        self._last = np.zeros((0, window.n_steps, 2), np.int64)  # last event, last purchase
+        self._labels = np.zeros(0, np.int64)
+        self._sessions = _KeySet()  # (id * T + step, session hash)
+        self._categories = _KeySet()  # (id * T + step, category_id)
+        self._days = _KeySet()  # (id, day in window)
+        self._retailer: object | None = None
+
+    def add(self, chunk: pd.DataFrame) -> None:
+        """Fold one chunk of validated events into the accumulators."""
+        missing = [c for c in USED_COLUMNS if c not in chunk.columns]
+        if missing:
+            raise DataError(
+                f"event chunk lacks column(s) {', '.join(missing)}; expected the "
+                f"REES46 event schema (fedmarket.data.schema.EVENT_COLUMNS)"
+            )
+        ns = _utc_ns(chunk["event_time"])
+        codes = _event_codes(chunk["event_type"])
+        in_window = (ns >= self._start) & (ns < self._cutoff)
+        in_horizon = (ns >= self._cutoff) & (ns < self._horizon_end) & (codes == _PURCHASE)
+        keep = in_window | in_horizon
+        users = chunk["user_id"][keep]
+        _no_missing(users, "user_id")
+        rows = chunk.loc[in_window, ["price", "user_session", "category_id"]]
+        _no_missing(rows["price"], "price")
+        self._check_retailer(chunk)  # every check passed: only now change any state
+        if not keep.any():
+            return
+        ids = self._register(users)
+        window_rows = in_window[keep]
+        self._add_labels(ids[~window_rows])
+        self._add_window(rows, ids[window_rows], ns[in_window], codes[in_window])
+
+    def _check_retailer(self, chunk: pd.DataFrame) -> None:
+        if RETAILER_COLUMN not in chunk.columns or chunk.empty:
+            return
+        seen = set(chunk[RETAILER_COLUMN].dropna().unique())
+        if self._retailer is not None:
+            seen.add(self._retailer)
+        if len(seen) > 1:
+            raise DataError(
+                f"events of several retailers ({sorted(map(str, seen))}) were given "
+                f"to one SequenceBuilder; build features per retailer"
+            )
+        if seen:
+            self._retailer = seen.pop()
+
+    def _register(self, users: pd.Series) -> np.ndarray:
+        codes, uniques = pd.factorize(users)
+        # No library keeps a growing string -> int table across calls; a dict does it in C.
+        table = self._ids
+        new_ids = (table.setdefault(u, len(table)) for u in uniques.tolist())
+        dense = np.fromiter(new_ids, np.int64, len(uniques))
+        self._grow(len(table))
+        return dense[codes]
+
+    def _grow(self, n: int) -> None:
+        if n <= len(self._labels):
+            return
+        size = max(n, 2 * len(self._labels), 1024)
+
+        def grown(a: np.ndarray, fill: int) -> np.ndarray:
+            out = np.full((size, *a.shape[1:]), fill, a.dtype)
+            out[: len(a)] = a
+            return out
+
+        self._counts, self._money = grown(self._counts, 0), grown(self._money, 0)
+        self._last, self._labels = grown(self._last, _NONE), grown(self._labels, 0)
+
+    def _add_labels(self, ids: np.ndarray) -> None:
+        np.add.at(self._labels, ids, 1)
+
+    def _add_window(
+        self, rows: pd.DataFrame, ids: np.ndarray, ns: np.ndarray, codes: np.ndarray
+    ) -> None:
+        n_steps = self.window.n_steps
+        offset = ns - self._start
+        cell = ids * n_steps + offset // self._step_ns
+        np.add.at(self._counts.reshape(-1), cell * len(EVENT_TYPES) + codes, 1)
+        price = rows["price"].to_numpy(dtype=np.float64)
+        micro = np.rint(price * _MICRO).astype(np.int64)
+        money = self._money.reshape(-1)
+        bought, viewed = codes == _PURCHASE, codes == _VIEW
+        np.add.at(money, cell[bought] * 2, micro[bought])
+        np.add.at(money, cell[viewed] * 2 + 1, micro[viewed])
+        last = self._last.reshape(-1)
+        np.maximum.at(last, cell * 2, offset)
+        np.maximum.at(last, cell[bought] * 2 + 1, offset[bought])
+        sessions = rows["user_session"]
+        has = sessions.notna().to_numpy()
+        hashed = pd.util.hash_pandas_object(sessions[has], index=False).to_numpy().view(np.int64)
+        self._sessions.add(cell[has], hashed)  # 64-bit hashes: a collision is ~N^2/2^65 unlikely
+        category = rows["category_id"]
+        has = category.notna().to_numpy()
+        self._categories.add(cell[has], category[has].to_numpy(dtype=np.int64))
+        self._days.add(ids, offset // _DAY_NS)
+
+    def finish(self) -> CustomerFeatures:
+        """Dense arrays for every customer seen in the window, sorted by pseudonym."""
+        n = len(self._ids)
+        active = (self._last[:n, :, 0] != _NONE).any(axis=1)
+        if not active.any():
+            w = self.window
+            raise DataError(
+                f"no customer has an event in the feature window [{w.start}, "
+                f"{w.cutoff}); check --cutoff and --window-days against the data"
+            )
+        names = np.array(list(self._ids), dtype=str)
+        keep = np.flatnonzero(active)
+        order = keep[np.argsort(names[keep], kind="stable")]
+        y_count = self._labels[order].astype(np.float32)
+        return CustomerFeatures(
+            customer=names[order],
+            X=self._sequences(order),
+            agg=self._aggregates(order),
+            y_purchase=(y_count > 0).astype(np.float32),
+            y_count=y_count,
+        )
+
+    def _distinct(self, keys: _KeySet, n_rows: int, divide: int) -> np.ndarray:
+        """How many distinct second keys each first key (divided by ``divide``) has."""
+        pairs = keys.frame()
+        first = pairs["a"].to_numpy() // divide
+        if divide > 1:  # merge steps: distinct over the whole window, not summed per step
+            merged = pd.DataFrame({"a": first, "b": pairs["b"].to_numpy()}).drop_duplicates()
+            first = merged["a"].to_numpy()
+        return np.bincount(first, minlength=n_rows)
+
+    def _sequences(self, order: np.ndarray) -> np.ndarray:
+        n_steps, n = self.window.n_steps, len(self._ids)
+        counts, money = self._counts[order], self._money[order].astype(np.float64) / _MICRO
+        per_cell = n * n_steps
+        sessions = self._distinct(self._sessions, per_cell, 1).reshape(n, n_steps)[order]
+        categories = self._distinct(self._categories, per_cell, 1).reshape(n, n_steps)[order]
+        views, carts = counts[..., _VIEW], counts[..., EVENT_TYPES.index("cart")]
+        step_end = np.arange(1, n_steps + 1, dtype=np.int64) * self._step_ns
+        columns = {
+            "views": views,
+            "carts": carts,
+            "removes": counts[..., EVENT_TYPES.index("remove_from_cart")],
+            "purchases": counts[..., _PURCHASE],
+            "spend": money[..., 0],
+            "sessions": sessions,
+            "distinct_categories": categories,
+            "mean_viewed_price": money[..., 1] / np.maximum(views, 1),
+            "days_since_last_purchase": self._days_since(self._last[order, :, 1], step_end),
+            "days_since_last_event": self._days_since(self._last[order, :, 0], step_end),
+            "cart_to_view": carts / np.maximum(views, 1),
+        }
+        return _float32_stack(columns, FEATURE_NAMES)
+
+    def _days_since(self, last: np.ndarray, step_end: np.ndarray) -> np.ndarray:
+        """Days from each step's end back to the latest event so far (cap if none yet)."""
+        so_far = np.maximum.accumulate(last, axis=1)
+        days = (step_end - so_far) / _DAY_NS
+        return np.where(so_far == _NONE, self.window.never_days, days)
+
+    def _aggregates(self, order: np.ndarray) -> np.ndarray:
+        n_steps, n = self.window.n_steps, len(self._ids)
+        totals = self._counts[order].sum(axis=1)
+        last = self._last[order].max(axis=1)
+        end = self.window.window_days * _DAY_NS
+        purchases, views = totals[:, _PURCHASE], totals[:, _VIEW]
+        columns = {
+            "recency_days": (end - last[:, 0]) / _DAY_NS,
+            "purchase_recency_days": np.where(
+                last[:, 1] == _NONE, self.window.never_days, (end - last[:, 1]) / _DAY_NS
+            ),
+            "frequency": purchases,
+            "monetary": self._money[order, :, 0].sum(axis=1) / _MICRO,
+            "views": views,
+            "carts": totals[:, EVENT_TYPES.index("cart")],
+            "removes": totals[:, EVENT_TYPES.index("remove_from_cart")],
+            "sessions": self._distinct(self._sessions, n, n_steps)[order],
+            "active_days": self._distinct(self._days, n, 1)[order],
+            "distinct_categories": self._distinct(self._categories, n, n_steps)[order],
+            "conversion_rate": purchases / np.maximum(views, 1),
+        }
+        return _float32_stack(columns, AGGREGATE_NAMES)

@@ -1,0 +1,77 @@
+"""Where fedmarket keeps what a user did not name: the default synthetic data and runs.
+
+The default retailers are synthesised and prepared once per machine into the user's
+cache, so `flwr run .` and `fedmarket simulate` work on a fresh clone with no arguments.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+from fedmarket.errors import ConfigError
+
+DEFAULT_SYNTH = {"n_retailers": 10, "n_customers": 5000, "days": 120, "seed": 0}
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("FEDMARKET_CACHE") or Path(
+        os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "fedmarket"
+    return Path(base)
+
+
+def default_data_dir() -> Path:
+    return cache_dir() / "default" / "prepared"
+
+
+def resolve_data_dir(data_dir: str) -> Path:
+    """``data-dir`` from the run config, or the default prepared data (which must exist)."""
+    path = Path(data_dir).expanduser() if data_dir else default_data_dir()
+    if not (path / "manifest.json").is_file():
+        hint = ("run `fedmarket simulate` or `fedmarket data synth` + `fedmarket data prepare` first"
+                if not data_dir else "run `fedmarket data prepare --out` to that directory first")
+        raise ConfigError(f"data-dir {path}: no prepared data there; {hint}")
+    return path
+
+
+def default_run_dir(prefix: str = "run") -> Path:
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    return Path(os.environ.get("FEDMARKET_RUNS", "runs")).resolve() / f"{prefix}-{stamp}"
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def ensure_default_data(advance: Callable[..., None] | None = None,
+                        log: Callable[[str], None] = print) -> Path:
+    """Synthesise and prepare the default retailers once (safe against concurrent callers)."""
+    from fedmarket.commands.data import resolve_pseudonym_key
+    from fedmarket.data.prepare import PrepareOptions, prepare
+    from fedmarket.data.synth import generate_retailers
+
+    prepared = default_data_dir()
+    raw = prepared.parent / "raw"
+    with _locked(prepared.parent / ".lock"):
+        if (prepared / "manifest.json").is_file():
+            return prepared
+        log(f"synthesising the default retailers into {raw} (once per machine)")
+        if raw.exists() and not (raw / "synth.json").exists():
+            raise ConfigError(f"{raw} exists but holds no synthetic data; remove it")
+        if not (raw / "synth.json").exists():
+            generate_retailers(raw, **DEFAULT_SYNTH, progress=advance)
+        log(f"preparing them into {prepared}")
+        key = resolve_pseudonym_key(None, [raw, prepared])
+        prepare(PrepareOptions(raw=raw, out=prepared, pseudonym_key=key, overwrite=True), advance)
+    return prepared

@@ -1,0 +1,207 @@
+"""The server's record of a federated run: rounds, checkpoints, global test metrics.
+
+``FederatedRun`` receives each round's reply summary from the recording strategy and the
+aggregated weights, evaluates the global model on the pooled test customers when the
+server has them (simulation), checkpoints the weights every round, appends a row to
+``rounds.csv`` as soon as the round ends (a crash keeps every finished round), and at the
+end writes ``federated.json``. It sees only what clients sent: weights and aggregates.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from fedmarket.centralised import _json_safe, test_report
+from fedmarket.config import RunConfig
+from fedmarket.data import store
+from fedmarket.models import build_model
+from fedmarket.privacy.central import central_epsilon
+from fedmarket.privacy.config import default_delta
+from fedmarket.tasks import get_task
+from fedmarket.training import predict
+
+log = logging.getLogger("fedmarket")
+ROUND_FIELDS = ("round", "sent", "ok", "failed", "declined", "timed_out", "eval_ok", "eval_failed",
+                "train_loss", "epsilon_max", "elapsed_s")
+TEST_KEYS = ("roc_auc", "pr_auc", "f1", "accuracy", "log_loss", "lift_at_10", "mae", "rmse", "r2")
+
+
+class FederatedRun:
+    """Implements the strategies' RoundRecorder and Flower's ``evaluate_fn``."""
+
+    def __init__(self, cfg: RunConfig, run_dir: Path, data_dir: Path | None, *, num_nodes: int,
+                 round_offset: int = 0) -> None:
+        self.cfg, self.run_dir, self.offset = cfg, run_dir, round_offset
+        self.num_nodes = num_nodes
+        self.started = time.perf_counter()
+        self.task = get_task(cfg.task)
+        self.test = None
+        self.n_features = None
+        self.n_train_total = None
+        if data_dir is not None:
+            manifest = store.read_manifest(data_dir)
+            self.n_features = len(manifest["feature_names"])
+            self.n_train_total = sum(p["train"]["n"] for p in manifest["partitions"])
+            self.test = store.load_pooled(data_dir, "test")
+        self.rows: dict[int, dict[str, Any]] = {}
+        self.epsilon_by_client: dict[int, float] = {}
+        self.final_test: dict[str, Any] | None = None
+        self.rounds_done = round_offset
+        (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+
+    # --- RoundRecorder -------------------------------------------------------------------
+    def on_train(self, summary: Any, arrays: Any, metrics: Any) -> None:
+        rnd = self.offset + summary.server_round
+        row = self._row(rnd)
+        row.update(sent=summary.sent, ok=summary.ok, failed=summary.failed,
+                   declined=summary.declined, timed_out=summary.timed_out)
+        for client in summary.per_client:
+            if "epsilon" in client and "partition-id" in client:
+                self.epsilon_by_client[int(client["partition-id"])] = float(client["epsilon"])
+        if metrics is not None and "train-loss" in metrics:
+            row["train_loss"] = float(metrics["train-loss"])
+        row["epsilon_max"] = self._epsilon_max(rnd)
+        for node_id, code, reason in summary.failures:
+            log.warning("round %d: client %s failed (code %s): %s", rnd, node_id, code, reason)
+        if arrays is not None:
+            self.checkpoint(rnd, arrays.to_torch_state_dict())
+            self.rounds_done = rnd
+        log.info("round %d: %d/%d replies, %d failed, %d declined, %d timed out; epsilon max %s",
+                 rnd, summary.ok, summary.sent, summary.failed, summary.declined, summary.timed_out,
+                 _fmt(row["epsilon_max"]))
+        if self.epsilon_by_client:
+            log.info("round %d: epsilon per client %s", rnd,
+                     {k: round(v, 3) for k, v in sorted(self.epsilon_by_client.items())})
+
+    def on_evaluate(self, summary: Any, metrics: Any) -> None:
+        row = self._row(self.offset + summary.server_round)
+        row.update(eval_ok=summary.ok, eval_failed=summary.failed + summary.timed_out)
+        for key, value in (metrics or {}).items():
+            if key in TEST_KEYS:
+                row[f"fed_{key}"] = float(value)
+
+    # --- evaluate_fn ---------------------------------------------------------------------
+    def evaluate_global(self, server_round: int, arrays: Any) -> dict[str, float] | None:
+        """Global model on the pooled test customers (simulation only); writes the round's row."""
+        rnd = self.offset + server_round
+        report = None
+        if self.test is not None and len(arrays.keys()) > 0:
+            report = self.test_metrics(arrays.to_torch_state_dict())
+            self.final_test = report
+        if server_round > 0:
+            row = self._row(rnd)
+            row["elapsed_s"] = time.perf_counter() - self.started
+            row.update({f"test_{k}": report[k] for k in TEST_KEYS if report and k in report})
+            self._append_csv(row)
+        if report is None:
+            return None
+        return {k: float(v) for k, v in report.items() if isinstance(v, int | float) and k in TEST_KEYS}
+
+    def test_metrics(self, weights: dict[str, torch.Tensor]) -> dict[str, Any]:
+        model = build_model(self.cfg.model, self.n_features, task=self.cfg.task, dp=False)
+        model.load_state_dict(weights, strict=True)
+        y = self.task.targets(self.test)
+        return test_report(self.cfg.task, y, predict(model, self.test.X, self.task))
+
+    # --- checkpoints and results ----------------------------------------------------------
+    def checkpoint(self, rnd: int, weights: dict[str, torch.Tensor]) -> None:
+        path = self.run_dir / "checkpoints" / f"round-{rnd:04d}.pt"
+        torch.save({"round": rnd, "state_dict": weights}, path)
+        (self.run_dir / "checkpoints" / "latest.json").write_text(json.dumps({"round": rnd, "path": path.name}))
+
+    def epsilon_summary(self) -> dict[str, Any] | None:
+        if self.cfg.dp == "client":
+            if not self.epsilon_by_client:
+                return {"max": None, "per_client": {}, "unit": "customer"}
+            return {"max": max(self.epsilon_by_client.values()), "unit": "customer",
+                    "per_client": {str(k): v for k, v in sorted(self.epsilon_by_client.items())}}
+        if self.cfg.dp == "central":
+            eps = self._central_epsilon(self.rounds_done)
+            return {"max": eps, "per_client": None, "unit": "retailer", "delta": self.central_delta()}
+        return None
+
+    def central_delta(self) -> float:
+        return self.cfg.delta if self.cfg.delta > 0 else default_delta(self.num_nodes)
+
+    def finish(self, wall_s: float | None = None) -> dict[str, Any]:
+        result = {
+            "test": self.final_test,
+            "rounds": self.rounds_done,
+            "wall_s": wall_s if wall_s is not None else time.perf_counter() - self.started,
+            "epsilon": self.epsilon_summary(),
+            "delta": self.client_delta(),
+            "failures": {k: int(sum(r.get(k) or 0 for r in self.rows.values()))
+                         for k in ("failed", "declined", "timed_out")},
+        }
+        (self.run_dir / "federated.json").write_text(json.dumps(_json_safe(result), indent=2) + "\n")
+        return result
+
+    def client_delta(self) -> float | None:
+        if self.cfg.dp == "client" and self.n_train_total:
+            return self.cfg.delta if self.cfg.delta > 0 else default_delta(self.n_train_total)
+        if self.cfg.dp == "central":
+            return self.central_delta()
+        return None
+
+    # --- internals ----------------------------------------------------------------------
+    def _row(self, rnd: int) -> dict[str, Any]:
+        return self.rows.setdefault(rnd, {"round": rnd})
+
+    def _epsilon_max(self, rnd: int) -> float | None:
+        if self.cfg.dp == "central":
+            return self._central_epsilon(rnd)
+        return max(self.epsilon_by_client.values()) if self.epsilon_by_client else None
+
+    def _central_epsilon(self, rounds: int) -> float | None:
+        if rounds <= 0:
+            return None
+        return central_epsilon(self.cfg.central_noise_multiplier, self.cfg.fraction_train, rounds,
+                               self.central_delta(), accountant=self.cfg.accountant)
+
+    def _append_csv(self, row: dict[str, Any]) -> None:
+        path = self.run_dir / "rounds.csv"
+        fields = list(ROUND_FIELDS) + [f"{p}_{k}" for p in ("test", "fed") for k in TEST_KEYS]
+        new = not path.exists()
+        with open(path, "a", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=fields, extrasaction="ignore")
+            if new:
+                writer.writeheader()
+            writer.writerow({k: _cell(row.get(k)) for k in fields})
+
+
+def read_rounds(run_dir: Path) -> list[dict[str, Any]]:
+    path = run_dir / "rounds.csv"
+    if not path.exists():
+        return []
+    with open(path, newline="") as handle:
+        return [{k: (float(v) if v not in ("", None) else None) for k, v in row.items()}
+                for row in csv.DictReader(handle)]
+
+
+def latest_checkpoint(run_dir: Path) -> tuple[int, dict[str, torch.Tensor]] | None:
+    marker = run_dir / "checkpoints" / "latest.json"
+    if not marker.exists():
+        return None
+    info = json.loads(marker.read_text())
+    blob = torch.load(run_dir / "checkpoints" / info["path"], weights_only=True)
+    return int(blob["round"]), blob["state_dict"]
+
+
+def _cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, float | np.floating):
+        return f"{float(value):.6g}"
+    return value
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"

@@ -1,0 +1,129 @@
+"""Models by name, so run config, CLI and benchmarks pick one with a string.
+
+Every entry is ``SequenceModel`` with its architecture fixed (cell kind, whether a Conv1d front
+exists) and the tunable hyper-parameters listed with their defaults; anything not listed is
+rejected, so a typo in a run config fails loudly instead of training the default model.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import partial
+from types import MappingProxyType
+from typing import Any
+
+import torch
+from torch import nn
+
+from fedmarket.errors import ConfigError
+from fedmarket.models.sequence import SequenceModel
+
+_RECURRENT_DEFAULTS: dict[str, Any] = {
+    "hidden_size": 50,
+    "num_layers": 2,
+    "dropout": 0.2,
+    "base_rate": None,
+}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """How to build one named model: constructor(n_features, task=, dp=, **defaults)."""
+
+    constructor: Callable[..., nn.Module]
+    defaults: Mapping[str, Any]
+    description: str
+
+
+MODEL_REGISTRY: Mapping[str, ModelSpec] = MappingProxyType(
+    {
+        "cnn-lstm": ModelSpec(
+            partial(SequenceModel, cell="lstm"),
+            MappingProxyType(
+                {
+                    "conv_layers": 2,
+                    "conv_channels": 32,
+                    "kernel_size": 3,
+                    **_RECURRENT_DEFAULTS,
+                    "num_layers": 1,
+                }
+            ),
+            "Conv1d over time (2 x 32 channels, kernel 3, ReLU) feeding a 1-layer LSTM (50)",
+        ),
+        "lstm": ModelSpec(
+            partial(SequenceModel, cell="lstm", conv_layers=0),
+            MappingProxyType(dict(_RECURRENT_DEFAULTS)),
+            "stacked LSTM, 2 layers of 50, dropout 0.2 (the LSTM frequency study's setting)",
+        ),
+        "gru": ModelSpec(
+            partial(SequenceModel, cell="gru", conv_layers=0),
+            MappingProxyType(dict(_RECURRENT_DEFAULTS)),
+            "stacked GRU baseline, same sizes as lstm",
+        ),
+        "rnn": ModelSpec(
+            partial(SequenceModel, cell="rnn", conv_layers=0),
+            MappingProxyType(dict(_RECURRENT_DEFAULTS)),
+            "stacked Elman RNN (tanh) baseline, same sizes as lstm",
+        ),
+    }
+)
+
+
+def available_models() -> list[str]:
+    """Names accepted by ``build_model``, sorted."""
+    return sorted(MODEL_REGISTRY)
+
+
+def _spec(name: str) -> ModelSpec:
+    if name not in MODEL_REGISTRY:
+        raise ConfigError(f"unknown model {name!r}; known: {', '.join(available_models())}")
+    return MODEL_REGISTRY[name]
+
+
+def model_hparams(name: str) -> dict[str, Any]:
+    """Default hyper-parameters of model ``name`` (a fresh dict, safe to modify)."""
+    return dict(_spec(name).defaults)
+
+
+@contextmanager
+def _seeded(seed: int | None) -> Iterator[None]:
+    """Seed torch for the block only; the caller's RNG state is restored afterwards."""
+    if seed is None:
+        yield
+        return
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ConfigError(f"model seed must be a non-negative integer or None, got {seed!r}")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        yield
+
+
+def build_model(
+    name: str,
+    n_features: int,
+    *,
+    task: str = "purchase",
+    dp: bool = False,
+    seed: int | None = None,
+    **hparams: Any,
+) -> nn.Module:
+    """Build model ``name`` for ``n_features`` per-step features, on the CPU.
+
+    ``dp=True`` gives the Opacus-ready form; its state dict is interchangeable with the fast
+    form's. With ``seed`` the initial weights depend on the seed alone (identical for dp=True and
+    dp=False) and torch's global RNG is left untouched (``torch.random.fork_rng``); with
+    ``seed=None`` construction draws from the global RNG. Hyper-parameter names are snake_case
+    (see ``model_hparams``); run-config kebab-case keys must be translated by the caller.
+    """
+    spec = _spec(name)
+    unknown = sorted(set(hparams) - set(spec.defaults))
+    if unknown:
+        raise ConfigError(
+            f"unknown hyper-parameter(s) {', '.join(map(repr, unknown))} for model {name!r}; "
+            f"allowed: {', '.join(sorted(spec.defaults))}"
+        )
+    with _seeded(seed):
+        return spec.constructor(n_features, task=task, dp=dp, **{**spec.defaults, **hparams})

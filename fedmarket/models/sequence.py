@@ -1,0 +1,142 @@
+"""One configurable sequence model: optional Conv1d front, recurrent stack, one score per customer.
+
+All four registered models (cnn-lstm, lstm, gru, rnn) are this class with different settings, so
+fast and DP forms, initialisation and the head behave the same everywhere. Input is
+``[B, T, F]`` float32 (batch first: customers x time steps x per-step features); output is
+``[B]``, a raw score: a logit for task ``purchase``, a log-rate for ``purchase-count``. The link
+and the loss live with the task, not here.
+
+No BatchNorm anywhere: Opacus cannot privatise it (its running statistics mix customers).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any
+
+from torch import Tensor, nn
+
+from fedmarket.errors import ConfigError, DataError
+from fedmarket.models.recurrent import RECURRENT_KINDS, RecurrentStack
+from fedmarket.tasks import get_task
+
+
+def _positive_int(name: str, value: Any, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ConfigError(
+            f"model hyper-parameter {name!r} must be an integer >= {minimum}, got {value!r}"
+        )
+    return int(value)
+
+
+def _dropout(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < 1:
+        raise ConfigError(
+            f"model hyper-parameter 'dropout' must be a number in [0, 1), got {value!r}"
+        )
+    return float(value)
+
+
+def _head_bias(task: str, base_rate: Any) -> float:
+    """Start the head at the training base rate, so early rounds do not spend budget finding it.
+
+    ``base_rate`` is the share of buyers (purchase) or the mean purchase count (purchase-count);
+    ``None`` starts at a neutral 0 (probability 0.5, rate 1).
+    """
+    if base_rate is None:
+        return 0.0
+    bad = isinstance(base_rate, bool) or not isinstance(base_rate, numbers.Real)
+    if task == "purchase":
+        if bad or not 0 < base_rate < 1:
+            raise ConfigError(
+                f"model hyper-parameter 'base_rate' for task 'purchase' must be a share of "
+                f"buyers in (0, 1), got {base_rate!r}"
+            )
+        return math.log(base_rate / (1 - base_rate))
+    if bad or not base_rate > 0 or not math.isfinite(base_rate):
+        raise ConfigError(
+            f"model hyper-parameter 'base_rate' for task 'purchase-count' must be a mean count "
+            f"> 0, got {base_rate!r}"
+        )
+    return math.log(base_rate)
+
+
+def _conv_front(n_features: int, layers: int, channels: int, kernel_size: int) -> nn.Sequential:
+    """Conv1d over time; odd kernels with padding k//2 keep T, so the LSTM sees every step."""
+    modules: list[nn.Module] = []
+    in_channels = n_features
+    for _ in range(layers):
+        modules += [nn.Conv1d(in_channels, channels, kernel_size, padding=kernel_size // 2)]
+        modules += [nn.ReLU()]
+        in_channels = channels
+    return nn.Sequential(*modules)
+
+
+class SequenceModel(nn.Module):
+    """Conv1d front (``conv_layers`` may be 0) -> recurrent stack -> last step -> dropout -> head.
+
+    ``dp=True`` swaps only the recurrent layers for Opacus' DP layers; the state-dict layout is
+    the same, and for one RNG state both forms start from identical weights. Prefer
+    ``fedmarket.models.build_model``, which also seeds construction without touching global RNG.
+    """
+
+    def __init__(
+        self,
+        n_features: int,
+        *,
+        cell: str = "lstm",
+        task: str = "purchase",
+        dp: bool = False,
+        conv_layers: int = 0,
+        conv_channels: int = 32,
+        kernel_size: int = 3,
+        hidden_size: int = 50,
+        num_layers: int = 2,
+        dropout: float = 0.2,
+        base_rate: float | None = None,
+    ) -> None:
+        super().__init__()
+        if cell not in RECURRENT_KINDS:
+            raise ConfigError(f"unknown cell {cell!r}; known: {', '.join(RECURRENT_KINDS)}")
+        get_task(task)  # ConfigError naming the known tasks; fedmarket/tasks.py owns the list
+        self.n_features = _positive_int("n_features", n_features)
+        self.task, self.cell, self.dp = task, cell, bool(dp)
+        self.hparams: dict[str, Any] = {
+            "conv_layers": _positive_int("conv_layers", conv_layers, minimum=0),
+            "conv_channels": _positive_int("conv_channels", conv_channels),
+            "kernel_size": _positive_int("kernel_size", kernel_size),
+            "hidden_size": _positive_int("hidden_size", hidden_size),
+            "num_layers": _positive_int("num_layers", num_layers),
+            "dropout": _dropout(dropout),
+            "base_rate": base_rate,
+        }
+        if kernel_size % 2 == 0:
+            raise ConfigError(
+                f"model hyper-parameter 'kernel_size' must be odd to keep the sequence length, "
+                f"got {kernel_size}"
+            )
+        bias = _head_bias(task, base_rate)
+        hp = self.hparams
+        self.conv = _conv_front(n_features, hp["conv_layers"], hp["conv_channels"], kernel_size)
+        rnn_input = hp["conv_channels"] if hp["conv_layers"] else n_features
+        self.recurrent = RecurrentStack(
+            cell, rnn_input, hp["hidden_size"], hp["num_layers"], hp["dropout"], dp=self.dp
+        )
+        self.dropout = nn.Dropout(hp["dropout"])
+        self.head = nn.Linear(hp["hidden_size"], 1)
+        nn.init.constant_(self.head.bias, bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() != 3 or x.shape[1] < 1 or x.shape[2] != self.n_features:
+            raise DataError(
+                f"model input must be [batch, time >= 1, {self.n_features} features], "
+                f"got shape {tuple(x.shape)}; check the feature arrays match the model"
+            )
+        if len(self.conv):
+            x = self.conv(x.transpose(1, 2)).transpose(1, 2)
+        last = self.recurrent(x)[:, -1, :]
+        return self.head(self.dropout(last)).squeeze(-1)
+
+    def extra_repr(self) -> str:
+        return f"task={self.task!r}, dp={self.dp}"

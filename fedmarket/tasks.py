@@ -1,0 +1,106 @@
+"""What a model is asked to predict: target column, loss on the raw score, and the link.
+
+Every model outputs one raw score per customer (a logit, or a log-rate); the task says
+which label it is trained against, with which loss, and how the score becomes the
+prediction users see (a probability, or an expected count).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from fedmarket.data.store import SplitArrays
+from fedmarket.errors import ConfigError, DataError
+from fedmarket.metrics import primary_metric
+
+
+@dataclass(frozen=True)
+class Task:
+    """One prediction task; build with ``get_task``."""
+
+    name: str
+    target: str  # the SplitArrays field holding the label
+    description: str
+    _loss: Callable[[str], nn.Module]
+    _link: Callable[[torch.Tensor], torch.Tensor]
+    _check: Callable[[np.ndarray], str | None]
+
+    def loss(self, reduction: str = "mean") -> nn.Module:
+        """A fresh loss module on (raw score, target)."""
+        return self._loss(reduction)
+
+    def prediction(self, score: torch.Tensor) -> torch.Tensor:
+        """Raw model score -> probability (purchase) or expected count (purchase-count)."""
+        return self._link(score)
+
+    @property
+    def primary_metric(self) -> tuple[str, bool]:
+        """(metric key, higher_is_better), from fedmarket.metrics."""
+        return primary_metric(self.name)
+
+    def targets(self, split: SplitArrays) -> np.ndarray:
+        """The label vector as float32; DataError if a value cannot be a label of this task."""
+        y = np.asarray(getattr(split, self.target), dtype=np.float32)
+        if y.ndim != 1:
+            raise DataError(f"{self.target}: expected a 1-D label vector, got shape {y.shape}")
+        problem = self._check(y)
+        if problem is not None:
+            raise DataError(f"{self.target}: {problem}; re-run `fedmarket data prepare`")
+        return y
+
+
+def _check_binary(y: np.ndarray) -> str | None:
+    bad = np.flatnonzero((y != 0) & (y != 1))
+    if bad.size:
+        return f"labels must be 0 or 1, row {bad[0]} holds {y[bad[0]]!r}"
+    return None
+
+
+def _check_count(y: np.ndarray) -> str | None:
+    bad = np.flatnonzero(~np.isfinite(y) | (y < 0))
+    if bad.size:
+        return f"counts must be finite and >= 0, row {bad[0]} holds {y[bad[0]]!r}"
+    return None
+
+
+def _bce(reduction: str) -> nn.Module:
+    return nn.BCEWithLogitsLoss(reduction=reduction)
+
+
+def _poisson(reduction: str) -> nn.Module:
+    # log_input: the model outputs a log-rate, so the rate exp(score) is always positive;
+    # full=False drops the Stirling term, which does not depend on the model.
+    return nn.PoissonNLLLoss(log_input=True, full=False, reduction=reduction)
+
+
+TASKS: dict[str, Task] = {
+    "purchase": Task(
+        "purchase",
+        "y_purchase",
+        "will the customer buy in the horizon (probability)",
+        _bce,
+        torch.sigmoid,
+        _check_binary,
+    ),
+    "purchase-count": Task(
+        "purchase-count",
+        "y_count",
+        "how many purchases in the horizon (expected count)",
+        _poisson,
+        torch.exp,
+        _check_count,
+    ),
+}
+
+
+def get_task(name: str) -> Task:
+    """The task called ``name``; ConfigError listing the known tasks otherwise."""
+    try:
+        return TASKS[name]
+    except (KeyError, TypeError):
+        raise ConfigError(f"unknown task {name!r}; known tasks: {', '.join(TASKS)}") from None

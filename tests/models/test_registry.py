@@ -1,0 +1,145 @@
+"""Registry: names, defaults, rejection of bad names and values, seeding without global state."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from fedmarket.errors import ConfigError
+from fedmarket.models import MODEL_REGISTRY, available_models, build_model, model_hparams
+
+F = 11
+
+
+def test_available_models_lists_all_sorted() -> None:
+    assert available_models() == ["cnn-lstm", "gru", "lstm", "rnn"]
+    assert all(MODEL_REGISTRY[name].description for name in available_models())
+
+
+def test_unknown_model_names_the_known_ones() -> None:
+    with pytest.raises(ConfigError, match=r"unknown model 'x'; known: cnn-lstm, gru, lstm, rnn"):
+        build_model("x", F)
+    with pytest.raises(ConfigError, match="unknown model 'LSTM'"):
+        model_hparams("LSTM")
+
+
+def test_model_hparams_defaults_and_copy() -> None:
+    lstm = model_hparams("lstm")
+    assert lstm == {"hidden_size": 50, "num_layers": 2, "dropout": 0.2, "base_rate": None}
+    assert model_hparams("cnn-lstm") == {
+        "conv_layers": 2,
+        "conv_channels": 32,
+        "kernel_size": 3,
+        "hidden_size": 50,
+        "num_layers": 1,
+        "dropout": 0.2,
+        "base_rate": None,
+    }
+    lstm["hidden_size"] = 1
+    assert model_hparams("lstm")["hidden_size"] == 50
+
+
+def test_unknown_hparam_is_named() -> None:
+    with pytest.raises(ConfigError, match=r"'hiden_size'.*model 'lstm'.*allowed: base_rate"):
+        build_model("lstm", F, hiden_size=8)
+    with pytest.raises(ConfigError, match="'conv_channels'"):
+        build_model("gru", F, conv_channels=8)
+
+
+@pytest.mark.parametrize(
+    ("hparams", "named"),
+    [
+        ({"hidden_size": 0}, "hidden_size"),
+        ({"hidden_size": -3}, "hidden_size"),
+        ({"hidden_size": 2.5}, "hidden_size"),
+        ({"hidden_size": True}, "hidden_size"),
+        ({"num_layers": 0}, "num_layers"),
+        ({"dropout": 1.0}, "dropout"),
+        ({"dropout": -0.1}, "dropout"),
+        ({"dropout": "0.2"}, "dropout"),
+        ({"base_rate": 0.0}, "base_rate"),
+        ({"base_rate": 1.0}, "base_rate"),
+    ],
+)
+def test_bad_values_are_named(hparams: dict, named: str) -> None:
+    with pytest.raises(ConfigError, match=named):
+        build_model("lstm", F, **hparams)
+
+
+@pytest.mark.parametrize(
+    ("hparams", "named"),
+    [
+        ({"kernel_size": 4}, "kernel_size"),
+        ({"conv_channels": 0}, "conv_channels"),
+        ({"conv_layers": -1}, "conv_layers"),
+    ],
+)
+def test_bad_conv_values_are_named(hparams: dict, named: str) -> None:
+    with pytest.raises(ConfigError, match=named):
+        build_model("cnn-lstm", F, **hparams)
+
+
+def test_bad_task_features_and_seed() -> None:
+    known = "known tasks: purchase, purchase-count"
+    with pytest.raises(ConfigError, match=f"unknown task 'churn'; {known}"):
+        build_model("lstm", F, task="churn")
+    with pytest.raises(ConfigError, match="n_features"):
+        build_model("lstm", 0)
+    with pytest.raises(ConfigError, match="seed"):
+        build_model("lstm", F, seed=True)
+    with pytest.raises(ConfigError, match="seed"):
+        build_model("lstm", F, seed=-1)
+    with pytest.raises(ConfigError, match=r"base_rate.*purchase-count"):
+        build_model("lstm", F, task="purchase-count", base_rate=-2.0)
+
+
+def test_overrides_reach_the_model() -> None:
+    model = build_model("cnn-lstm", F, hidden_size=8, conv_channels=4, kernel_size=5)
+    sd = model.state_dict()
+    assert sd["conv.0.weight"].shape == (4, F, 5)
+    assert sd["recurrent.layers.0.weight_ih_l0"].shape == (32, 4)
+    assert sd["head.weight"].shape == (1, 8)
+    assert model.hparams["kernel_size"] == 5
+
+
+def test_head_bias_starts_at_the_base_rate() -> None:
+    buy = build_model("rnn", F, base_rate=0.2, hidden_size=4)
+    assert buy.head.bias.item() == pytest.approx(math.log(0.25))
+    count = build_model("rnn", F, task="purchase-count", base_rate=3.0, hidden_size=4)
+    assert count.head.bias.item() == pytest.approx(math.log(3.0))
+    assert build_model("rnn", F, hidden_size=4).head.bias.item() == 0.0
+
+
+@pytest.mark.parametrize("name", ["cnn-lstm", "gru", "lstm", "rnn"])
+def test_seed_is_deterministic_and_leaves_global_rng_alone(name: str) -> None:
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    first = build_model(name, F, seed=7, hidden_size=8)
+    assert torch.equal(torch.get_rng_state(), before)
+    again = build_model(name, F, seed=7, hidden_size=8)
+    dp = build_model(name, F, seed=7, hidden_size=8, dp=True)
+    other = build_model(name, F, seed=8, hidden_size=8)
+    for key, value in first.state_dict().items():
+        assert torch.equal(value, again.state_dict()[key])
+        assert torch.equal(value, dp.state_dict()[key])
+    assert not torch.equal(first.head.weight, other.head.weight)
+
+
+# Hand-computed with defaults, F = 11. A recurrent layer of hidden H on input I has
+# g * H * (I + H) weights and 2 * g * H biases, g = 4 (LSTM), 3 (GRU), 1 (RNN); head H + 1.
+PARAM_COUNTS = {
+    "lstm": (4 * 50 * 61 + 400) + (4 * 50 * 100 + 400) + 51,  # 33051
+    "gru": (3 * 50 * 61 + 300) + (3 * 50 * 100 + 300) + 51,  # 24801
+    "rnn": (50 * 61 + 100) + (50 * 100 + 100) + 51,  # 8301
+    # conv 11->32 and 32->32 (kernel 3), then LSTM(32 -> 50), head
+    "cnn-lstm": (11 * 32 * 3 + 32) + (32 * 32 * 3 + 32) + (4 * 50 * 82 + 400) + 51,  # 21043
+}
+
+
+@pytest.mark.parametrize("dp", [False, True])
+@pytest.mark.parametrize("name", ["cnn-lstm", "gru", "lstm", "rnn"])
+def test_parameter_counts(name: str, dp: bool) -> None:
+    model = build_model(name, F, dp=dp)
+    assert sum(p.numel() for p in model.parameters()) == PARAM_COUNTS[name]

@@ -1,0 +1,193 @@
+"""Classical baselines on small synthetic splits: sanity of the fit, every model, the outputs."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import numpy as np
+import pytest
+from rich.console import Console
+
+from fedmarket.baselines import (
+    CLASSICAL_MODELS,
+    ResultRow,
+    aggregate_features,
+    model_names,
+    render_table,
+    run_classical_baselines,
+    write_results,
+)
+from fedmarket.data.store import SplitArrays
+from fedmarket.errors import ConfigError, DataError
+from fedmarket.metrics import CLASSIFICATION_KEYS, REGRESSION_KEYS
+
+LIFT_KEYS = ("lift_at_1", "lift_at_5", "lift_at_10", "lift_at_20")
+
+
+def make_split(n: int, rng: np.random.Generator, *, informative: bool = True) -> SplitArrays:
+    """Counts-like aggregates; with ``informative`` column 0 decides who buys."""
+    agg = rng.poisson(3.0, size=(n, 4)).astype(np.float32)
+    if informative:
+        y = (agg[:, 0] >= 3).astype(np.float32)
+    else:
+        y = (rng.random(n) < 0.4).astype(np.float32)
+    count = (y * (1 + agg[:, 0] // 2)).astype(np.float32)
+    return SplitArrays(
+        X=np.zeros((n, 2, 1), np.float32),
+        agg=agg,
+        y_purchase=y,
+        y_count=count,
+        customer=np.array([f"c{i}" for i in range(n)]),
+    )
+
+
+def test_logistic_regression_separable_vs_random() -> None:
+    rng = np.random.default_rng(0)
+    train, test = make_split(600, rng), make_split(400, rng)
+    (row,) = run_classical_baselines(
+        train, test, task="purchase", seed=0, models=["logistic-regression"]
+    )
+    assert row.metrics["roc_auc"] > 0.99
+    assert row.metrics["lift_at_10"] == pytest.approx(1 / row.metrics["positive_rate"])
+    noise_train = make_split(600, rng, informative=False)
+    noise_test = make_split(2000, rng, informative=False)
+    (noise,) = run_classical_baselines(
+        noise_train, noise_test, task="purchase", seed=0, models=["logistic-regression"]
+    )
+    assert noise.metrics["roc_auc"] == pytest.approx(0.5, abs=0.05)
+
+
+@pytest.mark.parametrize("task", ["purchase", "purchase-count"])
+def test_every_registered_model_runs(task: str) -> None:
+    rng = np.random.default_rng(1)
+    train, test = make_split(150, rng), make_split(60, rng)
+    messages: list[str] = []
+    rows = run_classical_baselines(train, test, task=task, seed=0, progress=messages.append)
+    assert [r.model for r in rows] == model_names(task)
+    assert len(messages) == len(rows) and messages[0].endswith(f"(1/{len(rows)})")
+    keys = (*(CLASSIFICATION_KEYS if task == "purchase" else REGRESSION_KEYS), *LIFT_KEYS)
+    for row in rows:
+        assert row.family == "classical" and row.notes
+        if row.skipped:
+            assert task == "purchase-count" and row.model == "naive-bayes"
+            assert "no regression form" in row.notes
+            continue
+        assert tuple(row.metrics) == keys
+        assert row.metrics["n"] == 60 and row.fit_seconds >= 0
+        if task == "purchase":
+            assert row.metrics["roc_auc"] > 0.65, row.model  # easy, but 150 rows stop the MLP early
+        else:
+            assert row.metrics["rmse"] < np.std(test.y_count), row.model  # beats the mean
+
+
+def test_seed_makes_results_repeatable() -> None:
+    rng = np.random.default_rng(2)
+    train, test = make_split(150, rng), make_split(60, rng)
+    runs = [
+        run_classical_baselines(
+            train, test, task="purchase", seed=5, models=["random-forest", "mlp"]
+        )
+        for _ in range(2)
+    ]
+    assert [r.metrics for r in runs[0]] == [r.metrics for r in runs[1]]
+
+
+def test_bad_model_name_lists_known_ones() -> None:
+    rng = np.random.default_rng(3)
+    split = make_split(50, rng)
+    with pytest.raises(ConfigError, match=r"xgboost.*known: logistic-regression, decision-tree"):
+        run_classical_baselines(split, split, task="purchase", seed=0, models=["xgboost"])
+    with pytest.raises(ConfigError, match="poisson-regression"):
+        run_classical_baselines(
+            split, split, task="purchase", seed=0, models=["poisson-regression"]
+        )
+    with pytest.raises(ConfigError, match="unknown task"):
+        run_classical_baselines(split, split, task="churn", seed=0)
+
+
+def test_bad_data() -> None:
+    rng = np.random.default_rng(4)
+    split = make_split(50, rng)
+    one_class = SplitArrays(
+        split.X, split.agg, np.zeros(50, np.float32), split.y_count, split.customer
+    )
+    with pytest.raises(DataError, match="single class"):
+        run_classical_baselines(one_class, split, task="purchase", seed=0)
+    agg = split.agg.copy()
+    agg[7, 2] = np.nan
+    broken = SplitArrays(split.X, agg, split.y_purchase, split.y_count, split.customer)
+    with pytest.raises(DataError, match=r"train\.agg.*row 7, column 2"):
+        run_classical_baselines(broken, split, task="purchase", seed=0)
+    narrow = SplitArrays(split.X, split.agg[:, :3], split.y_purchase, split.y_count, split.customer)
+    with pytest.raises(DataError, match=r"4 features but test\.agg has 3"):
+        run_classical_baselines(split, narrow, task="purchase", seed=0)
+    negative = SplitArrays(split.X, split.agg, split.y_purchase, -split.y_count, split.customer)
+    with pytest.raises(DataError, match="y_count"):
+        run_classical_baselines(split, negative, task="purchase-count", seed=0)
+
+
+def test_aggregate_features() -> None:
+    e = math.e - 1
+    np.testing.assert_allclose(aggregate_features(np.array([[0.0, e, -e]])), [[0.0, 1.0, -1.0]])
+    with pytest.raises(DataError, match="2-D"):
+        aggregate_features(np.zeros(3))
+    with pytest.raises(DataError, match=r"got \(0, 4\)"):
+        aggregate_features(np.zeros((0, 4)))
+    assert set(CLASSICAL_MODELS["purchase"]) >= {"svm", "naive-bayes", "knn", "mlp"}
+
+
+ROWS = [
+    ResultRow("logistic-regression", "classical", {"roc_auc": 0.75, "lift_at_10": 2.5}, 0.5, "lr"),
+    ResultRow("cnn-lstm", "sequence", {"roc_auc": 0.8, "pr_auc": math.nan}, 12.0, "seq"),
+    ResultRow("naive-bayes", "classical", {}, 0.0, "skipped: no form"),
+]
+
+
+def test_write_results_csv_and_json(tmp_path) -> None:
+    csv_path, json_path = write_results(ROWS, tmp_path / "out", stem="cmp")
+    assert (csv_path.name, json_path.name) == ("cmp.csv", "cmp.json")
+    with csv_path.open() as fh:
+        reader = csv.DictReader(fh)
+        records = list(reader)
+    assert reader.fieldnames == [
+        "model",
+        "family",
+        "roc_auc",
+        "lift_at_10",
+        "pr_auc",
+        "fit_seconds",
+        "notes",
+    ]
+    assert records[0] == {
+        "model": "logistic-regression",
+        "family": "classical",
+        "roc_auc": "0.75",
+        "lift_at_10": "2.5",
+        "pr_auc": "",
+        "fit_seconds": "0.5",
+        "notes": "lr",
+    }
+    assert records[1]["pr_auc"] == "" and records[1]["family"] == "sequence"
+    assert records[2]["roc_auc"] == "" and records[2]["notes"] == "skipped: no form"
+    payload = json.loads(json_path.read_text())
+    assert payload[1] == {
+        "model": "cnn-lstm",
+        "family": "sequence",
+        "metrics": {"roc_auc": 0.8, "pr_auc": None},
+        "fit_seconds": 12.0,
+        "notes": "seq",
+    }
+    assert payload[2]["metrics"] == {}
+
+
+def test_render_table() -> None:
+    table = render_table(ROWS, "purchase")
+    assert [c.header for c in table.columns][:3] == ["model", "family", "roc_auc"]
+    assert table.row_count == 3
+    console = Console(record=True, width=200)
+    console.print(table)
+    text = console.export_text()
+    assert "cnn-lstm" in text and "0.8000" in text and "n/a" in text
+    assert "higher is better" in text
