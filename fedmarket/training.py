@@ -4,7 +4,8 @@ Two paths share everything but the inner epoch. Without DP, batches are slices o
 permutation over tensors already on the device (no DataLoader, no per-sample Python).
 With DP, ``fedmarket.privacy.make_private`` supplies the Opacus module, optimiser and
 Poisson loader, and the accountant history comes in and goes out as ``AccountantState``
-so epsilon accumulates over calls (rounds).
+so epsilon accumulates over calls (rounds). FedProx's proximal term is applied to the
+gradients in both paths (after clipping and noise under DP).
 
 Randomness: every stream (validation split, shuffling or Poisson sampling, DP noise,
 dropout) is derived from ``TrainConfig.seed`` with ``numpy.random.SeedSequence``. Under
@@ -141,6 +142,7 @@ def fit(
     privacy: PrivacySettings | None = None,
     privacy_state: AccountantState | None = None,
     planned_epochs: int | None = None,
+    proximal_mu: float = 0.0,
     progress: Callable[..., None] | None = None,
 ) -> FitResult:
     """Train ``model`` in place and return its best (or last) weights and the history.
@@ -152,10 +154,11 @@ def fit(
     that would exceed ``privacy.target_epsilon`` raises BudgetExhaustedError before the
     model is touched. The history's losses and metrics are not privatised; only the
     weights carry the DP guarantee, and selecting the best epoch on validation data is
-    outside it.
+    outside it. ``proximal_mu`` > 0 adds FedProx's ``(mu / 2) ||w - w_start||^2`` to the
+    objective, ``w_start`` being the weights ``model`` holds on entry (the global model).
     """
     started = time.perf_counter()
-    _check_call(cfg, val, privacy, privacy_state, planned_epochs)
+    _check_call(cfg, val, privacy, privacy_state, planned_epochs, proximal_mu)
     device = resolve_device(cfg.device)
     train, val = _hold_out(train, val, cfg)
     data = _tensors(train, task, device)
@@ -175,8 +178,11 @@ def fit(
         )  # fmt: skip
     try:
         model.to(device)
+        prox = _proximal(model, proximal_mu)
         with _scoped_torch_rng(int(seeds[2]), device):
-            loop = _train_loop(model, optimizer, priv, data, val_t, task, cfg, sampler, progress)
+            loop = _train_loop(
+                model, optimizer, priv, data, val_t, task, cfg, sampler, prox, progress
+            )
     finally:
         if priv is not None:
             priv.close()
@@ -204,7 +210,9 @@ def _check_call(
     privacy: PrivacySettings | None,
     privacy_state: AccountantState | None,
     planned_epochs: int | None,
+    proximal_mu: float,
 ) -> None:
+    _number_field("proximal_mu", proximal_mu, 0.0)
     if privacy is None and privacy_state is not None:
         raise ConfigError("fit: privacy_state given without privacy settings; pass both or neither")
     if cfg.patience is not None and val is None and cfg.val_fraction == 0:
@@ -229,6 +237,7 @@ def _train_loop(
     task: Task,
     cfg: TrainConfig,
     sampler: torch.Generator,
+    prox: Callable[[], None] | None,
     progress: Callable[..., None] | None,
 ) -> tuple[list[dict[str, Any]], tuple[int, dict[str, torch.Tensor]], int, int]:
     """Epochs with early stopping; returns history, (best epoch, its weights), steps, samples."""
@@ -241,10 +250,10 @@ def _train_loop(
         model.train()
         if priv is None:
             loss_sum, n_seen, n_steps = _epoch_fast(
-                model, *data, loss_fn, optimizer, cfg.batch_size, sampler
+                model, *data, loss_fn, optimizer, cfg.batch_size, sampler, prox
             )
         else:
-            loss_sum, n_seen, n_steps = _epoch_dp(priv, loss_fn)
+            loss_sum, n_seen, n_steps = _epoch_dp(priv, loss_fn, prox)
         steps, seen = steps + n_steps, seen + n_seen
         scheduler.step()
         row = {"epoch": epoch, "train_loss": loss_sum / max(n_seen, 1), "lr": lr}
@@ -272,6 +281,7 @@ def _epoch_fast(
     optimizer: torch.optim.Optimizer,
     batch_size: int,
     generator: torch.Generator,
+    prox: Callable[[], None] | None,
 ) -> tuple[float, int, int]:
     order = torch.randperm(len(X), generator=generator).to(X.device)
     total = torch.zeros((), device=X.device)
@@ -281,13 +291,17 @@ def _epoch_fast(
         optimizer.zero_grad(set_to_none=True)
         loss = loss_fn(model(X[rows]), y[rows])
         loss.backward()
+        if prox is not None:
+            prox()
         optimizer.step()
         total += loss.detach() * len(rows)  # stays on the device: no sync per step
         steps += 1
     return float(total), len(X), steps
 
 
-def _epoch_dp(priv: PrivateTraining, loss_fn: nn.Module) -> tuple[float, int, int]:
+def _epoch_dp(
+    priv: PrivateTraining, loss_fn: nn.Module, prox: Callable[[], None] | None
+) -> tuple[float, int, int]:
     total, seen, steps = 0.0, 0, 0
     with warnings.catch_warnings():
         # Opacus' backward hooks on the first layer fire although the input needs no
@@ -296,16 +310,35 @@ def _epoch_dp(priv: PrivateTraining, loss_fn: nn.Module) -> tuple[float, int, in
         for xb, yb in priv.loader:
             steps += 1
             if len(xb) == 0:
-                priv.empty_step()
+                priv.empty_step(prox)
                 continue
             priv.optimizer.zero_grad(set_to_none=True)
             loss = loss_fn(priv.module(xb), yb)
             loss.backward()
-            priv.optimizer.step()
+            priv.step(prox)
             total += float(loss.detach()) * len(xb)
             seen += len(xb)
     priv.optimizer.zero_grad(set_to_none=True)
     return total, seen, steps
+
+
+def _proximal(model: nn.Module, mu: float) -> Callable[[], None] | None:
+    """FedProx: add the gradient of (mu / 2) ||w - w_start||^2, i.e. mu (w - w_start).
+
+    Applied to the gradients rather than the loss so that under DP it comes after
+    clipping and noise (it does not depend on any customer's data).
+    """
+    if mu == 0:
+        return None
+    pairs = [(p, p.detach().clone()) for p in model.parameters() if p.requires_grad]
+
+    def add_proximal_gradient() -> None:
+        with torch.no_grad():
+            for p, start in pairs:
+                if p.grad is not None:
+                    p.grad.add_(p - start, alpha=mu)
+
+    return add_proximal_gradient
 
 
 def _validate(
@@ -409,7 +442,9 @@ def _scores(
 def predict(
     model: nn.Module, X: np.ndarray, task: Task, *, batch_size: int = 4096, device: str = "auto"
 ) -> np.ndarray:
-    """Probabilities (purchase) or expected counts (purchase-count), float64, one per row."""
+    """Probabilities (purchase) or expected counts (purchase-count), float64, one per row.
+
+    ``model`` is moved to ``device`` and evaluated in eval mode (its mode is restored)."""
     if batch_size < 1:
         raise ConfigError(f"predict: batch_size must be >= 1, got {batch_size}")
     dev = resolve_device(device)

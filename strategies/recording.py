@@ -89,7 +89,7 @@ def summarise(
     )
 
 
-def shorten(reason: str, limit: int = REASON_CHARS) -> str:
+def shorten(reason: str | None, limit: int = REASON_CHARS) -> str:
     """At most ``limit`` characters, keeping both ends of a long reason.
 
     A client that raised sends Ray's whole traceback, whose head is boilerplate

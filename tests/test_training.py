@@ -222,3 +222,21 @@ def test_dp_fit_is_deterministic_and_loads_into_fast_model():
     assert list(fast.state_dict()) == list(first.state_dict)
     fast.load_state_dict(first.state_dict, strict=True)
     assert not any(k.startswith("_module.") for k in first.state_dict)
+
+
+def _drift(before: dict, after: dict) -> float:
+    return float(
+        sum(((after[k] - before[k]) ** 2).sum() for k in before if before[k].is_floating_point())
+    )
+
+
+@pytest.mark.parametrize("dp", [False, True])
+def test_proximal_term_keeps_weights_near_the_start(dp):
+    data, cfg = toy(64), TrainConfig(epochs=4, batch_size=16, lr=1e-2, val_fraction=0)
+    privacy = PrivacySettings(noise_multiplier=0.0) if dp else None
+    start = small(dp=dp).state_dict()
+    free = fit(small(dp=dp), data, PURCHASE, cfg, privacy=privacy)
+    held = fit(small(dp=dp), data, PURCHASE, cfg, privacy=privacy, proximal_mu=50.0)
+    assert _drift(start, held.state_dict) < 0.25 * _drift(start, free.state_dict)
+    with pytest.raises(ConfigError, match="proximal_mu"):
+        fit(small(dp=dp), data, PURCHASE, cfg, privacy=privacy, proximal_mu=-1.0)

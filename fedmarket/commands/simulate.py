@@ -18,8 +18,10 @@ def simulate(data: Path | None, run_config: str, out: Path | None, centralised: 
     from fedmarket.simulate import simulate as run
 
     handler = RichHandler(console=console, show_path=False, markup=False)
-    logging.getLogger("fedmarket").addHandler(handler)
-    logging.getLogger("fedmarket").setLevel(logging.INFO)
+    logger = logging.getLogger("fedmarket")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False  # flwr/ray install root handlers; print each line once
     result = run(data=data, run_config=run_config, out=out, centralised=centralised, resume=resume,
                  resources=ClientResources(client_cpus, client_gpus, ray_address))
     summary = result["summary"]

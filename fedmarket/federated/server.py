@@ -23,10 +23,11 @@ from fedmarket.centralised import _json_safe, test_report
 from fedmarket.config import RunConfig
 from fedmarket.data import store
 from fedmarket.models import build_model
-from fedmarket.privacy.central import central_epsilon
+from fedmarket.privacy.central import central_epsilon, default_central_delta
 from fedmarket.privacy.config import default_delta
 from fedmarket.tasks import get_task
 from fedmarket.training import predict
+from strategies import nodes_per_round
 
 log = logging.getLogger("fedmarket")
 ROUND_FIELDS = ("round", "sent", "ok", "failed", "declined", "timed_out", "eval_ok", "eval_failed",
@@ -129,7 +130,7 @@ class FederatedRun:
         return None
 
     def central_delta(self) -> float:
-        return self.cfg.delta if self.cfg.delta > 0 else default_delta(self.num_nodes)
+        return self.cfg.delta if self.cfg.delta > 0 else default_central_delta(self.num_nodes)
 
     def finish(self, wall_s: float | None = None) -> dict[str, Any]:
         result = {
@@ -163,7 +164,8 @@ class FederatedRun:
     def _central_epsilon(self, rounds: int) -> float | None:
         if rounds <= 0:
             return None
-        return central_epsilon(self.cfg.central_noise_multiplier, self.cfg.fraction_train, rounds,
+        q = nodes_per_round(self.cfg.fraction_train, self.num_nodes) / self.num_nodes
+        return central_epsilon(self.cfg.central_noise_multiplier, q, rounds,
                                self.central_delta(), accountant=self.cfg.accountant)
 
     def _append_csv(self, row: dict[str, Any]) -> None:

@@ -213,7 +213,9 @@ def test_empty_poisson_batches_still_step_and_epoch_has_planned_steps(monkeypatc
     empty = []
     original = PrivateTraining.empty_step
     monkeypatch.setattr(
-        PrivateTraining, "empty_step", lambda self: (empty.append(1), original(self))
+        PrivateTraining,
+        "empty_step",
+        lambda self, after=None: (empty.append(1), original(self, after)),
     )
     # n = 93, batch 1: Opacus alone would take int(1 / (1 / 93)) = 92 steps
     result = fit(
@@ -273,9 +275,42 @@ def test_prv_accountant_end_to_end():
     data = toy(32)
     result = fit(
         tiny(), data, PURCHASE, TrainConfig(epochs=1, batch_size=16, val_fraction=0),
-        privacy=PrivacySettings(target_epsilon=4.0, accountant="prv"),
+        privacy=PrivacySettings(noise_multiplier=1.2, accountant="prv"),
     )  # fmt: skip
     prv = PRVAccountant()
-    prv.history = [(result.noise_multiplier, 0.5, 2)]
-    assert result.privacy_state.history == ((result.noise_multiplier, 0.5, 2),)
-    assert result.epsilon == prv.get_epsilon(1 / 320) <= 4.0
+    prv.history = [(1.2, 0.5, 2)]
+    assert result.privacy_state == AccountantState("prv", ((1.2, 0.5, 2),), None)
+    assert result.epsilon == prv.get_epsilon(1 / 320)
+
+
+@pytest.mark.filterwarnings("ignore:Full backward hook")
+def test_after_noise_hook_edits_the_privatised_gradient():
+    data = toy(16)
+    X, y = torch.from_numpy(data.X), torch.from_numpy(data.y_purchase)
+    model = tiny()
+    reference = copy.deepcopy(model)
+    priv = make_private(
+        model, torch.optim.SGD(model.parameters(), lr=1.0), (X, y),
+        PrivacySettings(noise_multiplier=0.0, max_grad_norm=1e6), None,
+        batch_size=16, generator=torch.Generator().manual_seed(0),
+        total_steps_planned=1, steps_now=1,
+    )  # fmt: skip
+    seen = []
+
+    def shift() -> None:  # sees the averaged gradient, and its change reaches the update
+        seen.append([p.grad.clone() for p in model.parameters()])
+        for p in model.parameters():
+            p.grad.add_(0.5)
+
+    xb, yb = next(iter(priv.loader))  # q = 1: all 16 customers
+    before = [p.detach().clone() for p in model.parameters()]
+    priv.optimizer.zero_grad()
+    PURCHASE.loss()(priv.module(xb), yb).backward()
+    priv.step(shift)
+    summed, _ = clipped_sum(reference, xb, yb, 1e6)
+    for g_seen, g_ref in zip(seen[0], summed, strict=True):
+        torch.testing.assert_close(g_seen, g_ref / 16, atol=1e-6, rtol=0)
+    for p0, p1, g in zip(before, model.parameters(), summed, strict=True):
+        torch.testing.assert_close(p1.detach() - p0, -(g / 16 + 0.5), atol=1e-5, rtol=0)
+    assert priv.state.history == ((0.0, 1.0, 1),)
+    priv.close()
