@@ -20,6 +20,8 @@ from fedmarket.federated.client import RetailerClient
 from fedmarket.federated.client_state import load_accountant, save_accountant
 from strategies import DECLINED_CODE
 
+from clients.deployment import answer_query, has_raw_export, local_partition
+
 _STATE_KEY = "fedmarket"
 
 
@@ -30,15 +32,20 @@ def make_client_app(fixed: RunConfig | None = None) -> ClientApp:
     def settings(context: Context) -> RunConfig:
         return fixed if fixed is not None else RunConfig.from_mapping(dict(context.run_config))
 
-    def retailer(context: Context) -> RetailerClient:
+    def retailer(msg: Message, context: Context) -> RetailerClient:
         cfg = settings(context)
         node = context.node_config
-        data_dir = Path(str(node["data-dir"])) if "data-dir" in node else resolve_data_dir(cfg.data_dir)
+        if has_raw_export(context):  # deployment: prepare this retailer's own export locally
+            cfg, data_dir = local_partition(msg, context, cfg)
+        elif "data-dir" in node:
+            data_dir = Path(str(node["data-dir"]))
+        else:
+            data_dir = resolve_data_dir(cfg.data_dir)
         return RetailerClient(cfg, data_dir, int(node.get("partition-id", 0)))
 
     @app.train()
     def train(msg: Message, context: Context) -> Message:
-        client = retailer(context)
+        client = retailer(msg, context)
         config = msg.content["config"]
         server_round = int(config["server-round"]) + int(config.get("round-offset", 0))
         state = load_accountant(context.state.get(_STATE_KEY), client.cfg.state_dir, client.partition_id)
@@ -57,9 +64,14 @@ def make_client_app(fixed: RunConfig | None = None) -> ClientApp:
 
     @app.evaluate()
     def evaluate(msg: Message, context: Context) -> Message:
-        client = retailer(context)
+        client = retailer(msg, context)
         metrics = client.evaluate(msg.content["arrays"].to_torch_state_dict())
         return Message(content=RecordDict({"metrics": MetricRecord(metrics)}), reply_to=msg)
+
+    @app.query()
+    def query(msg: Message, context: Context) -> Message:
+        """Deployment only: the preprocessing agreement (aggregates of the local export)."""
+        return answer_query(msg, context)
 
     return app
 

@@ -10,11 +10,12 @@ import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from fedmarket import plots
 from fedmarket.data import store
@@ -42,10 +43,15 @@ class CentralisedResult:
     noise_multiplier: float | None = None
     max_grad_norm: float | None = None
     gains: tuple[list[float], list[float]] | None = field(default=None, repr=False)
+    # The trained weights (plain layout) and the model's hyper-parameters, so the model can be
+    # saved and audited later (fedmarket audit); not part of the JSON summary.
+    state_dict: dict[str, torch.Tensor] | None = field(default=None, repr=False)
+    hparams: dict[str, Any] | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out.pop("gains")
+        out = asdict(replace(self, gains=None, state_dict=None))
+        for key in ("gains", "state_dict", "hparams"):
+            out.pop(key)
         return _json_safe(out)
 
 
@@ -89,14 +95,20 @@ def run_centralised(
         epsilon=result.epsilon, delta=result.delta, noise_multiplier=result.noise_multiplier,
         max_grad_norm=privacy.max_grad_norm if privacy is not None else None,
         gains=(x.tolist(), y.tolist()),
+        state_dict=result.state_dict, hparams=dict(hparams or {}),
     )
 
 
 def write_centralised(result: CentralisedResult, out_dir: Path) -> dict[str, Path]:
-    """metrics.json, the learning curve and the cumulative-gains plot."""
+    """metrics.json, the learning curve, the cumulative-gains plot and model.pt (the weights,
+    for `fedmarket audit`: {"model", "task", "state_dict", "hparams"})."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"metrics": out_dir / "metrics.json"}
     paths["metrics"].write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    if result.state_dict is not None:
+        paths["model"] = out_dir / "model.pt"
+        torch.save({"model": result.model, "task": result.task, "state_dict": result.state_dict,
+                    "hparams": result.hparams or {}}, paths["model"])
     keys = [k for k in ("train_loss", "val_loss") if any(r.get(k) is not None for r in result.history)]
     paths["learning_curve"] = plots.learning_curve_plot(
         result.history, out_dir / "learning_curve.png", keys, x_key="epoch",

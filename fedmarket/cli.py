@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from fedmarket.errors import FedmarketError
 from fedmarket.progress import console
@@ -28,7 +29,10 @@ def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return fn(*args, **kwargs)
         except FedmarketError as exc:
-            console.print(f"[bold red]error:[/] {exc}", highlight=False)
+            # escape: messages quote paths and values, and "[...]" in them is not rich markup;
+            # soft_wrap: one line however narrow the terminal, so logs and grep keep it whole.
+            console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False,
+                          soft_wrap=True)
             raise typer.Exit(code=2) from None
 
     return wrapper
@@ -60,7 +64,7 @@ def data_prepare(
     partitions: Annotated[int | None, typer.Option(help="Number of partitions (not for natural).")] = None,
     alpha: Annotated[float, typer.Option(help="Dirichlet concentration for dirichlet/quantity skew.")] = 0.5,
     window_days: Annotated[int, typer.Option(help="Days of history per example.")] = 56,
-    step_days: Annotated[int, typer.Option(help="Days per time step.")] = 7,
+    step_days: Annotated[int, typer.Option(help="Days per time step.")] = 2,
     horizon_days: Annotated[int, typer.Option(help="Label horizon after the cut-off.")] = 7,
     cutoff: Annotated[str | None, typer.Option(help="Cut-off date (default: end of data minus horizon).")] = None,
     test_fraction: Annotated[float, typer.Option(help="Share of each retailer's customers held out.")] = 0.2,

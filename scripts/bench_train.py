@@ -6,7 +6,7 @@ Usage::
         [--models lstm,gru] [--devices cpu,cuda] [--threads N]
 
 Each measurement is one ``fedmarket.training.fit`` epoch over synthetic customers
-(batch 256, T=8, F=11, so ``--steps`` batches), after a short warm-up fit; throughput is
+(batch 256, T=28 by default, F=11, so ``--steps`` batches), after a short warm-up fit; throughput is
 samples seen / wall time of that fit, so it includes what a client really pays per call
 (tensor transfer, Opacus wrapping, one epsilon computation for DP). DP uses noise 1.0 and
 clip 1.0 with Poisson sampling. A benchmark, not a test: numbers depend on the machine.
@@ -34,7 +34,8 @@ from fedmarket.privacy import PrivacySettings
 from fedmarket.tasks import get_task
 from fedmarket.training import TrainConfig, fit
 
-BATCH, T, F = 256, 8, 11
+BATCH, F = 256, 11
+T = 28  # the prepared default: 56 days in 2-day steps; --seq-len changes it
 
 
 def synthetic(n: int, seed: int = 0) -> SplitArrays:
@@ -84,7 +85,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1, help="keep the fastest of N runs")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--json", type=Path, default=None, help="also write results here")
+    parser.add_argument("--seq-len", type=int, default=T, help="time steps per customer")
     args = parser.parse_args()
+    global T
+    T = args.seq_len
     if args.threads:
         torch.set_num_threads(args.threads)
     steps, warmup = (30, 2) if args.quick else (args.steps, 5)

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from rich.markup import escape
 from rich.table import Table
 
 from fedmarket import keys
@@ -26,7 +27,8 @@ def synth(out: Path, retailers: int, customers: int, days: int, seed: int, fmt: 
     with progress_bar("synthesising retailers", total) as advance:
         summary = generate_retailers(out, n_retailers=retailers, n_customers=customers, days=days,
                                      seed=seed, fmt=fmt, start=start, progress=advance)
-    console.print(f"wrote {summary.total_events:,} events for {retailers} retailers to {out}")
+    console.print(f"wrote {summary.total_events:,} events for {retailers} retailers to "
+                  f"{escape(str(out))}")
 
 
 def resolve_pseudonym_key(key_file: Path | None, data_dirs: list[Path]) -> bytes:
@@ -34,7 +36,8 @@ def resolve_pseudonym_key(key_file: Path | None, data_dirs: list[Path]) -> bytes
         key_file = default_key_path()
         if not key_file.exists():
             keys.create_key_file(key_file, "hmac", data_dirs=data_dirs)
-            console.print(f"created a pseudonym key at {key_file} (keep it; it is never stored with the data)")
+            console.print(f"created a pseudonym key at {escape(str(key_file))} (keep it; it is "
+                          "never stored with the data)")
     if key_file is not None:
         keys.check_key_outside(key_file, data_dirs)
     return keys.load_key(key_file, keys.PSEUDONYM_KEY_ENV, purpose="pseudonyms")
@@ -67,7 +70,7 @@ def prepare(raw: Path, out: Path, partition: str, partitions: int | None, alpha:
     with progress_bar("preparing events", None) as advance:
         result = run_prepare(opts, advance)
     print_manifest(result.manifest)
-    console.print(f"prepared data in {result.out}")
+    console.print(f"prepared data in {escape(str(result.out))}")
 
 
 def inspect(data: Path) -> None:
@@ -77,7 +80,7 @@ def inspect(data: Path) -> None:
 def print_manifest(m: dict[str, Any]) -> None:
     w = m["window"]
     console.print(f"[bold]prepared data[/] schema v{m['schema_version']}, created {m['created_at']}, "
-                  f"source {m['source']}")
+                  f"source {escape(str(m['source']))}")
     console.print(f"cut-off {w['cutoff']}, {w['n_steps']} steps x {w['step_days']} days of history, "
                   f"labels over the next {w['horizon_days']} days; {len(m['feature_names'])} features: "
                   f"{', '.join(m['feature_names'])}")
@@ -86,7 +89,7 @@ def print_manifest(m: dict[str, Any]) -> None:
     for col in ("id", "retailers", "train", "test", "train buy rate", "test buy rate"):
         table.add_column(col, justify="right" if col != "retailers" else "left")
     for part in m["partitions"]:
-        names = part.get("retailer") or f"{len(part['retailers'])} retailers"
+        names = escape(part.get("retailer") or f"{len(part['retailers'])} retailers")
         table.add_row(str(part["id"]), names, f"{part['train']['n']:,}", f"{part['test']['n']:,}",
                       _pct(part["train"]["purchase_rate"]), _pct(part["test"]["purchase_rate"]))
     console.print(table)
@@ -104,8 +107,9 @@ def print_manifest(m: dict[str, Any]) -> None:
     for name, r in m["retailers"].items():
         rep = r.get("k_anonymity")
         if rep:
-            kan.add_row(name, str(rep["k"]), f"{rep['records_in']:,}", f"{rep['records_released']:,}",
-                        f"{rep['records_removed']:,}", f"{rep['equivalence_classes']:,}", str(rep["smallest_class"]))
+            kan.add_row(escape(name), str(rep["k"]), f"{rep['records_in']:,}",
+                        f"{rep['records_released']:,}", f"{rep['records_removed']:,}",
+                        f"{rep['equivalence_classes']:,}", str(rep["smallest_class"]))
     console.print(kan)
     if m.get("encrypted"):
         console.print("files are encrypted at rest (Fernet)")

@@ -93,7 +93,7 @@ class FeatureWindow:
 
     cutoff: pd.Timestamp
     window_days: int = 56
-    step_days: int = 7
+    step_days: int = 2
     horizon_days: int = 7
 
     def __post_init__(self) -> None:

@@ -8,6 +8,7 @@ consortium could agree on without sharing customers.
 
 from __future__ import annotations
 
+import io
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,7 +38,7 @@ class PrepareOptions:
     n_partitions: int | None = None
     alpha: float = 0.5
     window_days: int = 56
-    step_days: int = 7
+    step_days: int = 2
     horizon_days: int = 7
     cutoff: str | None = None
     test_fraction: float = 0.2
@@ -60,6 +61,13 @@ class PrepareOptions:
                               f"{PSEUDONYM_KEY_ENV})")
         if not self.raw.exists():
             raise ConfigError(f"--raw {self.raw}: no such file or directory")
+        # Checked here too, not only in partition.assign_partitions: that runs after every
+        # event has been read, and a typo should not cost a pass over gigabytes.
+        if self.scheme not in partition.SCHEMES:
+            raise ConfigError(f"--partition {self.scheme!r} is not a partition scheme; use one of "
+                              f"{', '.join(partition.SCHEMES)}")
+        if self.scheme != "natural" and self.n_partitions is None:
+            raise ConfigError(f"--partitions is required with --partition {self.scheme}")
 
 
 @dataclass(frozen=True)
@@ -97,8 +105,7 @@ def prepare(opts: PrepareOptions, advance: Advance | None = None) -> PrepareResu
     partitions_meta = _write_partitions(tmp, per_retailer, retailers, assignment, stats, opts)
     for retailer, r in per_retailer.items():
         if r.customers is not None:
-            (tmp / "customers").mkdir(exist_ok=True)
-            r.customers.to_parquet(tmp / "customers" / f"{retailer}.parquet", index=False)
+            _write_customers(tmp / "customers", retailer, r.customers, opts.fernet)
 
     manifest = _manifest(opts, window, retailers, per_retailer, stats, partitions_meta)
     store.write_manifest(tmp, manifest)
@@ -120,11 +127,18 @@ class _RetailerResult:
 
 
 def _check_output_dir(out: Path, overwrite: bool) -> None:
-    if out.exists() and any(out.iterdir()) and not overwrite:
+    # --overwrite deletes the old directory, so it only ever applies to prepared data:
+    # pointed at the wrong directory by a typo, it must not remove someone's files.
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file; give a directory")
+    if out.exists() and any(out.iterdir()):
         if not (out / store.MANIFEST_NAME).exists():
-            raise ConfigError(f"--out {out} exists, is not empty and is not a prepared data directory; "
-                              "choose another directory")
-        raise ConfigError(f"--out {out} already holds prepared data; pass --overwrite to replace it")
+            raise ConfigError(f"--out {out} exists, is not empty and is not a prepared data "
+                              "directory; choose another directory (--overwrite only replaces "
+                              "prepared data)")
+        if not overwrite:
+            raise ConfigError(f"--out {out} already holds prepared data; pass --overwrite to "
+                              "replace it")
 
 
 def _feature_window(opts: PrepareOptions, exports: dict[str, list[Path]]) -> features.FeatureWindow:
@@ -228,6 +242,18 @@ def _write_partitions(tmp: Path, results: dict[str, _RetailerResult], retailers:
         entry["retailers"] = {str(r): int(c) for r, c in zip(*np.unique(retailer_of[assignment == pid], return_counts=True), strict=True)}
         meta.append(entry)
     return meta
+
+
+def _write_customers(directory: Path, retailer: str, table: pd.DataFrame,
+                     fernet: Any | None) -> None:
+    # Pseudonymised, k-anonymous attributes are still personal data: encrypted like the arrays.
+    directory.mkdir(exist_ok=True)
+    if fernet is None:
+        table.to_parquet(directory / f"{retailer}.parquet", index=False)
+        return
+    buf = io.BytesIO()
+    table.to_parquet(buf, index=False)
+    (directory / f"{retailer}.parquet.enc").write_bytes(fernet.encrypt(buf.getvalue()))
 
 
 def _split_summary(part: store.SplitArrays) -> dict[str, Any]:

@@ -118,7 +118,7 @@ class FederatedRun:
         torch.save({"round": rnd, "state_dict": weights}, path)
         (self.run_dir / "checkpoints" / "latest.json").write_text(json.dumps({"round": rnd, "path": path.name}))
 
-    def epsilon_summary(self) -> dict[str, Any] | None:
+    def epsilon_summary(self) -> dict[str, Any]:
         if self.cfg.dp == "client":
             if not self.epsilon_by_client:
                 return {"max": None, "per_client": {}, "unit": "customer"}
@@ -127,7 +127,8 @@ class FederatedRun:
         if self.cfg.dp == "central":
             eps = self._central_epsilon(self.rounds_done)
             return {"max": eps, "per_client": None, "unit": "retailer", "delta": self.central_delta()}
-        return None
+        # the same keys without DP, so summary.json readers need no special case
+        return {"max": None, "per_client": None, "unit": None}
 
     def central_delta(self) -> float:
         return self.cfg.delta if self.cfg.delta > 0 else default_central_delta(self.num_nodes)

@@ -82,10 +82,10 @@ def assert_same(
 
 def test_window_defaults_and_bounds() -> None:
     w = FeatureWindow(cutoff=CUTOFF)
-    assert (w.window_days, w.step_days, w.horizon_days, w.n_steps) == (56, 7, 7, 8)
+    assert (w.window_days, w.step_days, w.horizon_days, w.n_steps) == (56, 2, 7, 28)
     assert w.start == pd.Timestamp("2019-09-20", tz=UTC)
     assert w.horizon_end == pd.Timestamp("2019-11-22", tz=UTC)
-    assert w.never_days == 63.0
+    assert w.never_days == 58.0  # window + one step
 
 
 def test_window_converts_other_zone_midnight_to_utc() -> None:
@@ -101,7 +101,7 @@ def test_window_converts_other_zone_midnight_to_utc() -> None:
         ({"step_days": -7}, "--step-days"),
         ({"step_days": True}, "--step-days"),
         ({"horizon_days": 0}, "--horizon-days"),
-        ({"window_days": 50}, "multiple of --step-days"),
+        ({"window_days": 51}, "multiple of --step-days"),
         ({"cutoff": pd.Timestamp("2019-11-15")}, "no time zone"),
         ({"cutoff": pd.Timestamp("2019-11-15T06:00", tz=UTC)}, "not a UTC midnight"),
         ({"cutoff": "not a date"}, "--cutoff"),
@@ -227,7 +227,7 @@ def reference(events: pd.DataFrame, w: FeatureWindow) -> tuple[list[str], np.nda
 
 def test_matches_reference_implementation() -> None:
     events = random_events(3000, 40, seed=1)
-    w = FeatureWindow(cutoff=CUTOFF)
+    w = FeatureWindow(cutoff=CUTOFF, step_days=7)  # the reference hard-codes 63 = 56 + 7
     f = build(w, events)
     users, X = reference(events, w)
     assert f.customer.tolist() == users

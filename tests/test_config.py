@@ -1,0 +1,116 @@
+import math
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from fedmarket.config import DEFAULTS, RunConfig, parse_overrides
+from fedmarket.errors import ConfigError
+
+PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
+
+
+def test_pyproject_app_config_equals_defaults_exactly():
+    table = tomllib.loads(PYPROJECT.read_text())["tool"]["flwr"]["app"]["config"]
+    assert table == DEFAULTS
+    assert list(table) == list(DEFAULTS)  # same order, so a reader can diff them by eye
+    # == treats 3 and 3.0 alike; flwr hands the apps the TOML types, so they must match too
+    assert {k: type(v) for k, v in table.items()} == {k: type(v) for k, v in DEFAULTS.items()}
+
+
+def test_empty_mapping_gives_the_defaults():
+    cfg = RunConfig.from_mapping({})
+    assert cfg.to_flower() == DEFAULTS
+    assert (cfg.num_server_rounds, cfg.model, cfg.dp, cfg.target_epsilon) == (3, "cnn-lstm",
+                                                                               "client", 8.0)
+
+
+def test_overrides_are_applied_and_ints_widen_to_float():
+    cfg = RunConfig.from_mapping({"num-server-rounds": 5, "fraction-train": 1, "model": "gru"})
+    assert (cfg.num_server_rounds, cfg.model) == (5, "gru")
+    assert cfg.fraction_train == 1.0 and type(cfg.fraction_train) is float
+
+
+def test_replace_revalidates_and_takes_either_spelling():
+    cfg = RunConfig.from_mapping({})
+    assert cfg.replace(num_server_rounds=7).num_server_rounds == 7
+    assert cfg.replace(**{"local-epochs": 2}).local_epochs == 2
+    with pytest.raises(ConfigError, match="num-server-rounds"):
+        cfg.replace(num_server_rounds=0)
+
+
+@pytest.mark.parametrize(
+    ("values", "key"),
+    [
+        ({"num-rounds": 3}, "num-rounds"),  # unknown key
+        ({"num-server-rounds": "3"}, "num-server-rounds"),  # a string where an int belongs
+        ({"num-server-rounds": True}, "num-server-rounds"),  # bool is not an int here
+        ({"num-server-rounds": 2.0}, "num-server-rounds"),  # nor is a float
+        ({"learning-rate": "0.1"}, "learning-rate"),
+        ({"learning-rate": math.nan}, "learning-rate"),
+        ({"num-server-rounds": 0}, "num-server-rounds"),
+        ({"fraction-train": 0.0}, "fraction-train"),
+        ({"fraction-train": 1.5}, "fraction-train"),
+        ({"fraction-evaluate": 0}, "fraction-evaluate"),
+        ({"model": "transformer"}, "model"),
+        ({"task": "churn"}, "task"),
+        ({"strategy": "fedsgd"}, "strategy"),
+        ({"dp": "local"}, "dp"),
+        ({"accountant": "gdp"}, "accountant"),
+        ({"trim-beta": 0.5}, "trim-beta"),
+        ({"delta": -1e-5}, "delta"),
+        ({"delta": 1.0}, "delta"),
+        ({"batch-size": 0}, "batch-size"),
+        ({"learning-rate": 0.0}, "learning-rate"),
+        ({"seed": -1}, "seed"),
+    ],
+)
+def test_bad_values_raise_config_error_naming_the_key(values, key):
+    with pytest.raises(ConfigError) as info:
+        RunConfig.from_mapping(values)
+    assert key in str(info.value)
+
+
+def test_client_dp_without_budget_or_noise_is_refused():
+    with pytest.raises(ConfigError) as info:
+        RunConfig.from_mapping({"dp": "client", "target-epsilon": 0.0, "noise-multiplier": 0.0})
+    message = str(info.value)
+    assert "target-epsilon" in message and "noise-multiplier" in message
+    # either one alone is a valid setting, and without DP neither is needed
+    assert RunConfig.from_mapping({"target-epsilon": 0.0, "noise-multiplier": 1.1}).dp == "client"
+    assert RunConfig.from_mapping({"dp": "none", "target-epsilon": 0.0}).dp == "none"
+
+
+def test_unknown_key_message_lists_the_known_keys():
+    with pytest.raises(ConfigError, match="known keys:.*num-server-rounds"):
+        RunConfig.from_mapping({"rounds": 3})
+
+
+def test_where_is_named_in_the_message():
+    with pytest.raises(ConfigError, match=r"^/runs/x/config\.json: unknown"):
+        RunConfig.from_mapping({"bogus": 1}, where="/runs/x/config.json")
+
+
+def test_parse_overrides_reads_toml_values_and_bare_words():
+    parsed = parse_overrides(
+        "num-server-rounds=5 model='gru' fraction-train=0.5 dp=none use-x=true "
+        'out-dir="/tmp/ab"'
+    )
+    assert parsed == {
+        "num-server-rounds": 5,
+        "model": "gru",
+        "fraction-train": 0.5,
+        "dp": "none",  # a bare word is taken as a string (flwr would need quotes)
+        "use-x": True,
+        "out-dir": "/tmp/ab",
+    }
+    assert type(parsed["num-server-rounds"]) is int and type(parsed["fraction-train"]) is float
+    assert parse_overrides("") == {}
+    cfg = RunConfig.from_mapping(parse_overrides("num-server-rounds=4 dp=none strategy=fedprox"))
+    assert (cfg.num_server_rounds, cfg.dp, cfg.strategy) == (4, "none", "fedprox")
+
+
+@pytest.mark.parametrize("text", ["novalue", "=3", "rounds=3 novalue"])
+def test_parse_overrides_rejects_items_without_key_and_value(text):
+    with pytest.raises(ConfigError, match="is not key=value"):
+        parse_overrides(text)
