@@ -13,14 +13,13 @@ from pathlib import Path
 from flwr.app import ArrayRecord, ConfigRecord, Context, Error, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
+from clients.deployment import answer_query, has_raw_export, local_partition
 from fedmarket.config import RunConfig
 from fedmarket.defaults import resolve_data_dir
 from fedmarket.errors import BudgetExhaustedError
 from fedmarket.federated.client import RetailerClient
 from fedmarket.federated.client_state import load_accountant, save_accountant
 from strategies import DECLINED_CODE
-
-from clients.deployment import answer_query, has_raw_export, local_partition
 
 _STATE_KEY = "fedmarket"
 
@@ -36,7 +35,7 @@ def make_client_app(fixed: RunConfig | None = None) -> ClientApp:
         cfg = settings(context)
         node = context.node_config
         if has_raw_export(context):  # deployment: prepare this retailer's own export locally
-            cfg, data_dir = local_partition(msg, context, cfg)
+            cfg, data_dir = local_partition(msg.content["config"], context, cfg)
         elif "data-dir" in node:
             data_dir = Path(str(node["data-dir"]))
         else:
@@ -48,7 +47,8 @@ def make_client_app(fixed: RunConfig | None = None) -> ClientApp:
         client = retailer(msg, context)
         config = msg.content["config"]
         server_round = int(config["server-round"]) + int(config.get("round-offset", 0))
-        state = load_accountant(context.state.get(_STATE_KEY), client.cfg.state_dir, client.partition_id)
+        state = load_accountant(context.state.get(_STATE_KEY), client.cfg.state_dir,
+                                client.partition_id)
         weights = msg.content["arrays"].to_torch_state_dict()
         try:
             outcome = client.train(weights, server_round, state,
@@ -56,7 +56,8 @@ def make_client_app(fixed: RunConfig | None = None) -> ClientApp:
         except BudgetExhaustedError as exc:
             return Message(Error(code=DECLINED_CODE, reason=f"declined: {exc}"), reply_to=msg)
         if outcome.privacy_state is not None:
-            record = save_accountant(outcome.privacy_state, client.cfg.state_dir, client.partition_id)
+            record = save_accountant(outcome.privacy_state, client.cfg.state_dir,
+                                     client.partition_id)
             context.state[_STATE_KEY] = ConfigRecord({"accountant": record})
         content = RecordDict({"arrays": ArrayRecord(outcome.state_dict),
                               "metrics": MetricRecord(outcome.metrics)})

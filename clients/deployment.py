@@ -11,7 +11,9 @@ never leave this machine.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from flwr.app import ConfigRecord, Context, Error, Message, MetricRecord, RecordDict
 
@@ -42,8 +44,11 @@ def answer_query(msg: Message, context: Context) -> Message:
         retailer = LocalRetailer.from_node_config(context.node_config)
         if stage == ag.DESCRIBE:
             num = node.get("num-partitions")
-            metrics = ag.describe_metrics(retailer.last_event_time(), retailer.partition_id,
-                                          int(num) if num is not None else None)
+            metrics = ag.describe_metrics(
+                retailer.last_event_time(),
+                retailer.partition_id,
+                int(num) if num is not None else None,
+            )
         elif stage == ag.MOMENTS:
             plan = ag.WindowPlan.from_dict(json.loads(str(config[ag.PLAN_KEY])))
             metrics = retailer.summary(plan).to_metrics()
@@ -54,16 +59,20 @@ def answer_query(msg: Message, context: Context) -> Message:
     return Message(RecordDict({"metrics": MetricRecord(metrics)}), reply_to=msg)
 
 
-def local_partition(msg: Message, context: Context, cfg: RunConfig) -> tuple[RunConfig, Path]:
+def local_partition(
+    config: Mapping[str, Any], context: Context, cfg: RunConfig
+) -> tuple[RunConfig, Path]:
     """This retailer's prepared directory for the agreed statistics, and the run's settings.
 
+    ``config`` is the train or evaluate message's config (it carries the agreement).
     ``delta = 0`` in the run config means 1/(10 × all retailers' training customers); the
     total comes from the agreement, so every retailer uses the same delta.
     """
-    config = msg.content["config"]
     if ag.CONFIG_KEY not in config:
-        raise FedmarketError("the server sent no preprocessing agreement; is the ServerApp the "
-                             "same fedmarket version as this SuperNode?")
+        raise FedmarketError(
+            "the server sent no preprocessing agreement; is the ServerApp the "
+            "same fedmarket version as this SuperNode?"
+        )
     agreement = ag.Agreement.from_json(str(config[ag.CONFIG_KEY]))
     retailer = LocalRetailer.from_node_config(context.node_config)
     if cfg.delta == 0:

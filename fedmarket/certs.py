@@ -75,8 +75,10 @@ def parse_hosts(text: str | Iterable[str] | None) -> tuple[str, ...]:
         if not host:
             continue
         if _ip(host) is None and not _HOST_NAME.match(host):
-            raise ConfigError(f"--hosts: {host!r} is neither an IP address nor a DNS name; give "
-                              "names such as superlink.example.org or 10.0.0.5, comma-separated")
+            raise ConfigError(
+                f"--hosts: {host!r} is neither an IP address nor a DNS name; give "
+                "names such as superlink.example.org or 10.0.0.5, comma-separated"
+            )
         if host.lower() not in (h.lower() for h in out):
             out.append(host)
     return tuple(out)
@@ -89,8 +91,14 @@ def node_names(count: int, prefix: str = "supernode") -> tuple[str, ...]:
     return tuple(f"{prefix}-{i}" for i in range(count))
 
 
-def generate(out: Path, *, hosts: Sequence[str] = (), nodes: Sequence[str] = (),
-             days: int = DEFAULT_DAYS, now: dt.datetime | None = None) -> CertBundle:
+def generate(
+    out: Path,
+    *,
+    hosts: Sequence[str] = (),
+    nodes: Sequence[str] = (),
+    days: int = DEFAULT_DAYS,
+    now: dt.datetime | None = None,
+) -> CertBundle:
     """Create (or complete) the CA, server certificate and SuperNode keys under ``out``."""
     if days < 1:
         raise ConfigError(f"--days must be at least 1, got {days}")
@@ -108,8 +116,9 @@ def generate(out: Path, *, hosts: Sequence[str] = (), nodes: Sequence[str] = (),
     _ensure_server(server_cert, server_key, ca_cert, ca_key, hosts, days, now, created)
     node_dir = out / "supernodes"
     keys = tuple(_ensure_node(node_dir, name, created) for name in nodes)
-    return CertBundle(out, ca_cert_path, ca_key_path, server_cert, server_key, keys, hosts,
-                      tuple(created))
+    return CertBundle(
+        out, ca_cert_path, ca_key_path, server_cert, server_key, keys, hosts, tuple(created)
+    )
 
 
 def certificate_names(cert_path: Path) -> tuple[str, ...]:
@@ -119,80 +128,136 @@ def certificate_names(cert_path: Path) -> tuple[str, ...]:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
         return ()
-    return (*san.get_values_for_type(x509.DNSName),
-            *(str(ip) for ip in san.get_values_for_type(x509.IPAddress)))
+    return (
+        *san.get_values_for_type(x509.DNSName),
+        *(str(ip) for ip in san.get_values_for_type(x509.IPAddress)),
+    )
 
 
 # --- CA and server certificate ---------------------------------------------------------
-def _ensure_ca(cert_path: Path, key_path: Path, days: int, now: dt.datetime,
-               created: list[Path]) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+def _ensure_ca(
+    cert_path: Path, key_path: Path, days: int, now: dt.datetime, created: list[Path]
+) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     if cert_path.exists() != key_path.exists():
         missing = key_path if cert_path.exists() else cert_path
-        raise ConfigError(f"{missing} is missing but its pair exists; restore it, or remove "
-                          f"{cert_path.parent} and re-run (every key must then be re-issued)")
+        raise ConfigError(
+            f"{missing} is missing but its pair exists; restore it, or remove "
+            f"{cert_path.parent} and re-run (every key must then be re-issued)"
+        )
     if cert_path.exists():
         key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
         if not isinstance(key, ec.EllipticCurvePrivateKey):
             raise ConfigError(f"{key_path}: not an EC private key made by `fedmarket certs`")
         return _load_cert(cert_path), key
     key = ec.generate_private_key(CURVE())
-    name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "fedmarket consortium"),
-                      x509.NameAttribute(NameOID.COMMON_NAME, "fedmarket private CA")])
-    cert = (_builder(name, name, key.public_key(), now, days * 2)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                         content_commitment=False, key_encipherment=False,
-                                         data_encipherment=False, key_agreement=False,
-                                         encipher_only=False, decipher_only=False), critical=True)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
-                           critical=False)
-            .sign(key, hashes.SHA384()))
+    name = x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "fedmarket consortium"),
+            x509.NameAttribute(NameOID.COMMON_NAME, "fedmarket private CA"),
+        ]
+    )
+    cert = (
+        _builder(name, name, key.public_key(), now, days * 2)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA384())
+    )
     _write_private(key_path, _pem_key(key), created)
     _write_public(cert_path, cert.public_bytes(serialization.Encoding.PEM), created)
     return cert, key
 
 
-def _ensure_server(cert_path: Path, key_path: Path, ca_cert: x509.Certificate,
-                   ca_key: ec.EllipticCurvePrivateKey, hosts: Sequence[str], days: int,
-                   now: dt.datetime, created: list[Path]) -> None:
+def _ensure_server(
+    cert_path: Path,
+    key_path: Path,
+    ca_cert: x509.Certificate,
+    ca_key: ec.EllipticCurvePrivateKey,
+    hosts: Sequence[str],
+    days: int,
+    now: dt.datetime,
+    created: list[Path],
+) -> None:
     if cert_path.exists() and key_path.exists():
         have = {h.lower() for h in certificate_names(cert_path)}
         missing = [h for h in hosts if _canonical(h) not in have]
         if missing:
-            raise ConfigError(f"{cert_path} does not cover {', '.join(missing)}; delete "
-                              f"{cert_path.name} and {key_path.name} to re-issue it for --hosts")
+            raise ConfigError(
+                f"{cert_path} does not cover {', '.join(missing)}; delete "
+                f"{cert_path.name} and {key_path.name} to re-issue it for --hosts"
+            )
         return
     if cert_path.exists() or key_path.exists():
-        raise ConfigError(f"only one of {cert_path.name} / {key_path.name} exists in "
-                          f"{cert_path.parent}; delete it to re-issue the server certificate")
+        raise ConfigError(
+            f"only one of {cert_path.name} / {key_path.name} exists in "
+            f"{cert_path.parent}; delete it to re-issue the server certificate"
+        )
     key = ec.generate_private_key(CURVE())
     common = next((h for h in hosts if h not in LOCAL_NAMES), "localhost")[:64]
-    subject = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "fedmarket consortium"),
-                         x509.NameAttribute(NameOID.COMMON_NAME, common)])
+    subject = x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "fedmarket consortium"),
+            x509.NameAttribute(NameOID.COMMON_NAME, common),
+        ]
+    )
     san = [x509.IPAddress(ip) if (ip := _ip(h)) is not None else x509.DNSName(h) for h in hosts]
-    cert = (_builder(subject, ca_cert.subject, key.public_key(), now, days)
-            .add_extension(x509.SubjectAlternativeName(san), critical=False)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.KeyUsage(digital_signature=True, key_agreement=True,
-                                         key_cert_sign=False, crl_sign=False,
-                                         content_commitment=False, key_encipherment=False,
-                                         data_encipherment=False, encipher_only=False,
-                                         decipher_only=False), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]),
-                           critical=False)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
-                ca_key.public_key()), critical=False)
-            .sign(ca_key, hashes.SHA384()))
+    cert = (
+        _builder(subject, ca_cert.subject, key.public_key(), now, days)
+        .add_extension(x509.SubjectAlternativeName(san), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_agreement=True,
+                key_cert_sign=False,
+                crl_sign=False,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA384())
+    )
     _write_private(key_path, _pem_key(key), created)
     _write_public(cert_path, cert.public_bytes(serialization.Encoding.PEM), created)
 
 
-def _builder(subject: x509.Name, issuer: x509.Name, public_key: ec.EllipticCurvePublicKey,
-             now: dt.datetime, days: int) -> x509.CertificateBuilder:
-    return (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer)
-            .public_key(public_key).serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=days)))
+def _builder(
+    subject: x509.Name,
+    issuer: x509.Name,
+    public_key: ec.EllipticCurvePublicKey,
+    now: dt.datetime,
+    days: int,
+) -> x509.CertificateBuilder:
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=days))
+    )
 
 
 # --- SuperNode keys -------------------------------------------------------------------
@@ -206,26 +271,36 @@ def _ensure_node(directory: Path, name: str, created: list[Path]) -> NodeKey:
             _write_public(public, _ssh_public(key), created)
         return NodeKey(name, private, public)
     if public.exists():
-        raise ConfigError(f"{public} exists without {private.name}; delete it to create a new "
-                          "pair (and re-register the node)")
+        raise ConfigError(
+            f"{public} exists without {private.name}; delete it to create a new "
+            "pair (and re-register the node)"
+        )
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     key = ec.generate_private_key(CURVE())
-    text = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
-                             serialization.NoEncryption())
+    text = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.OpenSSH,
+        serialization.NoEncryption(),
+    )
     _write_private(private, text, created)
     _write_public(public, _ssh_public(key), created)
     return NodeKey(name, private, public)
 
 
 def _ssh_public(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.public_key().public_bytes(serialization.Encoding.OpenSSH,
-                                         serialization.PublicFormat.OpenSSH) + b"\n"
+    return (
+        key.public_key().public_bytes(
+            serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+        )
+        + b"\n"
+    )
 
 
 # --- files ----------------------------------------------------------------------------
 def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
 def _write_private(path: Path, data: bytes, created: list[Path]) -> None:

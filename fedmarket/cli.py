@@ -161,3 +161,71 @@ def simulate_cmd(
     from fedmarket.commands.simulate import simulate
 
     simulate(**args)
+
+
+@app.command("certs")
+@friendly_errors
+def certs_cmd(
+    out: Annotated[Path, typer.Option(help="Directory for ca.crt, server.crt/.key and "
+                                           "supernodes/*.key|.pub (created 0700).")],
+    hosts: Annotated[str, typer.Option(help="Comma-separated names/IPs SuperNodes dial for the "
+                                            "SuperLink; localhost, 127.0.0.1 and ::1 are "
+                                            "always included.")] = "",
+    nodes: Annotated[int, typer.Option(help="SuperNode key pairs to create "
+                                            "(supernode-0 ... supernode-N-1).")] = 3,
+    days: Annotated[int, typer.Option(help="Validity of the server certificate in days "
+                                           "(the CA: twice that).")] = 365,
+) -> None:
+    """TLS certificates for the SuperLink and authentication keys for the SuperNodes."""
+    args = dict(locals())
+    from fedmarket.commands.certs import certs
+
+    certs(**args)
+
+
+@app.command("tradeoff")
+@friendly_errors
+def tradeoff_cmd(
+    out: Annotated[Path, typer.Option(help="Sweep directory (records, points, csv, md, png); "
+                                           "re-running it resumes.")],
+    quick: Annotated[bool, typer.Option(help="Smoke run: epsilon 1 and 8 + no DP, one seed, two "
+                                             "rounds, 3 small synthetic retailers.")] = False,
+    data: Annotated[Path | None, typer.Option(
+        help="Prepared data (default: the default retailers; with --quick, a small set).")] = None,
+    epsilons: Annotated[str | None, typer.Option(help="Target epsilons, comma-separated "
+                                                      "(default 0.5,1,2,4,8,16; no DP is "
+                                                      "always added).")] = None,
+    seeds: Annotated[str | None, typer.Option(
+        help="Seeds, comma-separated (default 0,1,2).")] = None,
+    settings: Annotated[str | None, typer.Option(help="Comma-separated subset of "
+                                                      "federated-client-dp, federated-central-dp, "
+                                                      "centralised-dp.")] = None,
+    rounds: Annotated[int | None, typer.Option(help="Federated rounds (centralised: as many "
+                                                    "epochs x local-epochs); default 3.")] = None,
+    run_config: Annotated[str, typer.Option(help="Overrides for every point, e.g. "
+                                                 "\"model='lstm' local-epochs=2\".")] = "",
+    audit: Annotated[bool, typer.Option(help="Run the membership-inference audit on every "
+                                             "point.")] = True,
+) -> None:
+    """Sweep epsilon for federated (client or central DP) and centralised DP training."""
+    args = dict(locals())
+    from fedmarket.commands.tradeoff import tradeoff
+
+    if tradeoff(**args):
+        raise typer.Exit(code=1)
+
+
+@app.command("audit")
+@friendly_errors
+def audit_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory (fedmarket simulate, or a "
+                                                 "tradeoff point).")],
+    seed: Annotated[int, typer.Option(help="Seed for the member subsample and the split.")] = 0,
+    confidence: Annotated[float, typer.Option(
+        help="Confidence of the epsilon lower bound.")] = 0.95,
+) -> None:
+    """Membership-inference audit: attack AUC, TPR at low FPR, empirical epsilon bound."""
+    args = dict(locals())
+    from fedmarket.commands.audit import audit
+
+    audit(**args)

@@ -21,6 +21,7 @@ from fedmarket.defaults import default_run_dir, ensure_default_data
 from fedmarket.errors import ConfigError
 from fedmarket.federated.client import privacy_settings
 from fedmarket.federated.server import latest_checkpoint
+from fedmarket.progress import progress_bar
 from fedmarket.results import write_run_outputs
 from fedmarket.training import TrainConfig
 
@@ -90,7 +91,11 @@ def _resolve(data: Path | None, run_config: str, out: Path | None, resume: Path 
     run_dir = (out or default_run_dir("simulate")).resolve()
     if (run_dir / "config.json").exists():
         raise ConfigError(f"--out {run_dir} already holds a run; resume it with --resume or pick another")
-    data_dir = (data.resolve() if data is not None else ensure_default_data(log=log.info))
+    if data is not None:
+        data_dir = data.resolve()
+    else:
+        with progress_bar("default retailers (first run only)", None) as advance:
+            data_dir = ensure_default_data(advance, log=log.info)
     store.read_manifest(data_dir)  # a clear error now rather than in every client
     cfg = RunConfig.from_mapping({**overrides, "data-dir": str(data_dir), "out-dir": str(run_dir),
                                   "state-dir": str(run_dir / "client_state")})

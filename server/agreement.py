@@ -20,9 +20,13 @@ from dataclasses import dataclass
 
 from flwr.app import ConfigRecord, Message, MessageType, RecordDict
 from flwr.serverapp import Grid
+from flwr.serverapp.strategy import Strategy
 
+from fedmarket.config import RunConfig
 from fedmarket.deploy import agreement as ag
-from fedmarket.errors import DataError
+from fedmarket.errors import ConfigError, DataError
+from fedmarket.federated.server import FederatedRun
+from strategies import build_strategy
 from strategies.recording import shorten
 
 log = logging.getLogger("fedmarket")
@@ -42,21 +46,28 @@ def agree(grid: Grid, *, timeout: float, plan: ag.WindowPlan | None = None) -> C
     described = _describe(grid, timeout)
     raw = {n: m for n, m in described.items() if "last-event-s" in m}
     if not raw:
-        log.info("agreement: %d SuperNode(s) hold prepared partitions; nothing to agree",
-                 len(described))
+        log.info(
+            "agreement: %d SuperNode(s) hold prepared partitions; nothing to agree", len(described)
+        )
         return Consortium(tuple(sorted(described)), None)
     if len(raw) != len(described):
-        raise DataError(f"{len(raw)} SuperNode(s) hold raw exports (data-path) and "
-                        f"{len(described) - len(raw)} prepared partitions (data-dir); give "
-                        "them all the same kind")
+        raise DataError(
+            f"{len(raw)} SuperNode(s) hold raw exports (data-path) and "
+            f"{len(described) - len(raw)} prepared partitions (data-dir); give "
+            "them all the same kind"
+        )
     plan = plan.with_cutoff(ag.last_event_from_metrics(m) for m in raw.values())
     log.info("agreement: cut-off %s from %d retailers' latest events", plan.cutoff, len(raw))
-    replies = _ask(grid, raw, {ag.STAGE_KEY: ag.MOMENTS, ag.PLAN_KEY: json.dumps(plan.to_dict())},
-                   timeout)
+    replies = _ask(
+        grid, raw, {ag.STAGE_KEY: ag.MOMENTS, ag.PLAN_KEY: json.dumps(plan.to_dict())}, timeout
+    )
     summaries = [ag.RetailerSummary.from_metrics(m) for m in replies.values()]
     agreement = ag.combine(plan, summaries)
-    log.info("agreement: normalisation from %d retailers, %d training customers in all",
-             len(summaries), agreement.n_train_total)
+    log.info(
+        "agreement: normalisation from %d retailers, %d training customers in all",
+        len(summaries),
+        agreement.n_train_total,
+    )
     return Consortium(tuple(sorted(replies)), agreement)
 
 
@@ -73,9 +84,13 @@ def _describe(grid: Grid, timeout: float) -> dict[int, dict]:
             described.update(_ask(grid, more, {ag.STAGE_KEY: ag.DESCRIBE}, timeout, strict=False))
             asked |= more
     if expected > len(asked):
-        log.warning("agreement: SuperNodes say the consortium has %d retailers, but only %d "
-                    "connected within %.0f s; going on without the others", expected,
-                    len(asked), timeout)
+        log.warning(
+            "agreement: SuperNodes say the consortium has %d retailers, but only %d "
+            "connected within %.0f s; going on without the others",
+            expected,
+            len(asked),
+            timeout,
+        )
     if not described:
         raise DataError("no SuperNode could describe its data; see the warnings above")
     return described
@@ -87,13 +102,16 @@ def _wait_for_nodes(grid: Grid, count: int, deadline: float) -> list[int]:
         if len(ids) >= count or (ids and time.monotonic() >= deadline):
             return ids
         if time.monotonic() >= deadline:
-            raise DataError("no SuperNode connected before the round timeout; check that the "
-                            "SuperNodes run and reach the SuperLink")
+            raise DataError(
+                "no SuperNode connected before the round timeout; check that the "
+                "SuperNodes run and reach the SuperLink"
+            )
         time.sleep(1.0)
 
 
-def _ask(grid: Grid, node_ids: Iterable[int], config: dict, timeout: float, *,
-         strict: bool = True) -> dict[int, dict]:
+def _ask(
+    grid: Grid, node_ids: Iterable[int], config: dict, timeout: float, *, strict: bool = True
+) -> dict[int, dict]:
     """Send one query to each node; the valid replies' metrics by node id.
 
     A node that errors or stays silent is logged and left out; with ``strict`` a
@@ -101,8 +119,14 @@ def _ask(grid: Grid, node_ids: Iterable[int], config: dict, timeout: float, *,
     the statistics would silently describe a different consortium).
     """
     node_ids = sorted(node_ids)
-    messages = [Message(RecordDict({"config": ConfigRecord(dict(config))}), dst_node_id=n,
-                        message_type=MessageType.QUERY) for n in node_ids]
+    messages = [
+        Message(
+            RecordDict({"config": ConfigRecord(dict(config))}),
+            dst_node_id=n,
+            message_type=MessageType.QUERY,
+        )
+        for n in node_ids
+    ]
     out: dict[int, dict] = {}
     problems = []
     for reply in grid.send_and_receive(messages, timeout=timeout):
@@ -116,6 +140,29 @@ def _ask(grid: Grid, node_ids: Iterable[int], config: dict, timeout: float, *,
     for problem in problems:
         log.warning("agreement (%s): %s", config[ag.STAGE_KEY], problem)
     if strict and problems:
-        raise DataError(f"agreement ({config[ag.STAGE_KEY]}) failed for {len(problems)} "
-                        f"retailer(s): {'; '.join(problems)}")
+        raise DataError(
+            f"agreement ({config[ag.STAGE_KEY]}) failed for {len(problems)} "
+            f"retailer(s): {'; '.join(problems)}"
+        )
     return out
+
+
+def deployment_strategy(cfg: RunConfig, num_nodes: int, recorder: FederatedRun) -> Strategy:
+    """The run's strategy, sized so that a lost SuperNode does not stall the run.
+
+    ``build_strategy`` makes Flower wait for ``num_nodes`` connected nodes before every
+    round, with no time limit; a retailer whose machine dies would block the consortium
+    forever. Here the strategy is built for the smallest quorum the settings allow (at
+    least ``min-train-replies`` replies per round, Krum's and Bulyan's minimums), and
+    Flower samples ``fraction-train`` of the nodes connected at each round. Central DP is
+    the exception: its noise is calibrated for exactly the agreed number of clients, so it
+    keeps waiting for all of them.
+    """
+    if cfg.dp == "central":
+        return build_strategy(cfg, num_nodes=num_nodes, recorder=recorder)
+    for quorum in range(1, num_nodes):
+        try:
+            return build_strategy(cfg, num_nodes=quorum, recorder=recorder)
+        except ConfigError:  # too few for the settings; try the next size
+            continue
+    return build_strategy(cfg, num_nodes=num_nodes, recorder=recorder)

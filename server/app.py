@@ -15,13 +15,16 @@ from typing import Any
 
 from flwr.app import ArrayRecord, ConfigRecord, Context, MetricRecord
 from flwr.serverapp import Grid, ServerApp
+from flwr.superlink.grid import InMemoryGrid
 
 from fedmarket.config import RunConfig
 from fedmarket.data import store
 from fedmarket.data.features import FEATURE_NAMES
 from fedmarket.defaults import default_run_dir, ensure_default_data
+from fedmarket.deploy.agreement import CONFIG_KEY
 from fedmarket.federated.server import FederatedRun
 from fedmarket.models import build_model
+from server.agreement import agree, deployment_strategy
 from strategies import build_strategy
 
 log = logging.getLogger("fedmarket")
@@ -41,10 +44,20 @@ def make_server_app(fixed: RunConfig | None = None, *, round_offset: int = 0,
     def main(grid: Grid, context: Context) -> None:
         started = time.perf_counter()
         cfg = fixed if fixed is not None else RunConfig.from_mapping(dict(context.run_config))
-        data_dir = Path(cfg.data_dir) if cfg.data_dir else ensure_default_data(log=log.info)
+        deployed = not isinstance(grid, InMemoryGrid)  # SuperNodes on their own machines
+        if cfg.data_dir or not deployed:
+            data_dir = Path(cfg.data_dir) if cfg.data_dir else ensure_default_data(log=log.info)
+        else:
+            data_dir = Path()  # deployment: no pooled data on the server
         has_data = (data_dir / store.MANIFEST_NAME).is_file()
         manifest = store.read_manifest(data_dir) if has_data else None
-        num_nodes = len(manifest["partitions"]) if manifest else _connected(grid)
+        consortium = agree(grid, timeout=cfg.round_timeout) if deployed and not manifest else None
+        if manifest:
+            num_nodes = len(manifest["partitions"])
+        elif consortium is not None:
+            num_nodes = len(consortium.node_ids)
+        else:
+            num_nodes = _connected(grid)
         run_dir = Path(cfg.out_dir) if cfg.out_dir else default_run_dir("flwr")
         run_dir.mkdir(parents=True, exist_ok=True)
         if round_offset == 0:
@@ -53,10 +66,15 @@ def make_server_app(fixed: RunConfig | None = None, *, round_offset: int = 0,
                  cfg.model, num_nodes, cfg.num_server_rounds, cfg.dp, run_dir)
         run = FederatedRun(cfg, run_dir, data_dir if has_data else None, num_nodes=num_nodes,
                            round_offset=round_offset)
+        shared = ConfigRecord()
+        if consortium is not None and consortium.agreement is not None:
+            shared[CONFIG_KEY] = consortium.agreement.to_json()
+            run.n_train_total = consortium.agreement.n_train_total  # for the run's delta
         n_features = len(manifest["feature_names"]) if manifest else len(FEATURE_NAMES)
         weights = initial_weights or build_model(cfg.model, n_features, task=cfg.task,
                                                  seed=cfg.seed).state_dict()
-        strategy = build_strategy(cfg, num_nodes=num_nodes, recorder=run)
+        strategy = (deployment_strategy(cfg, num_nodes, run) if consortium is not None
+                    else build_strategy(cfg, num_nodes=num_nodes, recorder=run))
 
         def evaluate_fn(server_round: int, arrays: ArrayRecord) -> MetricRecord | None:
             metrics = run.evaluate_global(server_round, arrays)
@@ -64,8 +82,8 @@ def make_server_app(fixed: RunConfig | None = None, *, round_offset: int = 0,
 
         strategy.start(grid=grid, initial_arrays=ArrayRecord(weights),
                        num_rounds=cfg.num_server_rounds - round_offset, timeout=cfg.round_timeout,
-                       train_config=ConfigRecord({"round-offset": round_offset}),
-                       evaluate_fn=evaluate_fn)
+                       train_config=ConfigRecord({"round-offset": round_offset, **shared}),
+                       evaluate_config=ConfigRecord(dict(shared)), evaluate_fn=evaluate_fn)
         federated = run.finish(time.perf_counter() - started)
         if on_done is not None:
             on_done(federated)

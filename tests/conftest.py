@@ -40,8 +40,9 @@ def tiny_raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from fedmarket.data.synth import generate_retailers
 
     raw = tmp_path_factory.mktemp("tiny") / "raw"
-    generate_retailers(raw, n_retailers=TINY_RETAILERS, n_customers=TINY_CUSTOMERS,
-                       days=TINY_DAYS, seed=0)
+    generate_retailers(
+        raw, n_retailers=TINY_RETAILERS, n_customers=TINY_CUSTOMERS, days=TINY_DAYS, seed=0
+    )
     return raw
 
 
@@ -52,8 +53,9 @@ def tiny_data(tiny_raw: Path) -> Path:
 
     out = tiny_raw.parent / "prepared"
     # 8 weekly time steps (pinned: the default step may change and longer sequences train slower)
-    prepare(PrepareOptions(raw=tiny_raw, out=out, pseudonym_key=b"k" * 32, window_days=56,
-                           step_days=7))
+    prepare(
+        PrepareOptions(raw=tiny_raw, out=out, pseudonym_key=b"k" * 32, window_days=56, step_days=7)
+    )
     return out
 
 

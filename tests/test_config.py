@@ -21,8 +21,12 @@ def test_pyproject_app_config_equals_defaults_exactly():
 def test_empty_mapping_gives_the_defaults():
     cfg = RunConfig.from_mapping({})
     assert cfg.to_flower() == DEFAULTS
-    assert (cfg.num_server_rounds, cfg.model, cfg.dp, cfg.target_epsilon) == (3, "cnn-lstm",
-                                                                               "client", 8.0)
+    assert (cfg.num_server_rounds, cfg.model, cfg.dp, cfg.target_epsilon) == (
+        3,
+        "cnn-lstm",
+        "client",
+        8.0,
+    )
 
 
 def test_overrides_are_applied_and_ints_widen_to_float():
@@ -82,7 +86,7 @@ def test_client_dp_without_budget_or_noise_is_refused():
 
 
 def test_unknown_key_message_lists_the_known_keys():
-    with pytest.raises(ConfigError, match="known keys:.*num-server-rounds"):
+    with pytest.raises(ConfigError, match=r"known keys:.*num-server-rounds"):
         RunConfig.from_mapping({"rounds": 3})
 
 
@@ -93,8 +97,7 @@ def test_where_is_named_in_the_message():
 
 def test_parse_overrides_reads_toml_values_and_bare_words():
     parsed = parse_overrides(
-        "num-server-rounds=5 model='gru' fraction-train=0.5 dp=none use-x=true "
-        'out-dir="/tmp/ab"'
+        "num-server-rounds=5 model='gru' fraction-train=0.5 dp=none use-x=true out-dir=\"/tmp/ab\""
     )
     assert parsed == {
         "num-server-rounds": 5,

@@ -21,10 +21,11 @@ def default_key_path() -> Path:
 
 
 def synth(out: Path, retailers: int, customers: int, days: int, seed: int, fmt: str, start: str) -> None:
-    from fedmarket.data.synth import generate_retailers
+    from fedmarket.data.synth import generate_retailers, plan_retailers
 
-    total = None  # customers per retailer vary; the generator reports progress in customers
-    with progress_bar("synthesising retailers", total) as advance:
+    # The generator reports progress in customers, and retailers vary in size around --customers.
+    total = sum(p.n_customers for p in plan_retailers(retailers, customers, days, seed))
+    with progress_bar("synthesising customers", total) as advance:
         summary = generate_retailers(out, n_retailers=retailers, n_customers=customers, days=days,
                                      seed=seed, fmt=fmt, start=start, progress=advance)
     console.print(f"wrote {summary.total_events:,} events for {retailers} retailers to "

@@ -32,7 +32,6 @@ import pandas as pd
 from fedmarket.data import features
 from fedmarket.data.normalise import FeatureMoments, NormStats
 from fedmarket.errors import DataError
-from fedmarket.privacy.config import default_delta
 
 CONFIG_KEY = "fedmarket-agreement"  # ConfigRecord key carrying Agreement.to_json()
 STAGE_KEY = "stage"
@@ -55,9 +54,12 @@ class WindowPlan:
     def feature_window(self) -> features.FeatureWindow:
         if self.cutoff is None:
             raise DataError("the feature window has no agreed cut-off yet (describe stage missing)")
-        return features.FeatureWindow(cutoff=pd.Timestamp(self.cutoff),
-                                      window_days=self.window_days, step_days=self.step_days,
-                                      horizon_days=self.horizon_days)
+        return features.FeatureWindow(
+            cutoff=pd.Timestamp(self.cutoff),
+            window_days=self.window_days,
+            step_days=self.step_days,
+            horizon_days=self.horizon_days,
+        )
 
     def with_cutoff(self, last_events: Iterable[pd.Timestamp]) -> WindowPlan:
         """The plan with the cut-off `data prepare` would pick over all retailers' events."""
@@ -89,27 +91,37 @@ class RetailerSummary:
 
     def to_metrics(self) -> dict[str, int | float | list[int] | list[float]]:
         """Values a Flower MetricRecord accepts (plain ints/floats, uniform lists)."""
-        return {"partition-id": int(self.partition_id), "n-train": int(self.n_train),
-                "n-test": int(self.n_test),
-                "moment-count": [int(c) for c in self.moments.count],
-                "moment-sum": [float(s) for s in self.moments.sum],
-                "moment-sumsq": [float(s) for s in self.moments.sumsq]}
+        return {
+            "partition-id": int(self.partition_id),
+            "n-train": int(self.n_train),
+            "n-test": int(self.n_test),
+            "moment-count": [int(c) for c in self.moments.count],
+            "moment-sum": [float(s) for s in self.moments.sum],
+            "moment-sumsq": [float(s) for s in self.moments.sumsq],
+        }
 
     @staticmethod
     def from_metrics(d: Mapping[str, Any]) -> RetailerSummary:
         try:
-            moments = FeatureMoments(np.asarray(d["moment-count"], np.int64),
-                                     np.asarray(d["moment-sum"], np.float64),
-                                     np.asarray(d["moment-sumsq"], np.float64))
-            summary = RetailerSummary(int(d["partition-id"]), moments, int(d["n-train"]),
-                                      int(d["n-test"]))
+            moments = FeatureMoments(
+                np.asarray(d["moment-count"], np.int64),
+                np.asarray(d["moment-sum"], np.float64),
+                np.asarray(d["moment-sumsq"], np.float64),
+            )
+            summary = RetailerSummary(
+                int(d["partition-id"]), moments, int(d["n-train"]), int(d["n-test"])
+            )
         except (KeyError, TypeError, ValueError) as exc:
-            raise DataError(f"a retailer's moments reply is malformed ({exc!r}); is every "
-                            "SuperNode running the same fedmarket?") from exc
+            raise DataError(
+                f"a retailer's moments reply is malformed ({exc!r}); is every "
+                "SuperNode running the same fedmarket?"
+            ) from exc
         n = len(features.FEATURE_NAMES)
         if any(len(v) != n for v in (moments.count, moments.sum, moments.sumsq)):
-            raise DataError(f"partition {summary.partition_id}: moments for "
-                            f"{len(moments.count)} features, expected {n}")
+            raise DataError(
+                f"partition {summary.partition_id}: moments for "
+                f"{len(moments.count)} features, expected {n}"
+            )
         return summary
 
 
@@ -124,19 +136,31 @@ class Agreement:
 
     def delta(self, configured: float) -> float:
         """The run's delta: ``configured`` if set, else 1/(10 × all training customers)."""
+        from fedmarket.privacy.config import default_delta  # imports Opacus: only when asked
+
         return configured if configured > 0 else default_delta(self.n_train_total)
 
     def to_json(self) -> str:
-        return json.dumps({"plan": self.plan.to_dict(), "stats": self.stats.to_dict(),
-                           "n_train_total": self.n_train_total,
-                           "partitions": list(self.partitions)}, sort_keys=True)
+        return json.dumps(
+            {
+                "plan": self.plan.to_dict(),
+                "stats": self.stats.to_dict(),
+                "n_train_total": self.n_train_total,
+                "partitions": list(self.partitions),
+            },
+            sort_keys=True,
+        )
 
     @staticmethod
     def from_json(text: str) -> Agreement:
         try:
             d = json.loads(text)
-            return Agreement(WindowPlan.from_dict(d["plan"]), NormStats.from_dict(d["stats"]),
-                             int(d["n_train_total"]), tuple(int(p) for p in d["partitions"]))
+            return Agreement(
+                WindowPlan.from_dict(d["plan"]),
+                NormStats.from_dict(d["stats"]),
+                int(d["n_train_total"]),
+                tuple(int(p) for p in d["partitions"]),
+            )
         except (json.JSONDecodeError, KeyError, TypeError) as exc:
             raise DataError(f"the server's agreement message is malformed ({exc!r})") from exc
 
@@ -152,17 +176,22 @@ def combine(plan: WindowPlan, summaries: Iterable[RetailerSummary]) -> Agreement
         raise DataError("no retailer sent feature moments; nothing to agree on")
     ids = [s.partition_id for s in summaries]
     if len(set(ids)) != len(ids):
-        raise DataError(f"partition ids {ids} repeat: give every SuperNode its own "
-                        "partition-id in --node-config")
+        raise DataError(
+            f"partition ids {ids} repeat: give every SuperNode its own "
+            "partition-id in --node-config"
+        )
     stats = NormStats.from_moments(FeatureMoments.combine(s.moments for s in summaries))
     return Agreement(plan, stats, sum(s.n_train for s in summaries), tuple(ids))
 
 
-def describe_metrics(last_event: pd.Timestamp, partition_id: int,
-                     num_partitions: int | None) -> dict[str, int | float]:
+def describe_metrics(
+    last_event: pd.Timestamp, partition_id: int, num_partitions: int | None
+) -> dict[str, int | float]:
     """A retailer's describe reply: its latest event time and the consortium size it was told."""
-    out: dict[str, int | float] = {"last-event-s": float(pd.Timestamp(last_event).timestamp()),
-                                   "partition-id": int(partition_id)}
+    out: dict[str, int | float] = {
+        "last-event-s": float(pd.Timestamp(last_event).timestamp()),
+        "partition-id": int(partition_id),
+    }
     if num_partitions is not None:
         out["num-partitions"] = int(num_partitions)
     return out

@@ -62,18 +62,24 @@ class LocalFeatures:
 
     def summary(self, partition_id: int) -> RetailerSummary:
         train_x = np.asarray(self.split.X)[~self.is_test]
-        return RetailerSummary(partition_id, FeatureMoments.from_raw(train_x),
-                               int((~self.is_test).sum()), int(self.is_test.sum()))
+        return RetailerSummary(
+            partition_id,
+            FeatureMoments.from_raw(train_x),
+            int((~self.is_test).sum()),
+            int(self.is_test.sum()),
+        )
 
 
 def find_export(path: Path) -> tuple[str, list[Path]]:
     """The one retailer in ``path`` (an export file or one retailer's directory) and its files."""
     exports = loaders.find_exports(Path(path))
     if len(exports) != 1:
-        raise ConfigError(f"data-path {path} holds the exports of {len(exports)} retailers "
-                          f"({', '.join(sorted(exports))}); give each SuperNode only its own "
-                          "retailer's file or directory")
-    (retailer, files), = exports.items()
+        raise ConfigError(
+            f"data-path {path} holds the exports of {len(exports)} retailers "
+            f"({', '.join(sorted(exports))}); give each SuperNode only its own "
+            "retailer's file or directory"
+        )
+    ((retailer, files),) = exports.items()
     return retailer, files
 
 
@@ -85,17 +91,27 @@ def default_cache_dir(data_path: Path) -> Path:
 class LocalRetailer:
     """A retailer's export, its pseudonym key and its local cache."""
 
-    def __init__(self, data_path: Path, *, partition_id: int, pseudonym_key: bytes,
-                 cache_dir: Path | None = None, mapping: ExportMapping | None = None,
-                 chunksize: int = 500_000) -> None:
+    def __init__(
+        self,
+        data_path: Path,
+        *,
+        partition_id: int,
+        pseudonym_key: bytes,
+        cache_dir: Path | None = None,
+        mapping: ExportMapping | None = None,
+        chunksize: int = 500_000,
+    ) -> None:
         self.data_path = Path(data_path).expanduser()
         if not self.data_path.exists():
-            raise ConfigError(f"data-path {self.data_path}: no such file or directory on this "
-                              "SuperNode; check --node-config")
+            raise ConfigError(
+                f"data-path {self.data_path}: no such file or directory on this "
+                "SuperNode; check --node-config"
+            )
         self.retailer, self.files = find_export(self.data_path)
         self.partition_id = int(partition_id)
-        self.cache_dir = Path(cache_dir).expanduser() if cache_dir else default_cache_dir(
-            self.data_path)
+        self.cache_dir = (
+            Path(cache_dir).expanduser() if cache_dir else default_cache_dir(self.data_path)
+        )
         self._key = pseudonym_key
         self.mapping = mapping
         self.chunksize = chunksize
@@ -104,22 +120,35 @@ class LocalRetailer:
     def from_node_config(node: Mapping[str, Any]) -> LocalRetailer:
         """Built from a SuperNode's ``--node-config`` (``data-path`` required)."""
         if NODE_DATA_PATH not in node:
-            raise ConfigError("node config has no data-path; start the SuperNode with "
-                              "--node-config 'data-path=\"/path/to/export\" partition-id=0'")
+            raise ConfigError(
+                "node config has no data-path; start the SuperNode with "
+                "--node-config 'data-path=\"/path/to/export\" partition-id=0'"
+            )
         data_path = Path(str(node[NODE_DATA_PATH]))
         key_file = str(node[NODE_KEY_FILE]) if node.get(NODE_KEY_FILE) else None
-        return LocalRetailer(data_path, partition_id=int(node.get("partition-id", 0)),
-                             pseudonym_key=pseudonym_key(key_file, data_path),
-                             cache_dir=Path(str(node[NODE_CACHE_DIR]))
-                             if node.get(NODE_CACHE_DIR) else None,
-                             mapping=_mapping(node.get(NODE_MAPPING)))
+        return LocalRetailer(
+            data_path,
+            partition_id=int(node.get("partition-id", 0)),
+            pseudonym_key=pseudonym_key(key_file, data_path),
+            cache_dir=Path(str(node[NODE_CACHE_DIR])) if node.get(NODE_CACHE_DIR) else None,
+            mapping=_mapping(node.get(NODE_MAPPING)),
+        )
 
     def options(self, plan: WindowPlan) -> PrepareOptions:
-        return PrepareOptions(raw=self.data_path, out=self.cache_dir, window_days=plan.window_days,
-                              step_days=plan.step_days, horizon_days=plan.horizon_days,
-                              cutoff=plan.cutoff, test_fraction=plan.test_fraction, k=plan.k,
-                              seed=plan.seed, mapping=self.mapping, pseudonym_key=self._key,
-                              chunksize=self.chunksize)
+        return PrepareOptions(
+            raw=self.data_path,
+            out=self.cache_dir,
+            window_days=plan.window_days,
+            step_days=plan.step_days,
+            horizon_days=plan.horizon_days,
+            cutoff=plan.cutoff,
+            test_fraction=plan.test_fraction,
+            k=plan.k,
+            seed=plan.seed,
+            mapping=self.mapping,
+            pseudonym_key=self._key,
+            chunksize=self.chunksize,
+        )
 
     def last_event_time(self) -> pd.Timestamp:
         """The latest valid event in the export (the describe stage's one number)."""
@@ -152,53 +181,95 @@ class LocalRetailer:
     # --- internals --------------------------------------------------------------------
     def _featurise(self, plan: WindowPlan, directory: Path) -> None:
         opts = self.options(plan)
-        result = _prepare_retailer(self.retailer, self.files, plan.feature_window(),
-                                   anonymise.Pseudonymiser(self._key), opts, lambda *a, **k: None)
+        result = _prepare_retailer(
+            self.retailer,
+            self.files,
+            plan.feature_window(),
+            anonymise.Pseudonymiser(self._key),
+            opts,
+            lambda *a, **k: None,
+        )
         f = result.feats
-        info = {"retailer": self.retailer, "events": result.n_events,
-                "customers": len(f.customer), "dropped_rows": result.drops.to_dict(),
-                "k_anonymity": result.kanon, "plan": plan.to_dict(),
-                "created_at": datetime.now(UTC).isoformat(timespec="seconds")}
+        info = {
+            "retailer": self.retailer,
+            "events": result.n_events,
+            "customers": len(f.customer),
+            "dropped_rows": result.drops.to_dict(),
+            "k_anonymity": result.kanon,
+            "plan": plan.to_dict(),
+            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
 
         def write(tmp: Path) -> None:
-            np.savez(tmp / "features.npz", X=f.X, agg=f.agg, y_purchase=f.y_purchase,
-                     y_count=f.y_count, customer=f.customer, is_test=result.is_test)
+            np.savez(
+                tmp / "features.npz",
+                X=f.X,
+                agg=f.agg,
+                y_purchase=f.y_purchase,
+                y_count=f.y_count,
+                customer=f.customer,
+                is_test=result.is_test,
+            )
             (tmp / "features.json").write_text(json.dumps(info, indent=2, default=str) + "\n")
 
         _atomic_dir(directory, write)
 
     def _write_prepared(self, tmp: Path, local: LocalFeatures, agreement: Agreement) -> None:
-        normalised = store.SplitArrays(X=agreement.stats.apply(local.split.X), agg=local.split.agg,
-                                       y_purchase=local.split.y_purchase,
-                                       y_count=local.split.y_count, customer=local.split.customer)
+        normalised = store.SplitArrays(
+            X=agreement.stats.apply(local.split.X),
+            agg=local.split.agg,
+            y_purchase=local.split.y_purchase,
+            y_count=local.split.y_count,
+            customer=local.split.customer,
+        )
         entry: dict[str, Any] = {"id": self.partition_id, "retailer": self.retailer}
         for split, mask in (("train", ~local.is_test), ("test", local.is_test)):
             part = normalised.take(np.flatnonzero(mask))
             store.write_split(store.split_dir(tmp, self.partition_id, split), part)
-            entry[split] = {"n": len(part),
-                            "purchase_rate": float(np.mean(part.y_purchase)) if len(part) else None}
+            entry[split] = {
+                "n": len(part),
+                "purchase_rate": float(np.mean(part.y_purchase)) if len(part) else None,
+            }
         plan = agreement.plan
         window = plan.feature_window()
-        store.write_manifest(tmp, {
-            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "source": str(self.data_path),
-            "feature_names": list(features.FEATURE_NAMES),
-            "aggregate_names": list(features.AGGREGATE_NAMES),
-            "window": {"cutoff": window.cutoff.isoformat(), "window_days": window.window_days,
-                       "step_days": window.step_days, "horizon_days": window.horizon_days,
-                       "n_steps": window.n_steps},
-            "normalisation": {"transform": "log1p then z-score; statistics agreed across "
-                                           "retailers from summed training moments",
-                              **agreement.stats.to_dict()},
-            "split": {"test_fraction": plan.test_fraction, "unit": "customer", "seed": plan.seed},
-            "partitioning": {"scheme": "deployment", "n_partitions": len(agreement.partitions),
-                             "seed": plan.seed},
-            "federation": {"n_train_total": agreement.n_train_total,
-                           "partitions": list(agreement.partitions)},
-            "retailers": {self.retailer: local.info},
-            "encrypted": False,
-            "partitions": [entry],
-        })
+        store.write_manifest(
+            tmp,
+            {
+                "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                "source": str(self.data_path),
+                "feature_names": list(features.FEATURE_NAMES),
+                "aggregate_names": list(features.AGGREGATE_NAMES),
+                "window": {
+                    "cutoff": window.cutoff.isoformat(),
+                    "window_days": window.window_days,
+                    "step_days": window.step_days,
+                    "horizon_days": window.horizon_days,
+                    "n_steps": window.n_steps,
+                },
+                "normalisation": {
+                    "transform": "log1p then z-score; statistics agreed across "
+                    "retailers from summed training moments",
+                    **agreement.stats.to_dict(),
+                },
+                "split": {
+                    "test_fraction": plan.test_fraction,
+                    "unit": "customer",
+                    "seed": plan.seed,
+                },
+                "partitioning": {
+                    "scheme": "deployment",
+                    "n_partitions": len(agreement.partitions),
+                    "seed": plan.seed,
+                },
+                "federation": {
+                    "n_train_total": agreement.n_train_total,
+                    "partitions": list(agreement.partitions),
+                },
+                "retailers": {self.retailer: local.info},
+                "encrypted": False,
+                "partitions": [entry],
+            },
+        )
 
     def _plan_fingerprint(self, plan: WindowPlan) -> str:
         """Changes with the plan, the export files (size, mtime) and the pseudonym key."""
@@ -252,8 +323,9 @@ def _atomic_dir(target: Path, fill: Any) -> None:
             os.rename(tmp, target)
         except OSError:
             if not target.is_dir():
-                raise DataError(f"cannot create {target} (is the cache directory writable?)"
-                                ) from None
+                raise DataError(
+                    f"cannot create {target} (is the cache directory writable?)"
+                ) from None
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

@@ -57,6 +57,8 @@ class FederatedRun:
         self.final_test: dict[str, Any] | None = None
         self.rounds_done = round_offset
         (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+        if round_offset > 0:
+            self._restore()
 
     # --- RoundRecorder -------------------------------------------------------------------
     def on_train(self, summary: Any, arrays: Any, metrics: Any) -> None:
@@ -104,7 +106,8 @@ class FederatedRun:
             self._append_csv(row)
         if report is None:
             return None
-        return {k: float(v) for k, v in report.items() if isinstance(v, int | float) and k in TEST_KEYS}
+        return {k: float(v) for k, v in report.items()
+                if isinstance(v, int | float) and k in TEST_KEYS}
 
     def test_metrics(self, weights: dict[str, torch.Tensor]) -> dict[str, Any]:
         model = build_model(self.cfg.model, self.n_features, task=self.cfg.task, dp=False)
@@ -116,7 +119,9 @@ class FederatedRun:
     def checkpoint(self, rnd: int, weights: dict[str, torch.Tensor]) -> None:
         path = self.run_dir / "checkpoints" / f"round-{rnd:04d}.pt"
         torch.save({"round": rnd, "state_dict": weights}, path)
-        (self.run_dir / "checkpoints" / "latest.json").write_text(json.dumps({"round": rnd, "path": path.name}))
+        marker = {"round": rnd, "path": path.name,
+                  "epsilon_by_client": {str(k): v for k, v in self.epsilon_by_client.items()}}
+        (self.run_dir / "checkpoints" / "latest.json").write_text(json.dumps(marker))
 
     def epsilon_summary(self) -> dict[str, Any]:
         if self.cfg.dp == "client":
@@ -126,7 +131,8 @@ class FederatedRun:
                     "per_client": {str(k): v for k, v in sorted(self.epsilon_by_client.items())}}
         if self.cfg.dp == "central":
             eps = self._central_epsilon(self.rounds_done)
-            return {"max": eps, "per_client": None, "unit": "retailer", "delta": self.central_delta()}
+            return {"max": eps, "per_client": None, "unit": "retailer",
+                    "delta": self.central_delta()}
         # the same keys without DP, so summary.json readers need no special case
         return {"max": None, "per_client": None, "unit": None}
 
@@ -143,7 +149,8 @@ class FederatedRun:
             "failures": {k: int(sum(r.get(k) or 0 for r in self.rows.values()))
                          for k in ("failed", "declined", "timed_out")},
         }
-        (self.run_dir / "federated.json").write_text(json.dumps(_json_safe(result), indent=2) + "\n")
+        text = json.dumps(_json_safe(result), indent=2) + "\n"
+        (self.run_dir / "federated.json").write_text(text)
         return result
 
     def client_delta(self) -> float | None:
@@ -154,6 +161,18 @@ class FederatedRun:
         return None
 
     # --- internals ----------------------------------------------------------------------
+    def _restore(self) -> None:
+        """On resume, count the rounds already done: their failures in the totals, and each
+        client's last epsilon, so a client silent after the restart still shows what it spent."""
+        marker = self.run_dir / "checkpoints" / "latest.json"
+        if marker.exists():
+            saved = json.loads(marker.read_text()).get("epsilon_by_client", {})
+            self.epsilon_by_client.update({int(k): float(v) for k, v in saved.items()})
+        for row in read_rounds(self.run_dir):
+            if row["round"] is not None and row["round"] <= self.offset:
+                self.rows[int(row["round"])] = {"round": int(row["round"]),
+                                                **{k: v for k, v in row.items() if k != "round"}}
+
     def _row(self, rnd: int) -> dict[str, Any]:
         return self.rows.setdefault(rnd, {"round": rnd})
 

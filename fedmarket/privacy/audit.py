@@ -75,8 +75,12 @@ class AttackResult:
             "roc_auc": self.roc_auc,
         }
         out.update({fpr_key(f): t for f, t in self.tpr_at_fpr})
-        out.update(epsilon_point=self.epsilon_point, epsilon_lower_bound=self.epsilon_lower_bound,
-                   confidence=self.confidence, delta=self.delta)
+        out.update(
+            epsilon_point=self.epsilon_point,
+            epsilon_lower_bound=self.epsilon_lower_bound,
+            confidence=self.confidence,
+            delta=self.delta,
+        )
         return out
 
 
@@ -95,8 +99,9 @@ def rate_epsilon(fpr: Any, tpr: Any, delta: float) -> np.ndarray:
         first = np.where(tpr > delta, np.log((tpr - delta) / fpr), 0.0)
         second = np.where(1 - fpr > delta, np.log((1 - fpr - delta) / (1 - tpr)), 0.0)
     clean = {"nan": 0.0, "posinf": np.inf, "neginf": 0.0}
-    return np.maximum(np.maximum(np.nan_to_num(first, **clean), 0.0),
-                      np.nan_to_num(second, **clean))
+    return np.maximum(
+        np.maximum(np.nan_to_num(first, **clean), 0.0), np.nan_to_num(second, **clean)
+    )
 
 
 def clopper_pearson(k: Any, n: Any, confidence: float) -> tuple[np.ndarray, np.ndarray]:
@@ -109,8 +114,9 @@ def clopper_pearson(k: Any, n: Any, confidence: float) -> tuple[np.ndarray, np.n
     return lo, hi
 
 
-def epsilon_lower_bound(fp: Any, n_neg: int, tp: Any, n_pos: int, delta: float,
-                        confidence: float = DEFAULT_CONFIDENCE) -> np.ndarray:
+def epsilon_lower_bound(
+    fp: Any, n_neg: int, tp: Any, n_pos: int, delta: float, confidence: float = DEFAULT_CONFIDENCE
+) -> np.ndarray:
     """``rate_epsilon`` at the pessimistic end of both rates' confidence intervals."""
     _, fpr_hi = clopper_pearson(fp, n_neg, confidence)
     tpr_lo, _ = clopper_pearson(tp, n_pos, confidence)
@@ -124,8 +130,14 @@ def tpr_at_fpr(fpr: np.ndarray, tpr: np.ndarray, target: float) -> float:
     return float(np.interp(target, levels, best))
 
 
-def empirical_epsilon(scores: np.ndarray, is_member: np.ndarray, *, delta: float,
-                      confidence: float = DEFAULT_CONFIDENCE, seed: int = 0) -> tuple[float, float]:
+def empirical_epsilon(
+    scores: np.ndarray,
+    is_member: np.ndarray,
+    *,
+    delta: float,
+    confidence: float = DEFAULT_CONFIDENCE,
+    seed: int = 0,
+) -> tuple[float, float]:
     """(point, lower bound): threshold picked on one half, measured on the other.
 
     Both are 0 when no threshold shows any evidence on the selection half.
@@ -137,8 +149,9 @@ def empirical_epsilon(scores: np.ndarray, is_member: np.ndarray, *, delta: float
         select[rng.choice(idx, len(idx) // 2, replace=False)] = True
     fpr, tpr, thresholds = roc_curve(is_member[select], scores[select], drop_intermediate=False)
     n_pos, n_neg = int(is_member[select].sum()), int((~is_member[select]).sum())
-    bounds = epsilon_lower_bound(np.rint(fpr * n_neg), n_neg, np.rint(tpr * n_pos), n_pos,
-                                 delta, confidence)
+    bounds = epsilon_lower_bound(
+        np.rint(fpr * n_neg), n_neg, np.rint(tpr * n_pos), n_pos, delta, confidence
+    )
     if not np.any(bounds > 0):
         return 0.0, 0.0
     guess = scores[~select] >= thresholds[int(np.argmax(bounds))]
@@ -149,18 +162,28 @@ def empirical_epsilon(scores: np.ndarray, is_member: np.ndarray, *, delta: float
     return float(point), float(epsilon_lower_bound(fp, n_neg, tp, n_pos, delta, confidence))
 
 
-def attack_metrics(scores: Any, is_member: Any, *, delta: float,
-                   confidence: float = DEFAULT_CONFIDENCE, seed: int = 0,
-                   attack: str = ATTACK) -> AttackResult:
+def attack_metrics(
+    scores: Any,
+    is_member: Any,
+    *,
+    delta: float,
+    confidence: float = DEFAULT_CONFIDENCE,
+    seed: int = 0,
+    attack: str = ATTACK,
+) -> AttackResult:
     """Every metric of an attack from its scores (higher = "member") and the truth."""
     scores = np.asarray(scores, dtype=float)
     is_member = np.asarray(is_member).astype(bool)
     if scores.ndim != 1 or scores.shape != is_member.shape:
-        raise DataError(f"attack scores and membership must be 1-D of one length, got "
-                        f"{scores.shape} and {is_member.shape}")
+        raise DataError(
+            f"attack scores and membership must be 1-D of one length, got "
+            f"{scores.shape} and {is_member.shape}"
+        )
     if not np.isfinite(scores).all():
-        raise DataError(f"attack scores: {int((~np.isfinite(scores)).sum())} non-finite value(s) "
-                        "(a diverged model?); the audit needs finite losses")
+        raise DataError(
+            f"attack scores: {int((~np.isfinite(scores)).sum())} non-finite value(s) "
+            "(a diverged model?); the audit needs finite losses"
+        )
     if is_member.sum() < 2 or (~is_member).sum() < 2:
         raise DataError("attack: need at least two members and two non-members")
     if not 0 < confidence < 1:
@@ -168,18 +191,25 @@ def attack_metrics(scores: Any, is_member: Any, *, delta: float,
     if not 0 <= delta < 1:
         raise ConfigError(f"audit: delta must be in [0, 1), got {delta}")
     fpr, tpr, _ = roc_curve(is_member, scores, drop_intermediate=False)
-    point, bound = empirical_epsilon(scores, is_member, delta=delta, confidence=confidence,
-                                     seed=seed)
+    point, bound = empirical_epsilon(
+        scores, is_member, delta=delta, confidence=confidence, seed=seed
+    )
     return AttackResult(
-        attack=attack, n_members=int(is_member.sum()), n_nonmembers=int((~is_member).sum()),
+        attack=attack,
+        n_members=int(is_member.sum()),
+        n_nonmembers=int((~is_member).sum()),
         roc_auc=float(roc_auc_score(is_member, scores)),
         tpr_at_fpr=tuple((f, tpr_at_fpr(fpr, tpr, f)) for f in TARGET_FPRS),
-        epsilon_point=point, epsilon_lower_bound=bound, confidence=confidence, delta=delta,
+        epsilon_point=point,
+        epsilon_lower_bound=bound,
+        confidence=confidence,
+        delta=delta,
     )
 
 
-def per_example_losses(model: nn.Module, split: store.SplitArrays, task: str,
-                       *, batch_size: int = 4096) -> np.ndarray:
+def per_example_losses(
+    model: nn.Module, split: store.SplitArrays, task: str, *, batch_size: int = 4096
+) -> np.ndarray:
     """The task's training loss for each customer, in eval mode on the CPU."""
     task_obj = get_task(task)
     y = torch.from_numpy(task_obj.targets(split))
@@ -194,8 +224,9 @@ def per_example_losses(model: nn.Module, split: store.SplitArrays, task: str,
     return torch.cat(out).numpy().astype(np.float64) if out else np.zeros(0)
 
 
-def membership_samples(data_dir: Path, *, seed: int = 0, fernet: Any | None = None
-                       ) -> tuple[store.SplitArrays, store.SplitArrays]:
+def membership_samples(
+    data_dir: Path, *, seed: int = 0, fernet: Any | None = None
+) -> tuple[store.SplitArrays, store.SplitArrays]:
     """(members, non-members): per retailer, as many training as test customers."""
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0xA0D17]))
     members, nonmembers = [], []
@@ -208,18 +239,27 @@ def membership_samples(data_dir: Path, *, seed: int = 0, fernet: Any | None = No
     return store.SplitArrays.concat(members), store.SplitArrays.concat(nonmembers)
 
 
-def audit_model(model: nn.Module, task: str, members: store.SplitArrays,
-                nonmembers: store.SplitArrays, *, delta: float,
-                confidence: float = DEFAULT_CONFIDENCE, seed: int = 0) -> AttackResult:
+def audit_model(
+    model: nn.Module,
+    task: str,
+    members: store.SplitArrays,
+    nonmembers: store.SplitArrays,
+    *,
+    delta: float,
+    confidence: float = DEFAULT_CONFIDENCE,
+    seed: int = 0,
+) -> AttackResult:
     """The loss-threshold attack on ``model``: ``score = -loss``."""
-    losses = np.concatenate([per_example_losses(model, members, task),
-                             per_example_losses(model, nonmembers, task)])
+    losses = np.concatenate(
+        [per_example_losses(model, members, task), per_example_losses(model, nonmembers, task)]
+    )
     is_member = np.concatenate([np.ones(len(members), bool), np.zeros(len(nonmembers), bool)])
     return attack_metrics(-losses, is_member, delta=delta, confidence=confidence, seed=seed)
 
 
-def audit_run(run_dir: Path, *, seed: int = 0, confidence: float = DEFAULT_CONFIDENCE,
-              write: bool = True) -> dict[str, Any]:
+def audit_run(
+    run_dir: Path, *, seed: int = 0, confidence: float = DEFAULT_CONFIDENCE, write: bool = True
+) -> dict[str, Any]:
     """Attack every model of a run directory; write ``RUN_DIR/audit.json``.
 
     Audits the federated model's last checkpoint (``checkpoints/``) and, when present, the
@@ -234,8 +274,10 @@ def audit_run(run_dir: Path, *, seed: int = 0, confidence: float = DEFAULT_CONFI
     run_dir = Path(run_dir)
     config_file = run_dir / "config.json"
     if not config_file.is_file():
-        raise ConfigError(f"{run_dir}: no config.json; give a run directory written by "
-                          "`fedmarket simulate` (or a tradeoff sweep point)")
+        raise ConfigError(
+            f"{run_dir}: no config.json; give a run directory written by "
+            "`fedmarket simulate` (or a tradeoff sweep point)"
+        )
     cfg = RunConfig.from_mapping(json.loads(config_file.read_text()), where=str(config_file))
     data_dir = Path(cfg.data_dir)
     manifest = store.read_manifest(data_dir)
@@ -243,32 +285,49 @@ def audit_run(run_dir: Path, *, seed: int = 0, confidence: float = DEFAULT_CONFI
     n_train = sum(p["train"]["n"] for p in manifest["partitions"])
     delta = cfg.delta if cfg.delta > 0 else default_delta(n_train)
     members, nonmembers = membership_samples(data_dir, seed=seed)
-    report: dict[str, Any] = {"run_dir": str(run_dir), "data_dir": str(data_dir), "seed": seed,
-                              "dp": cfg.dp, "models": {}}
+    report: dict[str, Any] = {
+        "run_dir": str(run_dir),
+        "data_dir": str(data_dir),
+        "seed": seed,
+        "dp": cfg.dp,
+        "models": {},
+    }
     checkpoint = latest_checkpoint(run_dir)
     if checkpoint is not None:
         net = _model(cfg.model, n_features, cfg.task, {}, checkpoint[1])
-        result = audit_model(net, cfg.task, members, nonmembers, delta=delta,
-                             confidence=confidence, seed=seed)
-        report["models"]["federated"] = {**result.to_dict(), **_claimed_federated(run_dir, cfg),
-                                         "round": checkpoint[0]}
+        result = audit_model(
+            net, cfg.task, members, nonmembers, delta=delta, confidence=confidence, seed=seed
+        )
+        report["models"]["federated"] = {
+            **result.to_dict(),
+            **_claimed_federated(run_dir, cfg),
+            "round": checkpoint[0],
+        }
     blob_path = run_dir / "centralised" / "model.pt"
     if blob_path.is_file():
         blob = torch.load(blob_path, weights_only=True)
         net = _model(blob["model"], n_features, blob["task"], blob["hparams"], blob["state_dict"])
-        result = audit_model(net, blob["task"], members, nonmembers, delta=delta,
-                             confidence=confidence, seed=seed)
+        result = audit_model(
+            net, blob["task"], members, nonmembers, delta=delta, confidence=confidence, seed=seed
+        )
         report["models"]["centralised"] = {**result.to_dict(), **_claimed_centralised(run_dir)}
     if not report["models"]:
-        raise ConfigError(f"{run_dir}: nothing to audit: no checkpoints/latest.json and no "
-                          "centralised/model.pt (was the run finished?)")
+        raise ConfigError(
+            f"{run_dir}: nothing to audit: no checkpoints/latest.json and no "
+            "centralised/model.pt (was the run finished?)"
+        )
     if write:
         (run_dir / "audit.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
 
 
-def _model(name: str, n_features: int, task: str, hparams: dict[str, Any],
-           state_dict: dict[str, torch.Tensor]) -> nn.Module:
+def _model(
+    name: str,
+    n_features: int,
+    task: str,
+    hparams: dict[str, Any],
+    state_dict: dict[str, torch.Tensor],
+) -> nn.Module:
     from fedmarket.models import build_model
 
     net = build_model(name, n_features, task=task, dp=False, **hparams)
@@ -284,18 +343,27 @@ def _claimed_federated(run_dir: Path, cfg: Any) -> dict[str, Any]:
             data = json.loads(path.read_text())
             fed = data.get("federated", data)
             eps = fed.get("epsilon") or {}
-            return {"claimed_epsilon": eps.get("max") if cfg.dp != "none" else None,
-                    "claimed_delta": eps.get("delta", fed.get("delta")),
-                    "claimed_unit": eps.get("unit") if cfg.dp != "none" else None,
-                    "test_roc_auc": (fed.get("test") or {}).get("roc_auc")}
-    return {"claimed_epsilon": None, "claimed_delta": None, "claimed_unit": None,
-            "test_roc_auc": None}
+            return {
+                "claimed_epsilon": eps.get("max") if cfg.dp != "none" else None,
+                "claimed_delta": eps.get("delta", fed.get("delta")),
+                "claimed_unit": eps.get("unit") if cfg.dp != "none" else None,
+                "test_roc_auc": (fed.get("test") or {}).get("roc_auc"),
+            }
+    return {
+        "claimed_epsilon": None,
+        "claimed_delta": None,
+        "claimed_unit": None,
+        "test_roc_auc": None,
+    }
 
 
 def _claimed_centralised(run_dir: Path) -> dict[str, Any]:
     path = run_dir / "centralised" / "metrics.json"
     data = json.loads(path.read_text()) if path.is_file() else {}
     eps = data.get("epsilon")
-    return {"claimed_epsilon": eps, "claimed_delta": data.get("delta"),
-            "claimed_unit": "customer" if eps is not None else None,
-            "test_roc_auc": (data.get("test") or {}).get("roc_auc")}
+    return {
+        "claimed_epsilon": eps,
+        "claimed_delta": data.get("delta"),
+        "claimed_unit": "customer" if eps is not None else None,
+        "test_roc_auc": (data.get("test") or {}).get("roc_auc"),
+    }

@@ -27,31 +27,54 @@ from flwr.clientapp import ClientApp
 CLIENT_APP_RAISED = 2  # flwr's ErrorCode.CLIENT_APP_RAISED_EXCEPTION
 
 
-def instruction(content: RecordDict, *, node_id: int = 5,
-                message_type: str = MessageType.TRAIN, message_id: str = "m1") -> Message:
-    md = Metadata(run_id=1, message_id=message_id, src_node_id=1, dst_node_id=node_id,
-                  reply_to_message_id="", group_id="1", created_at=time.time(), ttl=600.0,
-                  message_type=message_type)
+def instruction(
+    content: RecordDict,
+    *,
+    node_id: int = 5,
+    message_type: str = MessageType.TRAIN,
+    message_id: str = "m1",
+) -> Message:
+    md = Metadata(
+        run_id=1,
+        message_id=message_id,
+        src_node_id=1,
+        dst_node_id=node_id,
+        reply_to_message_id="",
+        group_id="1",
+        created_at=time.time(),
+        ttl=600.0,
+        message_type=message_type,
+    )
     return Message(content=content, metadata=md)
 
 
 def train_instruction(weights: dict, server_round: int, **config) -> Message:
-    content = RecordDict({"arrays": ArrayRecord(weights),
-                          "config": ConfigRecord({"server-round": server_round, **config})})
+    content = RecordDict(
+        {
+            "arrays": ArrayRecord(weights),
+            "config": ConfigRecord({"server-round": server_round, **config}),
+        }
+    )
     return instruction(content)
 
 
 def evaluate_instruction(weights: dict, server_round: int) -> Message:
-    content = RecordDict({"arrays": ArrayRecord(weights),
-                          "config": ConfigRecord({"server-round": server_round})})
+    content = RecordDict(
+        {"arrays": ArrayRecord(weights), "config": ConfigRecord({"server-round": server_round})}
+    )
     return instruction(content, message_type=MessageType.EVALUATE)
 
 
-def node_context(partition_id: int, run_config: dict | None = None, *, num_partitions: int = 3,
-                 node_id: int = 5) -> Context:
-    return Context(run_id=1, node_id=node_id,
-                   node_config={"partition-id": partition_id, "num-partitions": num_partitions},
-                   state=RecordDict(), run_config=dict(run_config or {}))
+def node_context(
+    partition_id: int, run_config: dict | None = None, *, num_partitions: int = 3, node_id: int = 5
+) -> Context:
+    return Context(
+        run_id=1,
+        node_id=node_id,
+        node_config={"partition-id": partition_id, "num-partitions": num_partitions},
+        state=RecordDict(),
+        run_config=dict(run_config or {}),
+    )
 
 
 def pretend_running_task(monkeypatch) -> None:
@@ -71,11 +94,19 @@ class InProcessGrid:
     keep every message for inspection.
     """
 
-    def __init__(self, client_app: ClientApp, num_nodes: int, run_config: dict | None = None,
-                 *, fail_on_send: int | None = None) -> None:
+    def __init__(
+        self,
+        client_app: ClientApp,
+        num_nodes: int,
+        run_config: dict | None = None,
+        *,
+        fail_on_send: int | None = None,
+    ) -> None:
         self.app = client_app
-        self.contexts = {100 + p: node_context(p, run_config, num_partitions=num_nodes,
-                                               node_id=100 + p) for p in range(num_nodes)}
+        self.contexts = {
+            100 + p: node_context(p, run_config, num_partitions=num_nodes, node_id=100 + p)
+            for p in range(num_nodes)
+        }
         self.fail_on_send = fail_on_send
         self.sent: list[Message] = []
         self.replies: list[Message] = []
@@ -84,8 +115,9 @@ class InProcessGrid:
     def get_node_ids(self) -> list[int]:
         return list(self.contexts)
 
-    def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None
-                         ) -> list[Message]:
+    def send_and_receive(
+        self, messages: Iterable[Message], *, timeout: float | None = None
+    ) -> list[Message]:
         self.sends += 1
         if self.sends == self.fail_on_send:
             raise RuntimeError("server crashed (test)")

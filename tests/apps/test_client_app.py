@@ -19,8 +19,17 @@ from tests.conftest import copy_prepared, pseudonyms, raw_customer_ids
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-TRAIN_METRICS = {"num-examples", "unit-weight", "partition-id", "train-loss", "steps",
-                 "train-wall-s", "epsilon", "delta", "noise-multiplier"}
+TRAIN_METRICS = {
+    "num-examples",
+    "unit-weight",
+    "partition-id",
+    "train-loss",
+    "steps",
+    "train-wall-s",
+    "epsilon",
+    "delta",
+    "noise-multiplier",
+}
 
 
 def run_config(data_dir, **overrides) -> dict:
@@ -119,8 +128,9 @@ def test_budget_exhausted_client_declines_and_keeps_its_accountant(tiny_data, tm
     on_disk = state_file(str(tmp_path), 0).read_text()
     assert json.loads(on_disk) == json.loads(kept)
 
-    second = client_app(train_instruction(first.content["arrays"].to_torch_state_dict(), 2),
-                        context)
+    second = client_app(
+        train_instruction(first.content["arrays"].to_torch_state_dict(), 2), context
+    )
     assert second.has_error() and not second.has_content()
     assert second.error.code == DECLINED_CODE
     assert second.error.reason.startswith("declined: privacy budget exhausted")
@@ -147,4 +157,3 @@ def test_missing_partition_data_raises_data_error(tiny_data, tmp_path):
         path.unlink()
     with pytest.raises(DataError, match="partitions/1/train"):
         client_app(train_instruction(start_weights(), 1), node_context(1, run_config(data)))
-

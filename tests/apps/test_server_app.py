@@ -22,14 +22,22 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 def settings(data_dir, run_dir, **overrides) -> RunConfig:
     # batch-size 256 > every partition: one Poisson step per epoch at q = 1 (fast accounting)
-    return RunConfig.from_mapping({"data-dir": str(data_dir), "out-dir": str(run_dir),
-                                   "state-dir": str(run_dir / "client_state"),
-                                   "num-server-rounds": 2, "batch-size": 256, **overrides})
+    return RunConfig.from_mapping(
+        {
+            "data-dir": str(data_dir),
+            "out-dir": str(run_dir),
+            "state-dir": str(run_dir / "client_state"),
+            "num-server-rounds": 2,
+            "batch-size": 256,
+            **overrides,
+        }
+    )
 
 
 def server_context(run_config: dict | None = None) -> Context:
-    return Context(run_id=1, node_id=0, node_config={}, state=RecordDict(),
-                   run_config=dict(run_config or {}))
+    return Context(
+        run_id=1, node_id=0, node_config={}, state=RecordDict(), run_config=dict(run_config or {})
+    )
 
 
 def train_replies(grid: InProcessGrid, server_round: int):
@@ -53,7 +61,9 @@ def test_flwr_run_path_writes_the_run_directory(tiny_data, tmp_path, monkeypatch
     assert json.loads((tmp_path / "config.json").read_text()) == cfg.to_flower()
     rows = read_rounds(tmp_path)
     assert [(r["round"], r["sent"], r["ok"], r["failed"]) for r in rows] == [
-        (1.0, 3.0, 3.0, 0.0), (2.0, 3.0, 3.0, 0.0)]
+        (1.0, 3.0, 3.0, 0.0),
+        (2.0, 3.0, 3.0, 0.0),
+    ]
     # the round-2 model is FedAvg of the round-2 replies, weighted by num-examples
     replies = train_replies(grid, 2)
     n = np.array([r.content["metrics"]["num-examples"] for r in replies])
@@ -72,8 +82,10 @@ def test_flwr_run_path_writes_the_run_directory(tiny_data, tmp_path, monkeypatch
         assert msg.content["config"]["server-round"] == 2
 
     federated = json.loads((tmp_path / "federated.json").read_text())
-    reported = {str(int(r.content["metrics"]["partition-id"])): r.content["metrics"]["epsilon"]
-                for r in replies}
+    reported = {
+        str(int(r.content["metrics"]["partition-id"])): r.content["metrics"]["epsilon"]
+        for r in replies
+    }
     assert federated["epsilon"]["per_client"] == reported
     assert federated["epsilon"]["max"] == max(reported.values()) <= cfg.target_epsilon
     summary = json.loads((tmp_path / "summary.json").read_text())
@@ -92,7 +104,8 @@ def test_failing_client_is_counted_and_the_run_finishes(tiny_data, tmp_path, mon
     make_server_app(cfg, on_done=done.update)(grid, server_context())
     rows = read_rounds(tmp_path / "run")
     assert [(r["sent"], r["ok"], r["failed"], r["eval_ok"], r["eval_failed"]) for r in rows] == [
-        (3.0, 2.0, 1.0, 2.0, 1.0)] * 2
+        (3.0, 2.0, 1.0, 2.0, 1.0)
+    ] * 2
     errors = [r for r in grid.replies if r.has_error()]
     assert len(errors) == 4 and {e.error.code for e in errors} == {CLIENT_APP_RAISED}
     assert all("DataError" in e.error.reason for e in errors)
@@ -101,8 +114,7 @@ def test_failing_client_is_counted_and_the_run_finishes(tiny_data, tmp_path, mon
     assert latest_checkpoint(tmp_path / "run")[0] == 2
 
 
-def test_clients_over_budget_decline_and_no_round_is_aggregated(tiny_data, tmp_path,
-                                                                monkeypatch):
+def test_clients_over_budget_decline_and_no_round_is_aggregated(tiny_data, tmp_path, monkeypatch):
     pretend_running_task(monkeypatch)
     cfg = settings(tiny_data, tmp_path, **{"num-server-rounds": 1})
     spent = AccountantState("rdp", ((0.5, 1.0, 50),), 0.5)  # far beyond epsilon 8 already
@@ -123,8 +135,9 @@ def test_resume_after_a_crash_matches_the_uninterrupted_run(tiny_data, tmp_path,
     pretend_running_task(monkeypatch)
     whole = settings(tiny_data, tmp_path / "whole", **{"num-server-rounds": 3})
     done_whole = {}
-    make_server_app(whole, on_done=done_whole.update)(InProcessGrid(make_client_app(whole), 3),
-                                                      server_context())
+    make_server_app(whole, on_done=done_whole.update)(
+        InProcessGrid(make_client_app(whole), 3), server_context()
+    )
 
     cfg = settings(tiny_data, tmp_path / "crashed", **{"num-server-rounds": 3})
     # sends: train 1, evaluate 1, train 2, evaluate 2, train 3 <- the server dies here
@@ -137,13 +150,15 @@ def test_resume_after_a_crash_matches_the_uninterrupted_run(tiny_data, tmp_path,
     assert offset == 2
 
     done = {}  # a new simulation: fresh node contexts; the clients' files carry their epsilon
-    resumed = make_server_app(cfg, round_offset=offset, initial_weights=weights,
-                              on_done=done.update)
+    resumed = make_server_app(
+        cfg, round_offset=offset, initial_weights=weights, on_done=done.update
+    )
     grid = InProcessGrid(make_client_app(cfg), 3)
     resumed(grid, server_context())
     trained = [m for m in grid.sent if m.metadata.message_type == MessageType.TRAIN]
-    assert [(m.content["config"]["server-round"], m.content["config"]["round-offset"])
-            for m in trained] == [(1, 2)] * 3
+    assert [
+        (m.content["config"]["server-round"], m.content["config"]["round-offset"]) for m in trained
+    ] == [(1, 2)] * 3
     assert [r["round"] for r in read_rounds(run_dir)] == [1.0, 2.0, 3.0]
     assert done["rounds"] == 3
     for pid, eps in done_whole["epsilon"]["per_client"].items():

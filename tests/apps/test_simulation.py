@@ -5,6 +5,7 @@ The ServerApp runs in a thread of this process under ``run_simulation``, so patc
 Ray actors, where nothing from this process reaches them but their pickled closure.
 """
 
+import functools
 import json
 import math
 
@@ -21,8 +22,17 @@ from tests.conftest import copy_prepared, pseudonyms, raw_customer_ids
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 
-TRAIN_METRICS = {"num-examples", "unit-weight", "partition-id", "train-loss", "steps",
-                 "train-wall-s", "epsilon", "delta", "noise-multiplier"}
+TRAIN_METRICS = {
+    "num-examples",
+    "unit-weight",
+    "partition-id",
+    "train-loss",
+    "steps",
+    "train-wall-s",
+    "epsilon",
+    "delta",
+    "noise-multiplier",
+}
 ONE_CPU = ClientResources(num_cpus=1.0)  # two actors on this 2-core machine
 
 
@@ -32,8 +42,10 @@ def describe(reply) -> dict:
         return {"error": (int(reply.error.code), str(reply.error.reason))}
     content = reply.content
     return {
-        "arrays": {name: {k: (tuple(a.shape), a.dtype, bytes(a.data)) for k, a in rec.items()}
-                   for name, rec in content.array_records.items()},
+        "arrays": {
+            name: {k: (tuple(a.shape), a.dtype, bytes(a.data)) for k, a in rec.items()}
+            for name, rec in content.array_records.items()
+        },
         "metrics": {name: dict(rec) for name, rec in content.metric_records.items()},
         "configs": {name: dict(rec) for name, rec in content.config_records.items()},
     }
@@ -61,13 +73,19 @@ def spy_on_replies(monkeypatch) -> list[tuple[str, int, dict]]:
 def test_end_to_end_no_raw_data(tiny_data, tiny_raw, tmp_path, monkeypatch):
     seen = spy_on_replies(monkeypatch)
     out = tmp_path / "run"
-    result = simulate(data=tiny_data, run_config="num-server-rounds=2", out=out,
-                      centralised=True, resources=ONE_CPU)
+    result = simulate(
+        data=tiny_data,
+        run_config="num-server-rounds=2",
+        out=out,
+        centralised=True,
+        resources=ONE_CPU,
+    )
 
     model = build_model("cnn-lstm", 11, task="purchase").state_dict()
     names, ids = pseudonyms(tiny_data), raw_customer_ids(tiny_raw)
     assert [(phase, rnd) for phase, rnd, _ in seen] == (
-        [("train", 1)] * 3 + [("evaluate", 1)] * 3 + [("train", 2)] * 3 + [("evaluate", 2)] * 3)
+        [("train", 1)] * 3 + [("evaluate", 1)] * 3 + [("train", 2)] * 3 + [("evaluate", 2)] * 3
+    )
     for phase, _, reply in seen:
         assert "error" not in reply
         assert reply["configs"] == {}  # no strings travel at all
@@ -78,7 +96,8 @@ def test_end_to_end_no_raw_data(tiny_data, tiny_raw, tmp_path, monkeypatch):
             [arrays] = reply["arrays"].values()
             assert list(arrays) == list(model)
             assert {k: s for k, (s, _, _) in arrays.items()} == {
-                k: tuple(t.shape) for k, t in model.items()}
+                k: tuple(t.shape) for k, t in model.items()
+            }
             assert set(metrics) == TRAIN_METRICS
             blob = b"".join(data for _, _, data in arrays.values())
             assert not any(name[:16].encode() in blob for name in names)
@@ -92,16 +111,21 @@ def test_end_to_end_no_raw_data(tiny_data, tiny_raw, tmp_path, monkeypatch):
     assert fed["rounds"] == 2 and fed["wall_s"] > 0 and cen["wall_s"] > 0
     assert set(fed["test"]) >= {"roc_auc", "accuracy"} and set(cen["test"]) >= {"roc_auc"}
     last = [r for phase, rnd, r in seen if (phase, rnd) == ("train", 2)]
-    sent_eps = {str(int(r["metrics"]["metrics"]["partition-id"])): r["metrics"]["metrics"]["epsilon"]
-                for r in last}
+    sent = [r["metrics"]["metrics"] for r in last]
+    sent_eps = {str(int(m["partition-id"])): m["epsilon"] for m in sent}
     assert fed["epsilon"]["per_client"] == sent_eps
     assert fed["epsilon"]["max"] == max(sent_eps.values()) <= 8.0
     assert cen["epsilon"] <= 8.0 and summary["delta"] == cen["delta"]
-    assert summary["gap"]["roc_auc"] == pytest.approx(fed["test"]["roc_auc"] - cen["test"]["roc_auc"])
+    gap = fed["test"]["roc_auc"] - cen["test"]["roc_auc"]
+    assert summary["gap"]["roc_auc"] == pytest.approx(gap)
     assert [r["round"] for r in read_rounds(out)] == [1.0, 2.0]
     assert "| metric | federated | centralised |" in (out / "report.md").read_text()
-    for plot in ("roc_auc_per_round.png", "epsilon_per_round.png", "centralised/gains.png",
-                 "centralised/learning_curve.png"):
+    for plot in (
+        "roc_auc_per_round.png",
+        "epsilon_per_round.png",
+        "centralised/gains.png",
+        "centralised/learning_curve.png",
+    ):
         assert (out / plot).stat().st_size > 0
 
 
@@ -111,8 +135,9 @@ def test_failing_client_is_counted_and_the_run_finishes(tiny_data, tmp_path):
         path.unlink()  # its client raises DataError in every round
     out = tmp_path / "run"
     # no centralised reference: it would need partition 2's training customers too
-    simulate(data=data, run_config="num-server-rounds=2", out=out, centralised=False,
-             resources=ONE_CPU)
+    simulate(
+        data=data, run_config="num-server-rounds=2", out=out, centralised=False, resources=ONE_CPU
+    )
     rows = read_rounds(out)
     assert [(r["sent"], r["ok"], r["failed"], r["declined"]) for r in rows] == [(3, 2, 1, 0)] * 2
     assert [r["eval_failed"] for r in rows] == [1, 1]
@@ -127,11 +152,17 @@ def uninterrupted_epsilon(data_dir, partition: int, rounds: int, batch_size: int
     """A client's epsilon after ``rounds`` uninterrupted rounds, from Opacus alone."""
     parts = json.loads((data_dir / "manifest.json").read_text())["partitions"]
     n, total = parts[partition]["train"]["n"], sum(p["train"]["n"] for p in parts)
-    steps, delta = math.ceil(n / batch_size), 1 / (10 * total)
-    noise = get_noise_multiplier(target_epsilon=8.0, target_delta=delta, sample_rate=1 / steps,
-                                 steps=rounds * steps, accountant="rdp")
+    return _opacus_epsilon(math.ceil(n / batch_size), rounds, 1 / (10 * total))
+
+
+@functools.cache  # the partitions share their step count; calibrating takes seconds here
+def _opacus_epsilon(steps_per_round: int, rounds: int, delta: float) -> float:
+    q, steps = 1 / steps_per_round, rounds * steps_per_round
+    noise = get_noise_multiplier(
+        target_epsilon=8.0, target_delta=delta, sample_rate=q, steps=steps, accountant="rdp"
+    )
     accountant = RDPAccountant()
-    accountant.history = [(noise, 1 / steps, rounds * steps)]
+    accountant.history = [(noise, q, steps)]
     return accountant.get_epsilon(delta=delta)
 
 
@@ -147,8 +178,13 @@ def test_resume_after_a_crash_continues_the_run(tiny_data, tmp_path, monkeypatch
     monkeypatch.setattr(RecordingStrategy, "configure_train", configure_train)
     out = tmp_path / "run"
     with pytest.raises(RuntimeError, match="server crashed"):
-        simulate(data=tiny_data, run_config="num-server-rounds=3", out=out, centralised=False,
-                 resources=ONE_CPU)
+        simulate(
+            data=tiny_data,
+            run_config="num-server-rounds=3",
+            out=out,
+            centralised=False,
+            resources=ONE_CPU,
+        )
     assert [r["round"] for r in read_rounds(out)] == [1.0, 2.0]
     assert json.loads((out / "checkpoints/latest.json").read_text())["round"] == 2
     assert not (out / "summary.json").exists()

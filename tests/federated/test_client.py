@@ -19,8 +19,17 @@ from tests.conftest import copy_prepared
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-TRAIN_KEYS = {"num-examples", "unit-weight", "partition-id", "train-loss", "steps",
-              "train-wall-s", "epsilon", "delta", "noise-multiplier"}
+TRAIN_KEYS = {
+    "num-examples",
+    "unit-weight",
+    "partition-id",
+    "train-loss",
+    "steps",
+    "train-wall-s",
+    "epsilon",
+    "delta",
+    "noise-multiplier",
+}
 
 
 def settings(data_dir, **overrides) -> RunConfig:
@@ -78,9 +87,13 @@ def test_epsilon_accumulates_over_rounds_and_matches_opacus(tiny_data):
     # the history is Opacus' own: (noise, q, steps), merged over the three rounds
     steps_per_round = math.ceil(n_train / cfg.batch_size)
     delta = 1 / (10 * n_total)  # delta = 0 in the config means 1 / (10 * all training customers)
-    noise = get_noise_multiplier(target_epsilon=cfg.target_epsilon, target_delta=delta,
-                                 sample_rate=1 / steps_per_round, steps=3 * steps_per_round,
-                                 accountant="rdp")
+    noise = get_noise_multiplier(
+        target_epsilon=cfg.target_epsilon,
+        target_delta=delta,
+        sample_rate=1 / steps_per_round,
+        steps=3 * steps_per_round,
+        accountant="rdp",
+    )
     assert state.history == ((pytest.approx(noise), 1 / steps_per_round, 3 * steps_per_round),)
     assert outcome.metrics["delta"] == pytest.approx(delta, rel=1e-12)
     assert outcome.metrics["noise-multiplier"] == pytest.approx(noise)
@@ -90,7 +103,8 @@ def test_epsilon_accumulates_over_rounds_and_matches_opacus(tiny_data):
 
 
 def test_over_budget_round_is_refused_and_changes_nothing(tiny_data):
-    cfg = settings(tiny_data, **{"num-server-rounds": 2})
+    # batch-size above the partition size: q = 1, closed-form RDP, no slow calibration
+    cfg = settings(tiny_data, **{"num-server-rounds": 2, "batch-size": 256})
     client = RetailerClient(cfg, tiny_data, 2)
     weights, state = global_weights(cfg, client.n_features), None
     for rnd in (1, 2):
@@ -117,8 +131,10 @@ def without_buyers(tiny_data, tmp_path, partition: int):
     data = copy_prepared(tiny_data, tmp_path / "nobuyers")
     split = store.load_split(data, partition, "test", mmap=False)
     zeros = np.zeros_like(split.y_purchase)
-    store.write_split(store.split_dir(data, partition, "test"),
-                      store.SplitArrays(split.X, split.agg, zeros, zeros.copy(), split.customer))
+    store.write_split(
+        store.split_dir(data, partition, "test"),
+        store.SplitArrays(split.X, split.agg, zeros, zeros.copy(), split.customer),
+    )
     return data
 
 
@@ -183,5 +199,5 @@ def test_missing_partition_files_raise_data_error(tiny_data, tmp_path):
     data = copy_prepared(tiny_data, tmp_path / "broken")
     for path in (data / "partitions/2/train").iterdir():
         path.unlink()
-    with pytest.raises(DataError, match="missing X.npy"):
+    with pytest.raises(DataError, match=r"missing X\.npy"):
         RetailerClient(settings(data), data, 2)

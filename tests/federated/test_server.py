@@ -27,8 +27,9 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def settings(data_dir, run_dir, **overrides) -> RunConfig:
-    return RunConfig.from_mapping({"data-dir": str(data_dir), "out-dir": str(run_dir),
-                                   "num-server-rounds": 3, **overrides})
+    return RunConfig.from_mapping(
+        {"data-dir": str(data_dir), "out-dir": str(run_dir), "num-server-rounds": 3, **overrides}
+    )
 
 
 def model_weights(cfg: RunConfig, seed: int) -> dict[str, torch.Tensor]:
@@ -38,8 +39,10 @@ def model_weights(cfg: RunConfig, seed: int) -> dict[str, torch.Tensor]:
 def train_summary(rnd, *, sent=3, ok=3, failed=0, declined=0, timed_out=0, clients=()):
     failures = tuple((900 + i, 2, "DataError: missing X.npy") for i in range(failed))
     failures += tuple((950 + i, 1001, "declined: budget") for i in range(declined))
-    per_client = tuple({"node-id": 100 + pid, "partition-id": float(pid), "epsilon": eps,
-                        "num-examples": 150.0} for pid, eps in clients)
+    per_client = tuple(
+        {"node-id": 100 + pid, "partition-id": float(pid), "epsilon": eps, "num-examples": 150.0}
+        for pid, eps in clients
+    )
     return ReplySummary(rnd, "train", sent, ok, failed, declined, timed_out, failures, per_client)
 
 
@@ -50,13 +53,21 @@ def eval_summary(rnd, *, sent=3, ok=3, failed=0, timed_out=0):
 def play_two_rounds(run: FederatedRun, first: dict, second: dict) -> None:
     """What the recording strategy and Flower's evaluate_fn call, in Flower's order."""
     run.evaluate_global(0, ArrayRecord(first))
-    run.on_train(train_summary(1, ok=2, failed=1, clients=[(0, 2.5), (1, 3.0)]),
-                 ArrayRecord(first), MetricRecord({"train-loss": 0.61, "epsilon": 3.0}))
-    run.on_evaluate(eval_summary(1, ok=2, failed=1),
-                    MetricRecord({"roc_auc": 0.61, "accuracy": 0.9, "num-examples": 90}))
+    run.on_train(
+        train_summary(1, ok=2, failed=1, clients=[(0, 2.5), (1, 3.0)]),
+        ArrayRecord(first),
+        MetricRecord({"train-loss": 0.61, "epsilon": 3.0}),
+    )
+    run.on_evaluate(
+        eval_summary(1, ok=2, failed=1),
+        MetricRecord({"roc_auc": 0.61, "accuracy": 0.9, "num-examples": 90}),
+    )
     run.evaluate_global(1, ArrayRecord(first))
-    run.on_train(train_summary(2, ok=1, declined=1, timed_out=1, clients=[(0, 4.0)]),
-                 ArrayRecord(second), MetricRecord({"train-loss": 0.55, "epsilon": 4.0}))
+    run.on_train(
+        train_summary(2, ok=1, declined=1, timed_out=1, clients=[(0, 4.0)]),
+        ArrayRecord(second),
+        MetricRecord({"train-loss": 0.55, "epsilon": 4.0}),
+    )
     run.on_evaluate(eval_summary(2, ok=2, timed_out=1), MetricRecord({"roc_auc": 0.64}))
     run.evaluate_global(2, ArrayRecord(second))
 
@@ -124,8 +135,9 @@ def test_round_offset_numbers_rounds_after_a_resume(tiny_data, tmp_path):
     cfg = settings(tiny_data, tmp_path)
     run = FederatedRun(cfg, tmp_path, tiny_data, num_nodes=3, round_offset=2)
     weights = model_weights(cfg, 3)
-    run.on_train(train_summary(1, clients=[(0, 7.5), (1, 7.0), (2, 7.9)]), ArrayRecord(weights),
-                 None)
+    run.on_train(
+        train_summary(1, clients=[(0, 7.5), (1, 7.0), (2, 7.9)]), ArrayRecord(weights), None
+    )
     run.on_evaluate(eval_summary(1), None)
     run.evaluate_global(1, ArrayRecord(weights))
     assert latest_checkpoint(tmp_path)[0] == 3
@@ -140,10 +152,14 @@ def test_finish_writes_federated_json(tiny_data, tmp_path):
     returned = run.finish(12.5)
     written = json.loads((tmp_path / "federated.json").read_text())
     assert written["rounds"] == 2 and written["wall_s"] == 12.5
-    assert written["epsilon"] == {"max": 4.0, "unit": "customer",
-                                  "per_client": {"0": 4.0, "1": 3.0}}
-    n_train = sum(p["train"]["n"] for p in
-                  json.loads((tiny_data / "manifest.json").read_text())["partitions"])
+    assert written["epsilon"] == {
+        "max": 4.0,
+        "unit": "customer",
+        "per_client": {"0": 4.0, "1": 3.0},
+    }
+    n_train = sum(
+        p["train"]["n"] for p in json.loads((tiny_data / "manifest.json").read_text())["partitions"]
+    )
     assert written["delta"] == pytest.approx(1 / (10 * n_train), rel=1e-12)
     assert written["failures"] == {"failed": 1, "declined": 1, "timed_out": 1}
     assert written["test"]["roc_auc"] == pytest.approx(run.final_test["roc_auc"])
@@ -151,8 +167,9 @@ def test_finish_writes_federated_json(tiny_data, tmp_path):
 
 
 def test_epsilon_summary_without_dp_and_with_central_dp(tiny_data, tmp_path):
-    none = FederatedRun(settings(tiny_data, tmp_path / "a", dp="none"), tmp_path / "a", tiny_data,
-                        num_nodes=3)
+    none = FederatedRun(
+        settings(tiny_data, tmp_path / "a", dp="none"), tmp_path / "a", tiny_data, num_nodes=3
+    )
     assert none.epsilon_summary() == {"max": None, "per_client": None, "unit": None}
     assert none.client_delta() is None
     cfg = settings(tiny_data, tmp_path / "b", dp="central", **{"central-noise-multiplier": 1.2})
@@ -169,15 +186,32 @@ def test_epsilon_summary_without_dp_and_with_central_dp(tiny_data, tmp_path):
 
 
 def centralised_result(test: dict) -> CentralisedResult:
-    return CentralisedResult(model="cnn-lstm", task="purchase", test=test, history=[],
-                             n_train=470, n_test=118, epochs_run=3, best_epoch=3, wall_s=4.25,
-                             epsilon=7.9, delta=1 / 4700, noise_multiplier=0.7, max_grad_norm=1.0)
+    return CentralisedResult(
+        model="cnn-lstm",
+        task="purchase",
+        test=test,
+        history=[],
+        n_train=470,
+        n_test=118,
+        epochs_run=3,
+        best_epoch=3,
+        wall_s=4.25,
+        epsilon=7.9,
+        delta=1 / 4700,
+        noise_multiplier=0.7,
+        max_grad_norm=1.0,
+    )
 
 
 def test_gap_is_federated_minus_centralised(tiny_data, tmp_path):
     cfg = settings(tiny_data, tmp_path)
-    federated = {"test": {"roc_auc": 0.75, "log_loss": 0.40, "pr_auc": math.nan, "n": 118},
-                 "rounds": 3, "wall_s": 9.0, "epsilon": None, "delta": 2e-4}
+    federated = {
+        "test": {"roc_auc": 0.75, "log_loss": 0.40, "pr_auc": math.nan, "n": 118},
+        "rounds": 3,
+        "wall_s": 9.0,
+        "epsilon": None,
+        "delta": 2e-4,
+    }
     cen = centralised_result({"roc_auc": 0.70, "log_loss": 0.50, "pr_auc": 0.2, "n": 118})
     summary = build_summary(cfg, federated, cen)
     assert summary["gap"]["roc_auc"] == pytest.approx(0.05)
@@ -230,3 +264,32 @@ def test_run_outputs_without_dp_or_centralised(tiny_data, tmp_path):
     assert "No centralised reference" in (tmp_path / "report.md").read_text()
     assert not (tmp_path / "epsilon_per_round.png").exists()
     assert np.isfinite(summary["federated"]["test"]["log_loss"])
+
+
+def test_resume_keeps_earlier_epsilons_and_failures(tiny_data, tmp_path):
+    # rounds 1-2, then the server dies; the resumed run hears from clients 0 and 1 only
+    cfg = settings(tiny_data, tmp_path)
+    before = FederatedRun(cfg, tmp_path, tiny_data, num_nodes=3)
+    weights = model_weights(cfg, 1)
+    before.on_train(
+        train_summary(1, ok=2, failed=1, clients=[(0, 3.1), (1, 3.2)]), ArrayRecord(weights), None
+    )
+    before.evaluate_global(1, ArrayRecord(weights))
+    before.on_train(
+        train_summary(2, clients=[(0, 5.1), (1, 5.2), (2, 6.5)]), ArrayRecord(weights), None
+    )
+    before.evaluate_global(2, ArrayRecord(weights))
+
+    after = FederatedRun(cfg, tmp_path, tiny_data, num_nodes=3, round_offset=2)
+    after.on_train(
+        train_summary(1, ok=2, timed_out=1, clients=[(0, 7.1), (1, 7.2)]),
+        ArrayRecord(weights),
+        None,
+    )
+    after.evaluate_global(1, ArrayRecord(weights))
+    result = after.finish(1.0)
+    # client 2 spent 6.5 before the crash: the run's worst case is not client 1's 7.2 alone
+    assert result["epsilon"]["per_client"] == {"0": 7.1, "1": 7.2, "2": 6.5}
+    assert result["failures"] == {"failed": 1, "declined": 0, "timed_out": 1}
+    assert result["rounds"] == 3
+    assert [r["round"] for r in read_rounds(tmp_path)] == [1.0, 2.0, 3.0]

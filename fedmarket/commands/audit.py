@@ -1,0 +1,58 @@
+"""Body of `fedmarket audit`."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from rich.table import Table
+
+from fedmarket.progress import console
+
+
+def audit(run_dir: Path, seed: int, confidence: float) -> None:
+    from fedmarket.privacy.audit import TARGET_FPRS, audit_run, fpr_key
+
+    report = audit_run(run_dir, seed=seed, confidence=confidence)
+    models = report["models"]
+    table = Table(title="membership inference (loss threshold): attack against claim")
+    table.add_column("", no_wrap=True)
+    for name in models:
+        table.add_column(name, justify="right", no_wrap=True)
+    rows = [
+        (
+            "claimed ε",
+            lambda m: (
+                "none (no DP)"
+                if m["claimed_epsilon"] is None
+                else f"{m['claimed_epsilon']:.3f} ({m['claimed_unit']})"
+            ),
+        ),
+        ("claimed δ", lambda m: _n(m["claimed_delta"], ".3g")),
+        ("test ROC-AUC (model)", lambda m: _n(m["test_roc_auc"])),
+        ("attack ROC-AUC", lambda m: _n(m["roc_auc"])),
+        *((f"TPR at {100 * f:g}% FPR", lambda m, f=f: _n(m[fpr_key(f)])) for f in TARGET_FPRS),
+        (
+            f"empirical ε ≥ ({100 * confidence:g}% conf.)",
+            lambda m: _n(m["epsilon_lower_bound"], ".3f"),
+        ),
+        ("empirical ε (point)", lambda m: _n(m["epsilon_point"], ".3f")),
+    ]
+    for label, cell in rows:
+        table.add_row(label, *(cell(m) for m in models.values()))
+    console.print(table)
+    first = next(iter(report["models"].values()))
+    console.print(
+        f"{first['n_members']:,} members (training customers) against "
+        f"{first['n_nonmembers']:,} non-members (held-out customers), equal per "
+        f"retailer; ε bounds at the customer-level δ = {first['delta']:.3g}. Wrote "
+        f"{Path(run_dir) / 'audit.json'}"
+    )
+
+
+def _n(value: float | None, spec: str = ".4f") -> str:
+    if value is None:
+        return "-"
+    if math.isinf(value):
+        return "∞"
+    return format(value, spec)

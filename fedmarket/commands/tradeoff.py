@@ -1,0 +1,117 @@
+"""Body of `fedmarket tradeoff` (and scripts/privacy_tradeoff.py)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from rich.logging import RichHandler
+from rich.table import Table
+
+from fedmarket.errors import ConfigError
+from fedmarket.progress import console, progress_bar
+
+
+def tradeoff(
+    out: Path,
+    quick: bool,
+    data: Path | None,
+    epsilons: str | None,
+    seeds: str | None,
+    settings: str | None,
+    rounds: int | None,
+    run_config: str,
+    audit: bool,
+) -> int:
+    """Run (or resume) the sweep, print the summary; returns the number of failed points."""
+    from fedmarket.tradeoff import SweepConfig, run_sweep, sweep_runs
+
+    changes: dict = {"data": data, "run_config": run_config, "audit": audit}
+    if epsilons is not None:
+        changes["epsilons"] = tuple(_numbers(epsilons, "--epsilons", float))
+    if seeds is not None:
+        changes["seeds"] = tuple(_numbers(seeds, "--seeds", int))
+    if settings is not None:
+        changes["settings"] = tuple(s.strip() for s in settings.split(",") if s.strip())
+    if rounds is not None:
+        changes["rounds"] = rounds
+    cfg = SweepConfig.quick_mode(out, **changes) if quick else SweepConfig(out=out, **changes)
+    _quiet_logging()
+    runs = sweep_runs(cfg)
+    console.print(
+        f"trade-off sweep: {len(runs)} runs ({len(cfg.settings)} settings x "
+        f"{len(cfg.epsilons)} epsilons + no DP, seeds {list(cfg.seeds)}, "
+        f"{cfg.rounds} rounds) into {out}"
+    )
+    with progress_bar("trade-off sweep", len(runs)) as advance:
+        result = run_sweep(cfg, advance=advance)
+    console.print(_table(result.paths["csv"]))
+    console.print(
+        f"{result.skipped} run(s) were already done; wrote "
+        + ", ".join(str(p) for p in result.paths.values())
+    )
+    for record in result.failed:
+        console.print(
+            f"[bold red]failed:[/] {record['key']}: {record['error']} "
+            f"(traceback in {out / 'records' / (record['key'] + '.json')})",
+            highlight=False,
+        )
+    return len(result.failed)
+
+
+def _table(csv_path: Path) -> Table:
+    """The summary, narrow enough for a terminal; tradeoff.md has every column."""
+    from fedmarket.tradeoff import load_table, summarise
+
+    summary = summarise(load_table(csv_path))
+    table = Table(
+        title="privacy/accuracy trade-off (means over n seeds; MIA: membership inference attack)"
+    )
+    table.add_column("setting", no_wrap=True, min_width=11)
+    for col in ("target", "ε spent", "ROC", "PR", "lift10", "MIA AUC", "MIA ε≥", "n"):
+        table.add_column(col, justify="right")
+    short = {
+        "federated-client-dp": "fed/client",
+        "federated-central-dp": "fed/central",
+        "centralised-dp": "centralised",
+    }
+    for _, r in summary.iterrows():
+        target = "no DP" if r["target_epsilon"] == float("inf") else f"{r['target_epsilon']:g}"
+        table.add_row(
+            short.get(r["setting"], r["setting"]),
+            target,
+            *(
+                _n(r[f"{k}_mean"], d)
+                for k, d in (
+                    ("epsilon", 3),
+                    ("roc_auc", 4),
+                    ("pr_auc", 4),
+                    ("lift_at_10", 3),
+                    ("attack_auc", 4),
+                    ("attack_epsilon_lb", 3),
+                )
+            ),
+            str(int(r["n"])),
+        )
+    return table
+
+
+def _n(value: float, digits: int) -> str:
+    return "-" if value != value else f"{value:.{digits}f}"
+
+
+def _numbers(text: str, option: str, kind: type) -> list:
+    try:
+        return [kind(item) for item in text.split(",") if item.strip()]
+    except ValueError:
+        raise ConfigError(f"{option}: expected comma-separated numbers, got {text!r}") from None
+
+
+def _quiet_logging() -> None:
+    """Warnings only, through rich, so the progress bar stays readable; Flower's notice that
+    ``run_simulation`` is deprecated would otherwise repeat for every federated point."""
+    logger = logging.getLogger("fedmarket")
+    logger.addHandler(RichHandler(console=console, show_path=False, markup=False))
+    logger.setLevel(logging.WARNING)
+    logger.propagate = False
+    logging.getLogger("flwr").addFilter(lambda record: "run_simulation" not in record.getMessage())
