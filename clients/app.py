@@ -47,20 +47,24 @@ def make_client_app(fixed: RunConfig | None = None) -> ClientApp:
         client = retailer(msg, context)
         config = msg.content["config"]
         server_round = int(config["server-round"]) + int(config.get("round-offset", 0))
-        state = load_accountant(context.state.get(_STATE_KEY), client.cfg.state_dir,
-                                client.partition_id)
+        state = load_accountant(
+            context.state.get(_STATE_KEY), client.cfg.state_dir, client.partition_id
+        )
         weights = msg.content["arrays"].to_torch_state_dict()
         try:
-            outcome = client.train(weights, server_round, state,
-                                   proximal_mu=float(config.get("proximal-mu", 0.0)))
+            outcome = client.train(
+                weights, server_round, state, proximal_mu=float(config.get("proximal-mu", 0.0))
+            )
         except BudgetExhaustedError as exc:
             return Message(Error(code=DECLINED_CODE, reason=f"declined: {exc}"), reply_to=msg)
         if outcome.privacy_state is not None:
-            record = save_accountant(outcome.privacy_state, client.cfg.state_dir,
-                                     client.partition_id)
+            record = save_accountant(
+                outcome.privacy_state, client.cfg.state_dir, client.partition_id
+            )
             context.state[_STATE_KEY] = ConfigRecord({"accountant": record})
-        content = RecordDict({"arrays": ArrayRecord(outcome.state_dict),
-                              "metrics": MetricRecord(outcome.metrics)})
+        content = RecordDict(
+            {"arrays": ArrayRecord(outcome.state_dict), "metrics": MetricRecord(outcome.metrics)}
+        )
         return Message(content=content, reply_to=msg)
 
     @app.evaluate()

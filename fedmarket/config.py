@@ -95,8 +95,10 @@ class RunConfig:
         """Defaults overlaid with ``values`` (kebab-case keys); unknown keys are errors."""
         unknown = sorted(set(values) - set(DEFAULTS))
         if unknown:
-            raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; known keys: "
-                              f"{', '.join(sorted(DEFAULTS))}")
+            raise ConfigError(
+                f"{where}: unknown key(s) {', '.join(unknown)}; known keys: "
+                f"{', '.join(sorted(DEFAULTS))}"
+            )
         merged = {**DEFAULTS, **values}
         kwargs = {k.replace("-", "_"): _coerce(k, v, DEFAULTS[k], where) for k, v in merged.items()}
         return cls(**kwargs)
@@ -115,26 +117,46 @@ class RunConfig:
             value = getattr(self, key.replace("-", "_"))
             if not 0.0 < value <= 1.0:
                 raise ConfigError(f"run config: {key} must be in (0, 1], got {value}")
-        for key in ("learning-rate", "max-grad-norm", "central-clipping-norm", "round-timeout",
-                    "server-learning-rate"):
+        for key in (
+            "learning-rate",
+            "max-grad-norm",
+            "central-clipping-norm",
+            "round-timeout",
+            "server-learning-rate",
+        ):
             _positive(key, getattr(self, key.replace("-", "_")))
-        for key in ("target-epsilon", "noise-multiplier", "delta", "central-noise-multiplier",
-                    "proximal-mu", "server-momentum", "trim-beta"):
+        for key in (
+            "target-epsilon",
+            "noise-multiplier",
+            "delta",
+            "central-noise-multiplier",
+            "proximal-mu",
+            "server-momentum",
+            "trim-beta",
+        ):
             _non_negative(key, getattr(self, key.replace("-", "_")))
         if self.model not in available_models():
-            raise ConfigError(f"run config: model {self.model!r} is unknown; known: "
-                              f"{', '.join(available_models())}")
+            raise ConfigError(
+                f"run config: model {self.model!r} is unknown; known: "
+                f"{', '.join(available_models())}"
+            )
         try:
             check_task(self.task)
         except ConfigError as exc:
             raise ConfigError(f"run config: task: {exc}") from None
         if self.dp not in DP_MODES:
-            raise ConfigError(f"run config: dp {self.dp!r} is unknown; use one of {', '.join(DP_MODES)}")
+            raise ConfigError(
+                f"run config: dp {self.dp!r} is unknown; use one of {', '.join(DP_MODES)}"
+            )
         if self.dp == "client" and self.target_epsilon == 0 and self.noise_multiplier == 0:
-            raise ConfigError("run config: dp='client' needs target-epsilon > 0 or noise-multiplier > 0 "
-                              "(or set dp='none')")
+            raise ConfigError(
+                "run config: dp='client' needs target-epsilon > 0 or noise-multiplier > 0 "
+                "(or set dp='none')"
+            )
         if self.accountant not in ("rdp", "prv"):
-            raise ConfigError(f"run config: accountant {self.accountant!r} is unknown; use rdp or prv")
+            raise ConfigError(
+                f"run config: accountant {self.accountant!r} is unknown; use rdp or prv"
+            )
         if self.delta >= 1:
             raise ConfigError(f"run config: delta must be below 1, got {self.delta}")
         if self.trim_beta >= 0.5:
@@ -176,7 +198,9 @@ def _coerce(key: str, value: Any, default: Any, where: str) -> Any:
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if type(value) is not kind:
-        raise ConfigError(f"{where}: {key} must be {kind.__name__}, got {value!r} ({type(value).__name__})")
+        raise ConfigError(
+            f"{where}: {key} must be {kind.__name__}, got {value!r} ({type(value).__name__})"
+        )
     if kind is float and not math.isfinite(value):
         raise ConfigError(f"{where}: {key} must be finite, got {value!r}")
     return value

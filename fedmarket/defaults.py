@@ -19,8 +19,10 @@ DEFAULT_SYNTH = {"n_retailers": 10, "n_customers": 5000, "days": 120, "seed": 0}
 
 
 def cache_dir() -> Path:
-    base = os.environ.get("FEDMARKET_CACHE") or Path(
-        os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "fedmarket"
+    base = (
+        os.environ.get("FEDMARKET_CACHE")
+        or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "fedmarket"
+    )
     return Path(base)
 
 
@@ -32,8 +34,11 @@ def resolve_data_dir(data_dir: str) -> Path:
     """``data-dir`` from the run config, or the default prepared data (which must exist)."""
     path = Path(data_dir).expanduser() if data_dir else default_data_dir()
     if not (path / "manifest.json").is_file():
-        hint = ("run `fedmarket simulate` or `fedmarket data synth` + `fedmarket data prepare` first"
-                if not data_dir else "run `fedmarket data prepare --out` to that directory first")
+        hint = (
+            "run `fedmarket simulate` or `fedmarket data synth` + `fedmarket data prepare` first"
+            if not data_dir
+            else "run `fedmarket data prepare --out` to that directory first"
+        )
         raise ConfigError(f"data-dir {path}: no prepared data there; {hint}")
     return path
 
@@ -54,8 +59,9 @@ def _locked(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def ensure_default_data(advance: Callable[..., None] | None = None,
-                        log: Callable[[str], None] = print) -> Path:
+def ensure_default_data(
+    advance: Callable[..., None] | None = None, log: Callable[[str], None] = print
+) -> Path:
     """Synthesise and prepare the default retailers once (safe against concurrent callers)."""
     from fedmarket.commands.data import resolve_pseudonym_key
     from fedmarket.data.prepare import PrepareOptions, prepare

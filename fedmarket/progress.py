@@ -23,7 +23,9 @@ console = Console(stderr=True)
 
 
 @contextmanager
-def progress_bar(description: str, total: float | None, *, enabled: bool = True) -> Iterator[Callable[..., None]]:
+def progress_bar(
+    description: str, total: float | None, *, enabled: bool = True
+) -> Iterator[Callable[..., None]]:
     """Yield ``advance(n=1, description=None)``; a no-op when disabled (tests, quiet mode)."""
     if not enabled:
         yield lambda n=1, description=None: None

@@ -12,37 +12,62 @@ import math
 from pathlib import Path
 from typing import Any
 
+from matplotlib.ticker import MaxNLocator
+
 from fedmarket import plots
 from fedmarket.centralised import CentralisedResult, _json_safe
 from fedmarket.config import RunConfig
 from fedmarket.federated.server import read_rounds
 from fedmarket.metrics import primary_metric
 
-REPORT_KEYS = ("roc_auc", "pr_auc", "f1", "accuracy", "precision", "recall", "log_loss",
-               "lift_at_1", "lift_at_5", "lift_at_10", "lift_at_20", "mae", "rmse", "r2", "mape")
+REPORT_KEYS = (
+    "roc_auc",
+    "pr_auc",
+    "f1",
+    "accuracy",
+    "precision",
+    "recall",
+    "log_loss",
+    "lift_at_1",
+    "lift_at_5",
+    "lift_at_10",
+    "lift_at_20",
+    "mae",
+    "rmse",
+    "r2",
+    "mape",
+)
 
 
 def guarantee_in_words(cfg: RunConfig, epsilon: dict[str, Any] | None, delta: float | None) -> str:
     if cfg.dp == "client":
         eps = epsilon.get("max") if epsilon else None
         spent = f"at most epsilon = {eps:.3g}" if eps is not None else "no epsilon spent yet"
-        return (f"Customer-level (epsilon, delta)-DP at each retailer: Opacus DP-SGD (clip "
-                f"{cfg.max_grad_norm}, {cfg.accountant.upper()} accountant) with each customer one "
-                f"example; every client spent {spent}, delta = {delta:.3g}, cumulative over all rounds. "
-                "It bounds what the shared model updates reveal about any one customer.")
+        return (
+            f"Customer-level (epsilon, delta)-DP at each retailer: Opacus DP-SGD (clip "
+            f"{cfg.max_grad_norm}, {cfg.accountant.upper()} accountant) with each customer one "
+            f"example; every client spent {spent}, delta = {delta:.3g}, cumulative over all "
+            "rounds. "
+            "It bounds what the shared model updates reveal about any one customer."
+        )
     if cfg.dp == "central":
         eps = epsilon.get("max") if epsilon else None
         shown = f"{eps:.3g}" if eps is not None else "n/a"
-        return (f"Retailer-level DP at the server (Flower server-side fixed clipping, clip "
-                f"{cfg.central_clipping_norm}, noise multiplier {cfg.central_noise_multiplier}): "
-                f"epsilon = {shown}, delta = {delta:.3g} for a whole retailer's contribution, "
-                "assuming a trusted server (it sees unnoised updates).")
-    return ("No differential privacy: the model updates carry no formal guarantee. Customer ids "
-            "were pseudonymised and quasi-identifiers k-anonymised, which is not DP.")
+        return (
+            f"Retailer-level DP at the server (Flower server-side fixed clipping, clip "
+            f"{cfg.central_clipping_norm}, noise multiplier {cfg.central_noise_multiplier}): "
+            f"epsilon = {shown}, delta = {delta:.3g} for a whole retailer's contribution, "
+            "assuming a trusted server (it sees unnoised updates)."
+        )
+    return (
+        "No differential privacy: the model updates carry no formal guarantee. Customer ids "
+        "were pseudonymised and quasi-identifiers k-anonymised, which is not DP."
+    )
 
 
-def build_summary(cfg: RunConfig, federated: dict[str, Any],
-                  centralised: CentralisedResult | None) -> dict[str, Any]:
+def build_summary(
+    cfg: RunConfig, federated: dict[str, Any], centralised: CentralisedResult | None
+) -> dict[str, Any]:
     summary: dict[str, Any] = {
         "config": cfg.to_flower(),
         "federated": federated,
@@ -54,9 +79,13 @@ def build_summary(cfg: RunConfig, federated: dict[str, Any],
     if centralised is not None:
         cen = centralised.to_dict()
         summary["centralised"] = {
-            "test": cen["test"], "wall_s": cen["wall_s"], "epochs": cen["epochs_run"],
-            "epsilon": cen["epsilon"], "delta": cen["delta"],
-            "noise_multiplier": cen["noise_multiplier"], "n_train": cen["n_train"],
+            "test": cen["test"],
+            "wall_s": cen["wall_s"],
+            "epochs": cen["epochs_run"],
+            "epsilon": cen["epsilon"],
+            "delta": cen["delta"],
+            "noise_multiplier": cen["noise_multiplier"],
+            "n_train": cen["n_train"],
             "n_test": cen["n_test"],
         }
         summary["gap"] = _gap(federated.get("test") or {}, cen["test"] or {})
@@ -73,34 +102,50 @@ def _gap(fed: dict[str, Any], cen: dict[str, Any]) -> dict[str, float | None]:
     return out
 
 
-def write_run_outputs(run_dir: Path, cfg: RunConfig, federated: dict[str, Any],
-                      centralised: CentralisedResult | None) -> dict[str, Path]:
+def write_run_outputs(
+    run_dir: Path, cfg: RunConfig, federated: dict[str, Any], centralised: CentralisedResult | None
+) -> dict[str, Path]:
     summary = build_summary(cfg, federated, centralised)
     paths = {"summary": run_dir / "summary.json"}
     paths["summary"].write_text(json.dumps(summary, indent=2) + "\n")
     rounds = read_rounds(run_dir)
     paths.update(_plots(run_dir, cfg, rounds, centralised))
     paths["report"] = run_dir / "report.md"
-    paths["report"].write_text(render_report(summary, rounds, [p.name for k, p in paths.items()
-                                                               if p.suffix == ".png"]))
+    paths["report"].write_text(
+        render_report(summary, rounds, [p.name for k, p in paths.items() if p.suffix == ".png"])
+    )
     return paths
 
 
-def _plots(run_dir: Path, cfg: RunConfig, rounds: list[dict[str, Any]],
-           centralised: CentralisedResult | None) -> dict[str, Path]:
+def _plots(
+    run_dir: Path,
+    cfg: RunConfig,
+    rounds: list[dict[str, Any]],
+    centralised: CentralisedResult | None,
+) -> dict[str, Path]:
     key, _ = primary_metric(cfg.task)
-    series = [r for r in rounds if r.get(f"test_{key}") is not None or r.get(f"fed_{key}") is not None]
+    series = [
+        r for r in rounds if r.get(f"test_{key}") is not None or r.get(f"fed_{key}") is not None
+    ]
     if not series:
         return {}
     with plots.style():
         figure, ax = plots.new_figure()
-        for prefix, label in (("test", "federated, global test set"), ("fed", "federated evaluation")):
-            pts = [(r["round"], r[f"{prefix}_{key}"]) for r in series if r.get(f"{prefix}_{key}") is not None]
+        for prefix, label in (
+            ("test", "federated, global test set"),
+            ("fed", "federated evaluation"),
+        ):
+            pts = [
+                (r["round"], r[f"{prefix}_{key}"])
+                for r in series
+                if r.get(f"{prefix}_{key}") is not None
+            ]
             if pts:
                 ax.plot(*zip(*pts, strict=True), marker="o", markersize=3, label=label)
         if centralised is not None and centralised.test.get(key) is not None:
             ax.axhline(centralised.test[key], color="black", linestyle="--", label="centralised")
         ax.set(title=f"{cfg.model}: test {key} per round", xlabel="round", ylabel=key)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend(loc="best")
         out = {"metric_per_round": plots.save_figure(figure, run_dir / f"{key}_per_round.png")}
     eps = [(r["round"], r["epsilon_max"]) for r in rounds if r.get("epsilon_max") is not None]
@@ -111,6 +156,7 @@ def _plots(run_dir: Path, cfg: RunConfig, rounds: list[dict[str, Any]],
             if cfg.dp == "client" and cfg.target_epsilon > 0:
                 ax.axhline(cfg.target_epsilon, color="red", linestyle=":", label="target")
             ax.set(title="privacy spent (cumulative)", xlabel="round", ylabel="epsilon")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.legend(loc="best")
             out["epsilon"] = plots.save_figure(figure, run_dir / "epsilon_per_round.png")
     return out
@@ -118,21 +164,41 @@ def _plots(run_dir: Path, cfg: RunConfig, rounds: list[dict[str, Any]],
 
 def render_report(summary: dict[str, Any], rounds: list[dict[str, Any]], images: list[str]) -> str:
     cfg, fed, cen = summary["config"], summary["federated"], summary["centralised"]
-    lines = [f"# fedmarket run: {cfg['model']} / {cfg['task']}", "",
-             f"{cfg['num-server-rounds']} rounds of {cfg['strategy']} with {cfg['local-epochs']} local "
-             f"epoch(s); dp = {cfg['dp']}. Both columns are measured on the same test customers "
-             "(every retailer's held-out customers).", "", "## Privacy", "", summary["privacy"], ""]
-    lines += ["## Federated versus centralised", "",
-              "| metric | federated | centralised | gap (fed - cen) |", "|---|---|---|---|"]
+    lines = [
+        f"# fedmarket run: {cfg['model']} / {cfg['task']}",
+        "",
+        f"{cfg['num-server-rounds']} rounds of {cfg['strategy']} with {cfg['local-epochs']} local "
+        f"epoch(s); dp = {cfg['dp']}. Both columns are measured on the same test customers "
+        "(every retailer's held-out customers).",
+        "",
+        "## Privacy",
+        "",
+        summary["privacy"],
+        "",
+    ]
+    lines += [
+        "## Federated versus centralised",
+        "",
+        "| metric | federated | centralised | gap (fed - cen) |",
+        "|---|---|---|---|",
+    ]
     fed_test, cen_test = fed.get("test") or {}, (cen or {}).get("test") or {}
     for key in REPORT_KEYS:
         if key in fed_test or key in cen_test:
-            lines.append(f"| {key} | {_num(fed_test.get(key))} | {_num(cen_test.get(key))} | "
-                         f"{_num((summary.get('gap') or {}).get(key))} |")
-    lines += ["", f"| | federated | centralised |", "|---|---|---|",
-              f"| wall time (s) | {_num(fed.get('wall_s'))} | {_num((cen or {}).get('wall_s'))} |",
-              f"| epsilon | {_num((fed.get('epsilon') or {}).get('max'))} | {_num((cen or {}).get('epsilon'))} |",
-              f"| delta | {_num(fed.get('delta'))} | {_num((cen or {}).get('delta'))} |", ""]
+            lines.append(
+                f"| {key} | {_num(fed_test.get(key))} | {_num(cen_test.get(key))} | "
+                f"{_num((summary.get('gap') or {}).get(key))} |"
+            )
+    lines += [
+        "",
+        "| | federated | centralised |",
+        "|---|---|---|",
+        f"| wall time (s) | {_num(fed.get('wall_s'))} | {_num((cen or {}).get('wall_s'))} |",
+        f"| epsilon | {_num((fed.get('epsilon') or {}).get('max'))} | "
+        f"{_num((cen or {}).get('epsilon'))} |",
+        f"| delta | {_num(fed.get('delta'))} | {_num((cen or {}).get('delta'))} |",
+        "",
+    ]
     if cen is None:
         lines += ["No centralised reference in this run (it needs the pooled data).", ""]
     per_client = (fed.get("epsilon") or {}).get("per_client")
@@ -140,9 +206,14 @@ def render_report(summary: dict[str, Any], rounds: list[dict[str, Any]], images:
         lines += ["## Epsilon per client", "", "| client | epsilon |", "|---|---|"]
         lines += [f"| {k} | {_num(v)} |" for k, v in per_client.items()] + [""]
     failures = fed.get("failures") or {}
-    lines += ["## Rounds", "", f"Failed replies: {failures.get('failed', 0)}, declined (budget): "
-              f"{failures.get('declined', 0)}, timed out: {failures.get('timed_out', 0)}. "
-              "Per-round numbers are in rounds.csv.", ""]
+    lines += [
+        "## Rounds",
+        "",
+        f"Failed replies: {failures.get('failed', 0)}, declined (budget): "
+        f"{failures.get('declined', 0)}, timed out: {failures.get('timed_out', 0)}. "
+        "Per-round numbers are in rounds.csv.",
+        "",
+    ]
     lines += [f"![{name}]({name})" for name in images]
     return "\n".join(lines) + "\n"
 

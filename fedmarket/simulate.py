@@ -40,22 +40,35 @@ class ClientResources:
         if self.num_cpus <= 0:
             raise ConfigError(f"--client-cpus must be > 0, got {self.num_cpus}")
         if not 0 <= self.num_gpus <= 1 and self.num_gpus != int(self.num_gpus):
-            raise ConfigError(f"--client-gpus must be a fraction in [0, 1] or a whole number, got {self.num_gpus}")
+            raise ConfigError(
+                f"--client-gpus must be a fraction in [0, 1] or a whole number, got {self.num_gpus}"
+            )
         if self.num_gpus < 0:
             raise ConfigError(f"--client-gpus must be >= 0, got {self.num_gpus}")
 
     def backend_config(self) -> dict[str, Any]:
-        init_args: dict[str, Any] = {"include_dashboard": False, "logging_level": "ERROR",
-                                     "log_to_driver": False}
+        init_args: dict[str, Any] = {
+            "include_dashboard": False,
+            "logging_level": "ERROR",
+            "log_to_driver": False,
+        }
         if self.ray_address:
             init_args["address"] = self.ray_address
-        return {"client_resources": {"num_cpus": self.num_cpus, "num_gpus": self.num_gpus},
-                "init_args": init_args}
+        return {
+            "client_resources": {"num_cpus": self.num_cpus, "num_gpus": self.num_gpus},
+            "init_args": init_args,
+        }
 
 
-def simulate(*, data: Path | None, run_config: str = "", out: Path | None = None,
-             centralised: bool = True, resume: Path | None = None,
-             resources: ClientResources | None = None) -> dict[str, Any]:
+def simulate(
+    *,
+    data: Path | None,
+    run_config: str = "",
+    out: Path | None = None,
+    centralised: bool = True,
+    resume: Path | None = None,
+    resources: ClientResources | None = None,
+) -> dict[str, Any]:
     resources = resources or ClientResources()
     cfg, run_dir, offset, weights = _resolve(data, run_config, out, resume)
     data_dir = Path(cfg.data_dir)
@@ -76,7 +89,9 @@ def _resolve(data: Path | None, run_config: str, out: Path | None, resume: Path 
     if resume is not None:
         config_file = resume / "config.json"
         if not config_file.is_file():
-            raise ConfigError(f"--resume {resume}: no config.json there; not a fedmarket run directory")
+            raise ConfigError(
+                f"--resume {resume}: no config.json there; not a fedmarket run directory"
+            )
         if run_config:
             raise ConfigError("--resume continues with the run's own config; drop --run-config")
         cfg = RunConfig.from_mapping(json.loads(config_file.read_text()), where=str(config_file))
@@ -87,24 +102,40 @@ def _resolve(data: Path | None, run_config: str, out: Path | None, resume: Path 
     overrides = parse_overrides(run_config)
     for key in ("data-dir", "out-dir", "state-dir"):
         if key in overrides:
-            raise ConfigError(f"--run-config: {key} is set by fedmarket simulate; use --data / --out")
+            raise ConfigError(
+                f"--run-config: {key} is set by fedmarket simulate; use --data / --out"
+            )
     run_dir = (out or default_run_dir("simulate")).resolve()
     if (run_dir / "config.json").exists():
-        raise ConfigError(f"--out {run_dir} already holds a run; resume it with --resume or pick another")
+        raise ConfigError(
+            f"--out {run_dir} already holds a run; resume it with --resume or pick another"
+        )
     if data is not None:
         data_dir = data.resolve()
     else:
         with progress_bar("default retailers (first run only)", None) as advance:
             data_dir = ensure_default_data(advance, log=log.info)
     store.read_manifest(data_dir)  # a clear error now rather than in every client
-    cfg = RunConfig.from_mapping({**overrides, "data-dir": str(data_dir), "out-dir": str(run_dir),
-                                  "state-dir": str(run_dir / "client_state")})
+    cfg = RunConfig.from_mapping(
+        {
+            **overrides,
+            "data-dir": str(data_dir),
+            "out-dir": str(run_dir),
+            "state-dir": str(run_dir / "client_state"),
+        }
+    )
     run_dir.mkdir(parents=True, exist_ok=True)
     return cfg, run_dir, 0, None
 
 
-def _run_flower(cfg: RunConfig, n_clients: int, offset: int, weights: Any,
-                federated: dict[str, Any], resources: ClientResources) -> None:
+def _run_flower(
+    cfg: RunConfig,
+    n_clients: int,
+    offset: int,
+    weights: Any,
+    federated: dict[str, Any],
+    resources: ClientResources,
+) -> None:
     os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
     from flwr.simulation import run_simulation
@@ -113,9 +144,15 @@ def _run_flower(cfg: RunConfig, n_clients: int, offset: int, weights: Any,
     from server.app import make_server_app
 
     logging.getLogger("flwr").setLevel(logging.WARNING)
-    server = make_server_app(cfg, round_offset=offset, initial_weights=weights, on_done=federated.update)
-    run_simulation(server_app=server, client_app=make_client_app(cfg), num_supernodes=n_clients,
-                   backend_config=resources.backend_config())
+    server = make_server_app(
+        cfg, round_offset=offset, initial_weights=weights, on_done=federated.update
+    )
+    run_simulation(
+        server_app=server,
+        client_app=make_client_app(cfg),
+        num_supernodes=n_clients,
+        backend_config=resources.backend_config(),
+    )
     if not federated:
         raise ConfigError("the Flower simulation ended without a result; see the log above")
 
@@ -124,12 +161,23 @@ def _centralised(cfg: RunConfig, data_dir: Path, run_dir: Path) -> CentralisedRe
     """Same model, same DP setting, the same number of passes over every customer."""
     manifest = store.read_manifest(data_dir)
     n_train = sum(p["train"]["n"] for p in manifest["partitions"])
-    train_cfg = TrainConfig(epochs=cfg.num_server_rounds * cfg.local_epochs, batch_size=cfg.batch_size,
-                            lr=cfg.learning_rate, val_fraction=0.0, seed=cfg.seed)
+    train_cfg = TrainConfig(
+        epochs=cfg.num_server_rounds * cfg.local_epochs,
+        batch_size=cfg.batch_size,
+        lr=cfg.learning_rate,
+        val_fraction=0.0,
+        seed=cfg.seed,
+    )
     privacy = privacy_settings(cfg, n_train)
-    log.info("centralised reference: %s, %d epochs on %d pooled customers%s", cfg.model,
-             train_cfg.epochs, n_train, ", DP-SGD" if privacy else "")
-    result = run_centralised(data_dir, model=cfg.model, task=cfg.task, train_cfg=train_cfg,
-                             privacy=privacy)
+    log.info(
+        "centralised reference: %s, %d epochs on %d pooled customers%s",
+        cfg.model,
+        train_cfg.epochs,
+        n_train,
+        ", DP-SGD" if privacy else "",
+    )
+    result = run_centralised(
+        data_dir, model=cfg.model, task=cfg.task, train_cfg=train_cfg, privacy=privacy
+    )
     write_centralised(result, run_dir / "centralised")
     return result

@@ -85,7 +85,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1, help="keep the fastest of N runs")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--json", type=Path, default=None, help="also write results here")
-    parser.add_argument("--seq-len", type=int, default=T, help="time steps per customer")
+    parser.add_argument("--seq-len", type=int, default=28, help="time steps per customer")
     args = parser.parse_args()
     global T
     T = args.seq_len

@@ -22,7 +22,9 @@ from fedmarket.simulate import simulate
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--raw", type=Path, required=True, help="raw retailer exports (fedmarket data synth)")
+    parser.add_argument(
+        "--raw", type=Path, required=True, help="raw retailer exports (fedmarket data synth)"
+    )
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--alpha", type=float, default=0.3)
@@ -36,9 +38,16 @@ def main() -> None:
     for scheme in ("natural", "dirichlet"):
         data = args.out / f"data-{scheme}"
         if not (data / "manifest.json").exists():
-            prepare(PrepareOptions(raw=args.raw, out=data, scheme=scheme, alpha=args.alpha,
-                                   n_partitions=None if scheme == "natural" else 10,
-                                   pseudonym_key=key))
+            prepare(
+                PrepareOptions(
+                    raw=args.raw,
+                    out=data,
+                    scheme=scheme,
+                    alpha=args.alpha,
+                    n_partitions=None if scheme == "natural" else 10,
+                    pseudonym_key=key,
+                )
+            )
         for dp in ("none", "client"):
             run_dir = args.out / f"{scheme}-{dp}"
             summary_file = run_dir / "summary.json"
@@ -49,15 +58,19 @@ def main() -> None:
                 simulate(data=data, run_config=overrides, out=run_dir)
             s = json.loads(summary_file.read_text())
             rows.append((scheme, dp, s))
-    print(f"| partitions | DP | federated ROC-AUC | centralised ROC-AUC | gap | epsilon (fed / cen) "
-          f"| wall s (fed / cen) |")
+    print(
+        "| partitions | DP | federated ROC-AUC | centralised ROC-AUC | gap | epsilon (fed / cen) "
+        "| wall s (fed / cen) |"
+    )
     print("|---|---|---|---|---|---|---|")
     for scheme, dp, s in rows:
         fed, cen = s["federated"], s["centralised"]
         label = scheme if scheme == "natural" else f"dirichlet (alpha={args.alpha})"
         eps = "-" if dp == "none" else f"{fed['epsilon']['max']:.2f} / {cen['epsilon']:.2f}"
-        print(f"| {label} | {dp} | {fed['test']['roc_auc']:.4f} | {cen['test']['roc_auc']:.4f} | "
-              f"{s['gap']['roc_auc']:+.4f} | {eps} | {fed['wall_s']:.0f} / {cen['wall_s']:.0f} |")
+        print(
+            f"| {label} | {dp} | {fed['test']['roc_auc']:.4f} | {cen['test']['roc_auc']:.4f} | "
+            f"{s['gap']['roc_auc']:+.4f} | {eps} | {fed['wall_s']:.0f} / {cen['wall_s']:.0f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -30,9 +30,13 @@ from strategies import build_strategy
 log = logging.getLogger("fedmarket")
 
 
-def make_server_app(fixed: RunConfig | None = None, *, round_offset: int = 0,
-                    initial_weights: dict | None = None,
-                    on_done: Callable[[dict[str, Any]], None] | None = None) -> ServerApp:
+def make_server_app(
+    fixed: RunConfig | None = None,
+    *,
+    round_offset: int = 0,
+    initial_weights: dict | None = None,
+    on_done: Callable[[dict[str, Any]], None] | None = None,
+) -> ServerApp:
     """A ServerApp; ``fixed`` and the rest are given by `fedmarket simulate`.
 
     On resume, ``round_offset`` rounds are already done and ``initial_weights`` is their
@@ -62,28 +66,49 @@ def make_server_app(fixed: RunConfig | None = None, *, round_offset: int = 0,
         run_dir.mkdir(parents=True, exist_ok=True)
         if round_offset == 0:
             (run_dir / "config.json").write_text(json.dumps(cfg.to_flower(), indent=2) + "\n")
-        log.info("fedmarket: %s on %d clients, %d rounds, dp=%s; writing %s",
-                 cfg.model, num_nodes, cfg.num_server_rounds, cfg.dp, run_dir)
-        run = FederatedRun(cfg, run_dir, data_dir if has_data else None, num_nodes=num_nodes,
-                           round_offset=round_offset)
+        log.info(
+            "fedmarket: %s on %d clients, %d rounds, dp=%s; writing %s",
+            cfg.model,
+            num_nodes,
+            cfg.num_server_rounds,
+            cfg.dp,
+            run_dir,
+        )
+        run = FederatedRun(
+            cfg,
+            run_dir,
+            data_dir if has_data else None,
+            num_nodes=num_nodes,
+            round_offset=round_offset,
+        )
         shared = ConfigRecord()
         if consortium is not None and consortium.agreement is not None:
             shared[CONFIG_KEY] = consortium.agreement.to_json()
             run.n_train_total = consortium.agreement.n_train_total  # for the run's delta
         n_features = len(manifest["feature_names"]) if manifest else len(FEATURE_NAMES)
-        weights = initial_weights or build_model(cfg.model, n_features, task=cfg.task,
-                                                 seed=cfg.seed).state_dict()
-        strategy = (deployment_strategy(cfg, num_nodes, run) if consortium is not None
-                    else build_strategy(cfg, num_nodes=num_nodes, recorder=run))
+        weights = (
+            initial_weights
+            or build_model(cfg.model, n_features, task=cfg.task, seed=cfg.seed).state_dict()
+        )
+        strategy = (
+            deployment_strategy(cfg, num_nodes, run)
+            if consortium is not None
+            else build_strategy(cfg, num_nodes=num_nodes, recorder=run)
+        )
 
         def evaluate_fn(server_round: int, arrays: ArrayRecord) -> MetricRecord | None:
             metrics = run.evaluate_global(server_round, arrays)
             return MetricRecord(metrics) if metrics else None
 
-        strategy.start(grid=grid, initial_arrays=ArrayRecord(weights),
-                       num_rounds=cfg.num_server_rounds - round_offset, timeout=cfg.round_timeout,
-                       train_config=ConfigRecord({"round-offset": round_offset, **shared}),
-                       evaluate_config=ConfigRecord(dict(shared)), evaluate_fn=evaluate_fn)
+        strategy.start(
+            grid=grid,
+            initial_arrays=ArrayRecord(weights),
+            num_rounds=cfg.num_server_rounds - round_offset,
+            timeout=cfg.round_timeout,
+            train_config=ConfigRecord({"round-offset": round_offset, **shared}),
+            evaluate_config=ConfigRecord(dict(shared)),
+            evaluate_fn=evaluate_fn,
+        )
         federated = run.finish(time.perf_counter() - started)
         if on_done is not None:
             on_done(federated)

@@ -11,9 +11,16 @@ from rich.table import Table
 from fedmarket.progress import console
 
 
-def simulate(data: Path | None, run_config: str, out: Path | None, centralised: bool,
-             resume: Path | None, client_cpus: float, client_gpus: float,
-             ray_address: str | None) -> None:
+def simulate(
+    data: Path | None,
+    run_config: str,
+    out: Path | None,
+    centralised: bool,
+    resume: Path | None,
+    client_cpus: float,
+    client_gpus: float,
+    ray_address: str | None,
+) -> None:
     from fedmarket.simulate import ClientResources
     from fedmarket.simulate import simulate as run
 
@@ -22,8 +29,14 @@ def simulate(data: Path | None, run_config: str, out: Path | None, centralised: 
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     logger.propagate = False  # flwr/ray install root handlers; print each line once
-    result = run(data=data, run_config=run_config, out=out, centralised=centralised, resume=resume,
-                 resources=ClientResources(client_cpus, client_gpus, ray_address))
+    result = run(
+        data=data,
+        run_config=run_config,
+        out=out,
+        centralised=centralised,
+        resume=resume,
+        resources=ClientResources(client_cpus, client_gpus, ray_address),
+    )
     summary = result["summary"]
     fed, cen = summary["federated"], summary["centralised"] or {}
     table = Table(title="federated versus centralised (same test customers)")
@@ -36,7 +49,9 @@ def simulate(data: Path | None, run_config: str, out: Path | None, centralised: 
             table.add_row(key, _n(f), _n(c), _n(g))
     console.print(table)
     console.print(summary["privacy"])
-    console.print(f"run directory: {result['run_dir']} (report.md, summary.json, rounds.csv, plots)")
+    console.print(
+        f"run directory: {result['run_dir']} (report.md, summary.json, rounds.csv, plots)"
+    )
 
 
 def _n(x: float | None) -> str:

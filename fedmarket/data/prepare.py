@@ -57,15 +57,19 @@ class PrepareOptions:
         if self.chunksize < 1:
             raise ConfigError(f"--chunksize must be positive, got {self.chunksize}")
         if len(self.pseudonym_key) < 32:
-            raise ConfigError("a pseudonym key of at least 32 bytes is required (--key-file or "
-                              f"{PSEUDONYM_KEY_ENV})")
+            raise ConfigError(
+                "a pseudonym key of at least 32 bytes is required (--key-file or "
+                f"{PSEUDONYM_KEY_ENV})"
+            )
         if not self.raw.exists():
             raise ConfigError(f"--raw {self.raw}: no such file or directory")
         # Checked here too, not only in partition.assign_partitions: that runs after every
         # event has been read, and a typo should not cost a pass over gigabytes.
         if self.scheme not in partition.SCHEMES:
-            raise ConfigError(f"--partition {self.scheme!r} is not a partition scheme; use one of "
-                              f"{', '.join(partition.SCHEMES)}")
+            raise ConfigError(
+                f"--partition {self.scheme!r} is not a partition scheme; use one of "
+                f"{', '.join(partition.SCHEMES)}"
+            )
         if self.scheme != "natural" and self.n_partitions is None:
             raise ConfigError(f"--partitions is required with --partition {self.scheme}")
 
@@ -95,7 +99,10 @@ def prepare(opts: PrepareOptions, advance: Advance | None = None) -> PrepareResu
         )
 
     stats = normalise.NormStats.from_moments(
-        sum((r.train_moments for r in per_retailer.values()), normalise.FeatureMoments.zeros(len(features.FEATURE_NAMES)))
+        sum(
+            (r.train_moments for r in per_retailer.values()),
+            normalise.FeatureMoments.zeros(len(features.FEATURE_NAMES)),
+        )
     )
     assignment = _assign(opts, per_retailer, retailers)
     tmp = opts.out.with_name(opts.out.name + ".partial")
@@ -133,12 +140,15 @@ def _check_output_dir(out: Path, overwrite: bool) -> None:
         raise ConfigError(f"--out {out} is a file; give a directory")
     if out.exists() and any(out.iterdir()):
         if not (out / store.MANIFEST_NAME).exists():
-            raise ConfigError(f"--out {out} exists, is not empty and is not a prepared data "
-                              "directory; choose another directory (--overwrite only replaces "
-                              "prepared data)")
+            raise ConfigError(
+                f"--out {out} exists, is not empty and is not a prepared data "
+                "directory; choose another directory (--overwrite only replaces "
+                "prepared data)"
+            )
         if not overwrite:
-            raise ConfigError(f"--out {out} already holds prepared data; pass --overwrite to "
-                              "replace it")
+            raise ConfigError(
+                f"--out {out} already holds prepared data; pass --overwrite to replace it"
+            )
 
 
 def _feature_window(opts: PrepareOptions, exports: dict[str, list[Path]]) -> features.FeatureWindow:
@@ -150,8 +160,12 @@ def _feature_window(opts: PrepareOptions, exports: dict[str, list[Path]]) -> fea
         cutoff = cutoff.tz_localize("UTC") if cutoff.tzinfo is None else cutoff.tz_convert("UTC")
     else:
         cutoff = features.default_cutoff(_last_event_time(exports, opts), opts.horizon_days)
-    return features.FeatureWindow(window_days=opts.window_days, step_days=opts.step_days,
-                                  horizon_days=opts.horizon_days, cutoff=cutoff)
+    return features.FeatureWindow(
+        window_days=opts.window_days,
+        step_days=opts.step_days,
+        horizon_days=opts.horizon_days,
+        cutoff=cutoff,
+    )
 
 
 def _last_event_time(exports: dict[str, list[Path]], opts: PrepareOptions) -> pd.Timestamp:
@@ -159,9 +173,14 @@ def _last_event_time(exports: dict[str, list[Path]], opts: PrepareOptions) -> pd
     last = None
     for retailer, files in exports.items():
         for path in files:
-            for chunk in loaders.iter_events(path, mapping=opts.mapping, chunksize=opts.chunksize,
-                                             strict=opts.strict, report=DropReport(),
-                                             retailer_id=retailer):
+            for chunk in loaders.iter_events(
+                path,
+                mapping=opts.mapping,
+                chunksize=opts.chunksize,
+                strict=opts.strict,
+                report=DropReport(),
+                retailer_id=retailer,
+            ):
                 if len(chunk):
                     t = chunk["event_time"].max()
                     last = t if last is None or t > last else last
@@ -170,29 +189,49 @@ def _last_event_time(exports: dict[str, list[Path]], opts: PrepareOptions) -> pd
     return last
 
 
-def _prepare_retailer(retailer: str, files: list[Path], window: features.FeatureWindow,
-                      pseudonymiser: anonymise.Pseudonymiser, opts: PrepareOptions,
-                      advance: Advance) -> _RetailerResult:
+def _prepare_retailer(
+    retailer: str,
+    files: list[Path],
+    window: features.FeatureWindow,
+    pseudonymiser: anonymise.Pseudonymiser,
+    opts: PrepareOptions,
+    advance: Advance,
+) -> _RetailerResult:
     drops = DropReport()
     builder = features.SequenceBuilder(window)
     n_events = 0
     for path in files:
-        for chunk in loaders.iter_events(path, mapping=opts.mapping, chunksize=opts.chunksize,
-                                         strict=opts.strict, report=drops, retailer_id=retailer):
+        for chunk in loaders.iter_events(
+            path,
+            mapping=opts.mapping,
+            chunksize=opts.chunksize,
+            strict=opts.strict,
+            report=drops,
+            retailer_id=retailer,
+        ):
             builder.add(anonymise.anonymise_events(chunk, pseudonymiser))
             n_events += len(chunk)
             advance(len(chunk))
     feats = builder.finish()
     if len(feats.customer) < 2:
-        raise DataError(f"retailer {retailer}: only {len(feats.customer)} customer(s) active in the feature "
-                        f"window before {window.cutoff:%Y-%m-%d}; need at least 2 for a train/test split")
+        raise DataError(
+            f"retailer {retailer}: only {len(feats.customer)} customer(s) active in the feature "
+            f"window before {window.cutoff:%Y-%m-%d}; need at least 2 for a train/test split"
+        )
     rng = np.random.default_rng(np.random.SeedSequence([opts.seed, _stable_index(retailer)]))
     n_test = max(1, round(opts.test_fraction * len(feats.customer)))
     is_test = np.zeros(len(feats.customer), dtype=bool)
     is_test[rng.permutation(len(feats.customer))[:n_test]] = True
     customers, kanon = _anonymise_customer_table(retailer, files, pseudonymiser, opts, window)
-    return _RetailerResult(feats, is_test, normalise.FeatureMoments.from_raw(feats.X[~is_test]), drops,
-                           n_events, customers, kanon)
+    return _RetailerResult(
+        feats,
+        is_test,
+        normalise.FeatureMoments.from_raw(feats.X[~is_test]),
+        drops,
+        n_events,
+        customers,
+        kanon,
+    )
 
 
 def _stable_index(name: str) -> int:
@@ -205,30 +244,50 @@ def _anonymise_customer_table(retailer, files, pseudonymiser, opts, window):
     table = loaders.read_customers(files[0].parent)
     if table is None:
         return None, None
-    released, report = anonymise.anonymise_customers(table, pseudonymiser, k=opts.k,
-                                                     reference_date=window.cutoff.date())
+    released, report = anonymise.anonymise_customers(
+        table, pseudonymiser, k=opts.k, reference_date=window.cutoff.date()
+    )
     return released, report.to_dict()
 
 
-def _assign(opts: PrepareOptions, results: dict[str, _RetailerResult], retailers: list[str]) -> np.ndarray:
-    retailer_index = np.concatenate([np.full(len(results[r].feats.customer), i) for i, r in enumerate(retailers)])
+def _assign(
+    opts: PrepareOptions, results: dict[str, _RetailerResult], retailers: list[str]
+) -> np.ndarray:
+    retailer_index = np.concatenate(
+        [np.full(len(results[r].feats.customer), i) for i, r in enumerate(retailers)]
+    )
     labels = np.concatenate([results[r].feats.y_purchase for r in retailers])
-    return partition.assign_partitions(opts.scheme, n_partitions=opts.n_partitions,
-                                       retailer_index=retailer_index, labels=labels,
-                                       alpha=opts.alpha, seed=opts.seed)
+    return partition.assign_partitions(
+        opts.scheme,
+        n_partitions=opts.n_partitions,
+        retailer_index=retailer_index,
+        labels=labels,
+        alpha=opts.alpha,
+        seed=opts.seed,
+    )
 
 
-def _write_partitions(tmp: Path, results: dict[str, _RetailerResult], retailers: list[str],
-                      assignment: np.ndarray, stats: normalise.NormStats,
-                      opts: PrepareOptions) -> list[dict[str, Any]]:
+def _write_partitions(
+    tmp: Path,
+    results: dict[str, _RetailerResult],
+    retailers: list[str],
+    assignment: np.ndarray,
+    stats: normalise.NormStats,
+    opts: PrepareOptions,
+) -> list[dict[str, Any]]:
     feats = [results[r].feats for r in retailers]
     X = stats.apply(np.concatenate([f.X for f in feats]))
-    pooled = store.SplitArrays(X=X, agg=np.concatenate([f.agg for f in feats]),
-                               y_purchase=np.concatenate([f.y_purchase for f in feats]),
-                               y_count=np.concatenate([f.y_count for f in feats]),
-                               customer=np.concatenate([f.customer for f in feats]))
+    pooled = store.SplitArrays(
+        X=X,
+        agg=np.concatenate([f.agg for f in feats]),
+        y_purchase=np.concatenate([f.y_purchase for f in feats]),
+        y_count=np.concatenate([f.y_count for f in feats]),
+        customer=np.concatenate([f.customer for f in feats]),
+    )
     is_test = np.concatenate([results[r].is_test for r in retailers])
-    retailer_of = np.concatenate([np.full(len(f.customer), r) for r, f in zip(retailers, feats, strict=True)])
+    retailer_of = np.concatenate(
+        [np.full(len(f.customer), r) for r, f in zip(retailers, feats, strict=True)]
+    )
     meta = []
     for pid in range(int(assignment.max()) + 1):
         entry: dict[str, Any] = {"id": pid}
@@ -239,13 +298,19 @@ def _write_partitions(tmp: Path, results: dict[str, _RetailerResult], retailers:
             part = pooled.take(idx)
             store.write_split(store.split_dir(tmp, pid, split), part, opts.fernet)
             entry[split] = _split_summary(part)
-        entry["retailers"] = {str(r): int(c) for r, c in zip(*np.unique(retailer_of[assignment == pid], return_counts=True), strict=True)}
+        entry["retailers"] = {
+            str(r): int(c)
+            for r, c in zip(
+                *np.unique(retailer_of[assignment == pid], return_counts=True), strict=True
+            )
+        }
         meta.append(entry)
     return meta
 
 
-def _write_customers(directory: Path, retailer: str, table: pd.DataFrame,
-                     fernet: Any | None) -> None:
+def _write_customers(
+    directory: Path, retailer: str, table: pd.DataFrame, fernet: Any | None
+) -> None:
     # Pseudonymised, k-anonymous attributes are still personal data: encrypted like the arrays.
     directory.mkdir(exist_ok=True)
     if fernet is None:
@@ -258,9 +323,11 @@ def _write_customers(directory: Path, retailer: str, table: pd.DataFrame,
 
 def _split_summary(part: store.SplitArrays) -> dict[str, Any]:
     n = len(part)
-    return {"n": n,
-            "purchase_rate": float(np.mean(part.y_purchase)) if n else None,
-            "mean_purchase_count": float(np.mean(part.y_count)) if n else None}
+    return {
+        "n": n,
+        "purchase_rate": float(np.mean(part.y_purchase)) if n else None,
+        "mean_purchase_count": float(np.mean(part.y_count)) if n else None,
+    }
 
 
 def _manifest(opts, window, retailers, results, stats, partitions_meta) -> dict[str, Any]:
@@ -272,18 +339,33 @@ def _manifest(opts, window, retailers, results, stats, partitions_meta) -> dict[
         "source": str(opts.raw),
         "feature_names": list(features.FEATURE_NAMES),
         "aggregate_names": list(features.AGGREGATE_NAMES),
-        "window": {"cutoff": window.cutoff.isoformat(), "window_days": window.window_days,
-                   "step_days": window.step_days, "horizon_days": window.horizon_days,
-                   "n_steps": window.n_steps},
-        "normalisation": {"transform": "log1p then z-score; statistics from training customers only",
-                          **stats.to_dict()},
+        "window": {
+            "cutoff": window.cutoff.isoformat(),
+            "window_days": window.window_days,
+            "step_days": window.step_days,
+            "horizon_days": window.horizon_days,
+            "n_steps": window.n_steps,
+        },
+        "normalisation": {
+            "transform": "log1p then z-score; statistics from training customers only",
+            **stats.to_dict(),
+        },
         "split": {"test_fraction": opts.test_fraction, "unit": "customer", "seed": opts.seed},
-        "partitioning": {"scheme": opts.scheme, "n_partitions": len(partitions_meta),
-                         "alpha": opts.alpha if opts.scheme in ("dirichlet", "quantity") else None,
-                         "seed": opts.seed},
-        "retailers": {r: {"events": results[r].n_events, "customers": len(results[r].feats.customer),
-                          "dropped_rows": results[r].drops.to_dict(), "k_anonymity": results[r].kanon}
-                      for r in retailers},
+        "partitioning": {
+            "scheme": opts.scheme,
+            "n_partitions": len(partitions_meta),
+            "alpha": opts.alpha if opts.scheme in ("dirichlet", "quantity") else None,
+            "seed": opts.seed,
+        },
+        "retailers": {
+            r: {
+                "events": results[r].n_events,
+                "customers": len(results[r].feats.customer),
+                "dropped_rows": results[r].drops.to_dict(),
+                "k_anonymity": results[r].kanon,
+            }
+            for r in retailers
+        },
         "dropped_rows": drops_total.to_dict(),
         "encrypted": opts.fernet is not None,
         "partitions": partitions_meta,

@@ -5,7 +5,8 @@ The layout is the contract between `fedmarket data prepare` and everything that 
     DIR/manifest.json
     DIR/partitions/<id>/<split>/X.npy           float32 [N, T, F]  normalised sequences
     DIR/partitions/<id>/<split>/agg.npy         float32 [N, A]     raw per-customer aggregates
-    DIR/partitions/<id>/<split>/y_purchase.npy  float32 [N]        1.0 if the customer buys in the horizon
+    DIR/partitions/<id>/<split>/y_purchase.npy  float32 [N]        1.0 if the customer buys in
+                                                                   the horizon
     DIR/partitions/<id>/<split>/y_count.npy     float32 [N]        purchases in the horizon
     DIR/partitions/<id>/<split>/customer.npy    <U64    [N]        keyed pseudonym (never a raw id)
 
@@ -47,7 +48,10 @@ class SplitArrays:
         n = len(self.X)
         for f in fields(self):
             if len(getattr(self, f.name)) != n:
-                raise DataError(f"split arrays disagree in length: X has {n} rows, {f.name} has {len(getattr(self, f.name))}")
+                other = len(getattr(self, f.name))
+                raise DataError(
+                    f"split arrays disagree in length: X has {n} rows, {f.name} has {other}"
+                )
 
     def __len__(self) -> int:
         return len(self.X)
@@ -57,7 +61,9 @@ class SplitArrays:
         parts = list(parts)
         if not parts:
             raise DataError("nothing to concatenate: no partitions selected")
-        return SplitArrays(**{k: np.concatenate([np.asarray(getattr(p, k)) for p in parts]) for k in _ARRAYS})
+        return SplitArrays(
+            **{k: np.concatenate([np.asarray(getattr(p, k)) for p in parts]) for k in _ARRAYS}
+        )
 
     def take(self, index: np.ndarray) -> SplitArrays:
         return SplitArrays(**{k: np.asarray(getattr(self, k))[index] for k in _ARRAYS})
@@ -87,8 +93,10 @@ def load_split(
 ) -> SplitArrays:
     directory = split_dir(data_dir, partition, split)
     if not directory.is_dir():
-        raise DataError(f"{directory}: no such prepared split; run `fedmarket data prepare` first "
-                        f"or check the partition id")
+        raise DataError(
+            f"{directory}: no such prepared split; run `fedmarket data prepare` first "
+            f"or check the partition id"
+        )
     loaded = {}
     for name in _ARRAYS:
         plain, enc = directory / f"{name}.npy", directory / f"{name}.npy.enc"
@@ -96,20 +104,27 @@ def load_split(
             loaded[name] = np.load(plain, mmap_mode="r" if mmap else None, allow_pickle=False)
         elif enc.exists():
             if fernet is None:
-                raise DataError(f"{enc}: prepared data is encrypted; give the key with --encryption-key-file "
-                                f"or FEDMARKET_ENCRYPTION_KEY")
+                raise DataError(
+                    f"{enc}: prepared data is encrypted; give the key with --encryption-key-file "
+                    f"or FEDMARKET_ENCRYPTION_KEY"
+                )
             try:
                 raw = fernet.decrypt(enc.read_bytes())
             except Exception as exc:  # cryptography raises InvalidToken without a message
-                raise DataError(f"{enc}: cannot decrypt with the given key (wrong key or corrupted file)") from exc
+                raise DataError(
+                    f"{enc}: cannot decrypt with the given key (wrong key or corrupted file)"
+                ) from exc
             loaded[name] = np.load(io.BytesIO(raw), allow_pickle=False)
         else:
-            raise DataError(f"{directory}: missing {name}.npy; the prepared directory is incomplete")
+            raise DataError(
+                f"{directory}: missing {name}.npy; the prepared directory is incomplete"
+            )
     return SplitArrays(**loaded)
 
 
-def load_pooled(data_dir: Path, split: str, partitions: Iterable[int] | None = None,
-                fernet: Any | None = None) -> SplitArrays:
+def load_pooled(
+    data_dir: Path, split: str, partitions: Iterable[int] | None = None, fernet: Any | None = None
+) -> SplitArrays:
     """All customers of a split across partitions, in partition order (the centralised view)."""
     ids = list(partitions) if partitions is not None else partition_ids(read_manifest(data_dir))
     return SplitArrays.concat(load_split(data_dir, p, split, fernet, mmap=False) for p in ids)
@@ -117,22 +132,28 @@ def load_pooled(data_dir: Path, split: str, partitions: Iterable[int] | None = N
 
 def write_manifest(data_dir: Path, manifest: dict[str, Any]) -> None:
     manifest = {"schema_version": SCHEMA_VERSION, **manifest}
-    (Path(data_dir) / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n")
+    (Path(data_dir) / MANIFEST_NAME).write_text(
+        json.dumps(manifest, indent=2, sort_keys=False) + "\n"
+    )
 
 
 def read_manifest(data_dir: Path) -> dict[str, Any]:
     path = Path(data_dir) / MANIFEST_NAME
     if not path.is_file():
-        raise DataError(f"{path}: not found; {data_dir} is not a prepared data directory "
-                        f"(run `fedmarket data prepare --raw RAW --out {data_dir}`)")
+        raise DataError(
+            f"{path}: not found; {data_dir} is not a prepared data directory "
+            f"(run `fedmarket data prepare --raw RAW --out {data_dir}`)"
+        )
     try:
         manifest = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise DataError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from exc
     version = manifest.get("schema_version")
     if version != SCHEMA_VERSION:
-        raise DataError(f"{path}: schema version {version!r}, this fedmarket reads {SCHEMA_VERSION}; "
-                        f"re-run `fedmarket data prepare`")
+        raise DataError(
+            f"{path}: schema version {version!r}, this fedmarket reads {SCHEMA_VERSION}; "
+            f"re-run `fedmarket data prepare`"
+        )
     return manifest
 
 

@@ -30,13 +30,16 @@ _PARTITIONS: dict[tuple[str, int], tuple[store.SplitArrays, store.SplitArrays]] 
 _PARTITIONS_LOCK = threading.Lock()
 
 
-def load_partition(data_dir: Path, partition_id: int, fernet: Any | None = None
-                   ) -> tuple[store.SplitArrays, store.SplitArrays]:
+def load_partition(
+    data_dir: Path, partition_id: int, fernet: Any | None = None
+) -> tuple[store.SplitArrays, store.SplitArrays]:
     key = (str(Path(data_dir).resolve()), int(partition_id))
     with _PARTITIONS_LOCK:
         if key not in _PARTITIONS:
-            _PARTITIONS[key] = (store.load_split(data_dir, partition_id, "train", fernet, mmap=False),
-                                store.load_split(data_dir, partition_id, "test", fernet, mmap=False))
+            _PARTITIONS[key] = (
+                store.load_split(data_dir, partition_id, "train", fernet, mmap=False),
+                store.load_split(data_dir, partition_id, "test", fernet, mmap=False),
+            )
         return _PARTITIONS[key]
 
 
@@ -46,10 +49,18 @@ def privacy_settings(cfg: RunConfig, n_train_total: int) -> PrivacySettings | No
         return None
     delta = cfg.delta if cfg.delta > 0 else default_delta(n_train_total)
     if cfg.target_epsilon > 0:
-        return PrivacySettings(target_epsilon=cfg.target_epsilon, max_grad_norm=cfg.max_grad_norm,
-                               delta=delta, accountant=cfg.accountant)
-    return PrivacySettings(noise_multiplier=cfg.noise_multiplier, max_grad_norm=cfg.max_grad_norm,
-                           delta=delta, accountant=cfg.accountant)
+        return PrivacySettings(
+            target_epsilon=cfg.target_epsilon,
+            max_grad_norm=cfg.max_grad_norm,
+            delta=delta,
+            accountant=cfg.accountant,
+        )
+    return PrivacySettings(
+        noise_multiplier=cfg.noise_multiplier,
+        max_grad_norm=cfg.max_grad_norm,
+        delta=delta,
+        accountant=cfg.accountant,
+    )
 
 
 def round_seed(seed: int, partition_id: int, server_round: int) -> int:
@@ -67,8 +78,9 @@ class TrainOutcome:
 class RetailerClient:
     """A retailer's trainer over its own partition for the settings of one run."""
 
-    def __init__(self, cfg: RunConfig, data_dir: Path, partition_id: int, *,
-                 fernet: Any | None = None) -> None:
+    def __init__(
+        self, cfg: RunConfig, data_dir: Path, partition_id: int, *, fernet: Any | None = None
+    ) -> None:
         self.cfg = cfg
         self.partition_id = int(partition_id)
         manifest = store.read_manifest(data_dir)
@@ -79,28 +91,56 @@ class RetailerClient:
         self.privacy = privacy_settings(cfg, n_train_total)
 
     def new_model(self, dp: bool) -> torch.nn.Module:
-        return build_model(self.cfg.model, self.n_features, task=self.cfg.task, dp=dp, seed=self.cfg.seed)
+        return build_model(
+            self.cfg.model, self.n_features, task=self.cfg.task, dp=dp, seed=self.cfg.seed
+        )
 
-    def train(self, weights: dict[str, torch.Tensor], server_round: int,
-              privacy_state: AccountantState | None, *, proximal_mu: float = 0.0) -> TrainOutcome:
+    def train(
+        self,
+        weights: dict[str, torch.Tensor],
+        server_round: int,
+        privacy_state: AccountantState | None,
+        *,
+        proximal_mu: float = 0.0,
+    ) -> TrainOutcome:
         """Local epochs from the global weights; raises BudgetExhaustedError to decline."""
         model = self.new_model(dp=self.privacy is not None)
         model.load_state_dict(weights, strict=True)
-        cfg = TrainConfig(epochs=self.cfg.local_epochs, batch_size=self.cfg.batch_size,
-                          lr=self.cfg.learning_rate, val_fraction=0.0,
-                          seed=round_seed(self.cfg.seed, self.partition_id, server_round))
-        result = fit(model, self.train_split, self.task, cfg, privacy=self.privacy,
-                     privacy_state=privacy_state,
-                     planned_epochs=self.cfg.num_server_rounds * self.cfg.local_epochs
-                     if self.privacy is not None else None,
-                     proximal_mu=proximal_mu)
-        metrics = {"num-examples": float(result.n_train), "unit-weight": 1.0,
-                   "partition-id": float(self.partition_id),
-                   "train-loss": float(result.history[-1]["train_loss"]),
-                   "steps": float(result.steps), "train-wall-s": float(result.wall_s)}
+        cfg = TrainConfig(
+            epochs=self.cfg.local_epochs,
+            batch_size=self.cfg.batch_size,
+            lr=self.cfg.learning_rate,
+            val_fraction=0.0,
+            seed=round_seed(self.cfg.seed, self.partition_id, server_round),
+        )
+        result = fit(
+            model,
+            self.train_split,
+            self.task,
+            cfg,
+            privacy=self.privacy,
+            privacy_state=privacy_state,
+            planned_epochs=self.cfg.num_server_rounds * self.cfg.local_epochs
+            if self.privacy is not None
+            else None,
+            proximal_mu=proximal_mu,
+        )
+        metrics = {
+            "num-examples": float(result.n_train),
+            "unit-weight": 1.0,
+            "partition-id": float(self.partition_id),
+            "train-loss": float(result.history[-1]["train_loss"]),
+            "steps": float(result.steps),
+            "train-wall-s": float(result.wall_s),
+        }
         if self.privacy is not None:
-            metrics.update({"epsilon": float(result.epsilon), "delta": float(result.delta),
-                            "noise-multiplier": float(result.noise_multiplier)})
+            metrics.update(
+                {
+                    "epsilon": float(result.epsilon),
+                    "delta": float(result.delta),
+                    "noise-multiplier": float(result.noise_multiplier),
+                }
+            )
         return TrainOutcome(result.state_dict, metrics, result.privacy_state)
 
     def evaluate(self, weights: dict[str, torch.Tensor]) -> dict[str, float]:
@@ -111,6 +151,11 @@ class RetailerClient:
         pred = predict(model, self.test_split.X, self.task)
         report = test_report(self.cfg.task, y, pred)
         metrics = {k: float(v) for k, v in report.items() if isinstance(v, int | float)}
-        metrics.update({"num-examples": float(len(self.test_split)), "unit-weight": 1.0,
-                        "partition-id": float(self.partition_id)})
+        metrics.update(
+            {
+                "num-examples": float(len(self.test_split)),
+                "unit-weight": 1.0,
+                "partition-id": float(self.partition_id),
+            }
+        )
         return metrics

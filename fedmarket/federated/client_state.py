@@ -29,8 +29,10 @@ def load_accountant(record: Any, state_dir: str, partition_id: int) -> Accountan
             try:
                 return AccountantState.from_dict(json.loads(path.read_text()))
             except (json.JSONDecodeError, ValueError) as exc:
-                raise PrivacyError(f"{path}: unreadable accountant state ({exc}); refusing to guess "
-                                   "the epsilon already spent") from exc
+                raise PrivacyError(
+                    f"{path}: unreadable accountant state ({exc}); refusing to guess "
+                    "the epsilon already spent"
+                ) from exc
     if record is not None and "accountant" in record:
         return AccountantState.from_dict(json.loads(str(record["accountant"])))
     return None

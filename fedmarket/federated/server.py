@@ -30,16 +30,34 @@ from fedmarket.training import predict
 from strategies import nodes_per_round
 
 log = logging.getLogger("fedmarket")
-ROUND_FIELDS = ("round", "sent", "ok", "failed", "declined", "timed_out", "eval_ok", "eval_failed",
-                "train_loss", "epsilon_max", "elapsed_s")
+ROUND_FIELDS = (
+    "round",
+    "sent",
+    "ok",
+    "failed",
+    "declined",
+    "timed_out",
+    "eval_ok",
+    "eval_failed",
+    "train_loss",
+    "epsilon_max",
+    "elapsed_s",
+)
 TEST_KEYS = ("roc_auc", "pr_auc", "f1", "accuracy", "log_loss", "lift_at_10", "mae", "rmse", "r2")
 
 
 class FederatedRun:
     """Implements the strategies' RoundRecorder and Flower's ``evaluate_fn``."""
 
-    def __init__(self, cfg: RunConfig, run_dir: Path, data_dir: Path | None, *, num_nodes: int,
-                 round_offset: int = 0) -> None:
+    def __init__(
+        self,
+        cfg: RunConfig,
+        run_dir: Path,
+        data_dir: Path | None,
+        *,
+        num_nodes: int,
+        round_offset: int = 0,
+    ) -> None:
         self.cfg, self.run_dir, self.offset = cfg, run_dir, round_offset
         self.num_nodes = num_nodes
         self.started = time.perf_counter()
@@ -64,8 +82,13 @@ class FederatedRun:
     def on_train(self, summary: Any, arrays: Any, metrics: Any) -> None:
         rnd = self.offset + summary.server_round
         row = self._row(rnd)
-        row.update(sent=summary.sent, ok=summary.ok, failed=summary.failed,
-                   declined=summary.declined, timed_out=summary.timed_out)
+        row.update(
+            sent=summary.sent,
+            ok=summary.ok,
+            failed=summary.failed,
+            declined=summary.declined,
+            timed_out=summary.timed_out,
+        )
         for client in summary.per_client:
             if "epsilon" in client and "partition-id" in client:
                 self.epsilon_by_client[int(client["partition-id"])] = float(client["epsilon"])
@@ -77,12 +100,22 @@ class FederatedRun:
         if arrays is not None:
             self.checkpoint(rnd, arrays.to_torch_state_dict())
             self.rounds_done = rnd
-        log.info("round %d: %d/%d replies, %d failed, %d declined, %d timed out; epsilon max %s",
-                 rnd, summary.ok, summary.sent, summary.failed, summary.declined, summary.timed_out,
-                 _fmt(row["epsilon_max"]))
+        log.info(
+            "round %d: %d/%d replies, %d failed, %d declined, %d timed out; epsilon max %s",
+            rnd,
+            summary.ok,
+            summary.sent,
+            summary.failed,
+            summary.declined,
+            summary.timed_out,
+            _fmt(row["epsilon_max"]),
+        )
         if self.epsilon_by_client:
-            log.info("round %d: epsilon per client %s", rnd,
-                     {k: round(v, 3) for k, v in sorted(self.epsilon_by_client.items())})
+            log.info(
+                "round %d: epsilon per client %s",
+                rnd,
+                {k: round(v, 3) for k, v in sorted(self.epsilon_by_client.items())},
+            )
 
     def on_evaluate(self, summary: Any, metrics: Any) -> None:
         row = self._row(self.offset + summary.server_round)
@@ -106,8 +139,9 @@ class FederatedRun:
             self._append_csv(row)
         if report is None:
             return None
-        return {k: float(v) for k, v in report.items()
-                if isinstance(v, int | float) and k in TEST_KEYS}
+        return {
+            k: float(v) for k, v in report.items() if isinstance(v, int | float) and k in TEST_KEYS
+        }
 
     def test_metrics(self, weights: dict[str, torch.Tensor]) -> dict[str, Any]:
         model = build_model(self.cfg.model, self.n_features, task=self.cfg.task, dp=False)
@@ -119,20 +153,30 @@ class FederatedRun:
     def checkpoint(self, rnd: int, weights: dict[str, torch.Tensor]) -> None:
         path = self.run_dir / "checkpoints" / f"round-{rnd:04d}.pt"
         torch.save({"round": rnd, "state_dict": weights}, path)
-        marker = {"round": rnd, "path": path.name,
-                  "epsilon_by_client": {str(k): v for k, v in self.epsilon_by_client.items()}}
+        marker = {
+            "round": rnd,
+            "path": path.name,
+            "epsilon_by_client": {str(k): v for k, v in self.epsilon_by_client.items()},
+        }
         (self.run_dir / "checkpoints" / "latest.json").write_text(json.dumps(marker))
 
     def epsilon_summary(self) -> dict[str, Any]:
         if self.cfg.dp == "client":
             if not self.epsilon_by_client:
                 return {"max": None, "per_client": {}, "unit": "customer"}
-            return {"max": max(self.epsilon_by_client.values()), "unit": "customer",
-                    "per_client": {str(k): v for k, v in sorted(self.epsilon_by_client.items())}}
+            return {
+                "max": max(self.epsilon_by_client.values()),
+                "unit": "customer",
+                "per_client": {str(k): v for k, v in sorted(self.epsilon_by_client.items())},
+            }
         if self.cfg.dp == "central":
             eps = self._central_epsilon(self.rounds_done)
-            return {"max": eps, "per_client": None, "unit": "retailer",
-                    "delta": self.central_delta()}
+            return {
+                "max": eps,
+                "per_client": None,
+                "unit": "retailer",
+                "delta": self.central_delta(),
+            }
         # the same keys without DP, so summary.json readers need no special case
         return {"max": None, "per_client": None, "unit": None}
 
@@ -146,8 +190,10 @@ class FederatedRun:
             "wall_s": wall_s if wall_s is not None else time.perf_counter() - self.started,
             "epsilon": self.epsilon_summary(),
             "delta": self.client_delta(),
-            "failures": {k: int(sum(r.get(k) or 0 for r in self.rows.values()))
-                         for k in ("failed", "declined", "timed_out")},
+            "failures": {
+                k: int(sum(r.get(k) or 0 for r in self.rows.values()))
+                for k in ("failed", "declined", "timed_out")
+            },
         }
         text = json.dumps(_json_safe(result), indent=2) + "\n"
         (self.run_dir / "federated.json").write_text(text)
@@ -170,8 +216,10 @@ class FederatedRun:
             self.epsilon_by_client.update({int(k): float(v) for k, v in saved.items()})
         for row in read_rounds(self.run_dir):
             if row["round"] is not None and row["round"] <= self.offset:
-                self.rows[int(row["round"])] = {"round": int(row["round"]),
-                                                **{k: v for k, v in row.items() if k != "round"}}
+                self.rows[int(row["round"])] = {
+                    "round": int(row["round"]),
+                    **{k: v for k, v in row.items() if k != "round"},
+                }
 
     def _row(self, rnd: int) -> dict[str, Any]:
         return self.rows.setdefault(rnd, {"round": rnd})
@@ -185,8 +233,13 @@ class FederatedRun:
         if rounds <= 0:
             return None
         q = nodes_per_round(self.cfg.fraction_train, self.num_nodes) / self.num_nodes
-        return central_epsilon(self.cfg.central_noise_multiplier, q, rounds,
-                               self.central_delta(), accountant=self.cfg.accountant)
+        return central_epsilon(
+            self.cfg.central_noise_multiplier,
+            q,
+            rounds,
+            self.central_delta(),
+            accountant=self.cfg.accountant,
+        )
 
     def _append_csv(self, row: dict[str, Any]) -> None:
         path = self.run_dir / "rounds.csv"
@@ -204,8 +257,10 @@ def read_rounds(run_dir: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     with open(path, newline="") as handle:
-        return [{k: (float(v) if v not in ("", None) else None) for k, v in row.items()}
-                for row in csv.DictReader(handle)]
+        return [
+            {k: (float(v) if v not in ("", None) else None) for k, v in row.items()}
+            for row in csv.DictReader(handle)
+        ]
 
 
 def latest_checkpoint(run_dir: Path) -> tuple[int, dict[str, torch.Tensor]] | None:
