@@ -210,7 +210,7 @@ def test_real_mini_sweep(tiny_data: Path, tmp_path: Path):
     result = run_sweep(cfg)
     assert result.failed == []
     frame = load_table(result.paths["csv"])
-    assert len(frame) == 9 and (frame["status"] == "ok").all()
+    assert len(frame) == 6 and (frame["status"] == "ok").all()
     dp = frame[frame["target_epsilon"] == 8.0]
     assert ((dp["epsilon"] > 7.9) & (dp["epsilon"] <= 8.0)).all()
     assert set(dp["unit"]) == {"customer", "retailer"}
