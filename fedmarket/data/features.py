@@ -17,6 +17,7 @@ pseudonym -> row dict).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -137,6 +138,16 @@ class FeatureWindow:
     def never_days(self) -> float:
         """The days-since value meaning "not in the window": above any real value."""
         return float(self.window_days + self.step_days)
+
+    def to_manifest(self) -> dict[str, Any]:
+        """The ``window`` entry of manifest.json."""
+        return {
+            "cutoff": self.cutoff.isoformat(),
+            "window_days": self.window_days,
+            "step_days": self.step_days,
+            "horizon_days": self.horizon_days,
+            "n_steps": self.n_steps,
+        }
 
 
 def default_cutoff(last_event_time: pd.Timestamp, horizon_days: int) -> pd.Timestamp:

@@ -339,13 +339,7 @@ def _manifest(opts, window, retailers, results, stats, partitions_meta) -> dict[
         "source": str(opts.raw),
         "feature_names": list(features.FEATURE_NAMES),
         "aggregate_names": list(features.AGGREGATE_NAMES),
-        "window": {
-            "cutoff": window.cutoff.isoformat(),
-            "window_days": window.window_days,
-            "step_days": window.step_days,
-            "horizon_days": window.horizon_days,
-            "n_steps": window.n_steps,
-        },
+        "window": window.to_manifest(),
         "normalisation": {
             "transform": "log1p then z-score; statistics from training customers only",
             **stats.to_dict(),
