@@ -31,6 +31,10 @@ def audit(run_dir: Path, seed: int, confidence: float) -> None:
         ("claimed δ", lambda m: _n(m["claimed_delta"], ".3g")),
         ("test ROC-AUC (model)", lambda m: _n(m["test_roc_auc"])),
         ("attack ROC-AUC", lambda m: _n(m["roc_auc"])),
+        (
+            f"  {100 * confidence:g}% interval",
+            lambda m: f"{_n(m.get('roc_auc_ci_low'))}-{_n(m.get('roc_auc_ci_high'))}",
+        ),
         *((f"TPR at {100 * f:g}% FPR", lambda m, f=f: _n(m[fpr_key(f)])) for f in TARGET_FPRS),
         (
             f"empirical ε ≥ ({100 * confidence:g}% conf.)",

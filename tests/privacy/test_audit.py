@@ -18,6 +18,7 @@ from fedmarket.privacy.audit import (
     attack_metrics,
     audit_run,
     clopper_pearson,
+    delong_interval,
     epsilon_lower_bound,
     fpr_key,
     membership_samples,
@@ -69,6 +70,22 @@ def test_tpr_at_fpr_interpolates_on_the_upper_envelope():
     assert tpr_at_fpr(fpr, tpr, 1.0) == 1.0
 
 
+def test_delong_interval_matches_the_pairwise_definition():
+    """Placements counted pair by pair (ties half), the variance formula written out."""
+    rng = np.random.default_rng(3)
+    scores = np.round(rng.normal(size=60), 1)  # rounding makes ties
+    member = np.arange(60) < 25
+    scores[member] += 0.4
+    pos, neg = scores[member], scores[~member]
+    wins = (pos[:, None] > neg[None, :]) + 0.5 * (pos[:, None] == neg[None, :])
+    v10, v01 = wins.mean(axis=1), wins.mean(axis=0)
+    se = math.sqrt(v10.var(ddof=1) / len(pos) + v01.var(ddof=1) / len(neg))
+    auc = wins.mean()
+    lo, hi = delong_interval(scores, member, 0.95)
+    assert (lo, hi) == pytest.approx((auc - 1.959964 * se, auc + 1.959964 * se), abs=1e-6)
+    assert attack_metrics(scores, member, delta=0.0).roc_auc == pytest.approx(auc)
+
+
 # --- the attack's metrics on cases with a known answer ---------------------------------------
 def test_perfectly_separable_members():
     n = 1000
@@ -76,6 +93,7 @@ def test_perfectly_separable_members():
     member = np.r_[np.ones(n, bool), np.zeros(n, bool)]
     result = attack_metrics(-losses, member, delta=0.0)
     assert result.roc_auc == 1.0
+    assert result.roc_auc_ci == (1.0, 1.0)  # every placement is 1: no variance
     assert dict(result.tpr_at_fpr) == {0.001: 1.0, 0.01: 1.0}
     assert result.epsilon_point == math.inf
     # measured on the held-out half (500 + 500): 0/500 FP and 500/500 TP, at 95%:
@@ -93,6 +111,10 @@ def test_identical_distributions_show_nothing():
     member = np.r_[np.ones(n, bool), np.zeros(n, bool)]
     result = attack_metrics(scores, member, delta=1e-5)
     assert result.roc_auc == pytest.approx(0.5, abs=0.02)
+    lo, hi = result.roc_auc_ci
+    assert lo < 0.5 < hi and hi - lo == pytest.approx(
+        2 * 1.96 * math.sqrt(1 / (12 * n) * 2), rel=0.05
+    )
     assert dict(result.tpr_at_fpr)[0.01] == pytest.approx(0.01, abs=0.006)
     assert result.epsilon_lower_bound == 0.0
 
@@ -106,6 +128,8 @@ def test_gaussian_shift_matches_theory_and_the_bound_is_sound():
     member = np.r_[np.ones(n, bool), np.zeros(n, bool)]
     result = attack_metrics(scores, member, delta=delta)
     assert result.roc_auc == pytest.approx(norm.cdf(mu / math.sqrt(2)), abs=0.005)
+    lo, hi = result.roc_auc_ci
+    assert lo < norm.cdf(mu / math.sqrt(2)) < hi
     tolerance = {0.001: 0.05, 0.01: 0.03}  # 20 and 200 non-members above the threshold
     for f, tpr in result.tpr_at_fpr:
         assert tpr == pytest.approx(norm.cdf(mu - norm.ppf(1 - f)), abs=tolerance[f])

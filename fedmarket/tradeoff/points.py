@@ -1,0 +1,132 @@
+"""What a sweep is: its settings, epsilons and seeds, and the points they make."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fedmarket.config import parse_overrides
+from fedmarket.errors import ConfigError
+
+SETTINGS: tuple[str, ...] = ("federated-client-dp", "federated-central-dp", "centralised-dp")
+DEFAULT_EPSILONS: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
+DEFAULT_SEEDS: tuple[int, ...] = (0, 1, 2)
+QUICK_EPSILONS: tuple[float, ...] = (1.0, 8.0)
+QUICK_SYNTH = {"n_retailers": 3, "n_customers": 800, "days": 90, "seed": 0}
+# Set by the sweep for each point; anything else may be passed with --run-config.
+RESERVED_KEYS = (
+    "dp",
+    "target-epsilon",
+    "noise-multiplier",
+    "central-noise-multiplier",
+    "seed",
+    "num-server-rounds",
+    "data-dir",
+    "out-dir",
+    "state-dir",
+)
+TEST_KEYS = ("roc_auc", "pr_auc", "f1", "lift_at_10")
+
+PointRunner = Callable[["Point", Path], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """One sweep. ``data`` None: the default retailers (or, with ``quick``, a small
+    synthetic set made once under ``out/data``). ``run_config`` overrides apply to every
+    point (e.g. ``"model='lstm' local-epochs=2"``)."""
+
+    out: Path
+    data: Path | None = None
+    epsilons: tuple[float, ...] = DEFAULT_EPSILONS
+    seeds: tuple[int, ...] = DEFAULT_SEEDS
+    settings: tuple[str, ...] = SETTINGS
+    rounds: int = 3
+    run_config: str = ""
+    audit: bool = True
+    quick: bool = False
+
+    def __post_init__(self) -> None:
+        for eps in self.epsilons:
+            if (
+                isinstance(eps, bool)
+                or not isinstance(eps, int | float)
+                or not (math.isfinite(eps) and eps > 0)
+            ):
+                raise ConfigError(
+                    f"tradeoff: every epsilon must be a positive finite number, "
+                    f"got {eps!r} (no DP is always included)"
+                )
+        if len(set(self.epsilons)) != len(self.epsilons):
+            raise ConfigError(f"tradeoff: epsilons repeat: {self.epsilons}")
+        unknown = [s for s in self.settings if s not in SETTINGS]
+        if unknown or not self.settings:
+            raise ConfigError(
+                f"tradeoff: unknown or no settings {unknown}; use some of {', '.join(SETTINGS)}"
+            )
+        if (
+            not self.seeds
+            or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in self.seeds)
+            or len(set(self.seeds)) != len(self.seeds)
+        ):
+            raise ConfigError(f"tradeoff: seeds must be distinct integers >= 0, got {self.seeds}")
+        if isinstance(self.rounds, bool) or not isinstance(self.rounds, int) or self.rounds < 1:
+            raise ConfigError(f"tradeoff: rounds must be an integer >= 1, got {self.rounds!r}")
+        reserved = sorted(set(parse_overrides(self.run_config)) & set(RESERVED_KEYS))
+        if reserved:
+            raise ConfigError(
+                f"tradeoff --run-config: {', '.join(reserved)} are set by the sweep "
+                "for each point; use --epsilons, --seeds, --rounds, --data"
+            )
+
+    @classmethod
+    def quick_mode(cls, out: Path, **changes: Any) -> SweepConfig:
+        """A smoke run: epsilon 1 and 8 plus no DP, one seed, two rounds, small data."""
+        values = {"epsilons": QUICK_EPSILONS, "seeds": (0,), "rounds": 2, "quick": True}
+        return cls(out=out, **{**values, **changes})
+
+    def fixed(self) -> dict[str, Any]:
+        """What every point shares; a resumed sweep must agree on it."""
+        data = (
+            str(self.data.resolve())
+            if self.data is not None
+            else ("quick synthetic" if self.quick else "default retailers")
+        )
+        return {"data": data, "rounds": self.rounds, "run_config": self.run_config}
+
+
+@dataclass(frozen=True)
+class Point:
+    """One (setting, target epsilon, seed); ``epsilon`` None is no DP."""
+
+    setting: str
+    epsilon: float | None
+    seed: int
+
+    @property
+    def family(self) -> str:
+        return "federated" if self.setting.startswith("federated") else "centralised"
+
+    @property
+    def key(self) -> str:
+        """The run's name; without DP both federated settings share one run."""
+        if self.epsilon is None:
+            return f"{self.family}-nodp-seed{self.seed}"
+        return f"{self.setting}-eps{self.epsilon:g}-seed{self.seed}"
+
+
+def sweep_points(cfg: SweepConfig) -> list[Point]:
+    """Every row of the result, seed by seed (so an early stop still covers each setting)."""
+    levels: list[float | None] = [*cfg.epsilons, None]
+    return [Point(s, e, seed) for seed in cfg.seeds for s in cfg.settings for e in levels]
+
+
+def sweep_runs(cfg: SweepConfig) -> list[Point]:
+    """The points that are trained: one per key (no DP is shared by the federated settings)."""
+    runs: dict[str, Point] = {}
+    for point in sweep_points(cfg):
+        runs.setdefault(point.key, point)
+    return list(runs.values())
