@@ -62,7 +62,9 @@ def test_report(task_name: str, y_true: np.ndarray, prediction: np.ndarray) -> d
     if 0 < y_buy.sum() < len(y_buy):
         report.update(marketing_report(y_buy, prediction))
     else:  # lift is undefined without both buyers and non-buyers; keep the keys stable
-        report.update({lift_key(k): math.nan for k in DEFAULT_KS} | {"base_rate": float(y_buy.mean())})
+        report.update(
+            {lift_key(k): math.nan for k in DEFAULT_KS} | {"base_rate": float(y_buy.mean())}
+        )
     return report
 
 
@@ -82,20 +84,35 @@ def run_centralised(
     train = store.load_pooled(data_dir, "train", fernet=fernet)
     test = store.load_pooled(data_dir, "test", fernet=fernet)
     task_obj = get_task(task)
-    net = build_model(model, len(manifest["feature_names"]), task=task, dp=privacy is not None,
-                      seed=train_cfg.seed, **(hparams or {}))
+    net = build_model(
+        model,
+        len(manifest["feature_names"]),
+        task=task,
+        dp=privacy is not None,
+        seed=train_cfg.seed,
+        **(hparams or {}),
+    )
     result: FitResult = fit(net, train, task_obj, train_cfg, privacy=privacy, progress=progress)
     y_test = task_obj.targets(test)
     pred = predict(net, test.X, task_obj, device=train_cfg.device)
     x, y = cumulative_gains((y_test > 0).astype(float), pred)
     return CentralisedResult(
-        model=model, task=task, test=test_report(task, y_test, pred), history=result.history,
-        n_train=result.n_train, n_test=len(test), epochs_run=result.epochs_run,
-        best_epoch=result.best_epoch, wall_s=time.perf_counter() - started,
-        epsilon=result.epsilon, delta=result.delta, noise_multiplier=result.noise_multiplier,
+        model=model,
+        task=task,
+        test=test_report(task, y_test, pred),
+        history=result.history,
+        n_train=result.n_train,
+        n_test=len(test),
+        epochs_run=result.epochs_run,
+        best_epoch=result.best_epoch,
+        wall_s=time.perf_counter() - started,
+        epsilon=result.epsilon,
+        delta=result.delta,
+        noise_multiplier=result.noise_multiplier,
         max_grad_norm=privacy.max_grad_norm if privacy is not None else None,
         gains=(x.tolist(), y.tolist()),
-        state_dict=result.state_dict, hparams=dict(hparams or {}),
+        state_dict=result.state_dict,
+        hparams=dict(hparams or {}),
     )
 
 
@@ -107,15 +124,31 @@ def write_centralised(result: CentralisedResult, out_dir: Path) -> dict[str, Pat
     paths["metrics"].write_text(json.dumps(result.to_dict(), indent=2) + "\n")
     if result.state_dict is not None:
         paths["model"] = out_dir / "model.pt"
-        torch.save({"model": result.model, "task": result.task, "state_dict": result.state_dict,
-                    "hparams": result.hparams or {}}, paths["model"])
-    keys = [k for k in ("train_loss", "val_loss") if any(r.get(k) is not None for r in result.history)]
+        torch.save(
+            {
+                "model": result.model,
+                "task": result.task,
+                "state_dict": result.state_dict,
+                "hparams": result.hparams or {},
+            },
+            paths["model"],
+        )
+    keys = [
+        k for k in ("train_loss", "val_loss") if any(r.get(k) is not None for r in result.history)
+    ]
     paths["learning_curve"] = plots.learning_curve_plot(
-        result.history, out_dir / "learning_curve.png", keys, x_key="epoch",
-        title=f"{result.model} ({result.task}): learning curve")
+        result.history,
+        out_dir / "learning_curve.png",
+        keys,
+        x_key="epoch",
+        title=f"{result.model} ({result.task}): learning curve",
+    )
     if result.gains is not None:
-        paths["gains"] = plots.gains_plot({result.model: result.gains}, out_dir / "gains.png",
-                                          title=f"{result.model}: cumulative gains on test customers")
+        paths["gains"] = plots.gains_plot(
+            {result.model: result.gains},
+            out_dir / "gains.png",
+            title=f"{result.model}: cumulative gains on test customers",
+        )
     return paths
 
 

@@ -17,8 +17,12 @@ from rich.markup import escape
 from fedmarket.errors import FedmarketError
 from fedmarket.progress import console
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_show_locals=False,
-                  help="Federated, differentially private consumer-behaviour prediction.")
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+    help="Federated, differentially private consumer-behaviour prediction.",
+)
 data_app = typer.Typer(no_args_is_help=True, help="Synthesise, prepare and inspect retailer data.")
 app.add_typer(data_app, name="data")
 
@@ -31,8 +35,9 @@ def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except FedmarketError as exc:
             # escape: messages quote paths and values, and "[...]" in them is not rich markup;
             # soft_wrap: one line however narrow the terminal, so logs and grep keep it whole.
-            console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False,
-                          soft_wrap=True)
+            console.print(
+                f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True
+            )
             raise typer.Exit(code=2) from None
 
     return wrapper
@@ -43,7 +48,9 @@ def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 def data_synth(
     out: Annotated[Path, typer.Option(help="Directory for the raw per-retailer exports.")],
     retailers: Annotated[int, typer.Option(help="Number of retailers.")] = 10,
-    customers: Annotated[int, typer.Option(help="Customers per retailer (varies by retailer around this).")] = 5000,
+    customers: Annotated[
+        int, typer.Option(help="Customers per retailer (varies by retailer around this).")
+    ] = 5000,
     days: Annotated[int, typer.Option(help="Days of activity.")] = 120,
     seed: Annotated[int, typer.Option(help="Random seed; same seed, same files.")] = 0,
     fmt: Annotated[str, typer.Option("--format", help="parquet or csv.")] = "parquet",
@@ -59,24 +66,53 @@ def data_synth(
 @friendly_errors
 def data_prepare(
     raw: Annotated[Path, typer.Option(help="A directory of retailer exports, or one export file.")],
-    out: Annotated[Path, typer.Option(help="Directory for the prepared partitions and manifest.json.")],
-    partition: Annotated[str, typer.Option(help="natural | iid | dirichlet | quantity.")] = "natural",
-    partitions: Annotated[int | None, typer.Option(help="Number of partitions (not for natural).")] = None,
-    alpha: Annotated[float, typer.Option(help="Dirichlet concentration for dirichlet/quantity skew.")] = 0.5,
+    out: Annotated[
+        Path, typer.Option(help="Directory for the prepared partitions and manifest.json.")
+    ],
+    partition: Annotated[
+        str, typer.Option(help="natural | iid | dirichlet | quantity.")
+    ] = "natural",
+    partitions: Annotated[
+        int | None, typer.Option(help="Number of partitions (not for natural).")
+    ] = None,
+    alpha: Annotated[
+        float, typer.Option(help="Dirichlet concentration for dirichlet/quantity skew.")
+    ] = 0.5,
     window_days: Annotated[int, typer.Option(help="Days of history per example.")] = 56,
     step_days: Annotated[int, typer.Option(help="Days per time step.")] = 2,
     horizon_days: Annotated[int, typer.Option(help="Label horizon after the cut-off.")] = 7,
-    cutoff: Annotated[str | None, typer.Option(help="Cut-off date (default: end of data minus horizon).")] = None,
-    test_fraction: Annotated[float, typer.Option(help="Share of each retailer's customers held out.")] = 0.2,
-    k: Annotated[int, typer.Option(help="k of k-anonymity over the customer quasi-identifiers.")] = 5,
+    cutoff: Annotated[
+        str | None, typer.Option(help="Cut-off date (default: end of data minus horizon).")
+    ] = None,
+    test_fraction: Annotated[
+        float, typer.Option(help="Share of each retailer's customers held out.")
+    ] = 0.2,
+    k: Annotated[
+        int, typer.Option(help="k of k-anonymity over the customer quasi-identifiers.")
+    ] = 5,
     seed: Annotated[int, typer.Option(help="Seed for splits and partitions.")] = 0,
-    strict: Annotated[bool, typer.Option(help="Reject a file with any bad row instead of dropping rows.")] = False,
-    mapping: Annotated[str | None, typer.Option(help="Column mapping: a TOML file or 'kind=...,customer=...'.")] = None,
-    key_file: Annotated[Path | None, typer.Option(help="HMAC key for pseudonyms (else $FEDMARKET_PSEUDONYM_KEY, "
-                                                       "else a per-user key that is created once).")] = None,
-    encrypt: Annotated[bool, typer.Option(help="Encrypt the prepared files at rest (Fernet).")] = False,
-    encryption_key_file: Annotated[Path | None, typer.Option(help="Fernet key (else $FEDMARKET_ENCRYPTION_KEY).")] = None,
-    overwrite: Annotated[bool, typer.Option(help="Replace an existing prepared directory.")] = False,
+    strict: Annotated[
+        bool, typer.Option(help="Reject a file with any bad row instead of dropping rows.")
+    ] = False,
+    mapping: Annotated[
+        str | None, typer.Option(help="Column mapping: a TOML file or 'kind=...,customer=...'.")
+    ] = None,
+    key_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="HMAC key for pseudonyms (else $FEDMARKET_PSEUDONYM_KEY, "
+            "else a per-user key that is created once)."
+        ),
+    ] = None,
+    encrypt: Annotated[
+        bool, typer.Option(help="Encrypt the prepared files at rest (Fernet).")
+    ] = False,
+    encryption_key_file: Annotated[
+        Path | None, typer.Option(help="Fernet key (else $FEDMARKET_ENCRYPTION_KEY).")
+    ] = None,
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace an existing prepared directory.")
+    ] = False,
 ) -> None:
     """Validate, anonymise and featurise raw exports into per-partition train/test tensors."""
     args = dict(locals())
@@ -106,13 +142,21 @@ def centralised_cmd(
     model: Annotated[str, typer.Option(help="cnn-lstm | lstm | gru | rnn.")] = "cnn-lstm",
     task: Annotated[str, typer.Option(help="purchase | purchase-count.")] = "purchase",
     epochs: Annotated[int, typer.Option(help="Maximum epochs.")] = 20,
-    batch_size: Annotated[int, typer.Option(help="Batch size (expected batch size under DP).")] = 256,
+    batch_size: Annotated[
+        int, typer.Option(help="Batch size (expected batch size under DP).")
+    ] = 256,
     lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 3e-3,
     lr_schedule: Annotated[str, typer.Option(help="cosine | step | none.")] = "cosine",
-    patience: Annotated[int | None, typer.Option(help="Early-stopping patience in epochs (none: off).")] = 3,
+    patience: Annotated[
+        int | None, typer.Option(help="Early-stopping patience in epochs (none: off).")
+    ] = 3,
     epsilon: Annotated[float | None, typer.Option(help="Target epsilon (DP-SGD).")] = None,
-    noise_multiplier: Annotated[float | None, typer.Option(help="Fixed noise multiplier (DP-SGD).")] = None,
-    max_grad_norm: Annotated[float, typer.Option(help="Per-customer clipping norm under DP.")] = 1.0,
+    noise_multiplier: Annotated[
+        float | None, typer.Option(help="Fixed noise multiplier (DP-SGD).")
+    ] = None,
+    max_grad_norm: Annotated[
+        float, typer.Option(help="Per-customer clipping norm under DP.")
+    ] = 1.0,
     delta: Annotated[float | None, typer.Option(help="Delta (default 1/(10 n)).")] = None,
     accountant: Annotated[str, typer.Option(help="rdp | prv.")] = "rdp",
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
@@ -130,8 +174,9 @@ def baselines_cmd(
     data: Annotated[Path, typer.Option(help="A prepared data directory.")],
     out: Annotated[Path, typer.Option(help="Directory for baselines.csv / .json.")],
     task: Annotated[str, typer.Option(help="purchase | purchase-count.")] = "purchase",
-    sequence_models: Annotated[str, typer.Option(help="Comma-separated sequence models to train "
-                                                      "alongside ('' for none).")] = "cnn-lstm,lstm,gru",
+    sequence_models: Annotated[
+        str, typer.Option(help="Comma-separated sequence models to train alongside ('' for none).")
+    ] = "cnn-lstm,lstm,gru",
     epochs: Annotated[int, typer.Option(help="Maximum epochs for the sequence models.")] = 20,
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
 ) -> None:
@@ -145,16 +190,31 @@ def baselines_cmd(
 @app.command("simulate")
 @friendly_errors
 def simulate_cmd(
-    data: Annotated[Path | None, typer.Option(help="Prepared data (default: synthesise and prepare "
-                                                   "the default retailers once).")] = None,
-    run_config: Annotated[str, typer.Option(help="Overrides, as for flwr: \"num-server-rounds=5 "
-                                                 "dp='none'\".")] = "",
-    out: Annotated[Path | None, typer.Option(help="Run directory (default runs/simulate-<time>).")] = None,
-    centralised: Annotated[bool, typer.Option(help="Also train the matched centralised reference.")] = True,
-    resume: Annotated[Path | None, typer.Option(help="Continue a run directory from its last checkpoint.")] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            help="Prepared data (default: synthesise and prepare the default retailers once)."
+        ),
+    ] = None,
+    run_config: Annotated[
+        str, typer.Option(help="Overrides, as for flwr: \"num-server-rounds=5 dp='none'\".")
+    ] = "",
+    out: Annotated[
+        Path | None, typer.Option(help="Run directory (default runs/simulate-<time>).")
+    ] = None,
+    centralised: Annotated[
+        bool, typer.Option(help="Also train the matched centralised reference.")
+    ] = True,
+    resume: Annotated[
+        Path | None, typer.Option(help="Continue a run directory from its last checkpoint.")
+    ] = None,
     client_cpus: Annotated[float, typer.Option(help="CPUs per client actor.")] = 1.0,
-    client_gpus: Annotated[float, typer.Option(help="GPU share per client actor (0.25: four per GPU).")] = 0.0,
-    ray_address: Annotated[str | None, typer.Option(help="Join a running Ray cluster (e.g. 'auto').")] = None,
+    client_gpus: Annotated[
+        float, typer.Option(help="GPU share per client actor (0.25: four per GPU).")
+    ] = 0.0,
+    ray_address: Annotated[
+        str | None, typer.Option(help="Join a running Ray cluster (e.g. 'auto').")
+    ] = None,
 ) -> None:
     """Run the Flower simulation (Ray) and compare it with centralised training."""
     args = dict(locals())
@@ -166,15 +226,26 @@ def simulate_cmd(
 @app.command("certs")
 @friendly_errors
 def certs_cmd(
-    out: Annotated[Path, typer.Option(help="Directory for ca.crt, server.crt/.key and "
-                                           "supernodes/*.key|.pub (created 0700).")],
-    hosts: Annotated[str, typer.Option(help="Comma-separated names/IPs SuperNodes dial for the "
-                                            "SuperLink; localhost, 127.0.0.1 and ::1 are "
-                                            "always included.")] = "",
-    nodes: Annotated[int, typer.Option(help="SuperNode key pairs to create "
-                                            "(supernode-0 ... supernode-N-1).")] = 3,
-    days: Annotated[int, typer.Option(help="Validity of the server certificate in days "
-                                           "(the CA: twice that).")] = 365,
+    out: Annotated[
+        Path,
+        typer.Option(
+            help="Directory for ca.crt, server.crt/.key and supernodes/*.key|.pub (created 0700)."
+        ),
+    ],
+    hosts: Annotated[
+        str,
+        typer.Option(
+            help="Comma-separated names/IPs SuperNodes dial for the "
+            "SuperLink; localhost, 127.0.0.1 and ::1 are "
+            "always included."
+        ),
+    ] = "",
+    nodes: Annotated[
+        int, typer.Option(help="SuperNode key pairs to create (supernode-0 ... supernode-N-1).")
+    ] = 3,
+    days: Annotated[
+        int, typer.Option(help="Validity of the server certificate in days (the CA: twice that).")
+    ] = 365,
 ) -> None:
     """TLS certificates for the SuperLink and authentication keys for the SuperNodes."""
     args = dict(locals())
@@ -186,26 +257,54 @@ def certs_cmd(
 @app.command("tradeoff")
 @friendly_errors
 def tradeoff_cmd(
-    out: Annotated[Path, typer.Option(help="Sweep directory (records, points, csv, md, png); "
-                                           "re-running it resumes.")],
-    quick: Annotated[bool, typer.Option(help="Smoke run: epsilon 1 and 8 + no DP, one seed, two "
-                                             "rounds, 3 small synthetic retailers.")] = False,
-    data: Annotated[Path | None, typer.Option(
-        help="Prepared data (default: the default retailers; with --quick, a small set).")] = None,
-    epsilons: Annotated[str | None, typer.Option(help="Target epsilons, comma-separated "
-                                                      "(default 0.5,1,2,4,8,16; no DP is "
-                                                      "always added).")] = None,
-    seeds: Annotated[str | None, typer.Option(
-        help="Seeds, comma-separated (default 0,1,2).")] = None,
-    settings: Annotated[str | None, typer.Option(help="Comma-separated subset of "
-                                                      "federated-client-dp, federated-central-dp, "
-                                                      "centralised-dp.")] = None,
-    rounds: Annotated[int | None, typer.Option(help="Federated rounds (centralised: as many "
-                                                    "epochs x local-epochs); default 3.")] = None,
-    run_config: Annotated[str, typer.Option(help="Overrides for every point, e.g. "
-                                                 "\"model='lstm' local-epochs=2\".")] = "",
-    audit: Annotated[bool, typer.Option(help="Run the membership-inference audit on every "
-                                             "point.")] = True,
+    out: Annotated[
+        Path,
+        typer.Option(
+            help="Sweep directory (records, points, csv, md, png); re-running it resumes."
+        ),
+    ],
+    quick: Annotated[
+        bool,
+        typer.Option(
+            help="Smoke run: epsilon 1 and 8 + no DP, one seed, two "
+            "rounds, 3 small synthetic retailers."
+        ),
+    ] = False,
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            help="Prepared data (default: the default retailers; with --quick, a small set)."
+        ),
+    ] = None,
+    epsilons: Annotated[
+        str | None,
+        typer.Option(
+            help="Target epsilons, comma-separated (default 0.5,1,2,4,8,16; no DP is always added)."
+        ),
+    ] = None,
+    seeds: Annotated[
+        str | None, typer.Option(help="Seeds, comma-separated (default 0,1,2).")
+    ] = None,
+    settings: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated subset of "
+            "federated-client-dp, federated-central-dp, "
+            "centralised-dp."
+        ),
+    ] = None,
+    rounds: Annotated[
+        int | None,
+        typer.Option(
+            help="Federated rounds (centralised: as many epochs x local-epochs); default 3."
+        ),
+    ] = None,
+    run_config: Annotated[
+        str, typer.Option(help="Overrides for every point, e.g. \"model='lstm' local-epochs=2\".")
+    ] = "",
+    audit: Annotated[
+        bool, typer.Option(help="Run the membership-inference audit on every point.")
+    ] = True,
 ) -> None:
     """Sweep epsilon for federated (client or central DP) and centralised DP training."""
     args = dict(locals())
@@ -218,11 +317,13 @@ def tradeoff_cmd(
 @app.command("audit")
 @friendly_errors
 def audit_cmd(
-    run_dir: Annotated[Path, typer.Argument(help="A run directory (fedmarket simulate, or a "
-                                                 "tradeoff point).")],
+    run_dir: Annotated[
+        Path, typer.Argument(help="A run directory (fedmarket simulate, or a tradeoff point).")
+    ],
     seed: Annotated[int, typer.Option(help="Seed for the member subsample and the split.")] = 0,
-    confidence: Annotated[float, typer.Option(
-        help="Confidence of the epsilon lower bound.")] = 0.95,
+    confidence: Annotated[
+        float, typer.Option(help="Confidence of the epsilon lower bound.")
+    ] = 0.95,
 ) -> None:
     """Membership-inference audit: attack AUC, TPR at low FPR, empirical epsilon bound."""
     args = dict(locals())
