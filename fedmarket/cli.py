@@ -330,3 +330,40 @@ def audit_cmd(
     from fedmarket.commands.audit import audit
 
     audit(**args)
+
+
+@app.command("bench")
+@friendly_errors
+def bench_cmd(
+    out: Annotated[Path, typer.Option(help="Directory for bench.json, the data and the runs.")],
+    quick: Annotated[
+        bool, typer.Option(help="Smoke run: 4 clients x 1,024 customers, short throughput.")
+    ] = False,
+    scale: Annotated[
+        bool,
+        typer.Option(help="The scale point: 1,000 retailers x 1,000 customers, 10 per round."),
+    ] = False,
+    model: Annotated[str, typer.Option(help="Model to train.")] = "cnn-lstm",
+    clients: Annotated[int | None, typer.Option(help="Simulated retailers (default 8).")] = None,
+    customers: Annotated[
+        int | None, typer.Option(help="Training customers per retailer (default 8,192).")
+    ] = None,
+    rounds: Annotated[int | None, typer.Option(help="Federated rounds (default 3).")] = None,
+    clients_per_round: Annotated[
+        int | None, typer.Option(help="Clients sampled per round (default: all).")
+    ] = None,
+    batch_size: Annotated[int, typer.Option(help="Batch size everywhere.")] = 256,
+    client_cpus: Annotated[float, typer.Option(help="CPUs per client actor.")] = 1.0,
+    client_gpus: Annotated[
+        float | None,
+        typer.Option(help="GPU share per client actor (default 0.25 with a GPU, else 0)."),
+    ] = None,
+    dp: Annotated[
+        bool, typer.Option(help="Also measure the DP-SGD floor and federated run.")
+    ] = True,
+) -> None:
+    """Performance: centralised floor, federated run with the same work, DP-SGD throughput."""
+    args = dict(locals())
+    from fedmarket.commands.bench import bench
+
+    bench(**args)

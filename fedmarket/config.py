@@ -113,10 +113,14 @@ class RunConfig:
         _at_least("min-train-replies", self.min_train_replies, 1)
         _at_least("num-malicious-nodes", self.num_malicious_nodes, 0)
         _at_least("seed", self.seed, 0)
-        for key in ("fraction-train", "fraction-evaluate"):
-            value = getattr(self, key.replace("-", "_"))
-            if not 0.0 < value <= 1.0:
-                raise ConfigError(f"run config: {key} must be in (0, 1], got {value}")
+        if not 0.0 < self.fraction_train <= 1.0:
+            raise ConfigError(
+                f"run config: fraction-train must be in (0, 1], got {self.fraction_train}"
+            )
+        if not 0.0 <= self.fraction_evaluate <= 1.0:  # 0: no client-side evaluation
+            raise ConfigError(
+                f"run config: fraction-evaluate must be in [0, 1], got {self.fraction_evaluate}"
+            )
         for key in (
             "learning-rate",
             "max-grad-norm",

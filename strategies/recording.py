@@ -9,8 +9,9 @@ Flower's own DP wrappers do, so it composes with them and with every aggregation
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from logging import INFO, WARNING
 from typing import Literal, Protocol
 
@@ -47,6 +48,10 @@ class ReplySummary:
     timed_out: int
     failures: tuple[tuple[int, int, str], ...] = ()
     per_client: tuple[dict[str, int | float], ...] = field(default=())
+    # Seconds from the messages being configured to the replies reaching aggregation
+    # (client work, transport and the framework), and spent in the inner aggregation.
+    wait_s: float | None = None
+    aggregate_s: float | None = None
 
 
 class RoundRecorder(Protocol):
@@ -138,6 +143,7 @@ class RecordingStrategy(Strategy):
         self.min_train_replies = min_train_replies
         self.recorder = recorder
         self._sent: dict[tuple[Phase, int], int] = {}
+        self._configured: dict[tuple[Phase, int], float] = {}
 
     def __repr__(self) -> str:
         return f"RecordingStrategy({self.inner!r})"
@@ -155,6 +161,7 @@ class RecordingStrategy(Strategy):
     ) -> Iterable[Message]:
         messages = list(self.inner.configure_train(server_round, arrays, config, grid))
         self._sent[("train", server_round)] = len(messages)
+        self._configured[("train", server_round)] = time.perf_counter()
         return messages
 
     def configure_evaluate(
@@ -169,10 +176,14 @@ class RecordingStrategy(Strategy):
         server_round: int,
         replies: Iterable[Message],
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        arrived = time.perf_counter()
         replies = list(replies)
         summary = summarise(
             server_round, "train", self._sent.pop(("train", server_round), None), replies
         )
+        configured = self._configured.pop(("train", server_round), None)
+        if configured is not None:
+            summary = replace(summary, wait_s=arrived - configured)
         _log_summary(summary)
         if summary.ok < self.min_train_replies:
             log(
@@ -186,6 +197,7 @@ class RecordingStrategy(Strategy):
             arrays, metrics = None, None
         else:
             arrays, metrics = self.inner.aggregate_train(server_round, replies)
+            summary = replace(summary, aggregate_s=time.perf_counter() - arrived)
         if self.recorder is not None:
             self.recorder.on_train(summary, arrays, metrics)
         return arrays, metrics

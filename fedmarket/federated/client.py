@@ -28,6 +28,11 @@ from fedmarket.training import TrainConfig, fit, predict
 # rounds after the first reuse the arrays instead of reading and decrypting them again.
 _PARTITIONS: dict[tuple[str, int], tuple[store.SplitArrays, store.SplitArrays]] = {}
 _PARTITIONS_LOCK = threading.Lock()
+# One model per architecture in this process, reused every round: the global weights are
+# copied into it in place (on the GPU when it trains there) instead of building a new one
+# per message. Safe because ``fit`` unwraps Opacus' hooks when it returns and every tensor
+# of the model's state is overwritten by ``load_state_dict(strict=True)``.
+_MODELS: dict[tuple[Any, ...], torch.nn.Module] = {}
 
 
 def load_partition(
@@ -95,6 +100,17 @@ class RetailerClient:
             self.cfg.model, self.n_features, task=self.cfg.task, dp=dp, seed=self.cfg.seed
         )
 
+    def model_with(self, weights: dict[str, torch.Tensor], dp: bool) -> torch.nn.Module:
+        """This process's model for the run's architecture, holding ``weights``."""
+        # per thread too: two virtual clients trained concurrently never share a model
+        key = (self.cfg.model, self.n_features, self.cfg.task, dp, threading.get_ident())
+        with _PARTITIONS_LOCK:
+            if key not in _MODELS:
+                _MODELS[key] = self.new_model(dp)
+            model = _MODELS[key]
+        model.load_state_dict(weights, strict=True)
+        return model
+
     def train(
         self,
         weights: dict[str, torch.Tensor],
@@ -104,8 +120,7 @@ class RetailerClient:
         proximal_mu: float = 0.0,
     ) -> TrainOutcome:
         """Local epochs from the global weights; raises BudgetExhaustedError to decline."""
-        model = self.new_model(dp=self.privacy is not None)
-        model.load_state_dict(weights, strict=True)
+        model = self.model_with(weights, dp=self.privacy is not None)
         cfg = TrainConfig(
             epochs=self.cfg.local_epochs,
             batch_size=self.cfg.batch_size,
@@ -133,6 +148,8 @@ class RetailerClient:
             "steps": float(result.steps),
             "train-wall-s": float(result.wall_s),
         }
+        if next(model.parameters()).is_cuda:
+            metrics["gpu-peak-mb"] = torch.cuda.max_memory_allocated() / 2**20
         if self.privacy is not None:
             metrics.update(
                 {
@@ -145,8 +162,7 @@ class RetailerClient:
 
     def evaluate(self, weights: dict[str, torch.Tensor]) -> dict[str, float]:
         """Aggregate metrics of the global model on this retailer's own test customers."""
-        model = self.new_model(dp=False)
-        model.load_state_dict(weights, strict=True)
+        model = self.model_with(weights, dp=False)
         y = self.task.targets(self.test_split)
         pred = predict(model, self.test_split.X, self.task)
         report = test_report(self.cfg.task, y, pred)

@@ -42,6 +42,14 @@ ROUND_FIELDS = (
     "train_loss",
     "epsilon_max",
     "elapsed_s",
+    # where the round's time went (see fedmarket.bench): replies awaited, aggregation,
+    # the global evaluation, and the clients' own training time (sum and slowest)
+    "train_wait_s",
+    "aggregate_s",
+    "server_eval_s",
+    "client_train_s_sum",
+    "client_train_s_max",
+    "client_gpu_peak_mb",
 )
 TEST_KEYS = ("roc_auc", "pr_auc", "f1", "accuracy", "log_loss", "lift_at_10", "mae", "rmse", "r2")
 
@@ -95,6 +103,7 @@ class FederatedRun:
         if metrics is not None and "train-loss" in metrics:
             row["train_loss"] = float(metrics["train-loss"])
         row["epsilon_max"] = self._epsilon_max(rnd)
+        row.update(_timings(summary))
         for node_id, code, reason in summary.failures:
             log.warning("round %d: client %s failed (code %s): %s", rnd, node_id, code, reason)
         if arrays is not None:
@@ -129,11 +138,13 @@ class FederatedRun:
         """Global model on the pooled test customers (simulation only); writes the round's row."""
         rnd = self.offset + server_round
         report = None
+        started = time.perf_counter()
         if self.test is not None and len(arrays.keys()) > 0:
             report = self.test_metrics(arrays.to_torch_state_dict())
             self.final_test = report
         if server_round > 0:
             row = self._row(rnd)
+            row["server_eval_s"] = time.perf_counter() - started
             row["elapsed_s"] = time.perf_counter() - self.started
             row.update({f"test_{k}": report[k] for k in TEST_KEYS if report and k in report})
             self._append_csv(row)
@@ -245,6 +256,9 @@ class FederatedRun:
         path = self.run_dir / "rounds.csv"
         fields = list(ROUND_FIELDS) + [f"{p}_{k}" for p in ("test", "fed") for k in TEST_KEYS]
         new = not path.exists()
+        if not new:  # a resumed run keeps the columns its file started with
+            with open(path, newline="") as handle:
+                fields = next(csv.reader(handle), fields)
         with open(path, "a", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=fields, extrasaction="ignore")
             if new:
@@ -282,3 +296,19 @@ def _cell(value: Any) -> Any:
 
 def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
+
+
+def _timings(summary: Any) -> dict[str, float]:
+    """The round's time split, from the reply summary and the clients' own metrics."""
+    out = {
+        k: float(v)
+        for k, v in (("train_wait_s", summary.wait_s), ("aggregate_s", summary.aggregate_s))
+        if v is not None
+    }
+    train = [float(c["train-wall-s"]) for c in summary.per_client if "train-wall-s" in c]
+    if train:
+        out.update(client_train_s_sum=sum(train), client_train_s_max=max(train))
+    gpu = [float(c["gpu-peak-mb"]) for c in summary.per_client if "gpu-peak-mb" in c]
+    if gpu:
+        out["client_gpu_peak_mb"] = max(gpu)
+    return out

@@ -36,8 +36,12 @@ from opacus.layers.param_rename import filter_out_old_keys
 from torch import Tensor, nn
 
 from fedmarket.errors import ConfigError
+from fedmarket.models.dp_lstm import BatchedDPLSTM
 
 RECURRENT_KINDS: tuple[str, ...] = ("gru", "lstm", "rnn")
+# False: the fast form; True: the default DP form; "opacus": Opacus' own DP layers everywhere
+# (the slower reference the batched LSTM is measured and tested against).
+DP_FORMS: tuple[bool | str, ...] = (False, True, "opacus")
 
 _FAST: dict[str, type[nn.RNNBase]] = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
 _DP: dict[str, type[DPRNNBase]] = {"lstm": DPLSTM, "gru": DPGRU, "rnn": DPRNN}
@@ -87,18 +91,24 @@ def _adopt_torch_layout(dp_layer: DPRNNBase, torch_names: list[str]) -> DPRNNBas
     return dp_layer
 
 
-def recurrent_layer(kind: str, input_size: int, hidden_size: int, *, dp: bool) -> nn.Module:
+def recurrent_layer(kind: str, input_size: int, hidden_size: int, *, dp: bool | str) -> nn.Module:
     """One batch-first recurrent layer; the DP form starts from the fast form's initial weights.
 
     The fast layer is built from the caller's RNG; the DP layer is built under a forked RNG and
     then loaded with the fast layer's weights, so for one RNG state both forms get identical
-    parameters and the RNG ends in the same state whichever form is asked for.
+    parameters and the RNG ends in the same state whichever form is asked for. ``dp`` True is
+    the default DP form: ``BatchedDPLSTM`` for an LSTM (per-sample gradients batched over
+    time), Opacus' layers otherwise; ``dp="opacus"`` asks for Opacus' ``DPLSTM`` too.
     """
     if kind not in _FAST:
         raise ConfigError(f"unknown recurrent kind {kind!r}; known: {', '.join(RECURRENT_KINDS)}")
+    if dp not in DP_FORMS:
+        raise ConfigError(f"dp must be one of {DP_FORMS}, got {dp!r}")
     fast = _FAST[kind](input_size, hidden_size, num_layers=1, batch_first=True)
     if not dp:
         return fast
+    if kind == "lstm" and dp is True:
+        return BatchedDPLSTM.from_lstm(fast)
     with torch.random.fork_rng(devices=[]):
         dp_layer = _DP[kind](input_size, hidden_size, num_layers=1, batch_first=True)
     _adopt_torch_layout(dp_layer, list(fast.state_dict()))
@@ -121,7 +131,7 @@ class RecurrentStack(nn.Module):
         num_layers: int,
         dropout: float,
         *,
-        dp: bool,
+        dp: bool | str,
     ) -> None:
         super().__init__()
         self.kind = kind

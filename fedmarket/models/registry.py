@@ -106,17 +106,18 @@ def build_model(
     n_features: int,
     *,
     task: str = "purchase",
-    dp: bool = False,
+    dp: bool | str = False,
     seed: int | None = None,
     **hparams: Any,
 ) -> nn.Module:
     """Build model ``name`` for ``n_features`` per-step features, on the CPU.
 
-    ``dp=True`` gives the Opacus-ready form; its state dict is interchangeable with the fast
-    form's. With ``seed`` the initial weights depend on the seed alone (identical for dp=True and
-    dp=False) and torch's global RNG is left untouched (``torch.random.fork_rng``); with
-    ``seed=None`` construction draws from the global RNG. Hyper-parameter names are snake_case
-    (see ``model_hparams``); run-config kebab-case keys must be translated by the caller.
+    ``dp=True`` gives the Opacus-ready form (``dp="opacus"``: with Opacus' own DPLSTM instead
+    of the faster ``BatchedDPLSTM``); its state dict is interchangeable with the fast form's.
+    With ``seed`` the initial weights depend on the seed alone (identical for every form) and
+    torch's global RNG is left untouched (``torch.random.fork_rng``); with ``seed=None``
+    construction draws from the global RNG. Hyper-parameter names are snake_case (see
+    ``model_hparams``); run-config kebab-case keys must be translated by the caller.
     """
     spec = _spec(name)
     unknown = sorted(set(hparams) - set(spec.defaults))

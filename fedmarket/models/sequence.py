@@ -76,9 +76,10 @@ def _conv_front(n_features: int, layers: int, channels: int, kernel_size: int) -
 class SequenceModel(nn.Module):
     """Conv1d front (``conv_layers`` may be 0) -> recurrent stack -> last step -> dropout -> head.
 
-    ``dp=True`` swaps only the recurrent layers for Opacus' DP layers; the state-dict layout is
-    the same, and for one RNG state both forms start from identical weights. Prefer
-    ``fedmarket.models.build_model``, which also seeds construction without touching global RNG.
+    ``dp=True`` swaps only the recurrent layers for DP layers (see ``recurrent_layer``); the
+    state-dict layout is the same, and for one RNG state both forms start from identical
+    weights. Prefer ``fedmarket.models.build_model``, which also seeds construction without
+    touching global RNG.
     """
 
     def __init__(
@@ -87,7 +88,7 @@ class SequenceModel(nn.Module):
         *,
         cell: str = "lstm",
         task: str = "purchase",
-        dp: bool = False,
+        dp: bool | str = False,
         conv_layers: int = 0,
         conv_channels: int = 32,
         kernel_size: int = 3,
@@ -121,7 +122,7 @@ class SequenceModel(nn.Module):
         self.conv = _conv_front(n_features, hp["conv_layers"], hp["conv_channels"], kernel_size)
         rnn_input = hp["conv_channels"] if hp["conv_layers"] else n_features
         self.recurrent = RecurrentStack(
-            cell, rnn_input, hp["hidden_size"], hp["num_layers"], hp["dropout"], dp=self.dp
+            cell, rnn_input, hp["hidden_size"], hp["num_layers"], hp["dropout"], dp=dp
         )
         self.dropout = nn.Dropout(hp["dropout"])
         self.head = nn.Linear(hp["hidden_size"], 1)

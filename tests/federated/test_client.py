@@ -201,3 +201,24 @@ def test_missing_partition_files_raise_data_error(tiny_data, tmp_path):
         path.unlink()
     with pytest.raises(DataError, match=r"missing X\.npy"):
         RetailerClient(settings(data), data, 2)
+
+
+def test_the_process_model_is_reused_and_keeps_no_state_between_rounds(tiny_data):
+    """The cached model holds exactly the weights it is given: a round trained on the
+    reused model equals the same round on a fresh one, with and without DP."""
+    for dp in ("none", "client"):
+        cfg = settings(tiny_data, dp=dp)
+        client = RetailerClient(cfg, tiny_data, 0)
+        start = global_weights(cfg, client.n_features)
+        first = client.train(start, server_round=1, privacy_state=None)
+        other = {k: v + 0.01 for k, v in start.items()}  # a different global model between
+        client.train(other, server_round=1, privacy_state=None)
+        again = client.train(start, server_round=1, privacy_state=None)
+        model = client.model_with(start, dp=dp == "client")
+        assert model is client.model_with(start, dp=dp == "client")
+        for key, value in first.state_dict.items():
+            torch.testing.assert_close(again.state_dict[key], value, rtol=0, atol=0)
+        client_mod._MODELS.clear()
+        fresh = RetailerClient(cfg, tiny_data, 0).train(start, server_round=1, privacy_state=None)
+        for key, value in first.state_dict.items():
+            torch.testing.assert_close(fresh.state_dict[key], value, rtol=0, atol=0)

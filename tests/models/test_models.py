@@ -10,9 +10,11 @@ from opacus.validators import ModuleValidator
 
 from fedmarket.errors import ConfigError, DataError
 from fedmarket.models import RecurrentStack, build_model
+from fedmarket.models.dp_lstm import BatchedDPLSTM, batched_lstm_grad_sample
 from fedmarket.models.recurrent import recurrent_layer
 
 NAMES = ["cnn-lstm", "gru", "lstm", "rnn"]
+DP_FORMS = [True, "opacus"]  # the default (BatchedDPLSTM for LSTMs) and Opacus' own layers
 F, T = 11, 8
 SMALL = {"hidden_size": 8}
 
@@ -39,21 +41,24 @@ def test_output_is_one_float_score_per_customer(name: str, dp: bool) -> None:
     assert torch.equal(out, build_model(name, F, dp=dp, seed=0, **_small(name)).eval()(_batch(5)))
 
 
+@pytest.mark.parametrize("form", DP_FORMS)
 @pytest.mark.parametrize("name", NAMES)
-def test_dp_form_uses_opacus_layers(name: str) -> None:
-    dp = build_model(name, F, dp=True, **_small(name))
+def test_dp_form_uses_dp_layers(name: str, form) -> None:
+    dp = build_model(name, F, dp=form, **_small(name))
     fast = build_model(name, F, dp=False, **_small(name))
-    expected = {"cnn-lstm": DPLSTM, "lstm": DPLSTM, "gru": DPGRU, "rnn": DPRNN}[name]
+    lstm = BatchedDPLSTM if form is True else DPLSTM
+    expected = {"cnn-lstm": lstm, "lstm": lstm, "gru": DPGRU, "rnn": DPRNN}[name]
     assert all(type(layer) is expected for layer in dp.recurrent.layers)
     fast_type = {"cnn-lstm": torch.nn.LSTM, "lstm": torch.nn.LSTM}.get(name)
     fast_type = fast_type or {"gru": torch.nn.GRU, "rnn": torch.nn.RNN}[name]
     assert all(type(layer) is fast_type for layer in fast.recurrent.layers)
 
 
+@pytest.mark.parametrize("form", DP_FORMS)
 @pytest.mark.parametrize("name", NAMES)
-def test_state_dict_moves_between_forms_without_conversion(name: str) -> None:
+def test_state_dict_moves_between_forms_without_conversion(name: str, form) -> None:
     fast = build_model(name, F, seed=1, **_small(name)).eval()
-    dp = build_model(name, F, seed=2, dp=True, **_small(name)).eval()
+    dp = build_model(name, F, seed=2, dp=form, **_small(name)).eval()
     # Same keys in the same order, for state dicts and parameters: Flower ships arrays by order.
     assert list(fast.state_dict()) == list(dp.state_dict())
     assert [n for n, _ in fast.named_parameters()] == [n for n, _ in dp.named_parameters()]
@@ -61,19 +66,20 @@ def test_state_dict_moves_between_forms_without_conversion(name: str) -> None:
     x = _batch(6)
     dp.load_state_dict(fast.state_dict(), strict=True)
     torch.testing.assert_close(dp(x), fast(x), atol=1e-6, rtol=0)
-    other = build_model(name, F, seed=3, dp=True, **_small(name)).eval()
+    other = build_model(name, F, seed=3, dp=form, **_small(name)).eval()
     fast.load_state_dict(other.state_dict(), strict=True)
     torch.testing.assert_close(fast(x), other(x), atol=1e-6, rtol=0)
-    # The aliases the DP cells train are the very tensors loaded.
-    cell = dp.recurrent.layers[0].l0
-    assert cell.ih.weight is dp.recurrent.layers[0].weight_ih_l0
+    layer = dp.recurrent.layers[0]
+    if hasattr(layer, "l0"):  # Opacus: the aliases the DP cells train are the tensors loaded
+        assert layer.l0.ih.weight is layer.weight_ih_l0
 
 
+@pytest.mark.parametrize("form", DP_FORMS)
 @pytest.mark.parametrize("name", NAMES)
-def test_training_mode_dropout_is_identical_in_both_forms(name: str) -> None:
+def test_training_mode_dropout_is_identical_in_both_forms(name: str, form) -> None:
     hparams = _small(name, dropout=0.5, num_layers=3)
     fast = build_model(name, F, seed=0, **hparams).train()
-    dp = build_model(name, F, seed=0, dp=True, **hparams).train()
+    dp = build_model(name, F, seed=0, dp=form, **hparams).train()
     x = _batch(4)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(5)
@@ -107,9 +113,15 @@ def test_state_dict_survives_deeper_nesting_and_standalone_layers() -> None:
         assert torch.equal(value, dp_layer.state_dict()[key])
 
 
+@pytest.mark.parametrize("form", DP_FORMS)
 @pytest.mark.parametrize("name", NAMES)
-def test_dp_form_passes_opacus_validation(name: str) -> None:
-    assert ModuleValidator.validate(build_model(name, F, dp=True), strict=True) == []
+def test_dp_form_passes_opacus_validation(name: str, form) -> None:
+    assert ModuleValidator.validate(build_model(name, F, dp=form), strict=True) == []
+    # the batched LSTM has its own grad sampler: it never falls back to functorch
+    model = build_model(name, F, dp=form)
+    for module in model.modules():
+        if isinstance(module, BatchedDPLSTM):
+            assert GradSampleModule.GRAD_SAMPLERS[BatchedDPLSTM] is batched_lstm_grad_sample
 
 
 def test_fast_lstm_would_fail_opacus_validation() -> None:
@@ -118,15 +130,20 @@ def test_fast_lstm_would_fail_opacus_validation() -> None:
 
 # The input needs no gradient, so torch notes that Opacus' backward hooks see only outputs.
 @pytest.mark.filterwarnings("ignore:Full backward hook is firing:UserWarning")
+@pytest.mark.parametrize("reduction", ["sum", "mean"])
+@pytest.mark.parametrize("form", DP_FORMS)
 @pytest.mark.parametrize("name", NAMES)
-def test_per_sample_gradients_match_one_at_a_time(name: str) -> None:
+def test_per_sample_gradients_match_one_at_a_time(name: str, form, reduction: str) -> None:
+    """Against torch's own layers (cuDNN-free nn.LSTM etc.), one customer at a time; with a
+    mean loss Opacus scales by the batch size, so per-sample gradients are of the sum."""
     batch = 4
     x = _batch(batch, seed=3)
     y = torch.tensor([1.0, 0.0, 0.0, 1.0])
     loss = torch.nn.BCEWithLogitsLoss(reduction="sum")
-    model = build_model(name, F, dp=True, seed=0, **_small(name, num_layers=2, dropout=0.0))
-    gsm = GradSampleModule(model, loss_reduction="sum").train()
-    loss(gsm(x), y).backward()
+    model = build_model(name, F, dp=form, seed=0, **_small(name, num_layers=2, dropout=0.0))
+    gsm = GradSampleModule(model, loss_reduction=reduction).train()
+    batch_loss = torch.nn.BCEWithLogitsLoss(reduction=reduction)
+    batch_loss(gsm(x), y).backward()
     reference = build_model(name, F, seed=0, **_small(name, num_layers=2, dropout=0.0)).train()
     for i in range(batch):
         reference.zero_grad()

@@ -199,3 +199,14 @@ def test_shorten_keeps_short_reasons_and_both_ends_of_long_ones():
     short = shorten(text)
     assert len(short) == REASON_CHARS
     assert short.startswith("H" * 100) and short.endswith("T" * 197) and " … " in short
+
+
+def test_round_timings_are_recorded(monkeypatch):
+    """Replies' wait and the inner aggregation are timed for the bench's round split."""
+    recorder = Recorder()
+    strategy = RecordingStrategy(fedavg(), recorder=recorder)
+    configured(strategy, [1, 2], monkeypatch)
+    strategy.aggregate_train(1, [ok(1, 1.0, 1.0, 0.0), ok(2, 3.0, 1.0, 1.0)])
+    [(summary, _, _)] = recorder.train
+    assert summary.wait_s is not None and summary.wait_s >= 0
+    assert summary.aggregate_s is not None and summary.aggregate_s >= 0
