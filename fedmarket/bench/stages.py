@@ -157,6 +157,7 @@ def round_split(row: dict[str, Any], parallel: int) -> dict[str, Any]:
     return {
         "round": int(row["round"]),
         "round_s": total,
+        "train_round_s": total - evaluate,  # what the floor's epoch is compared with
         "client_compute_s": compute,
         "aggregate_s": aggregate,
         "server_eval_s": evaluate,

@@ -67,7 +67,10 @@ def bench(
 def _table(report: dict) -> Table:
     from fedmarket.bench.stages import steady
 
-    table = Table(title="floor against federated (steady rounds: after the first)")
+    table = Table(
+        title="floor against federated (steady rounds: after the first; "
+        "federated / floor without the global evaluation, which the floor does not do)"
+    )
     table.add_column("", no_wrap=True)
     for label in report["federated"]:
         table.add_column("no DP" if label == "nodp" else "DP-SGD", justify="right")
@@ -80,6 +83,10 @@ def _table(report: dict) -> Table:
         ("  global evaluation", lambda k: f"{steady(feds[k]['per_round'], 'server_eval_s'):.3f}"),
         ("  framework overhead", lambda k: f"{steady(feds[k]['per_round'], 'overhead_s'):.2f}"),
         ("federated / floor", lambda k: f"{report['ratios'][f'federated_over_floor_{k}']:.2f}x"),
+        (
+            "  with the evaluation",
+            lambda k: f"{report['ratios'][f'federated_with_eval_over_floor_{k}']:.2f}x",
+        ),
         ("first round s", lambda k: f"{feds[k]['per_round'][0]['round_s']:.2f}"),
         ("peak host MB (fed)", lambda k: f"{feds[k]['peak_host_mb']:.0f}"),
         ("peak GPU MB (client)", lambda k: _mb(feds[k]["client_gpu_peak_mb"])),
