@@ -8,12 +8,16 @@ on a CPU for the default 28 steps). This layer gets the same numbers from two ``
     grad_n(W_ih) = sum_t d_nt x_nt^T = D_n^T X_n        grad_n(W_hh) = D_n^T H_n(prev)
 
 with ``D_n`` the ``[T, 4H]`` gradients of customer n's loss with respect to the gate
-pre-activations. Opacus only hands a grad sampler the layer's input and the gradient of its
-output, so the sampler recomputes the (deterministic) layer forward from the input and
-backpropagates the output gradient through it to get ``D``: one extra forward and backward
-of the layer, far cheaper than T per-sample outer products. No other source of gradients is
-used, so the result is exactly Opacus' contract (``tests/models/test_dp_lstm.py`` checks it
-against one-customer-at-a-time gradients of ``torch.nn.LSTM``).
+pre-activations. ``D`` is the gradient of the input projection (computed for all steps in one
+product), so a tensor hook on it collects ``D`` during the ordinary backward pass; Opacus then
+hands the grad sampler the layer's input and output gradient, and the sampler only has to scale
+``D`` the way Opacus scales the output gradient (by the batch size for a mean loss). When the
+hook cannot have fired yet (Opacus calls the sampler as soon as the output gradient is known
+if the layer's input needs no gradient; ``RecurrentStack`` avoids that), the sampler recomputes
+the deterministic layer forward and backpropagates the output gradient through it. Either way
+the per-sample gradients are built from customer n's own rows only, and
+``tests/models/test_models.py`` checks them against one-customer-at-a-time gradients of
+``torch.nn.LSTM``, for both paths.
 
 The parameters carry ``torch.nn.LSTM``'s names and order (``weight_ih_l0, weight_hh_l0,
 bias_ih_l0, bias_hh_l0``), so the state dict moves between this layer and the fast form
@@ -22,6 +26,8 @@ builds its stacks from.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 from opacus.grad_sample import register_grad_sampler
@@ -38,6 +44,7 @@ class BatchedDPLSTM(nn.Module):
         self.weight_hh_l0 = nn.Parameter(torch.empty(4 * hidden_size, hidden_size))
         self.bias_ih_l0 = nn.Parameter(torch.empty(4 * hidden_size))
         self.bias_hh_l0 = nn.Parameter(torch.empty(4 * hidden_size))
+        self._stash: _Stash | None = None
 
     @classmethod
     def from_lstm(cls, lstm: nn.LSTM) -> BatchedDPLSTM:
@@ -52,17 +59,50 @@ class BatchedDPLSTM(nn.Module):
         return f"{self.input_size}, {self.hidden_size}, batch_first=True"
 
     def forward(self, x: Tensor) -> tuple[Tensor, tuple[Tensor, Tensor]]:
-        out, _, _, (h, c) = _unroll(
+        out, projected, (h, c) = _unroll(
             x, self.weight_ih_l0, self.weight_hh_l0, self.bias_ih_l0, self.bias_hh_l0
         )
+        self._stash = None
+        if self.training and projected.requires_grad:
+            # the backward of this very pass hands over D (the gradient at ``projected``)
+            # and the raw output gradient; the grad sampler uses them if they are complete
+            stash = _Stash(x.detach(), out.detach())
+            projected.register_hook(stash.take_d)
+            out.register_hook(stash.take_g)
+            self._stash = stash
         return out, (h.unsqueeze(0), c.unsqueeze(0))
 
 
+@dataclass
+class _Stash:
+    """What one training forward leaves for its grad sampler."""
+
+    x: Tensor
+    out: Tensor
+    d: Tensor | None = None
+    g: Tensor | None = None
+
+    def take_d(self, grad: Tensor) -> None:
+        self.d = grad
+
+    def take_g(self, grad: Tensor) -> None:
+        self.g = grad
+
+    def matches(self, x: Tensor) -> bool:
+        return (
+            self.d is not None
+            and self.g is not None
+            and self.x.shape == x.shape
+            and self.x.data_ptr() == x.data_ptr()
+        )
+
+
 def _unroll(
-    x: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor, b_hh: Tensor, keep: bool = False
-) -> tuple[Tensor, list[Tensor], list[Tensor], tuple[Tensor, Tensor]]:
-    """Outputs ``[B, T, H]``; with ``keep`` also each step's gate pre-activations and the
-    hidden state that entered it (what the per-sample gradients are made of)."""
+    x: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor, b_hh: Tensor
+) -> tuple[Tensor, Tensor, tuple[Tensor, Tensor]]:
+    """Outputs ``[B, T, H]``, the input projection ``[B, T, 4H]`` (whose gradient is every
+    step's gate gradient: the gates are the projection plus the recurrent term) and the last
+    state."""
     batch, steps, _ = x.shape
     hidden = w_hh.shape[1]
     projected = torch.nn.functional.linear(x, w_ih, b_ih + b_hh)  # every step in one product
@@ -71,48 +111,70 @@ def _unroll(
     per_step = projected.unbind(dim=1)
     h = x.new_zeros(batch, hidden)
     c = x.new_zeros(batch, hidden)
-    outputs, gates_kept, h_kept = [], [], []
+    outputs = []
     for t in range(steps):
         gates = torch.addmm(per_step[t], h, w_hh.t())
-        if keep:
-            gates_kept.append(gates)
-            h_kept.append(h)
         i, f, g, o = gates.chunk(4, dim=1)
         c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
         h = torch.sigmoid(o) * torch.tanh(c)
         outputs.append(h)
     # time-major memory, as nn.LSTM's batch-first output has: dropout draws its mask in memory
     # order, so the same RNG state drops the same units in both forms
-    return torch.stack(outputs, dim=0).transpose(0, 1), gates_kept, h_kept, (h, c)
+    return torch.stack(outputs, dim=0).transpose(0, 1), projected, (h, c)
+
+
+def _output_scale(backprops: Tensor, raw: Tensor) -> float:
+    """Opacus hands the sampler the output gradient times the batch size for a mean loss,
+    times 1 for a sum; the stashed gradients are raw. The factor, exact when it is either."""
+    den = float((raw * raw).sum())
+    if den == 0.0:
+        return 1.0
+    ratio = float((backprops * raw).sum()) / den
+    for candidate in (1.0, float(len(raw))):
+        if abs(ratio - candidate) <= 1e-4 * candidate:
+            return candidate
+    return ratio
 
 
 @register_grad_sampler(BatchedDPLSTM)
 def batched_lstm_grad_sample(
     layer: BatchedDPLSTM, activations: list[Tensor], backprops: Tensor
 ) -> dict[nn.Parameter, Tensor]:
-    """Per-sample gradients of every parameter from the layer's input and output gradient."""
-    x = activations[0]
-    with torch.enable_grad():
-        weights = [
-            p.detach().requires_grad_(True)
-            for p in (layer.weight_ih_l0, layer.weight_hh_l0, layer.bias_ih_l0, layer.bias_hh_l0)
-        ]
-        out, gates, h_prev, _ = _unroll(x.detach(), *weights, keep=True)
-        grads = torch.autograd.grad(out, gates, grad_outputs=backprops, allow_unused=True)
-    d = torch.stack(
-        [g if g is not None else torch.zeros_like(z) for g, z in zip(grads, gates, strict=True)],
-        dim=1,
-    )  # [B, T, 4H]
-    h = torch.stack(h_prev, dim=1).detach()  # [B, T, H]
+    """Per-sample gradients of every parameter from the layer's input and output gradient.
+
+    ``D`` comes from this pass's own backward when the stash is complete (the layer's input
+    required a gradient, so Opacus' hook fired after the layer's backward), else from
+    recomputing the layer forward and backpropagating ``backprops`` through it.
+    """
+    x = activations[0].detach()
+    stash, layer._stash = getattr(layer, "_stash", None), None
+    if stash is not None and stash.matches(x):
+        d = stash.d * _output_scale(backprops, stash.g)
+        out = stash.out
+    else:
+        with torch.enable_grad():
+            weights = [
+                p.detach().requires_grad_(True)
+                for p in (
+                    layer.weight_ih_l0,
+                    layer.weight_hh_l0,
+                    layer.bias_ih_l0,
+                    layer.bias_hh_l0,
+                )
+            ]
+            out, projected, _ = _unroll(x, *weights)
+            (d,) = torch.autograd.grad(out, projected, grad_outputs=backprops)
+        out = out.detach()
+    h_prev = torch.cat([out.new_zeros(len(out), 1, out.shape[2]), out[:, :-1]], dim=1)
     d_t = d.transpose(1, 2)  # [B, 4H, T]
     bias = d.sum(dim=1)
-    out = {}
+    grads = {}
     if layer.weight_ih_l0.requires_grad:
-        out[layer.weight_ih_l0] = torch.bmm(d_t, x.detach())
+        grads[layer.weight_ih_l0] = torch.bmm(d_t, x)
     if layer.weight_hh_l0.requires_grad:
-        out[layer.weight_hh_l0] = torch.bmm(d_t, h)
+        grads[layer.weight_hh_l0] = torch.bmm(d_t, h_prev)
     if layer.bias_ih_l0.requires_grad:
-        out[layer.bias_ih_l0] = bias
+        grads[layer.bias_ih_l0] = bias
     if layer.bias_hh_l0.requires_grad:
-        out[layer.bias_hh_l0] = bias.clone()
-    return out
+        grads[layer.bias_hh_l0] = bias.clone()
+    return grads

@@ -146,5 +146,9 @@ class RecurrentStack(nn.Module):
         for index, layer in enumerate(self.layers):
             if index > 0:
                 x = self.between(x)
+            elif isinstance(layer, BatchedDPLSTM) and self.training and not x.requires_grad:
+                # an input that needs a gradient makes Opacus' layer hook fire after the
+                # layer's backward, so its grad sampler finds D ready instead of recomputing
+                x = x.detach().requires_grad_(torch.is_grad_enabled())
             x, _ = layer(x)
         return x

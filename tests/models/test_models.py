@@ -178,3 +178,29 @@ def test_wrong_input_shape_is_a_data_error(shape: tuple) -> None:
 def test_recurrent_stack_rejects_unknown_kind() -> None:
     with pytest.raises(ConfigError, match="unknown recurrent kind 'lstmx'"):
         RecurrentStack("lstmx", 3, 4, 1, 0.0, dp=False)
+
+
+@pytest.mark.filterwarnings("ignore:Full backward hook is firing:UserWarning")
+@pytest.mark.parametrize("reduction", ["sum", "mean"])
+def test_batched_lstm_stash_and_recompute_paths_agree(reduction: str) -> None:
+    """The grad sampler takes D from the backward pass when the layer's input needs a
+    gradient and recomputes it otherwise; both give the same per-sample gradients."""
+    torch.manual_seed(0)
+    x = _batch(6, seed=4)
+    samples = []
+    for needs_grad in (True, False):
+        layer = BatchedDPLSTM.from_lstm(torch.nn.LSTM(F, 5, batch_first=True))
+        layer.load_state_dict(BatchedDPLSTM.from_lstm(_seeded_lstm()).state_dict())
+        gsm = GradSampleModule(layer, loss_reduction=reduction).train()
+        out, _ = gsm(x.clone().requires_grad_(needs_grad))
+        loss = out[:, -1].pow(2).sum(dim=1)
+        (loss.mean() if reduction == "mean" else loss.sum()).backward()
+        samples.append([p.grad_sample.clone() for p in layer.parameters()])
+    for with_stash, recomputed in zip(*samples, strict=True):
+        torch.testing.assert_close(with_stash, recomputed, atol=1e-6, rtol=1e-5)
+
+
+def _seeded_lstm() -> torch.nn.LSTM:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(1)
+        return torch.nn.LSTM(F, 5, batch_first=True)
