@@ -58,6 +58,7 @@ def make_server_app(
         consortium = agree(grid, timeout=cfg.round_timeout) if deployed and not manifest else None
         if manifest:
             num_nodes = len(manifest["partitions"])
+            _await_nodes(grid, num_nodes)
         elif consortium is not None:
             num_nodes = len(consortium.node_ids)
         else:
@@ -119,6 +120,36 @@ def make_server_app(
         log.info("fedmarket: run finished; results in %s", run_dir)
 
     return app
+
+
+# After this long without every SuperNode, say what usually causes it (once).
+NODES_HINT_AFTER_S = 20.0
+
+
+def _await_nodes(grid: Grid, needed: int, hint_after: float = NODES_HINT_AFTER_S) -> None:
+    """Wait for one SuperNode per partition, telling the user how to fix a short federation.
+
+    Flower's strategy would wait for them silently (a line per second); with `flwr run` the
+    usual cause is a local federation left at flwr's default of 2 simulated SuperNodes. In a
+    deployment, SuperNodes may legitimately come late, so this only warns and keeps waiting.
+    """
+    started = time.monotonic()
+    hinted = False
+    while (connected := len(list(grid.get_node_ids()))) < needed:
+        if not hinted and time.monotonic() - started >= hint_after:
+            log.warning(
+                "%d of %d SuperNodes connected (one per partition of the data); still "
+                "waiting. With `flwr run` on a local simulation, give the federation %d: "
+                "`flwr federation simulation-config @none/default local --num-supernodes "
+                "%d`, or use `fedmarket simulate`. In a deployment, start the missing "
+                "SuperNodes.",
+                connected,
+                needed,
+                needed,
+                needed,
+            )
+            hinted = True
+        time.sleep(0.5)
 
 
 def _connected(grid: Grid) -> int:

@@ -168,3 +168,32 @@ def test_resume_after_a_crash_matches_the_uninterrupted_run(tiny_data, tmp_path,
     for key, tensor in final_whole[1].items():
         torch.testing.assert_close(final[1][key], tensor, rtol=0, atol=1e-6)
     assert json.loads((run_dir / "config.json").read_text()) == cfg.to_flower()
+
+
+class _SlowGrid:
+    """Node ids that appear one per call, as SuperNodes registering."""
+
+    def __init__(self, total: int) -> None:
+        self.calls, self.total = 0, total
+
+    def get_node_ids(self):
+        self.calls += 1
+        return list(range(min(self.calls, self.total)))
+
+
+def test_server_waits_for_one_node_per_partition_and_says_how_to_fix_a_short_federation(
+    monkeypatch, caplog
+):
+    from server import app as server_app
+
+    monkeypatch.setattr(server_app.time, "sleep", lambda s: None)
+    grid = _SlowGrid(3)
+    with caplog.at_level("WARNING", logger="fedmarket"):
+        server_app._await_nodes(grid, 3, hint_after=0.0)
+    assert grid.calls == 3
+    [record] = [r for r in caplog.records if "SuperNodes connected" in r.getMessage()]
+    assert "1 of 3 SuperNodes" in record.getMessage()
+    assert "--num-supernodes 3" in record.getMessage()
+    caplog.clear()
+    server_app._await_nodes(_SlowGrid(3), 1, hint_after=0.0)  # enough at once: no hint
+    assert not caplog.records
