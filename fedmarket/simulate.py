@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -128,6 +129,21 @@ def _resolve(data: Path | None, run_config: str, out: Path | None, resume: Path 
     return cfg, run_dir, 0, None
 
 
+def ray_environment() -> None:
+    """Settings the driver passes on to Ray before it starts (a user's own values win).
+
+    A client trains on cuda when it can see a GPU, so an actor without a GPU share must not
+    see one: Ray hides it today (RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO=1, its current default)
+    but has announced the opposite default; asking for it explicitly keeps `--client-gpus 0`
+    on the CPU. Its FutureWarning about that is silenced.
+    """
+    os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
+    os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "1")
+    warnings.filterwarnings(
+        "ignore", message="Tip: In future versions of Ray", category=FutureWarning
+    )
+
+
 def _run_flower(
     cfg: RunConfig,
     n_clients: int,
@@ -136,8 +152,7 @@ def _run_flower(
     federated: dict[str, Any],
     resources: ClientResources,
 ) -> None:
-    os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
-    os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
+    ray_environment()
     from flwr.simulation import run_simulation
 
     from clients.app import make_client_app

@@ -76,6 +76,11 @@ class BenchConfig:
             raise ConfigError("bench: --client-cpus must be > 0 and --client-gpus >= 0")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ConfigError(f"bench --device: auto, cpu or cuda, got {self.device!r}")
+        if self.device == "cpu" and self.client_gpus:
+            raise ConfigError(
+                "bench: --device cpu with --client-gpus > 0; the floor and the "
+                "clients must train on the same device"
+            )
         if self.device == "cuda" and not torch.cuda.is_available():
             raise ConfigError("bench --device cuda: no CUDA device is available")
 

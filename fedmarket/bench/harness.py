@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -59,7 +60,10 @@ def run_bench(cfg: BenchConfig, advance: Advance | None = None) -> dict[str, Any
         report["floor"][label] = floor(cfg, data_dir, dp=dp)
         advance(1)
         advance(0, description=f"federated ({label})")
-        report["federated"][label] = federated(cfg, data_dir, cfg.out / f"run-{label}", dp=dp)
+        run_dir = cfg.out / f"run-{label}"
+        if run_dir.exists():  # a previous bench's run: simulate would refuse to overwrite it
+            shutil.rmtree(run_dir)
+        report["federated"][label] = federated(cfg, data_dir, run_dir, dp=dp)
         advance(1)
     advance(0, description="DP-SGD throughput")
     report["dp_throughput"] = throughput(cfg)

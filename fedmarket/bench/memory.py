@@ -25,8 +25,10 @@ class PeakMemory:
     """Samples the process tree every ``interval`` seconds while the block runs.
 
     Sampling is written here because neither torch nor Ray reports the peak of a process
-    tree; ``peak_host_mb`` is a lower bound of the true peak (spikes between samples are
-    missed), ``peak_gpu_mb`` is exact for this process (torch's allocator counter).
+    tree. ``peak_host_mb`` is approximate both ways: spikes between samples are missed, and
+    RSS counts pages shared between processes (libraries, Ray's object store) once per
+    process. ``peak_gpu_mb`` is exact for this process (torch's allocator counter, without
+    the CUDA context and the allocator's cache); clients report their own.
     """
 
     def __init__(self, interval: float = 0.1) -> None:

@@ -9,6 +9,7 @@ what differs is what federation adds.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -123,7 +124,7 @@ def slots(cfg: BenchConfig) -> int:
 
     import torch
 
-    by_cpu = int((os.cpu_count() or 1) // cfg.client_cpus)
+    by_cpu = int(len(os.sched_getaffinity(0)) // cfg.client_cpus)  # the CPUs we may use
     limits = [by_cpu, cfg.per_round]
     if cfg.gpus_per_client > 0:
         limits.append(int(torch.cuda.device_count() / cfg.gpus_per_client))
@@ -145,13 +146,17 @@ def round_split(row: dict[str, Any], parallel: int) -> dict[str, Any]:
     """Where one round's time went.
 
     ``client_compute_s`` is the clients' own ``fit`` time spread over the slots that run
-    in parallel (sum / slots, at least the slowest client); aggregation and the global
+    in parallel: ceil(clients / slots) waves of the mean client, at least the slowest client
+    (exact when clients take equal time); aggregation and the global
     evaluation are timed on the server; ``overhead_s`` is the rest: message encoding,
     Ray scheduling, ClientApp and model set-up, waiting for stragglers.
     """
     total = float(row["round_s"])
     train_sum = float(row.get("client_train_s_sum") or 0.0)
-    compute = max(train_sum / parallel, float(row.get("client_train_s_max") or 0.0))
+    clients = int(row.get("ok") or 0)
+    waves = math.ceil(clients / parallel) if clients else 0
+    mean = train_sum / clients if clients else 0.0
+    compute = max(waves * mean, float(row.get("client_train_s_max") or 0.0))
     aggregate = float(row.get("aggregate_s") or 0.0)
     evaluate = float(row.get("server_eval_s") or 0.0)
     return {

@@ -22,7 +22,7 @@ from fedmarket.models import build_model
 from fedmarket.privacy.accounting import AccountantState
 from fedmarket.privacy.config import PrivacySettings, default_delta
 from fedmarket.tasks import get_task
-from fedmarket.training import TrainConfig, fit, predict
+from fedmarket.training import FitResult, TrainConfig, fit, predict
 
 # Partitions already read by this process (a Ray actor serves many virtual clients):
 # rounds after the first reuse the arrays instead of reading and decrypting them again.
@@ -102,8 +102,7 @@ class RetailerClient:
 
     def model_with(self, weights: dict[str, torch.Tensor], dp: bool) -> torch.nn.Module:
         """This process's model for the run's architecture, holding ``weights``."""
-        # per thread too: two virtual clients trained concurrently never share a model
-        key = (self.cfg.model, self.n_features, self.cfg.task, dp, threading.get_ident())
+        key = self._model_key(dp)
         with _PARTITIONS_LOCK:
             if key not in _MODELS:
                 _MODELS[key] = self.new_model(dp)
@@ -111,24 +110,24 @@ class RetailerClient:
         model.load_state_dict(weights, strict=True)
         return model
 
-    def train(
+    def forget_model(self, dp: bool) -> None:
+        with _PARTITIONS_LOCK:
+            _MODELS.pop(self._model_key(dp), None)
+
+    def _model_key(self, dp: bool) -> tuple[Any, ...]:
+        # per thread too: two virtual clients trained concurrently never share a model
+        return (self.cfg.model, self.n_features, self.cfg.task, dp, threading.get_ident())
+
+    def _fit(
         self,
-        weights: dict[str, torch.Tensor],
-        server_round: int,
+        model: torch.nn.Module,
+        cfg: TrainConfig,
         privacy_state: AccountantState | None,
-        *,
-        proximal_mu: float = 0.0,
-    ) -> TrainOutcome:
-        """Local epochs from the global weights; raises BudgetExhaustedError to decline."""
-        model = self.model_with(weights, dp=self.privacy is not None)
-        cfg = TrainConfig(
-            epochs=self.cfg.local_epochs,
-            batch_size=self.cfg.batch_size,
-            lr=self.cfg.learning_rate,
-            val_fraction=0.0,
-            seed=round_seed(self.cfg.seed, self.partition_id, server_round),
-        )
-        result = fit(
+        proximal_mu: float,
+    ) -> FitResult:
+        if torch.cuda.is_available():  # the peak reported is this round's, not the process's
+            torch.cuda.reset_peak_memory_stats()
+        return fit(
             model,
             self.train_split,
             self.task,
@@ -140,6 +139,30 @@ class RetailerClient:
             else None,
             proximal_mu=proximal_mu,
         )
+
+    def train(
+        self,
+        weights: dict[str, torch.Tensor],
+        server_round: int,
+        privacy_state: AccountantState | None,
+        *,
+        proximal_mu: float = 0.0,
+    ) -> TrainOutcome:
+        """Local epochs from the global weights; raises BudgetExhaustedError to decline."""
+        dp = self.privacy is not None
+        model = self.model_with(weights, dp=dp)
+        cfg = TrainConfig(
+            epochs=self.cfg.local_epochs,
+            batch_size=self.cfg.batch_size,
+            lr=self.cfg.learning_rate,
+            val_fraction=0.0,
+            seed=round_seed(self.cfg.seed, self.partition_id, server_round),
+        )
+        try:
+            result = self._fit(model, cfg, privacy_state, proximal_mu)
+        except BaseException:
+            self.forget_model(dp)  # whatever a failed step left on it is not carried over
+            raise
         metrics = {
             "num-examples": float(result.n_train),
             "unit-weight": 1.0,

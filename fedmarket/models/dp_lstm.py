@@ -123,17 +123,16 @@ def _unroll(
     return torch.stack(outputs, dim=0).transpose(0, 1), projected, (h, c)
 
 
-def _output_scale(backprops: Tensor, raw: Tensor) -> float:
-    """Opacus hands the sampler the output gradient times the batch size for a mean loss,
-    times 1 for a sum; the stashed gradients are raw. The factor, exact when it is either."""
-    den = float((raw * raw).sum())
-    if den == 0.0:
+def _output_scale(backprops: Tensor, raw: Tensor, batch: int) -> float:
+    """Opacus hands the sampler the output gradient times the batch size (``max_batch_len``)
+    for a mean loss and times 1 for a sum; the stashed gradients are raw. Which of the two,
+    read off the data (in float64) and snapped to it, so the factor is exact and the same
+    for every customer."""
+    den = float((raw.double() ** 2).sum())
+    if den == 0.0:  # no gradient reached the layer: D is zero whatever the factor
         return 1.0
-    ratio = float((backprops * raw).sum()) / den
-    for candidate in (1.0, float(len(raw))):
-        if abs(ratio - candidate) <= 1e-4 * candidate:
-            return candidate
-    return ratio
+    ratio = float((backprops.double() * raw.double()).sum()) / den
+    return float(batch) if abs(ratio - batch) < abs(ratio - 1.0) else 1.0
 
 
 @register_grad_sampler(BatchedDPLSTM)
@@ -149,7 +148,7 @@ def batched_lstm_grad_sample(
     x = activations[0].detach()
     stash, layer._stash = getattr(layer, "_stash", None), None
     if stash is not None and stash.matches(x):
-        d = stash.d * _output_scale(backprops, stash.g)
+        d = stash.d * _output_scale(backprops, stash.g, getattr(layer, "max_batch_len", len(x)))
         out = stash.out
     else:
         with torch.enable_grad():

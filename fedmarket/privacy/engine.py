@@ -153,8 +153,21 @@ class PrivateTraining:
         self.step(after_noise)
 
     def close(self) -> nn.Module:
-        """Remove Opacus' hooks and attributes; returns the plain (caller's) module."""
-        return self.module.to_standard_module()
+        """Remove Opacus' hooks and attributes; returns the plain (caller's) module.
+
+        Opacus' own clean-up leaves the activations a step captured (and the batch size
+        read from them) on the submodules; after a step that raised between forward and
+        backward they would be mixed into the next call's batch, so they go too.
+        """
+        plain = self.module.to_standard_module()
+        for module in plain.modules():
+            for attr in ("activations", "max_batch_len", "_stash"):
+                if attr in module.__dict__:
+                    if attr == "_stash":
+                        module._stash = None
+                    else:
+                        delattr(module, attr)
+        return plain
 
 
 def check_dp_model(model: nn.Module) -> None:

@@ -27,6 +27,7 @@ from fedmarket.errors import ConfigError
         ({"noise_multiplier": 0.0}, "noise multiplier"),
         ({"client_cpus": 0}, "--client-cpus"),
         ({"device": "tpu"}, "--device"),
+        ({"device": "cpu", "client_gpus": 0.5}, "same device"),
     ],
 )
 def test_bad_config_is_a_clear_error(tmp_path: Path, changes, message):
@@ -41,7 +42,7 @@ def test_modes_and_derived_values(tmp_path: Path):
     assert scale.clients * scale.customers == 1_000_000
     assert (scale.per_round, scale.fraction_train()) == (10, 0.01)
     assert BenchConfig(out=tmp_path, device="cpu").gpus_per_client == 0.0
-    assert BenchConfig(out=tmp_path, device="cpu", client_gpus=0.5).gpus_per_client == 0.5
+    assert BenchConfig(out=tmp_path, device="auto", client_gpus=0.5).gpus_per_client == 0.5
     assert slots(BenchConfig(out=tmp_path, device="cpu", clients=1)) == 1
 
 
@@ -82,16 +83,18 @@ def test_round_split_by_hand():
     row = {
         "round": 2,
         "round_s": 10.0,
+        "ok": 6,
         "client_train_s_sum": 12.0,
         "client_train_s_max": 5.0,
         "aggregate_s": 0.5,
         "server_eval_s": 0.25,
     }
-    split = round_split(row, parallel=4)  # 12 / 4 = 3 < the slowest client's 5
+    split = round_split(row, parallel=4)  # 2 waves x mean 2 = 4 < the slowest client's 5
     assert split["client_compute_s"] == 5.0
     assert split["overhead_s"] == pytest.approx(10.0 - 5.0 - 0.5 - 0.25)
     assert split["train_round_s"] == 9.75
-    assert round_split({**row, "client_train_s_max": 2.0}, parallel=4)["client_compute_s"] == 3.0
+    assert round_split({**row, "client_train_s_max": 2.0}, parallel=4)["client_compute_s"] == 4.0
+    assert round_split({**row, "client_train_s_max": 2.0}, parallel=6)["client_compute_s"] == 2.0
 
 
 def test_ratios_use_rounds_after_the_first():

@@ -222,3 +222,19 @@ def test_the_process_model_is_reused_and_keeps_no_state_between_rounds(tiny_data
         fresh = RetailerClient(cfg, tiny_data, 0).train(start, server_round=1, privacy_state=None)
         for key, value in first.state_dict.items():
             torch.testing.assert_close(fresh.state_dict[key], value, rtol=0, atol=0)
+
+
+def test_a_failed_round_drops_the_process_model(tiny_data, monkeypatch):
+    cfg = settings(tiny_data, dp="client")
+    client = RetailerClient(cfg, tiny_data, 0)
+    start = global_weights(cfg, client.n_features)
+    client.model_with(start, dp=True)
+    assert client._model_key(True) in client_mod._MODELS
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("CUDA out of memory (simulated)")
+
+    monkeypatch.setattr(RetailerClient, "_fit", boom)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        client.train(start, server_round=1, privacy_state=None)
+    assert client._model_key(True) not in client_mod._MODELS

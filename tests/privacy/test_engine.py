@@ -350,3 +350,30 @@ def test_after_noise_hook_edits_the_privatised_gradient():
         torch.testing.assert_close(p1.detach() - p0, -(g / 16 + 0.5), atol=1e-5, rtol=0)
     assert priv.state.history == ((0.0, 1.0, 1),)
     priv.close()
+
+
+@pytest.mark.filterwarnings("ignore:Full backward hook")
+def test_close_clears_what_an_interrupted_step_left():
+    """A step that raised between forward and backward leaves captured activations; close
+    removes them so a reused model's next call sees only its own batch."""
+    data = toy(20)
+    X, y = torch.from_numpy(data.X), torch.from_numpy(data.y_purchase)
+    model = tiny()
+    priv = make_private(
+        model,
+        torch.optim.SGD(model.parameters(), lr=1.0),
+        (X, y),
+        PrivacySettings(noise_multiplier=1.0, max_grad_norm=1.0),
+        None,
+        batch_size=5,
+        generator=torch.Generator().manual_seed(1),
+        total_steps_planned=4,
+        steps_now=4,
+    )
+    xb, _ = next(iter(priv.loader))
+    priv.module(xb)  # forward only: the backward never comes
+    assert any(hasattr(m, "activations") for m in model.modules())
+    plain = priv.close()
+    for module in plain.modules():
+        assert not hasattr(module, "activations") and not hasattr(module, "max_batch_len")
+        assert getattr(module, "_stash", None) is None
