@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Context, MetricRecord
 from flwr.serverapp import Grid, ServerApp
 from flwr.superlink.grid import InMemoryGrid
@@ -101,6 +103,7 @@ def make_server_app(
             metrics = run.evaluate_global(server_round, arrays)
             return MetricRecord(metrics) if metrics else None
 
+        pin_flower_randomness(cfg.seed)
         strategy.start(
             grid=grid,
             initial_arrays=ArrayRecord(weights),
@@ -120,6 +123,19 @@ def make_server_app(
         log.info("fedmarket: run finished; results in %s", run_dir)
 
     return app
+
+
+def pin_flower_randomness(seed: int) -> None:
+    """Seed the global RNGs Flower draws from, so a run is reproducible by its seed.
+
+    fedmarket's own randomness is explicit (seeded generators); Flower's is not: its
+    server-side DP wrappers add noise with ``np.random.normal`` and its strategies sample
+    clients with ``random.sample``, from the global generators. Seeding them here, once per
+    run, is the only handle. Client sampling below ``fraction-train = 1`` still differs
+    between runs, because the node ids it samples from are drawn afresh for every run.
+    """
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
 
 
 # After this long without every SuperNode, say what usually causes it (once).
