@@ -26,6 +26,7 @@ DEFAULTS: dict[str, Any] = {
     "strategy": "fedavg",
     "fraction-train": 1.0,
     "fraction-evaluate": 1.0,
+    "evaluate-every": 1,
     "min-train-replies": 1,
     "local-epochs": 1,
     "batch-size": 64,
@@ -67,6 +68,7 @@ class RunConfig:
     strategy: str
     fraction_train: float
     fraction_evaluate: float
+    evaluate_every: int
     min_train_replies: int
     local_epochs: int
     batch_size: int
@@ -110,6 +112,7 @@ class RunConfig:
         _at_least("num-server-rounds", self.num_server_rounds, 1)
         _at_least("local-epochs", self.local_epochs, 1)
         _at_least("batch-size", self.batch_size, 1)
+        _at_least("evaluate-every", self.evaluate_every, 1)
         _at_least("min-train-replies", self.min_train_replies, 1)
         _at_least("num-malicious-nodes", self.num_malicious_nodes, 0)
         _at_least("seed", self.seed, 0)

@@ -56,6 +56,7 @@ def test_replace_revalidates_and_takes_either_spelling():
         ({"fraction-train": 0.0}, "fraction-train"),
         ({"fraction-train": 1.5}, "fraction-train"),
         ({"fraction-evaluate": -0.1}, "fraction-evaluate"),
+        ({"evaluate-every": 0}, "evaluate-every"),
         ({"fraction-evaluate": 1.5}, "fraction-evaluate"),
         ({"model": "transformer"}, "model"),
         ({"task": "churn"}, "task"),

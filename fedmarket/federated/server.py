@@ -135,11 +135,16 @@ class FederatedRun:
 
     # --- evaluate_fn ---------------------------------------------------------------------
     def evaluate_global(self, server_round: int, arrays: Any) -> dict[str, float] | None:
-        """Global model on the pooled test customers (simulation only); writes the round's row."""
+        """Global model on the pooled test customers (simulation only); writes the round's row.
+
+        With ``evaluate-every = k`` only every k-th round and the last one are evaluated (at
+        many retailers the pooled test set makes the evaluation the largest part of a
+        round); the other rows are written without test metrics.
+        """
         rnd = self.offset + server_round
         report = None
         started = time.perf_counter()
-        if self.test is not None and len(arrays.keys()) > 0:
+        if self.test is not None and len(arrays.keys()) > 0 and self.evaluates(rnd):
             report = self.test_metrics(arrays.to_torch_state_dict())
             self.final_test = report
         if server_round > 0:
@@ -153,6 +158,10 @@ class FederatedRun:
         return {
             k: float(v) for k, v in report.items() if isinstance(v, int | float) and k in TEST_KEYS
         }
+
+    def evaluates(self, rnd: int) -> bool:
+        every = self.cfg.evaluate_every
+        return rnd == 0 or rnd % every == 0 or rnd >= self.cfg.num_server_rounds
 
     def test_metrics(self, weights: dict[str, torch.Tensor]) -> dict[str, Any]:
         model = build_model(self.cfg.model, self.n_features, task=self.cfg.task, dp=False)

@@ -293,3 +293,19 @@ def test_resume_keeps_earlier_epsilons_and_failures(tiny_data, tmp_path):
     assert result["failures"] == {"failed": 1, "declined": 0, "timed_out": 1}
     assert result["rounds"] == 3
     assert [r["round"] for r in read_rounds(tmp_path)] == [1.0, 2.0, 3.0]
+
+
+def test_evaluate_every_skips_rounds_but_not_the_last(tiny_data, tmp_path):
+    cfg = settings(tiny_data, tmp_path, **{"evaluate-every": 2})
+    run = FederatedRun(cfg, tmp_path, tiny_data, num_nodes=3)
+    weights = model_weights(cfg, 1)
+    returned = {}
+    for rnd in (1, 2, 3):
+        run.on_train(train_summary(rnd), ArrayRecord(weights), MetricRecord({"train-loss": 0.5}))
+        returned[rnd] = run.evaluate_global(rnd, ArrayRecord(weights))
+    assert returned[1] is None and returned[2] is not None and returned[3] is not None
+    rows = read_rounds(tmp_path)
+    assert [r["round"] for r in rows] == [1, 2, 3]
+    assert [r["test_roc_auc"] is not None for r in rows] == [False, True, True]
+    assert rows[0]["elapsed_s"] is not None  # the row is written all the same
+    assert run.final_test["roc_auc"] == pytest.approx(rows[2]["test_roc_auc"], abs=1e-5)
