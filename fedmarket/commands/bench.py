@@ -8,7 +8,7 @@ from pathlib import Path
 from rich.table import Table
 
 from fedmarket.errors import ConfigError
-from fedmarket.progress import console, progress_bar
+from fedmarket.progress import console, log_to_console, progress_bar
 
 
 def bench(
@@ -52,7 +52,10 @@ def bench(
         cfg = BenchConfig.scale_point(out, **changes)
     else:
         cfg = BenchConfig(out=out, **changes)
-    _quiet_logging()
+    # warnings only: the per-round log of each run would bury the progress bar
+    log_to_console(
+        logging.WARNING, drop_flower=("run_simulation", "fraction_evaluate is set to 0.0")
+    )
     console.print(
         f"bench: {cfg.model}, {cfg.clients} clients x {cfg.customers:,} customers "
         f"({cfg.per_round} per round), {cfg.rounds} rounds, batch {cfg.batch_size}, "
@@ -110,12 +113,3 @@ def _table(report: dict) -> Table:
 
 def _mb(value: float | None) -> str:
     return "-" if value is None else f"{value:.0f}"
-
-
-def _quiet_logging() -> None:
-    """Warnings only: the per-round log of each run would bury the progress bar."""
-    logging.getLogger("fedmarket").setLevel(logging.WARNING)
-    noise = ("run_simulation", "fraction_evaluate is set to 0.0")
-    logging.getLogger("flwr").addFilter(
-        lambda record: not any(text in record.getMessage() for text in noise)
-    )

@@ -5,10 +5,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from rich.logging import RichHandler
 from rich.table import Table
 
-from fedmarket.progress import console
+from fedmarket.progress import console, log_to_console
 
 
 def simulate(
@@ -24,11 +23,7 @@ def simulate(
     from fedmarket.simulate import ClientResources
     from fedmarket.simulate import simulate as run
 
-    handler = RichHandler(console=console, show_path=False, markup=False)
-    logger = logging.getLogger("fedmarket")
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    logger.propagate = False  # flwr/ray install root handlers; print each line once
+    log_to_console(logging.INFO)
     result = run(
         data=data,
         run_config=run_config,

@@ -5,11 +5,10 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from rich.logging import RichHandler
 from rich.table import Table
 
 from fedmarket.errors import ConfigError
-from fedmarket.progress import console, progress_bar
+from fedmarket.progress import console, log_to_console, progress_bar
 
 
 def tradeoff(
@@ -36,7 +35,9 @@ def tradeoff(
     if rounds is not None:
         changes["rounds"] = rounds
     cfg = SweepConfig.quick_mode(out, **changes) if quick else SweepConfig(out=out, **changes)
-    _quiet_logging()
+    # warnings only, so the progress bar stays readable; Flower's notice that run_simulation
+    # is deprecated would otherwise repeat for every federated point
+    log_to_console(logging.WARNING, drop_flower=("run_simulation",))
     runs = sweep_runs(cfg)
     console.print(
         f"trade-off sweep: {len(runs)} runs ({len(cfg.settings)} settings x "
@@ -105,13 +106,3 @@ def _numbers(text: str, option: str, kind: type) -> list:
         return [kind(item) for item in text.split(",") if item.strip()]
     except ValueError:
         raise ConfigError(f"{option}: expected comma-separated numbers, got {text!r}") from None
-
-
-def _quiet_logging() -> None:
-    """Warnings only, through rich, so the progress bar stays readable; Flower's notice that
-    ``run_simulation`` is deprecated would otherwise repeat for every federated point."""
-    logger = logging.getLogger("fedmarket")
-    logger.addHandler(RichHandler(console=console, show_path=False, markup=False))
-    logger.setLevel(logging.WARNING)
-    logger.propagate = False
-    logging.getLogger("flwr").addFilter(lambda record: "run_simulation" not in record.getMessage())
