@@ -8,6 +8,7 @@ by its path.
 
 from __future__ import annotations
 
+import logging
 import shutil
 from pathlib import Path
 
@@ -17,6 +18,33 @@ import pytest
 TINY_RETAILERS = 3
 TINY_CUSTOMERS = 200
 TINY_DAYS = 70
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging():
+    """CLI commands point fedmarket's log at the console and filter Flower's; undo it after
+    each test so later tests (caplog among them) see the loggers as they were."""
+    ours, flower = logging.getLogger("fedmarket"), logging.getLogger("flwr")
+    saved = (list(ours.handlers), ours.level, ours.propagate, list(flower.filters))
+    yield
+    ours.handlers[:], ours.level, ours.propagate = saved[0], saved[1], saved[2]
+    flower.filters[:] = saved[3]
+
+
+# Every metric a client's train reply carries (DP runs; without DP the last three are absent).
+TRAIN_METRIC_KEYS = frozenset(
+    {
+        "num-examples",
+        "unit-weight",
+        "partition-id",
+        "train-loss",
+        "steps",
+        "train-wall-s",
+        "epsilon",
+        "delta",
+        "noise-multiplier",
+    }
+)
 
 
 @pytest.fixture

@@ -15,21 +15,9 @@ from fedmarket.models import build_model
 from fedmarket.privacy.accounting import AccountantState
 from strategies import DECLINED_CODE
 from tests.apps import evaluate_instruction, node_context, train_instruction
-from tests.conftest import copy_prepared, pseudonyms, raw_customer_ids
+from tests.conftest import TRAIN_METRIC_KEYS, copy_prepared, pseudonyms, raw_customer_ids
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-TRAIN_METRICS = {
-    "num-examples",
-    "unit-weight",
-    "partition-id",
-    "train-loss",
-    "steps",
-    "train-wall-s",
-    "epsilon",
-    "delta",
-    "noise-multiplier",
-}
 
 
 def run_config(data_dir, **overrides) -> dict:
@@ -83,7 +71,7 @@ def test_train_reply_holds_only_weights_and_known_metrics(tiny_data, tiny_raw):
     assert list(state) == list(weights)
     assert all(state[k].shape == weights[k].shape for k in weights)
     assert all(a.dtype == "float32" for a in arrays.values())
-    assert set(metrics) == TRAIN_METRICS
+    assert set(metrics) == TRAIN_METRIC_KEYS
     manifest = json.loads((tiny_data / "manifest.json").read_text())
     assert metrics["num-examples"] == manifest["partitions"][0]["train"]["n"]
     assert_nothing_per_customer(reply, tiny_data, tiny_raw, weights)

@@ -19,21 +19,10 @@ from fedmarket.federated.server import read_rounds
 from fedmarket.models import build_model
 from fedmarket.simulate import ClientResources, simulate
 from strategies.recording import RecordingStrategy
-from tests.conftest import copy_prepared, pseudonyms, raw_customer_ids
+from tests.conftest import TRAIN_METRIC_KEYS, copy_prepared, pseudonyms, raw_customer_ids
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 
-TRAIN_METRICS = {
-    "num-examples",
-    "unit-weight",
-    "partition-id",
-    "train-loss",
-    "steps",
-    "train-wall-s",
-    "epsilon",
-    "delta",
-    "noise-multiplier",
-}
 ONE_CPU = ClientResources(num_cpus=1.0)  # two actors on this 2-core machine
 
 
@@ -99,7 +88,7 @@ def test_end_to_end_no_raw_data(tiny_data, tiny_raw, tmp_path, monkeypatch):
             assert {k: s for k, (s, _, _) in arrays.items()} == {
                 k: tuple(t.shape) for k, t in model.items()
             }
-            assert set(metrics) == TRAIN_METRICS
+            assert set(metrics) == TRAIN_METRIC_KEYS
             blob = b"".join(data for _, _, data in arrays.values())
             assert not any(name[:16].encode() in blob for name in names)
         else:

@@ -15,21 +15,9 @@ from fedmarket.federated import client as client_mod
 from fedmarket.federated.client import RetailerClient, round_seed
 from fedmarket.models import build_model
 from fedmarket.training import predict
-from tests.conftest import copy_prepared
+from tests.conftest import TRAIN_METRIC_KEYS, copy_prepared
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-TRAIN_KEYS = {
-    "num-examples",
-    "unit-weight",
-    "partition-id",
-    "train-loss",
-    "steps",
-    "train-wall-s",
-    "epsilon",
-    "delta",
-    "noise-multiplier",
-}
 
 
 def settings(data_dir, **overrides) -> RunConfig:
@@ -82,7 +70,7 @@ def test_epsilon_accumulates_over_rounds_and_matches_opacus(tiny_data):
         outcome = client.train(weights, rnd, state)
         weights, state = outcome.state_dict, outcome.privacy_state
         epsilons.append(outcome.metrics["epsilon"])
-        assert set(outcome.metrics) == TRAIN_KEYS
+        assert set(outcome.metrics) == TRAIN_METRIC_KEYS
     assert epsilons[0] < epsilons[1] < epsilons[2] <= cfg.target_epsilon
     # the history is Opacus' own: (noise, q, steps), merged over the three rounds
     steps_per_round = math.ceil(n_train / cfg.batch_size)
