@@ -10,6 +10,17 @@ from typing import Any
 from fedmarket.tradeoff.points import SETTINGS, TEST_KEYS
 
 ATTACK_TPR_KEYS = ("attack_tpr_at_fpr_0.1%", "attack_tpr_at_fpr_1%")
+# The per-point results after the privacy figures, in column order (all numeric).
+_RESULTS = (
+    *TEST_KEYS,
+    "wall_s",
+    "attack_auc",
+    "attack_auc_ci_low",
+    "attack_auc_ci_high",
+    *ATTACK_TPR_KEYS,
+    "attack_epsilon_lb",
+    "attack_epsilon_point",
+)
 CSV_COLUMNS = (
     "setting",
     "target_epsilon",
@@ -19,31 +30,12 @@ CSV_COLUMNS = (
     "delta",
     "unit",
     "noise_multiplier",
-    *TEST_KEYS,
-    "wall_s",
-    "attack_auc",
-    "attack_auc_ci_low",
-    "attack_auc_ci_high",
-    *ATTACK_TPR_KEYS,
-    "attack_epsilon_lb",
-    "attack_epsilon_point",
+    *_RESULTS,
     "point_wall_s",
     "run",
     "error",
 )
-NUMERIC = (
-    "epsilon",
-    "delta",
-    "noise_multiplier",
-    *TEST_KEYS,
-    "wall_s",
-    "attack_auc",
-    "attack_auc_ci_low",
-    "attack_auc_ci_high",
-    *ATTACK_TPR_KEYS,
-    "attack_epsilon_lb",
-    "attack_epsilon_point",
-)
+NUMERIC = ("epsilon", "delta", "noise_multiplier", *_RESULTS)
 LABELS = {
     "federated-client-dp": "federated, DP-SGD per retailer (customer-level)",
     "federated-central-dp": "federated, central DP (retailer-level)",
