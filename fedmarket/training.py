@@ -389,7 +389,9 @@ def _tensors(
             f"X: non-finite feature values (first at row {row}); re-run `fedmarket data prepare`"
         )
     y = task.targets(split)
-    return torch.from_numpy(np.ascontiguousarray(X)).to(device), torch.from_numpy(y).to(device)
+    # torch wants writable memory; a split read from a read-only memmap is copied once here
+    X, y = (a if a.flags.writeable else a.copy() for a in (np.ascontiguousarray(X), y))
+    return torch.from_numpy(X).to(device), torch.from_numpy(y).to(device)
 
 
 def _scheduler(
@@ -461,11 +463,33 @@ def evaluate(
     device: str = "auto",
 ) -> dict[str, float]:
     """``metrics_for_task`` on ``split`` plus ``loss``, the mean training loss of the task."""
-    dev = resolve_device(device)
-    X, y = _tensors(split, task, torch.device("cpu"))
-    model.to(dev)
-    score = _scores(model, X, batch_size, dev).cpu()
+    score, y = _scored(model, split, task, batch_size, device)
     metrics = metrics_for_task(
         task.name, y.numpy(), task.prediction(score).numpy().astype(np.float64)
     )
     return {**metrics, "loss": float(task.loss("mean")(score, y))}
+
+
+def per_example_loss(
+    model: nn.Module,
+    split: SplitArrays,
+    task: Task,
+    *,
+    batch_size: int = 4096,
+    device: str = "auto",
+) -> np.ndarray:
+    """The task's training loss of each customer in ``split`` (float64), as the privacy
+    audit's membership attack reads it."""
+    score, y = _scored(model, split, task, batch_size, device)
+    return task.loss("none")(score, y).numpy().astype(np.float64)
+
+
+def _scored(
+    model: nn.Module, split: SplitArrays, task: Task, batch_size: int, device: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(raw scores on the CPU, targets) of ``split``: the model moves to ``device``, is
+    evaluated in eval mode without gradients and gets its mode back."""
+    dev = resolve_device(device)
+    X, y = _tensors(split, task, torch.device("cpu"))
+    model.to(dev)
+    return _scores(model, X, batch_size, dev).cpu(), y

@@ -239,19 +239,9 @@ def per_example_losses(
     model: nn.Module, split: store.SplitArrays, task: str, *, batch_size: int = 4096
 ) -> np.ndarray:
     """The task's training loss for each customer, in eval mode (restored after) on the CPU."""
-    task_obj = get_task(task)
-    y = torch.tensor(task_obj.targets(split))  # a copy: the split may be a read-only memmap
-    X = np.asarray(split.X, dtype=np.float32)
-    loss_fn = task_obj.loss("none")
-    was_training = model.training
-    model.cpu().eval()
-    out = []
-    with torch.no_grad():
-        for start in range(0, len(X), batch_size):
-            score = model(torch.tensor(X[start : start + batch_size]))
-            out.append(loss_fn(score, y[start : start + batch_size]))
-    model.train(was_training)
-    return torch.cat(out).numpy().astype(np.float64) if out else np.zeros(0)
+    from fedmarket.training import per_example_loss
+
+    return per_example_loss(model, split, get_task(task), batch_size=batch_size, device="cpu")
 
 
 def membership_samples(
