@@ -186,6 +186,23 @@ class RunConfig:
         return asdict(self)
 
 
+def format_overrides(values: Mapping[str, Any]) -> str:
+    """``{"dp": "none", "seed": 1}`` -> ``"dp='none' seed=1"`` (TOML values, as flwr reads);
+    the inverse of ``parse_overrides``."""
+    parts = []
+    for key, value in values.items():
+        if isinstance(value, bool):
+            text = "true" if value else "false"
+        elif isinstance(value, str):
+            if "'" in value or " " in value:
+                raise ConfigError(f"run config value {key}={value!r} cannot hold quotes or spaces")
+            text = f"'{value}'"
+        else:
+            text = repr(value)
+        parts.append(f"{key}={text}")
+    return " ".join(parts)
+
+
 def parse_overrides(text: str, *, where: str = "--run-config") -> dict[str, Any]:
     """Parse ``"k=v k2=v2"`` as flwr does (values are TOML), also taking bare words as strings."""
     values: dict[str, Any] = {}

@@ -19,6 +19,7 @@ import numpy as np
 
 from fedmarket.bench.config import BenchConfig
 from fedmarket.bench.memory import PeakMemory
+from fedmarket.config import format_overrides
 from fedmarket.data import store
 from fedmarket.models import build_model
 from fedmarket.privacy import PrivacySettings
@@ -71,7 +72,7 @@ def federated(cfg: BenchConfig, data_dir: Path, run_dir: Path, *, dp: bool) -> d
     from fedmarket.simulate import ClientResources, simulate
 
     values = {
-        "model": f"'{cfg.model}'",
+        "model": cfg.model,
         "num-server-rounds": cfg.rounds,
         "local-epochs": 1,
         "batch-size": cfg.batch_size,
@@ -79,7 +80,7 @@ def federated(cfg: BenchConfig, data_dir: Path, run_dir: Path, *, dp: bool) -> d
         "fraction-evaluate": 0.0,
         "min-train-replies": cfg.per_round,
         "seed": cfg.seed,
-        "dp": "'client'" if dp else "'none'",
+        "dp": "client" if dp else "none",
     }
     if dp:
         values.update(
@@ -94,7 +95,7 @@ def federated(cfg: BenchConfig, data_dir: Path, run_dir: Path, *, dp: bool) -> d
     with PeakMemory(interval=0.25) as memory:
         result = simulate(
             data=data_dir,
-            run_config=" ".join(f"{k}={v}" for k, v in values.items()),
+            run_config=format_overrides(values),
             out=run_dir,
             centralised=False,
             resources=resources,

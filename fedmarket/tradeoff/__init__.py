@@ -18,6 +18,7 @@ interrupted has no record and is redone from scratch. ``tradeoff.csv``, ``tradeo
 ``tradeoff.png`` and ``attack_auc.png`` are rebuilt from the records every time.
 """
 
+from fedmarket.config import format_overrides
 from fedmarket.tradeoff.points import (
     DEFAULT_EPSILONS,
     DEFAULT_SEEDS,
@@ -32,7 +33,7 @@ from fedmarket.tradeoff.points import (
     sweep_runs,
 )
 from fedmarket.tradeoff.report import CSV_COLUMNS, load_table, summarise, write_outputs
-from fedmarket.tradeoff.runners import format_overrides, make_runner, resolve_sweep_data
+from fedmarket.tradeoff.runners import make_runner, resolve_sweep_data
 from fedmarket.tradeoff.sweep import SweepResult, read_record, run_point, run_sweep, write_record
 
 __all__ = [

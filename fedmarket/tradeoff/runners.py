@@ -9,9 +9,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from fedmarket.config import RunConfig, parse_overrides
+from fedmarket.config import RunConfig, format_overrides, parse_overrides
 from fedmarket.data import store
-from fedmarket.errors import ConfigError, FedmarketError
+from fedmarket.errors import FedmarketError
 from fedmarket.tradeoff.points import QUICK_SYNTH, TEST_KEYS, Point, PointRunner, SweepConfig
 
 log = logging.getLogger("fedmarket")
@@ -181,21 +181,3 @@ def _audit(run_dir: Path, family: str) -> dict[str, Any]:
     }
     out.update({f"attack_{fpr_key(f)}": entry[fpr_key(f)] for f in TARGET_FPRS})
     return out
-
-
-def format_overrides(values: dict[str, Any]) -> str:
-    """``{"dp": "none", "seed": 1}`` -> ``"dp='none' seed=1"`` (TOML values, as flwr reads)."""
-    parts = []
-    for key, value in values.items():
-        if isinstance(value, bool):
-            text = "true" if value else "false"
-        elif isinstance(value, str):
-            if "'" in value or " " in value:
-                raise ConfigError(
-                    f"tradeoff: run-config value {key}={value!r} cannot hold quotes or spaces"
-                )
-            text = f"'{value}'"
-        else:
-            text = repr(value)
-        parts.append(f"{key}={text}")
-    return " ".join(parts)
