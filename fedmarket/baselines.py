@@ -45,7 +45,6 @@ from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 from fedmarket.data.store import SplitArrays
 from fedmarket.errors import ConfigError, DataError
 from fedmarket.marketing import marketing_report
-from fedmarket.metrics import check_task, metrics_for_task, primary_metric
 from fedmarket.tasks import get_task
 
 Builder = Callable[[int, int], Any]  # (seed, n_train) -> unfitted sklearn estimator
@@ -167,7 +166,7 @@ CLASSICAL_MODELS: Final[dict[str, dict[str, ModelSpec]]] = {
 
 def model_names(task: str) -> list[str]:
     """Registered model names for ``task``, in table order."""
-    return list(CLASSICAL_MODELS[check_task(task)])
+    return list(CLASSICAL_MODELS[get_task(task).name])
 
 
 def aggregate_features(agg: np.ndarray, *, where: str = "agg") -> np.ndarray:
@@ -217,7 +216,7 @@ def _fit_one(spec: ModelSpec, seed: int, x: np.ndarray, y: np.ndarray) -> tuple[
 
 
 def _evaluate(task: str, y_test: np.ndarray, prediction: np.ndarray) -> dict[str, float]:
-    metrics = metrics_for_task(task, y_test, prediction)
+    metrics = get_task(task).metrics(y_test, prediction)
     converted = y_test if task == "purchase" else (y_test > 0).astype(np.float64)
     report = marketing_report(converted, prediction)
     metrics.update({k: v for k, v in report.items() if k.startswith("lift_at_")})
@@ -285,8 +284,8 @@ def _fmt(value: Any) -> str:
 
 def render_table(rows: Sequence[ResultRow], task: str) -> Table:
     """A rich Table of the headline metrics; the best primary metric is bold."""
-    columns = _TABLE_METRICS[check_task(task)]
-    key, higher = primary_metric(task)
+    columns = _TABLE_METRICS[get_task(task).name]
+    key, higher = get_task(task).primary_metric
     scored = [r.metrics[key] for r in rows if not math.isnan(r.metrics.get(key, math.nan))]
     best = (max if higher else min)(scored) if scored else None
     table = Table(title=f"Baselines: {task} ({key}, {'higher' if higher else 'lower'} is better)")

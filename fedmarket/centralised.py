@@ -6,25 +6,28 @@ of every partition's test split), so the price of federation and of privacy is m
 
 from __future__ import annotations
 
-import json
-import math
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
 
 from fedmarket import plots
 from fedmarket.data import store
-from fedmarket.marketing import DEFAULT_KS, cumulative_gains, lift_key, marketing_report
-from fedmarket.metrics import metrics_for_task
+from fedmarket.marketing import cumulative_gains
 from fedmarket.models import build_model
 from fedmarket.privacy.config import PrivacySettings
+from fedmarket.rundir import CENTRALISED_METRICS, CENTRALISED_MODEL, json_safe, write_json
 from fedmarket.tasks import get_task
 from fedmarket.training import FitResult, TrainConfig, fit, predict
+
+if TYPE_CHECKING:
+    from fedmarket.config import RunConfig
+
+log = logging.getLogger("fedmarket")
 
 
 @dataclass(frozen=True)
@@ -52,20 +55,7 @@ class CentralisedResult:
         out = asdict(replace(self, gains=None, state_dict=None))
         for key in ("gains", "state_dict", "hparams"):
             out.pop(key)
-        return _json_safe(out)
-
-
-def test_report(task_name: str, y_true: np.ndarray, prediction: np.ndarray) -> dict[str, Any]:
-    """Task metrics plus, for purchase propensity, lift at k: the one test report everywhere."""
-    report: dict[str, Any] = dict(metrics_for_task(task_name, y_true, prediction))
-    y_buy = (np.asarray(y_true) > 0).astype(np.float64)
-    if 0 < y_buy.sum() < len(y_buy):
-        report.update(marketing_report(y_buy, prediction))
-    else:  # lift is undefined without both buyers and non-buyers; keep the keys stable
-        report.update(
-            {lift_key(k): math.nan for k in DEFAULT_KS} | {"base_rate": float(y_buy.mean())}
-        )
-    return report
+        return json_safe(out)
 
 
 def run_centralised(
@@ -99,7 +89,7 @@ def run_centralised(
     return CentralisedResult(
         model=model,
         task=task,
-        test=test_report(task, y_test, pred),
+        test=task_obj.report(y_test, pred),
         history=result.history,
         n_train=result.n_train,
         n_test=len(test),
@@ -116,14 +106,43 @@ def run_centralised(
     )
 
 
+def run_matched_reference(
+    cfg: RunConfig, data_dir: Path, out_dir: Path, *, fernet: Any | None = None
+) -> CentralisedResult:
+    """The centralised reference of a federated run, written to ``out_dir``.
+
+    Same model, same DP setting (one delta over all training customers), the same number
+    of passes over every customer (rounds x local epochs), on the pooled partitions.
+    """
+    n_train = store.n_train_total(store.read_manifest(data_dir))
+    train_cfg = cfg.train_config(epochs=cfg.total_epochs)
+    privacy = cfg.privacy(n_train)
+    log.info(
+        "centralised reference: %s, %d epochs on %d pooled customers%s",
+        cfg.model,
+        train_cfg.epochs,
+        n_train,
+        ", DP-SGD" if privacy else "",
+    )
+    result = run_centralised(
+        data_dir,
+        model=cfg.model,
+        task=cfg.task,
+        train_cfg=train_cfg,
+        privacy=privacy,
+        fernet=fernet,
+    )
+    write_centralised(result, out_dir)
+    return result
+
+
 def write_centralised(result: CentralisedResult, out_dir: Path) -> dict[str, Path]:
     """metrics.json, the learning curve, the cumulative-gains plot and model.pt (the weights,
     for `fedmarket audit`: {"model", "task", "state_dict", "hparams"})."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {"metrics": out_dir / "metrics.json"}
-    paths["metrics"].write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    paths = {"metrics": write_json(out_dir / CENTRALISED_METRICS, result.to_dict())}
     if result.state_dict is not None:
-        paths["model"] = out_dir / "model.pt"
+        paths["model"] = out_dir / CENTRALISED_MODEL
         torch.save(
             {
                 "model": result.model,
@@ -150,16 +169,3 @@ def write_centralised(result: CentralisedResult, out_dir: Path) -> dict[str, Pat
             title=f"{result.model}: cumulative gains on test customers",
         )
     return paths
-
-
-def _json_safe(value: Any) -> Any:
-    """NaN/inf become null: JSON has no NaN and a reader should not have to guess."""
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, float | np.floating):
-        return float(value) if math.isfinite(value) else None
-    if isinstance(value, np.integer):
-        return int(value)
-    return value

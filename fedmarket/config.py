@@ -13,9 +13,14 @@ import math
 import tomllib
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from fedmarket.aggregation import check_rule_name
 from fedmarket.errors import ConfigError
+from fedmarket.privacy.config import PrivacySettings, default_delta
+
+if TYPE_CHECKING:
+    from fedmarket.training import TrainConfig
 
 DP_MODES = ("none", "client", "central")
 
@@ -106,8 +111,8 @@ class RunConfig:
         return cls(**kwargs)
 
     def __post_init__(self) -> None:
-        from fedmarket.metrics import check_task
         from fedmarket.models import available_models
+        from fedmarket.tasks import get_task
 
         _at_least("num-server-rounds", self.num_server_rounds, 1)
         _at_least("local-epochs", self.local_epochs, 1)
@@ -148,7 +153,7 @@ class RunConfig:
                 f"{', '.join(available_models())}"
             )
         try:
-            check_task(self.task)
+            get_task(self.task)
         except ConfigError as exc:
             raise ConfigError(f"run config: task: {exc}") from None
         if self.dp not in DP_MODES:
@@ -168,9 +173,7 @@ class RunConfig:
             raise ConfigError(f"run config: delta must be below 1, got {self.delta}")
         if self.trim_beta >= 0.5:
             raise ConfigError(f"run config: trim-beta must be below 0.5, got {self.trim_beta}")
-        from strategies import check_strategy_name
-
-        check_strategy_name(self.strategy)
+        check_rule_name(self.strategy)
 
     def to_flower(self) -> dict[str, Any]:
         """The kebab-case mapping Flower carries in ``context.run_config``."""
@@ -184,6 +187,45 @@ class RunConfig:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    # --- settings derived for the rest of fedmarket (one home for each conversion) --------
+    def client_delta(self, n_train_total: int) -> float:
+        """Customer-level delta: ``delta``, or ``1 / (10 n)`` over every retailer's training
+        customers, so all clients and the centralised reference share one delta."""
+        return self.delta if self.delta > 0 else default_delta(n_train_total)
+
+    def privacy(self, n_train_total: int) -> PrivacySettings | None:
+        """Client-level DP-SGD settings under ``dp = "client"`` (None otherwise), for every
+        client and for the matched centralised reference."""
+        if self.dp != "client":
+            return None
+        target = self.target_epsilon > 0
+        return PrivacySettings(
+            target_epsilon=self.target_epsilon if target else None,
+            noise_multiplier=None if target else self.noise_multiplier,
+            max_grad_norm=self.max_grad_norm,
+            delta=self.client_delta(n_train_total),
+            accountant=self.accountant,
+        )
+
+    @property
+    def total_epochs(self) -> int:
+        """Passes over a retailer's customers in the whole run: rounds x local epochs."""
+        return self.num_server_rounds * self.local_epochs
+
+    def train_config(self, *, epochs: int | None = None, seed: int | None = None) -> TrainConfig:
+        """One training job with the run's batch size and learning rate, no validation split:
+        ``local-epochs`` (a client's round) unless ``epochs`` is given (the centralised
+        reference trains ``total_epochs``), seeded with ``seed`` or the run's seed."""
+        from fedmarket.training import TrainConfig
+
+        return TrainConfig(
+            epochs=self.local_epochs if epochs is None else epochs,
+            batch_size=self.batch_size,
+            lr=self.learning_rate,
+            val_fraction=0.0,
+            seed=self.seed if seed is None else seed,
+        )
 
 
 def format_overrides(values: Mapping[str, Any]) -> str:

@@ -63,9 +63,9 @@ def ensure_default_data(
     advance: Callable[..., None] | None = None, log: Callable[[str], None] = print
 ) -> Path:
     """Synthesise and prepare the default retailers once (safe against concurrent callers)."""
-    from fedmarket.commands.data import resolve_pseudonym_key
     from fedmarket.data.prepare import PrepareOptions, prepare
-    from fedmarket.data.synth import generate_retailers
+    from fedmarket.data.protect.keys import resolve_pseudonym_key
+    from fedmarket.data.synth.generate import generate_retailers
 
     prepared = default_data_dir()
     raw = prepared.parent / "raw"
@@ -78,6 +78,8 @@ def ensure_default_data(
         if not (raw / "synth.json").exists():
             generate_retailers(raw, **DEFAULT_SYNTH, progress=advance)
         log(f"preparing them into {prepared}")
-        key = resolve_pseudonym_key(None, [raw, prepared])
+        key = resolve_pseudonym_key(
+            None, [raw, prepared], on_create=lambda path: log(f"created a pseudonym key at {path}")
+        )
         prepare(PrepareOptions(raw=raw, out=prepared, pseudonym_key=key, overwrite=True), advance)
     return prepared

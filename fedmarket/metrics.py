@@ -40,7 +40,6 @@ from sklearn.metrics import (
 
 from fedmarket.errors import ConfigError, DataError
 
-TASKS: Final[tuple[str, ...]] = ("purchase", "purchase-count")
 CLASSIFICATION_KEYS: Final[tuple[str, ...]] = (
     "accuracy",
     "precision",
@@ -175,27 +174,3 @@ def regression_metrics(y_true: object, y_pred: object) -> dict[str, float]:
         else math.nan,
         "n": len(t),
     }
-
-
-def check_task(task: str) -> str:
-    """Return ``task`` if known, else a ConfigError listing the known tasks."""
-    if task not in TASKS:
-        raise ConfigError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
-    return task
-
-
-def metrics_for_task(task: str, y_true: object, prediction: object) -> dict[str, float]:
-    """Classification metrics on probabilities for ``purchase``, regression for counts."""
-    if check_task(task) == "purchase":
-        return classification_metrics(y_true, prediction)
-    return regression_metrics(y_true, prediction)
-
-
-def metric_keys(task: str) -> tuple[str, ...]:
-    """The keys `metrics_for_task` returns for ``task``."""
-    return CLASSIFICATION_KEYS if check_task(task) == "purchase" else REGRESSION_KEYS
-
-
-def primary_metric(task: str) -> tuple[str, bool]:
-    """(metric key, higher_is_better) used to rank models and pick checkpoints."""
-    return ("roc_auc", True) if check_task(task) == "purchase" else ("rmse", False)

@@ -1,13 +1,12 @@
 """The run directory a person reads: summary.json, report.md and the plots.
 
 ``rounds.csv``, ``federated.json``, ``config.json`` and checkpoints are written while the
-run goes (fedmarket.federated.server); this module joins them with the centralised
+run goes (fedmarket.federated.run_log); this module joins them with the centralised
 reference into one honest comparison on the same test customers.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -15,10 +14,10 @@ from typing import Any
 from matplotlib.ticker import MaxNLocator
 
 from fedmarket import plots
-from fedmarket.centralised import CentralisedResult, _json_safe
+from fedmarket.centralised import CentralisedResult
 from fedmarket.config import RunConfig
-from fedmarket.federated.server import read_rounds
-from fedmarket.metrics import primary_metric
+from fedmarket.rundir import RunDir, json_safe, write_json
+from fedmarket.tasks import get_task
 
 REPORT_KEYS = (
     "roc_auc",
@@ -89,7 +88,7 @@ def build_summary(
             "n_test": cen["n_test"],
         }
         summary["gap"] = _gap(federated.get("test") or {}, cen["test"] or {})
-    return _json_safe(summary)
+    return json_safe(summary)
 
 
 def _gap(fed: dict[str, Any], cen: dict[str, Any]) -> dict[str, float | None]:
@@ -105,12 +104,12 @@ def _gap(fed: dict[str, Any], cen: dict[str, Any]) -> dict[str, float | None]:
 def write_run_outputs(
     run_dir: Path, cfg: RunConfig, federated: dict[str, Any], centralised: CentralisedResult | None
 ) -> dict[str, Path]:
+    files = RunDir(run_dir)
     summary = build_summary(cfg, federated, centralised)
-    paths = {"summary": run_dir / "summary.json"}
-    paths["summary"].write_text(json.dumps(summary, indent=2) + "\n")
-    rounds = read_rounds(run_dir)
+    paths = {"summary": write_json(files.summary, summary)}
+    rounds = files.read_rounds()
     paths.update(_plots(run_dir, cfg, rounds, centralised))
-    paths["report"] = run_dir / "report.md"
+    paths["report"] = files.report
     paths["report"].write_text(
         render_report(summary, rounds, [p.name for k, p in paths.items() if p.suffix == ".png"])
     )
@@ -123,7 +122,7 @@ def _plots(
     rounds: list[dict[str, Any]],
     centralised: CentralisedResult | None,
 ) -> dict[str, Path]:
-    key, _ = primary_metric(cfg.task)
+    key, _ = get_task(cfg.task).primary_metric
     series = [
         r for r in rounds if r.get(f"test_{key}") is not None or r.get(f"fed_{key}") is not None
     ]

@@ -1,14 +1,17 @@
-"""What a model is asked to predict: target column, loss on the raw score, and the link.
+"""What a model is asked to predict: the one registry of tasks.
 
 Every model outputs one raw score per customer (a logit, or a log-rate); the task says
-which label it is trained against, with which loss, and how the score becomes the
-prediction users see (a probability, or an expected count).
+which label it is trained against, with which loss, how the score becomes the prediction
+users see (a probability, or an expected count), which metrics judge it and which one
+ranks models, and what the one test report everywhere holds.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -16,7 +19,13 @@ from torch import nn
 
 from fedmarket.data.store import SplitArrays
 from fedmarket.errors import ConfigError, DataError
-from fedmarket.metrics import primary_metric
+from fedmarket.marketing import DEFAULT_KS, lift_key, marketing_report
+from fedmarket.metrics import (
+    CLASSIFICATION_KEYS,
+    REGRESSION_KEYS,
+    classification_metrics,
+    regression_metrics,
+)
 
 
 @dataclass(frozen=True)
@@ -29,6 +38,9 @@ class Task:
     _loss: Callable[[str], nn.Module]
     _link: Callable[[torch.Tensor], torch.Tensor]
     _check: Callable[[np.ndarray], str | None]
+    _metrics: Callable[[object, object], dict[str, float]]
+    metric_keys: tuple[str, ...]  # the keys ``metrics`` returns
+    primary_metric: tuple[str, bool]  # (metric key, higher is better): ranks models
 
     def loss(self, reduction: str = "mean") -> nn.Module:
         """A fresh loss module on (raw score, target)."""
@@ -38,10 +50,25 @@ class Task:
         """Raw model score -> probability (purchase) or expected count (purchase-count)."""
         return self._link(score)
 
-    @property
-    def primary_metric(self) -> tuple[str, bool]:
-        """(metric key, higher_is_better), from fedmarket.metrics."""
-        return primary_metric(self.name)
+    def metrics(self, y_true: object, prediction: object) -> dict[str, float]:
+        """Classification metrics on probabilities, or regression metrics on counts."""
+        return self._metrics(y_true, prediction)
+
+    def report(self, y_true: np.ndarray, prediction: np.ndarray) -> dict[str, Any]:
+        """The task's metrics plus lift at k for buyers: the one test report everywhere.
+
+        Lift is defined on "buys at all" (count > 0) for every task; without both buyers and
+        non-buyers it is NaN, with the same keys, so readers need no special case.
+        """
+        report: dict[str, Any] = dict(self.metrics(y_true, prediction))
+        y_buy = (np.asarray(y_true) > 0).astype(np.float64)
+        if 0 < y_buy.sum() < len(y_buy):
+            report.update(marketing_report(y_buy, prediction))
+        else:
+            report.update(
+                {lift_key(k): math.nan for k in DEFAULT_KS} | {"base_rate": float(y_buy.mean())}
+            )
+        return report
 
     def targets(self, split: SplitArrays) -> np.ndarray:
         """The label vector as float32; DataError if a value cannot be a label of this task."""
@@ -86,6 +113,9 @@ TASKS: dict[str, Task] = {
         _bce,
         torch.sigmoid,
         _check_binary,
+        classification_metrics,
+        CLASSIFICATION_KEYS,
+        ("roc_auc", True),
     ),
     "purchase-count": Task(
         "purchase-count",
@@ -94,6 +124,9 @@ TASKS: dict[str, Task] = {
         _poisson,
         torch.exp,
         _check_count,
+        regression_metrics,
+        REGRESSION_KEYS,
+        ("rmse", False),
     ),
 }
 

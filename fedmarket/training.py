@@ -31,7 +31,6 @@ from torch import nn
 
 from fedmarket.data.store import SplitArrays
 from fedmarket.errors import ConfigError, DataError
-from fedmarket.metrics import metrics_for_task
 from fedmarket.privacy.accounting import AccountantState, steps_per_epoch
 from fedmarket.privacy.config import PrivacySettings
 from fedmarket.privacy.engine import PrivateTraining, make_private
@@ -353,7 +352,7 @@ def _validate(
     prediction = task.prediction(score).cpu().numpy()
     metric = math.nan
     if np.isfinite(prediction).all():  # a diverged model scores NaN, not a crash mid-training
-        metric = metrics_for_task(task.name, y.cpu().numpy(), prediction)[task.primary_metric[0]]
+        metric = task.metrics(y.cpu().numpy(), prediction)[task.primary_metric[0]]
     return {"val_loss": loss if math.isfinite(loss) else math.inf, key: metric}
 
 
@@ -462,11 +461,9 @@ def evaluate(
     batch_size: int = 4096,
     device: str = "auto",
 ) -> dict[str, float]:
-    """``metrics_for_task`` on ``split`` plus ``loss``, the mean training loss of the task."""
+    """``task.metrics`` on ``split`` plus ``loss``, the mean training loss of the task."""
     score, y = _scored(model, split, task, batch_size, device)
-    metrics = metrics_for_task(
-        task.name, y.numpy(), task.prediction(score).numpy().astype(np.float64)
-    )
+    metrics = task.metrics(y.numpy(), task.prediction(score).numpy().astype(np.float64))
     return {**metrics, "loss": float(task.loss("mean")(score, y))}
 
 

@@ -29,7 +29,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from fedmarket.bench.throughput import measure_throughput
+from fedmarket.experiments.bench.throughput import measure_throughput
 from fedmarket.models import available_models
 
 BATCH, F = 256, 11

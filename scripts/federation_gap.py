@@ -15,9 +15,9 @@ import logging
 import os
 from pathlib import Path
 
-from fedmarket.commands.data import resolve_pseudonym_key
 from fedmarket.data.prepare import PrepareOptions, prepare
-from fedmarket.simulate import simulate
+from fedmarket.data.protect.keys import resolve_pseudonym_key
+from fedmarket.experiments.simulate import simulate
 
 
 def main() -> None:

@@ -88,7 +88,7 @@ fi
 mkdir -p "$OUT/keys" && chmod 700 "$OUT/keys"
 for i in $(seq 0 $((N - 1))); do
   [[ -f "$OUT/keys/retailer-$i.key" ]] || "$BIN/python" -c \
-    "import sys; from fedmarket.keys import create_key_file; create_key_file(sys.argv[1], 'hmac')" \
+    "import sys; from fedmarket.data.protect.keys import create_key_file; create_key_file(sys.argv[1], 'hmac')" \
     "$OUT/keys/retailer-$i.key"
 done
 

@@ -1,12 +1,11 @@
 """fedmarket's ServerApp: build the strategy, run the rounds, write the run directory.
 
 Thin on purpose: settings come from ``fedmarket.config``, the round log, checkpoints and
-global evaluation from ``fedmarket.federated.server``, the strategy from ``strategies``.
+global evaluation from ``fedmarket.federated.run_log``, the strategy from ``strategies``.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import time
@@ -24,9 +23,10 @@ from fedmarket.data import store
 from fedmarket.data.features import FEATURE_NAMES
 from fedmarket.defaults import default_run_dir, ensure_default_data
 from fedmarket.deploy.agreement import CONFIG_KEY
-from fedmarket.federated.server import FederatedRun
+from fedmarket.federated.run_log import RunLog
 from fedmarket.models import build_model
-from server.agreement import agree, deployment_strategy
+from fedmarket.rundir import RunDir
+from server.consortium import agree, deployment_strategy
 from strategies import build_strategy
 
 log = logging.getLogger("fedmarket")
@@ -68,7 +68,7 @@ def make_server_app(
         run_dir = Path(cfg.out_dir) if cfg.out_dir else default_run_dir("flwr")
         run_dir.mkdir(parents=True, exist_ok=True)
         if round_offset == 0:
-            (run_dir / "config.json").write_text(json.dumps(cfg.to_flower(), indent=2) + "\n")
+            RunDir(run_dir).write_config(cfg)
         log.info(
             "fedmarket: %s on %d clients, %d rounds, dp=%s; writing %s",
             cfg.model,
@@ -77,7 +77,7 @@ def make_server_app(
             cfg.dp,
             run_dir,
         )
-        run = FederatedRun(
+        run = RunLog(
             cfg,
             run_dir,
             data_dir if has_data else None,

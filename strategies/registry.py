@@ -1,40 +1,32 @@
-"""Which Flower strategy a run config names, and how it is built for fedmarket.
+"""Which Flower strategy implements each aggregation rule, and how it is built for fedmarket.
 
 Every entry is one of Flower's own ``flwr.serverapp.strategy`` classes; nothing here
-re-implements an aggregation rule. What fedmarket adds is the mapping from kebab-case run
-settings to constructor arguments, the checks that would otherwise fail mid-run (Krum
-with too few clients, central DP on an aggregate it does not protect), a metrics
-aggregation that reports the worst-case client epsilon, and the round-recording wrapper.
-
-This module is imported by ``fedmarket.config`` to validate the strategy name, so flwr is
-imported only inside the functions that need it (importing it costs about 0.4 s).
+re-implements an aggregation rule. The rules themselves (names, what each needs, whether
+central DP covers it) are the library's (``fedmarket.aggregation``), checked when the run
+config is read; this module maps them to Flower's constructors, wraps central DP, adds a
+metrics aggregation that reports the worst-case client epsilon, and the round recorder.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from logging import WARNING
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from fedmarket.errors import ConfigError
+import flwr.serverapp.strategy as flwr_strategies
+from flwr.app import MetricRecord, RecordDict
+from flwr.serverapp.strategy import DifferentialPrivacyServerSideFixedClipping, Strategy
 
-if TYPE_CHECKING:
-    from flwr.app import MetricRecord, RecordDict
-    from flwr.serverapp.strategy import Strategy
-
-    from fedmarket.config import RunConfig
-    from strategies.recording import RecordingStrategy, RoundRecorder
+from fedmarket.aggregation import RULES, AggregationRule, check_setup, nodes_per_round
+from fedmarket.config import RunConfig
+from strategies.recording import RecordingStrategy, RoundRecorder
 
 NUM_EXAMPLES_KEY = "num-examples"
 UNIT_WEIGHT_KEY = "unit-weight"
 # Identifiers and weights: a mean of them means nothing, so aggregated records leave them out.
 NOT_AVERAGED = frozenset({"partition-id", UNIT_WEIGHT_KEY})
-# Flower's defaults for the FedOpt family are eta <= 0.1 (Reddi et al. 2021 tune 1e-3..1e-1).
-_LARGE_FEDOPT_ETA = 0.1
 
-Kwargs = Callable[["RunConfig", int], dict[str, Any]]
+Kwargs = Callable[[RunConfig, int], dict[str, Any]]
 
 
 def _no_kwargs(cfg: RunConfig, per_round: int) -> dict[str, Any]:
@@ -52,125 +44,49 @@ def _multikrum(cfg: RunConfig, per_round: int) -> dict[str, Any]:
     return {"num_malicious_nodes": cfg.num_malicious_nodes, "num_nodes_to_select": selected}
 
 
+def _malicious(cfg: RunConfig, per_round: int) -> dict[str, Any]:
+    return {"num_malicious_nodes": cfg.num_malicious_nodes}
+
+
 @dataclass(frozen=True)
 class StrategySpec:
-    """One registry entry.
+    """One aggregation rule's Flower class and constructor arguments."""
 
-    ``central_dp`` says whether Flower's server-side clipping wrapper still gives the
-    guarantee that ``fedmarket.privacy.central`` accounts for: it adds noise of std
-    ``z·C/m`` to the inner strategy's *output*, which is right only when that output is
-    the plain mean of the clipped updates (FedAvg, FedProx). FedAvgM and the FedOpt family
-    keep noiseless server state (momentum, moments, their own copy of the model) that leaks
-    past rounds into every later release; median, trimmed mean, Krum and Bulyan have a
-    sensitivity far above ``C/m`` (Krum releases one client's update whole).
-    ``min_per_round`` is the fewest clients per round the rule is defined for.
-    """
-
-    name: str
+    rule: AggregationRule
     class_name: str
     kwargs: Kwargs
-    description: str
-    central_dp: bool = False
-    min_per_round: Callable[[RunConfig], int] = lambda cfg: 1
 
     @property
     def strategy_class(self) -> type[Strategy]:
-        import flwr.serverapp.strategy as flwr_strategies
-
         return getattr(flwr_strategies, self.class_name)
 
+    @property
+    def description(self) -> str:
+        return self.rule.description
 
-_SPECS = (
-    StrategySpec(
-        "fedavg",
-        "FedAvg",
-        _no_kwargs,
-        "FedAvg: mean of client models weighted by num-examples",
-        central_dp=True,
-    ),
-    StrategySpec(
-        "fedprox",
-        "FedProx",
-        lambda cfg, m: {"proximal_mu": cfg.proximal_mu},
-        "FedProx: FedAvg; clients add (proximal-mu/2)·||w - w_global||²",
-        central_dp=True,
-    ),
-    StrategySpec(
-        "fedavgm",
+
+_FLOWER: dict[str, tuple[str, Kwargs]] = {
+    "fedavg": ("FedAvg", _no_kwargs),
+    "fedprox": ("FedProx", lambda cfg, m: {"proximal_mu": cfg.proximal_mu}),
+    "fedavgm": (
         "FedAvgM",
         lambda cfg, m: {
             "server_learning_rate": cfg.server_learning_rate,
             "server_momentum": cfg.server_momentum,
         },
-        "FedAvgM: FedAvg step with server-learning-rate and server-momentum",
     ),
-    StrategySpec(
-        "fedadam",
-        "FedAdam",
-        _fedopt,
-        "FedAdam: Adam on the mean update, eta = server-learning-rate",
-    ),
-    StrategySpec(
-        "fedyogi",
-        "FedYogi",
-        _fedopt,
-        "FedYogi: Yogi on the mean update, eta = server-learning-rate",
-    ),
-    StrategySpec(
-        "fedadagrad",
-        "FedAdagrad",
-        _fedopt,
-        "FedAdagrad: Adagrad on the mean update, eta = server-learning-rate",
-    ),
-    StrategySpec(
-        "fedmedian", "FedMedian", _no_kwargs, "FedMedian: coordinate-wise median of client models"
-    ),
-    StrategySpec(
-        "fedtrimmedavg",
-        "FedTrimmedAvg",
-        lambda cfg, m: {"beta": cfg.trim_beta},
-        "FedTrimmedAvg: coordinate-wise mean without the trim-beta tails",
-    ),
-    StrategySpec(
-        "krum",
-        "Krum",
-        lambda cfg, m: {"num_malicious_nodes": cfg.num_malicious_nodes},
-        "Krum: the one client model closest to its neighbours (num-malicious-nodes)",
-        min_per_round=lambda cfg: 2 * cfg.num_malicious_nodes + 3,
-    ),
-    StrategySpec(
-        "multikrum",
-        "MultiKrum",
-        _multikrum,
-        "MultiKrum: mean of the n - num-malicious-nodes best Krum scores",
-        min_per_round=lambda cfg: 2 * cfg.num_malicious_nodes + 3,
-    ),
-    StrategySpec(
-        "bulyan",
-        "Bulyan",
-        lambda cfg, m: {"num_malicious_nodes": cfg.num_malicious_nodes},
-        "Bulyan: MultiKrum selection, then a trimmed coordinate-wise median",
-        min_per_round=lambda cfg: 4 * cfg.num_malicious_nodes + 3,
-    ),
-)
-STRATEGIES: dict[str, StrategySpec] = {spec.name: spec for spec in _SPECS}
-STRATEGY_NAMES: tuple[str, ...] = tuple(STRATEGIES)
-
-
-def check_strategy_name(name: str) -> str:
-    """``name`` if it is registered; ConfigError listing the known names otherwise."""
-    if name not in STRATEGIES:
-        raise ConfigError(f"unknown strategy {name!r}; known: {', '.join(STRATEGY_NAMES)}")
-    return name
-
-
-def nodes_per_round(fraction: float, num_nodes: int) -> int:
-    """Clients sampled per round: ``max(1, ceil(fraction · num_nodes))``.
-
-    Rounded to 9 places first so that e.g. 0.28 · 25 = 7.000000000000001 gives 7, not 8.
-    With exactly ``num_nodes`` nodes connected, this is also the number Flower samples.
-    """
-    return max(1, math.ceil(round(fraction * num_nodes, 9)))
+    "fedadam": ("FedAdam", _fedopt),
+    "fedyogi": ("FedYogi", _fedopt),
+    "fedadagrad": ("FedAdagrad", _fedopt),
+    "fedmedian": ("FedMedian", _no_kwargs),
+    "fedtrimmedavg": ("FedTrimmedAvg", lambda cfg, m: {"beta": cfg.trim_beta}),
+    "krum": ("Krum", _malicious),
+    "multikrum": ("MultiKrum", _multikrum),
+    "bulyan": ("Bulyan", _malicious),
+}
+STRATEGIES: dict[str, StrategySpec] = {
+    name: StrategySpec(RULES[name], *_FLOWER[name]) for name in RULES
+}
 
 
 def build_strategy(
@@ -184,18 +100,9 @@ def build_strategy(
     of ``m`` clipped updates, and a round aggregates only when all ``m`` sampled clients
     replied validly: with fewer, the mean's sensitivity exceeds what the noise covers.
     """
-    from flwr.serverapp.strategy import DifferentialPrivacyServerSideFixedClipping
-
-    from strategies.recording import RecordingStrategy
-
-    spec = STRATEGIES[check_strategy_name(cfg.strategy)]
-    if isinstance(num_nodes, bool) or not isinstance(num_nodes, int) or num_nodes < 1:
-        raise ConfigError(
-            f"build_strategy: num_nodes must be a positive integer, got {num_nodes!r}"
-        )
-    train_m = nodes_per_round(cfg.fraction_train, num_nodes)
+    train_m = check_setup(cfg, num_nodes)
+    spec = STRATEGIES[cfg.strategy]
     central = cfg.dp == "central"
-    _check_setup(spec, cfg, train_m, num_nodes)
     strategy = spec.strategy_class(
         fraction_train=cfg.fraction_train,
         fraction_evaluate=cfg.fraction_evaluate,
@@ -219,54 +126,6 @@ def build_strategy(
     return RecordingStrategy(strategy, min_train_replies=min_replies, recorder=recorder)
 
 
-def _check_setup(spec: StrategySpec, cfg: RunConfig, per_round: int, num_nodes: int) -> None:
-    """Refuse, before any round runs, what would fail or mislead later."""
-    from flwr.common.logger import log
-
-    sampled = (
-        f"{per_round} of {num_nodes} retailers per round (fraction-train {cfg.fraction_train})"
-    )
-    if cfg.min_train_replies > per_round:
-        raise ConfigError(
-            f"run config: min-train-replies={cfg.min_train_replies} but only "
-            f"{sampled} are sampled, so every round would be skipped; lower "
-            f"min-train-replies or raise fraction-train"
-        )
-    needed = spec.min_per_round(cfg)
-    if per_round < needed:
-        raise ConfigError(
-            f"run config: strategy {spec.name!r} with num-malicious-nodes="
-            f"{cfg.num_malicious_nodes} needs at least {needed} clients per round, "
-            f"got {sampled}; lower num-malicious-nodes, raise fraction-train or "
-            f"add retailers"
-        )
-    if cfg.dp == "central" and not spec.central_dp:
-        allowed = ", ".join(s.name for s in _SPECS if s.central_dp)
-        raise ConfigError(
-            f"run config: dp='central' with strategy {spec.name!r} is refused: "
-            f"Flower's server-side noise only protects a plain mean of clipped "
-            f"updates, so the reported epsilon would not hold; use strategy "
-            f"{allowed}, or dp='client'"
-        )
-    if cfg.dp == "central" and cfg.central_noise_multiplier == 0:
-        log(WARNING, "central DP with central-noise-multiplier=0 only clips: epsilon is infinite")
-    if spec.kwargs is _fedopt and cfg.server_learning_rate > _LARGE_FEDOPT_ETA:
-        log(
-            WARNING,
-            "%s: eta = server-learning-rate = %g moves every weight by about eta per "
-            "round; Flower's defaults are 0.01-0.1 (e.g. --run-config server-learning-rate=0.01)",
-            spec.name,
-            cfg.server_learning_rate,
-        )
-    if spec.name == "fedtrimmedavg" and cfg.trim_beta > 0 and int(cfg.trim_beta * per_round) == 0:
-        log(
-            WARNING,
-            "fedtrimmedavg: trim-beta=%g trims nothing with %d clients per round (a plain mean)",
-            cfg.trim_beta,
-            per_round,
-        )
-
-
 def aggregate_client_metrics(records: list[RecordDict], weighted_by_key: str) -> MetricRecord:
     """Flower's metrics aggregation for train and evaluate replies, fedmarket's way.
 
@@ -277,8 +136,6 @@ def aggregate_client_metrics(records: list[RecordDict], weighted_by_key: str) ->
     the worst-case client's privacy loss; "partition-id", "unit-weight" and the arrays'
     weight key are dropped. Lists are aggregated element by element.
     """
-    from flwr.app import MetricRecord
-
     metrics = [next(iter(record.metric_records.values())) for record in records]
     if not metrics:
         return MetricRecord()

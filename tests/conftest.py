@@ -65,7 +65,7 @@ def one_torch_thread():
 
 @pytest.fixture(scope="session")
 def tiny_raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from fedmarket.data.synth import generate_retailers
+    from fedmarket.data.synth.generate import generate_retailers
 
     raw = tmp_path_factory.mktemp("tiny") / "raw"
     generate_retailers(

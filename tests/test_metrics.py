@@ -14,9 +14,6 @@ from fedmarket.metrics import (
     REGRESSION_KEYS,
     best_f1_threshold,
     classification_metrics,
-    metric_keys,
-    metrics_for_task,
-    primary_metric,
     regression_metrics,
 )
 
@@ -136,15 +133,3 @@ def test_regression_undefined_values() -> None:
     assert math.isnan(single["r2"]) and single["mape"] == 0.5 and single["rmse"] == 1.0
     with pytest.raises(DataError, match="non-finite"):
         regression_metrics([1.0, 2.0], [np.inf, 1.0])
-
-
-def test_task_dispatch() -> None:
-    assert metrics_for_task("purchase", Y, P) == classification_metrics(Y, P)
-    assert metrics_for_task("purchase-count", [1, 2], [1, 3]) == regression_metrics([1, 2], [1, 3])
-    assert primary_metric("purchase") == ("roc_auc", True)
-    assert primary_metric("purchase-count") == ("rmse", False)
-    assert metric_keys("purchase") == CLASSIFICATION_KEYS
-    assert metric_keys("purchase-count") == REGRESSION_KEYS
-    for fn in (lambda: metrics_for_task("churn", Y, P), lambda: primary_metric("churn")):
-        with pytest.raises(ConfigError, match="purchase, purchase-count"):
-            fn()

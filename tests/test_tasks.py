@@ -6,6 +6,12 @@ import torch
 
 from fedmarket.data.store import SplitArrays
 from fedmarket.errors import ConfigError, DataError
+from fedmarket.metrics import (
+    CLASSIFICATION_KEYS,
+    REGRESSION_KEYS,
+    classification_metrics,
+    regression_metrics,
+)
 from fedmarket.tasks import TASKS, get_task
 
 
@@ -67,3 +73,23 @@ def test_count_loss_and_link_hand_computed():
 def test_bad_labels_raise_data_error(name, purchase, count, match):
     with pytest.raises(DataError, match=match):
         get_task(name).targets(_split(purchase, count))
+
+
+def test_metrics_and_ranking_come_from_the_task():
+    y, p = [0, 1, 1, 0], [0.2, 0.7, 0.6, 0.4]
+    assert get_task("purchase").metrics(y, p) == classification_metrics(y, p)
+    assert get_task("purchase-count").metrics([1, 2], [1, 3]) == regression_metrics([1, 2], [1, 3])
+    assert get_task("purchase").metric_keys == CLASSIFICATION_KEYS
+    assert get_task("purchase-count").metric_keys == REGRESSION_KEYS
+    with pytest.raises(ConfigError, match="known tasks: purchase, purchase-count"):
+        get_task("churn")
+
+
+def test_report_adds_lift_and_keeps_its_keys_without_buyers():
+    y = np.array([0, 0, 1, 0, 1, 0, 0, 0, 0, 0], dtype=np.float32)
+    p = np.linspace(0.05, 0.95, 10)
+    report = get_task("purchase").report(y, p)
+    assert report["base_rate"] == pytest.approx(0.2)
+    assert set(report) >= {"roc_auc", "lift_at_10", "lift_at_20"}
+    empty = get_task("purchase").report(np.zeros(4, dtype=np.float32), np.full(4, 0.5))
+    assert math.isnan(empty["lift_at_10"]) and empty["base_rate"] == 0.0

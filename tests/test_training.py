@@ -6,7 +6,6 @@ import torch
 
 from fedmarket.data.store import SplitArrays
 from fedmarket.errors import ConfigError, DataError
-from fedmarket.metrics import metrics_for_task
 from fedmarket.models import build_model
 from fedmarket.privacy import AccountantState, PrivacySettings
 from fedmarket.tasks import get_task
@@ -196,7 +195,7 @@ def test_predict_and_evaluate_match_direct_computation():
     prob = predict(model, data.X, PURCHASE, batch_size=10, device="cpu")
     np.testing.assert_allclose(prob, torch.sigmoid(score).numpy(), rtol=1e-6)
     metrics = evaluate(model, data, PURCHASE, batch_size=7, device="cpu")
-    expected = metrics_for_task("purchase", data.y_purchase, prob)
+    expected = get_task("purchase").metrics(data.y_purchase, prob)
     assert metrics["roc_auc"] == pytest.approx(expected["roc_auc"])
     bce = torch.nn.functional.binary_cross_entropy_with_logits(
         score, torch.from_numpy(data.y_purchase)

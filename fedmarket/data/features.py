@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fedmarket.data.schema import EVENT_TYPES, RETAILER_COLUMN
+from fedmarket.data.ingest.schema import EVENT_TYPES, RETAILER_COLUMN
 from fedmarket.errors import ConfigError, DataError
 
 # Per step, per customer (X[:, t, :]): event counts by type; spend = sum of purchase
@@ -263,7 +263,7 @@ class SequenceBuilder:
         if missing:
             raise DataError(
                 f"event chunk lacks column(s) {', '.join(missing)}; expected the "
-                f"REES46 event schema (fedmarket.data.schema.EVENT_COLUMNS)"
+                f"REES46 event schema (fedmarket.data.ingest.schema.EVENT_COLUMNS)"
             )
         ns = _utc_ns(chunk["event_time"])
         codes = _event_codes(chunk["event_type"])

@@ -19,9 +19,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fedmarket.data import anonymise, features, loaders, normalise, partition, store
-from fedmarket.data.mapping import ExportMapping
-from fedmarket.data.validate import DropReport
+from fedmarket.data import features, normalise, partition, store
+from fedmarket.data.ingest import loaders
+from fedmarket.data.ingest.mapping import ExportMapping
+from fedmarket.data.ingest.validate import DropReport
+from fedmarket.data.protect import anonymise
 from fedmarket.errors import ConfigError, DataError
 
 PSEUDONYM_KEY_ENV = "FEDMARKET_PSEUDONYM_KEY"

@@ -159,3 +159,12 @@ def read_manifest(data_dir: Path) -> dict[str, Any]:
 
 def partition_ids(manifest: dict[str, Any]) -> list[int]:
     return [int(p["id"]) for p in manifest["partitions"]]
+
+
+def n_train_total(manifest: dict[str, Any]) -> int:
+    """Training customers over every partition: the n of the run's default delta."""
+    return sum(int(p["train"]["n"]) for p in manifest["partitions"])
+
+
+def n_features(manifest: dict[str, Any]) -> int:
+    return len(manifest["feature_names"])

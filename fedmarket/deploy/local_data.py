@@ -36,11 +36,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fedmarket import keys
-from fedmarket.data import anonymise, features, loaders, store
-from fedmarket.data.mapping import ExportMapping, load_mapping, parse_mapping_option
+from fedmarket.data import features, store
+from fedmarket.data.ingest import loaders
+from fedmarket.data.ingest.mapping import ExportMapping, load_mapping, parse_mapping_option
 from fedmarket.data.normalise import FeatureMoments
 from fedmarket.data.prepare import PrepareOptions, _last_event_time, _prepare_retailer
+from fedmarket.data.protect import anonymise, keys
 from fedmarket.deploy.agreement import Agreement, RetailerSummary, WindowPlan
 from fedmarket.errors import ConfigError, DataError
 
@@ -279,21 +280,7 @@ class LocalRetailer:
 
 def pseudonym_key(key_file: str | None, data_path: Path) -> bytes:
     """``key-file`` from the node config, else $FEDMARKET_PSEUDONYM_KEY, else the user's key."""
-    if key_file:
-        keys.check_key_outside(Path(key_file), [Path(data_path)])
-        return keys.load_key(Path(key_file), keys.PSEUDONYM_KEY_ENV, purpose="pseudonym key")
-    if os.environ.get(keys.PSEUDONYM_KEY_ENV):
-        return keys.load_key(None, keys.PSEUDONYM_KEY_ENV, purpose="pseudonym key")
-    from fedmarket.commands.data import default_key_path
-
-    path = default_key_path()
-    if not path.exists():
-        try:
-            keys.create_key_file(path, "hmac", data_dirs=[Path(data_path)])
-        except ConfigError:
-            if not path.exists():  # a concurrent SuperNode on this machine may have won the race
-                raise
-    return keys.load_key(path, keys.PSEUDONYM_KEY_ENV, purpose="pseudonym key")
+    return keys.resolve_pseudonym_key(Path(key_file) if key_file else None, [Path(data_path)])
 
 
 def _mapping(value: Any) -> ExportMapping | None:

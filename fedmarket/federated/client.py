@@ -15,12 +15,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from fedmarket.centralised import test_report
 from fedmarket.config import RunConfig
 from fedmarket.data import store
 from fedmarket.models import build_model
 from fedmarket.privacy.accounting import AccountantState
-from fedmarket.privacy.config import PrivacySettings, default_delta
 from fedmarket.tasks import get_task
 from fedmarket.training import FitResult, TrainConfig, fit, predict
 
@@ -48,26 +46,6 @@ def load_partition(
         return _PARTITIONS[key]
 
 
-def privacy_settings(cfg: RunConfig, n_train_total: int) -> PrivacySettings | None:
-    """Client-level DP-SGD settings; one delta for every client and the centralised reference."""
-    if cfg.dp != "client":
-        return None
-    delta = cfg.delta if cfg.delta > 0 else default_delta(n_train_total)
-    if cfg.target_epsilon > 0:
-        return PrivacySettings(
-            target_epsilon=cfg.target_epsilon,
-            max_grad_norm=cfg.max_grad_norm,
-            delta=delta,
-            accountant=cfg.accountant,
-        )
-    return PrivacySettings(
-        noise_multiplier=cfg.noise_multiplier,
-        max_grad_norm=cfg.max_grad_norm,
-        delta=delta,
-        accountant=cfg.accountant,
-    )
-
-
 def round_seed(seed: int, partition_id: int, server_round: int) -> int:
     """A distinct, reproducible training seed for each client and round."""
     return int(np.random.SeedSequence([seed, partition_id, server_round]).generate_state(1)[0] >> 1)
@@ -89,11 +67,10 @@ class RetailerClient:
         self.cfg = cfg
         self.partition_id = int(partition_id)
         manifest = store.read_manifest(data_dir)
-        self.n_features = len(manifest["feature_names"])
-        n_train_total = sum(p["train"]["n"] for p in manifest["partitions"])
+        self.n_features = store.n_features(manifest)
         self.train_split, self.test_split = load_partition(data_dir, partition_id, fernet)
         self.task = get_task(cfg.task)
-        self.privacy = privacy_settings(cfg, n_train_total)
+        self.privacy = cfg.privacy(store.n_train_total(manifest))
 
     def new_model(self, dp: bool) -> torch.nn.Module:
         return build_model(
@@ -134,9 +111,7 @@ class RetailerClient:
             cfg,
             privacy=self.privacy,
             privacy_state=privacy_state,
-            planned_epochs=self.cfg.num_server_rounds * self.cfg.local_epochs
-            if self.privacy is not None
-            else None,
+            planned_epochs=self.cfg.total_epochs if self.privacy is not None else None,
             proximal_mu=proximal_mu,
         )
 
@@ -151,13 +126,7 @@ class RetailerClient:
         """Local epochs from the global weights; raises BudgetExhaustedError to decline."""
         dp = self.privacy is not None
         model = self.model_with(weights, dp=dp)
-        cfg = TrainConfig(
-            epochs=self.cfg.local_epochs,
-            batch_size=self.cfg.batch_size,
-            lr=self.cfg.learning_rate,
-            val_fraction=0.0,
-            seed=round_seed(self.cfg.seed, self.partition_id, server_round),
-        )
+        cfg = self.cfg.train_config(seed=round_seed(self.cfg.seed, self.partition_id, server_round))
         try:
             result = self._fit(model, cfg, privacy_state, proximal_mu)
         except BaseException:
@@ -188,7 +157,7 @@ class RetailerClient:
         model = self.model_with(weights, dp=False)
         y = self.task.targets(self.test_split)
         pred = predict(model, self.test_split.X, self.task)
-        report = test_report(self.cfg.task, y, pred)
+        report = self.task.report(y, pred)
         metrics = {k: float(v) for k, v in report.items() if isinstance(v, int | float)}
         metrics.update(
             {

@@ -19,6 +19,7 @@ import math
 import warnings
 from dataclasses import dataclass
 
+from fedmarket.aggregation import nodes_per_round  # the server's own rule
 from fedmarket.errors import PrivacyError
 from fedmarket.privacy.accounting import calibrate_noise
 from fedmarket.privacy.central import central_epsilon, default_central_delta
@@ -39,8 +40,6 @@ class CentralCalibration:
 
 def central_sample_rate(num_clients: int, fraction_train: float) -> float:
     """Retailers sampled per round over retailers, exactly as the server samples them."""
-    from strategies import nodes_per_round  # the server's own rule, one source of truth
-
     if isinstance(num_clients, bool) or not isinstance(num_clients, int) or num_clients < 1:
         raise PrivacyError(f"central calibration: num_clients must be >= 1, got {num_clients!r}")
     if not 0 < fraction_train <= 1:

@@ -12,7 +12,7 @@ from fedmarket.data.features import (
     SequenceBuilder,
     default_cutoff,
 )
-from fedmarket.data.schema import EVENT_COLUMNS, EVENT_TYPES, RETAILER_COLUMN
+from fedmarket.data.ingest.schema import EVENT_COLUMNS, EVENT_TYPES, RETAILER_COLUMN
 from fedmarket.errors import ConfigError, DataError
 
 UTC = "UTC"

@@ -6,11 +6,11 @@ import pytest
 
 from fedmarket.config import RunConfig
 from fedmarket.data import store
+from fedmarket.data.protect.keys import PSEUDONYM_KEY_ENV, create_key_file
 from fedmarket.deploy.agreement import WindowPlan, combine
 from fedmarket.deploy.local_data import LocalRetailer, default_cache_dir, find_export, pseudonym_key
 from fedmarket.errors import ConfigError
 from fedmarket.federated.client import RetailerClient
-from fedmarket.keys import PSEUDONYM_KEY_ENV, create_key_file
 
 KEY = b"k" * 32  # the key tests/conftest.py prepares tiny_data with
 PLAN = WindowPlan(step_days=7)  # tiny_data's window: 56 days in weekly steps

@@ -1,6 +1,6 @@
 """The agreement queries between the real ServerApp code and the real ClientApp, in process.
 
-``server.agreement.agree`` talks through a routing Grid to ``clients.app``'s query handler,
+``server.consortium.agree`` talks through a routing Grid to ``clients.app``'s query handler,
 each node with its own Context and only its own export, as on separate machines.
 """
 
@@ -19,7 +19,7 @@ from fedmarket.config import RunConfig
 from fedmarket.data import store
 from fedmarket.deploy.agreement import CONFIG_KEY, WindowPlan
 from fedmarket.errors import DataError, FedmarketError
-from server.agreement import agree, deployment_strategy
+from server.consortium import agree, deployment_strategy
 from tests.deployment.routing import RoutingGrid
 
 pytestmark = pytest.mark.usefixtures("task_identity")

@@ -30,8 +30,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fedmarket.certs import generate
-from fedmarket.keys import create_key_file
+from fedmarket.data.protect.keys import create_key_file
+from fedmarket.deploy.certs import generate
 from tests.deployment.topology import Topology, alive, descendants, kill_tree
 
 pytestmark = pytest.mark.deployment
@@ -100,7 +100,7 @@ def supernode_argv(
 
 @pytest.fixture(scope="module")
 def scenario(tmp_path_factory):
-    from fedmarket.data.synth import generate_retailers
+    from fedmarket.data.synth.generate import generate_retailers
 
     root = tmp_path_factory.mktemp("deploy")
     started = time.monotonic()

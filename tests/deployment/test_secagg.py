@@ -19,12 +19,12 @@ import pytest
 import torch
 from flwr.app import Context, RecordDict
 
-import clients.secagg as client_side
-import server.secagg as server_side
+import clients.secagg_client as client_side
+import server.secagg_workflow as server_side
 from fedmarket.config import DEFAULTS
+from fedmarket.data.protect.keys import create_key_file
 from fedmarket.errors import ConfigError
 from fedmarket.federated import client as client_mod
-from fedmarket.keys import create_key_file
 from tests.deployment.routing import RoutingGrid
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread", "task_identity")

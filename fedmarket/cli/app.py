@@ -1,0 +1,42 @@
+"""The `fedmarket` typer app and its error handling; each command is a module beside this one.
+
+Errors fedmarket raises on purpose are printed as one red line without a traceback and
+exit with status 2; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import typer
+from rich.markup import escape
+
+from fedmarket.errors import FedmarketError
+from fedmarket.progress import console
+
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+    help="Federated, differentially private consumer-behaviour prediction.",
+)
+data_app = typer.Typer(no_args_is_help=True, help="Synthesise, prepare and inspect retailer data.")
+app.add_typer(data_app, name="data")
+
+
+def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except FedmarketError as exc:
+            # escape: messages quote paths and values, and "[...]" in them is not rich markup;
+            # soft_wrap: one line however narrow the terminal, so logs and grep keep it whole.
+            console.print(
+                f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True
+            )
+            raise typer.Exit(code=2) from None
+
+    return wrapper

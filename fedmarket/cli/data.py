@@ -1,0 +1,261 @@
+"""`fedmarket data synth|prepare|inspect`: synthesise, prepare and inspect retailer data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from fedmarket.cli.app import data_app, friendly_errors
+from fedmarket.data import store
+from fedmarket.data.protect import keys
+from fedmarket.progress import console, progress_bar
+
+
+@data_app.command("synth")
+@friendly_errors
+def data_synth(
+    out: Annotated[Path, typer.Option(help="Directory for the raw per-retailer exports.")],
+    retailers: Annotated[int, typer.Option(help="Number of retailers.")] = 10,
+    customers: Annotated[
+        int, typer.Option(help="Customers per retailer (varies by retailer around this).")
+    ] = 5000,
+    days: Annotated[int, typer.Option(help="Days of activity.")] = 120,
+    seed: Annotated[int, typer.Option(help="Random seed; same seed, same files.")] = 0,
+    fmt: Annotated[str, typer.Option("--format", help="parquet or csv.")] = "parquet",
+    start: Annotated[str, typer.Option(help="First day (YYYY-MM-DD).")] = "2019-10-01",
+) -> None:
+    """Write synthetic retailers' raw exports in the public REES46 event schema."""
+
+    synth(out, retailers, customers, days, seed, fmt, start)
+
+
+@data_app.command("prepare")
+@friendly_errors
+def data_prepare(
+    raw: Annotated[Path, typer.Option(help="A directory of retailer exports, or one export file.")],
+    out: Annotated[
+        Path, typer.Option(help="Directory for the prepared partitions and manifest.json.")
+    ],
+    partition: Annotated[
+        str, typer.Option(help="natural | iid | dirichlet | quantity.")
+    ] = "natural",
+    partitions: Annotated[
+        int | None, typer.Option(help="Number of partitions (not for natural).")
+    ] = None,
+    alpha: Annotated[
+        float, typer.Option(help="Dirichlet concentration for dirichlet/quantity skew.")
+    ] = 0.5,
+    window_days: Annotated[int, typer.Option(help="Days of history per example.")] = 56,
+    step_days: Annotated[int, typer.Option(help="Days per time step.")] = 2,
+    horizon_days: Annotated[int, typer.Option(help="Label horizon after the cut-off.")] = 7,
+    cutoff: Annotated[
+        str | None, typer.Option(help="Cut-off date (default: end of data minus horizon).")
+    ] = None,
+    test_fraction: Annotated[
+        float, typer.Option(help="Share of each retailer's customers held out.")
+    ] = 0.2,
+    k: Annotated[
+        int, typer.Option(help="k of k-anonymity over the customer quasi-identifiers.")
+    ] = 5,
+    seed: Annotated[int, typer.Option(help="Seed for splits and partitions.")] = 0,
+    strict: Annotated[
+        bool, typer.Option(help="Reject a file with any bad row instead of dropping rows.")
+    ] = False,
+    mapping: Annotated[
+        str | None, typer.Option(help="Column mapping: a TOML file or 'kind=...,customer=...'.")
+    ] = None,
+    key_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="HMAC key for pseudonyms (else $FEDMARKET_PSEUDONYM_KEY, "
+            "else a per-user key that is created once)."
+        ),
+    ] = None,
+    encrypt: Annotated[
+        bool, typer.Option(help="Encrypt the prepared files at rest (Fernet).")
+    ] = False,
+    encryption_key_file: Annotated[
+        Path | None, typer.Option(help="Fernet key (else $FEDMARKET_ENCRYPTION_KEY).")
+    ] = None,
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace an existing prepared directory.")
+    ] = False,
+) -> None:
+    """Validate, anonymise and featurise raw exports into per-partition train/test tensors."""
+    args = dict(locals())
+
+    prepare(**args)
+
+
+@data_app.command("inspect")
+@friendly_errors
+def data_inspect(data: Annotated[Path, typer.Argument(help="A prepared data directory.")]) -> None:
+    """Print a prepared directory's manifest as tables."""
+
+    inspect(data)
+
+
+def synth(
+    out: Path, retailers: int, customers: int, days: int, seed: int, fmt: str, start: str
+) -> None:
+    from fedmarket.data.synth.generate import generate_retailers, plan_retailers
+
+    # The generator reports progress in customers, and retailers vary in size around --customers.
+    total = sum(p.n_customers for p in plan_retailers(retailers, customers, days, seed))
+    with progress_bar("synthesising customers", total) as advance:
+        summary = generate_retailers(
+            out,
+            n_retailers=retailers,
+            n_customers=customers,
+            days=days,
+            seed=seed,
+            fmt=fmt,
+            start=start,
+            progress=advance,
+        )
+    console.print(
+        f"wrote {summary.total_events:,} events for {retailers} retailers to {escape(str(out))}"
+    )
+
+
+def _pseudonym_key(key_file: Path | None, data_dirs: list[Path]) -> bytes:
+    def say(path: Path) -> None:
+        console.print(
+            f"created a pseudonym key at {escape(str(path))} (keep it; it is never stored "
+            "with the data)"
+        )
+
+    return keys.resolve_pseudonym_key(key_file, data_dirs, on_create=say)
+
+
+def prepare(
+    raw: Path,
+    out: Path,
+    partition: str,
+    partitions: int | None,
+    alpha: float,
+    window_days: int,
+    step_days: int,
+    horizon_days: int,
+    cutoff: str | None,
+    test_fraction: float,
+    k: int,
+    seed: int,
+    strict: bool,
+    mapping: str | None,
+    key_file: Path | None,
+    encrypt: bool,
+    encryption_key_file: Path | None,
+    overwrite: bool,
+) -> None:
+    from fedmarket.data.ingest.mapping import load_mapping, parse_mapping_option
+    from fedmarket.data.prepare import PrepareOptions
+    from fedmarket.data.prepare import prepare as run_prepare
+
+    export_mapping = None
+    if mapping is not None:
+        export_mapping = (
+            load_mapping(Path(mapping)) if "=" not in mapping else parse_mapping_option(mapping)
+        )
+    fernet = None
+    if encrypt or encryption_key_file is not None:
+        if encryption_key_file is not None:
+            keys.check_key_outside(encryption_key_file, [raw, out])
+        fernet = keys.fernet_from_key(
+            keys.load_key(
+                encryption_key_file, keys.ENCRYPTION_KEY_ENV, purpose="encryption at rest"
+            )
+        )
+    opts = PrepareOptions(
+        raw=raw,
+        out=out,
+        scheme=partition,
+        n_partitions=partitions,
+        alpha=alpha,
+        window_days=window_days,
+        step_days=step_days,
+        horizon_days=horizon_days,
+        cutoff=cutoff,
+        test_fraction=test_fraction,
+        k=k,
+        seed=seed,
+        strict=strict,
+        mapping=export_mapping,
+        pseudonym_key=_pseudonym_key(key_file, [raw, out]),
+        fernet=fernet,
+        overwrite=overwrite,
+    )
+    with progress_bar("preparing events", None) as advance:
+        result = run_prepare(opts, advance)
+    print_manifest(result.manifest)
+    console.print(f"prepared data in {escape(str(result.out))}")
+
+
+def inspect(data: Path) -> None:
+    print_manifest(store.read_manifest(data))
+
+
+def print_manifest(m: dict[str, Any]) -> None:
+    w = m["window"]
+    console.print(
+        f"[bold]prepared data[/] schema v{m['schema_version']}, created {m['created_at']}, "
+        f"source {escape(str(m['source']))}"
+    )
+    console.print(
+        f"cut-off {w['cutoff']}, {w['n_steps']} steps x {w['step_days']} days of history, "
+        f"labels over the next {w['horizon_days']} days; {len(m['feature_names'])} features: "
+        f"{', '.join(m['feature_names'])}"
+    )
+    p = m["partitioning"]
+    table = Table(
+        title=f"partitions ({p['scheme']}"
+        + (f", alpha={p['alpha']}" if p.get("alpha") else "")
+        + ")"
+    )
+    for col in ("id", "retailers", "train", "test", "train buy rate", "test buy rate"):
+        table.add_column(col, justify="right" if col != "retailers" else "left")
+    for part in m["partitions"]:
+        names = escape(part.get("retailer") or f"{len(part['retailers'])} retailers")
+        table.add_row(
+            str(part["id"]),
+            names,
+            f"{part['train']['n']:,}",
+            f"{part['test']['n']:,}",
+            _pct(part["train"]["purchase_rate"]),
+            _pct(part["test"]["purchase_rate"]),
+        )
+    console.print(table)
+    drops = Table(title="dropped rows by reason")
+    drops.add_column("reason")
+    drops.add_column("rows", justify="right")
+    for reason, count in m["dropped_rows"].get("dropped", {}).items():
+        drops.add_row(reason, f"{count:,}")
+    if not m["dropped_rows"].get("dropped"):
+        drops.add_row("(none)", "0")
+    console.print(drops)
+    kan = Table(title="k-anonymity of the released customer tables")
+    for col in ("retailer", "k", "records in", "released", "removed", "classes", "smallest class"):
+        kan.add_column(col, justify="left" if col == "retailer" else "right")
+    for name, r in m["retailers"].items():
+        rep = r.get("k_anonymity")
+        if rep:
+            kan.add_row(
+                escape(name),
+                str(rep["k"]),
+                f"{rep['records_in']:,}",
+                f"{rep['records_released']:,}",
+                f"{rep['records_removed']:,}",
+                f"{rep['equivalence_classes']:,}",
+                str(rep["smallest_class"]),
+            )
+    console.print(kan)
+    if m.get("encrypted"):
+        console.print("files are encrypted at rest (Fernet)")
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.1f}%"

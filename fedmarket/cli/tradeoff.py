@@ -1,0 +1,170 @@
+"""`fedmarket tradeoff` (and scripts/privacy_tradeoff.py): the privacy/accuracy sweep."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from fedmarket.cli.app import app, friendly_errors
+from fedmarket.errors import ConfigError
+from fedmarket.progress import console, log_to_console, progress_bar
+
+
+@app.command("tradeoff")
+@friendly_errors
+def tradeoff_cmd(
+    out: Annotated[
+        Path,
+        typer.Option(
+            help="Sweep directory (records, points, csv, md, png); re-running it resumes."
+        ),
+    ],
+    quick: Annotated[
+        bool,
+        typer.Option(
+            help="Smoke run: epsilon 1 and 8 + no DP, one seed, two "
+            "rounds, 3 small synthetic retailers."
+        ),
+    ] = False,
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            help="Prepared data (default: the default retailers; with --quick, a small set)."
+        ),
+    ] = None,
+    epsilons: Annotated[
+        str | None,
+        typer.Option(
+            help="Target epsilons, comma-separated (default 0.5,1,2,4,8,16; no DP is always added)."
+        ),
+    ] = None,
+    seeds: Annotated[
+        str | None, typer.Option(help="Seeds, comma-separated (default 0,1,2).")
+    ] = None,
+    settings: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated subset of "
+            "federated-client-dp, federated-central-dp, "
+            "centralised-dp."
+        ),
+    ] = None,
+    rounds: Annotated[
+        int | None,
+        typer.Option(
+            help="Federated rounds (centralised: as many epochs x local-epochs); default 3."
+        ),
+    ] = None,
+    run_config: Annotated[
+        str, typer.Option(help="Overrides for every point, e.g. \"model='lstm' local-epochs=2\".")
+    ] = "",
+    audit: Annotated[
+        bool, typer.Option(help="Run the membership-inference audit on every point.")
+    ] = True,
+) -> None:
+    """Sweep epsilon for federated (client or central DP) and centralised DP training."""
+    args = dict(locals())
+
+    if tradeoff(**args):
+        raise typer.Exit(code=1)
+
+
+def tradeoff(
+    out: Path,
+    quick: bool,
+    data: Path | None,
+    epsilons: str | None,
+    seeds: str | None,
+    settings: str | None,
+    rounds: int | None,
+    run_config: str,
+    audit: bool,
+) -> int:
+    """Run (or resume) the sweep, print the summary; returns the number of failed points."""
+    from fedmarket.experiments.tradeoff import SweepConfig, run_sweep, sweep_runs
+
+    changes: dict = {"data": data, "run_config": run_config, "audit": audit}
+    if epsilons is not None:
+        changes["epsilons"] = tuple(_numbers(epsilons, "--epsilons", float))
+    if seeds is not None:
+        changes["seeds"] = tuple(_numbers(seeds, "--seeds", int))
+    if settings is not None:
+        changes["settings"] = tuple(s.strip() for s in settings.split(",") if s.strip())
+    if rounds is not None:
+        changes["rounds"] = rounds
+    cfg = SweepConfig.quick_mode(out, **changes) if quick else SweepConfig(out=out, **changes)
+    # warnings only, so the progress bar stays readable; Flower's notice that run_simulation
+    # is deprecated would otherwise repeat for every federated point
+    log_to_console(logging.WARNING, drop_flower=("run_simulation",))
+    runs = sweep_runs(cfg)
+    console.print(
+        f"trade-off sweep: {len(runs)} runs ({len(cfg.settings)} settings x "
+        f"{len(cfg.epsilons)} epsilons + no DP, seeds {list(cfg.seeds)}, "
+        f"{cfg.rounds} rounds) into {out}"
+    )
+    with progress_bar("trade-off sweep", len(runs)) as advance:
+        result = run_sweep(cfg, advance=advance)
+    console.print(_table(result.paths["csv"]))
+    console.print(
+        f"{result.skipped} run(s) were already done; wrote "
+        + ", ".join(str(p) for p in result.paths.values())
+    )
+    for record in result.failed:
+        console.print(
+            f"[bold red]failed:[/] {record['key']}: {record['error']} "
+            f"(traceback in {out / 'records' / (record['key'] + '.json')})",
+            highlight=False,
+        )
+    return len(result.failed)
+
+
+def _table(csv_path: Path) -> Table:
+    """The summary, narrow enough for a terminal; tradeoff.md has every column."""
+    from fedmarket.experiments.tradeoff import load_table, summarise
+
+    summary = summarise(load_table(csv_path))
+    table = Table(
+        title="privacy/accuracy trade-off (means over n seeds; MIA: membership inference attack)"
+    )
+    table.add_column("setting", no_wrap=True, min_width=11)
+    for col in ("target", "ε spent", "ROC", "PR", "lift10", "MIA AUC", "MIA ε≥", "n"):
+        table.add_column(col, justify="right")
+    short = {
+        "federated-client-dp": "fed/client",
+        "federated-central-dp": "fed/central",
+        "centralised-dp": "centralised",
+    }
+    for _, r in summary.iterrows():
+        target = "no DP" if r["target_epsilon"] == float("inf") else f"{r['target_epsilon']:g}"
+        table.add_row(
+            short.get(r["setting"], r["setting"]),
+            target,
+            *(
+                _n(r[f"{k}_mean"], d)
+                for k, d in (
+                    ("epsilon", 3),
+                    ("roc_auc", 4),
+                    ("pr_auc", 4),
+                    ("lift_at_10", 3),
+                    ("attack_auc", 4),
+                    ("attack_epsilon_lb", 3),
+                )
+            ),
+            str(int(r["n"])),
+        )
+    return table
+
+
+def _n(value: float, digits: int) -> str:
+    return "-" if value != value else f"{value:.{digits}f}"
+
+
+def _numbers(text: str, option: str, kind: type) -> list:
+    try:
+        return [kind(item) for item in text.split(",") if item.strip()]
+    except ValueError:
+        raise ConfigError(f"{option}: expected comma-separated numbers, got {text!r}") from None

@@ -1,1 +1,0 @@
-"""Command bodies behind the CLI; imported lazily so `fedmarket --help` stays fast."""

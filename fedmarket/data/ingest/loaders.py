@@ -1,0 +1,386 @@
+"""Stream validated events out of retailer export files, and find those files on disk.
+
+A REES46 monthly CSV is several GB, so nothing here reads a whole event file: CSV goes through
+pyarrow's streaming reader (several times faster than pandas' chunked C parser on this machine,
+and it decompresses .gz / .bz2 itself) and is re-cut into chunks of exactly ``chunksize`` rows;
+Parquet goes through ``iter_batches`` (which holds one row group at a time, so a file written
+as one huge row group is read whole). Memory is bounded by the chunk size, plus the duplicate
+filter (8 bytes per kept row, see ``dedup.DuplicateFilter``) and, for derived sessions, one
+entry per customer (``sessions.SessionAssigner``).
+
+Retailer ids: a ``retailer_id`` argument wins; otherwise a ``retailer_id`` column; otherwise
+``default_retailer_id(path)``: the file name without its export suffix, or the parent
+directory's name for files called ``events.*`` (the ``fedmarket data synth`` layout
+``raw/retailer_03/events.parquet`` gives "retailer_03", ``raw/2019-Oct.csv.gz`` gives "2019-Oct").
+"""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import zipfile
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+from typing import IO, Any, Final
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pcsv
+import pyarrow.parquet as pq
+
+from fedmarket.data.ingest.mapping import REES46, ExportMapping, apply_mapping
+from fedmarket.data.ingest.schema import (
+    CUSTOMER_COLUMNS,
+    CUSTOMERS_STEM,
+    EVENTS_STEM,
+    QUASI_IDENTIFIERS,
+    RETAILER_COLUMN,
+)
+from fedmarket.data.ingest.sessions import SessionAssigner
+from fedmarket.data.ingest.validate import DropReport, DuplicateFilter, validate_events
+from fedmarket.errors import ConfigError, DataError
+
+SUPPORTED_SUFFIXES: Final[tuple[str, ...]] = (".csv", ".csv.gz", ".csv.bz2", ".csv.zip", ".parquet")
+# A customer table needs ids and the quasi-identifiers the anonymiser generalises; the direct
+# identifiers are optional (they are dropped anyway) and columns outside CUSTOMER_COLUMNS are
+# not loaded at all, since an unknown column may identify people.
+REQUIRED_CUSTOMER_COLUMNS: Final[tuple[str, ...]] = ("user_id", *QUASI_IDENTIFIERS)
+_BLOCK_BYTES: Final[int] = 1 << 20
+_OPENERS: Final[dict[str, Any]] = {".csv": open, ".csv.gz": gzip.open, ".csv.bz2": bz2.open}
+
+
+def export_suffix(path: Path) -> str | None:
+    """The supported suffix a file name ends with (case-insensitive), or None."""
+    name = Path(path).name.lower()
+    return next(
+        (s for s in sorted(SUPPORTED_SUFFIXES, key=len, reverse=True) if name.endswith(s)), None
+    )
+
+
+def _stem(path: Path) -> str:
+    suffix = export_suffix(path) or Path(path).suffix
+    return Path(path).name[: len(Path(path).name) - len(suffix)]
+
+
+def default_retailer_id(path: Path) -> str:
+    """Retailer id for a file that names none (see the module docstring)."""
+    path = Path(path)
+    stem = _stem(path)
+    return path.resolve().parent.name if stem == EVENTS_STEM else stem
+
+
+def _check_file(path: Path) -> str:
+    suffix = export_suffix(path)
+    if suffix is None:
+        raise DataError(
+            f"{path}: unsupported file type; supported: {', '.join(SUPPORTED_SUFFIXES)}"
+        )
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: the file is empty (0 bytes); re-export it")
+    return suffix
+
+
+def iter_events(
+    path: Path,
+    *,
+    mapping: ExportMapping | None = None,
+    chunksize: int = 500_000,
+    strict: bool = False,
+    report: DropReport,
+    retailer_id: str | None = None,
+    duplicates: DuplicateFilter | None = None,
+) -> Iterator[pd.DataFrame]:
+    """Validated chunks (``validate_events`` output) of one export file, in file order.
+
+    Bad rows are dropped and counted in ``report`` (or raise with ``strict``). Exact duplicate
+    rows are found across the whole file; pass one ``duplicates`` filter to several files to
+    find them across files too. Chunks whose rows were all dropped are skipped. The arguments
+    are checked now; reading errors surface while iterating.
+    """
+    path = Path(path)
+    if isinstance(chunksize, bool) or not isinstance(chunksize, int) or chunksize < 1:
+        raise ConfigError(f"chunksize must be a positive integer, got {chunksize!r}")
+    suffix = _check_file(path)
+    return _events(path, suffix, mapping, chunksize, strict, report, retailer_id, duplicates)
+
+
+def _events(
+    path: Path,
+    suffix: str,
+    mapping: ExportMapping | None,
+    chunksize: int,
+    strict: bool,
+    report: DropReport,
+    retailer_id: str | None,
+    duplicates: DuplicateFilter | None,
+) -> Iterator[pd.DataFrame]:
+    rules = mapping or REES46
+    duplicates = duplicates if duplicates is not None else DuplicateFilter()
+    sessions: SessionAssigner | None = None
+    source, offset = str(path), 0
+    with ExitStack() as stack:
+        for table in _tables(path, suffix, rules, chunksize, stack):
+            frame = table.to_pandas(types_mapper=pd.ArrowDtype)
+            if offset == 0:
+                session_column = rules.column("session")
+                if session_column is None or session_column not in frame.columns:
+                    sessions = SessionAssigner(rules.session_gap_minutes)
+                if retailer_id is None and RETAILER_COLUMN not in frame.columns:
+                    retailer_id = default_retailer_id(path)
+            if mapping is not None:
+                frame = apply_mapping(frame, mapping, source=source)
+            events = validate_events(
+                frame,
+                source=source,
+                row_offset=offset,
+                strict=strict,
+                report=report,
+                retailer_id=retailer_id,
+                assume_tz=rules.assume_tz,
+                timestamp_format=rules.timestamp_format,
+                duplicates=duplicates,
+            )
+            offset += table.num_rows
+            if sessions is not None:
+                events = sessions.assign(events)
+            if len(events):
+                yield events
+    if offset == 0:
+        raise DataError(f"{path}: no data rows (the file has only a header or an empty table)")
+
+
+def _tables(
+    path: Path, suffix: str, rules: ExportMapping, chunksize: int, stack: ExitStack
+) -> Iterator[pa.Table]:
+    if suffix == ".parquet":
+        try:
+            parquet = stack.enter_context(pq.ParquetFile(path))
+            for batch in parquet.iter_batches(batch_size=chunksize):
+                yield pa.Table.from_batches([batch]).replace_schema_metadata(None)
+        except (pa.ArrowException, OSError) as exc:
+            raise DataError(f"{path}: not a readable Parquet file ({exc})") from exc
+        return
+    rows = 0
+    try:
+        names = _open_csv(path, suffix, rules, None, stack).schema.names
+        reader = _open_csv(path, suffix, rules, names, stack)
+        for table in _rechunk(reader, chunksize):
+            yield table
+            rows += table.num_rows
+    except (pa.ArrowException, OSError, UnicodeDecodeError, zipfile.BadZipFile) as exc:
+        raise _read_error(path, suffix, rules.encoding, rows, exc) from exc
+
+
+def _open_csv(
+    path: Path, suffix: str, rules: ExportMapping, names: list[str] | None, stack: ExitStack
+) -> pcsv.CSVStreamingReader:
+    source: Any = str(path)  # pyarrow decompresses .gz / .bz2 itself, by extension
+    if suffix == ".csv.zip":
+        source = stack.enter_context(_zip_member(path))
+    encoding = rules.encoding.lower().replace("-", "").replace("_", "")
+    read = pcsv.ReadOptions(
+        block_size=_BLOCK_BYTES, encoding="utf8" if encoding == "utf8" else rules.encoding
+    )
+    parse = pcsv.ParseOptions(delimiter=rules.csv_delimiter, newlines_in_values=True)
+    types = {name: pa.string() for name in names or []}
+    convert = pcsv.ConvertOptions(column_types=types, strings_can_be_null=True, null_values=[""])
+    return pcsv.open_csv(source, read_options=read, parse_options=parse, convert_options=convert)
+
+
+def _zip_member(path: Path) -> IO[bytes]:
+    archive = zipfile.ZipFile(path)
+    members = [m for m in archive.infolist() if not m.is_dir()]
+    if len(members) != 1:
+        archive.close()
+        raise DataError(f"{path}: a zipped export must hold exactly one file, found {len(members)}")
+    return archive.open(members[0])
+
+
+def _rechunk(batches: Iterator[pa.RecordBatch], chunksize: int) -> Iterator[pa.Table]:
+    """Cut a stream of record batches into tables of exactly ``chunksize`` rows (last one less)."""
+    pending: list[pa.RecordBatch] = []
+    count = 0
+    schema = None
+    for batch in batches:
+        schema = batch.schema
+        pending.append(batch)
+        count += batch.num_rows
+        while count >= chunksize:
+            table = pa.Table.from_batches(pending, schema=schema)
+            yield table.slice(0, chunksize)
+            rest = table.slice(chunksize)
+            pending, count = rest.to_batches(), rest.num_rows
+    if count:
+        yield pa.Table.from_batches(pending, schema=schema)
+
+
+def _read_error(path: Path, suffix: str, encoding: str, rows: int, exc: Exception) -> DataError:
+    message = str(exc)
+    if "Empty CSV file" in message:
+        return DataError(f"{path}: the file is empty (no header); re-export it")
+    if isinstance(exc, UnicodeDecodeError) or "UTF8" in message or "decode" in message:
+        where = _find_bad_bytes(path, suffix, encoding)
+        at = (
+            f"at line {where[0]} (data row {where[0] - 1}; line 1 is the header), byte offset "
+            f"{where[1]} of the uncompressed text"
+            if where
+            else f"after data row {rows}"
+        )
+        return DataError(
+            f"{path}: bytes that are not valid {encoding} {at}. Re-save the export "
+            f'as UTF-8, or set encoding (e.g. "latin-1") in the mapping'
+        )
+    if "CSV parse error" in message:
+        return DataError(
+            f"{path}: malformed CSV after data row {rows}: {message}. Check the "
+            f"delimiter (csv_delimiter in the mapping) and quoting"
+        )
+    return DataError(f"{path}: cannot read the file after data row {rows}: {message}")
+
+
+def _find_bad_bytes(path: Path, suffix: str, encoding: str) -> tuple[int, int] | None:
+    """(line, byte offset) of the first undecodable line; slow, but only run after a failure."""
+    with ExitStack() as stack:
+        if suffix == ".csv.zip":
+            handle = stack.enter_context(_zip_member(path))
+        else:
+            handle = stack.enter_context(_OPENERS[suffix](path, "rb"))
+        offset = 0
+        for number, line in enumerate(handle, start=1):
+            try:
+                line.decode(encoding)
+            except UnicodeDecodeError as exc:
+                return number, offset + exc.start
+            offset += len(line)
+    return None
+
+
+def _event_files(directory: Path) -> list[Path]:
+    files = [
+        p
+        for p in sorted(directory.iterdir())
+        if p.is_file()
+        and not p.name.startswith(".")
+        and export_suffix(p)
+        and _stem(p) != CUSTOMERS_STEM
+    ]
+    stems: dict[str, Path] = {}
+    for file in files:
+        if _stem(file) in stems:
+            raise DataError(
+                f"{directory}: both {stems[_stem(file)].name} and {file.name}; keep "
+                f"one format per export, or they are read twice"
+            )
+        stems[_stem(file)] = file
+    return files
+
+
+def find_exports(raw: Path) -> dict[str, list[Path]]:
+    """Retailer id -> its event files, for one file, a synth-style tree or a folder of exports.
+
+    A sub-directory is one retailer (all its event files, sorted by name); a file directly in
+    ``raw`` is one retailer named by ``default_retailer_id``. Only one level deep is searched;
+    ``customers.*`` files and hidden files are skipped.
+    """
+    raw = Path(raw)
+    if not raw.exists():
+        raise DataError(f"{raw}: no such file or directory")
+    if raw.is_file():
+        _check_file(raw)
+        return {default_retailer_id(raw): [raw]}
+    found: dict[str, list[Path]] = {}
+    for file in _event_files(raw):
+        found[default_retailer_id(file)] = [file]
+    for sub in sorted(p for p in raw.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        files = _event_files(sub)
+        if files and sub.name in found:
+            raise DataError(
+                f"{raw}: retailer {sub.name!r} is both a file and a directory; rename one"
+            )
+        if files:
+            found[sub.name] = files
+    if not found:
+        raise DataError(
+            f"{raw}: no event files found (looked for "
+            f"{', '.join('*' + s for s in SUPPORTED_SUFFIXES)} here and one level down)"
+        )
+    return found
+
+
+def read_customers(path: Path, *, report: DropReport | None = None) -> pd.DataFrame | None:
+    """The optional customer table in a retailer directory (or a given customers file).
+
+    Returns None when a directory has no ``customers.*``. All columns come back as "string";
+    only ``CUSTOMER_COLUMNS`` are kept. Rows without a user_id and repeats of a user_id are
+    dropped and counted in ``report``; without a report they are an error.
+    """
+    path = Path(path)
+    if path.is_dir():
+        candidates = [
+            p
+            for p in sorted(path.iterdir())
+            if p.is_file() and _stem(p) == CUSTOMERS_STEM and export_suffix(p)
+        ]
+        if len(candidates) > 1:
+            raise DataError(
+                f"{path}: several customer tables ({', '.join(p.name for p in candidates)});"
+                f" keep one"
+            )
+        if not candidates:
+            return None
+        path = candidates[0]
+    suffix = _check_file(path)
+    with ExitStack() as stack:
+        chunks = list(_tables(path, suffix, REES46, 1 << 30, stack))
+    if not chunks:
+        raise DataError(f"{path}: no data rows (the file has only a header)")
+    table = pa.concat_tables(chunks)
+    missing = [c for c in REQUIRED_CUSTOMER_COLUMNS if c not in table.column_names]
+    if missing:
+        raise DataError(
+            f"{path}: missing customer column(s) {', '.join(missing)}; found "
+            f"{', '.join(table.column_names)}. Required: {', '.join(REQUIRED_CUSTOMER_COLUMNS)}"
+        )
+    keep = [c for c in CUSTOMER_COLUMNS if c in table.column_names]
+    frame = pd.DataFrame({c: _customer_text(table[c]) for c in keep})
+    return _drop_bad_customers(frame, str(path), report)
+
+
+def _customer_text(column: pa.ChunkedArray) -> pd.Series:
+    text = pd.Series(column.cast(pa.string()).to_pandas(), dtype="string").str.strip()
+    return text.mask(text == "")
+
+
+def _drop_bad_customers(
+    frame: pd.DataFrame, source: str, report: DropReport | None
+) -> pd.DataFrame:
+    """Drop rows without a user_id and repeats of one; messages never quote the raw id."""
+    ids = frame["user_id"]
+    checks = {
+        "missing_user_id": (ids.isna().to_numpy(), "user_id is empty"),
+        "duplicate_customer": (
+            ids.duplicated().to_numpy() & ids.notna().to_numpy(),
+            "user_id repeats an earlier row",
+        ),
+    }
+    drop = np.zeros(len(frame), dtype=bool)
+    for reason, (mask, what) in checks.items():
+        rows = mask.nonzero()[0] + 1
+        if len(rows) and report is None:
+            raise DataError(
+                f"{source} data row {rows[0]} (1-based, header not counted): {reason} ({what}); "
+                f"fix the customer table"
+            )
+        if len(rows) and report is not None:
+            report.add(reason, len(rows))
+            for row in rows[: report.max_examples]:
+                report.add(reason, 0, f"{source} row {row}: {what}")
+        drop |= mask
+    if report is not None:
+        report.rows_read += len(frame)
+        report.rows_kept += int((~drop).sum())
+    return frame[~drop].reset_index(drop=True)

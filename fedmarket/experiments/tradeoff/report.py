@@ -1,0 +1,246 @@
+"""A sweep's outputs: tradeoff.csv, the summary over seeds, tradeoff.md and the plots."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from fedmarket.experiments.tradeoff.points import SETTINGS, TEST_KEYS
+
+ATTACK_TPR_KEYS = ("attack_tpr_at_fpr_0.1%", "attack_tpr_at_fpr_1%")
+# The per-point results after the privacy figures, in column order (all numeric).
+_RESULTS = (
+    *TEST_KEYS,
+    "wall_s",
+    "attack_auc",
+    "attack_auc_ci_low",
+    "attack_auc_ci_high",
+    *ATTACK_TPR_KEYS,
+    "attack_epsilon_lb",
+    "attack_epsilon_point",
+)
+CSV_COLUMNS = (
+    "setting",
+    "target_epsilon",
+    "seed",
+    "status",
+    "epsilon",
+    "delta",
+    "unit",
+    "noise_multiplier",
+    *_RESULTS,
+    "point_wall_s",
+    "run",
+    "error",
+)
+NUMERIC = ("epsilon", "delta", "noise_multiplier", *_RESULTS)
+LABELS = {
+    "federated-client-dp": "federated, DP-SGD per retailer (customer-level)",
+    "federated-central-dp": "federated, central DP (retailer-level)",
+    "centralised-dp": "centralised DP-SGD (customer-level)",
+}
+
+
+def load_table(csv_path: Path) -> Any:
+    """tradeoff.csv as a DataFrame with numeric columns (``inf`` stays infinite)."""
+    import pandas as pd
+
+    frame = pd.read_csv(csv_path)
+    for column in NUMERIC:
+        frame[column] = pd.to_numeric(frame[column], errors="coerce")
+    return frame
+
+
+def summarise(frame: Any) -> Any:
+    """Mean, standard deviation over seeds and count per (setting, target epsilon)."""
+    import pandas as pd
+
+    ok = frame[frame["status"] == "ok"]
+    if ok.empty:
+        return pd.DataFrame(columns=["setting", "target_epsilon", "n"])
+    grouped = ok.groupby(["setting", "target_epsilon"], sort=True)
+    stats = grouped[list(NUMERIC)].agg(["mean", "std"])
+    stats.columns = [f"{metric}_{stat}" for metric, stat in stats.columns]
+    stats["n"] = grouped.size()
+    return stats.reset_index()
+
+
+def write_outputs(out: Path, rows: list[dict[str, Any]]) -> dict[str, Path]:
+    """tradeoff.csv (every row), tradeoff.md (the summary), tradeoff.png, attack_auc.png."""
+    import pandas as pd
+
+    frame = pd.DataFrame(rows).reindex(columns=list(CSV_COLUMNS))
+    paths = {"csv": out / "tradeoff.csv"}
+    frame.to_csv(paths["csv"], index=False)
+    frame = load_table(paths["csv"])
+    summary = summarise(frame)
+    sweep = json.loads((out / "sweep.json").read_text()) if (out / "sweep.json").is_file() else {}
+    paths["md"] = out / "tradeoff.md"
+    paths["md"].write_text(render_markdown(summary, frame, sweep))
+    seeds = frame.loc[frame["status"] == "ok", "seed"].nunique()
+    where = f" ({sweep.get('rounds', '?')} rounds, {seeds} seed{'s' * (seeds != 1)})"
+    if "roc_auc_mean" in summary and summary["roc_auc_mean"].notna().any():
+        paths["png"] = tradeoff_plot(
+            summary,
+            out / "tradeoff.png",
+            "roc_auc",
+            "test ROC-AUC",
+            "Privacy/accuracy trade-off" + where,
+            reference=_reference(summary),
+        )
+    if "attack_auc_mean" in summary and summary["attack_auc_mean"].notna().any():
+        paths["attack_png"] = tradeoff_plot(
+            summary,
+            out / "attack_auc.png",
+            "attack_auc",
+            "membership attack ROC-AUC",
+            "Loss-threshold membership inference" + where,
+            reference=("random guessing", 0.5),
+        )
+    return paths
+
+
+def _reference(summary: Any) -> tuple[str, float] | None:
+    match = summary[
+        (summary["setting"] == "centralised-dp") & ~summary["target_epsilon"].map(math.isfinite)
+    ]
+    if match.empty or math.isnan(match["roc_auc_mean"].iloc[0]):
+        return None
+    return "centralised, no DP", float(match["roc_auc_mean"].iloc[0])
+
+
+def tradeoff_plot(
+    summary: Any,
+    path: Path,
+    metric: str,
+    ylabel: str,
+    title: str,
+    *,
+    reference: tuple[str, float] | None = None,
+) -> Path:
+    """``metric`` against epsilon spent (log axis), one line per setting, no DP at the right
+    end. Error bars: one standard deviation over seeds or, for a point with one seed and a
+    ``{metric}_ci_low/high`` interval (the attack's AUC), that interval."""
+    from matplotlib.ticker import NullLocator
+
+    from fedmarket import plots
+
+    targets = sorted(t for t in summary["target_epsilon"].unique() if math.isfinite(t))
+    x_nodp = (targets[-1] if targets else 1.0) * 3
+    with plots.style():
+        figure, ax = plots.new_figure((6.4, 4.2))
+        for setting in SETTINGS:
+            part = summary[summary["setting"] == setting].sort_values("target_epsilon")
+            if part.empty or part[f"{metric}_mean"].isna().all():
+                continue
+            x = [
+                x_nodp if not math.isfinite(t) else (e if e == e else t)  # e == e: not NaN
+                for t, e in zip(part["target_epsilon"], part["epsilon_mean"], strict=True)
+            ]
+            y, err = list(part[f"{metric}_mean"]), _error_bars(part, metric)
+            dp = [i for i, t in enumerate(part["target_epsilon"]) if math.isfinite(t)]
+            line = ax.errorbar(
+                [x[i] for i in dp],
+                [y[i] for i in dp],
+                yerr=[[err[0][i] for i in dp], [err[1][i] for i in dp]],
+                marker="o",
+                markersize=4,
+                capsize=3,
+                label=LABELS[setting],
+            )
+            color = line.lines[0].get_color()
+            for i in (i for i in range(len(x)) if i not in dp):  # no DP: dotted, it is no epsilon
+                ax.errorbar(
+                    [x[i]],
+                    [y[i]],
+                    yerr=[[err[0][i]], [err[1][i]]],
+                    marker="o",
+                    markersize=4,
+                    capsize=3,
+                    color=color,
+                )
+                if dp:
+                    ax.plot([x[dp[-1]], x[i]], [y[dp[-1]], y[i]], linestyle=":", color=color)
+        if reference is not None:
+            ax.axhline(reference[1], color="black", linestyle="--", linewidth=1, label=reference[0])
+        ax.set_xscale("log")
+        ax.set_xticks([*targets, x_nodp], [*(f"{t:g}" for t in targets), "no DP"])
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.set(title=title, xlabel="epsilon spent (log scale)", ylabel=ylabel)
+        ax.legend(loc="best", fontsize=7)
+        return plots.save_figure(figure, path)
+
+
+def _error_bars(part: Any, metric: str) -> tuple[list[float], list[float]]:
+    """(below, above) each mean: the standard deviation, or the interval with one seed."""
+    std = [0.0 if v != v else float(v) for v in part[f"{metric}_std"]]
+    below, above = list(std), list(std)
+    low, high = f"{metric}_ci_low_mean", f"{metric}_ci_high_mean"
+    if low in part and high in part:
+        rows = zip(part["n"], part[f"{metric}_mean"], part[low], part[high], strict=True)
+        for i, (n, mean, lo, hi) in enumerate(rows):
+            if n == 1 and lo == lo and hi == hi:
+                below[i], above[i] = mean - lo, hi - mean
+    return below, above
+
+
+def render_markdown(summary: Any, frame: Any, sweep: dict[str, Any]) -> str:
+    """The summary table (means over seeds, ± one standard deviation for ROC-AUC)."""
+    lines = [
+        "# Privacy/accuracy trade-off",
+        "",
+        f"Data: {sweep.get('data', '?')}; {sweep.get('rounds', '?')} rounds (the centralised "
+        f"runs train as many epochs); extra run config: `{sweep.get('run_config') or '-'}`. "
+        "Epsilon is customer-level for DP-SGD and retailer-level for central DP; delta as "
+        "listed. The attack is the loss-threshold membership inference on equal numbers of "
+        "training and held-out customers (with one seed, its AUC's 95% DeLong interval in "
+        "brackets); its epsilon is a 95% lower bound.",
+        "",
+        "| setting | target ε | ε spent | δ | noise σ | ROC-AUC | PR-AUC | F1 | lift@10 "
+        "| attack AUC | attack TPR@1% FPR | attack ε ≥ | train s | seeds |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for _, r in summary.iterrows():
+        target = "no DP" if not math.isfinite(r["target_epsilon"]) else f"{r['target_epsilon']:g}"
+        auc = _fmt(r["roc_auc_mean"])
+        if r["n"] > 1 and r["roc_auc_std"] == r["roc_auc_std"]:
+            auc += f" ± {r['roc_auc_std']:.4f}"
+        attack = _fmt(r["attack_auc_mean"])
+        if r["n"] == 1 and r["attack_auc_ci_low_mean"] == r["attack_auc_ci_low_mean"]:
+            attack += f" [{r['attack_auc_ci_low_mean']:.3f}, {r['attack_auc_ci_high_mean']:.3f}]"
+        cells = [
+            r["setting"],
+            target,
+            _fmt(r["epsilon_mean"], 3),
+            _fmt(r["delta_mean"], 3, "g"),
+            _fmt(r["noise_multiplier_mean"], 3),
+            auc,
+            _fmt(r["pr_auc_mean"]),
+            _fmt(r["f1_mean"]),
+            _fmt(r["lift_at_10_mean"], 3),
+            attack,
+            _fmt(r["attack_tpr_at_fpr_1%_mean"]),
+            _fmt(r["attack_epsilon_lb_mean"], 3),
+            _fmt(r["wall_s_mean"], 0, "f"),
+            str(int(r["n"])),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    bad = frame[frame["status"] != "ok"].drop_duplicates("run")
+    if not bad.empty:
+        lines += ["", "Points without a result (re-run the sweep to retry them):", ""]
+        lines += [
+            f"- {r['run']}: {r['status']}"
+            + (f" ({r['error']})" if r["error"] == r["error"] and r["error"] else "")
+            for _, r in bad.iterrows()
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def _fmt(value: Any, digits: int = 4, kind: str = "f") -> str:
+    if value is None or value != value:
+        return "-"
+    if math.isinf(value):
+        return "∞"
+    return f"{value:.{digits}{kind}}"

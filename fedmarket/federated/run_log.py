@@ -1,0 +1,301 @@
+"""The server's record of a federated run: rounds, checkpoints, global test metrics.
+
+``RunLog`` receives each round's reply summary from the recording strategy and the
+aggregated weights, evaluates the global model on the pooled test customers when the
+server has them (simulation), checkpoints the weights every round, appends a row to
+``rounds.csv`` as soon as the round ends (a crash keeps every finished round), and at the
+end writes ``federated.json``. It sees only what clients sent: weights and aggregates.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from fedmarket.aggregation import nodes_per_round
+from fedmarket.config import RunConfig
+from fedmarket.data import store
+from fedmarket.models import build_model
+from fedmarket.privacy.central import central_epsilon, default_central_delta
+from fedmarket.rundir import RunDir, write_json
+from fedmarket.tasks import get_task
+from fedmarket.training import predict
+
+log = logging.getLogger("fedmarket")
+ROUND_FIELDS = (
+    "round",
+    "sent",
+    "ok",
+    "failed",
+    "declined",
+    "timed_out",
+    "eval_ok",
+    "eval_failed",
+    "train_loss",
+    "epsilon_max",
+    "elapsed_s",
+    # where the round's time went (see fedmarket.experiments.bench): replies awaited, aggregation,
+    # the global evaluation, and the clients' own training time (sum and slowest)
+    "train_wait_s",
+    "aggregate_s",
+    "server_eval_s",
+    "client_train_s_sum",
+    "client_train_s_max",
+    "client_gpu_peak_mb",
+)
+TEST_KEYS = ("roc_auc", "pr_auc", "f1", "accuracy", "log_loss", "lift_at_10", "mae", "rmse", "r2")
+
+
+class RunLog:
+    """Implements the strategies' RoundRecorder and Flower's ``evaluate_fn``."""
+
+    def __init__(
+        self,
+        cfg: RunConfig,
+        run_dir: Path,
+        data_dir: Path | None,
+        *,
+        num_nodes: int,
+        round_offset: int = 0,
+    ) -> None:
+        self.cfg, self.run_dir, self.offset = cfg, RunDir(run_dir), round_offset
+        self.num_nodes = num_nodes
+        self.started = time.perf_counter()
+        self.task = get_task(cfg.task)
+        self.test = None
+        self.n_features = None
+        self.n_train_total = None
+        if data_dir is not None:
+            manifest = store.read_manifest(data_dir)
+            self.n_features = store.n_features(manifest)
+            self.n_train_total = store.n_train_total(manifest)
+            self.test = store.load_pooled(data_dir, "test")
+        self.rows: dict[int, dict[str, Any]] = {}
+        self.epsilon_by_client: dict[int, float] = {}
+        self.final_test: dict[str, Any] | None = None
+        self.rounds_done = round_offset
+        self.run_dir.checkpoints.mkdir(parents=True, exist_ok=True)
+        if round_offset > 0:
+            self._restore()
+
+    # --- RoundRecorder -------------------------------------------------------------------
+    def on_train(self, summary: Any, arrays: Any, metrics: Any) -> None:
+        rnd = self.offset + summary.server_round
+        row = self._row(rnd)
+        row.update(
+            sent=summary.sent,
+            ok=summary.ok,
+            failed=summary.failed,
+            declined=summary.declined,
+            timed_out=summary.timed_out,
+        )
+        for client in summary.per_client:
+            if "epsilon" in client and "partition-id" in client:
+                self.epsilon_by_client[int(client["partition-id"])] = float(client["epsilon"])
+        if metrics is not None and "train-loss" in metrics:
+            row["train_loss"] = float(metrics["train-loss"])
+        row["epsilon_max"] = self._epsilon_max(rnd)
+        row.update(_timings(summary))
+        for node_id, code, reason in summary.failures:
+            log.warning("round %d: client %s failed (code %s): %s", rnd, node_id, code, reason)
+        if arrays is not None:
+            self.checkpoint(rnd, arrays.to_torch_state_dict())
+            self.rounds_done = rnd
+        log.info(
+            "round %d: %d/%d replies, %d failed, %d declined, %d timed out; epsilon max %s",
+            rnd,
+            summary.ok,
+            summary.sent,
+            summary.failed,
+            summary.declined,
+            summary.timed_out,
+            _fmt(row["epsilon_max"]),
+        )
+        if self.epsilon_by_client:
+            log.info(
+                "round %d: epsilon per client %s",
+                rnd,
+                {k: round(v, 3) for k, v in sorted(self.epsilon_by_client.items())},
+            )
+
+    def on_evaluate(self, summary: Any, metrics: Any) -> None:
+        row = self._row(self.offset + summary.server_round)
+        row.update(eval_ok=summary.ok, eval_failed=summary.failed + summary.timed_out)
+        for key, value in (metrics or {}).items():
+            if key in TEST_KEYS:
+                row[f"fed_{key}"] = float(value)
+
+    # --- evaluate_fn ---------------------------------------------------------------------
+    def evaluate_global(self, server_round: int, arrays: Any) -> dict[str, float] | None:
+        """Global model on the pooled test customers (simulation only); writes the round's row.
+
+        With ``evaluate-every = k`` only every k-th round and the last one are evaluated (at
+        many retailers the pooled test set makes the evaluation the largest part of a
+        round); the other rows are written without test metrics.
+        """
+        rnd = self.offset + server_round
+        report = None
+        started = time.perf_counter()
+        if self.test is not None and len(arrays.keys()) > 0 and self.evaluates(rnd):
+            report = self.test_metrics(arrays.to_torch_state_dict())
+            self.final_test = report
+        if server_round > 0:
+            row = self._row(rnd)
+            row["server_eval_s"] = time.perf_counter() - started
+            row["elapsed_s"] = time.perf_counter() - self.started
+            row.update({f"test_{k}": report[k] for k in TEST_KEYS if report and k in report})
+            self._append_csv(row)
+        if report is None:
+            return None
+        return {
+            k: float(v) for k, v in report.items() if isinstance(v, int | float) and k in TEST_KEYS
+        }
+
+    def evaluates(self, rnd: int) -> bool:
+        every = self.cfg.evaluate_every
+        return rnd == 0 or rnd % every == 0 or rnd >= self.cfg.num_server_rounds
+
+    def test_metrics(self, weights: dict[str, torch.Tensor]) -> dict[str, Any]:
+        model = build_model(self.cfg.model, self.n_features, task=self.cfg.task, dp=False)
+        model.load_state_dict(weights, strict=True)
+        y = self.task.targets(self.test)
+        return self.task.report(y, predict(model, self.test.X, self.task))
+
+    # --- checkpoints and results ----------------------------------------------------------
+    def checkpoint(self, rnd: int, weights: dict[str, torch.Tensor]) -> None:
+        path = self.run_dir.checkpoint(rnd)
+        torch.save({"round": rnd, "state_dict": weights}, path)
+        marker = {
+            "round": rnd,
+            "path": path.name,
+            "epsilon_by_client": {str(k): v for k, v in self.epsilon_by_client.items()},
+        }
+        self.run_dir.latest_marker.write_text(json.dumps(marker))
+
+    def epsilon_summary(self) -> dict[str, Any]:
+        if self.cfg.dp == "client":
+            if not self.epsilon_by_client:
+                return {"max": None, "per_client": {}, "unit": "customer"}
+            return {
+                "max": max(self.epsilon_by_client.values()),
+                "unit": "customer",
+                "per_client": {str(k): v for k, v in sorted(self.epsilon_by_client.items())},
+            }
+        if self.cfg.dp == "central":
+            eps = self._central_epsilon(self.rounds_done)
+            return {
+                "max": eps,
+                "per_client": None,
+                "unit": "retailer",
+                "delta": self.central_delta(),
+            }
+        # the same keys without DP, so summary.json readers need no special case
+        return {"max": None, "per_client": None, "unit": None}
+
+    def central_delta(self) -> float:
+        return self.cfg.delta if self.cfg.delta > 0 else default_central_delta(self.num_nodes)
+
+    def finish(self, wall_s: float | None = None) -> dict[str, Any]:
+        result = {
+            "test": self.final_test,
+            "rounds": self.rounds_done,
+            "wall_s": wall_s if wall_s is not None else time.perf_counter() - self.started,
+            "epsilon": self.epsilon_summary(),
+            "delta": self.client_delta(),
+            "failures": {
+                k: int(sum(r.get(k) or 0 for r in self.rows.values()))
+                for k in ("failed", "declined", "timed_out")
+            },
+        }
+        write_json(self.run_dir.federated, result)
+        return result
+
+    def client_delta(self) -> float | None:
+        if self.cfg.dp == "client" and self.n_train_total:
+            return self.cfg.client_delta(self.n_train_total)
+        if self.cfg.dp == "central":
+            return self.central_delta()
+        return None
+
+    # --- internals ----------------------------------------------------------------------
+    def _restore(self) -> None:
+        """On resume, count the rounds already done: their failures in the totals, and each
+        client's last epsilon, so a client silent after the restart still shows what it spent."""
+        marker = self.run_dir.latest_marker
+        if marker.exists():
+            saved = json.loads(marker.read_text()).get("epsilon_by_client", {})
+            self.epsilon_by_client.update({int(k): float(v) for k, v in saved.items()})
+        for row in self.run_dir.read_rounds():
+            if row["round"] is not None and row["round"] <= self.offset:
+                self.rows[int(row["round"])] = {
+                    "round": int(row["round"]),
+                    **{k: v for k, v in row.items() if k != "round"},
+                }
+
+    def _row(self, rnd: int) -> dict[str, Any]:
+        return self.rows.setdefault(rnd, {"round": rnd})
+
+    def _epsilon_max(self, rnd: int) -> float | None:
+        if self.cfg.dp == "central":
+            return self._central_epsilon(rnd)
+        return max(self.epsilon_by_client.values()) if self.epsilon_by_client else None
+
+    def _central_epsilon(self, rounds: int) -> float | None:
+        if rounds <= 0:
+            return None
+        q = nodes_per_round(self.cfg.fraction_train, self.num_nodes) / self.num_nodes
+        return central_epsilon(
+            self.cfg.central_noise_multiplier,
+            q,
+            rounds,
+            self.central_delta(),
+            accountant=self.cfg.accountant,
+        )
+
+    def _append_csv(self, row: dict[str, Any]) -> None:
+        path = self.run_dir.rounds
+        fields = list(ROUND_FIELDS) + [f"{p}_{k}" for p in ("test", "fed") for k in TEST_KEYS]
+        new = not path.exists()
+        if not new:  # a resumed run keeps the columns its file started with
+            with open(path, newline="") as handle:
+                fields = next(csv.reader(handle), fields)
+        with open(path, "a", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=fields, extrasaction="ignore")
+            if new:
+                writer.writeheader()
+            writer.writerow({k: _cell(row.get(k)) for k in fields})
+
+
+def _cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, float | np.floating):
+        return f"{float(value):.6g}"
+    return value
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def _timings(summary: Any) -> dict[str, float]:
+    """The round's time split, from the reply summary and the clients' own metrics."""
+    out = {
+        k: float(v)
+        for k, v in (("train_wait_s", summary.wait_s), ("aggregate_s", summary.aggregate_s))
+        if v is not None
+    }
+    train = [float(c["train-wall-s"]) for c in summary.per_client if "train-wall-s" in c]
+    if train:
+        out.update(client_train_s_sum=sum(train), client_train_s_max=max(train))
+    gpu = [float(c["gpu-peak-mb"]) for c in summary.per_client if "gpu-peak-mb" in c]
+    if gpu:
+        out["client_gpu_peak_mb"] = max(gpu)
+    return out

@@ -1,0 +1,161 @@
+"""The run directory: the one module that names its files, and the readers of them.
+
+A run directory is the contract between whoever trains (``fedmarket simulate``, ``flwr run``,
+a trade-off point, a deployment) and whoever reads the result (the report, the audit, a
+resume, a later scoring run)::
+
+    RUN/config.json                  the RunConfig, kebab-case (``RunConfig.to_flower``)
+    RUN/rounds.csv                   one row per finished round
+    RUN/checkpoints/round-NNNN.pt    {"round", "state_dict"} of the global model
+    RUN/checkpoints/latest.json      {"round", "path", "epsilon_by_client"}
+    RUN/federated.json               the federated result (``RunLog.finish``)
+    RUN/client_state/client-<i>/accountant.json   a client's privacy history (simulation)
+    RUN/centralised/metrics.json, model.pt, *.png   the centralised reference
+    RUN/summary.json, report.md, *.png              the comparison a person reads
+    RUN/audit.json                   the membership-inference audit
+
+Like ``fedmarket.data.store`` for prepared data, nothing else spells these names.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from fedmarket.errors import ConfigError
+
+# The centralised reference's own directory (RUN/centralised, or `fedmarket centralised --out`).
+CENTRALISED_METRICS = "metrics.json"
+CENTRALISED_MODEL = "model.pt"
+
+if TYPE_CHECKING:
+    import torch
+
+    from fedmarket.config import RunConfig
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """The paths of one run directory (nothing is created by naming them)."""
+
+    path: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", Path(self.path))
+
+    @property
+    def config(self) -> Path:
+        return self.path / "config.json"
+
+    @property
+    def rounds(self) -> Path:
+        return self.path / "rounds.csv"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / "checkpoints"
+
+    @property
+    def latest_marker(self) -> Path:
+        return self.checkpoints / "latest.json"
+
+    def checkpoint(self, rnd: int) -> Path:
+        return self.checkpoints / f"round-{rnd:04d}.pt"
+
+    @property
+    def federated(self) -> Path:
+        return self.path / "federated.json"
+
+    @property
+    def client_state(self) -> Path:
+        return self.path / "client_state"
+
+    @property
+    def centralised(self) -> Path:
+        return self.path / "centralised"
+
+    @property
+    def centralised_metrics(self) -> Path:
+        return self.centralised / CENTRALISED_METRICS
+
+    @property
+    def centralised_model(self) -> Path:
+        return self.centralised / CENTRALISED_MODEL
+
+    @property
+    def summary(self) -> Path:
+        return self.path / "summary.json"
+
+    @property
+    def report(self) -> Path:
+        return self.path / "report.md"
+
+    @property
+    def audit(self) -> Path:
+        return self.path / "audit.json"
+
+    def holds_run(self) -> bool:
+        return self.config.exists()
+
+    def write_config(self, cfg: RunConfig) -> None:
+        write_json(self.config, cfg.to_flower())
+
+    def read_config(self) -> RunConfig:
+        """The run's settings; a clear error where this is not a run directory."""
+        from fedmarket.config import RunConfig
+
+        if not self.config.is_file():
+            raise ConfigError(
+                f"{self.path}: no config.json there; not a fedmarket run directory "
+                "(written by `fedmarket simulate`, `flwr run` or a trade-off point)"
+            )
+        return RunConfig.from_mapping(json.loads(self.config.read_text()), where=str(self.config))
+
+    def latest_checkpoint(self) -> tuple[int, dict[str, torch.Tensor]] | None:
+        """(round, global weights) of the last checkpoint, or None before the first."""
+        import torch
+
+        if not self.latest_marker.exists():
+            return None
+        info = json.loads(self.latest_marker.read_text())
+        blob = torch.load(self.checkpoints / info["path"], weights_only=True)
+        return int(blob["round"]), blob["state_dict"]
+
+    def read_rounds(self) -> list[dict[str, Any]]:
+        """rounds.csv as dicts of floats (None for empty cells); [] before the first round."""
+        if not self.rounds.exists():
+            return []
+        with open(self.rounds, newline="") as handle:
+            return [
+                {k: (float(v) if v not in ("", None) else None) for k, v in row.items()}
+                for row in csv.DictReader(handle)
+            ]
+
+
+def json_safe(value: Any) -> Any:
+    """NaN/inf become null: JSON has no NaN and a reader should not have to guess."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    if isinstance(value, float | np.floating):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def write_json(path: Path, data: Any) -> Path:
+    """Indented JSON (NaN as null), written to a temporary name and renamed into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(json_safe(data), indent=2) + "\n")
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,329 @@
+"""`fedmarket data synth|prepare|inspect` through the real typer app (fedmarket/cli.py,
+fedmarket/commands/data.py): success paths on tiny data, and bad input as one error line.
+
+The module runs in its own working directory with relative paths (short enough that rich
+never wraps them) and its own XDG_CONFIG_HOME, so the per-user pseudonym key the CLI
+creates lands in a temporary directory, never in the real home.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import Result
+from cryptography.fernet import Fernet
+from typer.testing import CliRunner
+
+from fedmarket.cli import app
+from fedmarket.data import store
+from fedmarket.data.protect import keys
+from fedmarket.errors import DataError
+
+runner = CliRunner()
+SMALL = ["--window-days", "28", "--step-days", "7", "--horizon-days", "7"]
+ENV_KEY = base64.b64encode(hashlib.sha256(b"cli test key").digest()).decode()
+
+
+def cli(*args: object) -> Result:
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def prep(raw: object, out: object, *options: object) -> Result:
+    return cli("data", "prepare", "--raw", raw, "--out", out, *options)
+
+
+def plain(result: Result) -> str:
+    """Output without colour codes (rich adds them where FORCE_COLOR is set, e.g. on CI)."""
+    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", result.output)
+
+
+def ok(result: Result) -> str:
+    out = plain(result)
+    assert result.exit_code == 0, out
+    assert "Traceback" not in out and "error:" not in out
+    return out
+
+
+def one_error_line(result: Result) -> str:
+    """Exit 2, no traceback, and the message as the single, last line starting with error:."""
+    out = plain(result)
+    assert result.exit_code == 2, out
+    assert isinstance(result.exception, SystemExit)
+    assert "Traceback" not in out
+    lines = [line for line in out.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("error:")]
+    assert len(errors) == 1 and lines[-1] == errors[0], out
+    return errors[0]
+
+
+def all_arrays(out: Path, fernet: Fernet | None = None) -> dict[tuple[int, str, str], np.ndarray]:
+    found = {}
+    for pid in store.partition_ids(store.read_manifest(out)):
+        for split in store.SPLITS:
+            a = store.load_split(out, pid, split, fernet, mmap=False)
+            for name in ("X", "agg", "y_purchase", "y_count", "customer"):
+                found[(pid, split, name)] = getattr(a, name)
+    return found
+
+
+def assert_same_arrays(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=str(k))
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    root = tmp_path_factory.mktemp("cli")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)
+        mp.setenv("XDG_CONFIG_HOME", str(root / "config"))
+        mp.delenv(keys.PSEUDONYM_KEY_ENV, raising=False)
+        mp.delenv(keys.ENCRYPTION_KEY_ENV, raising=False)
+        yield root
+
+
+@pytest.fixture(scope="module")
+def synthed(workdir: Path) -> Result:
+    sizes = ["--retailers", 2, "--customers", 150, "--days", 70, "--seed", 3]
+    return cli("data", "synth", "--out", "raw", *sizes)
+
+
+@pytest.fixture(scope="module")
+def prepared(synthed: Result) -> Result:
+    """Prepared with no key given: the CLI creates the per-user key under XDG_CONFIG_HOME."""
+    ok(synthed)
+    with pytest.MonkeyPatch.context() as mp:  # whichever test asks first, no key in the env
+        mp.delenv(keys.PSEUDONYM_KEY_ENV, raising=False)
+        return prep("raw", "prep", *SMALL)
+
+
+@pytest.fixture
+def env_key(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(keys.PSEUDONYM_KEY_ENV, ENV_KEY)
+
+
+# --- success paths ------------------------------------------------------------------------------
+
+
+def test_synth_writes_the_retailers(synthed: Result, workdir: Path) -> None:
+    out = ok(synthed)
+    events = sum(
+        len(pd.read_parquet(workdir / "raw" / r / "events.parquet"))
+        for r in ("retailer_00", "retailer_01")
+    )
+    assert f"wrote {events:,} events for 2 retailers to raw" in out
+    assert json.loads((workdir / "raw" / "synth.json").read_text())["status"] == "complete"
+
+
+def test_prepare_prints_the_partition_table(prepared: Result, workdir: Path) -> None:
+    out = ok(prepared)
+    m = store.read_manifest(workdir / "prep")
+    assert "partitions (natural)" in out and "dropped rows by" in out and "(none)" in out
+    assert f"cut-off {m['window']['cutoff']}, 4 steps x 7 days of history" in out
+    for entry in m["partitions"]:
+        row = (
+            rf"│ +{entry['id']} │ {entry['retailer']} +│ +{entry['train']['n']:,} │ "
+            rf"+{entry['test']['n']:,} │ +{100 * entry['train']['purchase_rate']:.1f}% │"
+        )
+        assert re.search(row, out), (row, out)
+    assert out.rstrip().endswith("prepared data in prep")
+
+
+def test_prepare_creates_the_key_outside_the_data(prepared: Result, workdir: Path) -> None:
+    out = ok(prepared)
+    key_path = workdir / "config" / "fedmarket" / "pseudonym.key"
+    assert f"created a pseudonym key at {key_path} (keep it;" in " ".join(out.split())
+    assert key_path.stat().st_mode & 0o777 == 0o600
+    for data_dir in ("prep", "raw"):
+        assert not key_path.resolve().is_relative_to((workdir / data_dir).resolve())
+    key_text = key_path.read_text().strip()
+    key = keys.load_key(key_path, keys.PSEUDONYM_KEY_ENV, purpose="test")
+    for path in (p for p in (workdir / "prep").rglob("*") if p.is_file()):
+        data = path.read_bytes()
+        assert key not in data and key_text.encode() not in data, path
+    # The stored pseudonyms are HMAC-SHA256 under that key of the raw decimal user ids.
+    raw_ids = pd.read_parquet(workdir / "raw" / "retailer_00" / "events.parquet")["user_id"]
+    expected = {hmac.new(key, str(u).encode(), "sha256").hexdigest() for u in raw_ids.unique()}
+    stored = np.concatenate(
+        [store.load_split(workdir / "prep", 0, s).customer for s in store.SPLITS]
+    )
+    assert set(stored) <= expected and len(stored) > 50
+
+
+def test_inspect_prints_what_prepare_printed(prepared: Result) -> None:
+    out = ok(cli("data", "inspect", "prep"))
+    assert "partitions (natural)" in out and "k-anonymity of the released customer tables" in out
+    assert out in ok(prepared)  # the same manifest tables, byte for byte
+
+
+def test_rerun_reuses_the_key_and_overwrite_replaces(prepared: Result, workdir: Path) -> None:
+    ok(prepared)
+    before = all_arrays(workdir / "prep")
+    again = ok(prep("raw", "prep", *SMALL, "--overwrite"))
+    assert "created a pseudonym key" not in again
+    assert_same_arrays(all_arrays(workdir / "prep"), before)
+    assert not (workdir / "prep.partial").exists()
+
+
+def test_iid_partitions_on_the_command_line(prepared: Result, workdir: Path) -> None:
+    ok(prepared)
+    out = ok(prep("raw", "iid", *SMALL, "--partition", "iid", "--partitions", 3))
+    assert "partitions (iid)" in out
+    m = store.read_manifest(workdir / "iid")
+    assert m["partitioning"]["n_partitions"] == 3
+    natural = store.load_pooled(workdir / "prep", "test").customer
+    np.testing.assert_array_equal(
+        np.sort(store.load_pooled(workdir / "iid", "test").customer), np.sort(natural)
+    )
+
+
+def test_brackets_in_paths_are_printed_verbatim(
+    synthed: Result, workdir: Path, env_key: None
+) -> None:
+    ok(synthed)
+    (workdir / "raw [old]").symlink_to(workdir / "raw", target_is_directory=True)
+    out = ok(prep("raw [old]", "p [red]x", *SMALL))
+    assert "source raw [old]" in out and "prepared data in p [red]x" in out
+
+
+# --- encryption at rest ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def plain_with_env_key(synthed: Result, workdir: Path) -> dict:
+    ok(synthed)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(keys.PSEUDONYM_KEY_ENV, ENV_KEY)
+        ok(prep("raw", "plain", *SMALL))
+    return all_arrays(workdir / "plain")
+
+
+def check_encrypted(out: Path, fernet: Fernet, plain: dict) -> None:
+    files = [p for p in out.rglob("*") if p.is_file() and p.name != store.MANIFEST_NAME]
+    assert files and all(p.name.endswith(".enc") for p in files)
+    assert store.read_manifest(out)["encrypted"] is True
+    with pytest.raises(DataError, match="prepared data is encrypted"):
+        store.load_split(out, 0, "train")
+    assert_same_arrays(all_arrays(out, fernet), plain)
+    assert "files are encrypted at rest (Fernet)" in ok(cli("data", "inspect", out))
+
+
+def test_encrypt_with_key_from_environment(
+    plain_with_env_key: dict, workdir: Path, env_key: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fernet_key = Fernet.generate_key()
+    monkeypatch.setenv(keys.ENCRYPTION_KEY_ENV, fernet_key.decode())
+    ok(prep("raw", "enc_env", *SMALL, "--encrypt"))
+    check_encrypted(workdir / "enc_env", Fernet(fernet_key), plain_with_env_key)
+
+
+def test_encrypt_with_key_file(plain_with_env_key: dict, workdir: Path, env_key: None) -> None:
+    key_file = workdir / "secrets" / "enc.key"
+    raw_key = keys.create_key_file(key_file, "fernet")
+    ok(prep("raw", "enc_file", *SMALL, "--encryption-key-file", key_file))
+    check_encrypted(workdir / "enc_file", keys.fernet_from_key(raw_key), plain_with_env_key)
+
+
+# --- bad input: exit 2, one line, no traceback --------------------------------------------------
+
+
+def test_missing_raw_path(workdir: Path, env_key: None) -> None:
+    line = one_error_line(prep("nowhere", "o1"))
+    assert line == "error: --raw nowhere: no such file or directory"
+    assert not Path("o1").exists()
+
+
+def test_unknown_partition_scheme(synthed: Result, env_key: None) -> None:
+    ok(synthed)
+    line = one_error_line(prep("raw", "o2", "--partition", "bogus"))
+    assert line == (
+        "error: --partition 'bogus' is not a partition scheme; use one of natural, "
+        "iid, dirichlet, quantity"
+    )
+
+
+@pytest.mark.parametrize("fraction", ["1.5", "0", "-0.2"])
+def test_test_fraction_out_of_range(synthed: Result, env_key: None, fraction: str) -> None:
+    ok(synthed)
+    line = one_error_line(prep("raw", "o3", "--test-fraction", fraction))
+    assert line == f"error: --test-fraction must be in (0, 1), got {float(fraction)}"
+
+
+def test_empty_csv_export(workdir: Path, env_key: None) -> None:
+    shop = workdir / "empty_raw" / "shop"
+    shop.mkdir(parents=True)
+    (shop / "events.csv").write_bytes(b"")
+    for raw in ("empty_raw", "empty_raw/shop/events.csv"):
+        line = one_error_line(prep(raw, "o4"))
+        assert line == "error: empty_raw/shop/events.csv: the file is empty (0 bytes); re-export it"
+    (shop / "events.csv").write_text("event_time,event_type,price,user_id\n")
+    line = one_error_line(prep("empty_raw", "o4"))
+    assert line.startswith("error: empty_raw/shop/events.csv: no data rows")
+    assert not Path("o4").exists() and not Path("o4.partial").exists()
+
+
+def test_out_is_a_non_empty_directory_of_something_else(
+    synthed: Result, workdir: Path, env_key: None
+) -> None:
+    ok(synthed)
+    (workdir / "mine").mkdir()
+    (workdir / "mine" / "notes.txt").write_text("keep me")
+    for extra in ([], ["--overwrite"]):  # --overwrite must not delete someone else's files
+        line = one_error_line(prep("raw", "mine", *extra))
+        assert line == (
+            "error: --out mine exists, is not empty and is not a prepared data "
+            "directory; choose another directory (--overwrite only replaces prepared "
+            "data)"
+        )
+        assert [p.name for p in (workdir / "mine").iterdir()] == ["notes.txt"]
+        assert (workdir / "mine" / "notes.txt").read_text() == "keep me"
+    (workdir / "afile").write_text("x")
+    line = one_error_line(prep("raw", "afile"))
+    assert line == "error: --out afile is a file; give a directory"
+
+
+def test_existing_prepared_dir_needs_overwrite(
+    prepared: Result, workdir: Path, env_key: None
+) -> None:
+    ok(prepared)
+    manifest = (workdir / "prep" / store.MANIFEST_NAME).read_bytes()
+    line = one_error_line(prep("raw", "prep", *SMALL))
+    assert line == "error: --out prep already holds prepared data; pass --overwrite to replace it"
+    assert (workdir / "prep" / store.MANIFEST_NAME).read_bytes() == manifest
+
+
+def test_encrypt_without_a_key(synthed: Result, env_key: None) -> None:
+    ok(synthed)
+    line = one_error_line(prep("raw", "o5", "--encrypt"))
+    assert "no encryption at rest given" in line and keys.ENCRYPTION_KEY_ENV in line
+
+
+def test_key_file_inside_the_output_is_refused(synthed: Result, workdir: Path) -> None:
+    ok(synthed)
+    (workdir / "o6").mkdir()
+    keys.create_key_file(workdir / "o6" / "k.key", "hmac")
+    line = one_error_line(prep("raw", "o6", "--key-file", "o6/k.key"))
+    assert "is inside data directory o6" in line
+
+
+def test_inspect_a_directory_that_is_not_prepared(workdir: Path) -> None:
+    (workdir / "nothing").mkdir(exist_ok=True)
+    line = one_error_line(cli("data", "inspect", "nothing"))
+    assert line.startswith("error: nothing/manifest.json: not found; nothing is not a prepared")
+
+
+def test_long_messages_and_markup_stay_one_literal_line(env_key: None) -> None:
+    deep = "d" * 90 + "/no[/such]/[bold]dir"
+    line = one_error_line(prep(deep, "o7"))
+    assert line == f"error: --raw {deep}: no such file or directory"
+    assert len(line) > 100

@@ -1,0 +1,215 @@
+"""End to end through Flower's Ray simulation (slow: about 10 s of Ray start-up per run).
+
+The ServerApp runs in a thread of this process under ``run_simulation``, so patching
+``RecordingStrategy`` here sees every reply the server receives; the ClientApps run in
+Ray actors, where nothing from this process reaches them but their pickled closure.
+"""
+
+import functools
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from opacus.accountants import RDPAccountant
+from opacus.accountants.utils import get_noise_multiplier
+
+from fedmarket.experiments.simulate import ClientResources, simulate
+from fedmarket.models import build_model
+from fedmarket.rundir import RunDir
+from strategies.recording import RecordingStrategy
+from tests.conftest import TRAIN_METRIC_KEYS, copy_prepared, pseudonyms, raw_customer_ids
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
+
+ONE_CPU = ClientResources(num_cpus=1.0)  # two actors on this 2-core machine
+
+
+def describe(reply) -> dict:
+    """What the server got, read before any strategy may pop arrays out of the message."""
+    if reply.has_error():
+        return {"error": (int(reply.error.code), str(reply.error.reason))}
+    content = reply.content
+    return {
+        "arrays": {
+            name: {k: (tuple(a.shape), a.dtype, bytes(a.data)) for k, a in rec.items()}
+            for name, rec in content.array_records.items()
+        },
+        "metrics": {name: dict(rec) for name, rec in content.metric_records.items()},
+        "configs": {name: dict(rec) for name, rec in content.config_records.items()},
+    }
+
+
+def spy_on_replies(monkeypatch) -> list[tuple[str, int, dict]]:
+    seen: list[tuple[str, int, dict]] = []
+    real_train, real_eval = RecordingStrategy.aggregate_train, RecordingStrategy.aggregate_evaluate
+
+    def aggregate_train(self, server_round, replies):
+        replies = list(replies)
+        seen.extend(("train", server_round, describe(r)) for r in replies)
+        return real_train(self, server_round, replies)
+
+    def aggregate_evaluate(self, server_round, replies):
+        replies = list(replies)
+        seen.extend(("evaluate", server_round, describe(r)) for r in replies)
+        return real_eval(self, server_round, replies)
+
+    monkeypatch.setattr(RecordingStrategy, "aggregate_train", aggregate_train)
+    monkeypatch.setattr(RecordingStrategy, "aggregate_evaluate", aggregate_evaluate)
+    return seen
+
+
+def test_end_to_end_no_raw_data(tiny_data, tiny_raw, tmp_path, monkeypatch):
+    seen = spy_on_replies(monkeypatch)
+    out = tmp_path / "run"
+    result = simulate(
+        data=tiny_data,
+        run_config="num-server-rounds=2",
+        out=out,
+        centralised=True,
+        resources=ONE_CPU,
+    )
+
+    model = build_model("cnn-lstm", 11, task="purchase").state_dict()
+    names, ids = pseudonyms(tiny_data), raw_customer_ids(tiny_raw)
+    assert [(phase, rnd) for phase, rnd, _ in seen] == (
+        [("train", 1)] * 3 + [("evaluate", 1)] * 3 + [("train", 2)] * 3 + [("evaluate", 2)] * 3
+    )
+    for phase, _, reply in seen:
+        assert "error" not in reply
+        assert reply["configs"] == {}  # no strings travel at all
+        [metrics] = reply["metrics"].values()
+        assert all(type(v) in (int, float) for v in metrics.values())  # scalars, no lists
+        assert not set(metrics.values()) & ids
+        if phase == "train":
+            [arrays] = reply["arrays"].values()
+            assert list(arrays) == list(model)
+            assert {k: s for k, (s, _, _) in arrays.items()} == {
+                k: tuple(t.shape) for k, t in model.items()
+            }
+            assert set(metrics) == TRAIN_METRIC_KEYS
+            blob = b"".join(data for _, _, data in arrays.values())
+            assert not any(name[:16].encode() in blob for name in names)
+        else:
+            assert reply["arrays"] == {}
+            assert {"num-examples", "roc_auc", "partition-id"} <= set(metrics)
+
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary == result["summary"]
+    fed, cen = summary["federated"], summary["centralised"]
+    assert fed["rounds"] == 2 and fed["wall_s"] > 0 and cen["wall_s"] > 0
+    assert set(fed["test"]) >= {"roc_auc", "accuracy"} and set(cen["test"]) >= {"roc_auc"}
+    last = [r for phase, rnd, r in seen if (phase, rnd) == ("train", 2)]
+    sent = [r["metrics"]["metrics"] for r in last]
+    sent_eps = {str(int(m["partition-id"])): m["epsilon"] for m in sent}
+    assert fed["epsilon"]["per_client"] == sent_eps
+    assert fed["epsilon"]["max"] == max(sent_eps.values()) <= 8.0
+    assert cen["epsilon"] <= 8.0 and summary["delta"] == cen["delta"]
+    gap = fed["test"]["roc_auc"] - cen["test"]["roc_auc"]
+    assert summary["gap"]["roc_auc"] == pytest.approx(gap)
+    assert [r["round"] for r in RunDir(out).read_rounds()] == [1.0, 2.0]
+    assert "| metric | federated | centralised |" in (out / "report.md").read_text()
+    for plot in (
+        "roc_auc_per_round.png",
+        "epsilon_per_round.png",
+        "centralised/gains.png",
+        "centralised/learning_curve.png",
+    ):
+        assert (out / plot).stat().st_size > 0
+
+
+def test_failing_client_is_counted_and_the_run_finishes(tiny_data, tmp_path):
+    data = copy_prepared(tiny_data, tmp_path / "data")
+    for path in (data / "partitions/2/train").iterdir():
+        path.unlink()  # its client raises DataError in every round
+    out = tmp_path / "run"
+    # no centralised reference: it would need partition 2's training customers too
+    simulate(
+        data=data, run_config="num-server-rounds=2", out=out, centralised=False, resources=ONE_CPU
+    )
+    rows = RunDir(out).read_rounds()
+    assert [(r["sent"], r["ok"], r["failed"], r["declined"]) for r in rows] == [(3, 2, 1, 0)] * 2
+    assert [r["eval_failed"] for r in rows] == [1, 1]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["federated"]["failures"] == {"failed": 2, "declined": 0, "timed_out": 0}
+    assert sorted(summary["federated"]["epsilon"]["per_client"]) == ["0", "1"]
+    assert summary["centralised"] is None
+    assert "Failed replies: 2" in (out / "report.md").read_text()
+
+
+def uninterrupted_epsilon(data_dir, partition: int, rounds: int, batch_size: int = 64) -> float:
+    """A client's epsilon after ``rounds`` uninterrupted rounds, from Opacus alone."""
+    parts = json.loads((data_dir / "manifest.json").read_text())["partitions"]
+    n, total = parts[partition]["train"]["n"], sum(p["train"]["n"] for p in parts)
+    return _opacus_epsilon(math.ceil(n / batch_size), rounds, 1 / (10 * total))
+
+
+@functools.cache  # the partitions share their step count; calibrating takes seconds here
+def _opacus_epsilon(steps_per_round: int, rounds: int, delta: float) -> float:
+    q, steps = 1 / steps_per_round, rounds * steps_per_round
+    noise = get_noise_multiplier(
+        target_epsilon=8.0, target_delta=delta, sample_rate=q, steps=steps, accountant="rdp"
+    )
+    accountant = RDPAccountant()
+    accountant.history = [(noise, q, steps)]
+    return accountant.get_epsilon(delta=delta)
+
+
+def test_resume_after_a_crash_continues_the_run(tiny_data, tmp_path, monkeypatch):
+    real = RecordingStrategy.configure_train
+    crash = {"at": 3}
+
+    def configure_train(self, server_round, arrays, config, grid):
+        if server_round == crash["at"]:
+            raise RuntimeError("server crashed before round 3 (test)")
+        return real(self, server_round, arrays, config, grid)
+
+    monkeypatch.setattr(RecordingStrategy, "configure_train", configure_train)
+    out = tmp_path / "run"
+    with pytest.raises(RuntimeError, match="server crashed"):
+        simulate(
+            data=tiny_data,
+            run_config="num-server-rounds=3",
+            out=out,
+            centralised=False,
+            resources=ONE_CPU,
+        )
+    assert [r["round"] for r in RunDir(out).read_rounds()] == [1.0, 2.0]
+    assert json.loads((out / "checkpoints/latest.json").read_text())["round"] == 2
+    assert not (out / "summary.json").exists()
+
+    crash["at"] = None
+    result = simulate(data=None, resume=out, centralised=False, resources=ONE_CPU)
+    assert [r["round"] for r in RunDir(out).read_rounds()] == [1.0, 2.0, 3.0]
+    fed = result["summary"]["federated"]
+    assert fed["rounds"] == 3
+    for pid in range(3):
+        expected = uninterrupted_epsilon(tiny_data, pid, rounds=3)
+        assert fed["epsilon"]["per_client"][str(pid)] == pytest.approx(expected, rel=0, abs=1e-6)
+        history = json.loads((out / f"client_state/client-{pid}/accountant.json").read_text())
+        assert sum(h[2] for h in history["history"]) == 3 * 3  # 3 rounds of 3 steps, no more
+    assert fed["epsilon"]["max"] <= 8.0
+    assert np.isfinite(fed["test"]["log_loss"])
+    assert (out / "report.md").exists()
+
+
+def test_central_dp_runs_are_reproducible_by_seed(tiny_data, tmp_path):
+    """Flower's server-side noise comes from the global numpy generator, which the ServerApp
+    seeds from the run's seed: the same seed gives the same noisy global model."""
+
+    def final_weights(seed: int, name: str) -> dict:
+        out = tmp_path / name
+        simulate(
+            data=tiny_data,
+            run_config=f"dp='central' central-noise-multiplier=0.5 num-server-rounds=1 seed={seed}",
+            out=out,
+            centralised=False,
+            resources=ONE_CPU,
+        )
+        return torch.load(out / "checkpoints" / "round-0001.pt", weights_only=True)["state_dict"]
+
+    first, again, other = final_weights(3, "a"), final_weights(3, "b"), final_weights(4, "c")
+    for key, value in first.items():
+        torch.testing.assert_close(again[key], value, rtol=0, atol=1e-6)
+    assert any(not torch.allclose(other[k], v) for k, v in first.items())

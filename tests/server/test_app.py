@@ -1,0 +1,202 @@
+"""The ServerApp and ClientApp together, in-process: Flower's strategy loop without Ray."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from flwr.app import Context, MessageType, RecordDict
+
+from clients.app import make_client_app
+from fedmarket.config import RunConfig
+from fedmarket.federated.client_state import save_accountant, state_file
+from fedmarket.privacy.accounting import AccountantState
+from fedmarket.rundir import RunDir
+from server.app import app as server_app
+from server.app import make_server_app
+from tests.conftest import copy_prepared
+from tests.flower_helpers import CLIENT_APP_RAISED, InProcessGrid, pretend_running_task
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def settings(data_dir, run_dir, **overrides) -> RunConfig:
+    # batch-size 256 > every partition: one Poisson step per epoch at q = 1 (fast accounting)
+    return RunConfig.from_mapping(
+        {
+            "data-dir": str(data_dir),
+            "out-dir": str(run_dir),
+            "state-dir": str(run_dir / "client_state"),
+            "num-server-rounds": 2,
+            "batch-size": 256,
+            **overrides,
+        }
+    )
+
+
+def server_context(run_config: dict | None = None) -> Context:
+    return Context(
+        run_id=1, node_id=0, node_config={}, state=RecordDict(), run_config=dict(run_config or {})
+    )
+
+
+def train_replies(grid: InProcessGrid, server_round: int):
+    """The valid train replies of one round (rounds are consecutive train sends)."""
+    rounds = [[]]
+    for reply in grid.replies:
+        if reply.metadata.message_type != MessageType.TRAIN:
+            if rounds[-1]:
+                rounds.append([])
+            continue
+        rounds[-1].append(reply)
+    return [r for r in rounds[server_round - 1] if not r.has_error()]
+
+
+def test_flwr_run_path_writes_the_run_directory(tiny_data, tmp_path, monkeypatch):
+    pretend_running_task(monkeypatch)
+    cfg = settings(tiny_data, tmp_path)
+    grid = InProcessGrid(make_client_app(), 3, cfg.to_flower())  # both read context.run_config
+    server_app(grid, server_context(cfg.to_flower()))
+
+    assert json.loads((tmp_path / "config.json").read_text()) == cfg.to_flower()
+    rows = RunDir(tmp_path).read_rounds()
+    assert [(r["round"], r["sent"], r["ok"], r["failed"]) for r in rows] == [
+        (1.0, 3.0, 3.0, 0.0),
+        (2.0, 3.0, 3.0, 0.0),
+    ]
+    # the round-2 model is FedAvg of the round-2 replies, weighted by num-examples
+    replies = train_replies(grid, 2)
+    n = np.array([r.content["metrics"]["num-examples"] for r in replies])
+    _, saved = RunDir(tmp_path).latest_checkpoint()
+    for key, tensor in saved.items():
+        stacked = np.stack([r.content["arrays"][key].numpy() for r in replies]).astype(np.float64)
+        expected = np.tensordot(n / n.sum(), stacked, axes=1)
+        np.testing.assert_allclose(tensor.numpy(), expected, rtol=0, atol=1e-6)
+    # round 2 started from the round-1 checkpoint, and every instruction carried the offset
+    round_two = [m for m in grid.sent if m.metadata.message_type == MessageType.TRAIN][3:]
+    first = torch.load(tmp_path / "checkpoints/round-0001.pt", weights_only=True)["state_dict"]
+    for msg in round_two:
+        sent = msg.content["arrays"].to_torch_state_dict()
+        assert all(torch.equal(sent[k], first[k]) for k in first)
+        assert msg.content["config"]["round-offset"] == 0
+        assert msg.content["config"]["server-round"] == 2
+
+    federated = json.loads((tmp_path / "federated.json").read_text())
+    reported = {
+        str(int(r.content["metrics"]["partition-id"])): r.content["metrics"]["epsilon"]
+        for r in replies
+    }
+    assert federated["epsilon"]["per_client"] == reported
+    assert federated["epsilon"]["max"] == max(reported.values()) <= cfg.target_epsilon
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["centralised"] is None and summary["federated"]["rounds"] == 2
+    assert (tmp_path / "report.md").exists()
+
+
+def test_failing_client_is_counted_and_the_run_finishes(tiny_data, tmp_path, monkeypatch):
+    pretend_running_task(monkeypatch)
+    data = copy_prepared(tiny_data, tmp_path / "data")
+    for path in (data / "partitions/2/train").iterdir():
+        path.unlink()
+    cfg = settings(data, tmp_path / "run")
+    grid = InProcessGrid(make_client_app(cfg), 3)
+    done = {}
+    make_server_app(cfg, on_done=done.update)(grid, server_context())
+    rows = RunDir(tmp_path / "run").read_rounds()
+    assert [(r["sent"], r["ok"], r["failed"], r["eval_ok"], r["eval_failed"]) for r in rows] == [
+        (3.0, 2.0, 1.0, 2.0, 1.0)
+    ] * 2
+    errors = [r for r in grid.replies if r.has_error()]
+    assert len(errors) == 4 and {e.error.code for e in errors} == {CLIENT_APP_RAISED}
+    assert all("DataError" in e.error.reason for e in errors)
+    assert done["failures"] == {"failed": 2, "declined": 0, "timed_out": 0}
+    assert sorted(done["epsilon"]["per_client"]) == ["0", "1"]
+    assert RunDir(tmp_path / "run").latest_checkpoint()[0] == 2
+
+
+def test_clients_over_budget_decline_and_no_round_is_aggregated(tiny_data, tmp_path, monkeypatch):
+    pretend_running_task(monkeypatch)
+    cfg = settings(tiny_data, tmp_path, **{"num-server-rounds": 1})
+    spent = AccountantState("rdp", ((0.5, 1.0, 50),), 0.5)  # far beyond epsilon 8 already
+    for pid in range(3):
+        save_accountant(spent, cfg.state_dir, pid)
+    grid = InProcessGrid(make_client_app(cfg), 3)
+    done = {}
+    make_server_app(cfg, on_done=done.update)(grid, server_context())
+    [row] = RunDir(tmp_path).read_rounds()
+    assert (row["sent"], row["ok"], row["declined"], row["failed"]) == (3.0, 0.0, 3.0, 0.0)
+    assert RunDir(tmp_path).latest_checkpoint() is None  # nothing aggregated, nothing saved
+    assert done["rounds"] == 0 and done["failures"]["declined"] == 3
+    for pid in range(3):  # the refusal did not touch what each client had spent
+        assert json.loads(state_file(cfg.state_dir, pid).read_text()) == spent.to_dict()
+
+
+def test_resume_after_a_crash_matches_the_uninterrupted_run(tiny_data, tmp_path, monkeypatch):
+    pretend_running_task(monkeypatch)
+    whole = settings(tiny_data, tmp_path / "whole", **{"num-server-rounds": 3})
+    done_whole = {}
+    make_server_app(whole, on_done=done_whole.update)(
+        InProcessGrid(make_client_app(whole), 3), server_context()
+    )
+
+    cfg = settings(tiny_data, tmp_path / "crashed", **{"num-server-rounds": 3})
+    # sends: train 1, evaluate 1, train 2, evaluate 2, train 3 <- the server dies here
+    crashing = InProcessGrid(make_client_app(cfg), 3, fail_on_send=5)
+    with pytest.raises(RuntimeError, match="server crashed"):
+        make_server_app(cfg)(crashing, server_context())
+    run_dir = tmp_path / "crashed"
+    assert len(RunDir(run_dir).read_rounds()) == 2 and not (run_dir / "federated.json").exists()
+    offset, weights = RunDir(run_dir).latest_checkpoint()
+    assert offset == 2
+
+    done = {}  # a new simulation: fresh node contexts; the clients' files carry their epsilon
+    resumed = make_server_app(
+        cfg, round_offset=offset, initial_weights=weights, on_done=done.update
+    )
+    grid = InProcessGrid(make_client_app(cfg), 3)
+    resumed(grid, server_context())
+    trained = [m for m in grid.sent if m.metadata.message_type == MessageType.TRAIN]
+    assert [
+        (m.content["config"]["server-round"], m.content["config"]["round-offset"]) for m in trained
+    ] == [(1, 2)] * 3
+    assert [r["round"] for r in RunDir(run_dir).read_rounds()] == [1.0, 2.0, 3.0]
+    assert done["rounds"] == 3
+    for pid, eps in done_whole["epsilon"]["per_client"].items():
+        assert done["epsilon"]["per_client"][pid] == pytest.approx(eps, rel=0, abs=1e-12)
+    final, final_whole = (
+        RunDir(run_dir).latest_checkpoint(),
+        RunDir(tmp_path / "whole").latest_checkpoint(),
+    )
+    assert final[0] == final_whole[0] == 3
+    for key, tensor in final_whole[1].items():
+        torch.testing.assert_close(final[1][key], tensor, rtol=0, atol=1e-6)
+    assert json.loads((run_dir / "config.json").read_text()) == cfg.to_flower()
+
+
+class _SlowGrid:
+    """Node ids that appear one per call, as SuperNodes registering."""
+
+    def __init__(self, total: int) -> None:
+        self.calls, self.total = 0, total
+
+    def get_node_ids(self):
+        self.calls += 1
+        return list(range(min(self.calls, self.total)))
+
+
+def test_server_waits_for_one_node_per_partition_and_says_how_to_fix_a_short_federation(
+    monkeypatch, caplog
+):
+    from server import app as server_app
+
+    monkeypatch.setattr(server_app.time, "sleep", lambda s: None)
+    grid = _SlowGrid(3)
+    with caplog.at_level("WARNING", logger="fedmarket"):
+        server_app._await_nodes(grid, 3, hint_after=0.0)
+    assert grid.calls == 3
+    [record] = [r for r in caplog.records if "SuperNodes connected" in r.getMessage()]
+    assert "1 of 3 SuperNodes" in record.getMessage()
+    assert "--num-supernodes 3" in record.getMessage()
+    caplog.clear()
+    server_app._await_nodes(_SlowGrid(3), 1, hint_after=0.0)  # enough at once: no hint
+    assert not caplog.records
