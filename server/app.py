@@ -1,7 +1,10 @@
-"""fedmarket's ServerApp: build the strategy, run the rounds, write the run directory.
+"""fedmarket's ServerApp: join the federation, run the rounds, write the run directory.
 
-Thin on purpose: settings come from ``fedmarket.config``, the round log, checkpoints and
-global evaluation from ``fedmarket.federated.run_log``, the strategy from ``strategies``.
+Thin on purpose, as in Flower's own examples: ``main`` reads the settings and calls three
+named steps. ``join_federation`` finds who takes part (the prepared partitions in
+simulation, or the deployment agreement with SuperNodes that hold raw exports);
+``run_rounds`` starts the strategy with the run log as its recorder; the run log
+(``fedmarket.federated.run_log``) checkpoints, evaluates and writes each round.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +29,45 @@ from fedmarket.defaults import default_run_dir, ensure_default_data
 from fedmarket.deploy.agreement import CONFIG_KEY
 from fedmarket.federated.run_log import RunLog
 from fedmarket.models import build_model
+from fedmarket.results import write_run_outputs
 from fedmarket.rundir import RunDir
-from server.consortium import agree, deployment_strategy
+from server.consortium import Consortium, agree, deployment_strategy
 from strategies import build_strategy
 
 log = logging.getLogger("fedmarket")
+
+
+@dataclass(frozen=True)
+class Resume:
+    """Where a resumed run continues: rounds already done and their last checkpoint."""
+
+    round_offset: int = 0
+    weights: dict | None = None
+
+
+@dataclass(frozen=True)
+class Federation:
+    """Who takes part in the run.
+
+    ``data_dir``/``manifest``: prepared partitions the server can read (simulation, or a
+    deployment given data-dir), which also give the pooled test set; ``consortium``: the
+    deployment agreement with SuperNodes holding raw exports (no pooled data here).
+    """
+
+    num_nodes: int
+    data_dir: Path | None = None
+    manifest: dict[str, Any] | None = None
+    consortium: Consortium | None = None
+
+    @property
+    def n_features(self) -> int:
+        return store.n_features(self.manifest) if self.manifest else len(FEATURE_NAMES)
+
+    @property
+    def shared_config(self) -> dict[str, str]:
+        """What every train and evaluate message carries: the agreement, if there is one."""
+        agreement = self.consortium.agreement if self.consortium else None
+        return {CONFIG_KEY: agreement.to_json()} if agreement is not None else {}
 
 
 def make_server_app(
@@ -42,87 +80,109 @@ def make_server_app(
     """A ServerApp; ``fixed`` and the rest are given by `fedmarket simulate`.
 
     On resume, ``round_offset`` rounds are already done and ``initial_weights`` is their
-    checkpoint; the run continues up to ``num-server-rounds`` in total.
+    checkpoint; the run continues up to ``num-server-rounds`` in total. ``on_done`` gets
+    the federated result; without it (`flwr run`) the run directory's report is written
+    here, with no centralised reference (that needs the pooled data).
     """
     app = ServerApp()
+    resume = Resume(round_offset, initial_weights)
 
     @app.main()
     def main(grid: Grid, context: Context) -> None:
         started = time.perf_counter()
         cfg = fixed if fixed is not None else RunConfig.from_mapping(dict(context.run_config))
-        deployed = not isinstance(grid, InMemoryGrid)  # SuperNodes on their own machines
-        if cfg.data_dir or not deployed:
-            data_dir = Path(cfg.data_dir) if cfg.data_dir else ensure_default_data(log=log.info)
-        else:
-            data_dir = Path()  # deployment: no pooled data on the server
-        has_data = (data_dir / store.MANIFEST_NAME).is_file()
-        manifest = store.read_manifest(data_dir) if has_data else None
-        consortium = agree(grid, timeout=cfg.round_timeout) if deployed and not manifest else None
-        if manifest:
-            num_nodes = len(manifest["partitions"])
-            _await_nodes(grid, num_nodes)
-        elif consortium is not None:
-            num_nodes = len(consortium.node_ids)
-        else:
-            num_nodes = _connected(grid)
-        run_dir = Path(cfg.out_dir) if cfg.out_dir else default_run_dir("flwr")
-        run_dir.mkdir(parents=True, exist_ok=True)
-        if round_offset == 0:
-            RunDir(run_dir).write_config(cfg)
-        log.info(
-            "fedmarket: %s on %d clients, %d rounds, dp=%s; writing %s",
-            cfg.model,
-            num_nodes,
-            cfg.num_server_rounds,
-            cfg.dp,
-            run_dir,
-        )
-        run = RunLog(
-            cfg,
-            run_dir,
-            data_dir if has_data else None,
-            num_nodes=num_nodes,
-            round_offset=round_offset,
-        )
-        shared = ConfigRecord()
-        if consortium is not None and consortium.agreement is not None:
-            shared[CONFIG_KEY] = consortium.agreement.to_json()
-            run.n_train_total = consortium.agreement.n_train_total  # for the run's delta
-        n_features = len(manifest["feature_names"]) if manifest else len(FEATURE_NAMES)
-        weights = (
-            initial_weights
-            or build_model(cfg.model, n_features, task=cfg.task, seed=cfg.seed).state_dict()
-        )
-        strategy = (
-            deployment_strategy(cfg, num_nodes, run)
-            if consortium is not None
-            else build_strategy(cfg, num_nodes=num_nodes, recorder=run)
-        )
-
-        def evaluate_fn(server_round: int, arrays: ArrayRecord) -> MetricRecord | None:
-            metrics = run.evaluate_global(server_round, arrays)
-            return MetricRecord(metrics) if metrics else None
-
-        pin_flower_randomness(cfg.seed)
-        strategy.start(
-            grid=grid,
-            initial_arrays=ArrayRecord(weights),
-            num_rounds=cfg.num_server_rounds - round_offset,
-            timeout=cfg.round_timeout,
-            train_config=ConfigRecord({"round-offset": round_offset, **shared}),
-            evaluate_config=ConfigRecord(dict(shared)),
-            evaluate_fn=evaluate_fn,
-        )
-        federated = run.finish(time.perf_counter() - started)
+        federation = join_federation(grid, cfg)
+        run_dir = open_run_dir(cfg, resume)
+        federated = run_rounds(grid, cfg, federation, run_dir, resume, started)
         if on_done is not None:
             on_done(federated)
-        else:  # `flwr run`: no pooled centralised reference here; write what the run has
-            from fedmarket.results import write_run_outputs
-
+        else:
             write_run_outputs(run_dir, cfg, federated, centralised=None)
         log.info("fedmarket: run finished; results in %s", run_dir)
 
     return app
+
+
+def join_federation(grid: Grid, cfg: RunConfig) -> Federation:
+    """Prepared partitions when the server can read them, else the deployment agreement."""
+    deployed = not isinstance(grid, InMemoryGrid)  # SuperNodes on their own machines
+    if cfg.data_dir or not deployed:
+        data_dir = Path(cfg.data_dir) if cfg.data_dir else ensure_default_data(log=log.info)
+        if (data_dir / store.MANIFEST_NAME).is_file():
+            manifest = store.read_manifest(data_dir)
+            num_nodes = len(manifest["partitions"])
+            _await_nodes(grid, num_nodes)
+            return Federation(num_nodes, data_dir, manifest)
+    if deployed:
+        consortium = agree(grid, timeout=cfg.round_timeout)
+        return Federation(len(consortium.node_ids), consortium=consortium)
+    return Federation(_connected(grid))
+
+
+def open_run_dir(cfg: RunConfig, resume: Resume) -> Path:
+    """The run directory (``out-dir``, or a new one), with the config of a new run."""
+    run_dir = Path(cfg.out_dir) if cfg.out_dir else default_run_dir("flwr")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if resume.round_offset == 0:
+        RunDir(run_dir).write_config(cfg)
+    return run_dir
+
+
+def run_rounds(
+    grid: Grid,
+    cfg: RunConfig,
+    federation: Federation,
+    run_dir: Path,
+    resume: Resume,
+    started: float,
+) -> dict[str, Any]:
+    """Start the strategy from the initial (or resumed) weights; the run log's result."""
+    log.info(
+        "fedmarket: %s on %d clients, %d rounds, dp=%s; writing %s",
+        cfg.model,
+        federation.num_nodes,
+        cfg.num_server_rounds,
+        cfg.dp,
+        run_dir,
+    )
+    run = RunLog(
+        cfg,
+        run_dir,
+        federation.data_dir,
+        num_nodes=federation.num_nodes,
+        round_offset=resume.round_offset,
+    )
+    if federation.consortium is not None and federation.consortium.agreement is not None:
+        run.n_train_total = federation.consortium.agreement.n_train_total  # the run's delta
+    strategy = (
+        deployment_strategy(cfg, federation.num_nodes, run)
+        if federation.consortium is not None
+        else build_strategy(cfg, num_nodes=federation.num_nodes, recorder=run)
+    )
+    weights = resume.weights or initial_weights(cfg, federation.n_features)
+
+    def evaluate_fn(server_round: int, arrays: ArrayRecord) -> MetricRecord | None:
+        metrics = run.evaluate_global(server_round, arrays)
+        return MetricRecord(metrics) if metrics else None
+
+    pin_flower_randomness(cfg.seed)
+    strategy.start(
+        grid=grid,
+        initial_arrays=ArrayRecord(weights),
+        num_rounds=cfg.num_server_rounds - resume.round_offset,
+        timeout=cfg.round_timeout,
+        train_config=ConfigRecord(
+            {"round-offset": resume.round_offset, **federation.shared_config}
+        ),
+        evaluate_config=ConfigRecord(federation.shared_config),
+        evaluate_fn=evaluate_fn,
+    )
+    return run.finish(time.perf_counter() - started)
+
+
+def initial_weights(cfg: RunConfig, n_features: int) -> dict:
+    """The seeded initial global model, the same for every run with this seed."""
+    return build_model(cfg.model, n_features, task=cfg.task, seed=cfg.seed).state_dict()
 
 
 def pin_flower_randomness(seed: int) -> None:

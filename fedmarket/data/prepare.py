@@ -94,9 +94,9 @@ def prepare(opts: PrepareOptions, advance: Advance | None = None) -> PrepareResu
     pseudonymiser = anonymise.Pseudonymiser(opts.pseudonym_key)
 
     retailers = sorted(exports)
-    per_retailer: dict[str, _RetailerResult] = {}
+    per_retailer: dict[str, RetailerPreparation] = {}
     for retailer in retailers:
-        per_retailer[retailer] = _prepare_retailer(
+        per_retailer[retailer] = prepare_retailer(
             retailer, exports[retailer], window, pseudonymiser, opts, advance
         )
 
@@ -125,7 +125,10 @@ def prepare(opts: PrepareOptions, advance: Advance | None = None) -> PrepareResu
 
 
 @dataclass(frozen=True)
-class _RetailerResult:
+class RetailerPreparation:
+    """One retailer's featurised, pseudonymised customers and its split (before the pooled
+    normalisation): what ``prepare`` combines, and what a SuperNode prepares alone."""
+
     feats: features.CustomerFeatures
     is_test: np.ndarray
     train_moments: normalise.FeatureMoments
@@ -161,7 +164,7 @@ def _feature_window(opts: PrepareOptions, exports: dict[str, list[Path]]) -> fea
             raise ConfigError(f"--cutoff {opts.cutoff!r} is not a date (use YYYY-MM-DD)") from exc
         cutoff = cutoff.tz_localize("UTC") if cutoff.tzinfo is None else cutoff.tz_convert("UTC")
     else:
-        cutoff = features.default_cutoff(_last_event_time(exports, opts), opts.horizon_days)
+        cutoff = features.default_cutoff(last_event_time(exports, opts), opts.horizon_days)
     return features.FeatureWindow(
         window_days=opts.window_days,
         step_days=opts.step_days,
@@ -170,7 +173,7 @@ def _feature_window(opts: PrepareOptions, exports: dict[str, list[Path]]) -> fea
     )
 
 
-def _last_event_time(exports: dict[str, list[Path]], opts: PrepareOptions) -> pd.Timestamp:
+def last_event_time(exports: dict[str, list[Path]], opts: PrepareOptions) -> pd.Timestamp:
     """First pass: the cut-off defaults to the end of the data minus the label horizon."""
     last = None
     for retailer, files in exports.items():
@@ -191,14 +194,14 @@ def _last_event_time(exports: dict[str, list[Path]], opts: PrepareOptions) -> pd
     return last
 
 
-def _prepare_retailer(
+def prepare_retailer(
     retailer: str,
     files: list[Path],
     window: features.FeatureWindow,
     pseudonymiser: anonymise.Pseudonymiser,
     opts: PrepareOptions,
     advance: Advance,
-) -> _RetailerResult:
+) -> RetailerPreparation:
     drops = DropReport()
     builder = features.SequenceBuilder(window)
     n_events = 0
@@ -225,7 +228,7 @@ def _prepare_retailer(
     is_test = np.zeros(len(feats.customer), dtype=bool)
     is_test[rng.permutation(len(feats.customer))[:n_test]] = True
     customers, kanon = _anonymise_customer_table(retailer, files, pseudonymiser, opts, window)
-    return _RetailerResult(
+    return RetailerPreparation(
         feats,
         is_test,
         normalise.FeatureMoments.from_raw(feats.X[~is_test]),
@@ -253,7 +256,7 @@ def _anonymise_customer_table(retailer, files, pseudonymiser, opts, window):
 
 
 def _assign(
-    opts: PrepareOptions, results: dict[str, _RetailerResult], retailers: list[str]
+    opts: PrepareOptions, results: dict[str, RetailerPreparation], retailers: list[str]
 ) -> np.ndarray:
     retailer_index = np.concatenate(
         [np.full(len(results[r].feats.customer), i) for i, r in enumerate(retailers)]
@@ -271,7 +274,7 @@ def _assign(
 
 def _write_partitions(
     tmp: Path,
-    results: dict[str, _RetailerResult],
+    results: dict[str, RetailerPreparation],
     retailers: list[str],
     assignment: np.ndarray,
     stats: normalise.NormStats,

@@ -2,7 +2,7 @@
 
 A SuperNode is given only the path of its own retailer's raw export (``data-path`` in
 ``--node-config``). This module validates, pseudonymises and featurises that export with
-the same code `fedmarket data prepare` runs per retailer (``prepare._prepare_retailer``),
+the same code `fedmarket data prepare` runs per retailer (``prepare.prepare_retailer``),
 keeps the result in a cache directory next to the export (mode 0700: pseudonymised
 per-customer features stay on the retailer's disk), and writes a prepared directory in the
 ``fedmarket.data.store`` layout that ``RetailerClient`` reads, normalised with the
@@ -36,11 +36,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fedmarket.data import features, store
+from fedmarket.data import features, prepare, store
 from fedmarket.data.ingest import loaders
 from fedmarket.data.ingest.mapping import ExportMapping, load_mapping, parse_mapping_option
 from fedmarket.data.normalise import FeatureMoments
-from fedmarket.data.prepare import PrepareOptions, _last_event_time, _prepare_retailer
+from fedmarket.data.prepare import PrepareOptions
 from fedmarket.data.protect import anonymise, keys
 from fedmarket.deploy.agreement import Agreement, RetailerSummary, WindowPlan
 from fedmarket.errors import ConfigError, DataError
@@ -153,7 +153,7 @@ class LocalRetailer:
 
     def last_event_time(self) -> pd.Timestamp:
         """The latest valid event in the export (the describe stage's one number)."""
-        return _last_event_time({self.retailer: self.files}, self.options(WindowPlan()))
+        return prepare.last_event_time({self.retailer: self.files}, self.options(WindowPlan()))
 
     def features(self, plan: WindowPlan) -> LocalFeatures:
         """Featurised customers for ``plan``, from the cache when the export is unchanged."""
@@ -182,7 +182,7 @@ class LocalRetailer:
     # --- internals --------------------------------------------------------------------
     def _featurise(self, plan: WindowPlan, directory: Path) -> None:
         opts = self.options(plan)
-        result = _prepare_retailer(
+        result = prepare.prepare_retailer(
             self.retailer,
             self.files,
             plan.feature_window(),

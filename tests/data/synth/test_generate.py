@@ -13,9 +13,6 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from fedmarket.data.synth.behaviour import CART, VIEW, Shoppers
-from fedmarket.data.synth.catalog import CATEGORY_CODES, build_catalog, leaf_mix
-from fedmarket.data.synth.people import CITY_PREFIX, customer_table
 
 from fedmarket.data.ingest.schema import (
     CUSTOMER_COLUMNS,
@@ -23,7 +20,10 @@ from fedmarket.data.ingest.schema import (
     EVENT_TYPES,
     RETAILER_COLUMN,
 )
+from fedmarket.data.synth.behaviour import CART, VIEW, Shoppers
+from fedmarket.data.synth.catalog import CATEGORY_CODES, build_catalog, leaf_mix
 from fedmarket.data.synth.generate import SYNTH_JSON, generate_retailers, plan_retailers
+from fedmarket.data.synth.people import CITY_PREFIX, customer_table
 from fedmarket.errors import ConfigError
 
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
