@@ -25,12 +25,6 @@ def audit_cmd(
     ] = 0.95,
 ) -> None:
     """Membership-inference audit: attack AUC, TPR at low FPR, empirical epsilon bound."""
-    args = dict(locals())
-
-    audit(**args)
-
-
-def audit(run_dir: Path, seed: int, confidence: float) -> None:
     from fedmarket.experiments.audit import audit_run
     from fedmarket.privacy.membership import TARGET_FPRS, fpr_key
 

@@ -24,14 +24,6 @@ def baselines_cmd(
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
 ) -> None:
     """Classical models on aggregate features next to the sequence models, same test customers."""
-    args = dict(locals())
-
-    baselines(**args)
-
-
-def baselines(
-    data: Path, out: Path, task: str, sequence_models: str, epochs: int, seed: int
-) -> None:
     from fedmarket.baselines import ResultRow, render_table, run_classical_baselines, write_results
     from fedmarket.centralised import run_centralised
     from fedmarket.data import store

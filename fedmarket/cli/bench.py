@@ -45,25 +45,6 @@ def bench_cmd(
     ] = True,
 ) -> None:
     """Performance: centralised floor, federated run with the same work, DP-SGD throughput."""
-    args = dict(locals())
-
-    bench(**args)
-
-
-def bench(
-    out: Path,
-    quick: bool,
-    scale: bool,
-    model: str,
-    clients: int | None,
-    customers: int | None,
-    rounds: int | None,
-    clients_per_round: int | None,
-    batch_size: int,
-    client_cpus: float,
-    client_gpus: float | None,
-    dp: bool,
-) -> None:
     from fedmarket.experiments.bench import BenchConfig, run_bench, stages
 
     if quick and scale:

@@ -40,42 +40,6 @@ def centralised_cmd(
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
 ) -> None:
     """Train one sequence model on the pooled training data of all partitions (the reference)."""
-    args = dict(locals())
-
-    centralised(**args)
-
-
-def _privacy(epsilon, noise_multiplier, max_grad_norm, delta, accountant):
-    from fedmarket.privacy.config import PrivacySettings
-
-    if epsilon is None and noise_multiplier is None:
-        return None
-    return PrivacySettings(
-        target_epsilon=epsilon,
-        noise_multiplier=noise_multiplier,
-        max_grad_norm=max_grad_norm,
-        delta=delta,
-        accountant=accountant,
-    )
-
-
-def centralised(
-    data: Path,
-    out: Path,
-    model: str,
-    task: str,
-    epochs: int,
-    batch_size: int,
-    lr: float,
-    lr_schedule: str,
-    patience: int | None,
-    epsilon: float | None,
-    noise_multiplier: float | None,
-    max_grad_norm: float,
-    delta: float | None,
-    accountant: str,
-    seed: int,
-) -> None:
     from fedmarket.centralised import run_centralised, write_centralised
     from fedmarket.training import TrainConfig
 
@@ -106,3 +70,17 @@ def centralised(
             f"noise multiplier = {result.noise_multiplier:.3f}, clip = {max_grad_norm}"
         )
     console.print(f"wrote {', '.join(str(p) for p in paths.values())}")
+
+
+def _privacy(epsilon, noise_multiplier, max_grad_norm, delta, accountant):
+    from fedmarket.privacy.config import PrivacySettings
+
+    if epsilon is None and noise_multiplier is None:
+        return None
+    return PrivacySettings(
+        target_epsilon=epsilon,
+        noise_multiplier=noise_multiplier,
+        max_grad_norm=max_grad_norm,
+        delta=delta,
+        accountant=accountant,
+    )

@@ -38,12 +38,6 @@ def certs_cmd(
     ] = 365,
 ) -> None:
     """TLS certificates for the SuperLink and authentication keys for the SuperNodes."""
-    args = dict(locals())
-
-    certs(**args)
-
-
-def certs(out: Path, hosts: str, nodes: int, days: int) -> None:
     bundle = generate(
         out, hosts=hosts.split(",") if hosts else (), nodes=node_names(nodes), days=days
     )

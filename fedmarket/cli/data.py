@@ -30,7 +30,24 @@ def data_synth(
 ) -> None:
     """Write synthetic retailers' raw exports in the public REES46 event schema."""
 
-    synth(out, retailers, customers, days, seed, fmt, start)
+    from fedmarket.data.synth.generate import generate_retailers, plan_retailers
+
+    # The generator reports progress in customers, and retailers vary in size around --customers.
+    total = sum(p.n_customers for p in plan_retailers(retailers, customers, days, seed))
+    with progress_bar("synthesising customers", total) as advance:
+        summary = generate_retailers(
+            out,
+            n_retailers=retailers,
+            n_customers=customers,
+            days=days,
+            seed=seed,
+            fmt=fmt,
+            start=start,
+            progress=advance,
+        )
+    console.print(
+        f"wrote {summary.total_events:,} events for {retailers} retailers to {escape(str(out))}"
+    )
 
 
 @data_app.command("prepare")
@@ -86,72 +103,6 @@ def data_prepare(
     ] = False,
 ) -> None:
     """Validate, anonymise and featurise raw exports into per-partition train/test tensors."""
-    args = dict(locals())
-
-    prepare(**args)
-
-
-@data_app.command("inspect")
-@friendly_errors
-def data_inspect(data: Annotated[Path, typer.Argument(help="A prepared data directory.")]) -> None:
-    """Print a prepared directory's manifest as tables."""
-
-    inspect(data)
-
-
-def synth(
-    out: Path, retailers: int, customers: int, days: int, seed: int, fmt: str, start: str
-) -> None:
-    from fedmarket.data.synth.generate import generate_retailers, plan_retailers
-
-    # The generator reports progress in customers, and retailers vary in size around --customers.
-    total = sum(p.n_customers for p in plan_retailers(retailers, customers, days, seed))
-    with progress_bar("synthesising customers", total) as advance:
-        summary = generate_retailers(
-            out,
-            n_retailers=retailers,
-            n_customers=customers,
-            days=days,
-            seed=seed,
-            fmt=fmt,
-            start=start,
-            progress=advance,
-        )
-    console.print(
-        f"wrote {summary.total_events:,} events for {retailers} retailers to {escape(str(out))}"
-    )
-
-
-def _pseudonym_key(key_file: Path | None, data_dirs: list[Path]) -> bytes:
-    def say(path: Path) -> None:
-        console.print(
-            f"created a pseudonym key at {escape(str(path))} (keep it; it is never stored "
-            "with the data)"
-        )
-
-    return keys.resolve_pseudonym_key(key_file, data_dirs, on_create=say)
-
-
-def prepare(
-    raw: Path,
-    out: Path,
-    partition: str,
-    partitions: int | None,
-    alpha: float,
-    window_days: int,
-    step_days: int,
-    horizon_days: int,
-    cutoff: str | None,
-    test_fraction: float,
-    k: int,
-    seed: int,
-    strict: bool,
-    mapping: str | None,
-    key_file: Path | None,
-    encrypt: bool,
-    encryption_key_file: Path | None,
-    overwrite: bool,
-) -> None:
     from fedmarket.data.ingest.mapping import load_mapping, parse_mapping_option
     from fedmarket.data.prepare import PrepareOptions
     from fedmarket.data.prepare import prepare as run_prepare
@@ -195,8 +146,22 @@ def prepare(
     console.print(f"prepared data in {escape(str(result.out))}")
 
 
-def inspect(data: Path) -> None:
+@data_app.command("inspect")
+@friendly_errors
+def data_inspect(data: Annotated[Path, typer.Argument(help="A prepared data directory.")]) -> None:
+    """Print a prepared directory's manifest as tables."""
+
     print_manifest(store.read_manifest(data))
+
+
+def _pseudonym_key(key_file: Path | None, data_dirs: list[Path]) -> bytes:
+    def say(path: Path) -> None:
+        console.print(
+            f"created a pseudonym key at {escape(str(path))} (keep it; it is never stored "
+            "with the data)"
+        )
+
+    return keys.resolve_pseudonym_key(key_file, data_dirs, on_create=say)
 
 
 def print_manifest(m: dict[str, Any]) -> None:

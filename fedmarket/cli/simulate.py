@@ -43,21 +43,6 @@ def simulate_cmd(
     ] = None,
 ) -> None:
     """Run the Flower simulation (Ray) and compare it with centralised training."""
-    args = dict(locals())
-
-    simulate(**args)
-
-
-def simulate(
-    data: Path | None,
-    run_config: str,
-    out: Path | None,
-    centralised: bool,
-    resume: Path | None,
-    client_cpus: float,
-    client_gpus: float,
-    ray_address: str | None,
-) -> None:
     from fedmarket.experiments.simulate import ClientResources
     from fedmarket.experiments.simulate import simulate as run
 

@@ -67,24 +67,6 @@ def tradeoff_cmd(
     ] = True,
 ) -> None:
     """Sweep epsilon for federated (client or central DP) and centralised DP training."""
-    args = dict(locals())
-
-    if tradeoff(**args):
-        raise typer.Exit(code=1)
-
-
-def tradeoff(
-    out: Path,
-    quick: bool,
-    data: Path | None,
-    epsilons: str | None,
-    seeds: str | None,
-    settings: str | None,
-    rounds: int | None,
-    run_config: str,
-    audit: bool,
-) -> int:
-    """Run (or resume) the sweep, print the summary; returns the number of failed points."""
     from fedmarket.experiments.tradeoff import SweepConfig, run_sweep, sweep_runs
 
     changes: dict = {"data": data, "run_config": run_config, "audit": audit}
@@ -119,7 +101,8 @@ def tradeoff(
             f"(traceback in {out / 'records' / (record['key'] + '.json')})",
             highlight=False,
         )
-    return len(result.failed)
+    if result.failed:
+        raise typer.Exit(code=1)
 
 
 def _table(csv_path: Path) -> Table:
