@@ -76,7 +76,7 @@ def run_centralised(
     task_obj = get_task(task)
     net = build_model(
         model,
-        len(manifest["feature_names"]),
+        store.n_features(manifest),
         task=task,
         dp=privacy is not None,
         seed=train_cfg.seed,

@@ -22,7 +22,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Required, TypedDict, cast
 
 import numpy as np
 
@@ -32,6 +32,42 @@ SCHEMA_VERSION = 1
 SPLITS = ("train", "test")
 MANIFEST_NAME = "manifest.json"
 _ARRAYS = ("X", "agg", "y_purchase", "y_count", "customer")
+
+
+class SplitSummary(TypedDict):
+    """One split of one partition in the manifest."""
+
+    n: int
+    purchase_rate: float | None
+    mean_purchase_count: float | None
+
+
+class PartitionEntry(TypedDict, total=False):
+    """One partition: its id, its splits, and the retailer(s) its customers come from."""
+
+    id: Required[int]
+    train: SplitSummary
+    test: SplitSummary
+    retailer: str  # natural partitions: the one retailer
+    retailers: dict[str, int]  # other schemes: customers per retailer
+
+
+class Manifest(TypedDict, total=False):
+    """``manifest.json``: what `fedmarket data prepare` made, and how (see the README)."""
+
+    schema_version: Required[int]
+    partitions: Required[list[PartitionEntry]]
+    feature_names: list[str]
+    aggregate_names: list[str]
+    created_at: str
+    source: str
+    window: dict[str, Any]  # FeatureWindow.to_manifest
+    normalisation: dict[str, Any]
+    split: dict[str, Any]
+    partitioning: dict[str, Any]
+    retailers: dict[str, dict[str, Any]]
+    dropped_rows: dict[str, Any]
+    encrypted: bool
 
 
 @dataclass(frozen=True)
@@ -137,7 +173,7 @@ def write_manifest(data_dir: Path, manifest: dict[str, Any]) -> None:
     )
 
 
-def read_manifest(data_dir: Path) -> dict[str, Any]:
+def read_manifest(data_dir: Path) -> Manifest:
     path = Path(data_dir) / MANIFEST_NAME
     if not path.is_file():
         raise DataError(
@@ -154,17 +190,25 @@ def read_manifest(data_dir: Path) -> dict[str, Any]:
             f"{path}: schema version {version!r}, this fedmarket reads {SCHEMA_VERSION}; "
             f"re-run `fedmarket data prepare`"
         )
-    return manifest
+    partitions = manifest.get("partitions")
+    if not isinstance(partitions, list) or not all(
+        isinstance(p, dict) and isinstance(p.get("id"), int) for p in partitions
+    ):
+        raise DataError(
+            f"{path}: 'partitions' must be a list of entries with an integer 'id'; the file "
+            f"is damaged, re-run `fedmarket data prepare`"
+        )
+    return cast(Manifest, manifest)
 
 
-def partition_ids(manifest: dict[str, Any]) -> list[int]:
+def partition_ids(manifest: Manifest) -> list[int]:
     return [int(p["id"]) for p in manifest["partitions"]]
 
 
-def n_train_total(manifest: dict[str, Any]) -> int:
+def n_train_total(manifest: Manifest) -> int:
     """Training customers over every partition: the n of the run's default delta."""
     return sum(int(p["train"]["n"]) for p in manifest["partitions"])
 
 
-def n_features(manifest: dict[str, Any]) -> int:
+def n_features(manifest: Manifest) -> int:
     return len(manifest["feature_names"])

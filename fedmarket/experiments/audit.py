@@ -37,7 +37,7 @@ def audit_run(
     cfg = files.read_config()
     data_dir = Path(cfg.data_dir)
     manifest = store.read_manifest(data_dir)
-    n_features = len(manifest["feature_names"])
+    n_features = store.n_features(manifest)
     delta = cfg.client_delta(store.n_train_total(manifest))
     members, nonmembers = membership_samples(data_dir, seed=seed)
     report: dict[str, Any] = {

@@ -165,6 +165,27 @@ def test_read_manifest_wrong_schema_version(tmp_path: Path, version: object) -> 
 # --- load_pooled ---------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("partitions", [None, "0,1", [{"id": "0"}], [{"train": {"n": 3}}], [0, 1]])
+def test_read_manifest_with_damaged_partitions(tmp_path: Path, partitions: object) -> None:
+    body = {"schema_version": store.SCHEMA_VERSION}
+    if partitions is not None:
+        body["partitions"] = partitions
+    (tmp_path / store.MANIFEST_NAME).write_text(json.dumps(body))
+    with pytest.raises(DataError, match=r"manifest\.json: 'partitions' must be a list"):
+        store.read_manifest(tmp_path)
+
+
+def test_manifest_totals() -> None:
+    manifest = {
+        "schema_version": store.SCHEMA_VERSION,
+        "feature_names": ["a", "b", "c"],
+        "partitions": [{"id": 0, "train": {"n": 5}}, {"id": 1, "train": {"n": 7}}],
+    }
+    assert store.n_train_total(manifest) == 12
+    assert store.n_features(manifest) == 3
+    assert store.partition_ids(manifest) == [0, 1]
+
+
 def test_load_pooled_concatenates_in_manifest_partition_order(tmp_path: Path) -> None:
     parts = write_prepared(tmp_path, [3, 1, 4])
     pooled = store.load_pooled(tmp_path, "train")
