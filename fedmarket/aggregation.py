@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from fedmarket.checks import integer
 from fedmarket.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -133,8 +134,7 @@ def check_setup(cfg: RunConfig, num_nodes: int) -> int:
 
     Warnings (logged, not refused) cover settings that run but rarely do what was meant.
     """
-    if isinstance(num_nodes, bool) or not isinstance(num_nodes, int) or num_nodes < 1:
-        raise ConfigError(f"num_nodes must be a positive integer, got {num_nodes!r}")
+    integer("num_nodes", num_nodes, at_least=1)
     rule = RULES[check_rule_name(cfg.strategy)]
     per_round = nodes_per_round(cfg.fraction_train, num_nodes)
     sampled = (

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import TYPE_CHECKING, Any
 
 from fedmarket.aggregation import check_rule_name
+from fedmarket.checks import integer, is_int, number
 from fedmarket.errors import ConfigError
 from fedmarket.privacy.config import PrivacySettings, default_delta
 
@@ -114,21 +115,19 @@ class RunConfig:
         from fedmarket.models import available_models
         from fedmarket.tasks import get_task
 
-        _at_least("num-server-rounds", self.num_server_rounds, 1)
-        _at_least("local-epochs", self.local_epochs, 1)
-        _at_least("batch-size", self.batch_size, 1)
-        _at_least("evaluate-every", self.evaluate_every, 1)
-        _at_least("min-train-replies", self.min_train_replies, 1)
-        _at_least("num-malicious-nodes", self.num_malicious_nodes, 0)
-        _at_least("seed", self.seed, 0)
-        if not 0.0 < self.fraction_train <= 1.0:
-            raise ConfigError(
-                f"run config: fraction-train must be in (0, 1], got {self.fraction_train}"
-            )
-        if not 0.0 <= self.fraction_evaluate <= 1.0:  # 0: no client-side evaluation
-            raise ConfigError(
-                f"run config: fraction-evaluate must be in [0, 1], got {self.fraction_evaluate}"
-            )
+        for key, low in (
+            ("num-server-rounds", 1),
+            ("local-epochs", 1),
+            ("batch-size", 1),
+            ("evaluate-every", 1),
+            ("min-train-replies", 1),
+            ("num-malicious-nodes", 0),
+            ("seed", 0),
+        ):
+            integer(f"run config: {key}", getattr(self, key.replace("-", "_")), at_least=low)
+        number("run config: fraction-train", self.fraction_train, above=0.0, at_most=1.0)
+        # 0: no client-side evaluation
+        number("run config: fraction-evaluate", self.fraction_evaluate, at_least=0.0, at_most=1.0)
         for key in (
             "learning-rate",
             "max-grad-norm",
@@ -136,17 +135,17 @@ class RunConfig:
             "round-timeout",
             "server-learning-rate",
         ):
-            _positive(key, getattr(self, key.replace("-", "_")))
+            number(f"run config: {key}", getattr(self, key.replace("-", "_")), above=0.0)
         for key in (
             "target-epsilon",
             "noise-multiplier",
-            "delta",
             "central-noise-multiplier",
             "proximal-mu",
             "server-momentum",
-            "trim-beta",
         ):
-            _non_negative(key, getattr(self, key.replace("-", "_")))
+            number(f"run config: {key}", getattr(self, key.replace("-", "_")), at_least=0.0)
+        number("run config: delta", self.delta, at_least=0.0, below=1.0)
+        number("run config: trim-beta", self.trim_beta, at_least=0.0, below=0.5)
         if self.model not in available_models():
             raise ConfigError(
                 f"run config: model {self.model!r} is unknown; known: "
@@ -169,10 +168,6 @@ class RunConfig:
             raise ConfigError(
                 f"run config: accountant {self.accountant!r} is unknown; use rdp or prv"
             )
-        if self.delta >= 1:
-            raise ConfigError(f"run config: delta must be below 1, got {self.delta}")
-        if self.trim_beta >= 0.5:
-            raise ConfigError(f"run config: trim-beta must be below 0.5, got {self.trim_beta}")
         check_rule_name(self.strategy)
 
     def to_flower(self) -> dict[str, Any]:
@@ -261,7 +256,7 @@ def parse_overrides(text: str, *, where: str = "--run-config") -> dict[str, Any]
 
 def _coerce(key: str, value: Any, default: Any, where: str) -> Any:
     kind = type(default)
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+    if kind is float and is_int(value):
         value = float(value)
     if type(value) is not kind:
         raise ConfigError(
@@ -270,18 +265,3 @@ def _coerce(key: str, value: Any, default: Any, where: str) -> Any:
     if kind is float and not math.isfinite(value):
         raise ConfigError(f"{where}: {key} must be finite, got {value!r}")
     return value
-
-
-def _at_least(key: str, value: int, low: int) -> None:
-    if value < low:
-        raise ConfigError(f"run config: {key} must be >= {low}, got {value}")
-
-
-def _positive(key: str, value: float) -> None:
-    if value <= 0:
-        raise ConfigError(f"run config: {key} must be > 0, got {value}")
-
-
-def _non_negative(key: str, value: float) -> None:
-    if value < 0:
-        raise ConfigError(f"run config: {key} must be >= 0, got {value}")

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from fedmarket.checks import integer, is_int, number
 from fedmarket.data.store import SplitArrays
 from fedmarket.errors import ConfigError, DataError
 from fedmarket.privacy.accounting import AccountantState, steps_per_epoch
@@ -59,14 +60,14 @@ class TrainConfig:
     device: str = "auto"
 
     def __post_init__(self) -> None:
-        _int_field("epochs", self.epochs, 1)
-        _int_field("batch_size", self.batch_size, 1)
-        _int_field("seed", self.seed, 0)
+        integer("training.epochs", self.epochs, at_least=1)
+        integer("training.batch_size", self.batch_size, at_least=1)
+        integer("training.seed", self.seed, at_least=0)
         if self.patience is not None:
-            _int_field("patience", self.patience, 1)
-        _number_field("lr", self.lr, 0.0, above=True)
-        _number_field("weight_decay", self.weight_decay, 0.0)
-        _number_field("val_fraction", self.val_fraction, 0.0, below=1.0)
+            integer("training.patience", self.patience, at_least=1)
+        number("training.lr", self.lr, above=0.0)
+        number("training.weight_decay", self.weight_decay, at_least=0.0)
+        number("training.val_fraction", self.val_fraction, at_least=0.0, below=1.0)
         if self.lr_schedule not in LR_SCHEDULES:
             raise ConfigError(
                 f"training.lr_schedule {self.lr_schedule!r} is unknown; "
@@ -80,22 +81,6 @@ class TrainConfig:
                     f"training.device {self.device!r} is not a torch device "
                     f"(auto, cpu, cuda, cuda:1)"
                 ) from exc
-
-
-def _int_field(name: str, value: object, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ConfigError(f"training.{name} must be an integer >= {low}, got {value!r}")
-
-
-def _number_field(
-    name: str, value: object, low: float, *, above: bool = False, below: float = math.inf
-) -> None:
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or value < low or (above and value == low) or value >= below:
-        bounds = f"{'>' if above else '>='} {low:g}" + (
-            f" and < {below:g}" if below < math.inf else ""
-        )
-        raise ConfigError(f"training.{name} must be a finite number {bounds}, got {value!r}")
 
 
 def resolve_device(device: str) -> torch.device:
@@ -211,16 +196,12 @@ def _check_call(
     planned_epochs: int | None,
     proximal_mu: float,
 ) -> None:
-    _number_field("proximal_mu", proximal_mu, 0.0)
+    number("training.proximal_mu", proximal_mu, at_least=0.0)
     if privacy is None and privacy_state is not None:
         raise ConfigError("fit: privacy_state given without privacy settings; pass both or neither")
     if cfg.patience is not None and val is None and cfg.val_fraction == 0:
         raise ConfigError("training.patience needs validation data: give val or a val_fraction > 0")
-    if planned_epochs is not None and (
-        isinstance(planned_epochs, bool)
-        or not isinstance(planned_epochs, int)
-        or planned_epochs < cfg.epochs
-    ):
+    if planned_epochs is not None and (not is_int(planned_epochs) or planned_epochs < cfg.epochs):
         raise ConfigError(
             f"fit: planned_epochs={planned_epochs!r} must be an integer >= this call's "
             f"epochs ({cfg.epochs}): it counts the epochs of every call the budget covers"

@@ -20,7 +20,7 @@ from flwr.common.logger import log
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
-from fedmarket.errors import ConfigError
+from fedmarket.checks import integer, is_number
 
 # Error code a client returns (Message(Error(DECLINED_CODE, reason), reply_to=msg)) when
 # training would exceed its privacy budget. Flower's own codes are below 100.
@@ -112,7 +112,7 @@ def _numbers(msg: Message) -> dict[str, int | float]:
     values: dict[str, int | float] = {"node-id": int(msg.metadata.src_node_id)}
     for record in msg.content.metric_records.values():
         for key, value in record.items():
-            if isinstance(value, int | float) and not isinstance(value, bool):
+            if is_number(value):
                 values[key] = value
     return values
 
@@ -129,15 +129,7 @@ class RecordingStrategy(Strategy):
     def __init__(
         self, inner: Strategy, *, min_train_replies: int = 1, recorder: RoundRecorder | None = None
     ) -> None:
-        if (
-            isinstance(min_train_replies, bool)
-            or not isinstance(min_train_replies, int)
-            or min_train_replies < 0
-        ):
-            raise ConfigError(
-                f"RecordingStrategy: min_train_replies must be an integer >= 0, "
-                f"got {min_train_replies!r}"
-            )
+        integer("RecordingStrategy: min_train_replies", min_train_replies, at_least=0)
         super().__init__()
         self.inner = inner
         self.min_train_replies = min_train_replies

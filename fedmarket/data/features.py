@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from fedmarket.checks import integer
 from fedmarket.data.ingest.schema import EVENT_TYPES, RETAILER_COLUMN
 from fedmarket.errors import ConfigError, DataError
 
@@ -78,12 +79,6 @@ _VIEW = EVENT_TYPES.index("view")
 _NONE = -1  # "no event yet" in the last-time accumulators (offsets are >= 0)
 
 
-def _positive_int(value: object, option: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value <= 0:
-        raise ConfigError(f"{option} must be a positive whole number of days, got {value!r}")
-    return int(value)
-
-
 @dataclass(frozen=True)
 class FeatureWindow:
     """Where the feature window, its steps and the label horizon lie in time.
@@ -98,9 +93,9 @@ class FeatureWindow:
     horizon_days: int = 7
 
     def __post_init__(self) -> None:
-        window = _positive_int(self.window_days, "--window-days")
-        step = _positive_int(self.step_days, "--step-days")
-        _positive_int(self.horizon_days, "--horizon-days")
+        window = integer("--window-days", self.window_days, at_least=1, numpy=True)
+        step = integer("--step-days", self.step_days, at_least=1, numpy=True)
+        integer("--horizon-days", self.horizon_days, at_least=1, numpy=True)
         if window % step:
             raise ConfigError(
                 f"--window-days ({window}) must be a multiple of --step-days ({step}); "
@@ -152,7 +147,7 @@ class FeatureWindow:
 
 def default_cutoff(last_event_time: pd.Timestamp, horizon_days: int) -> pd.Timestamp:
     """The latest cutoff whose whole horizon is covered: midnight of (last day + 1 - horizon)."""
-    horizon = _positive_int(horizon_days, "--horizon-days")
+    horizon = integer("--horizon-days", horizon_days, at_least=1, numpy=True)
     last = pd.Timestamp(last_event_time)
     if last.tzinfo is None:
         raise DataError(f"last event time {last} has no time zone; event_time must be tz-aware UTC")

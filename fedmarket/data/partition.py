@@ -24,6 +24,7 @@ from typing import Literal, get_args
 
 import numpy as np
 
+from fedmarket.checks import integer, number
 from fedmarket.errors import ConfigError, DataError
 
 Scheme = Literal["natural", "iid", "dirichlet", "quantity"]
@@ -47,12 +48,8 @@ def assign_partitions(
             f"--partition {scheme!r} is not a partition scheme; use one of {', '.join(SCHEMES)}"
         )
     retailer_index, labels = _check_arrays(retailer_index, labels)
-    if not _is_int(min_partition_size) or min_partition_size < 0:
-        raise ConfigError(
-            f"min_partition_size must be a non-negative integer, got {min_partition_size!r}"
-        )
-    if not _is_int(seed) or seed < 0:
-        raise ConfigError(f"--seed must be a non-negative integer, got {seed!r}")
+    integer("min_partition_size", min_partition_size, at_least=0, numpy=True)
+    integer("--seed", seed, at_least=0, numpy=True)
     rng = np.random.default_rng(seed)
     if scheme == "natural":
         parts = _natural(retailer_index, n_partitions)
@@ -68,10 +65,6 @@ def assign_partitions(
                 parts = _quantity(len(labels), n, float(alpha), rng, min_partition_size)
         _check_sizes(parts, min_partition_size, scheme)
     return parts
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int | np.integer) and not isinstance(value, bool)
 
 
 def _check_arrays(retailer_index: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -95,28 +88,24 @@ def _check_n_partitions(
 ) -> int:
     if n_partitions is None:
         raise ConfigError(f"--partitions is required with --partition {scheme}")
-    if not _is_int(n_partitions) or n_partitions < 1:
-        raise ConfigError(f"--partitions must be a positive integer, got {n_partitions!r}")
-    if n_partitions * max(min_size, 1) > n_customers:
+    n = integer("--partitions", n_partitions, at_least=1, numpy=True)
+    if n * max(min_size, 1) > n_customers:
         raise ConfigError(
-            f"--partitions {n_partitions} with at least {max(min_size, 1)} customers each needs "
-            f"{n_partitions * max(min_size, 1)} customers, but there are {n_customers}; "
+            f"--partitions {n} with at least {max(min_size, 1)} customers each needs "
+            f"{n * max(min_size, 1)} customers, but there are {n_customers}; "
             f"use fewer partitions or a smaller minimum partition size"
         )
-    return int(n_partitions)
+    return n
 
 
 def _check_alpha(alpha: float, scheme: str) -> None:
-    if (
-        isinstance(alpha, bool)
-        or not isinstance(alpha, int | float | np.number)
-        or not np.isfinite(alpha)
-        or alpha <= 0
-    ):
-        raise ConfigError(
-            f"--alpha must be a positive number for --partition {scheme} "
-            f"(small = skewed, large = near iid), got {alpha!r}"
-        )
+    number(
+        "--alpha",
+        alpha,
+        above=0.0,
+        numpy=True,
+        must=f"a positive number for --partition {scheme} (small = skewed, large = near iid)",
+    )
 
 
 def _check_sizes(parts: np.ndarray, min_size: int, scheme: str) -> None:

@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from fedmarket.checks import integer
 from fedmarket.errors import ConfigError
 
 # Names every server certificate carries: the SuperLink's own SuperExec, the CLI on the
@@ -86,8 +87,7 @@ def parse_hosts(text: str | Iterable[str] | None) -> tuple[str, ...]:
 
 def node_names(count: int, prefix: str = "supernode") -> tuple[str, ...]:
     """``supernode-0`` … ``supernode-{count-1}``."""
-    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
-        raise ConfigError(f"--nodes must be a whole number >= 0, got {count!r}")
+    integer("--nodes", count, at_least=0)
     return tuple(f"{prefix}-{i}" for i in range(count))
 
 

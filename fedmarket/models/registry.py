@@ -7,7 +7,6 @@ rejected, so a typo in a run config fails loudly instead of training the default
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from fedmarket.checks import integer
 from fedmarket.errors import ConfigError
 from fedmarket.models.sequence import SequenceModel
 
@@ -94,10 +94,9 @@ def _seeded(seed: int | None) -> Iterator[None]:
     if seed is None:
         yield
         return
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise ConfigError(f"model seed must be a non-negative integer or None, got {seed!r}")
+    seed = integer("model seed", seed, at_least=0, numpy=True, must="an integer >= 0 or None")
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(seed))
+        torch.manual_seed(seed)
         yield
 
 

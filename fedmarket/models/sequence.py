@@ -12,30 +12,14 @@ No BatchNorm anywhere: Opacus cannot privatise it (its running statistics mix cu
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Any
 
 from torch import Tensor, nn
 
+from fedmarket.checks import integer, number
 from fedmarket.errors import ConfigError, DataError
 from fedmarket.models.recurrent import RECURRENT_KINDS, RecurrentStack
 from fedmarket.tasks import get_task
-
-
-def _positive_int(name: str, value: Any, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ConfigError(
-            f"model hyper-parameter {name!r} must be an integer >= {minimum}, got {value!r}"
-        )
-    return int(value)
-
-
-def _dropout(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < 1:
-        raise ConfigError(
-            f"model hyper-parameter 'dropout' must be a number in [0, 1), got {value!r}"
-        )
-    return float(value)
 
 
 def _head_bias(task: str, base_rate: Any) -> float:
@@ -46,20 +30,13 @@ def _head_bias(task: str, base_rate: Any) -> float:
     """
     if base_rate is None:
         return 0.0
-    bad = isinstance(base_rate, bool) or not isinstance(base_rate, numbers.Real)
+    name = f"model hyper-parameter 'base_rate' for task {task!r}"
     if task == "purchase":
-        if bad or not 0 < base_rate < 1:
-            raise ConfigError(
-                f"model hyper-parameter 'base_rate' for task 'purchase' must be a share of "
-                f"buyers in (0, 1), got {base_rate!r}"
-            )
-        return math.log(base_rate / (1 - base_rate))
-    if bad or not base_rate > 0 or not math.isfinite(base_rate):
-        raise ConfigError(
-            f"model hyper-parameter 'base_rate' for task 'purchase-count' must be a mean count "
-            f"> 0, got {base_rate!r}"
+        rate = number(
+            name, base_rate, above=0.0, below=1.0, numpy=True, must="a share of buyers in (0, 1)"
         )
-    return math.log(base_rate)
+        return math.log(rate / (1 - rate))
+    return math.log(number(name, base_rate, above=0.0, numpy=True, must="a mean count > 0"))
 
 
 def _conv_front(n_features: int, layers: int, channels: int, kernel_size: int) -> nn.Sequential:
@@ -101,17 +78,24 @@ class SequenceModel(nn.Module):
         if cell not in RECURRENT_KINDS:
             raise ConfigError(f"unknown cell {cell!r}; known: {', '.join(RECURRENT_KINDS)}")
         get_task(task)  # ConfigError naming the known tasks; fedmarket/tasks.py owns the list
-        self.n_features = _positive_int("n_features", n_features)
+        self.n_features = integer(
+            "model hyper-parameter 'n_features'", n_features, at_least=1, numpy=True
+        )
         self.task, self.cell, self.dp = task, cell, bool(dp)
         self.hparams: dict[str, Any] = {
-            "conv_layers": _positive_int("conv_layers", conv_layers, minimum=0),
-            "conv_channels": _positive_int("conv_channels", conv_channels),
-            "kernel_size": _positive_int("kernel_size", kernel_size),
-            "hidden_size": _positive_int("hidden_size", hidden_size),
-            "num_layers": _positive_int("num_layers", num_layers),
-            "dropout": _dropout(dropout),
-            "base_rate": base_rate,
+            name: integer(f"model hyper-parameter {name!r}", value, at_least=low, numpy=True)
+            for name, value, low in (
+                ("conv_layers", conv_layers, 0),
+                ("conv_channels", conv_channels, 1),
+                ("kernel_size", kernel_size, 1),
+                ("hidden_size", hidden_size, 1),
+                ("num_layers", num_layers, 1),
+            )
         }
+        self.hparams["dropout"] = number(
+            "model hyper-parameter 'dropout'", dropout, at_least=0.0, below=1.0, numpy=True
+        )
+        self.hparams["base_rate"] = base_rate
         if kernel_size % 2 == 0:
             raise ConfigError(
                 f"model hyper-parameter 'kernel_size' must be odd to keep the sequence length, "

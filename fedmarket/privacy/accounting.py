@@ -21,6 +21,7 @@ from opacus.accountants import RDPAccountant, create_accountant
 from opacus.accountants.analysis import rdp as rdp_analysis
 from opacus.accountants.utils import get_noise_multiplier
 
+from fedmarket.checks import integer, number
 from fedmarket.errors import PrivacyError
 from fedmarket.privacy.config import ACCOUNTANTS
 
@@ -85,7 +86,7 @@ class AccountantState:
             )
         noise = data.get("noise_multiplier")
         if noise is not None:
-            noise = _finite("noise_multiplier", noise, where="accountant state")
+            noise = number("accountant state: noise_multiplier", noise, error=PrivacyError)
         history = data["history"]
         if not isinstance(history, list | tuple):
             raise PrivacyError(
@@ -94,27 +95,20 @@ class AccountantState:
         return AccountantState(str(data["accountant"]), tuple(history), noise)
 
 
-def _finite(name: str, value: Any, *, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise PrivacyError(f"{where}: {name} must be a finite number, got {value!r}")
-    return float(value)
-
-
 def _entry(entry: Any, index: int) -> Entry:
     where = f"accountant state history[{index}]"
     if not isinstance(entry, list | tuple) or len(entry) != 3:
         raise PrivacyError(
             f"{where}: expected [noise_multiplier, sample_rate, steps], got {entry!r}"
         )
-    noise = _finite("noise_multiplier", entry[0], where=where)
-    rate = _finite("sample_rate", entry[1], where=where)
+    noise = number(f"{where}: noise_multiplier", entry[0], error=PrivacyError)
+    rate = number(f"{where}: sample_rate", entry[1], error=PrivacyError)
     steps = entry[2]
     if noise < 0 or not 0 < rate <= 1:
         raise PrivacyError(
             f"{where}: need noise_multiplier >= 0 and 0 < sample_rate <= 1, got {entry!r}"
         )
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise PrivacyError(f"{where}: steps must be a positive integer, got {steps!r}")
+    integer(f"{where}: steps", steps, at_least=1, error=PrivacyError)
     return (noise, rate, steps)
 
 

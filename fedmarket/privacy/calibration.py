@@ -15,11 +15,11 @@ over few participants, and the sweep records it rather than hiding it.
 
 from __future__ import annotations
 
-import math
 import warnings
 from dataclasses import dataclass
 
 from fedmarket.aggregation import nodes_per_round  # the server's own rule
+from fedmarket.checks import integer, number
 from fedmarket.errors import PrivacyError
 from fedmarket.privacy.accounting import calibrate_noise
 from fedmarket.privacy.central import central_epsilon, default_central_delta
@@ -40,8 +40,7 @@ class CentralCalibration:
 
 def central_sample_rate(num_clients: int, fraction_train: float) -> float:
     """Retailers sampled per round over retailers, exactly as the server samples them."""
-    if isinstance(num_clients, bool) or not isinstance(num_clients, int) or num_clients < 1:
-        raise PrivacyError(f"central calibration: num_clients must be >= 1, got {num_clients!r}")
+    integer("central calibration: num_clients", num_clients, at_least=1, error=PrivacyError)
     if not 0 < fraction_train <= 1:
         raise PrivacyError(
             f"central calibration: fraction_train must be in (0, 1], got {fraction_train!r}"
@@ -63,27 +62,19 @@ def calibrate_central_noise(
     ``delta = 0`` means the server's default (``default_central_delta(num_clients)``), as in
     the run config. Raises PrivacyError for a target that is not a positive finite number.
     """
-    if (
-        isinstance(target_epsilon, bool)
-        or not isinstance(target_epsilon, int | float)
-        or not math.isfinite(target_epsilon)
-        or target_epsilon <= 0
-    ):
-        raise PrivacyError(
-            f"central calibration: target epsilon must be a positive finite number, "
-            f"got {target_epsilon!r}"
-        )
-    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
-        raise PrivacyError(f"central calibration: rounds must be an integer >= 1, got {rounds!r}")
+    target = number(
+        "central calibration: target epsilon", target_epsilon, above=0.0, error=PrivacyError
+    )
+    integer("central calibration: rounds", rounds, at_least=1, error=PrivacyError)
     q = central_sample_rate(num_clients, fraction_train)
     d = delta if delta > 0 else default_central_delta(num_clients)
     with warnings.catch_warnings():
         # PRV evaluates log(1 - q), i.e. log(0) at full participation; its answer is exact.
         warnings.filterwarnings("ignore", message="divide by zero encountered in log")
-        z = calibrate_noise(float(target_epsilon), d, q, rounds, accountant=accountant)
+        z = calibrate_noise(target, d, q, rounds, accountant=accountant)
     spent = central_epsilon(z, q, rounds, d, accountant=accountant)
     return CentralCalibration(
-        target_epsilon=float(target_epsilon),
+        target_epsilon=target,
         noise_multiplier=z,
         epsilon=spent,
         sample_rate=q,

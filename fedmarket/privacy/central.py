@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import warnings
 
+from fedmarket.checks import integer, number
 from fedmarket.errors import PrivacyError
 from fedmarket.privacy.accounting import AccountantState, epsilon
 from fedmarket.privacy.config import ACCOUNTANTS
@@ -40,9 +41,9 @@ def central_epsilon(
     skipped (too few replies) released nothing and must not be counted. ``z = 0`` gives
     ``inf``: clipping alone bounds nothing.
     """
-    z = _number("noise_multiplier", noise_multiplier)
-    q = _number("sample_rate", sample_rate)
-    d = _number("delta", delta)
+    z = number("central_epsilon: noise_multiplier", noise_multiplier, error=PrivacyError)
+    q = number("central_epsilon: sample_rate", sample_rate, error=PrivacyError)
+    d = number("central_epsilon: delta", delta, error=PrivacyError)
     if z < 0:
         raise PrivacyError(f"central_epsilon: noise_multiplier must be >= 0, got {z}")
     if not 0 < q <= 1:
@@ -52,8 +53,7 @@ def central_epsilon(
         )
     if not 0 < d < 1:
         raise PrivacyError(f"central_epsilon: delta must be in (0, 1), got {d}")
-    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 0:
-        raise PrivacyError(f"central_epsilon: rounds must be an integer >= 0, got {rounds!r}")
+    integer("central_epsilon: rounds", rounds, at_least=0, error=PrivacyError)
     if accountant not in ACCOUNTANTS:
         raise PrivacyError(
             f"central_epsilon: accountant {accountant!r} is unknown; use one "
@@ -81,15 +81,11 @@ def default_central_delta(num_clients: int) -> float:
     failure chance at ``n · 1e-5`` and costs little epsilon, which grows only like
     ``sqrt(log(1 / delta))``.
     """
-    if isinstance(num_clients, bool) or not isinstance(num_clients, int) or num_clients < 1:
-        raise PrivacyError(
-            f"default_central_delta: num_clients must be a positive number of "
-            f"retailers, got {num_clients!r}"
-        )
+    integer(
+        "default_central_delta: num_clients",
+        num_clients,
+        at_least=1,
+        must="a positive number of retailers",
+        error=PrivacyError,
+    )
     return min(1.0 / (10 * num_clients), MAX_CENTRAL_DELTA)
-
-
-def _number(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise PrivacyError(f"central_epsilon: {name} must be a finite number, got {value!r}")
-    return float(value)

@@ -6,9 +6,9 @@ example-level (epsilon, delta) guarantee is a customer-level guarantee at that r
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
+from fedmarket.checks import integer, number
 from fedmarket.errors import ConfigError
 
 ACCOUNTANTS: tuple[str, ...] = ("rdp", "prv")
@@ -21,8 +21,7 @@ def default_delta(n: int) -> float:
     meet the definition; a tenth of that keeps the "probability of total failure" small
     relative to any single customer.
     """
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ConfigError(f"default_delta: n must be a positive number of customers, got {n!r}")
+    integer("default_delta: n", n, at_least=1, must="a positive number of customers")
     return 1.0 / (10 * n)
 
 
@@ -66,12 +65,12 @@ class PrivacySettings:
                 f"noise_multiplier={self.noise_multiplier!r}"
             )
         if self.target_epsilon is not None:
-            _check_number("target_epsilon", self.target_epsilon, low=0.0, low_open=True)
+            number("privacy.target_epsilon", self.target_epsilon, above=0.0)
         if self.noise_multiplier is not None:
-            _check_number("noise_multiplier", self.noise_multiplier, low=0.0, low_open=False)
-        _check_number("max_grad_norm", self.max_grad_norm, low=0.0, low_open=True)
+            number("privacy.noise_multiplier", self.noise_multiplier, at_least=0.0)
+        number("privacy.max_grad_norm", self.max_grad_norm, above=0.0)
         if self.delta is not None:
-            _check_number("delta", self.delta, low=0.0, low_open=True)
+            number("privacy.delta", self.delta, above=0.0)
             if self.delta >= 1.0:
                 raise ConfigError(
                     f"privacy.delta must be below 1 (and below 1/n), got {self.delta}"
@@ -98,11 +97,3 @@ class PrivacySettings:
                 f"leave it unset for 1/(10 n)"
             )
         return float(self.delta)
-
-
-def _check_number(name: str, value: object, *, low: float, low_open: bool) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ConfigError(f"privacy.{name} must be a finite number, got {value!r}")
-    if value < low or (low_open and value == low):
-        bound = f"> {low:g}" if low_open else f">= {low:g}"
-        raise ConfigError(f"privacy.{name} must be {bound}, got {value!r}")

@@ -30,6 +30,7 @@ import pyarrow as pa
 import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
+from fedmarket.checks import integer
 from fedmarket.data.ingest.mapping import REES46, ExportMapping, apply_mapping
 from fedmarket.data.ingest.schema import (
     CUSTOMER_COLUMNS,
@@ -40,7 +41,7 @@ from fedmarket.data.ingest.schema import (
 )
 from fedmarket.data.ingest.sessions import SessionAssigner
 from fedmarket.data.ingest.validate import DropReport, DuplicateFilter, validate_events
-from fedmarket.errors import ConfigError, DataError
+from fedmarket.errors import DataError
 
 SUPPORTED_SUFFIXES: Final[tuple[str, ...]] = (".csv", ".csv.gz", ".csv.bz2", ".csv.zip", ".parquet")
 # A customer table needs ids and the quasi-identifiers the anonymiser generalises; the direct
@@ -102,8 +103,7 @@ def iter_events(
     are checked now; reading errors surface while iterating.
     """
     path = Path(path)
-    if isinstance(chunksize, bool) or not isinstance(chunksize, int) or chunksize < 1:
-        raise ConfigError(f"chunksize must be a positive integer, got {chunksize!r}")
+    integer("chunksize", chunksize, at_least=1)
     suffix = _check_file(path)
     return _events(path, suffix, mapping, chunksize, strict, report, retailer_id, duplicates)
 

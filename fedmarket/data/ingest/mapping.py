@@ -41,6 +41,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from fedmarket.checks import integer
 from fedmarket.data.ingest.schema import EVENT_TYPES, RETAILER_COLUMN
 from fedmarket.data.ingest.timestamps import EPOCH_FORMATS
 from fedmarket.data.ingest.validate import (
@@ -171,11 +172,7 @@ class ExportMapping:
             codecs.lookup(self.encoding)
         except (LookupError, TypeError) as exc:
             raise ConfigError(f"{where}: encoding={self.encoding!r} is unknown") from exc
-        gap = self.session_gap_minutes
-        if isinstance(gap, bool) or not isinstance(gap, int) or gap <= 0:
-            raise ConfigError(
-                f"{where}: session_gap_minutes must be a positive integer, got {gap!r}"
-            )
+        integer(f"{where}: session_gap_minutes", self.session_gap_minutes, at_least=1)
 
     def column(self, key: str) -> str | None:
         """Their column for a mapping key; kind=rees46 defaults to the REES46 names."""

@@ -32,6 +32,7 @@ from typing import Final
 
 import pandas as pd
 
+from fedmarket.checks import integer
 from fedmarket.data.ingest.schema import DIRECT_IDENTIFIERS, QUASI_IDENTIFIERS
 from fedmarket.data.protect.kanonymity import (
     SUPPRESSED,
@@ -120,8 +121,7 @@ def generalise_customers(
         ("age_band_years", age_band_years),
         ("postcode_prefix_len", postcode_prefix_len),
     ):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
+        integer(name, value, at_least=1)
     if not isinstance(reference_date, date):
         raise ConfigError(
             f"reference_date must be a datetime.date, got {type(reference_date).__name__}"

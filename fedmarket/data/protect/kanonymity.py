@@ -31,6 +31,7 @@ from typing import Any, Final
 import numpy as np
 import pandas as pd
 
+from fedmarket.checks import integer
 from fedmarket.errors import ConfigError, DataError
 
 SUPPRESSED: Final[str] = "*"
@@ -73,9 +74,7 @@ class KAnonymityReport:
 
 def check_k(k: int) -> int:
     """Refuse k < 2: k = 1 is every table, so it would promise protection and give none."""
-    if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 2:
-        raise ConfigError(f"k-anonymity k must be an integer >= 2, got {k!r}")
-    return int(k)
+    return integer("k-anonymity k", k, at_least=2, numpy=True)
 
 
 def _class_sizes(codes: pd.DataFrame) -> np.ndarray:

@@ -32,6 +32,7 @@ from typing import Any, Literal
 import numpy as np
 import pyarrow.csv as pacsv
 
+from fedmarket.checks import integer
 from fedmarket.data.ingest.schema import CUSTOMERS_STEM, EVENT_TYPES, EVENTS_STEM
 from fedmarket.data.synth.behaviour import Shoppers
 from fedmarket.data.synth.catalog import build_catalog, leaf_mix
@@ -212,12 +213,8 @@ def _check_numbers(n_retailers: int, n_customers: int, days: int, seed: int) -> 
         ("--customers", n_customers, MAX_CUSTOMERS),
         ("--days", days, MAX_DAYS),
     ):
-        if isinstance(value, bool) or not isinstance(value, int | np.integer):
-            raise ConfigError(f"{name} must be a whole number, got {value!r}")
-        if not 1 <= value <= top:
-            raise ConfigError(f"{name} must be between 1 and {top:,}, got {value}")
-    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
-        raise ConfigError(f"--seed must be a non-negative whole number, got {seed!r}")
+        integer(name, value, at_least=1, at_most=top, numpy=True)
+    integer("--seed", seed, at_least=0, numpy=True)
 
 
 def _parse_start(start: str) -> date:

@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from fedmarket.checks import integer
 from fedmarket.errors import ConfigError
 from fedmarket.models import available_models
 
@@ -57,11 +58,7 @@ class BenchConfig:
             ("throughput_steps", 2),
             ("seed", 0),
         ):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ConfigError(
-                    f"bench --{name.replace('_', '-')}: expected an integer >= {low}, got {value!r}"
-                )
+            integer(f"bench --{name.replace('_', '-')}", getattr(self, name), at_least=low)
         per_round = self.clients_per_round
         if per_round is not None and not (
             isinstance(per_round, int) and 1 <= per_round <= self.clients

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fedmarket.checks import integer, is_int, number
 from fedmarket.config import parse_overrides
 from fedmarket.errors import ConfigError
 
@@ -51,15 +51,12 @@ class SweepConfig:
 
     def __post_init__(self) -> None:
         for eps in self.epsilons:
-            if (
-                isinstance(eps, bool)
-                or not isinstance(eps, int | float)
-                or not (math.isfinite(eps) and eps > 0)
-            ):
-                raise ConfigError(
-                    f"tradeoff: every epsilon must be a positive finite number, "
-                    f"got {eps!r} (no DP is always included)"
-                )
+            number(
+                "tradeoff: every epsilon",
+                eps,
+                above=0.0,
+                must="a positive finite number (no DP is always included)",
+            )
         if len(set(self.epsilons)) != len(self.epsilons):
             raise ConfigError(f"tradeoff: epsilons repeat: {self.epsilons}")
         unknown = [s for s in self.settings if s not in SETTINGS]
@@ -69,12 +66,11 @@ class SweepConfig:
             )
         if (
             not self.seeds
-            or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in self.seeds)
+            or any(not is_int(s) or s < 0 for s in self.seeds)
             or len(set(self.seeds)) != len(self.seeds)
         ):
             raise ConfigError(f"tradeoff: seeds must be distinct integers >= 0, got {self.seeds}")
-        if isinstance(self.rounds, bool) or not isinstance(self.rounds, int) or self.rounds < 1:
-            raise ConfigError(f"tradeoff: rounds must be an integer >= 1, got {self.rounds!r}")
+        integer("tradeoff: rounds", self.rounds, at_least=1)
         reserved = sorted(set(parse_overrides(self.run_config)) & set(RESERVED_KEYS))
         if reserved:
             raise ConfigError(
