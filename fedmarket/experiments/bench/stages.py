@@ -69,7 +69,7 @@ def floor(cfg: BenchConfig, data_dir: Path, *, dp: bool) -> dict[str, Any]:
 def federated(cfg: BenchConfig, data_dir: Path, run_dir: Path, *, dp: bool) -> dict[str, Any]:
     """``fedmarket simulate`` with the bench's settings; per-round split from rounds.csv."""
     from fedmarket.experiments.simulate import ClientResources, simulate
-    from fedmarket.federated.run_log import read_rounds
+    from fedmarket.rundir import RunDir
 
     values = {
         "model": cfg.model,
@@ -101,7 +101,7 @@ def federated(cfg: BenchConfig, data_dir: Path, run_dir: Path, *, dp: bool) -> d
             resources=resources,
         )
     wall = time.perf_counter() - started
-    rounds = read_rounds(run_dir)
+    rounds = RunDir(run_dir).read_rounds()
     return {
         "clients": cfg.clients,
         "clients_per_round": cfg.per_round,
