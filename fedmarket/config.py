@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from fedmarket.aggregation import check_rule_name
 from fedmarket.checks import integer, is_int, number
 from fedmarket.errors import ConfigError
-from fedmarket.privacy.config import PrivacySettings, default_delta
+from fedmarket.privacy.config import ACCOUNTANTS, PrivacySettings, default_delta
 
 if TYPE_CHECKING:
     from fedmarket.training import TrainConfig
@@ -164,9 +164,10 @@ class RunConfig:
                 "run config: dp='client' needs target-epsilon > 0 or noise-multiplier > 0 "
                 "(or set dp='none')"
             )
-        if self.accountant not in ("rdp", "prv"):
+        if self.accountant not in ACCOUNTANTS:
             raise ConfigError(
-                f"run config: accountant {self.accountant!r} is unknown; use rdp or prv"
+                f"run config: accountant {self.accountant!r} is unknown; use "
+                f"{' or '.join(ACCOUNTANTS)}"
             )
         check_rule_name(self.strategy)
 
