@@ -64,16 +64,41 @@ def guarantee_in_words(cfg: RunConfig, epsilon: dict[str, Any] | None, delta: fl
     )
 
 
+def run_problems(federated: dict[str, Any], centralised_error: str | None) -> list[str]:
+    """What makes a run incomplete, one sentence each (empty for a complete run)."""
+    problems = []
+    skipped = federated.get("skipped_rounds") or []
+    if skipped:
+        problems.append(
+            f"round(s) {', '.join(map(str, skipped))} were not aggregated: fewer valid "
+            "train replies than min-train-replies (see rounds.csv and the log)"
+        )
+    never = (federated.get("participation") or {}).get("never") or []
+    if never:
+        problems.append(
+            f"client(s) {', '.join(map(str, never))} never trained successfully; their "
+            "customers are not in the federated model (see the log for their errors)"
+        )
+    if centralised_error is not None:
+        problems.append(f"the centralised reference failed: {centralised_error}")
+    return problems
+
+
 def build_summary(
-    cfg: RunConfig, federated: dict[str, Any], centralised: CentralisedResult | None
+    cfg: RunConfig,
+    federated: dict[str, Any],
+    centralised: CentralisedResult | None,
+    *,
+    centralised_error: str | None = None,
 ) -> dict[str, Any]:
     summary: dict[str, Any] = {
         "config": cfg.to_flower(),
         "federated": federated,
-        "centralised": None,
+        "centralised": {"failed": centralised_error} if centralised_error else None,
         "delta": federated.get("delta"),
         "gap": None,
         "privacy": guarantee_in_words(cfg, federated.get("epsilon"), federated.get("delta")),
+        "problems": run_problems(federated, centralised_error),
     }
     if centralised is not None:
         cen = centralised.to_dict()
@@ -102,10 +127,15 @@ def _gap(fed: dict[str, Any], cen: dict[str, Any]) -> dict[str, float | None]:
 
 
 def write_run_outputs(
-    run_dir: Path, cfg: RunConfig, federated: dict[str, Any], centralised: CentralisedResult | None
+    run_dir: Path,
+    cfg: RunConfig,
+    federated: dict[str, Any],
+    centralised: CentralisedResult | None,
+    *,
+    centralised_error: str | None = None,
 ) -> dict[str, Path]:
     files = RunDir(run_dir)
-    summary = build_summary(cfg, federated, centralised)
+    summary = build_summary(cfg, federated, centralised, centralised_error=centralised_error)
     paths = {"summary": write_json(files.summary, summary)}
     rounds = files.read_rounds()
     paths.update(_plots(run_dir, cfg, rounds, centralised))
@@ -170,11 +200,11 @@ def render_report(summary: dict[str, Any], rounds: list[dict[str, Any]], images:
         f"epoch(s); dp = {cfg['dp']}. Both columns are measured on the same test customers "
         "(every retailer's held-out customers).",
         "",
-        "## Privacy",
-        "",
-        summary["privacy"],
-        "",
     ]
+    problems = summary.get("problems") or []
+    if problems:
+        lines += ["## This run is incomplete", ""] + [f"- {p}" for p in problems] + [""]
+    lines += ["## Privacy", "", summary["privacy"], ""]
     lines += [
         "## Federated versus centralised",
         "",
@@ -200,10 +230,7 @@ def render_report(summary: dict[str, Any], rounds: list[dict[str, Any]], images:
     ]
     if cen is None:
         lines += ["No centralised reference in this run (it needs the pooled data).", ""]
-    per_client = (fed.get("epsilon") or {}).get("per_client")
-    if per_client:
-        lines += ["## Epsilon per client", "", "| client | epsilon |", "|---|---|"]
-        lines += [f"| {k} | {_num(v)} |" for k, v in per_client.items()] + [""]
+    lines += _per_client_lines(fed)
     failures = fed.get("failures") or {}
     lines += [
         "## Rounds",
@@ -215,6 +242,19 @@ def render_report(summary: dict[str, Any], rounds: list[dict[str, Any]], images:
     ]
     lines += [f"![{name}]({name})" for name in images]
     return "\n".join(lines) + "\n"
+
+
+def _per_client_lines(fed: dict[str, Any]) -> list[str]:
+    """Per client: the rounds its update was aggregated in, and the epsilon it spent."""
+    per_client = (fed.get("epsilon") or {}).get("per_client") or {}
+    participation = fed.get("participation") or {}
+    rounds = participation.get("rounds_aggregated") or {}
+    clients = sorted({*per_client, *rounds, *map(str, participation.get("never") or [])}, key=int)
+    if not clients:
+        return []
+    lines = ["## Per client", "", "| client | rounds aggregated | epsilon |", "|---|---|---|"]
+    lines += [f"| {c} | {rounds.get(c, 0)} | {_num(per_client.get(c))} |" for c in clients]
+    return [*lines, ""]
 
 
 def _num(value: Any) -> str:

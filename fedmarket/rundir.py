@@ -7,7 +7,8 @@ resume, a later scoring run)::
     RUN/config.json                  the RunConfig, kebab-case (``RunConfig.to_flower``)
     RUN/rounds.csv                   one row per finished round
     RUN/checkpoints/round-NNNN.pt    {"round", "state_dict"} of the global model
-    RUN/checkpoints/latest.json      {"round", "path", "epsilon_by_client"}
+    RUN/checkpoints/latest.json      the commit point: {"round", "path", "model_round",
+                                     "epsilon_by_client", "participation", "wall_s"}
     RUN/federated.json               the federated result (``RunLog.finish``)
     RUN/client_state/client-<i>/accountant.json   a client's privacy history (simulation)
     RUN/centralised/metrics.json, model.pt, *.png   the centralised reference
@@ -15,6 +16,11 @@ resume, a later scoring run)::
     RUN/audit.json                   the membership-inference audit
 
 Like ``fedmarket.data.store`` for prepared data, nothing else spells these names.
+
+Durability: every file is written to a temporary name and renamed into place, and a round
+is committed by ``latest.json`` last (after its checkpoint and ``rounds.csv``), so a crash at
+any instant leaves a directory at round k or k+1, never between: rows and checkpoints past
+the marker are work in flight, dropped or overwritten on resume.
 """
 
 from __future__ import annotations
@@ -118,25 +124,93 @@ class RunDir:
             )
         return RunConfig.from_mapping(json.loads(self.config.read_text()), where=str(self.config))
 
-    def latest_checkpoint(self) -> tuple[int, dict[str, torch.Tensor]] | None:
-        """(round, global weights) of the last checkpoint, or None before the first."""
-        import torch
-
+    def read_marker(self) -> dict[str, Any] | None:
+        """The last committed round's marker, or None before the first commit."""
         if not self.latest_marker.exists():
             return None
-        info = json.loads(self.latest_marker.read_text())
-        blob = torch.load(self.checkpoints / info["path"], weights_only=True)
-        return int(blob["round"]), blob["state_dict"]
+        try:
+            marker = json.loads(self.latest_marker.read_text())
+            int(marker["round"])
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(
+                f"{self.latest_marker}: damaged commit marker ({exc}); restore it from a "
+                f"backup, or start the run again in a new directory"
+            ) from None
+        return marker
 
-    def read_rounds(self) -> list[dict[str, Any]]:
-        """rounds.csv as dicts of floats (None for empty cells); [] before the first round."""
+    def latest_checkpoint(self) -> tuple[int, dict[str, torch.Tensor] | None] | None:
+        """(last committed round, the global weights then), or None before the first commit.
+
+        The weights are None when no round has aggregated yet (every round so far was
+        skipped): the run then continues from its seeded initial model.
+        """
+        import torch
+
+        marker = self.read_marker()
+        if marker is None:
+            return None
+        if not marker.get("path"):
+            return int(marker["round"]), None
+        path = self.checkpoints / str(marker["path"])
+        try:
+            blob = torch.load(path, weights_only=True)
+            weights = blob["state_dict"]
+        except (OSError, EOFError, RuntimeError, KeyError, TypeError) as exc:
+            raise ConfigError(
+                f"{path}: the checkpoint of committed round {marker['round']} cannot be read "
+                f"({type(exc).__name__}: {exc}); the run directory is damaged: restore the "
+                "file, or start the run again in a new directory"
+            ) from None
+        return int(marker["round"]), weights
+
+    def save_checkpoint(self, rnd: int, weights: dict[str, torch.Tensor]) -> Path:
+        """``round-NNNN.pt``, written whole before it is given its name."""
+        import torch
+
+        path = self.checkpoint(rnd)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        torch.save({"round": rnd, "state_dict": weights}, tmp)
+        os.replace(tmp, path)
+        return path
+
+    def read_rounds(self, *, up_to: int | None = None) -> list[dict[str, Any]]:
+        """rounds.csv as dicts of floats (None for empty cells); [] before the first round.
+
+        ``up_to``: only rounds at or before it (a resume drops the rows of work in flight).
+        """
         if not self.rounds.exists():
             return []
         with open(self.rounds, newline="") as handle:
-            return [
+            rows = [
                 {k: (float(v) if v not in ("", None) else None) for k, v in row.items()}
                 for row in csv.DictReader(handle)
             ]
+        if up_to is not None:
+            rows = [r for r in rows if r.get("round") is not None and r["round"] <= up_to]
+        return rows
+
+    def write_rounds(self, rows: list[dict[str, Any]], fields: list[str]) -> None:
+        """rounds.csv with ``rows`` in ``fields`` order, replacing the file whole."""
+        tmp = self.rounds.with_name(self.rounds.name + ".tmp")
+        with open(tmp, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=fields, extrasaction="ignore")
+            writer.writeheader()
+            for row in rows:
+                writer.writerow({k: _cell(row.get(k)) for k in fields})
+        os.replace(tmp, self.rounds)
+
+    def commit(self, marker: dict[str, Any]) -> None:
+        """Make round ``marker["round"]`` the run directory's state (written last)."""
+        write_json(self.latest_marker, marker)
+
+
+def _cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, float | np.floating):
+        return f"{float(value):.6g}"
+    return value
 
 
 def json_safe(value: Any) -> Any:

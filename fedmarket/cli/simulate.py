@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from fedmarket.cli.app import app, friendly_errors
@@ -70,6 +71,10 @@ def simulate_cmd(
     console.print(
         f"run directory: {result['run_dir']} (report.md, summary.json, rounds.csv, plots)"
     )
+    for problem in result["problems"]:  # written to the run directory; the exit code says it
+        console.print(f"[bold red]incomplete:[/] {escape(problem)}", highlight=False)
+    if result["problems"]:
+        raise typer.Exit(code=1)
 
 
 def _n(x: float | None) -> str:

@@ -137,7 +137,7 @@ def load_split(
     for name in _ARRAYS:
         plain, enc = directory / f"{name}.npy", directory / f"{name}.npy.enc"
         if plain.exists():
-            loaded[name] = np.load(plain, mmap_mode="r" if mmap else None, allow_pickle=False)
+            loaded[name] = _load_npy(plain, mmap)
         elif enc.exists():
             if fernet is None:
                 raise DataError(
@@ -156,6 +156,74 @@ def load_split(
                 f"{directory}: missing {name}.npy; the prepared directory is incomplete"
             )
     return SplitArrays(**loaded)
+
+
+def _load_npy(path: Path, mmap: bool) -> np.ndarray:
+    try:
+        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise DataError(
+            f"{path}: damaged array file ({exc}); re-run `fedmarket data prepare`"
+        ) from None
+
+
+def _npy_shape(path: Path) -> tuple[int, ...]:
+    """The array's shape from its header, checking the file holds all of its bytes."""
+    try:
+        with open(path, "rb") as handle:
+            version = np.lib.format.read_magic(handle)
+            read_header = (
+                np.lib.format.read_array_header_1_0
+                if version == (1, 0)
+                else np.lib.format.read_array_header_2_0
+            )
+            shape, _, dtype = read_header(handle)
+            data_start = handle.tell()
+    except (ValueError, OSError, EOFError) as exc:
+        raise DataError(
+            f"{path}: damaged array file ({exc}); re-run `fedmarket data prepare`"
+        ) from None
+    expected = data_start + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if path.stat().st_size < expected:
+        raise DataError(
+            f"{path}: truncated ({path.stat().st_size:,} of {expected:,} bytes); the file was "
+            "damaged after `fedmarket data prepare`: re-run it"
+        )
+    return tuple(int(n) for n in shape)
+
+
+def verify_prepared(data_dir: Path, manifest: Manifest) -> None:
+    """Every partition the manifest names has both splits, each array whole, with as many
+    customers as the manifest says and its number of features: checked from the files'
+    headers (no data is read), so damaged data is one clear error before any training.
+    Encrypted files can only be checked once decrypted; here they must exist."""
+    n_feat = len(manifest["feature_names"]) if "feature_names" in manifest else None
+    for entry in manifest["partitions"]:
+        for split in SPLITS:
+            directory = split_dir(data_dir, entry["id"], split)
+            expected = entry.get(split, {}).get("n")
+            for name in _ARRAYS:
+                plain, enc = directory / f"{name}.npy", directory / f"{name}.npy.enc"
+                if enc.exists() and not plain.exists():
+                    continue
+                if not plain.exists():
+                    raise DataError(
+                        f"{plain}: missing; partition {entry['id']} of {data_dir / MANIFEST_NAME} "
+                        "is incomplete: re-run `fedmarket data prepare`"
+                    )
+                shape = _npy_shape(plain)
+                if expected is not None and (not shape or shape[0] != expected):
+                    raise DataError(
+                        f"{plain}: {shape[0] if shape else 0:,} customers, but "
+                        f"{MANIFEST_NAME} says {expected:,} for partition {entry['id']} "
+                        f"({split}); the manifest or the arrays changed after `fedmarket data "
+                        "prepare`: re-run it"
+                    )
+                if name == "X" and n_feat is not None and (len(shape) != 3 or shape[2] != n_feat):
+                    raise DataError(
+                        f"{plain}: shape {shape}, but {MANIFEST_NAME} names {n_feat} features; "
+                        "re-run `fedmarket data prepare`"
+                    )
 
 
 def load_pooled(

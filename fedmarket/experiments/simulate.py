@@ -15,16 +15,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fedmarket.aggregation import check_setup
 from fedmarket.centralised import run_matched_reference
 from fedmarket.config import RunConfig, parse_overrides
 from fedmarket.data import store
 from fedmarket.defaults import default_run_dir, ensure_default_data
-from fedmarket.errors import ConfigError
+from fedmarket.errors import ConfigError, FedmarketError
 from fedmarket.progress import progress_bar
 from fedmarket.results import write_run_outputs
 from fedmarket.rundir import RunDir
 
 log = logging.getLogger("fedmarket")
+
+
+# A message whose actor died is retried this many times on the restarted actor; a client
+# that kills its actor every time (a crash in native code) then fails its round, counted.
+ACTOR_TASK_RETRIES = 1
 
 
 @dataclass(frozen=True)
@@ -54,9 +60,28 @@ class ClientResources:
         if self.ray_address:
             init_args["address"] = self.ray_address
         return {
-            "client_resources": {"num_cpus": self.num_cpus, "num_gpus": self.num_gpus},
+            "client_resources": {
+                "num_cpus": self.num_cpus,
+                "num_gpus": self.num_gpus,
+                # Flower passes these to Ray's actor options: a client actor that dies
+                # (killed, out of memory) is restarted, and the message it was serving is
+                # run once more on the new one, so the federation keeps every retailer.
+                "max_restarts": -1,
+                "max_task_retries": ACTOR_TASK_RETRIES,
+            },
             "init_args": init_args,
         }
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """What a simulate call will do: the settings, where, and from which round."""
+
+    cfg: RunConfig
+    run_dir: Path
+    offset: int = 0
+    weights: dict | None = None
+    resumed: bool = False
 
 
 def simulate(
@@ -68,33 +93,48 @@ def simulate(
     resume: Path | None = None,
     resources: ClientResources | None = None,
 ) -> dict[str, Any]:
+    """Run (or resume) a simulation and its centralised reference; write the run directory.
+
+    Returns ``{"run_dir", "summary", "problems"}``: ``problems`` lists what makes the run
+    incomplete (a centralised reference that failed, rounds not aggregated), each also in
+    summary.json and report.md; the results that exist are written all the same.
+    """
     resources = resources or ClientResources()
-    cfg, run_dir, offset, weights = _resolve(data, run_config, out, resume)
-    data_dir = Path(cfg.data_dir)
-    n_clients = len(store.read_manifest(data_dir)["partitions"])
-    remaining = cfg.num_server_rounds - offset
+    plan = _resolve(data, run_config, out, resume)
+    n_clients = preflight(plan.cfg)  # everything the run reads, before Ray and any write
+    plan.run_dir.mkdir(parents=True, exist_ok=True)
+    files = RunDir(plan.run_dir)
+    if plan.resumed:  # the directory may have moved: its config now names where it is
+        files.write_config(plan.cfg)
     federated: dict[str, Any] = {}
-    if remaining > 0:
-        _run_flower(cfg, n_clients, offset, weights, federated, resources)
-    elif RunDir(run_dir).federated.exists():
-        federated.update(json.loads(RunDir(run_dir).federated.read_text()))
-    cen = run_matched_reference(cfg, data_dir, RunDir(run_dir).centralised) if centralised else None
-    paths = write_run_outputs(run_dir, cfg, federated, cen)
-    return {"run_dir": run_dir, "summary": json.loads(paths["summary"].read_text())}
+    if plan.cfg.num_server_rounds > plan.offset:
+        _run_flower(plan, n_clients, federated, resources)
+    elif files.federated.exists():
+        federated.update(json.loads(files.federated.read_text()))
+    cen, cen_error = _centralised(plan.cfg, files) if centralised else (None, None)
+    paths = write_run_outputs(plan.run_dir, plan.cfg, federated, cen, centralised_error=cen_error)
+    summary = json.loads(paths["summary"].read_text())
+    return {"run_dir": plan.run_dir, "summary": summary, "problems": summary["problems"]}
 
 
-def _resolve(data: Path | None, run_config: str, out: Path | None, resume: Path | None):
+def preflight(cfg: RunConfig) -> int:
+    """Check what the run will read against its settings; the number of clients.
+
+    The manifest against the arrays (partitions, customer counts, feature count, whole
+    files) and the settings against the number of retailers (min-train-replies, Krum's
+    minimum, central DP's rules): each a clear error before Ray starts (30-50 s).
+    """
+    data_dir = Path(cfg.data_dir)
+    manifest = store.read_manifest(data_dir)
+    store.verify_prepared(data_dir, manifest)
+    n_clients = len(manifest["partitions"])
+    check_setup(cfg, n_clients)
+    return n_clients
+
+
+def _resolve(data: Path | None, run_config: str, out: Path | None, resume: Path | None) -> RunPlan:
     if resume is not None:
-        if run_config:
-            raise ConfigError("--resume continues with the run's own config; drop --run-config")
-        try:
-            cfg = RunDir(resume).read_config()
-        except ConfigError as exc:
-            raise ConfigError(f"--resume {resume}: {exc}") from None
-        checkpoint = RunDir(resume).latest_checkpoint()
-        offset, weights = checkpoint if checkpoint is not None else (0, None)
-        log.info("resuming %s after round %d of %d", resume, offset, cfg.num_server_rounds)
-        return cfg, resume, offset, weights
+        return _resume_plan(resume, run_config)
     overrides = parse_overrides(run_config)
     for key in ("data-dir", "out-dir", "state-dir"):
         if key in overrides:
@@ -102,16 +142,17 @@ def _resolve(data: Path | None, run_config: str, out: Path | None, resume: Path 
                 f"--run-config: {key} is set by fedmarket simulate; use --data / --out"
             )
     run_dir = (out or default_run_dir("simulate")).resolve()
+    check_writable(run_dir, "--out")
     if RunDir(run_dir).holds_run():
         raise ConfigError(
             f"--out {run_dir} already holds a run; resume it with --resume or pick another"
         )
+    RunConfig.from_mapping(overrides)  # a bad setting is an error before any data is made
     if data is not None:
         data_dir = data.resolve()
     else:
         with progress_bar("default retailers (first run only)", None) as advance:
             data_dir = ensure_default_data(advance, log=log.info)
-    store.read_manifest(data_dir)  # a clear error now rather than in every client
     cfg = RunConfig.from_mapping(
         {
             **overrides,
@@ -120,8 +161,55 @@ def _resolve(data: Path | None, run_config: str, out: Path | None, resume: Path 
             "state-dir": str(RunDir(run_dir).client_state),
         }
     )
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return cfg, run_dir, 0, None
+    return RunPlan(cfg, run_dir)
+
+
+def _resume_plan(resume: Path, run_config: str) -> RunPlan:
+    """Continue ``resume`` in place, whatever paths its config.json was written with.
+
+    A state-dir that was the run directory's own ``client_state`` moves with it; one that
+    was set elsewhere (a retailer's own path) is kept.
+    """
+    if run_config:
+        raise ConfigError("--resume continues with the run's own config; drop --run-config")
+    run_dir = resume.resolve()
+    files = RunDir(run_dir)
+    try:
+        cfg = files.read_config()
+    except ConfigError as exc:
+        raise ConfigError(f"--resume {resume}: {exc}") from None
+    check_writable(run_dir, "--resume")
+    moved = {"out-dir": str(run_dir)}
+    if Path(cfg.state_dir) == RunDir(Path(cfg.out_dir)).client_state:
+        moved["state-dir"] = str(files.client_state)
+    cfg = cfg.replace(**moved)
+    checkpoint = files.latest_checkpoint()
+    offset, weights = checkpoint if checkpoint is not None else (0, None)
+    log.info("resuming %s after round %d of %d", run_dir, offset, cfg.num_server_rounds)
+    return RunPlan(cfg, run_dir, offset, weights, resumed=True)
+
+
+def check_writable(run_dir: Path, option: str) -> None:
+    """A clear error now, rather than a traceback when the first file is written."""
+    existing = run_dir
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"{option} {run_dir}: {existing} is a file, not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{option} {run_dir}: {existing} is not writable by this user")
+
+
+def _centralised(cfg: RunConfig, files: RunDir) -> tuple[Any, str | None]:
+    """The matched reference, or why it failed: its failure never loses the federated result."""
+    try:
+        return run_matched_reference(cfg, Path(cfg.data_dir), files.centralised), None
+    except FedmarketError as exc:
+        log.error("centralised reference failed: %s", exc)
+        return None, str(exc)
+    except Exception as exc:  # a bug: keep its traceback in the log, and the federated result
+        log.exception("centralised reference failed")
+        return None, f"{type(exc).__name__}: {exc}"
 
 
 def ray_environment() -> None:
@@ -140,12 +228,7 @@ def ray_environment() -> None:
 
 
 def _run_flower(
-    cfg: RunConfig,
-    n_clients: int,
-    offset: int,
-    weights: Any,
-    federated: dict[str, Any],
-    resources: ClientResources,
+    plan: RunPlan, n_clients: int, federated: dict[str, Any], resources: ClientResources
 ) -> None:
     ray_environment()
     from flwr.simulation import run_simulation
@@ -155,11 +238,14 @@ def _run_flower(
 
     logging.getLogger("flwr").setLevel(logging.WARNING)
     server = make_server_app(
-        cfg, round_offset=offset, initial_weights=weights, on_done=federated.update
+        plan.cfg,
+        round_offset=plan.offset,
+        initial_weights=plan.weights,
+        on_done=federated.update,
     )
     run_simulation(
         server_app=server,
-        client_app=make_client_app(cfg),
+        client_app=make_client_app(plan.cfg),
         num_supernodes=n_clients,
         backend_config=resources.backend_config(),
     )

@@ -2,21 +2,20 @@
 
 ``RunLog`` receives each round's reply summary from the recording strategy and the
 aggregated weights, evaluates the global model on the pooled test customers when the
-server has them (simulation), checkpoints the weights every round, appends a row to
-``rounds.csv`` as soon as the round ends (a crash keeps every finished round), and at the
-end writes ``federated.json``. It sees only what clients sent: weights and aggregates.
+server has them (simulation), and at the end of every round commits it: the checkpoint,
+the round's row and the commit marker become durable together (``fedmarket.rundir``), so a
+crash costs at most the round in flight and a resume continues exactly where the directory
+is. At the end it writes ``federated.json``. It sees only what clients sent: weights and
+aggregates.
 """
 
 from __future__ import annotations
 
-import csv
-import json
 import logging
 import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from fedmarket.aggregation import nodes_per_round
@@ -72,15 +71,24 @@ class RunLog:
         self.test = None
         self.n_features = None
         self.n_train_total = None
+        self.partition_ids: list[int] = []  # the partitions expected to take part
         if data_dir is not None:
             manifest = store.read_manifest(data_dir)
             self.n_features = store.n_features(manifest)
             self.n_train_total = store.n_train_total(manifest)
+            self.partition_ids = store.partition_ids(manifest)
             self.test = store.load_pooled(data_dir, "test")
         self.rows: dict[int, dict[str, Any]] = {}
         self.epsilon_by_client: dict[int, float] = {}
+        # rounds in which each partition's update was aggregated (a client that never
+        # trains is named in the report instead of disappearing from an average)
+        self.participation: dict[int, int] = {}
         self.final_test: dict[str, Any] | None = None
-        self.rounds_done = round_offset
+        self.rounds_done = round_offset  # the last round whose aggregate is the model
+        self.skipped: list[int] = []  # rounds not aggregated: too few valid replies
+        self.weights_file: str | None = None
+        self.previous_wall_s = 0.0  # time spent by the processes before a resume
+        self._pending: tuple[int, dict[str, torch.Tensor]] | None = None
         self.run_dir.checkpoints.mkdir(parents=True, exist_ok=True)
         if round_offset > 0:
             self._restore()
@@ -99,15 +107,20 @@ class RunLog:
         for client in summary.per_client:
             if "epsilon" in client and "partition-id" in client:
                 self.epsilon_by_client[int(client["partition-id"])] = float(client["epsilon"])
+            if "partition-id" in client and arrays is not None:
+                pid = int(client["partition-id"])
+                self.participation[pid] = self.participation.get(pid, 0) + 1
         if metrics is not None and "train-loss" in metrics:
             row["train_loss"] = float(metrics["train-loss"])
         row["epsilon_max"] = self._epsilon_max(rnd)
         row.update(_timings(summary))
         for node_id, code, reason in summary.failures:
             log.warning("round %d: client %s failed (code %s): %s", rnd, node_id, code, reason)
-        if arrays is not None:
-            self.checkpoint(rnd, arrays.to_torch_state_dict())
+        if arrays is not None:  # saved with the round's row at the end of the round
+            self._pending = (rnd, arrays.to_torch_state_dict())
             self.rounds_done = rnd
+        else:
+            self.skipped.append(rnd)
         log.info(
             "round %d: %d/%d replies, %d failed, %d declined, %d timed out; epsilon max %s",
             rnd,
@@ -149,9 +162,9 @@ class RunLog:
         if server_round > 0:
             row = self._row(rnd)
             row["server_eval_s"] = time.perf_counter() - started
-            row["elapsed_s"] = time.perf_counter() - self.started
+            row["elapsed_s"] = self.wall_s()
             row.update({f"test_{k}": report[k] for k in TEST_KEYS if report and k in report})
-            self._append_csv(row)
+            self.commit(rnd)
         if report is None:
             return None
         return {
@@ -168,16 +181,31 @@ class RunLog:
         y = self.task.targets(self.test)
         return self.task.report(y, predict(model, self.test.X, self.task))
 
-    # --- checkpoints and results ----------------------------------------------------------
-    def checkpoint(self, rnd: int, weights: dict[str, torch.Tensor]) -> None:
-        path = self.run_dir.checkpoint(rnd)
-        torch.save({"round": rnd, "state_dict": weights}, path)
-        marker = {
-            "round": rnd,
-            "path": path.name,
-            "epsilon_by_client": {str(k): v for k, v in self.epsilon_by_client.items()},
-        }
-        self.run_dir.latest_marker.write_text(json.dumps(marker))
+    # --- the commit point and results ---------------------------------------------------
+    def commit(self, rnd: int) -> None:
+        """Make round ``rnd`` durable: its checkpoint (if it aggregated), then every row up
+        to it, then the marker that says the directory is at ``rnd``."""
+        if self._pending is not None:
+            done, weights = self._pending
+            self.weights_file = self.run_dir.save_checkpoint(done, weights).name
+            self._pending = None
+        fields = list(ROUND_FIELDS) + [f"{p}_{k}" for p in ("test", "fed") for k in TEST_KEYS]
+        self.run_dir.write_rounds([self.rows[r] for r in sorted(self.rows) if r <= rnd], fields)
+        self.run_dir.commit(
+            {
+                "round": rnd,
+                "path": self.weights_file,
+                "model_round": self.rounds_done,
+                "epsilon_by_client": {str(k): v for k, v in self.epsilon_by_client.items()},
+                "participation": {str(k): v for k, v in sorted(self.participation.items())},
+                "skipped": self.skipped,
+                "wall_s": self.wall_s(),
+            }
+        )
+
+    def wall_s(self) -> float:
+        """Seconds the run has taken so far, over every process that worked on it."""
+        return self.previous_wall_s + time.perf_counter() - self.started
 
     def epsilon_summary(self) -> dict[str, Any]:
         if self.cfg.dp == "client":
@@ -203,10 +231,13 @@ class RunLog:
         return self.cfg.delta if self.cfg.delta > 0 else default_central_delta(self.num_nodes)
 
     def finish(self, wall_s: float | None = None) -> dict[str, Any]:
+        """federated.json; ``wall_s`` is this process's time, the resumed ones' are added."""
         result = {
             "test": self.final_test,
             "rounds": self.rounds_done,
-            "wall_s": wall_s if wall_s is not None else time.perf_counter() - self.started,
+            "wall_s": self.previous_wall_s + wall_s if wall_s is not None else self.wall_s(),
+            "participation": self.participation_summary(),
+            "skipped_rounds": list(self.skipped),
             "epsilon": self.epsilon_summary(),
             "delta": self.client_delta(),
             "failures": {
@@ -217,6 +248,12 @@ class RunLog:
         write_json(self.run_dir.federated, result)
         return result
 
+    def participation_summary(self) -> dict[str, Any]:
+        """Rounds each partition's update was aggregated in, and who never took part."""
+        counts = {str(k): v for k, v in sorted(self.participation.items())}
+        never = [pid for pid in self.partition_ids if pid not in self.participation]
+        return {"rounds_aggregated": counts, "never": never}
+
     def client_delta(self) -> float | None:
         if self.cfg.dp == "client" and self.n_train_total:
             return self.cfg.client_delta(self.n_train_total)
@@ -226,18 +263,25 @@ class RunLog:
 
     # --- internals ----------------------------------------------------------------------
     def _restore(self) -> None:
-        """On resume, count the rounds already done: their failures in the totals, and each
-        client's last epsilon, so a client silent after the restart still shows what it spent."""
-        marker = self.run_dir.latest_marker
-        if marker.exists():
-            saved = json.loads(marker.read_text()).get("epsilon_by_client", {})
-            self.epsilon_by_client.update({int(k): float(v) for k, v in saved.items()})
-        for row in self.run_dir.read_rounds():
-            if row["round"] is not None and row["round"] <= self.offset:
-                self.rows[int(row["round"])] = {
-                    "round": int(row["round"]),
-                    **{k: v for k, v in row.items() if k != "round"},
-                }
+        """On resume, take the committed state: rows up to the commit (later ones were work
+        in flight), each client's last epsilon (a client silent after the restart still shows
+        what it spent), participation, skipped rounds and the time already spent."""
+        marker = self.run_dir.read_marker() or {}
+        self.epsilon_by_client.update(
+            {int(k): float(v) for k, v in marker.get("epsilon_by_client", {}).items()}
+        )
+        self.participation.update(
+            {int(k): int(v) for k, v in marker.get("participation", {}).items()}
+        )
+        self.skipped = [int(r) for r in marker.get("skipped", [])]
+        self.weights_file = marker.get("path")
+        self.rounds_done = int(marker.get("model_round", marker.get("round", self.offset)))
+        self.previous_wall_s = float(marker.get("wall_s") or 0.0)
+        for row in self.run_dir.read_rounds(up_to=self.offset):
+            self.rows[int(row["round"])] = {
+                "round": int(row["round"]),
+                **{k: v for k, v in row.items() if k != "round"},
+            }
 
     def _row(self, rnd: int) -> dict[str, Any]:
         return self.rows.setdefault(rnd, {"round": rnd})
@@ -258,27 +302,6 @@ class RunLog:
             self.central_delta(),
             accountant=self.cfg.accountant,
         )
-
-    def _append_csv(self, row: dict[str, Any]) -> None:
-        path = self.run_dir.rounds
-        fields = list(ROUND_FIELDS) + [f"{p}_{k}" for p in ("test", "fed") for k in TEST_KEYS]
-        new = not path.exists()
-        if not new:  # a resumed run keeps the columns its file started with
-            with open(path, newline="") as handle:
-                fields = next(csv.reader(handle), fields)
-        with open(path, "a", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=fields, extrasaction="ignore")
-            if new:
-                writer.writeheader()
-            writer.writerow({k: _cell(row.get(k)) for k in fields})
-
-
-def _cell(value: Any) -> Any:
-    if value is None:
-        return ""
-    if isinstance(value, float | np.floating):
-        return f"{float(value):.6g}"
-    return value
 
 
 def _fmt(value: float | None) -> str:

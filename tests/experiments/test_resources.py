@@ -13,4 +13,9 @@ def test_clients_without_a_gpu_share_cannot_see_the_gpu(monkeypatch):
     ray_environment()
     assert os.environ["RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO"] == "0"  # the user's choice wins
     shared = ClientResources(num_cpus=1.0, num_gpus=0.25).backend_config()
-    assert shared["client_resources"] == {"num_cpus": 1.0, "num_gpus": 0.25}
+    assert shared["client_resources"] == {
+        "num_cpus": 1.0,
+        "num_gpus": 0.25,
+        "max_restarts": -1,  # a dead client actor comes back ...
+        "max_task_retries": 1,  # ... and runs the message it lost once more
+    }

@@ -114,15 +114,16 @@ def test_checkpoints_every_aggregated_round_and_reads_back_equal(tiny_data, tmp_
     run = RunLog(cfg, tmp_path, tiny_data, num_nodes=3)
     first, second = model_weights(cfg, 1), model_weights(cfg, 2)
     play_two_rounds(run, first, second)
-    # round 3 was skipped (too few replies): no checkpoint, the latest stays round 2
+    # round 3 was skipped (too few replies): no new checkpoint file, but the round is
+    # committed (its row is written), so a resume goes on with round 4 from round 2's model
     run.on_train(train_summary(3, ok=0, failed=3), None, None)
     run.evaluate_global(3, ArrayRecord(second))
     names = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
     assert names == ["latest.json", "round-0001.pt", "round-0002.pt"]
     rnd, state = RunDir(tmp_path).latest_checkpoint()
-    assert rnd == 2 and list(state) == list(second)
+    assert rnd == 3 and list(state) == list(second)
     assert all(torch.equal(state[k], second[k]) for k in second)
-    assert run.rounds_done == 2
+    assert run.rounds_done == 2 and run.skipped == [3]
     assert len(RunDir(tmp_path).read_rounds()) == 3  # the skipped round still has its row
     assert RunDir(tmp_path / "nowhere").latest_checkpoint() is None
 

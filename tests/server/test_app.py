@@ -125,7 +125,9 @@ def test_clients_over_budget_decline_and_no_round_is_aggregated(tiny_data, tmp_p
     make_server_app(cfg, on_done=done.update)(grid, server_context())
     [row] = RunDir(tmp_path).read_rounds()
     assert (row["sent"], row["ok"], row["declined"], row["failed"]) == (3.0, 0.0, 3.0, 0.0)
-    assert RunDir(tmp_path).latest_checkpoint() is None  # nothing aggregated, nothing saved
+    # the round is committed, but nothing aggregated: no model saved, resume starts afresh
+    assert RunDir(tmp_path).latest_checkpoint() == (1, None)
+    assert not list((tmp_path / "checkpoints").glob("round-*.pt"))
     assert done["rounds"] == 0 and done["failures"]["declined"] == 3
     for pid in range(3):  # the refusal did not touch what each client had spent
         assert json.loads(state_file(cfg.state_dir, pid).read_text()) == spent.to_dict()
