@@ -18,7 +18,7 @@ from fedmarket.config import RunConfig
 from fedmarket.defaults import resolve_data_dir
 from fedmarket.errors import BudgetExhaustedError
 from fedmarket.federated.client import RetailerClient
-from fedmarket.federated.client_state import load_accountant, save_accountant
+from fedmarket.federated.client_state import load_journal, save_journal
 from strategies import DECLINED_CODE
 
 _STATE_KEY = "fedmarket"
@@ -47,20 +47,20 @@ def make_client_app(fixed: RunConfig | None = None) -> ClientApp:
         client = retailer(msg, context)
         config = msg.content["config"]
         server_round = int(config["server-round"]) + int(config.get("round-offset", 0))
-        state = load_accountant(
-            context.state.get(_STATE_KEY), client.cfg.state_dir, client.partition_id
-        )
+        state_dir, pid = client.cfg.state_dir, client.partition_id
+        journal = load_journal(context.state.get(_STATE_KEY), state_dir, pid)
         weights = msg.content["arrays"].to_torch_state_dict()
         try:
-            outcome = client.train(
-                weights, server_round, state, proximal_mu=float(config.get("proximal-mu", 0.0))
+            outcome = client.train_round(
+                weights,
+                server_round,
+                journal,
+                proximal_mu=float(config.get("proximal-mu", 0.0)),
             )
         except BudgetExhaustedError as exc:
             return Message(Error(code=DECLINED_CODE, reason=f"declined: {exc}"), reply_to=msg)
-        if outcome.privacy_state is not None:
-            record = save_accountant(
-                outcome.privacy_state, client.cfg.state_dir, client.partition_id
-            )
+        if outcome.privacy_state is not None:  # persisted before the update leaves
+            record = save_journal(journal, state_dir, pid)
             context.state[_STATE_KEY] = ConfigRecord({"accountant": record})
         content = RecordDict(
             {"arrays": ArrayRecord(outcome.state_dict), "metrics": MetricRecord(outcome.metrics)}

@@ -28,7 +28,7 @@ from flwr.compat.common import recorddict_compat as compat
 from clients.deployment import answer_query, local_partition
 from fedmarket.config import RunConfig
 from fedmarket.federated.client import RetailerClient
-from fedmarket.federated.client_state import load_accountant, save_accountant
+from fedmarket.federated.client_state import load_journal, save_journal
 
 _STATE_KEY = "fedmarket"
 SECAGG_KEYS = (
@@ -62,12 +62,10 @@ def train(msg: Message, context: Context) -> Message:
     config = ConfigRecord(dict(fitins.config))
     client = _retailer(config, context)
     weights = _ordered(client, parameters_to_ndarrays(fitins.parameters))
-    state = load_accountant(
-        context.state.get(_STATE_KEY), client.cfg.state_dir, client.partition_id
-    )
-    outcome = client.train(weights, int(config["server-round"]), state)  # raises to decline
+    journal = load_journal(context.state.get(_STATE_KEY), client.cfg.state_dir, client.partition_id)
+    outcome = client.train_round(weights, int(config["server-round"]), journal)  # may decline
     if outcome.privacy_state is not None:
-        record = save_accountant(outcome.privacy_state, client.cfg.state_dir, client.partition_id)
+        record = save_journal(journal, client.cfg.state_dir, client.partition_id)
         context.state[_STATE_KEY] = ConfigRecord({"accountant": record})
     ordered = [outcome.state_dict[k].detach().cpu().numpy() for k in weights]
     fitres = FitRes(

@@ -17,7 +17,10 @@ import torch
 
 from fedmarket.config import RunConfig
 from fedmarket.data import store
+from fedmarket.errors import BudgetExhaustedError
+from fedmarket.federated.client_state import PrivacyJournal, update_digest
 from fedmarket.models import build_model
+from fedmarket.privacy import accounting
 from fedmarket.privacy.accounting import AccountantState
 from fedmarket.tasks import get_task
 from fedmarket.training import FitResult, TrainConfig, fit, predict
@@ -151,6 +154,35 @@ class RetailerClient:
                 }
             )
         return TrainOutcome(result.state_dict, metrics, result.privacy_state)
+
+    def train_round(
+        self,
+        weights: dict[str, torch.Tensor],
+        server_round: int,
+        journal: PrivacyJournal,
+        *,
+        proximal_mu: float = 0.0,
+    ) -> TrainOutcome:
+        """``train`` with the client's privacy journal: a replayed round that releases the
+        same update is charged once, a different one on top of all that was spent (and
+        declined with BudgetExhaustedError if that would pass the target). ``journal`` holds
+        the round afterwards; the caller persists it only when the reply is sent."""
+        base = journal.base_for(server_round)
+        outcome = self.train(weights, server_round, base, proximal_mu=proximal_mu)
+        if outcome.privacy_state is None or self.privacy is None:
+            return outcome
+        released = update_digest(outcome.state_dict)
+        spent = journal.charge(server_round, base, outcome.privacy_state, released)
+        if spent == outcome.privacy_state:
+            return outcome
+        eps = accounting.epsilon(spent, self.privacy.delta)
+        target = self.privacy.target_epsilon
+        if target is not None and eps > target * (1 + 1e-9):
+            raise BudgetExhaustedError(
+                f"round {server_round} was trained again with a different result; releasing "
+                f"it too would spend epsilon {eps:.3f} in all, above the target {target}"
+            )
+        return TrainOutcome(outcome.state_dict, {**outcome.metrics, "epsilon": eps}, spent)
 
     def evaluate(self, weights: dict[str, torch.Tensor]) -> dict[str, float]:
         """Aggregate metrics of the global model on this retailer's own test customers."""

@@ -10,9 +10,8 @@ from clients.app import make_client_app
 from fedmarket.config import RunConfig
 from fedmarket.errors import DataError
 from fedmarket.federated.client import RetailerClient
-from fedmarket.federated.client_state import state_file
+from fedmarket.federated.client_state import PrivacyJournal, state_file
 from fedmarket.models import build_model
-from fedmarket.privacy.accounting import AccountantState
 from strategies import DECLINED_CODE
 from tests.conftest import TRAIN_METRIC_KEYS, copy_prepared, pseudonyms, raw_customer_ids
 from tests.flower_helpers import evaluate_instruction, node_context, train_instruction
@@ -76,8 +75,9 @@ def test_train_reply_holds_only_weights_and_known_metrics(tiny_data, tiny_raw):
     assert metrics["num-examples"] == manifest["partitions"][0]["train"]["n"]
     assert_nothing_per_customer(reply, tiny_data, tiny_raw, weights)
     # the accountant is kept in the node's state for the next round
-    saved = AccountantState.from_dict(json.loads(context.state["fedmarket"]["accountant"]))
-    assert saved.steps == metrics["steps"]
+    saved = PrivacyJournal.from_dict(json.loads(context.state["fedmarket"]["accountant"]))
+    assert saved.latest().steps == metrics["steps"]
+    assert list(saved.rounds) == [1]  # the round is in the client's journal
 
 
 def test_evaluate_reply_holds_only_aggregate_metrics(tiny_data, tiny_raw):

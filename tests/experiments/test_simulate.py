@@ -16,6 +16,7 @@ from opacus.accountants import RDPAccountant
 from opacus.accountants.utils import get_noise_multiplier
 
 from fedmarket.experiments.simulate import ClientResources, simulate
+from fedmarket.federated.client_state import load_accountant
 from fedmarket.models import build_model
 from fedmarket.rundir import RunDir
 from strategies.recording import RecordingStrategy
@@ -187,8 +188,8 @@ def test_resume_after_a_crash_continues_the_run(tiny_data, tmp_path, monkeypatch
     for pid in range(3):
         expected = uninterrupted_epsilon(tiny_data, pid, rounds=3)
         assert fed["epsilon"]["per_client"][str(pid)] == pytest.approx(expected, rel=0, abs=1e-6)
-        history = json.loads((out / f"client_state/client-{pid}/accountant.json").read_text())
-        assert sum(h[2] for h in history["history"]) == 3 * 3  # 3 rounds of 3 steps, no more
+        spent = load_accountant(None, str(out / "client_state"), pid)
+        assert spent.steps == 3 * 3  # 3 rounds of 3 steps, no more
     assert fed["epsilon"]["max"] <= 8.0
     assert np.isfinite(fed["test"]["log_loss"])
     assert (out / "report.md").exists()

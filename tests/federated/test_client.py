@@ -13,6 +13,7 @@ from fedmarket.data import store
 from fedmarket.errors import BudgetExhaustedError, DataError
 from fedmarket.federated import client as client_mod
 from fedmarket.federated.client import RetailerClient, round_seed
+from fedmarket.federated.client_state import PrivacyJournal
 from fedmarket.models import build_model
 from fedmarket.training import predict
 from tests.conftest import TRAIN_METRIC_KEYS, copy_prepared
@@ -226,3 +227,22 @@ def test_a_failed_round_drops_the_process_model(tiny_data, monkeypatch):
     with pytest.raises(RuntimeError, match="out of memory"):
         client.train(start, server_round=1, privacy_state=None)
     assert client._model_key(True) not in client_mod._MODELS
+
+
+def test_a_round_trained_again_after_a_crash_is_bit_identical_and_charged_once(tiny_data):
+    """A resumed server asks for the uncommitted round again: on CPU the client releases the
+    very same update, so its journal charges the round once and epsilon is the uninterrupted
+    run's; a different global model for that round is charged on top."""
+    cfg = settings(tiny_data, **{"num-server-rounds": 3})
+    client = RetailerClient(cfg, tiny_data, 0)
+    journal = PrivacyJournal()
+    start = global_weights(cfg, client.n_features)
+    one = client.train_round(start, 1, journal)
+    two = client.train_round(one.state_dict, 2, journal)
+    replay = client.train_round(one.state_dict, 2, journal)  # the crash lost round 2's commit
+    assert all(torch.equal(replay.state_dict[k], two.state_dict[k]) for k in start)
+    assert replay.metrics["epsilon"] == two.metrics["epsilon"]
+    assert journal.latest() == two.privacy_state
+    other = client.train_round(start, 2, journal)  # round 2 again from another model
+    assert other.privacy_state.steps == two.privacy_state.steps + one.privacy_state.steps
+    assert other.metrics["epsilon"] > two.metrics["epsilon"]

@@ -1,10 +1,17 @@
 import json
 
 import pytest
+import torch
 from flwr.app import ConfigRecord
 
 from fedmarket.errors import PrivacyError
-from fedmarket.federated.client_state import load_accountant, save_accountant, state_file
+from fedmarket.federated.client_state import (
+    PrivacyJournal,
+    load_accountant,
+    save_accountant,
+    state_file,
+    update_digest,
+)
 from fedmarket.privacy.accounting import AccountantState
 
 ROUND_2 = AccountantState("rdp", ((0.802001953125, 0.2, 10),), 0.802001953125)
@@ -20,7 +27,8 @@ def test_save_then_load_round_trips_exactly(tmp_path):
     text = save_accountant(state, str(tmp_path), 3)
     path = tmp_path / "client-3" / "accountant.json"
     assert state_file(str(tmp_path), 3) == path
-    assert json.loads(path.read_text()) == json.loads(text) == state.to_dict()
+    assert json.loads(path.read_text()) == json.loads(text)
+    assert json.loads(text)["legacy"] == state.to_dict()  # a journal that starts from it
     assert load_accountant(None, str(tmp_path), 3) == state
     assert not list(path.parent.glob("*.tmp"))  # written via a temporary file, then renamed
 
@@ -49,7 +57,7 @@ def test_context_record_is_used_without_a_file_or_state_dir(tmp_path):
 def test_without_state_dir_nothing_is_written(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     text = save_accountant(ROUND_1, "", 0)
-    assert AccountantState.from_dict(json.loads(text)) == ROUND_1
+    assert PrivacyJournal.from_dict(json.loads(text)).latest() == ROUND_1
     assert list(tmp_path.iterdir()) == []
 
 
@@ -70,3 +78,52 @@ def test_corrupted_file_raises_privacy_error_naming_it(tmp_path, content):
         # even with a good record in context.state: guessing the spent epsilon is not safe
         load_accountant(record(ROUND_1), str(tmp_path), 1)
     assert str(path) in str(info.value)
+
+
+# --- the journal: a replayed round is charged once, a different release on top -------------
+STEP = (1.1, 0.1, 3)  # one round: 3 steps at noise 1.1, sample rate 0.1
+
+
+def after(state, rounds=1):
+    return (state or AccountantState("rdp", (), 1.1)).extended(STEP[0], STEP[1], STEP[2] * rounds)
+
+
+def test_a_replay_that_releases_the_same_update_is_charged_once():
+    journal = PrivacyJournal()
+    one = journal.charge(1, None, after(None), "u1")
+    two = journal.charge(2, one, after(one), "u2")
+    assert two.steps == 6
+    # the server resumes from round 1's commit and asks for round 2 again
+    base = journal.base_for(2)
+    assert base == one
+    again = journal.charge(2, base, after(base), "u2")  # bit-identical update
+    assert again == two and journal.latest().steps == 6
+
+
+def test_a_replay_with_a_different_update_is_charged_on_top():
+    journal = PrivacyJournal()
+    one = journal.charge(1, None, after(None), "u1")
+    journal.charge(2, one, after(one), "u2")
+    base = journal.base_for(2)
+    spent = journal.charge(2, base, after(base), "u2-other")  # e.g. nondeterministic kernels
+    assert spent.steps == 9  # both releases of round 2 count
+    assert journal.base_for(3) == spent and journal.latest() == spent
+
+
+def test_the_journal_round_trips_and_reads_a_bare_state():
+    journal = PrivacyJournal()
+    one = journal.charge(1, None, after(None), "u1")
+    journal.charge(2, one, after(one), "u2")
+    back = PrivacyJournal.from_dict(json.loads(json.dumps(journal.to_dict())))
+    assert back == journal
+    bare = PrivacyJournal.from_dict(ROUND_1.to_dict())  # an accountant.json from before journals
+    assert bare.latest() == ROUND_1 and bare.base_for(5) == ROUND_1
+
+
+def test_update_digest_sees_every_bit():
+    weights = {"a": torch.arange(6, dtype=torch.float32).reshape(2, 3), "b": torch.zeros(0)}
+    same = {k: v.clone() for k, v in weights.items()}
+    assert update_digest(weights) == update_digest(same)
+    same["a"][1, 2] = torch.nextafter(same["a"][1, 2], torch.tensor(100.0))
+    assert update_digest(weights) != update_digest(same)
+    assert update_digest(weights) != update_digest({"c": weights["a"], "b": weights["b"]})

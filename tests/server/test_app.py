@@ -9,7 +9,7 @@ from flwr.app import Context, MessageType, RecordDict
 
 from clients.app import make_client_app
 from fedmarket.config import RunConfig
-from fedmarket.federated.client_state import save_accountant, state_file
+from fedmarket.federated.client_state import load_accountant, save_accountant
 from fedmarket.privacy.accounting import AccountantState
 from fedmarket.rundir import RunDir
 from server.app import app as server_app
@@ -130,7 +130,7 @@ def test_clients_over_budget_decline_and_no_round_is_aggregated(tiny_data, tmp_p
     assert not list((tmp_path / "checkpoints").glob("round-*.pt"))
     assert done["rounds"] == 0 and done["failures"]["declined"] == 3
     for pid in range(3):  # the refusal did not touch what each client had spent
-        assert json.loads(state_file(cfg.state_dir, pid).read_text()) == spent.to_dict()
+        assert load_accountant(None, cfg.state_dir, pid) == spent
 
 
 def test_resume_after_a_crash_matches_the_uninterrupted_run(tiny_data, tmp_path, monkeypatch):

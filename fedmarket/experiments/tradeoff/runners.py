@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import shutil
 from pathlib import Path
@@ -19,6 +18,7 @@ from fedmarket.experiments.tradeoff.points import (
     PointRunner,
     SweepConfig,
 )
+from fedmarket.federated.client_state import load_accountant
 from fedmarket.rundir import RunDir
 
 log = logging.getLogger("fedmarket")
@@ -126,10 +126,11 @@ def _federated(
 def _client_noise(run_dir: Path) -> float | None:
     """Mean over clients of the calibrated noise (each retailer's size gives its own)."""
     values = []
-    for path in sorted(RunDir(run_dir).client_state.glob("client-*/accountant.json")):
-        noise = json.loads(path.read_text()).get("noise_multiplier")
-        if noise is not None:
-            values.append(float(noise))
+    state_dir = RunDir(run_dir).client_state
+    for path in sorted(state_dir.glob("client-*")):
+        state = load_accountant(None, str(state_dir), int(path.name.removeprefix("client-")))
+        if state is not None and state.noise_multiplier is not None:
+            values.append(float(state.noise_multiplier))
     return sum(values) / len(values) if values else None
 
 
