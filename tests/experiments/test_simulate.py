@@ -120,23 +120,31 @@ def test_end_to_end_no_raw_data(tiny_data, tiny_raw, tmp_path, monkeypatch):
         assert (out / plot).stat().st_size > 0
 
 
-def test_failing_client_is_counted_and_the_run_finishes(tiny_data, tmp_path):
+def test_failing_client_is_counted_named_and_the_run_finishes(tiny_data, tmp_path):
     data = copy_prepared(tiny_data, tmp_path / "data")
-    for path in (data / "partitions/2/train").iterdir():
-        path.unlink()  # its client raises DataError in every round
-    out = tmp_path / "run"
+    labels = data / "partitions/2/train/y_purchase.npy"
+    np.save(labels, np.full_like(np.load(labels), 2.0))  # whole files, impossible labels:
+    out = tmp_path / "run"  # past the pre-flight checks, its client fails every round
     # no centralised reference: it would need partition 2's training customers too
-    simulate(
+    result = simulate(
         data=data, run_config="num-server-rounds=2", out=out, centralised=False, resources=ONE_CPU
     )
     rows = RunDir(out).read_rounds()
     assert [(r["sent"], r["ok"], r["failed"], r["declined"]) for r in rows] == [(3, 2, 1, 0)] * 2
-    assert [r["eval_failed"] for r in rows] == [1, 1]
+    assert [r["eval_failed"] for r in rows] == [0, 0]  # its test customers are fine
     summary = json.loads((out / "summary.json").read_text())
     assert summary["federated"]["failures"] == {"failed": 2, "declined": 0, "timed_out": 0}
     assert sorted(summary["federated"]["epsilon"]["per_client"]) == ["0", "1"]
+    assert summary["federated"]["participation"] == {
+        "rounds_aggregated": {"0": 2, "1": 2},
+        "never": [2],
+    }
     assert summary["centralised"] is None
-    assert "Failed replies: 2" in (out / "report.md").read_text()
+    assert result["problems"] == summary["problems"]
+    assert any("client(s) 2 never trained" in p for p in result["problems"])
+    report = (out / "report.md").read_text()
+    assert "Failed replies: 2" in report and "## This run is incomplete" in report
+    assert "| 2 | 0 | - |" in report  # client 2: no round aggregated, no epsilon
 
 
 def uninterrupted_epsilon(data_dir, partition: int, rounds: int, batch_size: int = 64) -> float:
