@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from fedmarket.cli.app import app, friendly_errors
+from fedmarket.cli.app import EncryptionKeyFile, app, friendly_errors
 from fedmarket.progress import console, log_to_console
 
 
@@ -41,6 +41,7 @@ def simulate_cmd(
     ray_address: Annotated[
         str | None, typer.Option(help="Join a running Ray cluster (e.g. 'auto').")
     ] = None,
+    encryption_key_file: EncryptionKeyFile = None,
 ) -> None:
     """Run the Flower simulation (Ray) and compare it with centralised training."""
     from fedmarket.experiments.simulate import ClientResources
@@ -54,6 +55,7 @@ def simulate_cmd(
         centralised=centralised,
         resume=resume,
         resources=ClientResources(client_cpus, client_gpus, ray_address),
+        key_file=encryption_key_file,
     )
     summary = result["summary"]
     fed, cen = summary["federated"], summary["centralised"] or {}

@@ -2,7 +2,8 @@
 
 Runs the same ServerApp and ClientApp as `flwr run .`, through Flower's ``run_simulation``
 (Ray actors, one per client share of CPU/GPU). ``run_simulation`` hands the apps an empty
-run config, so the validated ``RunConfig`` is closed over by the app factories instead.
+run config, so the validated ``RunConfig`` is closed over by the app factories instead; so
+is the key of encrypted data, which must never be in a run config or the run directory.
 """
 
 from __future__ import annotations
@@ -11,18 +12,22 @@ import json
 import logging
 import os
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fedmarket.centralised import run_matched_reference
 from fedmarket.config import RunConfig, parse_overrides
 from fedmarket.data import store
+from fedmarket.data.protect.keys import prepared_data_fernet
 from fedmarket.defaults import default_run_dir, ensure_default_data
 from fedmarket.errors import ConfigError
 from fedmarket.progress import progress_bar
 from fedmarket.results import write_run_outputs
 from fedmarket.rundir import RunDir
+
+if TYPE_CHECKING:
+    from cryptography.fernet import Fernet
 
 log = logging.getLogger("fedmarket")
 
@@ -59,6 +64,17 @@ class ClientResources:
         }
 
 
+@dataclass(frozen=True)
+class RunStart:
+    """Where a run starts: its settings and directory, rounds already done, the data's key."""
+
+    cfg: RunConfig
+    run_dir: Path
+    offset: int = 0
+    weights: Any = None
+    fernet: Fernet | None = field(default=None, repr=False)
+
+
 def simulate(
     *,
     data: Path | None,
@@ -67,23 +83,33 @@ def simulate(
     centralised: bool = True,
     resume: Path | None = None,
     resources: ClientResources | None = None,
+    key_file: Path | None = None,
 ) -> dict[str, Any]:
+    """``key_file`` (else $FEDMARKET_ENCRYPTION_KEY) opens encrypted prepared data."""
     resources = resources or ClientResources()
-    cfg, run_dir, offset, weights = _resolve(data, run_config, out, resume)
+    start = _resolve(data, run_config, out, resume, key_file)
+    cfg, run_dir = start.cfg, start.run_dir
     data_dir = Path(cfg.data_dir)
     n_clients = len(store.read_manifest(data_dir)["partitions"])
-    remaining = cfg.num_server_rounds - offset
+    remaining = cfg.num_server_rounds - start.offset
     federated: dict[str, Any] = {}
     if remaining > 0:
-        _run_flower(cfg, n_clients, offset, weights, federated, resources)
+        _run_flower(start, n_clients, federated, resources)
     elif RunDir(run_dir).federated.exists():
         federated.update(json.loads(RunDir(run_dir).federated.read_text()))
-    cen = run_matched_reference(cfg, data_dir, RunDir(run_dir).centralised) if centralised else None
+    cen = (
+        run_matched_reference(cfg, data_dir, RunDir(run_dir).centralised, fernet=start.fernet)
+        if centralised
+        else None
+    )
     paths = write_run_outputs(run_dir, cfg, federated, cen)
     return {"run_dir": run_dir, "summary": json.loads(paths["summary"].read_text())}
 
 
-def _resolve(data: Path | None, run_config: str, out: Path | None, resume: Path | None):
+def _resolve(
+    data: Path | None, run_config: str, out: Path | None, resume: Path | None, key_file: Path | None
+) -> RunStart:
+    """Every check a run needs, the data's key included, before anything is written."""
     if resume is not None:
         if run_config:
             raise ConfigError("--resume continues with the run's own config; drop --run-config")
@@ -91,10 +117,11 @@ def _resolve(data: Path | None, run_config: str, out: Path | None, resume: Path 
             cfg = RunDir(resume).read_config()
         except ConfigError as exc:
             raise ConfigError(f"--resume {resume}: {exc}") from None
+        fernet = prepared_data_fernet(Path(cfg.data_dir), key_file, outside=[resume])
         checkpoint = RunDir(resume).latest_checkpoint()
         offset, weights = checkpoint if checkpoint is not None else (0, None)
         log.info("resuming %s after round %d of %d", resume, offset, cfg.num_server_rounds)
-        return cfg, resume, offset, weights
+        return RunStart(cfg, resume, offset, weights, fernet)
     overrides = parse_overrides(run_config)
     for key in ("data-dir", "out-dir", "state-dir"):
         if key in overrides:
@@ -111,7 +138,8 @@ def _resolve(data: Path | None, run_config: str, out: Path | None, resume: Path 
     else:
         with progress_bar("default retailers (first run only)", None) as advance:
             data_dir = ensure_default_data(advance, log=log.info)
-    store.read_manifest(data_dir)  # a clear error now rather than in every client
+    # a clear error now rather than in every client
+    fernet = prepared_data_fernet(data_dir, key_file, outside=[run_dir])
     cfg = RunConfig.from_mapping(
         {
             **overrides,
@@ -121,7 +149,7 @@ def _resolve(data: Path | None, run_config: str, out: Path | None, resume: Path 
         }
     )
     run_dir.mkdir(parents=True, exist_ok=True)
-    return cfg, run_dir, 0, None
+    return RunStart(cfg, run_dir, fernet=fernet)
 
 
 def ray_environment() -> None:
@@ -140,12 +168,7 @@ def ray_environment() -> None:
 
 
 def _run_flower(
-    cfg: RunConfig,
-    n_clients: int,
-    offset: int,
-    weights: Any,
-    federated: dict[str, Any],
-    resources: ClientResources,
+    start: RunStart, n_clients: int, federated: dict[str, Any], resources: ClientResources
 ) -> None:
     ray_environment()
     from flwr.simulation import run_simulation
@@ -155,11 +178,16 @@ def _run_flower(
 
     logging.getLogger("flwr").setLevel(logging.WARNING)
     server = make_server_app(
-        cfg, round_offset=offset, initial_weights=weights, on_done=federated.update
+        start.cfg,
+        round_offset=start.offset,
+        initial_weights=start.weights,
+        on_done=federated.update,
+        fernet=start.fernet,
     )
     run_simulation(
         server_app=server,
-        client_app=make_client_app(cfg),
+        # the key travels in the pickled closure, to local actors and a joined cluster alike
+        client_app=make_client_app(start.cfg, fernet=start.fernet),
         num_supernodes=n_clients,
         backend_config=resources.backend_config(),
     )

@@ -14,7 +14,7 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -27,6 +27,9 @@ from fedmarket.privacy.central import central_epsilon, default_central_delta
 from fedmarket.rundir import RunDir, write_json
 from fedmarket.tasks import get_task
 from fedmarket.training import predict
+
+if TYPE_CHECKING:
+    from cryptography.fernet import Fernet
 
 log = logging.getLogger("fedmarket")
 ROUND_FIELDS = (
@@ -64,6 +67,7 @@ class RunLog:
         *,
         num_nodes: int,
         round_offset: int = 0,
+        fernet: Fernet | None = None,
     ) -> None:
         self.cfg, self.run_dir, self.offset = cfg, RunDir(run_dir), round_offset
         self.num_nodes = num_nodes
@@ -76,7 +80,7 @@ class RunLog:
             manifest = store.read_manifest(data_dir)
             self.n_features = store.n_features(manifest)
             self.n_train_total = store.n_train_total(manifest)
-            self.test = store.load_pooled(data_dir, "test")
+            self.test = store.load_pooled(data_dir, "test", fernet=fernet)
         self.rows: dict[int, dict[str, Any]] = {}
         self.epsilon_by_client: dict[int, float] = {}
         self.final_test: dict[str, Any] | None = None
