@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from cryptography.fernet import Fernet
 from flwr.app import ArrayRecord, ConfigRecord, Context, Error, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
 from clients.deployment import answer_query, has_raw_export, local_partition
 from fedmarket.config import RunConfig
+from fedmarket.data.protect.keys import prepared_data_fernet
 from fedmarket.defaults import resolve_data_dir
 from fedmarket.errors import BudgetExhaustedError
 from fedmarket.federated.client import RetailerClient
@@ -24,8 +26,15 @@ from strategies import DECLINED_CODE
 _STATE_KEY = "fedmarket"
 
 
-def make_client_app(fixed: RunConfig | None = None) -> ClientApp:
-    """A ClientApp; ``fixed`` carries the settings when the caller is not `flwr run`."""
+def make_client_app(fixed: RunConfig | None = None, *, fernet: Fernet | None = None) -> ClientApp:
+    """A ClientApp; ``fixed`` carries the settings when the caller is not `flwr run`.
+
+    ``fernet`` opens encrypted prepared data. `fedmarket simulate` passes it in this
+    closure, which Ray pickles to every actor, so the key needs no environment variable and
+    reaches actors on a cluster joined with --ray-address too. Without it (`flwr run`) the
+    key comes from the SuperNode's $FEDMARKET_ENCRYPTION_KEY: run config values travel to
+    every node and are stored with the run, so they must never hold a secret.
+    """
     app = ClientApp()
 
     def settings(context: Context) -> RunConfig:
@@ -40,7 +49,8 @@ def make_client_app(fixed: RunConfig | None = None) -> ClientApp:
             data_dir = Path(str(node["data-dir"]))
         else:
             data_dir = resolve_data_dir(cfg.data_dir)
-        return RetailerClient(cfg, data_dir, int(node.get("partition-id", 0)))
+        key = fernet if fernet is not None else prepared_data_fernet(data_dir)
+        return RetailerClient(cfg, data_dir, int(node.get("partition-id", 0)), fernet=key)
 
     @app.train()
     def train(msg: Message, context: Context) -> Message:

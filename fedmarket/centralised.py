@@ -25,6 +25,8 @@ from fedmarket.tasks import get_task
 from fedmarket.training import FitResult, TrainConfig, fit, predict
 
 if TYPE_CHECKING:
+    from cryptography.fernet import Fernet
+
     from fedmarket.config import RunConfig
 
 log = logging.getLogger("fedmarket")
@@ -66,7 +68,7 @@ def run_centralised(
     train_cfg: TrainConfig,
     privacy: PrivacySettings | None = None,
     hparams: dict[str, Any] | None = None,
-    fernet: Any | None = None,
+    fernet: Fernet | None = None,
     progress: Callable[..., None] | None = None,
 ) -> CentralisedResult:
     started = time.perf_counter()
@@ -107,7 +109,7 @@ def run_centralised(
 
 
 def run_matched_reference(
-    cfg: RunConfig, data_dir: Path, out_dir: Path, *, fernet: Any | None = None
+    cfg: RunConfig, data_dir: Path, out_dir: Path, *, fernet: Fernet | None = None
 ) -> CentralisedResult:
     """The centralised reference of a federated run, written to ``out_dir``.
 

@@ -13,11 +13,12 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from cryptography.fernet import Fernet
 from flwr.app import ArrayRecord, ConfigRecord, Context, MetricRecord
 from flwr.serverapp import Grid, ServerApp
 from flwr.superlink.grid import InMemoryGrid
@@ -25,6 +26,7 @@ from flwr.superlink.grid import InMemoryGrid
 from fedmarket.config import RunConfig
 from fedmarket.data import store
 from fedmarket.data.features import FEATURE_NAMES
+from fedmarket.data.protect.keys import prepared_data_fernet
 from fedmarket.defaults import default_run_dir, ensure_default_data
 from fedmarket.deploy.agreement import CONFIG_KEY
 from fedmarket.federated.run_log import RunLog
@@ -50,14 +52,16 @@ class Federation:
     """Who takes part in the run.
 
     ``data_dir``/``manifest``: prepared partitions the server can read (simulation, or a
-    deployment given data-dir), which also give the pooled test set; ``consortium``: the
-    deployment agreement with SuperNodes holding raw exports (no pooled data here).
+    deployment given data-dir), which also give the pooled test set, and ``fernet``, the
+    key that opens them when they are encrypted; ``consortium``: the deployment agreement
+    with SuperNodes holding raw exports (no pooled data here).
     """
 
     num_nodes: int
     data_dir: Path | None = None
     manifest: dict[str, Any] | None = None
     consortium: Consortium | None = None
+    fernet: Fernet | None = field(default=None, repr=False, compare=False)
 
     @property
     def n_features(self) -> int:
@@ -76,13 +80,16 @@ def make_server_app(
     round_offset: int = 0,
     initial_weights: dict | None = None,
     on_done: Callable[[dict[str, Any]], None] | None = None,
+    fernet: Fernet | None = None,
 ) -> ServerApp:
     """A ServerApp; ``fixed`` and the rest are given by `fedmarket simulate`.
 
     On resume, ``round_offset`` rounds are already done and ``initial_weights`` is their
     checkpoint; the run continues up to ``num-server-rounds`` in total. ``on_done`` gets
     the federated result; without it (`flwr run`) the run directory's report is written
-    here, with no centralised reference (that needs the pooled data).
+    here, with no centralised reference (that needs the pooled data). ``fernet`` opens
+    encrypted prepared data; without it the key comes from $FEDMARKET_ENCRYPTION_KEY of
+    this process, never from the run config (which every node receives).
     """
     app = ServerApp()
     resume = Resume(round_offset, initial_weights)
@@ -91,7 +98,7 @@ def make_server_app(
     def main(grid: Grid, context: Context) -> None:
         started = time.perf_counter()
         cfg = fixed if fixed is not None else RunConfig.from_mapping(dict(context.run_config))
-        federation = join_federation(grid, cfg)
+        federation = join_federation(grid, cfg, fernet)
         run_dir = open_run_dir(cfg, resume)
         federated = run_rounds(grid, cfg, federation, run_dir, resume, started)
         if on_done is not None:
@@ -103,16 +110,21 @@ def make_server_app(
     return app
 
 
-def join_federation(grid: Grid, cfg: RunConfig) -> Federation:
-    """Prepared partitions when the server can read them, else the deployment agreement."""
+def join_federation(grid: Grid, cfg: RunConfig, fernet: Fernet | None = None) -> Federation:
+    """Prepared partitions when the server can read them, else the deployment agreement.
+
+    The key of encrypted partitions is checked before waiting for any SuperNode, so a
+    missing or wrong key stops the run before a round starts.
+    """
     deployed = not isinstance(grid, InMemoryGrid)  # SuperNodes on their own machines
     if cfg.data_dir or not deployed:
         data_dir = Path(cfg.data_dir) if cfg.data_dir else ensure_default_data(log=log.info)
         if (data_dir / store.MANIFEST_NAME).is_file():
             manifest = store.read_manifest(data_dir)
+            fernet = fernet if fernet is not None else prepared_data_fernet(data_dir)
             num_nodes = len(manifest["partitions"])
             _await_nodes(grid, num_nodes)
-            return Federation(num_nodes, data_dir, manifest)
+            return Federation(num_nodes, data_dir, manifest, fernet=fernet)
     if deployed:
         consortium = agree(grid, timeout=cfg.round_timeout)
         return Federation(len(consortium.node_ids), consortium=consortium)
@@ -151,6 +163,7 @@ def run_rounds(
         federation.data_dir,
         num_nodes=federation.num_nodes,
         round_offset=resume.round_offset,
+        fernet=federation.fernet,
     )
     if federation.consortium is not None and federation.consortium.agreement is not None:
         run.n_train_total = federation.consortium.agreement.n_train_total  # the run's delta

@@ -8,8 +8,10 @@ by its path.
 
 from __future__ import annotations
 
+import base64
 import logging
 import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -74,17 +76,57 @@ def tiny_raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return raw
 
 
+# 8 weekly time steps (pinned: the default step may change and longer sequences train slower)
+TINY_PREPARE = {"pseudonym_key": b"k" * 32, "window_days": 56, "step_days": 7}
+
+
 @pytest.fixture(scope="session")
 def tiny_data(tiny_raw: Path) -> Path:
     """A prepared directory: partitions 0..2 (one per retailer), train and test splits."""
     from fedmarket.data.prepare import PrepareOptions, prepare
 
     out = tiny_raw.parent / "prepared"
-    # 8 weekly time steps (pinned: the default step may change and longer sequences train slower)
-    prepare(
-        PrepareOptions(raw=tiny_raw, out=out, pseudonym_key=b"k" * 32, window_days=56, step_days=7)
-    )
+    prepare(PrepareOptions(raw=tiny_raw, out=out, **TINY_PREPARE))
     return out
+
+
+@dataclass(frozen=True)
+class EncryptedData:
+    """``tiny_data`` prepared again with ``--encrypt``: the same arrays, Fernet-encrypted."""
+
+    data: Path
+    key_file: Path  # outside the data, mode 0600, as `fedmarket` wants it
+    # the file's one line: what $FEDMARKET_ENCRYPTION_KEY would hold
+    key_text: str = field(repr=False)
+
+    def secret_forms(self) -> list[bytes]:
+        """Every spelling of the key that must never land in a file or a log: its text in
+        both base64 alphabets (unpadded, so padded copies match too), the raw bytes, and
+        each half (Fernet's signing and encryption keys: what a pickled Fernet holds)."""
+        raw = base64.urlsafe_b64decode(self.key_text)
+        text = [self.key_text.rstrip("=").encode(), base64.b64encode(raw).rstrip(b"=")]
+        return [*text, raw, raw[:16], raw[16:]]
+
+
+@pytest.fixture(scope="session")
+def tiny_encrypted(tiny_raw: Path, tmp_path_factory: pytest.TempPathFactory) -> EncryptedData:
+    from fedmarket.data.prepare import PrepareOptions, prepare
+    from fedmarket.data.protect import keys
+
+    key_file = tmp_path_factory.mktemp("keys") / "encryption.key"
+    fernet = keys.fernet_from_key(keys.create_key_file(key_file, "fernet"))
+    out = tiny_raw.parent / "prepared-encrypted"
+    prepare(PrepareOptions(raw=tiny_raw, out=out, fernet=fernet, **TINY_PREPARE))
+    return EncryptedData(out, key_file, key_file.read_text().strip())
+
+
+def files_holding(directory: Path, secrets: list[bytes]) -> list[str]:
+    """Files under ``directory`` whose bytes contain any of ``secrets``."""
+    return sorted(
+        str(path.relative_to(directory))
+        for path in Path(directory).rglob("*")
+        if path.is_file() and any(s in path.read_bytes() for s in secrets)
+    )
 
 
 def copy_prepared(src: Path, dst: Path) -> Path:

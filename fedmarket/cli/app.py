@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -24,6 +25,16 @@ app = typer.Typer(
 )
 data_app = typer.Typer(no_args_is_help=True, help="Synthesise, prepare and inspect retailer data.")
 app.add_typer(data_app, name="data")
+
+# Every command that reads prepared data takes the key of encrypted data the same way.
+EncryptionKeyFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--encryption-key-file",
+        help="Key of encrypted prepared data (else $FEDMARKET_ENCRYPTION_KEY); keep it "
+        "outside every data and run directory.",
+    ),
+]
 
 
 def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from fedmarket.cli.app import app, friendly_errors
+from fedmarket.cli.app import EncryptionKeyFile, app, friendly_errors
 from fedmarket.progress import console
 
 
@@ -23,12 +23,13 @@ def audit_cmd(
     confidence: Annotated[
         float, typer.Option(help="Confidence of the epsilon lower bound.")
     ] = 0.95,
+    encryption_key_file: EncryptionKeyFile = None,
 ) -> None:
     """Membership-inference audit: attack AUC, TPR at low FPR, empirical epsilon bound."""
     from fedmarket.experiments.audit import audit_run
     from fedmarket.privacy.membership import TARGET_FPRS, fpr_key
 
-    report = audit_run(run_dir, seed=seed, confidence=confidence)
+    report = audit_run(run_dir, seed=seed, confidence=confidence, key_file=encryption_key_file)
     models = report["models"]
     table = Table(title="membership inference (loss threshold): attack against claim")
     table.add_column("", no_wrap=True)

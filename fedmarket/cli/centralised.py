@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from fedmarket.cli.app import app, friendly_errors
+from fedmarket.cli.app import EncryptionKeyFile, app, friendly_errors
 from fedmarket.progress import console, progress_bar
 
 
@@ -38,11 +38,14 @@ def centralised_cmd(
     delta: Annotated[float | None, typer.Option(help="Delta (default 1/(10 n)).")] = None,
     accountant: Annotated[str, typer.Option(help="rdp | prv.")] = "rdp",
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+    encryption_key_file: EncryptionKeyFile = None,
 ) -> None:
     """Train one sequence model on the pooled training data of all partitions (the reference)."""
     from fedmarket.centralised import run_centralised, write_centralised
+    from fedmarket.data.protect.keys import prepared_data_fernet
     from fedmarket.training import TrainConfig
 
+    fernet = prepared_data_fernet(data, encryption_key_file, outside=[out])
     privacy = _privacy(epsilon, noise_multiplier, max_grad_norm, delta, accountant)
     cfg = TrainConfig(
         epochs=epochs,
@@ -54,7 +57,13 @@ def centralised_cmd(
     )
     with progress_bar(f"training {model}", epochs) as advance:
         result = run_centralised(
-            data, model=model, task=task, train_cfg=cfg, privacy=privacy, progress=advance
+            data,
+            model=model,
+            task=task,
+            train_cfg=cfg,
+            privacy=privacy,
+            fernet=fernet,
+            progress=advance,
         )
     paths = write_centralised(result, out)
     table = Table(title=f"{model} / {task}: test metrics ({result.n_test:,} customers)")

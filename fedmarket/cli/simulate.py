@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from fedmarket.cli.app import app, friendly_errors
+from fedmarket.cli.app import EncryptionKeyFile, app, friendly_errors
 from fedmarket.progress import console, log_to_console
 
 
@@ -42,6 +42,7 @@ def simulate_cmd(
     ray_address: Annotated[
         str | None, typer.Option(help="Join a running Ray cluster (e.g. 'auto').")
     ] = None,
+    encryption_key_file: EncryptionKeyFile = None,
 ) -> None:
     """Run the Flower simulation (Ray) and compare it with centralised training."""
     from fedmarket.experiments.simulate import ClientResources
@@ -55,6 +56,7 @@ def simulate_cmd(
         centralised=centralised,
         resume=resume,
         resources=ClientResources(client_cpus, client_gpus, ray_address),
+        key_file=encryption_key_file,
     )
     summary = result["summary"]
     fed, cen = summary["federated"], summary["centralised"] or {}

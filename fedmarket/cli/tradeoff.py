@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from fedmarket.cli.app import app, friendly_errors
+from fedmarket.cli.app import EncryptionKeyFile, app, friendly_errors
 from fedmarket.errors import ConfigError
 from fedmarket.progress import console, log_to_console, progress_bar
 
@@ -65,11 +65,17 @@ def tradeoff_cmd(
     audit: Annotated[
         bool, typer.Option(help="Run the membership-inference audit on every point.")
     ] = True,
+    encryption_key_file: EncryptionKeyFile = None,
 ) -> None:
     """Sweep epsilon for federated (client or central DP) and centralised DP training."""
     from fedmarket.experiments.tradeoff import SweepConfig, run_sweep, sweep_runs
 
-    changes: dict = {"data": data, "run_config": run_config, "audit": audit}
+    changes: dict = {
+        "data": data,
+        "run_config": run_config,
+        "audit": audit,
+        "key_file": encryption_key_file,
+    }
     if epsilons is not None:
         changes["epsilons"] = tuple(_numbers(epsilons, "--epsilons", float))
     if seeds is not None:

@@ -12,7 +12,9 @@ The layout is the contract between `fedmarket data prepare` and everything that 
 
 Plain ``.npy`` files are memory-mapped on load so a client touches only the pages it
 reads. With encryption at rest each file is a Fernet token (``.npy.enc``) instead and
-is decrypted into memory on load.
+is decrypted into memory on load; ``manifest.json`` stays in the clear (it holds only
+aggregates) and says ``"encrypted": true``, so a reader knows it needs a key before it
+opens a partition (``fedmarket.data.protect.keys.prepared_data_fernet``).
 """
 
 from __future__ import annotations
@@ -25,13 +27,15 @@ from pathlib import Path
 from typing import Any, Required, TypedDict, cast
 
 import numpy as np
+from cryptography.fernet import Fernet, InvalidToken
 
-from fedmarket.errors import DataError
+from fedmarket.errors import ConfigError, DataError
 
 SCHEMA_VERSION = 1
 SPLITS = ("train", "test")
 MANIFEST_NAME = "manifest.json"
 _ARRAYS = ("X", "agg", "y_purchase", "y_count", "customer")
+ENCRYPTED_SUFFIX = ".npy.enc"
 
 
 class SplitSummary(TypedDict):
@@ -111,8 +115,8 @@ def split_dir(data_dir: Path, partition: int, split: str) -> Path:
     return Path(data_dir) / "partitions" / str(partition) / split
 
 
-def write_split(directory: Path, arrays: SplitArrays, fernet: Any | None = None) -> None:
-    """Write one split; ``fernet`` (a ``cryptography.fernet.Fernet``) encrypts at rest."""
+def write_split(directory: Path, arrays: SplitArrays, fernet: Fernet | None = None) -> None:
+    """Write one split; ``fernet`` encrypts at rest."""
     directory.mkdir(parents=True, exist_ok=True)
     for name in _ARRAYS:
         value = np.ascontiguousarray(getattr(arrays, name))
@@ -121,11 +125,11 @@ def write_split(directory: Path, arrays: SplitArrays, fernet: Any | None = None)
         else:
             buf = io.BytesIO()
             np.save(buf, value, allow_pickle=False)
-            (directory / f"{name}.npy.enc").write_bytes(fernet.encrypt(buf.getvalue()))
+            (directory / f"{name}{ENCRYPTED_SUFFIX}").write_bytes(fernet.encrypt(buf.getvalue()))
 
 
 def load_split(
-    data_dir: Path, partition: int, split: str, fernet: Any | None = None, mmap: bool = True
+    data_dir: Path, partition: int, split: str, fernet: Fernet | None = None, mmap: bool = True
 ) -> SplitArrays:
     directory = split_dir(data_dir, partition, split)
     if not directory.is_dir():
@@ -135,7 +139,7 @@ def load_split(
         )
     loaded = {}
     for name in _ARRAYS:
-        plain, enc = directory / f"{name}.npy", directory / f"{name}.npy.enc"
+        plain, enc = directory / f"{name}.npy", directory / f"{name}{ENCRYPTED_SUFFIX}"
         if plain.exists():
             loaded[name] = _load_npy(plain, mmap)
         elif enc.exists():
@@ -144,13 +148,7 @@ def load_split(
                     f"{enc}: prepared data is encrypted; give the key with --encryption-key-file "
                     f"or FEDMARKET_ENCRYPTION_KEY"
                 )
-            try:
-                raw = fernet.decrypt(enc.read_bytes())
-            except Exception as exc:  # cryptography raises InvalidToken without a message
-                raise DataError(
-                    f"{enc}: cannot decrypt with the given key (wrong key or corrupted file)"
-                ) from exc
-            loaded[name] = np.load(io.BytesIO(raw), allow_pickle=False)
+            loaded[name] = np.load(io.BytesIO(decrypt_file(enc, fernet)), allow_pickle=False)
         else:
             raise DataError(
                 f"{directory}: missing {name}.npy; the prepared directory is incomplete"
@@ -203,7 +201,7 @@ def verify_prepared(data_dir: Path, manifest: Manifest) -> None:
             directory = split_dir(data_dir, entry["id"], split)
             expected = entry.get(split, {}).get("n")
             for name in _ARRAYS:
-                plain, enc = directory / f"{name}.npy", directory / f"{name}.npy.enc"
+                plain, enc = directory / f"{name}.npy", directory / f"{name}{ENCRYPTED_SUFFIX}"
                 if enc.exists() and not plain.exists():
                     continue
                 if not plain.exists():
@@ -226,8 +224,54 @@ def verify_prepared(data_dir: Path, manifest: Manifest) -> None:
                     )
 
 
+def decrypt_file(path: Path, fernet: Fernet, *, key: str = "this key") -> bytes:
+    """The plaintext of one encrypted file; a key that does not open it is named as such.
+
+    Fernet cannot tell a wrong key from an altered file (both fail its HMAC), but a wrong
+    key is by far the likelier mistake, so the message leads with it. ``key`` says where
+    the key came from (a file, the environment) when the caller knows.
+    """
+    try:
+        return fernet.decrypt(Path(path).read_bytes())
+    except InvalidToken:
+        raise ConfigError(
+            f"{key} does not decrypt {path}: wrong key for this prepared data; give the key it "
+            f"was prepared with (--encryption-key-file or FEDMARKET_ENCRYPTION_KEY). If the key "
+            f"is right, the file is damaged: prepare the data again"
+        ) from None
+
+
+def key_probe(data_dir: Path, manifest: Manifest) -> Path | None:
+    """The smallest encrypted file of the first partition on disk; None for plain data.
+
+    A reader tries its key on this file before it trains, so a wrong key fails at once and
+    cheaply. Partitions that are not on disk are skipped: a SuperNode may hold only its own.
+    Manifests written before the ``encrypted`` flag existed are judged by their files.
+    """
+    flag = manifest.get("encrypted")
+    if flag is False:
+        return None
+    for pid in partition_ids(manifest):
+        found = sorted(
+            (Path(data_dir) / "partitions" / str(pid)).glob(f"*/*{ENCRYPTED_SUFFIX}"),
+            key=lambda p: (p.stat().st_size, p.name),
+        )
+        if found:
+            return found[0]
+    if flag:
+        raise DataError(
+            f"{Path(data_dir) / MANIFEST_NAME} says the data is encrypted, but no partition "
+            f"holds a *{ENCRYPTED_SUFFIX} file; the directory is incomplete, re-run "
+            f"`fedmarket data prepare --encrypt`"
+        )
+    return None
+
+
 def load_pooled(
-    data_dir: Path, split: str, partitions: Iterable[int] | None = None, fernet: Any | None = None
+    data_dir: Path,
+    split: str,
+    partitions: Iterable[int] | None = None,
+    fernet: Fernet | None = None,
 ) -> SplitArrays:
     """All customers of a split across partitions, in partition order (the centralised view)."""
     ids = list(partitions) if partitions is not None else partition_ids(read_manifest(data_dir))

@@ -16,6 +16,7 @@ from torch import nn
 
 from fedmarket.config import RunConfig
 from fedmarket.data import store
+from fedmarket.data.protect.keys import prepared_data_fernet
 from fedmarket.errors import ConfigError
 from fedmarket.models import build_model
 from fedmarket.privacy.membership import DEFAULT_CONFIDENCE, audit_model, membership_samples
@@ -23,7 +24,12 @@ from fedmarket.rundir import RunDir
 
 
 def audit_run(
-    run_dir: Path, *, seed: int = 0, confidence: float = DEFAULT_CONFIDENCE, write: bool = True
+    run_dir: Path,
+    *,
+    seed: int = 0,
+    confidence: float = DEFAULT_CONFIDENCE,
+    write: bool = True,
+    key_file: Path | None = None,
 ) -> dict[str, Any]:
     """Attack every model of a run directory; write ``RUN_DIR/audit.json``.
 
@@ -31,15 +37,17 @@ def audit_run(
     centralised reference (``centralised/model.pt``), each next to the epsilon its run
     claimed. One customer-level delta (the run's ``delta``, or ``1 / (10 n)``) is used for
     every bound, because the attack is on customers whatever unit the run's DP protects.
+    The run's data may be encrypted: ``key_file`` (else $FEDMARKET_ENCRYPTION_KEY) opens it.
     """
     run_dir = Path(run_dir)
     files = RunDir(run_dir)
     cfg = files.read_config()
     data_dir = Path(cfg.data_dir)
     manifest = store.read_manifest(data_dir)
+    fernet = prepared_data_fernet(data_dir, key_file, outside=[run_dir])
     n_features = store.n_features(manifest)
     delta = cfg.client_delta(store.n_train_total(manifest))
-    members, nonmembers = membership_samples(data_dir, seed=seed)
+    members, nonmembers = membership_samples(data_dir, seed=seed, fernet=fernet)
     report: dict[str, Any] = {
         "run_dir": str(run_dir),
         "data_dir": str(data_dir),

@@ -2,7 +2,8 @@
 
 Runs the same ServerApp and ClientApp as `flwr run .`, through Flower's ``run_simulation``
 (Ray actors, one per client share of CPU/GPU). ``run_simulation`` hands the apps an empty
-run config, so the validated ``RunConfig`` is closed over by the app factories instead.
+run config, so the validated ``RunConfig`` is closed over by the app factories instead; so
+is the key of encrypted data, which must never be in a run config or the run directory.
 """
 
 from __future__ import annotations
@@ -11,19 +12,23 @@ import json
 import logging
 import os
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fedmarket.aggregation import check_setup
 from fedmarket.centralised import run_matched_reference
 from fedmarket.config import RunConfig, parse_overrides
 from fedmarket.data import store
+from fedmarket.data.protect.keys import prepared_data_fernet
 from fedmarket.defaults import default_run_dir, ensure_default_data
 from fedmarket.errors import ConfigError, FedmarketError
 from fedmarket.progress import progress_bar
 from fedmarket.results import write_run_outputs
 from fedmarket.rundir import RunDir
+
+if TYPE_CHECKING:
+    from cryptography.fernet import Fernet
 
 log = logging.getLogger("fedmarket")
 
@@ -75,13 +80,14 @@ class ClientResources:
 
 @dataclass(frozen=True)
 class RunPlan:
-    """What a simulate call will do: the settings, where, and from which round."""
+    """What a simulate call will do: the settings, where, from which round, the data's key."""
 
     cfg: RunConfig
     run_dir: Path
     offset: int = 0
     weights: dict | None = None
     resumed: bool = False
+    fernet: Fernet | None = field(default=None, repr=False)
 
 
 def simulate(
@@ -92,15 +98,18 @@ def simulate(
     centralised: bool = True,
     resume: Path | None = None,
     resources: ClientResources | None = None,
+    key_file: Path | None = None,
 ) -> dict[str, Any]:
     """Run (or resume) a simulation and its centralised reference; write the run directory.
+
+    ``key_file`` (else $FEDMARKET_ENCRYPTION_KEY) opens encrypted prepared data.
 
     Returns ``{"run_dir", "summary", "problems"}``: ``problems`` lists what makes the run
     incomplete (a centralised reference that failed, rounds not aggregated), each also in
     summary.json and report.md; the results that exist are written all the same.
     """
     resources = resources or ClientResources()
-    plan = _resolve(data, run_config, out, resume)
+    plan = _resolve(data, run_config, out, resume, key_file)
     n_clients = preflight(plan.cfg)  # everything the run reads, before Ray and any write
     plan.run_dir.mkdir(parents=True, exist_ok=True)
     files = RunDir(plan.run_dir)
@@ -111,7 +120,7 @@ def simulate(
         _run_flower(plan, n_clients, federated, resources)
     elif files.federated.exists():
         federated.update(json.loads(files.federated.read_text()))
-    cen, cen_error = _centralised(plan.cfg, files) if centralised else (None, None)
+    cen, cen_error = _centralised(plan, files) if centralised else (None, None)
     paths = write_run_outputs(plan.run_dir, plan.cfg, federated, cen, centralised_error=cen_error)
     summary = json.loads(paths["summary"].read_text())
     return {"run_dir": plan.run_dir, "summary": summary, "problems": summary["problems"]}
@@ -132,9 +141,15 @@ def preflight(cfg: RunConfig) -> int:
     return n_clients
 
 
-def _resolve(data: Path | None, run_config: str, out: Path | None, resume: Path | None) -> RunPlan:
+def _resolve(
+    data: Path | None,
+    run_config: str,
+    out: Path | None,
+    resume: Path | None,
+    key_file: Path | None,
+) -> RunPlan:
     if resume is not None:
-        return _resume_plan(resume, run_config)
+        return _resume_plan(resume, run_config, key_file)
     overrides = parse_overrides(run_config)
     for key in ("data-dir", "out-dir", "state-dir"):
         if key in overrides:
@@ -153,6 +168,7 @@ def _resolve(data: Path | None, run_config: str, out: Path | None, resume: Path 
     else:
         with progress_bar("default retailers (first run only)", None) as advance:
             data_dir = ensure_default_data(advance, log=log.info)
+    fernet = prepared_data_fernet(data_dir, key_file, outside=[run_dir])
     cfg = RunConfig.from_mapping(
         {
             **overrides,
@@ -161,10 +177,10 @@ def _resolve(data: Path | None, run_config: str, out: Path | None, resume: Path 
             "state-dir": str(RunDir(run_dir).client_state),
         }
     )
-    return RunPlan(cfg, run_dir)
+    return RunPlan(cfg, run_dir, fernet=fernet)
 
 
-def _resume_plan(resume: Path, run_config: str) -> RunPlan:
+def _resume_plan(resume: Path, run_config: str, key_file: Path | None) -> RunPlan:
     """Continue ``resume`` in place, whatever paths its config.json was written with.
 
     A state-dir that was the run directory's own ``client_state`` moves with it; one that
@@ -183,10 +199,11 @@ def _resume_plan(resume: Path, run_config: str) -> RunPlan:
     if Path(cfg.state_dir) == RunDir(Path(cfg.out_dir)).client_state:
         moved["state-dir"] = str(files.client_state)
     cfg = cfg.replace(**moved)
+    fernet = prepared_data_fernet(Path(cfg.data_dir), key_file, outside=[run_dir])
     checkpoint = files.latest_checkpoint()
     offset, weights = checkpoint if checkpoint is not None else (0, None)
     log.info("resuming %s after round %d of %d", run_dir, offset, cfg.num_server_rounds)
-    return RunPlan(cfg, run_dir, offset, weights, resumed=True)
+    return RunPlan(cfg, run_dir, offset, weights, resumed=True, fernet=fernet)
 
 
 def check_writable(run_dir: Path, option: str) -> None:
@@ -200,10 +217,12 @@ def check_writable(run_dir: Path, option: str) -> None:
         raise ConfigError(f"{option} {run_dir}: {existing} is not writable by this user")
 
 
-def _centralised(cfg: RunConfig, files: RunDir) -> tuple[Any, str | None]:
+def _centralised(plan: RunPlan, files: RunDir) -> tuple[Any, str | None]:
     """The matched reference, or why it failed: its failure never loses the federated result."""
+    data_dir = Path(plan.cfg.data_dir)
     try:
-        return run_matched_reference(cfg, Path(cfg.data_dir), files.centralised), None
+        reference = run_matched_reference(plan.cfg, data_dir, files.centralised, fernet=plan.fernet)
+        return reference, None
     except FedmarketError as exc:
         log.error("centralised reference failed: %s", exc)
         return None, str(exc)
@@ -242,10 +261,12 @@ def _run_flower(
         round_offset=plan.offset,
         initial_weights=plan.weights,
         on_done=federated.update,
+        fernet=plan.fernet,
     )
     run_simulation(
         server_app=server,
-        client_app=make_client_app(plan.cfg),
+        # the key travels in the pickled closure, to local actors and a joined cluster alike
+        client_app=make_client_app(plan.cfg, fernet=plan.fernet),
         num_supernodes=n_clients,
         backend_config=resources.backend_config(),
     )

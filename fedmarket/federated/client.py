@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -25,6 +25,9 @@ from fedmarket.privacy.accounting import AccountantState
 from fedmarket.tasks import get_task
 from fedmarket.training import FitResult, TrainConfig, fit, predict
 
+if TYPE_CHECKING:
+    from cryptography.fernet import Fernet
+
 # Partitions already read by this process (a Ray actor serves many virtual clients):
 # rounds after the first reuse the arrays instead of reading and decrypting them again.
 _PARTITIONS: dict[tuple[str, int], tuple[store.SplitArrays, store.SplitArrays]] = {}
@@ -37,7 +40,7 @@ _MODELS: dict[tuple[Any, ...], torch.nn.Module] = {}
 
 
 def load_partition(
-    data_dir: Path, partition_id: int, fernet: Any | None = None
+    data_dir: Path, partition_id: int, fernet: Fernet | None = None
 ) -> tuple[store.SplitArrays, store.SplitArrays]:
     key = (str(Path(data_dir).resolve()), int(partition_id))
     with _PARTITIONS_LOCK:
@@ -65,7 +68,7 @@ class RetailerClient:
     """A retailer's trainer over its own partition for the settings of one run."""
 
     def __init__(
-        self, cfg: RunConfig, data_dir: Path, partition_id: int, *, fernet: Any | None = None
+        self, cfg: RunConfig, data_dir: Path, partition_id: int, *, fernet: Fernet | None = None
     ) -> None:
         self.cfg = cfg
         self.partition_id = int(partition_id)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -26,6 +26,9 @@ from fedmarket.privacy.central import central_epsilon, default_central_delta
 from fedmarket.rundir import RunDir, write_json
 from fedmarket.tasks import get_task
 from fedmarket.training import predict
+
+if TYPE_CHECKING:
+    from cryptography.fernet import Fernet
 
 log = logging.getLogger("fedmarket")
 ROUND_FIELDS = (
@@ -63,6 +66,7 @@ class RunLog:
         *,
         num_nodes: int,
         round_offset: int = 0,
+        fernet: Fernet | None = None,
     ) -> None:
         self.cfg, self.run_dir, self.offset = cfg, RunDir(run_dir), round_offset
         self.num_nodes = num_nodes
@@ -77,7 +81,7 @@ class RunLog:
             self.n_features = store.n_features(manifest)
             self.n_train_total = store.n_train_total(manifest)
             self.partition_ids = store.partition_ids(manifest)
-            self.test = store.load_pooled(data_dir, "test")
+            self.test = store.load_pooled(data_dir, "test", fernet=fernet)
         self.rows: dict[int, dict[str, Any]] = {}
         self.epsilon_by_client: dict[int, float] = {}
         # rounds in which each partition's update was aggregated (a client that never

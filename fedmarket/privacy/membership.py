@@ -36,7 +36,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy.stats import beta, norm, rankdata
@@ -46,6 +46,9 @@ from torch import nn
 from fedmarket.data import store
 from fedmarket.errors import ConfigError, DataError
 from fedmarket.tasks import get_task
+
+if TYPE_CHECKING:
+    from cryptography.fernet import Fernet
 
 TARGET_FPRS: tuple[float, ...] = (0.001, 0.01)
 DEFAULT_CONFIDENCE = 0.95
@@ -243,7 +246,7 @@ def per_example_losses(
 
 
 def membership_samples(
-    data_dir: Path, *, seed: int = 0, fernet: Any | None = None
+    data_dir: Path, *, seed: int = 0, fernet: Fernet | None = None
 ) -> tuple[store.SplitArrays, store.SplitArrays]:
     """(members, non-members): per retailer, as many training as test customers."""
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0xA0D17]))

@@ -21,48 +21,18 @@ import pandas as pd
 import pytest
 from click.testing import Result
 from cryptography.fernet import Fernet
-from typer.testing import CliRunner
 
-from fedmarket.cli import app
 from fedmarket.data import store
 from fedmarket.data.protect import keys
 from fedmarket.errors import DataError
+from tests.cli.output import cli, ok, one_error_line
 
-runner = CliRunner()
 SMALL = ["--window-days", "28", "--step-days", "7", "--horizon-days", "7"]
 ENV_KEY = base64.b64encode(hashlib.sha256(b"cli test key").digest()).decode()
 
 
-def cli(*args: object) -> Result:
-    return runner.invoke(app, [str(a) for a in args])
-
-
 def prep(raw: object, out: object, *options: object) -> Result:
     return cli("data", "prepare", "--raw", raw, "--out", out, *options)
-
-
-def plain(result: Result) -> str:
-    """Output without colour codes (rich adds them where FORCE_COLOR is set, e.g. on CI)."""
-    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", result.output)
-
-
-def ok(result: Result) -> str:
-    out = plain(result)
-    assert result.exit_code == 0, out
-    assert "Traceback" not in out and "error:" not in out
-    return out
-
-
-def one_error_line(result: Result) -> str:
-    """Exit 2, no traceback, and the message as the single, last line starting with error:."""
-    out = plain(result)
-    assert result.exit_code == 2, out
-    assert isinstance(result.exception, SystemExit)
-    assert "Traceback" not in out
-    lines = [line for line in out.splitlines() if line.strip()]
-    errors = [line for line in lines if line.startswith("error:")]
-    assert len(errors) == 1 and lines[-1] == errors[0], out
-    return errors[0]
 
 
 def all_arrays(out: Path, fernet: Fernet | None = None) -> dict[tuple[int, str, str], np.ndarray]:

@@ -1,14 +1,17 @@
 import json
 
+import cloudpickle
 import numpy as np
 import pytest
 import torch
+from cryptography.fernet import Fernet
 from flwr.app import MetricRecord
 
 from clients.app import app as client_app
 from clients.app import make_client_app
 from fedmarket.config import RunConfig
-from fedmarket.errors import DataError
+from fedmarket.data.protect.keys import ENCRYPTION_KEY_ENV, prepared_data_fernet
+from fedmarket.errors import ConfigError, DataError
 from fedmarket.federated.client import RetailerClient
 from fedmarket.federated.client_state import PrivacyJournal, state_file
 from fedmarket.models import build_model
@@ -145,3 +148,59 @@ def test_missing_partition_data_raises_data_error(tiny_data, tmp_path):
         path.unlink()
     with pytest.raises(DataError, match="partitions/1/train"):
         client_app(train_instruction(start_weights(), 1), node_context(1, run_config(data)))
+
+
+# --- encrypted prepared data -------------------------------------------------------------------
+
+
+def replies_of(app, context):
+    """The train and evaluate replies of ``app`` to the same start weights."""
+    weights = start_weights()
+    return (
+        app(train_instruction(weights, 1), context),
+        app(evaluate_instruction(weights, 1), context),
+    )
+
+
+def plain_replies(tiny_data, partition=1):
+    return replies_of(client_app, node_context(partition, run_config(tiny_data, dp="none")))
+
+
+def assert_same_replies(plain, encrypted) -> None:
+    (train_a, eval_a), (train_b, eval_b) = plain, encrypted
+    assert not any(r.has_error() for r in (train_a, eval_a, train_b, eval_b))
+    got, want = (r.content["arrays"].to_torch_state_dict() for r in (train_b, train_a))
+    assert all(torch.equal(got[k], want[k]) for k in want)
+    train_metrics = {k: v for k, v in train_b.content["metrics"].items() if k != "train-wall-s"}
+    assert train_metrics == {
+        k: v for k, v in train_a.content["metrics"].items() if k != "train-wall-s"
+    }
+    assert dict(eval_b.content["metrics"]) == dict(eval_a.content["metrics"])
+
+
+def test_under_flwr_run_the_supernode_environment_holds_the_key(
+    tiny_data, tiny_encrypted, monkeypatch
+):
+    monkeypatch.setenv(ENCRYPTION_KEY_ENV, tiny_encrypted.key_text)
+    context = node_context(1, run_config(tiny_encrypted.data, dp="none"))
+    assert_same_replies(plain_replies(tiny_data), replies_of(client_app, context))
+
+
+def test_under_flwr_run_no_key_or_a_wrong_key_is_refused_clearly(tiny_encrypted, monkeypatch):
+    context = node_context(0, run_config(tiny_encrypted.data, dp="none"))
+    monkeypatch.delenv(ENCRYPTION_KEY_ENV, raising=False)
+    with pytest.raises(ConfigError, match="holds encrypted prepared data; pass"):
+        client_app(train_instruction(start_weights(), 1), context)
+    monkeypatch.setenv(ENCRYPTION_KEY_ENV, Fernet.generate_key().decode())
+    with pytest.raises(ConfigError, match=r"does not decrypt .*: wrong key for this prepared data"):
+        client_app(evaluate_instruction(start_weights(), 1), context)
+
+
+def test_the_key_travels_in_the_pickled_app_closure(tiny_data, tiny_encrypted, monkeypatch):
+    """`fedmarket simulate` hands the key to its ClientApp, which Ray pickles (cloudpickle) to
+    every actor with each message: the unpickled app opens the data with no key around."""
+    monkeypatch.delenv(ENCRYPTION_KEY_ENV, raising=False)
+    cfg = RunConfig.from_mapping(run_config(tiny_encrypted.data, dp="none"))
+    fernet = prepared_data_fernet(tiny_encrypted.data, tiny_encrypted.key_file)
+    shipped = cloudpickle.loads(cloudpickle.dumps(make_client_app(cfg, fernet=fernet)))
+    assert_same_replies(plain_replies(tiny_data), replies_of(shipped, node_context(1, {})))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ from cryptography.fernet import Fernet
 
 from fedmarket.data import store
 from fedmarket.data.store import SplitArrays
-from fedmarket.errors import DataError
+from fedmarket.errors import ConfigError, DataError
 
 T, F, A = 3, 11, 4
 
@@ -118,8 +119,56 @@ def test_encrypted_round_trip_and_key_errors(tmp_path: Path) -> None:
     assert_same(store.load_split(tmp_path, 1, "test", fernet), a)
     with pytest.raises(DataError, match=r"X\.npy\.enc: prepared data is encrypted"):
         store.load_split(tmp_path, 1, "test")
-    with pytest.raises(DataError, match="cannot decrypt with the given key"):
+    # a wrong key is named as such, not as an unreadable or missing file
+    wrong = re.escape(f"this key does not decrypt {directory}/X.npy.enc: wrong key for this")
+    with pytest.raises(ConfigError, match=wrong):
         store.load_split(tmp_path, 1, "test", Fernet(Fernet.generate_key()))
+
+
+def test_a_damaged_encrypted_file_fails_like_a_wrong_key_and_says_it_may_be_damaged(
+    tmp_path: Path,
+) -> None:
+    fernet = Fernet(Fernet.generate_key())
+    directory = store.split_dir(tmp_path, 0, "train")
+    store.write_split(directory, arrays(3), fernet)
+    path = directory / "agg.npy.enc"
+    token = bytearray(path.read_bytes())
+    token[-5] ^= 1  # Fernet tokens are base64 text; flip one character
+    path.write_bytes(bytes(token))
+    with pytest.raises(ConfigError, match=r"agg\.npy\.enc: wrong key.*the file is damaged"):
+        store.load_split(tmp_path, 0, "train", fernet)
+
+
+def encrypted_prepared(root: Path, sizes: list[int], flag: bool | None) -> Fernet:
+    """``write_prepared``, encrypted; ``flag`` None writes a manifest without ``encrypted``."""
+    fernet = Fernet(Fernet.generate_key())
+    for pid, n in enumerate(sizes):
+        store.write_split(store.split_dir(root, pid, "train"), arrays(n), fernet)
+        store.write_split(store.split_dir(root, pid, "test"), arrays(1), fernet)
+    manifest: dict = {"partitions": [{"id": pid} for pid in range(len(sizes))]}
+    if flag is not None:
+        manifest["encrypted"] = flag
+    store.write_manifest(root, manifest)
+    return fernet
+
+
+@pytest.mark.parametrize("flag", [True, None])
+def test_key_probe_is_the_smallest_encrypted_file_of_the_first_partition(
+    tmp_path: Path, flag: bool | None
+) -> None:
+    fernet = encrypted_prepared(tmp_path, [5, 5], flag)
+    probe = store.key_probe(tmp_path, store.read_manifest(tmp_path))
+    assert probe is not None and probe.parent.parent.name == "0"
+    smallest = min(tmp_path.glob("partitions/0/*/*.npy.enc"), key=lambda p: p.stat().st_size)
+    assert probe.stat().st_size == smallest.stat().st_size
+    assert store.decrypt_file(probe, fernet)  # and it opens with the data's key
+
+
+def test_key_probe_of_plain_data_is_none(tmp_path: Path) -> None:
+    write_prepared(tmp_path, [2, 2])  # a manifest without the flag, and plain files
+    assert store.key_probe(tmp_path, store.read_manifest(tmp_path)) is None
+    encrypted_prepared(tmp_path / "flagged", [2], flag=False)  # the manifest is believed
+    assert store.key_probe(tmp_path / "flagged", store.read_manifest(tmp_path / "flagged")) is None
 
 
 def test_load_split_missing_dir_and_missing_file(tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -8,12 +9,14 @@ from typer.testing import CliRunner
 from fedmarket.centralised import run_centralised, write_centralised
 from fedmarket.config import RunConfig
 from fedmarket.data import store
+from fedmarket.data.protect.keys import ENCRYPTION_KEY_ENV
 from fedmarket.errors import ConfigError
 from fedmarket.experiments.audit import audit_run
 from fedmarket.models import build_model
 from fedmarket.privacy.config import default_delta
 from fedmarket.privacy.membership import fpr_key
 from fedmarket.training import TrainConfig
+from tests.conftest import EncryptedData, files_holding
 
 
 @pytest.fixture(scope="module")
@@ -90,3 +93,45 @@ def test_cli_audit_prints_the_table(run_dir: Path):
     assert "none (no DP)" in result.output
     bad = CliRunner().invoke(app, ["audit", str(run_dir / "nowhere")])
     assert bad.exit_code == 2
+
+
+# --- encrypted prepared data -------------------------------------------------------------------
+
+
+@pytest.fixture
+def encrypted_run_dir(run_dir: Path, tiny_encrypted: EncryptedData, tmp_path: Path) -> Path:
+    """``run_dir``'s models, for a run whose data was the encrypted copy of ``tiny_data``."""
+    out = tmp_path / "run"
+    shutil.copytree(run_dir, out)
+    (out / "audit.json").unlink(missing_ok=True)
+    cfg = RunConfig.from_mapping(
+        {"data-dir": str(tiny_encrypted.data), "out-dir": str(out), "dp": "none"}
+    )
+    (out / "config.json").write_text(json.dumps(cfg.to_flower()))
+    return out
+
+
+def test_audit_of_a_run_on_encrypted_data_attacks_the_same_customers(
+    run_dir: Path, encrypted_run_dir: Path, tiny_encrypted: EncryptedData, monkeypatch
+):
+    monkeypatch.delenv(ENCRYPTION_KEY_ENV, raising=False)
+    with pytest.raises(ConfigError, match="holds encrypted prepared data"):
+        audit_run(encrypted_run_dir)
+    assert not (encrypted_run_dir / "audit.json").exists()
+    report = audit_run(encrypted_run_dir, key_file=tiny_encrypted.key_file)
+    assert report["models"] == audit_run(run_dir, write=False)["models"]
+    monkeypatch.setenv(ENCRYPTION_KEY_ENV, tiny_encrypted.key_text)
+    assert audit_run(encrypted_run_dir, write=False)["models"] == report["models"]
+    assert not files_holding(encrypted_run_dir, tiny_encrypted.secret_forms())
+
+
+def test_cli_audit_takes_the_key_file(
+    encrypted_run_dir: Path, tiny_encrypted: EncryptedData, monkeypatch
+):
+    from tests.cli.output import cli, ok, one_error_line
+
+    monkeypatch.delenv(ENCRYPTION_KEY_ENV, raising=False)
+    line = one_error_line(cli("audit", encrypted_run_dir))
+    assert "--encryption-key-file" in line and ENCRYPTION_KEY_ENV in line
+    ok(cli("audit", encrypted_run_dir, "--encryption-key-file", tiny_encrypted.key_file))
+    assert (encrypted_run_dir / "audit.json").is_file()

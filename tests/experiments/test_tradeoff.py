@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from fedmarket.data.protect.keys import ENCRYPTION_KEY_ENV
 from fedmarket.errors import ConfigError
 from fedmarket.experiments.tradeoff import (
     CSV_COLUMNS,
@@ -18,6 +19,7 @@ from fedmarket.experiments.tradeoff import (
     sweep_points,
     sweep_runs,
 )
+from tests.conftest import EncryptedData, files_holding
 
 
 class FakeRunner:
@@ -220,3 +222,40 @@ def test_real_mini_sweep(tiny_data: Path, tmp_path: Path):
     )
     assert central["dp"] == "central" and central["central-noise-multiplier"] > 0
     assert (cfg.out / "points" / "centralised-dp-eps8-seed0" / "centralised" / "model.pt").is_file()
+
+
+def test_a_sweep_on_encrypted_data_needs_the_key_before_any_point(
+    tiny_encrypted: EncryptedData, tmp_path: Path, monkeypatch
+):
+    from tests.cli.output import cli, one_error_line
+
+    monkeypatch.delenv(ENCRYPTION_KEY_ENV, raising=False)
+    out = tmp_path / "sweep"
+    args = ["--out", out, "--data", tiny_encrypted.data, "--settings", "centralised-dp"]
+    line = one_error_line(cli("tradeoff", *args, "--epsilons", "8", "--seeds", "0"))
+    assert "holds encrypted prepared data; pass --encryption-key-file" in line
+    assert not (out / "points").exists() and not (out / "records").exists()
+
+
+def test_centralised_points_and_their_audit_read_encrypted_data(
+    tiny_data: Path, tiny_encrypted: EncryptedData, tmp_path: Path, monkeypatch
+):
+    """A no-DP centralised point, trained and audited, on the plain and the encrypted copy."""
+    monkeypatch.delenv(ENCRYPTION_KEY_ENV, raising=False)
+    shared = {"epsilons": (), "settings": ("centralised-dp",), "run_config": "local-epochs=1"}
+    plain = run_sweep(config(tmp_path / "plain", data=tiny_data, **shared))
+    encrypted = run_sweep(
+        config(
+            tmp_path / "encrypted",
+            data=tiny_encrypted.data,
+            key_file=tiny_encrypted.key_file,
+            **shared,
+        )
+    )
+    assert plain.failed == encrypted.failed == []
+    [row_plain], [row_encrypted] = plain.rows, encrypted.rows
+    for key in ("roc_auc", "pr_auc", "attack_auc", "attack_epsilon_lb"):
+        assert row_encrypted[key] == pytest.approx(row_plain[key]), key
+    sweep = (tmp_path / "encrypted" / "sweep" / "sweep.json").read_text()
+    assert str(tiny_encrypted.key_file) not in sweep  # a resumed sweep may take another path
+    assert not files_holding(tmp_path / "encrypted", tiny_encrypted.secret_forms())

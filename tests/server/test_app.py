@@ -5,16 +5,19 @@ import json
 import numpy as np
 import pytest
 import torch
+from cryptography.fernet import Fernet
 from flwr.app import Context, MessageType, RecordDict
 
 from clients.app import make_client_app
 from fedmarket.config import RunConfig
+from fedmarket.data.protect.keys import ENCRYPTION_KEY_ENV
+from fedmarket.errors import ConfigError
 from fedmarket.federated.client_state import load_accountant, save_accountant
 from fedmarket.privacy.accounting import AccountantState
 from fedmarket.rundir import RunDir
 from server.app import app as server_app
 from server.app import make_server_app
-from tests.conftest import copy_prepared
+from tests.conftest import copy_prepared, files_holding
 from tests.flower_helpers import CLIENT_APP_RAISED, InProcessGrid, pretend_running_task
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -202,3 +205,49 @@ def test_server_waits_for_one_node_per_partition_and_says_how_to_fix_a_short_fed
     caplog.clear()
     server_app._await_nodes(_SlowGrid(3), 1, hint_after=0.0)  # enough at once: no hint
     assert not caplog.records
+
+
+# --- encrypted prepared data -------------------------------------------------------------------
+
+
+def flwr_run(data_dir, run_dir) -> InProcessGrid:
+    """`flwr run`: both apps read the run config from their context, and no key from it."""
+    cfg = settings(data_dir, run_dir, dp="none", **{"num-server-rounds": 1})
+    grid = InProcessGrid(make_client_app(), 3, cfg.to_flower())
+    server_app(grid, server_context(cfg.to_flower()))
+    return grid
+
+
+def test_flwr_run_on_encrypted_data_with_the_key_in_the_environment(
+    tiny_data, tiny_encrypted, tmp_path, monkeypatch
+):
+    pretend_running_task(monkeypatch)
+    monkeypatch.setenv(ENCRYPTION_KEY_ENV, tiny_encrypted.key_text)
+    flwr_run(tiny_data, tmp_path / "plain")
+    grid = flwr_run(tiny_encrypted.data, tmp_path / "encrypted")
+    assert not any(reply.has_error() for reply in grid.replies)
+    plain, encrypted = (RunDir(tmp_path / name) for name in ("plain", "encrypted"))
+    [row_plain], [row_encrypted] = plain.read_rounds(), encrypted.read_rounds()
+    tested = {k for k in row_plain if k.startswith(("test_", "fed_"))}
+    assert "test_roc_auc" in tested  # the server evaluated on the pooled (decrypted) test set
+    assert {k: row_encrypted[k] for k in tested} == {k: row_plain[k] for k in tested}
+    _, weights_plain = plain.latest_checkpoint()
+    _, weights_encrypted = encrypted.latest_checkpoint()
+    assert all(torch.equal(weights_encrypted[k], weights_plain[k]) for k in weights_plain)
+    assert not files_holding(tmp_path / "encrypted", tiny_encrypted.secret_forms())
+
+
+@pytest.mark.parametrize("key", [None, "wrong"])
+def test_flwr_run_without_the_right_key_stops_before_any_round_and_writes_nothing(
+    tiny_encrypted, tmp_path, monkeypatch, key
+):
+    pretend_running_task(monkeypatch)
+    monkeypatch.delenv(ENCRYPTION_KEY_ENV, raising=False)
+    if key == "wrong":
+        monkeypatch.setenv(ENCRYPTION_KEY_ENV, Fernet.generate_key().decode())
+    message = "holds encrypted prepared data" if key is None else "does not decrypt"
+    cfg = settings(tiny_encrypted.data, tmp_path / "run", dp="none")
+    grid = InProcessGrid(make_client_app(), 3, cfg.to_flower())
+    with pytest.raises(ConfigError, match=message):
+        server_app(grid, server_context(cfg.to_flower()))
+    assert grid.sent == [] and not (tmp_path / "run").exists()

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 import os
 import secrets
 import stat
@@ -30,8 +31,10 @@ from typing import Final, Literal
 
 from cryptography.fernet import Fernet
 
+from fedmarket.data import store
 from fedmarket.errors import ConfigError
 
+log = logging.getLogger("fedmarket")
 PSEUDONYM_KEY_ENV: Final[str] = "FEDMARKET_PSEUDONYM_KEY"
 ENCRYPTION_KEY_ENV: Final[str] = "FEDMARKET_ENCRYPTION_KEY"
 MIN_KEY_BYTES: Final[int] = 32  # HMAC-SHA256 key as long as the digest (RFC 2104 sec. 3)
@@ -189,6 +192,39 @@ def fernet_from_key(key: bytes) -> Fernet:
             f"encryption key is {len(key)} bytes; Fernet needs exactly "
             f"{FERNET_KEY_BYTES} (generate one with `openssl rand -base64 32`)"
         ) from exc
+
+
+def prepared_data_fernet(
+    data_dir: Path, key_file: Path | None = None, *, outside: Iterable[Path] = ()
+) -> Fernet | None:
+    """The key that opens ``data_dir``'s prepared files, or None when they are plain.
+
+    Every reader of prepared data calls this before it trains, so a missing or wrong key is
+    one clear error at the start instead of a failure in every client (in a simulation,
+    failures that are only counted). The key comes from ``key_file``, else from
+    $FEDMARKET_ENCRYPTION_KEY, and is tried at once on the smallest encrypted file. A key
+    file must lie outside ``data_dir`` and every directory in ``outside`` (a run directory
+    is shared with its results). Plain data ignores a given key.
+    """
+    data_dir = Path(data_dir)
+    probe = store.key_probe(data_dir, store.read_manifest(data_dir))
+    if probe is None:
+        if key_file is not None:
+            log.warning("%s is not encrypted; the key file %s is not used", data_dir, key_file)
+        return None
+    if key_file is not None:
+        check_key_outside(key_file, [data_dir, *outside])
+        source = f"the encryption key from file {key_file}"
+    elif ENCRYPTION_KEY_ENV in os.environ:
+        source = f"the encryption key in ${ENCRYPTION_KEY_ENV}"
+    else:
+        raise ConfigError(
+            f"{data_dir} holds encrypted prepared data; pass --encryption-key-file or set "
+            f"{ENCRYPTION_KEY_ENV} to the key it was prepared with"
+        )
+    fernet = fernet_from_key(load_key(key_file, ENCRYPTION_KEY_ENV, purpose="encryption key"))
+    store.decrypt_file(probe, fernet, key=source)
+    return fernet
 
 
 def default_key_path() -> Path:

@@ -37,7 +37,9 @@ PointRunner = Callable[["Point", Path], dict[str, Any]]
 class SweepConfig:
     """One sweep. ``data`` None: the default retailers (or, with ``quick``, a small
     synthetic set made once under ``out/data``). ``run_config`` overrides apply to every
-    point (e.g. ``"model='lstm' local-epochs=2"``)."""
+    point (e.g. ``"model='lstm' local-epochs=2"``). ``key_file`` (else
+    $FEDMARKET_ENCRYPTION_KEY) opens encrypted data; it is not part of what a resumed
+    sweep must agree on, and no record names it."""
 
     out: Path
     data: Path | None = None
@@ -48,6 +50,7 @@ class SweepConfig:
     run_config: str = ""
     audit: bool = True
     quick: bool = False
+    key_file: Path | None = None
 
     def __post_init__(self) -> None:
         for eps in self.epsilons:

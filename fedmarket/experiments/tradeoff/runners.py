@@ -10,6 +10,7 @@ from typing import Any
 
 from fedmarket.config import RunConfig, format_overrides, parse_overrides
 from fedmarket.data import store
+from fedmarket.data.protect.keys import prepared_data_fernet
 from fedmarket.errors import FedmarketError
 from fedmarket.experiments.tradeoff.points import (
     QUICK_SYNTH,
@@ -32,7 +33,8 @@ QUICK_KEY = hashlib.sha256(b"fedmarket tradeoff --quick: synthetic customers onl
 
 def resolve_sweep_data(cfg: SweepConfig) -> Path:
     if cfg.data is not None:
-        store.read_manifest(cfg.data)  # a clear error now, not in every point
+        # a clear error now (no manifest, no key, wrong key), not a failed record per point
+        prepared_data_fernet(cfg.data, cfg.key_file, outside=[cfg.out])
         return cfg.data.resolve()
     if cfg.quick:
         return ensure_quick_data(cfg.out / "data")
@@ -67,18 +69,23 @@ def make_runner(cfg: SweepConfig, data_dir: Path) -> PointRunner:
     def run(point: Point, run_dir: Path) -> dict[str, Any]:
         values = {**overrides, "num-server-rounds": cfg.rounds, "seed": point.seed}
         if point.family == "federated":
-            metrics = _federated(point, values, data_dir, run_dir, n_clients)
+            metrics = _federated(point, values, data_dir, run_dir, n_clients, cfg.key_file)
         else:
-            metrics = _centralised(point, values, data_dir, run_dir)
+            metrics = _centralised(point, values, data_dir, run_dir, cfg.key_file)
         if cfg.audit:
-            metrics.update(_audit(run_dir, point.family))
+            metrics.update(_audit(run_dir, point.family, cfg.key_file))
         return metrics
 
     return run
 
 
 def _federated(
-    point: Point, values: dict[str, Any], data_dir: Path, run_dir: Path, n_clients: int
+    point: Point,
+    values: dict[str, Any],
+    data_dir: Path,
+    run_dir: Path,
+    n_clients: int,
+    key_file: Path | None,
 ) -> dict[str, Any]:
     from fedmarket.experiments.simulate import simulate
     from fedmarket.privacy.calibration import calibrate_central_noise
@@ -101,7 +108,11 @@ def _federated(
         noise = cal.noise_multiplier
         values.update({"dp": "central", "central-noise-multiplier": noise})
     result = simulate(
-        data=data_dir, run_config=format_overrides(values), out=run_dir, centralised=False
+        data=data_dir,
+        run_config=format_overrides(values),
+        out=run_dir,
+        centralised=False,
+        key_file=key_file,
     )
     fed = result["summary"]["federated"]
     if not fed.get("test"):
@@ -135,7 +146,7 @@ def _client_noise(run_dir: Path) -> float | None:
 
 
 def _centralised(
-    point: Point, values: dict[str, Any], data_dir: Path, run_dir: Path
+    point: Point, values: dict[str, Any], data_dir: Path, run_dir: Path, key_file: Path | None
 ) -> dict[str, Any]:
     """Exactly the centralised reference of ``fedmarket simulate`` at this point's DP."""
     from fedmarket.centralised import run_matched_reference
@@ -149,7 +160,8 @@ def _centralised(
         {**values, **dp, "data-dir": str(data_dir), "out-dir": str(run_dir)}
     )
     files = RunDir(run_dir)
-    result = run_matched_reference(rc, data_dir, files.centralised)
+    fernet = prepared_data_fernet(data_dir, key_file, outside=[run_dir])
+    result = run_matched_reference(rc, data_dir, files.centralised, fernet=fernet)
     files.write_config(rc)
     return {
         "epsilon": result.epsilon,
@@ -162,11 +174,11 @@ def _centralised(
     }
 
 
-def _audit(run_dir: Path, family: str) -> dict[str, Any]:
+def _audit(run_dir: Path, family: str, key_file: Path | None) -> dict[str, Any]:
     from fedmarket.experiments.audit import audit_run
     from fedmarket.privacy.membership import TARGET_FPRS, fpr_key
 
-    entry = audit_run(run_dir)["models"][family]
+    entry = audit_run(run_dir, key_file=key_file)["models"][family]
     out = {
         "attack_auc": entry["roc_auc"],
         "attack_auc_ci_low": entry["roc_auc_ci_low"],

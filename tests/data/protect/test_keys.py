@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import base64
 import os
+import re
+import shutil
 import stat
 
+import numpy as np
 import pytest
 from cryptography.fernet import Fernet
 
+from fedmarket.data import store
 from fedmarket.data.protect.keys import (
     ENCRYPTION_KEY_ENV,
     PSEUDONYM_KEY_ENV,
@@ -16,8 +20,10 @@ from fedmarket.data.protect.keys import (
     create_key_file,
     fernet_from_key,
     load_key,
+    prepared_data_fernet,
 )
-from fedmarket.errors import ConfigError
+from fedmarket.errors import ConfigError, DataError
+from tests.conftest import copy_prepared
 
 ENV = "FEDMARKET_TEST_KEY_C"  # private name so tests never read a real key from the shell
 KEY32 = bytes(range(32))
@@ -200,3 +206,129 @@ def test_fernet_from_key_bad_bytes(bad):
 def test_fernet_from_key_rejects_text():
     with pytest.raises(ConfigError, match="must be bytes"):
         fernet_from_key(base64.urlsafe_b64encode(KEY32).decode())  # type: ignore[arg-type]
+
+
+# --- the key of a prepared directory ---------------------------------------------------------
+
+
+def no_env_key(monkeypatch):
+    monkeypatch.delenv(ENCRYPTION_KEY_ENV, raising=False)
+
+
+def assert_opens(fernet, encrypted, plain) -> None:
+    """The key reads every split of the encrypted copy as the plain copy reads."""
+    for pid in store.partition_ids(store.read_manifest(plain)):
+        for split in store.SPLITS:
+            a = store.load_split(encrypted, pid, split, fernet, mmap=False)
+            b = store.load_split(plain, pid, split, mmap=False)
+            for name in ("X", "agg", "y_purchase", "y_count", "customer"):
+                np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+
+
+def test_plain_data_needs_no_key(tiny_data, monkeypatch, caplog):
+    no_env_key(monkeypatch)
+    assert prepared_data_fernet(tiny_data) is None
+    monkeypatch.setenv(ENCRYPTION_KEY_ENV, Fernet.generate_key().decode())  # not even looked at
+    assert prepared_data_fernet(tiny_data) is None
+
+
+def test_a_key_file_given_for_plain_data_is_not_used_and_said_so(tiny_data, tiny_encrypted, caplog):
+    with caplog.at_level("WARNING", logger="fedmarket"):
+        assert prepared_data_fernet(tiny_data, tiny_encrypted.key_file) is None
+    assert "is not encrypted" in caplog.text and str(tiny_encrypted.key_file) in caplog.text
+
+
+def test_key_from_file_opens_the_data(tiny_encrypted, tiny_data, monkeypatch):
+    no_env_key(monkeypatch)
+    fernet = prepared_data_fernet(tiny_encrypted.data, tiny_encrypted.key_file)
+    assert fernet is not None
+    assert_opens(fernet, tiny_encrypted.data, tiny_data)
+
+
+def test_key_from_the_environment_opens_the_data(tiny_encrypted, tiny_data, monkeypatch):
+    monkeypatch.setenv(ENCRYPTION_KEY_ENV, tiny_encrypted.key_text)
+    fernet = prepared_data_fernet(tiny_encrypted.data)
+    assert fernet is not None
+    assert_opens(fernet, tiny_encrypted.data, tiny_data)
+
+
+def test_the_file_wins_over_the_environment(tiny_encrypted, monkeypatch):
+    monkeypatch.setenv(ENCRYPTION_KEY_ENV, Fernet.generate_key().decode())
+    assert prepared_data_fernet(tiny_encrypted.data, tiny_encrypted.key_file) is not None
+
+
+def test_no_key_names_the_directory_and_both_ways_to_give_one(tiny_encrypted, monkeypatch):
+    no_env_key(monkeypatch)
+    expected = (
+        f"{tiny_encrypted.data} holds encrypted prepared data; pass --encryption-key-file "
+        f"or set {ENCRYPTION_KEY_ENV}"
+    )
+    with pytest.raises(ConfigError, match=re.escape(expected)):
+        prepared_data_fernet(tiny_encrypted.data)
+
+
+@pytest.mark.parametrize("source", ["file", "env"])
+def test_a_wrong_key_is_its_own_error_naming_the_file_it_does_not_open(
+    tiny_encrypted, tmp_path, monkeypatch, source
+):
+    no_env_key(monkeypatch)
+    key_file = None
+    if source == "file":
+        key_file = tmp_path / "other.key"
+        create_key_file(key_file, "fernet")
+        where = f"the encryption key from file {key_file}"
+    else:
+        monkeypatch.setenv(ENCRYPTION_KEY_ENV, Fernet.generate_key().decode())
+        where = f"the encryption key in ${ENCRYPTION_KEY_ENV}"
+    with pytest.raises(ConfigError) as caught:
+        prepared_data_fernet(tiny_encrypted.data, key_file)
+    message = str(caught.value)
+    assert message.startswith(f"{where} does not decrypt {tiny_encrypted.data}/partitions/0/")
+    assert ".npy.enc: wrong key for this prepared data" in message
+    assert "holds encrypted prepared data" not in message  # not the no-key text
+
+
+def test_a_bad_key_in_the_environment_is_a_format_error(tiny_encrypted, monkeypatch):
+    monkeypatch.setenv(ENCRYPTION_KEY_ENV, "not a key!")
+    with pytest.raises(
+        ConfigError, match=f"environment variable {ENCRYPTION_KEY_ENV} is not base64"
+    ):
+        prepared_data_fernet(tiny_encrypted.data)
+
+
+def test_key_file_inside_the_data_or_an_output_directory_is_refused(
+    tiny_encrypted, tmp_path, monkeypatch
+):
+    no_env_key(monkeypatch)
+    data = copy_prepared(tiny_encrypted.data, tmp_path / "data")
+    inside = data / "encryption.key"
+    inside.write_text(tiny_encrypted.key_text)
+    inside.chmod(0o600)
+    with pytest.raises(ConfigError, match="is inside data directory"):
+        prepared_data_fernet(data, inside)
+    with pytest.raises(ConfigError, match="is inside data directory"):
+        prepared_data_fernet(
+            data, tiny_encrypted.key_file, outside=[tiny_encrypted.key_file.parent]
+        )
+
+
+def test_the_key_is_tried_on_a_partition_that_is_on_disk(tiny_encrypted, tmp_path, monkeypatch):
+    """A SuperNode may hold only its own partition of a prepared directory."""
+    no_env_key(monkeypatch)
+    data = copy_prepared(tiny_encrypted.data, tmp_path / "data")
+    shutil.rmtree(data / "partitions" / "0")
+    assert prepared_data_fernet(data, tiny_encrypted.key_file) is not None
+    with pytest.raises(ConfigError, match=f"does not decrypt {data}/partitions/1/"):
+        monkeypatch.setenv(ENCRYPTION_KEY_ENV, Fernet.generate_key().decode())
+        prepared_data_fernet(data)
+
+
+def test_encrypted_manifest_without_encrypted_files_is_a_data_error(
+    tiny_encrypted, tmp_path, monkeypatch
+):
+    no_env_key(monkeypatch)
+    data = copy_prepared(tiny_encrypted.data, tmp_path / "data")
+    for path in data.glob("partitions/*/*/*.npy.enc"):
+        path.unlink()
+    with pytest.raises(DataError, match="says the data is encrypted, but no partition holds"):
+        prepared_data_fernet(data, tiny_encrypted.key_file)
