@@ -24,10 +24,8 @@ from fedmarket.data.ingest import loaders
 from fedmarket.data.ingest.mapping import ExportMapping
 from fedmarket.data.ingest.validate import DropReport
 from fedmarket.data.protect import anonymise
+from fedmarket.data.protect.keys import PSEUDONYM_KEY_ENV
 from fedmarket.errors import ConfigError, DataError
-
-PSEUDONYM_KEY_ENV = "FEDMARKET_PSEUDONYM_KEY"
-ENCRYPTION_KEY_ENV = "FEDMARKET_ENCRYPTION_KEY"
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
-"""`fedmarket data synth|prepare|inspect` through the real typer app (fedmarket/cli.py,
-fedmarket/commands/data.py): success paths on tiny data, and bad input as one error line.
+"""`fedmarket data synth|prepare|inspect` through the real typer app (fedmarket/cli/data.py):
+success paths on tiny data, and bad input as one error line.
 
 The module runs in its own working directory with relative paths (short enough that rich
 never wraps them) and its own XDG_CONFIG_HOME, so the per-user pseudonym key the CLI

@@ -15,11 +15,14 @@ import torch
 from opacus.accountants import RDPAccountant
 from opacus.accountants.utils import get_noise_multiplier
 
+from fedmarket.errors import DataError
+from fedmarket.experiments import simulate as simulate_module
 from fedmarket.experiments.simulate import ClientResources, simulate
 from fedmarket.federated.client_state import load_accountant
 from fedmarket.models import build_model
 from fedmarket.rundir import RunDir
 from strategies.recording import RecordingStrategy
+from tests.cli.output import cli, plain
 from tests.conftest import TRAIN_METRIC_KEYS, copy_prepared, pseudonyms, raw_customer_ids
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
@@ -222,3 +225,39 @@ def test_central_dp_runs_are_reproducible_by_seed(tiny_data, tmp_path):
     for key, value in first.items():
         torch.testing.assert_close(again[key], value, rtol=0, atol=1e-6)
     assert any(not torch.allclose(other[k], v) for k, v in first.items())
+
+
+def test_a_failed_centralised_reference_keeps_the_federated_result(
+    tiny_data, tmp_path, monkeypatch
+):
+    def broken(*args, **kwargs):
+        raise DataError("pooled partitions unreadable (test)")
+
+    monkeypatch.setattr(simulate_module, "run_matched_reference", broken)
+    out = tmp_path / "run"
+    result = simulate(
+        data=tiny_data, run_config="num-server-rounds=1 dp='none'", out=out, resources=ONE_CPU
+    )
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["federated"]["test"]["roc_auc"] is not None  # the federated result is there
+    assert summary["centralised"] == {"failed": "pooled partitions unreadable (test)"}
+    assert result["problems"] == [
+        "the centralised reference failed: pooled partitions unreadable (test)"
+    ]
+    assert "the centralised reference failed" in (out / "report.md").read_text()
+
+
+def test_the_cli_exit_code_says_a_run_is_incomplete(tmp_path, monkeypatch):
+    def incomplete(**kwargs):
+        summary = {
+            "federated": {"test": {"roc_auc": 0.7}},
+            "centralised": {"failed": "boom"},
+            "gap": None,
+            "privacy": "No differential privacy.",
+        }
+        return {"run_dir": tmp_path, "summary": summary, "problems": ["the reference failed"]}
+
+    monkeypatch.setattr(simulate_module, "simulate", incomplete)
+    result = cli("simulate", "--out", tmp_path / "run")
+    assert result.exit_code == 1
+    assert "incomplete: the reference failed" in plain(result)
