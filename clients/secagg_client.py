@@ -3,7 +3,7 @@
 Flower's ``secaggplus_mod`` runs the four SecAgg+ stages around the train handler: it
 calls the handler once (stage "collect masked vectors") with a legacy ``FitIns`` and
 expects a legacy ``FitRes``, then quantises, weights and masks the returned model before
-it leaves this machine. Training itself is the same ``RetailerClient.train`` as in
+it leaves this machine. Training itself is the same ``RetailerClient.train_round`` as in
 ``clients/app.py``: with ``dp = "client"`` every customer's gradient is clipped and noised
 (Opacus) before the mod ever sees the model. Only SuperNodes with a raw export
 (``data-path``) take part; the preprocessing agreement is the same query round.

@@ -129,10 +129,11 @@ def nodes_per_round(fraction: float, num_nodes: int) -> int:
     return max(1, math.ceil(round(fraction * num_nodes, 9)))
 
 
-def check_setup(cfg: RunConfig, num_nodes: int) -> int:
+def check_setup(cfg: RunConfig, num_nodes: int, *, warn: bool = True) -> int:
     """Refuse what would fail or mislead once rounds run; returns clients per round.
 
-    Warnings (logged, not refused) cover settings that run but rarely do what was meant.
+    Warnings (logged, not refused, and only with ``warn``: a pre-flight check leaves them to
+    the strategy's construction) cover settings that run but rarely do what was meant.
     """
     integer("num_nodes", num_nodes, at_least=1)
     rule = RULES[check_rule_name(cfg.strategy)]
@@ -162,7 +163,8 @@ def check_setup(cfg: RunConfig, num_nodes: int) -> int:
             f"updates, so the reported epsilon would not hold; use strategy "
             f"{allowed}, or dp='client'"
         )
-    _warn_about(rule, cfg, per_round)
+    if warn:
+        _warn_about(rule, cfg, per_round)
     return per_round
 
 

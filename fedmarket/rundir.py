@@ -8,7 +8,8 @@ resume, a later scoring run)::
     RUN/rounds.csv                   one row per finished round
     RUN/checkpoints/round-NNNN.pt    {"round", "state_dict"} of the global model
     RUN/checkpoints/latest.json      the commit point: {"round", "path", "model_round",
-                                     "epsilon_by_client", "participation", "wall_s"}
+                                     "epsilon_by_client", "participation", "skipped",
+                                     "wall_s", "final_test", "rng"}
     RUN/federated.json               the federated result (``RunLog.finish``)
     RUN/client_state/client-<i>/accountant.json   a client's privacy history (simulation)
     RUN/centralised/metrics.json, model.pt, *.png   the centralised reference

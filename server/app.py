@@ -23,13 +23,14 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, MetricRecord
 from flwr.serverapp import Grid, ServerApp
 from flwr.superlink.grid import InMemoryGrid
 
+from fedmarket.aggregation import check_setup
 from fedmarket.config import RunConfig
 from fedmarket.data import store
 from fedmarket.data.features import FEATURE_NAMES
 from fedmarket.data.protect.keys import prepared_data_fernet
 from fedmarket.defaults import default_run_dir, ensure_default_data
 from fedmarket.deploy.agreement import CONFIG_KEY
-from fedmarket.federated.run_log import RunLog
+from fedmarket.federated.run_log import RunLog, restore_global_rng
 from fedmarket.models import build_model
 from fedmarket.results import write_run_outputs
 from fedmarket.rundir import RunDir
@@ -45,6 +46,7 @@ class Resume:
 
     round_offset: int = 0
     weights: dict | None = None
+    rng: dict | None = None  # the global generators at that commit (RunLog's marker)
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,7 @@ def make_server_app(
     *,
     round_offset: int = 0,
     initial_weights: dict | None = None,
+    initial_rng: dict | None = None,
     on_done: Callable[[dict[str, Any]], None] | None = None,
     fernet: Fernet | None = None,
 ) -> ServerApp:
@@ -92,13 +95,14 @@ def make_server_app(
     this process, never from the run config (which every node receives).
     """
     app = ServerApp()
-    resume = Resume(round_offset, initial_weights)
+    resume = Resume(round_offset, initial_weights, initial_rng)
 
     @app.main()
     def main(grid: Grid, context: Context) -> None:
         started = time.perf_counter()
         cfg = fixed if fixed is not None else RunConfig.from_mapping(dict(context.run_config))
         federation = join_federation(grid, cfg, fernet)
+        check_setup(cfg, federation.num_nodes, warn=False)  # before anything is written
         run_dir = open_run_dir(cfg, resume)
         federated = run_rounds(grid, cfg, federation, run_dir, resume, started)
         if on_done is not None:
@@ -121,6 +125,7 @@ def join_federation(grid: Grid, cfg: RunConfig, fernet: Fernet | None = None) ->
         data_dir = Path(cfg.data_dir) if cfg.data_dir else ensure_default_data(log=log.info)
         if (data_dir / store.MANIFEST_NAME).is_file():
             manifest = store.read_manifest(data_dir)
+            store.verify_prepared(data_dir, manifest)
             fernet = fernet if fernet is not None else prepared_data_fernet(data_dir)
             num_nodes = len(manifest["partitions"])
             _await_nodes(grid, num_nodes)
@@ -178,7 +183,10 @@ def run_rounds(
         metrics = run.evaluate_global(server_round, arrays)
         return MetricRecord(metrics) if metrics else None
 
-    pin_flower_randomness(cfg.seed)
+    if resume.rng is not None:
+        restore_global_rng(resume.rng)
+    else:
+        pin_flower_randomness(cfg.seed)
     strategy.start(
         grid=grid,
         initial_arrays=ArrayRecord(weights),

@@ -109,13 +109,18 @@ class RecordingFedAvg(FedAvg):
         self.run.on_train(summary, arrays, MetricRecord(metrics) if metrics else None)
         return parameters, metrics
 
+    def evaluate(self, server_round, parameters):  # type: ignore[no-untyped-def]
+        # the legacy workflow calls this after every round's fit, before the clients'
+        # evaluation (which does not run at fraction-evaluate 0): the round's commit point
+        self.run.evaluate_global(server_round, ArrayRecord())
+        return None
+
     def aggregate_evaluate(self, server_round, results, failures):  # type: ignore[no-untyped-def]
         loss, metrics = super().aggregate_evaluate(server_round, results, failures)
-        self.run.on_evaluate(
+        self.run.on_evaluate(  # rewritten with the next commit, or the last by run.finish
             _summary(server_round, "evaluate", results, failures),
             MetricRecord(metrics) if metrics else None,
         )
-        self.run.evaluate_global(server_round, ArrayRecord())  # writes the round's row
         return loss, metrics
 
 

@@ -64,7 +64,7 @@ def audit_run(
         report["models"]["federated"] = {
             **result.to_dict(),
             **_claimed_federated(files, cfg),
-            "round": checkpoint[0],
+            "round": int((files.read_marker() or {}).get("model_round", checkpoint[0])),
         }
     blob_path = files.centralised_model
     if blob_path.is_file():

@@ -23,6 +23,7 @@ from fedmarket.data import store
 from fedmarket.data.protect.keys import prepared_data_fernet
 from fedmarket.defaults import default_run_dir, ensure_default_data
 from fedmarket.errors import ConfigError, FedmarketError
+from fedmarket.federated.run_log import RunLog
 from fedmarket.progress import progress_bar
 from fedmarket.results import write_run_outputs
 from fedmarket.rundir import RunDir
@@ -88,6 +89,7 @@ class RunPlan:
     weights: dict | None = None
     resumed: bool = False
     fernet: Fernet | None = field(default=None, repr=False)
+    rng: dict | None = field(default=None, repr=False)  # Flower's generators at the commit
 
 
 def simulate(
@@ -120,6 +122,16 @@ def simulate(
         _run_flower(plan, n_clients, federated, resources)
     elif files.federated.exists():
         federated.update(json.loads(files.federated.read_text()))
+    else:  # every round was committed, but the process ended before federated.json
+        run = RunLog(
+            plan.cfg,
+            plan.run_dir,
+            Path(plan.cfg.data_dir),
+            num_nodes=n_clients,
+            round_offset=plan.offset,
+            fernet=plan.fernet,
+        )
+        federated.update(run.finish(0.0))
     cen, cen_error = _centralised(plan, files) if centralised else (None, None)
     paths = write_run_outputs(plan.run_dir, plan.cfg, federated, cen, centralised_error=cen_error)
     summary = json.loads(paths["summary"].read_text())
@@ -137,7 +149,7 @@ def preflight(cfg: RunConfig) -> int:
     manifest = store.read_manifest(data_dir)
     store.verify_prepared(data_dir, manifest)
     n_clients = len(manifest["partitions"])
-    check_setup(cfg, n_clients)
+    check_setup(cfg, n_clients, warn=False)  # the strategy warns once, when it is built
     return n_clients
 
 
@@ -202,8 +214,9 @@ def _resume_plan(resume: Path, run_config: str, key_file: Path | None) -> RunPla
     fernet = prepared_data_fernet(Path(cfg.data_dir), key_file, outside=[run_dir])
     checkpoint = files.latest_checkpoint()
     offset, weights = checkpoint if checkpoint is not None else (0, None)
+    rng = (files.read_marker() or {}).get("rng")
     log.info("resuming %s after round %d of %d", run_dir, offset, cfg.num_server_rounds)
-    return RunPlan(cfg, run_dir, offset, weights, resumed=True, fernet=fernet)
+    return RunPlan(cfg, run_dir, offset, weights, resumed=True, fernet=fernet, rng=rng)
 
 
 def check_writable(run_dir: Path, option: str) -> None:
@@ -260,6 +273,7 @@ def _run_flower(
         plan.cfg,
         round_offset=plan.offset,
         initial_weights=plan.weights,
+        initial_rng=plan.rng,
         on_done=federated.update,
         fernet=plan.fernet,
     )

@@ -1,8 +1,9 @@
 """One retailer's side of a round: load its own partition, train locally, evaluate.
 
 Nothing here knows Flower. The ClientApp decodes a message into a state dict and round
-number, calls ``RetailerClient.train`` or ``.evaluate``, and encodes what comes back:
-weights and aggregate metrics only, never a per-customer value.
+number, calls ``RetailerClient.train_round`` (training charged to the client's privacy
+journal) or ``.evaluate``, and encodes what comes back: weights and aggregate metrics only,
+never a per-customer value.
 """
 
 from __future__ import annotations

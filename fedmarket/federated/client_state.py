@@ -10,10 +10,10 @@ a digest of the update the client released. A crash can make the server ask for 
 again (it resumes from its last commit, and the round in flight was trained but never
 committed). If the retrained update is bit-for-bit the one already released, which it is on
 CPU for the same global weights and round seed, releasing it again reveals nothing new (it
-is a copy of a released value), so the round is charged once. If it differs (another global
-model, or nondeterministic kernels), both releases count: the new one is charged on top of
-everything spent so far, and refused if that would exceed the target. Only real releases
-are ever charged, and none twice.
+is a copy of a released value), so it adds nothing. If it differs (another global model,
+another run in the same state-dir, nondeterministic kernels), both releases count: the new
+one's steps are added to the running total of everything spent, and it is refused if that
+would exceed the target. Every distinct release is charged, and none twice.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import torch
 from fedmarket.errors import PrivacyError
 from fedmarket.privacy.accounting import AccountantState
 
-JOURNAL_VERSION = 2
+JOURNAL_VERSION = 3
 
 
 def state_file(state_dir: str, partition_id: int) -> Path:
@@ -48,94 +48,86 @@ def update_digest(state_dict: Mapping[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
-@dataclass(frozen=True)
+@dataclass
 class RoundEntry:
-    """One released round: the accountant before and after it, and what was released."""
+    """One round as released: the accountant it was trained from, and every distinct update
+    released for it (by digest)."""
 
-    before: AccountantState
-    after: AccountantState
-    update: str
+    before: AccountantState | None
+    updates: set[str] = field(default_factory=set)
 
 
 @dataclass
 class PrivacyJournal:
-    """Every round a client released, so a replayed round is charged once."""
+    """Everything a client spent (``spent``, a running total) and the rounds it released.
 
+    ``spent`` only grows: every release of an update not released before adds its steps;
+    an update that was released before (same round, same bytes) adds nothing.
+    """
+
+    spent: AccountantState | None = None
     rounds: dict[int, RoundEntry] = field(default_factory=dict)
-    # a state written before the journal existed (no rounds): where counting starts
-    legacy: AccountantState | None = None
 
     def latest(self) -> AccountantState | None:
         """Everything spent so far."""
-        if self.rounds:
-            return self.rounds[max(self.rounds)].after
-        return self.legacy
+        return self.spent
 
     def base_for(self, server_round: int) -> AccountantState | None:
-        """The accountant a (re)training of ``server_round`` starts from: what was spent
-        before that round, so a replay that releases the same update is charged once."""
-        if server_round in self.rounds:
-            return self.rounds[server_round].before
-        earlier = [r for r in self.rounds if r < server_round]
-        return self.rounds[max(earlier)].after if earlier else self.legacy
+        """The accountant a (re)training of ``server_round`` starts from: the state that round
+        was first trained from, so a replay reproduces its update, else all spent so far."""
+        entry = self.rounds.get(server_round)
+        return entry.before if entry is not None else self.spent
 
     def charge(
         self, server_round: int, before: AccountantState | None, after: AccountantState, update: str
     ) -> AccountantState:
-        """Record the round's release; the accountant state that is now spent.
+        """Record the round's release of ``update``; everything spent now.
 
-        The same update as already released for this round: nothing new (the state recorded
-        then). A new update for a round, or one trained from a state that is no longer the
-        latest: its steps are added to everything spent so far.
+        ``after`` is the accountant once training from ``before`` ended. An update already
+        released for this round costs nothing new; any other adds its steps to ``spent``.
         """
-        prior = self.rounds.get(server_round)
-        if prior is not None and prior.update == update:
-            return prior.after
-        spent = self.latest()
-        if spent is not None and (prior is not None or spent != before):
-            after = _add_steps(spent, before, after)
-        self.rounds[server_round] = RoundEntry(before or _empty(after), after, update)
-        return after
+        entry = self.rounds.setdefault(server_round, RoundEntry(before))
+        if update in entry.updates:
+            return self.spent if self.spent is not None else after
+        entry.updates.add(update)
+        self.spent = after if self.spent == before else _add_steps(self.spent, before, after)
+        return self.spent
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "version": JOURNAL_VERSION,
+            "spent": self.spent.to_dict() if self.spent is not None else None,
             "rounds": {
                 str(r): {
-                    "before": e.before.to_dict(),
-                    "after": e.after.to_dict(),
-                    "update": e.update,
+                    "before": e.before.to_dict() if e.before is not None else None,
+                    "updates": sorted(e.updates),
                 }
                 for r, e in sorted(self.rounds.items())
             },
-            "legacy": self.legacy.to_dict() if self.legacy is not None else None,
         }
 
     @staticmethod
     def from_dict(data: Mapping[str, Any]) -> PrivacyJournal:
         if data.get("version") != JOURNAL_VERSION:  # a bare AccountantState (before journals)
-            return PrivacyJournal(legacy=AccountantState.from_dict(data))
+            return PrivacyJournal(spent=AccountantState.from_dict(data))
         rounds = {
             int(r): RoundEntry(
-                AccountantState.from_dict(e["before"]),
-                AccountantState.from_dict(e["after"]),
-                str(e["update"]),
+                AccountantState.from_dict(e["before"]) if e["before"] is not None else None,
+                {str(u) for u in e["updates"]},
             )
             for r, e in data["rounds"].items()
         }
-        legacy = data.get("legacy")
-        return PrivacyJournal(rounds, AccountantState.from_dict(legacy) if legacy else None)
-
-
-def _empty(like: AccountantState) -> AccountantState:
-    return AccountantState(like.accountant, (), like.noise_multiplier)
+        spent = data["spent"]
+        return PrivacyJournal(AccountantState.from_dict(spent) if spent else None, rounds)
 
 
 def _add_steps(
-    spent: AccountantState, before: AccountantState | None, after: AccountantState
+    spent: AccountantState | None, before: AccountantState | None, after: AccountantState
 ) -> AccountantState:
     """``spent`` plus the steps ``after`` took beyond ``before`` (one noise and rate a round)."""
     steps = after.steps - (before.steps if before is not None else 0)
+    if spent is None:
+        return after
     if steps <= 0:
         return spent
     noise, rate, _ = after.history[-1]
@@ -181,4 +173,4 @@ def load_accountant(record: Any, state_dir: str, partition_id: int) -> Accountan
 
 def save_accountant(state: AccountantState, state_dir: str, partition_id: int) -> str:
     """Start a client's journal from ``state`` (spent before this run, or by a test)."""
-    return save_journal(PrivacyJournal(legacy=state), state_dir, partition_id)
+    return save_journal(PrivacyJournal(spent=state), state_dir, partition_id)

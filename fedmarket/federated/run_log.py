@@ -12,15 +12,18 @@ aggregates.
 from __future__ import annotations
 
 import logging
+import random
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 
 from fedmarket.aggregation import nodes_per_round
 from fedmarket.config import RunConfig
 from fedmarket.data import store
+from fedmarket.errors import ConfigError
 from fedmarket.models import build_model
 from fedmarket.privacy.central import central_epsilon, default_central_delta
 from fedmarket.rundir import RunDir, write_json
@@ -158,6 +161,8 @@ class RunLog:
         round); the other rows are written without test metrics.
         """
         rnd = self.offset + server_round
+        if server_round == 0 and self.offset > 0:
+            return None  # a resume: the restored model was evaluated when it was committed
         report = None
         started = time.perf_counter()
         if self.test is not None and len(arrays.keys()) > 0 and self.evaluates(rnd):
@@ -186,7 +191,7 @@ class RunLog:
         return self.task.report(y, predict(model, self.test.X, self.task))
 
     # --- the commit point and results ---------------------------------------------------
-    def commit(self, rnd: int) -> None:
+    def commit(self, rnd: int, *, wall_s: float | None = None) -> None:
         """Make round ``rnd`` durable: its checkpoint (if it aggregated), then every row up
         to it, then the marker that says the directory is at ``rnd``."""
         if self._pending is not None:
@@ -203,7 +208,11 @@ class RunLog:
                 "epsilon_by_client": {str(k): v for k, v in self.epsilon_by_client.items()},
                 "participation": {str(k): v for k, v in sorted(self.participation.items())},
                 "skipped": self.skipped,
-                "wall_s": self.wall_s(),
+                "wall_s": self.wall_s() if wall_s is None else wall_s,
+                "final_test": self.final_test,
+                # Flower draws central-DP noise and client samples from the global generators:
+                # a resume restores them, so it draws what the uninterrupted run would have
+                "rng": global_rng_state(),
             }
         )
 
@@ -235,11 +244,18 @@ class RunLog:
         return self.cfg.delta if self.cfg.delta > 0 else default_central_delta(self.num_nodes)
 
     def finish(self, wall_s: float | None = None) -> dict[str, Any]:
-        """federated.json; ``wall_s`` is this process's time, the resumed ones' are added."""
+        """federated.json; ``wall_s`` is this process's time, the resumed ones' are added.
+
+        The last round is committed once more first: what arrived after its commit (the
+        clients' evaluation, on the SecAgg+ path) and a model not yet saved are kept.
+        """
+        total_s = self.previous_wall_s + wall_s if wall_s is not None else self.wall_s()
+        if self.rows:
+            self.commit(max(self.rows), wall_s=total_s)
         result = {
             "test": self.final_test,
             "rounds": self.rounds_done,
-            "wall_s": self.previous_wall_s + wall_s if wall_s is not None else self.wall_s(),
+            "wall_s": total_s,
             "participation": self.participation_summary(),
             "skipped_rounds": list(self.skipped),
             "epsilon": self.epsilon_summary(),
@@ -271,16 +287,23 @@ class RunLog:
         in flight), each client's last epsilon (a client silent after the restart still shows
         what it spent), participation, skipped rounds and the time already spent."""
         marker = self.run_dir.read_marker() or {}
-        self.epsilon_by_client.update(
-            {int(k): float(v) for k, v in marker.get("epsilon_by_client", {}).items()}
-        )
-        self.participation.update(
-            {int(k): int(v) for k, v in marker.get("participation", {}).items()}
-        )
-        self.skipped = [int(r) for r in marker.get("skipped", [])]
+        try:
+            self.epsilon_by_client.update(
+                {int(k): float(v) for k, v in (marker.get("epsilon_by_client") or {}).items()}
+            )
+            self.participation.update(
+                {int(k): int(v) for k, v in (marker.get("participation") or {}).items()}
+            )
+            self.skipped = [int(r) for r in marker.get("skipped") or []]
+            self.rounds_done = int(marker.get("model_round", marker.get("round", self.offset)))
+            self.previous_wall_s = float(marker.get("wall_s") or 0.0)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(
+                f"{self.run_dir.latest_marker}: damaged commit marker ({exc}); restore it from "
+                "a backup, or start the run again in a new directory"
+            ) from None
         self.weights_file = marker.get("path")
-        self.rounds_done = int(marker.get("model_round", marker.get("round", self.offset)))
-        self.previous_wall_s = float(marker.get("wall_s") or 0.0)
+        self.final_test = marker.get("final_test")
         for row in self.run_dir.read_rounds(up_to=self.offset):
             self.rows[int(row["round"])] = {
                 "round": int(row["round"]),
@@ -306,6 +329,24 @@ class RunLog:
             self.central_delta(),
             accountant=self.cfg.accountant,
         )
+
+
+def global_rng_state() -> dict[str, Any]:
+    """Python's and numpy's global generators, as JSON (Flower draws from both)."""
+    version, keys, gauss = random.getstate()
+    name, mt, pos, has_gauss, cached = np.random.get_state()
+    return {
+        "python": [version, list(keys), gauss],
+        "numpy": [name, mt.tolist(), int(pos), int(has_gauss), float(cached)],
+    }
+
+
+def restore_global_rng(state: dict[str, Any]) -> None:
+    """The generators as ``global_rng_state`` saw them (a resume continues their streams)."""
+    version, keys, gauss = state["python"]
+    random.setstate((version, tuple(keys), gauss))
+    name, mt, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, np.asarray(mt, dtype=np.uint32), pos, has_gauss, cached))
 
 
 def _fmt(value: float | None) -> str:

@@ -25,6 +25,7 @@ from fedmarket.config import DEFAULTS
 from fedmarket.data.protect.keys import create_key_file
 from fedmarket.errors import ConfigError
 from fedmarket.federated import client as client_mod
+from fedmarket.rundir import RunDir
 from tests.deployment.routing import RoutingGrid
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread", "task_identity")
@@ -43,7 +44,10 @@ def run_config(out: Path, **overrides) -> dict:
     }
 
 
-def test_secure_aggregate_is_the_weighted_mean_of_dp_models(tiny_raw, tmp_path, monkeypatch):
+@pytest.mark.parametrize("fraction_evaluate", [1.0, 0.0])
+def test_secure_aggregate_is_the_weighted_mean_of_dp_models(
+    tiny_raw, tmp_path, monkeypatch, fraction_evaluate
+):
     produced: dict[int, tuple[float, dict]] = {}
     real_train = client_mod.RetailerClient.train
 
@@ -53,7 +57,7 @@ def test_secure_aggregate_is_the_weighted_mean_of_dp_models(tiny_raw, tmp_path, 
         return outcome
 
     monkeypatch.setattr(client_mod.RetailerClient, "train", recording_train)
-    cfg = run_config(tmp_path / "run")
+    cfg = run_config(tmp_path / "run", **{"fraction-evaluate": fraction_evaluate})
     contexts = {}
     for i in range(3):
         key = tmp_path / "keys" / f"r{i}.key"
@@ -88,6 +92,9 @@ def test_secure_aggregate_is_the_weighted_mean_of_dp_models(tiny_raw, tmp_path, 
     assert summary["federated"]["secure_aggregation"].startswith("SecAgg+")
     assert set(summary["federated"]["epsilon"]["per_client"]) == {"0", "1", "2"}
     assert summary["federated"]["epsilon"]["max"] <= 8.0 + 1e-9
+    # every round committed, with or without the clients' evaluation
+    assert [r["round"] for r in RunDir(tmp_path / "run").read_rounds()] == [1.0]
+    assert RunDir(tmp_path / "run").read_marker()["round"] == 1
 
 
 def test_central_dp_and_other_strategies_are_refused(tmp_path):

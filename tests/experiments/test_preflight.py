@@ -81,7 +81,7 @@ def test_a_truncated_partition_file_is_named(tiny_data, tmp_path):
     data = copy_prepared(tiny_data, tmp_path / "data")
     path = data / "partitions/1/test/X.npy"
     path.write_bytes(path.read_bytes()[:-100])
-    with pytest.raises(DataError, match=r"partitions/1/test/X\.npy: truncated"):
+    with pytest.raises(DataError, match=r"partitions/1/test/X\.npy: damaged array file"):
         run(data, tmp_path / "run")
 
 

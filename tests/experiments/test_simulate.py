@@ -261,3 +261,49 @@ def test_the_cli_exit_code_says_a_run_is_incomplete(tmp_path, monkeypatch):
     result = cli("simulate", "--out", tmp_path / "run")
     assert result.exit_code == 1
     assert "incomplete: the reference failed" in plain(result)
+
+
+def test_a_resumed_central_dp_run_draws_the_noise_of_an_uninterrupted_one(
+    tiny_data, tmp_path, monkeypatch
+):
+    """The ServerApp seeds Flower's generators once; a resume restores them from the commit
+    marker instead of seeding again, so round 3's noise is not round 1's noise again."""
+    run_config = "dp='central' central-noise-multiplier=0.5 num-server-rounds=3 seed=5"
+    whole = tmp_path / "whole"
+    simulate(data=tiny_data, run_config=run_config, out=whole, centralised=False, resources=ONE_CPU)
+
+    real = RecordingStrategy.configure_train
+
+    def crash_before_round_3(self, server_round, arrays, config, grid):
+        if server_round == 3:
+            raise RuntimeError("server crashed before round 3 (test)")
+        return real(self, server_round, arrays, config, grid)
+
+    monkeypatch.setattr(RecordingStrategy, "configure_train", crash_before_round_3)
+    out = tmp_path / "run"
+    with pytest.raises(RuntimeError, match="server crashed"):
+        simulate(
+            data=tiny_data, run_config=run_config, out=out, centralised=False, resources=ONE_CPU
+        )
+    monkeypatch.setattr(RecordingStrategy, "configure_train", real)
+    simulate(data=None, resume=out, centralised=False, resources=ONE_CPU)
+    resumed, uninterrupted = RunDir(out).latest_checkpoint(), RunDir(whole).latest_checkpoint()
+    assert resumed[0] == uninterrupted[0] == 3
+    for key, value in uninterrupted[1].items():
+        assert torch.equal(resumed[1][key], value), key
+
+
+def test_resume_of_a_run_whose_rounds_are_all_committed(tiny_data, tmp_path):
+    """The process ended after the last commit, before federated.json: the resume writes the
+    result from the committed state (no round is run again)."""
+    out = tmp_path / "run"
+    simulate(data=tiny_data, run_config="num-server-rounds=2", out=out, centralised=False,
+             resources=ONE_CPU)  # fmt: skip
+    whole = json.loads((out / "federated.json").read_text())
+    for name in ("federated.json", "summary.json", "report.md"):
+        (out / name).unlink()
+    result = simulate(data=None, resume=out, centralised=False, resources=ONE_CPU)
+    fed = result["summary"]["federated"]
+    for key in ("test", "epsilon", "delta", "rounds", "participation", "failures"):
+        assert fed[key] == whole[key], key
+    assert fed["wall_s"] >= whole["wall_s"] and result["problems"] == []

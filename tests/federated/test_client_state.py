@@ -28,7 +28,7 @@ def test_save_then_load_round_trips_exactly(tmp_path):
     path = tmp_path / "client-3" / "accountant.json"
     assert state_file(str(tmp_path), 3) == path
     assert json.loads(path.read_text()) == json.loads(text)
-    assert json.loads(text)["legacy"] == state.to_dict()  # a journal that starts from it
+    assert json.loads(text)["spent"] == state.to_dict()  # a journal that starts from it
     assert load_accountant(None, str(tmp_path), 3) == state
     assert not list(path.parent.glob("*.tmp"))  # written via a temporary file, then renamed
 
@@ -108,6 +108,22 @@ def test_a_replay_with_a_different_update_is_charged_on_top():
     spent = journal.charge(2, base, after(base), "u2-other")  # e.g. nondeterministic kernels
     assert spent.steps == 9  # both releases of round 2 count
     assert journal.base_for(3) == spent and journal.latest() == spent
+    # the first update again, then the second again: both were released already
+    assert journal.charge(2, base, after(base), "u2").steps == 9
+    assert journal.charge(2, base, after(base), "u2-other").steps == 9
+
+
+def test_a_second_run_in_the_same_state_dir_adds_to_the_first():
+    """Run A spends 3 rounds; run B (other updates) reuses round numbers 1-3: 6 rounds in all."""
+    journal = PrivacyJournal()
+    spent = None
+    for rnd in (1, 2, 3):
+        spent = journal.charge(rnd, journal.base_for(rnd), after(journal.base_for(rnd)), f"a{rnd}")
+    assert spent.steps == 9
+    for rnd in (1, 2, 3):
+        base = journal.base_for(rnd)
+        spent = journal.charge(rnd, base, after(base), f"b{rnd}")
+    assert spent.steps == 18 and journal.latest() == spent
 
 
 def test_the_journal_round_trips_and_reads_a_bare_state():

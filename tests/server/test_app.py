@@ -11,7 +11,7 @@ from flwr.app import Context, MessageType, RecordDict
 from clients.app import make_client_app
 from fedmarket.config import RunConfig
 from fedmarket.data.protect.keys import ENCRYPTION_KEY_ENV
-from fedmarket.errors import ConfigError
+from fedmarket.errors import ConfigError, DataError
 from fedmarket.federated.client_state import load_accountant, save_accountant
 from fedmarket.privacy.accounting import AccountantState
 from fedmarket.rundir import RunDir
@@ -99,22 +99,39 @@ def test_flwr_run_path_writes_the_run_directory(tiny_data, tmp_path, monkeypatch
 def test_failing_client_is_counted_and_the_run_finishes(tiny_data, tmp_path, monkeypatch):
     pretend_running_task(monkeypatch)
     data = copy_prepared(tiny_data, tmp_path / "data")
-    for path in (data / "partitions/2/train").iterdir():
-        path.unlink()
+    labels = data / "partitions/2/train/y_purchase.npy"  # whole files (the server's checks
+    np.save(labels, np.full_like(np.load(labels), 2.0))  # pass), labels no task accepts
     cfg = settings(data, tmp_path / "run")
     grid = InProcessGrid(make_client_app(cfg), 3)
     done = {}
     make_server_app(cfg, on_done=done.update)(grid, server_context())
     rows = RunDir(tmp_path / "run").read_rounds()
     assert [(r["sent"], r["ok"], r["failed"], r["eval_ok"], r["eval_failed"]) for r in rows] == [
-        (3.0, 2.0, 1.0, 2.0, 1.0)
+        (3.0, 2.0, 1.0, 3.0, 0.0)
     ] * 2
     errors = [r for r in grid.replies if r.has_error()]
-    assert len(errors) == 4 and {e.error.code for e in errors} == {CLIENT_APP_RAISED}
+    assert len(errors) == 2 and {e.error.code for e in errors} == {CLIENT_APP_RAISED}
     assert all("DataError" in e.error.reason for e in errors)
     assert done["failures"] == {"failed": 2, "declined": 0, "timed_out": 0}
     assert sorted(done["epsilon"]["per_client"]) == ["0", "1"]
     assert RunDir(tmp_path / "run").latest_checkpoint()[0] == 2
+    assert done["participation"] == {"rounds_aggregated": {"0": 2, "1": 2}, "never": [2]}
+
+
+def test_the_server_checks_settings_and_data_before_writing(tiny_data, tmp_path, monkeypatch):
+    """Under `flwr run` too: a setting the clients cannot meet, or damaged data, is refused
+    before the run directory gets a file."""
+    pretend_running_task(monkeypatch)
+    cfg = settings(tiny_data, tmp_path / "run", **{"min-train-replies": 4})
+    grid = InProcessGrid(make_client_app(cfg), 3)
+    with pytest.raises(ConfigError, match="min-train-replies=4 but only 3 of 3"):
+        make_server_app(cfg)(grid, server_context())
+    data = copy_prepared(tiny_data, tmp_path / "data")
+    (data / "partitions/1/test/y_count.npy").unlink()
+    cfg = settings(data, tmp_path / "run")
+    with pytest.raises(DataError, match=r"partitions/1/test/y_count\.npy: missing"):
+        make_server_app(cfg)(InProcessGrid(make_client_app(cfg), 3), server_context())
+    assert not (tmp_path / "run").exists()
 
 
 def test_clients_over_budget_decline_and_no_round_is_aggregated(tiny_data, tmp_path, monkeypatch):
