@@ -1,0 +1,232 @@
+"""Training from Python: `fedmarket simulate`, `centralised`, `baselines` and `tradeoff` as
+calls that return typed results.
+
+Thin and keyword-only over what each command calls, so the two front doors train and write
+the same things and a bad input raises the same ``FedmarketError`` the CLI prints; a run
+that ends incomplete returns, with its ``problems``, where the CLI exits 1. torch, Flower
+and Ray load inside each function, never when this module is imported.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from fedmarket.api.args import PathLike, RunSettings, data_key, items, optional_path, overrides
+from fedmarket.api.results import BaselinesResult, CentralisedRun, RunResult, TradeoffResult
+
+if TYPE_CHECKING:
+    from cryptography.fernet import Fernet
+
+    from fedmarket.baselines import ResultRow
+
+log = logging.getLogger("fedmarket")
+
+
+def simulate(
+    *,
+    data: PathLike | None = None,
+    run_config: RunSettings = "",
+    out: PathLike | None = None,
+    centralised: bool = True,
+    resume: PathLike | None = None,
+    client_cpus: float = 1.0,
+    client_gpus: float = 0.0,
+    ray_address: str | None = None,
+    encryption_key_file: PathLike | None = None,
+) -> RunResult:
+    """The Flower simulation and its matched centralised reference (`fedmarket simulate`).
+
+    ``run_config`` is a dict of run settings (``{"num-server-rounds": 3, "dp": "none"}``) or
+    the CLI's string. A run that finished incomplete (a failed reference, rounds not
+    aggregated) still returns: its ``problems`` say what is missing, as the CLI's exit
+    code 1 does.
+    """
+    from fedmarket.experiments.simulate import ClientResources
+    from fedmarket.experiments.simulate import simulate as run
+
+    result = run(
+        data=optional_path(data),
+        run_config=overrides(run_config),
+        out=optional_path(out),
+        centralised=centralised,
+        resume=optional_path(resume),
+        resources=ClientResources(client_cpus, client_gpus, ray_address),
+        key_file=optional_path(encryption_key_file),
+    )
+    for problem in result["problems"]:
+        log.warning("incomplete run %s: %s", result["run_dir"], problem)
+    return RunResult(Path(result["run_dir"]), result["summary"])
+
+
+def train_centralised(
+    *,
+    data: PathLike,
+    out: PathLike | None = None,
+    model: str = "cnn-lstm",
+    task: str = "purchase",
+    epochs: int = 20,
+    batch_size: int = 256,
+    lr: float = 3e-3,
+    lr_schedule: str = "cosine",
+    patience: int | None = 3,
+    epsilon: float | None = None,
+    noise_multiplier: float | None = None,
+    max_grad_norm: float = 1.0,
+    delta: float | None = None,
+    accountant: str = "rdp",
+    seed: int = 0,
+    encryption_key_file: PathLike | None = None,
+    progress: bool = True,
+) -> CentralisedRun:
+    """One sequence model on the pooled data (`fedmarket centralised`): what federation is
+    measured against. ``epsilon`` or ``noise_multiplier`` turns on DP-SGD; ``out`` None keeps
+    the result in memory (the weights are in ``result.state_dict``)."""
+    from fedmarket.centralised import run_centralised, write_centralised
+    from fedmarket.privacy.config import PrivacySettings
+    from fedmarket.progress import progress_bar
+    from fedmarket.training import TrainConfig
+
+    data, where = Path(data), optional_path(out)
+    fernet = data_key(data, encryption_key_file, where)
+    privacy = None
+    if epsilon is not None or noise_multiplier is not None:
+        privacy = PrivacySettings(
+            target_epsilon=epsilon,
+            noise_multiplier=noise_multiplier,
+            max_grad_norm=max_grad_norm,
+            delta=delta,
+            accountant=accountant,
+        )
+    cfg = TrainConfig(
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        lr_schedule=lr_schedule,
+        patience=patience,
+        seed=seed,
+    )
+    with progress_bar(f"training {model}", epochs, enabled=progress) as advance:
+        result = run_centralised(
+            data,
+            model=model,
+            task=task,
+            train_cfg=cfg,
+            privacy=privacy,
+            fernet=fernet,
+            progress=advance,
+        )
+    paths = write_centralised(result, where) if where is not None else {}
+    return CentralisedRun(result, where, paths)
+
+
+def compare_baselines(
+    *,
+    data: PathLike,
+    out: PathLike | None = None,
+    task: str = "purchase",
+    sequence_models: Sequence[str] | str = ("cnn-lstm", "lstm", "gru"),
+    classical: Sequence[str] | None = None,
+    epochs: int = 20,
+    seed: int = 0,
+    encryption_key_file: PathLike | None = None,
+    progress: bool = True,
+) -> BaselinesResult:
+    """Classical models on per-customer aggregates next to the sequence models, on the same
+    test customers (`fedmarket baselines`): whether the sequence is worth its cost.
+    ``classical`` None is every registered model; ``out`` writes baselines.csv and .json."""
+    from fedmarket.baselines import run_classical_baselines, write_results
+    from fedmarket.data import store
+    from fedmarket.progress import progress_bar
+
+    data, where = Path(data), optional_path(out)
+    fernet = data_key(data, encryption_key_file, where)
+    train = store.load_pooled(data, "train", fernet=fernet)
+    test = store.load_pooled(data, "test", fernet=fernet)
+    with progress_bar("classical baselines", None, enabled=progress) as advance:
+        rows = run_classical_baselines(
+            train,
+            test,
+            task=task,
+            seed=seed,
+            models=classical,
+            progress=lambda name: advance(1, description=name),
+        )
+    for name in items(sequence_models):
+        rows.append(_sequence_row(data, name, task, epochs, seed, fernet, progress))
+    paths = dict(zip(("csv", "json"), write_results(rows, where), strict=True)) if where else {}
+    return BaselinesResult.from_rows(rows, task, paths)
+
+
+def tradeoff(
+    *,
+    out: PathLike,
+    data: PathLike | None = None,
+    quick: bool = False,
+    epsilons: Sequence[float] | None = None,
+    seeds: Sequence[int] | None = None,
+    settings: Sequence[str] | str | None = None,
+    rounds: int | None = None,
+    run_config: RunSettings = "",
+    audit: bool = True,
+    encryption_key_file: PathLike | None = None,
+    progress: bool = True,
+) -> TradeoffResult:
+    """The privacy/accuracy sweep (`fedmarket tradeoff`): what each epsilon costs in
+    accuracy, and what an attacker still learns. Re-running the same ``out`` resumes it."""
+    from fedmarket.experiments.tradeoff import (
+        SweepConfig,
+        load_table,
+        run_sweep,
+        summarise,
+        sweep_runs,
+    )
+    from fedmarket.progress import progress_bar
+
+    changes: dict[str, Any] = {
+        "data": optional_path(data),
+        "run_config": overrides(run_config),
+        "audit": audit,
+        "key_file": optional_path(encryption_key_file),
+    }
+    for name, value in (("epsilons", epsilons), ("seeds", seeds), ("settings", settings)):
+        if value is not None:
+            changes[name] = items(value)
+    if rounds is not None:
+        changes["rounds"] = rounds
+    out = Path(out)
+    cfg = SweepConfig.quick_mode(out, **changes) if quick else SweepConfig(out=out, **changes)
+    with progress_bar("trade-off sweep", len(sweep_runs(cfg)), enabled=progress) as advance:
+        result = run_sweep(cfg, advance=advance)
+    csv = result.paths["csv"]
+    summary = summarise(load_table(csv))
+    return TradeoffResult(out, csv, summary, result.failed, result.skipped, result.paths)
+
+
+def _sequence_row(
+    data: Path,
+    model: str,
+    task: str,
+    epochs: int,
+    seed: int,
+    fernet: Fernet | None,
+    progress: bool,
+) -> ResultRow:
+    """One sequence model as a baselines row, trained as `fedmarket baselines` trains it."""
+    from fedmarket.baselines import ResultRow
+    from fedmarket.centralised import run_centralised
+    from fedmarket.progress import progress_bar
+    from fedmarket.training import TrainConfig
+
+    cfg = TrainConfig(
+        epochs=epochs, batch_size=256, lr=3e-3, lr_schedule="cosine", patience=3, seed=seed
+    )
+    with progress_bar(f"training {model}", epochs, enabled=progress) as advance:
+        result = run_centralised(
+            data, model=model, task=task, train_cfg=cfg, fernet=fernet, progress=advance
+        )
+    metrics = {k: v for k, v in result.test.items() if isinstance(v, int | float)}
+    notes = f"{result.epochs_run} epochs"
+    return ResultRow(model, "sequence", metrics, fit_seconds=result.wall_s, notes=notes)
