@@ -23,6 +23,31 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
     help="Federated, differentially private consumer-behaviour prediction.",
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from fedmarket import __version__
+
+        typer.echo(f"fedmarket {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,  # before the missing-command check, as `--help` is
+            help="Print fedmarket's version and exit.",
+        ),
+    ] = False,
+) -> None:
+    """Federated, differentially private consumer-behaviour prediction."""
+
+
 data_app = typer.Typer(no_args_is_help=True, help="Synthesise, prepare and inspect retailer data.")
 app.add_typer(data_app, name="data")
 
