@@ -1,0 +1,37 @@
+"""The typer app itself: a mistyped command is answered once, with the command meant."""
+
+from __future__ import annotations
+
+import pytest
+
+from fedmarket.cli.app import Command, app
+from tests.cli.output import cli, usage_error
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["simulat"], "No such command 'simulat'. Did you mean 'simulate'?"),
+        (["centralized"], "No such command 'centralized'. Did you mean 'centralised'?"),
+        (["data", "synt"], "No such command 'synt'. Did you mean 'synth'?"),
+        (["zzz"], "No such command 'zzz'."),
+    ],
+)
+def test_a_mistyped_command_names_the_command_meant_once(args, message):
+    """typer and click each add a "Did you mean" of their own; the app says it once."""
+    assert usage_error(cli(*args)) == message
+
+
+def test_a_mistyped_option_of_a_command_without_run_settings_names_the_option_meant():
+    text = usage_error(cli("baselines", "--sequence-model", "lstm"))
+    assert text == "No such option '--sequence-model'. Did you mean '--sequence-models'?"
+
+
+def test_every_command_suggests_through_the_app():
+    """Commands are ``Command`` (one suggestion, run settings pointed to) without asking."""
+    commands = [
+        c
+        for group in (app, *(t.typer_instance for t in app.registered_groups))
+        for c in group.registered_commands
+    ]
+    assert commands and all(issubclass(c.cls, Command) for c in commands)
