@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from fedmarket.checks import integer
 from fedmarket.errors import ConfigError
+from fedmarket.names import did_you_mean
 
 if TYPE_CHECKING:
     from fedmarket.config import RunConfig
@@ -116,7 +117,10 @@ RULE_NAMES: tuple[str, ...] = tuple(RULES)
 def check_rule_name(name: str) -> str:
     """``name`` if it is a known rule; ConfigError listing the known names otherwise."""
     if name not in RULES:
-        raise ConfigError(f"unknown strategy {name!r}; known: {', '.join(RULE_NAMES)}")
+        raise ConfigError(
+            f"unknown strategy {name!r}; {did_you_mean(name, RULE_NAMES)}"
+            f"known: {', '.join(RULE_NAMES)}"
+        )
     return name
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -231,12 +232,14 @@ def run_classical_baselines(
     seed: int,
     models: Sequence[str] | None = None,
     progress: Callable[[str], None] | None = None,
+    on_row: Callable[[ResultRow], None] | None = None,
 ) -> list[ResultRow]:
     """Fit each model on ``train.agg`` and score it on ``test.agg``, one row per model.
 
     ``models`` defaults to every registered model for ``task``; a model with no form for the
     task (naive Bayes for counts) comes back as a skipped row (empty metrics, a note).
-    ``fit_seconds`` is wall time of ``fit`` only.
+    ``fit_seconds`` is wall time of ``fit`` only. ``on_row`` is called with each row as it
+    is finished, so a caller can keep it on disk before the slower models run.
     """
     names = _resolve(task, models)
     x_train = aggregate_features(train.agg, where="train.agg")
@@ -260,13 +263,16 @@ def run_classical_baselines(
         if progress is not None:
             progress(f"{name} ({i}/{len(names)})")
         if spec.build is None:
-            rows.append(ResultRow(name, "classical", {}, 0.0, spec.notes))
-            continue
-        start = time.perf_counter()
-        estimator, fit_note = _fit_one(spec, seed, x_train, y_train)
-        fit_seconds = time.perf_counter() - start
-        metrics = _evaluate(task, y_test, _predict(estimator, x_test, task))
-        rows.append(ResultRow(name, "classical", metrics, fit_seconds, spec.notes + fit_note))
+            row = ResultRow(name, "classical", {}, 0.0, spec.notes)
+        else:
+            start = time.perf_counter()
+            estimator, fit_note = _fit_one(spec, seed, x_train, y_train)
+            fit_seconds = time.perf_counter() - start
+            metrics = _evaluate(task, y_test, _predict(estimator, x_test, task))
+            row = ResultRow(name, "classical", metrics, fit_seconds, spec.notes + fit_note)
+        rows.append(row)
+        if on_row is not None:
+            on_row(row)
     return rows
 
 
@@ -313,7 +319,9 @@ def write_results(
     """Write ``<stem>.csv`` (one row per model, flat metric columns) and ``<stem>.json``.
 
     Metric columns follow first appearance across rows; undefined values are empty cells in
-    the CSV and ``null`` in the JSON (strict JSON has no NaN).
+    the CSV and ``null`` in the JSON (strict JSON has no NaN). Each file is written whole
+    under a temporary name and renamed, so a caller may rewrite them after every finished
+    model and a run stopped at any moment leaves the rows it had, never half a file.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -330,7 +338,9 @@ def write_results(
     ]
     columns = ["model", "family", *keys, "fit_seconds", "notes"]
     csv_path, json_path = out / f"{stem}.csv", out / f"{stem}.json"
-    pd.DataFrame.from_records(records, columns=columns).to_csv(csv_path, index=False)
+    tmp = csv_path.with_name(csv_path.name + ".tmp")
+    pd.DataFrame.from_records(records, columns=columns).to_csv(tmp, index=False)
+    os.replace(tmp, csv_path)
     payload = [
         {
             "model": r.model,
@@ -341,5 +351,7 @@ def write_results(
         }
         for r in rows
     ]
-    json_path.write_text(json.dumps(payload, indent=2, allow_nan=False) + "\n")
+    tmp = json_path.with_name(json_path.name + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=2, allow_nan=False) + "\n")
+    os.replace(tmp, json_path)
     return csv_path, json_path

@@ -5,22 +5,28 @@ pyproject.toml, overridden with ``--run-config``). ``DEFAULTS`` here is the one 
 truth; a test checks that pyproject.toml carries the same defaults, because ``flwr run``
 reads them from there and ``fedmarket simulate`` (which may run from an installed wheel)
 reads them from here.
+
+This module imports no torch (the privacy settings and the training config it derives are
+imported when asked for), so the CLI reads and checks a run config before it loads the
+experiments: a bad setting is an error in well under a second.
 """
 
 from __future__ import annotations
 
 import math
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import TYPE_CHECKING, Any
 
-from fedmarket.aggregation import check_rule_name
+from fedmarket.aggregation import RULE_NAMES, check_rule_name
 from fedmarket.checks import integer, is_int, number
 from fedmarket.errors import ConfigError
-from fedmarket.privacy.config import ACCOUNTANTS, PrivacySettings, default_delta
+from fedmarket.names import ACCOUNTANTS, MODELS, TASKS, did_you_mean
 
 if TYPE_CHECKING:
+    from fedmarket.privacy.config import PrivacySettings
     from fedmarket.training import TrainConfig
 
 DP_MODES = ("none", "client", "central")
@@ -55,6 +61,40 @@ DEFAULTS: dict[str, Any] = {
     "out-dir": "",
     "state-dir": "",
     "seed": 0,
+}
+
+# One line per setting for `--help` (README "Run settings" has the longer table); a test
+# keeps the keys equal to DEFAULTS.
+SETTINGS_HELP: dict[str, str] = {
+    "num-server-rounds": "federated rounds",
+    "model": ", ".join(MODELS),
+    "task": " or ".join(TASKS),
+    "strategy": ", ".join(RULE_NAMES),
+    "fraction-train": "share of clients sampled to train each round",
+    "fraction-evaluate": "share of clients sampled to evaluate (0: none)",
+    "evaluate-every": "evaluate the global model every k rounds (and after the last)",
+    "min-train-replies": "fewer successful replies and the round is not aggregated",
+    "local-epochs": "epochs of local training per round",
+    "batch-size": "batch size (expected batch size under DP-SGD)",
+    "learning-rate": "Adam learning rate",
+    "dp": "'client' (DP-SGD at each retailer), 'central' (Flower's server-side DP) or 'none'",
+    "target-epsilon": "epsilon budget over the whole run (0: use noise-multiplier)",
+    "noise-multiplier": "fixed DP-SGD noise multiplier when target-epsilon is 0",
+    "max-grad-norm": "per-customer gradient clipping norm",
+    "delta": "delta (0: 1/(10 n), n the training customers)",
+    "accountant": " or ".join(ACCOUNTANTS),
+    "central-noise-multiplier": "noise of server-side DP (dp='central')",
+    "central-clipping-norm": "clipping norm of server-side DP (dp='central')",
+    "proximal-mu": "FedProx proximal term",
+    "server-learning-rate": "server learning rate (FedAvgM, FedAdam, FedYogi, FedAdagrad)",
+    "server-momentum": "server momentum (FedAvgM)",
+    "trim-beta": "share trimmed at each end (FedTrimmedAvg)",
+    "num-malicious-nodes": "clients assumed malicious (Krum, MultiKrum, Bulyan)",
+    "round-timeout": "seconds to wait for the replies of a round",
+    "data-dir": "prepared data ('': the default retailers)",
+    "out-dir": "run directory",
+    "state-dir": "where clients keep their privacy journal",
+    "seed": "seed of the data order, the models and Flower's sampling",
 }
 
 
@@ -100,21 +140,29 @@ class RunConfig:
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any], *, where: str = "run config") -> RunConfig:
-        """Defaults overlaid with ``values`` (kebab-case keys); unknown keys are errors."""
-        unknown = sorted(set(values) - set(DEFAULTS))
+        """Defaults overlaid with ``values`` (kebab-case keys); unknown keys are errors.
+
+        An unknown key names the key it most likely meant, since a misspelt setting that
+        was silently dropped would run the default instead of what was asked for.
+        """
+        unknown = [k for k in values if k not in DEFAULTS]
         if unknown:
-            raise ConfigError(
-                f"{where}: unknown key(s) {', '.join(unknown)}; known keys: "
-                f"{', '.join(sorted(DEFAULTS))}"
-            )
+            known = ", ".join(sorted(DEFAULTS))
+            if len(unknown) == 1:
+                (key,) = unknown
+                hint = did_you_mean(key, DEFAULTS)
+                raise ConfigError(f"{where}: unknown key {key!r}; {hint}known keys: {known}")
+            hints = {k: did_you_mean(k, DEFAULTS).strip() for k in unknown}
+            named = ", ".join(f"{k!r} ({hints[k]})" if hints[k] else repr(k) for k in unknown)
+            raise ConfigError(f"{where}: unknown keys {named}; known keys: {known}")
         merged = {**DEFAULTS, **values}
         kwargs = {k.replace("-", "_"): _coerce(k, v, DEFAULTS[k], where) for k, v in merged.items()}
-        return cls(**kwargs)
+        try:
+            return cls(**kwargs)
+        except ConfigError as exc:  # the checks say "run config"; name where it came from
+            raise ConfigError(re.sub(r"^run config\b", lambda _: where, str(exc))) from None
 
     def __post_init__(self) -> None:
-        from fedmarket.models import available_models
-        from fedmarket.tasks import get_task
-
         for key, low in (
             ("num-server-rounds", 1),
             ("local-epochs", 1),
@@ -146,30 +194,26 @@ class RunConfig:
             number(f"run config: {key}", getattr(self, key.replace("-", "_")), at_least=0.0)
         number("run config: delta", self.delta, at_least=0.0, below=1.0)
         number("run config: trim-beta", self.trim_beta, at_least=0.0, below=0.5)
-        if self.model not in available_models():
-            raise ConfigError(
-                f"run config: model {self.model!r} is unknown; known: "
-                f"{', '.join(available_models())}"
-            )
-        try:
-            get_task(self.task)
-        except ConfigError as exc:
-            raise ConfigError(f"run config: task: {exc}") from None
-        if self.dp not in DP_MODES:
-            raise ConfigError(
-                f"run config: dp {self.dp!r} is unknown; use one of {', '.join(DP_MODES)}"
-            )
+        for key, value, known in (
+            ("model", self.model, MODELS),
+            ("task", self.task, TASKS),
+            ("dp", self.dp, DP_MODES),
+            ("accountant", self.accountant, ACCOUNTANTS),
+        ):
+            if value not in known:
+                raise ConfigError(
+                    f"run config: {key} {value!r} is unknown; {did_you_mean(value, known)}"
+                    f"known: {', '.join(known)}"
+                )
         if self.dp == "client" and self.target_epsilon == 0 and self.noise_multiplier == 0:
             raise ConfigError(
                 "run config: dp='client' needs target-epsilon > 0 or noise-multiplier > 0 "
                 "(or set dp='none')"
             )
-        if self.accountant not in ACCOUNTANTS:
-            raise ConfigError(
-                f"run config: accountant {self.accountant!r} is unknown; use "
-                f"{' or '.join(ACCOUNTANTS)}"
-            )
-        check_rule_name(self.strategy)
+        try:
+            check_rule_name(self.strategy)
+        except ConfigError as exc:
+            raise ConfigError(f"run config: {exc}") from None
 
     def to_flower(self) -> dict[str, Any]:
         """The kebab-case mapping Flower carries in ``context.run_config``."""
@@ -188,6 +232,8 @@ class RunConfig:
     def client_delta(self, n_train_total: int) -> float:
         """Customer-level delta: ``delta``, or ``1 / (10 n)`` over every retailer's training
         customers, so all clients and the centralised reference share one delta."""
+        from fedmarket.privacy.config import default_delta
+
         return self.delta if self.delta > 0 else default_delta(n_train_total)
 
     def privacy(self, n_train_total: int) -> PrivacySettings | None:
@@ -195,6 +241,8 @@ class RunConfig:
         client and for the matched centralised reference."""
         if self.dp != "client":
             return None
+        from fedmarket.privacy.config import PrivacySettings
+
         target = self.target_epsilon > 0
         return PrivacySettings(
             target_epsilon=self.target_epsilon if target else None,
@@ -242,17 +290,31 @@ def format_overrides(values: Mapping[str, Any]) -> str:
 
 
 def parse_overrides(text: str, *, where: str = "--run-config") -> dict[str, Any]:
-    """Parse ``"k=v k2=v2"`` as flwr does (values are TOML), also taking bare words as strings."""
+    """Parse ``"k=v k2=v2"`` as flwr does: every value is TOML, so a string is in quotes.
+
+    A bare word (``model=lstm``) is refused with the quoted form to use instead, rather than
+    read as a string: ``flwr run`` refuses it, and the two commands should take one syntax.
+    """
     values: dict[str, Any] = {}
     for item in text.split():
         key, sep, raw = item.partition("=")
         if not sep or not key:
-            raise ConfigError(f"{where}: {item!r} is not key=value")
+            raise ConfigError(f"{where}: {item!r} is not key=value (e.g. num-server-rounds=5)")
         try:
             values[key] = tomllib.loads(f"v = {raw}")["v"]
         except tomllib.TOMLDecodeError:
-            values[key] = raw
+            raise ConfigError(f"{where}: {_not_toml(key, raw)}") from None
     return values
+
+
+def _not_toml(key: str, raw: str) -> str:
+    """Why ``key=raw`` is not a TOML value, and the spelling that is."""
+    if raw and not any(q in raw for q in "'\""):
+        return f"{key}={raw}: a string must be quoted, as flwr reads TOML: {key}='{raw}'"
+    return (
+        f"{key}={raw} is not a TOML value: use a number, true or false, or a string in "
+        f"matching quotes ({key}='text')"
+    )
 
 
 def _coerce(key: str, value: Any, default: Any, where: str) -> Any:

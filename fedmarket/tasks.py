@@ -26,6 +26,7 @@ from fedmarket.metrics import (
     classification_metrics,
     regression_metrics,
 )
+from fedmarket.names import did_you_mean
 
 
 @dataclass(frozen=True)
@@ -136,4 +137,6 @@ def get_task(name: str) -> Task:
     try:
         return TASKS[name]
     except (KeyError, TypeError):
-        raise ConfigError(f"unknown task {name!r}; known tasks: {', '.join(TASKS)}") from None
+        raise ConfigError(
+            f"unknown task {name!r}; {did_you_mean(name, TASKS)}known tasks: {', '.join(TASKS)}"
+        ) from None

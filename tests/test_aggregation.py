@@ -22,7 +22,11 @@ def test_nodes_per_round_is_ceil_without_float_noise(fraction, nodes, expected):
 
 def test_unknown_name():
     assert check_rule_name("krum") == "krum"
-    with pytest.raises(ConfigError, match=r"unknown strategy 'fedsgd'; known: fedavg, fedprox"):
-        check_rule_name("fedsgd")
+    with pytest.raises(ConfigError, match=r"unknown strategy 'zzz'; known: fedavg, fedprox"):
+        check_rule_name("zzz")
+    with pytest.raises(
+        ConfigError, match=r"unknown strategy 'fedprx'; did you mean 'fedprox'\? known: fedavg,"
+    ):
+        check_rule_name("fedprx")
     with pytest.raises(ConfigError, match="unknown strategy 'FedAvg'"):
         cfg(strategy="FedAvg")

@@ -191,3 +191,22 @@ def test_render_table() -> None:
     text = console.export_text()
     assert "cnn-lstm" in text and "0.8000" in text and "n/a" in text
     assert "higher is better" in text
+
+
+def test_each_row_is_handed_over_as_it_finishes_and_written_whole(tmp_path) -> None:
+    """``on_row`` sees every row in order, before the next model is fitted, so the CLI can
+    keep finished models on disk; ``write_results`` leaves no temporary file behind."""
+    rng = np.random.default_rng(0)
+    train, test = make_split(300, rng), make_split(200, rng)
+    names = ["logistic-regression", "decision-tree", "naive-bayes"]
+    seen: list[ResultRow] = []
+
+    def keep(row: ResultRow) -> None:
+        seen.append(row)
+        write_results(seen, tmp_path)
+
+    rows = run_classical_baselines(train, test, task="purchase", seed=0, models=names, on_row=keep)
+    assert [r.model for r in seen] == names == [r.model for r in rows]
+    with open(tmp_path / "baselines.csv", newline="") as handle:
+        assert [r["model"] for r in csv.DictReader(handle)] == names
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["baselines.csv", "baselines.json"]

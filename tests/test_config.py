@@ -1,13 +1,17 @@
 import math
+import os
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
 import pytest
 
-from fedmarket.config import DEFAULTS, RunConfig, parse_overrides
+from fedmarket.config import DEFAULTS, SETTINGS_HELP, RunConfig, format_overrides, parse_overrides
 from fedmarket.errors import ConfigError
 
-PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
+ROOT = Path(__file__).resolve().parents[1]
+PYPROJECT = ROOT / "pyproject.toml"
 
 
 def test_pyproject_app_config_equals_defaults_exactly():
@@ -92,27 +96,142 @@ def test_unknown_key_message_lists_the_known_keys():
         RunConfig.from_mapping({"rounds": 3})
 
 
+@pytest.mark.parametrize(
+    ("key", "meant"),
+    [
+        ("num-rounds", "num-server-rounds"),  # a typo
+        ("rounds", "num-server-rounds"),  # a word of the key
+        ("epsilon", "target-epsilon"),
+        ("lr", "learning-rate"),  # its initials
+        ("local_epochs", "local-epochs"),  # snake_case
+    ],
+)
+def test_an_unknown_key_names_the_key_it_most_likely_meant(key, meant):
+    with pytest.raises(ConfigError) as info:
+        RunConfig.from_mapping({key: 3})
+    assert str(info.value).startswith(
+        f"run config: unknown key {key!r}; did you mean {meant!r}? known keys: "
+    )
+
+
+def test_several_unknown_keys_each_get_their_suggestion():
+    with pytest.raises(ConfigError) as info:
+        RunConfig.from_mapping({"num-rounds": 3, "zzz": 1}, where="--run-config")
+    assert str(info.value).startswith(
+        "--run-config: unknown keys 'num-rounds' (did you mean 'num-server-rounds'?), 'zzz'; "
+        "known keys: "
+    )
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"model": "lstn"}, "model 'lstn' is unknown; did you mean 'lstm'? known: cnn-lstm,"),
+        ({"task": "purchse"}, "task 'purchse' is unknown; did you mean 'purchase'"),
+        ({"dp": "clients"}, "dp 'clients' is unknown; did you mean 'client'? known: none,"),
+        ({"strategy": "fedprx"}, "unknown strategy 'fedprx'; did you mean 'fedprox'?"),
+        ({"accountant": "rpd"}, "accountant 'rpd' is unknown; did you mean 'rdp'?"),
+    ],
+)
+def test_an_unknown_name_is_answered_with_the_closest_names(values, message):
+    with pytest.raises(ConfigError) as info:
+        RunConfig.from_mapping(values, where="--run-config")
+    assert str(info.value).startswith(f"--run-config: {message}")
+
+
+def test_a_name_close_to_nothing_gets_no_guess():
+    with pytest.raises(ConfigError) as info:
+        RunConfig.from_mapping({"model": "transformer"})
+    assert "did you mean" not in str(info.value)
+    assert str(info.value) == (
+        "run config: model 'transformer' is unknown; known: cnn-lstm, lstm, gru, rnn"
+    )
+
+
+def test_reading_and_checking_a_run_config_imports_no_torch():
+    """The CLI checks --run-config before it imports the experiments; that is only fast if
+    this module, its checks and the names they use stay free of torch and flwr."""
+    code = (
+        "import sys\n"
+        "from fedmarket.config import RunConfig, parse_overrides\n"
+        "RunConfig.from_mapping(parse_overrides(\"model='gru' task='purchase-count'\"))\n"
+        "try:\n"
+        "    RunConfig.from_mapping({'model': 'lstn'})\n"
+        "except ValueError:\n"
+        "    pass\n"
+        "print(sorted(m for m in ('torch', 'flwr', 'ray', 'opacus') if m in sys.modules))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+def test_every_setting_has_a_line_of_help():
+    assert list(SETTINGS_HELP) == list(DEFAULTS)
+    assert all(text.strip() for text in SETTINGS_HELP.values())
+
+
 def test_where_is_named_in_the_message():
     with pytest.raises(ConfigError, match=r"^/runs/x/config\.json: unknown"):
         RunConfig.from_mapping({"bogus": 1}, where="/runs/x/config.json")
 
 
-def test_parse_overrides_reads_toml_values_and_bare_words():
+def test_parse_overrides_reads_toml_values():
     parsed = parse_overrides(
-        "num-server-rounds=5 model='gru' fraction-train=0.5 dp=none use-x=true out-dir=\"/tmp/ab\""
+        "num-server-rounds=5 model='gru' fraction-train=0.5 dp=\"none\" use-x=true "
+        'out-dir="/tmp/ab"'
     )
     assert parsed == {
         "num-server-rounds": 5,
         "model": "gru",
         "fraction-train": 0.5,
-        "dp": "none",  # a bare word is taken as a string (flwr would need quotes)
+        "dp": "none",
         "use-x": True,
         "out-dir": "/tmp/ab",
     }
     assert type(parsed["num-server-rounds"]) is int and type(parsed["fraction-train"]) is float
     assert parse_overrides("") == {}
-    cfg = RunConfig.from_mapping(parse_overrides("num-server-rounds=4 dp=none strategy=fedprox"))
+    cfg = RunConfig.from_mapping(
+        parse_overrides("num-server-rounds=4 dp='none' strategy='fedprox'")
+    )
     assert (cfg.num_server_rounds, cfg.dp, cfg.strategy) == (4, "none", "fedprox")
+
+
+@pytest.mark.parametrize(
+    ("text", "fix"),
+    [
+        ("model=lstm", "model='lstm'"),
+        ("num-server-rounds=2 dp=none", "dp='none'"),
+        ("out-dir=/tmp/run", "out-dir='/tmp/run'"),
+    ],
+)
+def test_a_bare_word_is_refused_with_the_quoted_form(text, fix):
+    """flwr reads the values as TOML, where a bare word is no value: fedmarket refuses it the
+    same way rather than guess, and shows the spelling both accept."""
+    bare = fix.replace("'", "")
+    with pytest.raises(ConfigError) as info:
+        parse_overrides(text)
+    assert str(info.value) == (
+        f"--run-config: {bare}: a string must be quoted, as flwr reads TOML: {fix}"
+    )
+    assert parse_overrides(fix) == tomllib.loads(fix.replace("=", " = ", 1))
+
+
+@pytest.mark.parametrize("text", ["model='lstm", "seed=", "model=\"lstm'"])
+def test_a_value_that_is_not_toml_says_how_to_write_one(text):
+    with pytest.raises(ConfigError, match=r"is not a TOML value: use a number, true or false"):
+        parse_overrides(text)
+
+
+def test_format_overrides_writes_what_parse_overrides_reads():
+    values = {"model": "lstm", "num-server-rounds": 5, "learning-rate": 0.01, "use-x": False}
+    assert parse_overrides(format_overrides(values)) == values
 
 
 @pytest.mark.parametrize("text", ["novalue", "=3", "rounds=3 novalue"])

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from fedmarket import names
 from fedmarket.data.store import SplitArrays
 from fedmarket.errors import ConfigError, DataError
 from fedmarket.metrics import (
@@ -83,6 +84,14 @@ def test_metrics_and_ranking_come_from_the_task():
     assert get_task("purchase-count").metric_keys == REGRESSION_KEYS
     with pytest.raises(ConfigError, match="known tasks: purchase, purchase-count"):
         get_task("churn")
+    with pytest.raises(ConfigError, match=r"unknown task 'purchases'; did you mean 'purchase'"):
+        get_task("purchases")
+
+
+def test_the_registry_names_the_tasks_a_run_config_may_use():
+    """fedmarket.names.TASKS is what the CLI checks --run-config against before it imports
+    torch; it must name exactly the tasks of this registry."""
+    assert list(TASKS) == list(names.TASKS)
 
 
 def test_report_adds_lift_and_keeps_its_keys_without_buyers():

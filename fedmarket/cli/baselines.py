@@ -1,4 +1,9 @@
-"""`fedmarket baselines`: classical models next to the sequence models, same test customers."""
+"""`fedmarket baselines`: classical models next to the sequence models, same test customers.
+
+Every finished model is written to baselines.csv / .json at once (the files are rewritten
+whole after each one), so a run that is stopped, or a model that fails, keeps the models
+that finished; the sequence models take minutes each.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,8 @@ from typing import Annotated
 import typer
 
 from fedmarket.cli.app import EncryptionKeyFile, app, friendly_errors
+from fedmarket.errors import ConfigError
+from fedmarket.names import MODELS, TASKS, did_you_mean
 from fedmarket.progress import console, progress_bar
 
 
@@ -15,7 +22,9 @@ from fedmarket.progress import console, progress_bar
 @friendly_errors
 def baselines_cmd(
     data: Annotated[Path, typer.Option(help="A prepared data directory.")],
-    out: Annotated[Path, typer.Option(help="Directory for baselines.csv / .json.")],
+    out: Annotated[
+        Path, typer.Option(help="Directory for baselines.csv / .json (a row per finished model).")
+    ],
     task: Annotated[str, typer.Option(help="purchase | purchase-count.")] = "purchase",
     sequence_models: Annotated[
         str, typer.Option(help="Comma-separated sequence models to train alongside ('' for none).")
@@ -25,6 +34,7 @@ def baselines_cmd(
     encryption_key_file: EncryptionKeyFile = None,
 ) -> None:
     """Classical models on aggregate features next to the sequence models, same test customers."""
+    names = check_names(task, sequence_models)  # before the data are read or a model trained
     from fedmarket.baselines import ResultRow, render_table, run_classical_baselines, write_results
     from fedmarket.centralised import run_centralised
     from fedmarket.data import store
@@ -34,28 +44,52 @@ def baselines_cmd(
     fernet = prepared_data_fernet(data, encryption_key_file, outside=[out])
     train = store.load_pooled(data, "train", fernet=fernet)
     test = store.load_pooled(data, "test", fernet=fernet)
-    with progress_bar("classical baselines", None) as advance:
-        rows = run_classical_baselines(
-            train, test, task=task, seed=seed, progress=lambda name: advance(1, description=name)
-        )
-    for name in [m.strip() for m in sequence_models.split(",") if m.strip()]:
-        cfg = TrainConfig(
-            epochs=epochs, batch_size=256, lr=3e-3, lr_schedule="cosine", patience=3, seed=seed
-        )
-        with progress_bar(f"training {name}", epochs) as advance:
-            result = run_centralised(
-                data, model=name, task=task, train_cfg=cfg, fernet=fernet, progress=advance
+    rows: list[ResultRow] = []
+
+    def keep(row: ResultRow) -> None:
+        rows.append(row)
+        write_results(rows, out)
+
+    try:
+        with progress_bar("classical baselines", None) as advance:
+            run_classical_baselines(
+                train,
+                test,
+                task=task,
+                seed=seed,
+                progress=lambda name: advance(1, description=name),
+                on_row=keep,
             )
-        metrics = {k: v for k, v in result.test.items() if isinstance(v, int | float)}
-        rows.append(
-            ResultRow(
-                model=name,
-                family="sequence",
-                metrics=metrics,
-                fit_seconds=result.wall_s,
-                notes=f"{result.epochs_run} epochs",
+        for name in names:
+            cfg = TrainConfig(
+                epochs=epochs, batch_size=256, lr=3e-3, lr_schedule="cosine", patience=3, seed=seed
             )
-        )
+            with progress_bar(f"training {name}", epochs) as advance:
+                result = run_centralised(
+                    data, model=name, task=task, train_cfg=cfg, fernet=fernet, progress=advance
+                )
+            metrics = {k: v for k, v in result.test.items() if isinstance(v, int | float)}
+            keep(ResultRow(name, "sequence", metrics, result.wall_s, f"{result.epochs_run} epochs"))
+    except BaseException:  # stopped or failed: say what was kept, then report as usual
+        if rows:
+            console.print(f"kept {len(rows)} finished model(s) in {out / 'baselines.csv'}")
+        raise
     console.print(render_table(rows, task))
-    csv_path, json_path = write_results(rows, out)
-    console.print(f"wrote {csv_path} and {json_path}")
+    console.print(f"wrote {out / 'baselines.csv'} and {out / 'baselines.json'}")
+
+
+def check_names(task: str, sequence_models: str) -> list[str]:
+    """The sequence models of ``--sequence-models``; a clear error for an unknown task or
+    model (with the closest name), before anything is trained."""
+    if task not in TASKS:
+        raise ConfigError(
+            f"--task: unknown task {task!r}; {did_you_mean(task, TASKS)}known: {', '.join(TASKS)}"
+        )
+    names = [m.strip() for m in sequence_models.split(",") if m.strip()]
+    for name in names:
+        if name not in MODELS:
+            raise ConfigError(
+                f"--sequence-models: unknown model {name!r}; {did_you_mean(name, MODELS)}"
+                f"known: {', '.join(MODELS)}"
+            )
+    return names

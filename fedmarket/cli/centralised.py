@@ -1,72 +1,198 @@
-"""`fedmarket centralised`: one sequence model on the pooled data (the reference)."""
+"""`fedmarket centralised`: one sequence model on the pooled data (the reference).
+
+It reads the run settings that centralised training has (model, task, batch size, learning
+rate, DP-SGD) from ``--run-config`` with simulate's keys and meanings, so a setting is spelt
+one way everywhere; its older flags still work, and a flag given on the command line wins.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from click.core import ParameterSource
 from rich.table import Table
 
-from fedmarket.cli.app import EncryptionKeyFile, app, friendly_errors
+from fedmarket.cli.app import Command, EncryptionKeyFile, app, friendly_errors
+from fedmarket.config import DEFAULTS, RunConfig, parse_overrides
+from fedmarket.errors import ConfigError
+from fedmarket.names import did_you_mean
 from fedmarket.progress import console, progress_bar
 
+# The run settings centralised training has; the rest (rounds, strategies, server-side DP,
+# paths) belong to a federated run.
+KEYS = (
+    "model",
+    "task",
+    "batch-size",
+    "learning-rate",
+    "dp",
+    "target-epsilon",
+    "noise-multiplier",
+    "max-grad-norm",
+    "delta",
+    "accountant",
+    "seed",
+)
+# Each flag and the run setting it sets.
+FLAGS = {
+    "model": "model",
+    "task": "task",
+    "batch_size": "batch-size",
+    "lr": "learning-rate",
+    "epsilon": "target-epsilon",
+    "noise_multiplier": "noise-multiplier",
+    "max_grad_norm": "max-grad-norm",
+    "delta": "delta",
+    "accountant": "accountant",
+    "seed": "seed",
+}
+# Where this command's defaults differ from simulate's: no DP unless asked for, and a larger
+# batch, as the pooled data are ten retailers' customers.
+CENTRALISED_DEFAULTS = {"batch-size": 256, "dp": "none"}
+PRIVACY_KEYS = ("target-epsilon", "noise-multiplier")
+NOTE = (
+    "Here dp is 'client' (DP-SGD on the pooled data) or 'none', and 'none' unless dp, "
+    "target-epsilon or noise-multiplier is given; as in simulate, target-epsilon > 0 "
+    "calibrates the noise and 0 uses noise-multiplier. A flag given on the command line "
+    "(--model, --task, --batch-size, --lr, --epsilon, --noise-multiplier, --max-grad-norm, "
+    "--delta, --accountant, --seed) wins over the same setting in --run-config; "
+    "epochs, the schedule and early stopping are flags only."
+)
 
-@app.command("centralised")
+
+def centralised_settings(run_config: str, flags: Mapping[str, Any]) -> RunConfig:
+    """The settings of one centralised run, checked: simulate's defaults, then this command's
+    own (``CENTRALISED_DEFAULTS``), then ``--run-config``, then ``flags`` (the flags given
+    on the command line, by parameter name).
+
+    ``--epsilon`` or ``--noise-multiplier`` turn DP-SGD on, as they always did, and
+    ``--noise-multiplier`` alone means fixed noise (target-epsilon 0).
+    """
+    where = "centralised --run-config"
+    given = parse_overrides(run_config, where=where)
+    for key in given:
+        if key not in DEFAULTS:
+            raise ConfigError(
+                f"{where}: unknown key {key!r}; {did_you_mean(key, KEYS)}"
+                f"centralised reads: {', '.join(KEYS)}"
+            )
+        if key not in KEYS:
+            raise ConfigError(
+                f"{where}: {key} is a setting of a federated run, not of centralised "
+                f"training; centralised reads: {', '.join(KEYS)} (epochs: --epochs)"
+            )
+    values: dict[str, Any] = {**CENTRALISED_DEFAULTS, **given}
+    if "dp" not in given and any(k in given for k in PRIVACY_KEYS):
+        values["dp"] = "client"
+    explicit = {FLAGS[name]: value for name, value in flags.items() if value is not None}
+    if all(k in explicit for k in PRIVACY_KEYS):
+        raise ConfigError("--epsilon and --noise-multiplier: give one (a budget or fixed noise)")
+    if any(k in explicit for k in PRIVACY_KEYS):
+        explicit.setdefault("target-epsilon", 0.0)  # --noise-multiplier alone: fixed noise
+        explicit["dp"] = "client"
+    cfg = RunConfig.from_mapping({**values, **explicit}, where=where)
+    if cfg.dp == "central":
+        raise ConfigError(
+            f"{where}: dp='central' is Flower's server-side DP, and centralised training has "
+            "no server; use dp='client' (DP-SGD on the pooled data) or dp='none'"
+        )
+    return cfg
+
+
+def given_flags(ctx: typer.Context) -> dict[str, Any]:
+    """The flags of ``FLAGS`` given on the command line (or in the environment), not their
+    defaults: those lose to ``--run-config``."""
+    given = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
+    return {name: ctx.params[name] for name in FLAGS if ctx.get_parameter_source(name) in given}
+
+
+@app.command(
+    "centralised",
+    cls=Command.reading(
+        KEYS,
+        defaults=CENTRALISED_DEFAULTS,
+        notes={"dp": "client (DP-SGD on the pooled data) or none"},
+        note=NOTE,
+    ),
+)
 @friendly_errors
 def centralised_cmd(
+    ctx: typer.Context,
     data: Annotated[Path, typer.Option(help="A prepared data directory.")],
     out: Annotated[Path, typer.Option(help="Directory for metrics.json and the plots.")],
-    model: Annotated[str, typer.Option(help="cnn-lstm | lstm | gru | rnn.")] = "cnn-lstm",
-    task: Annotated[str, typer.Option(help="purchase | purchase-count.")] = "purchase",
+    run_config: Annotated[
+        str,
+        typer.Option(
+            help="Run settings with simulate's keys, e.g. \"model='lstm' target-epsilon=8\" "
+            "(listed below); a flag given on the command line wins over the same setting here."
+        ),
+    ] = "",
+    model: Annotated[
+        str, typer.Option(help="cnn-lstm | lstm | gru | rnn (run setting model).")
+    ] = "cnn-lstm",
+    task: Annotated[
+        str, typer.Option(help="purchase | purchase-count (run setting task).")
+    ] = "purchase",
     epochs: Annotated[int, typer.Option(help="Maximum epochs.")] = 20,
     batch_size: Annotated[
-        int, typer.Option(help="Batch size (expected batch size under DP).")
+        int, typer.Option(help="Batch size, expected batch size under DP (run setting batch-size).")
     ] = 256,
-    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 3e-3,
+    lr: Annotated[
+        float, typer.Option(help="Adam learning rate (run setting learning-rate).")
+    ] = 3e-3,
     lr_schedule: Annotated[str, typer.Option(help="cosine | step | none.")] = "cosine",
     patience: Annotated[
         int | None, typer.Option(help="Early-stopping patience in epochs (none: off).")
     ] = 3,
-    epsilon: Annotated[float | None, typer.Option(help="Target epsilon (DP-SGD).")] = None,
+    epsilon: Annotated[
+        float | None, typer.Option(help="Target epsilon: DP-SGD (run setting target-epsilon).")
+    ] = None,
     noise_multiplier: Annotated[
-        float | None, typer.Option(help="Fixed noise multiplier (DP-SGD).")
+        float | None,
+        typer.Option(help="Fixed noise multiplier: DP-SGD (run setting noise-multiplier)."),
     ] = None,
     max_grad_norm: Annotated[
-        float, typer.Option(help="Per-customer clipping norm under DP.")
+        float, typer.Option(help="Per-customer clipping norm under DP (run setting max-grad-norm).")
     ] = 1.0,
-    delta: Annotated[float | None, typer.Option(help="Delta (default 1/(10 n)).")] = None,
-    accountant: Annotated[str, typer.Option(help="rdp | prv.")] = "rdp",
-    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+    delta: Annotated[
+        float | None, typer.Option(help="Delta, default 1/(10 n) (run setting delta).")
+    ] = None,
+    accountant: Annotated[str, typer.Option(help="rdp | prv (run setting accountant).")] = "rdp",
+    seed: Annotated[int, typer.Option(help="Seed (run setting seed).")] = 0,
     encryption_key_file: EncryptionKeyFile = None,
 ) -> None:
     """Train one sequence model on the pooled training data of all partitions (the reference)."""
+    cfg = centralised_settings(run_config, given_flags(ctx))  # before the heavy imports
     from fedmarket.centralised import run_centralised, write_centralised
+    from fedmarket.data import store
     from fedmarket.data.protect.keys import prepared_data_fernet
     from fedmarket.training import TrainConfig
 
     fernet = prepared_data_fernet(data, encryption_key_file, outside=[out])
-    privacy = _privacy(epsilon, noise_multiplier, max_grad_norm, delta, accountant)
-    cfg = TrainConfig(
+    privacy = cfg.privacy(store.n_train_total(store.read_manifest(data)))
+    train_cfg = TrainConfig(
         epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
+        batch_size=cfg.batch_size,
+        lr=cfg.learning_rate,
         lr_schedule=lr_schedule,
         patience=patience,
-        seed=seed,
+        seed=cfg.seed,
     )
-    with progress_bar(f"training {model}", epochs) as advance:
+    with progress_bar(f"training {cfg.model}", epochs) as advance:
         result = run_centralised(
             data,
-            model=model,
-            task=task,
-            train_cfg=cfg,
+            model=cfg.model,
+            task=cfg.task,
+            train_cfg=train_cfg,
             privacy=privacy,
             fernet=fernet,
             progress=advance,
         )
     paths = write_centralised(result, out)
-    table = Table(title=f"{model} / {task}: test metrics ({result.n_test:,} customers)")
+    table = Table(title=f"{cfg.model} / {cfg.task}: test metrics ({result.n_test:,} customers)")
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key, value in result.test.items():
@@ -76,20 +202,6 @@ def centralised_cmd(
     if result.epsilon is not None:
         console.print(
             f"DP-SGD: epsilon = {result.epsilon:.3f}, delta = {result.delta:.3g}, "
-            f"noise multiplier = {result.noise_multiplier:.3f}, clip = {max_grad_norm}"
+            f"noise multiplier = {result.noise_multiplier:.3f}, clip = {cfg.max_grad_norm}"
         )
     console.print(f"wrote {', '.join(str(p) for p in paths.values())}")
-
-
-def _privacy(epsilon, noise_multiplier, max_grad_norm, delta, accountant):
-    from fedmarket.privacy.config import PrivacySettings
-
-    if epsilon is None and noise_multiplier is None:
-        return None
-    return PrivacySettings(
-        target_epsilon=epsilon,
-        noise_multiplier=noise_multiplier,
-        max_grad_norm=max_grad_norm,
-        delta=delta,
-        accountant=accountant,
-    )

@@ -9,12 +9,28 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from fedmarket.cli.app import EncryptionKeyFile, app, friendly_errors
+from fedmarket.cli.app import Command, EncryptionKeyFile, app, friendly_errors
+from fedmarket.config import DEFAULTS, RunConfig, parse_overrides
 from fedmarket.errors import ConfigError
 from fedmarket.progress import console, log_to_console, progress_bar
 
+# The run settings the sweep sets for each point, and the option that chooses them
+# (experiments/tradeoff/points.py RESERVED_KEYS, which a test keeps equal to these keys;
+# the experiment is not imported here, as it brings torch).
+SET_BY_THE_SWEEP = {
+    "dp": "set by each setting (--settings)",
+    "target-epsilon": "set by the sweep (--epsilons)",
+    "noise-multiplier": "set by the sweep",
+    "central-noise-multiplier": "calibrated to each epsilon",
+    "seed": "set by the sweep (--seeds)",
+    "num-server-rounds": "set by the sweep (--rounds)",
+    "data-dir": "set with --data",
+    "out-dir": "a point's directory under --out",
+    "state-dir": "a point's own",
+}
 
-@app.command("tradeoff")
+
+@app.command("tradeoff", cls=Command.reading(DEFAULTS, set_elsewhere=SET_BY_THE_SWEEP))
 @friendly_errors
 def tradeoff_cmd(
     out: Annotated[
@@ -60,7 +76,11 @@ def tradeoff_cmd(
         ),
     ] = None,
     run_config: Annotated[
-        str, typer.Option(help="Overrides for every point, e.g. \"model='lstm' local-epochs=2\".")
+        str,
+        typer.Option(
+            help="Run settings for every point, as for flwr run (TOML values, strings quoted), "
+            "e.g. \"model='lstm' local-epochs=2\"; listed below."
+        ),
     ] = "",
     audit: Annotated[
         bool, typer.Option(help="Run the membership-inference audit on every point.")
@@ -68,6 +88,8 @@ def tradeoff_cmd(
     encryption_key_file: EncryptionKeyFile = None,
 ) -> None:
     """Sweep epsilon for federated (client or central DP) and centralised DP training."""
+    where = "tradeoff --run-config"  # checked before the experiment's heavy imports
+    RunConfig.from_mapping(parse_overrides(run_config, where=where), where=where)
     from fedmarket.experiments.tradeoff import SweepConfig, run_sweep, sweep_runs
 
     changes: dict = {

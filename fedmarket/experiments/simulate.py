@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -95,7 +96,7 @@ class RunPlan:
 def simulate(
     *,
     data: Path | None,
-    run_config: str = "",
+    run_config: str | Mapping[str, Any] = "",
     out: Path | None = None,
     centralised: bool = True,
     resume: Path | None = None,
@@ -104,7 +105,9 @@ def simulate(
 ) -> dict[str, Any]:
     """Run (or resume) a simulation and its centralised reference; write the run directory.
 
-    ``key_file`` (else $FEDMARKET_ENCRYPTION_KEY) opens encrypted prepared data.
+    ``run_config``: ``--run-config`` text, or the overrides already parsed from it (the CLI
+    parses and checks them before it imports this module). ``key_file`` (else
+    $FEDMARKET_ENCRYPTION_KEY) opens encrypted prepared data.
 
     Returns ``{"run_dir", "summary", "problems"}``: ``problems`` lists what makes the run
     incomplete (a centralised reference that failed, rounds not aggregated), each also in
@@ -155,14 +158,14 @@ def preflight(cfg: RunConfig) -> int:
 
 def _resolve(
     data: Path | None,
-    run_config: str,
+    run_config: str | Mapping[str, Any],
     out: Path | None,
     resume: Path | None,
     key_file: Path | None,
 ) -> RunPlan:
     if resume is not None:
         return _resume_plan(resume, run_config, key_file)
-    overrides = parse_overrides(run_config)
+    overrides = parse_overrides(run_config) if isinstance(run_config, str) else dict(run_config)
     for key in ("data-dir", "out-dir", "state-dir"):
         if key in overrides:
             raise ConfigError(
@@ -192,7 +195,9 @@ def _resolve(
     return RunPlan(cfg, run_dir, fernet=fernet)
 
 
-def _resume_plan(resume: Path, run_config: str, key_file: Path | None) -> RunPlan:
+def _resume_plan(
+    resume: Path, run_config: str | Mapping[str, Any], key_file: Path | None
+) -> RunPlan:
     """Continue ``resume`` in place, whatever paths its config.json was written with.
 
     A state-dir that was the run directory's own ``client_state`` moves with it; one that

@@ -20,6 +20,7 @@ from torch import nn
 from fedmarket.checks import integer
 from fedmarket.errors import ConfigError
 from fedmarket.models.sequence import SequenceModel
+from fedmarket.names import did_you_mean
 
 _RECURRENT_DEFAULTS: dict[str, Any] = {
     "hidden_size": 50,
@@ -79,7 +80,10 @@ def available_models() -> list[str]:
 
 def _spec(name: str) -> ModelSpec:
     if name not in MODEL_REGISTRY:
-        raise ConfigError(f"unknown model {name!r}; known: {', '.join(available_models())}")
+        raise ConfigError(
+            f"unknown model {name!r}; {did_you_mean(name, available_models())}"
+            f"known: {', '.join(available_models())}"
+        )
     return MODEL_REGISTRY[name]
 
 

@@ -10,8 +10,7 @@ from dataclasses import dataclass
 
 from fedmarket.checks import integer, number
 from fedmarket.errors import ConfigError
-
-ACCOUNTANTS: tuple[str, ...] = ("rdp", "prv")
+from fedmarket.names import ACCOUNTANTS  # the names live where the CLI reads them light
 
 
 def default_delta(n: int) -> float:

@@ -12,8 +12,8 @@ from fedmarket.cli import app
 runner = CliRunner()
 
 
-def cli(*args: object) -> Result:
-    return runner.invoke(app, [str(a) for a in args])
+def cli(*args: object, env: dict[str, str] | None = None) -> Result:
+    return runner.invoke(app, [str(a) for a in args], env=env)
 
 
 def plain(result: Result) -> str:
@@ -38,3 +38,14 @@ def one_error_line(result: Result) -> str:
     errors = [line for line in lines if line.startswith("error:")]
     assert len(errors) == 1 and lines[-1] == errors[0], out
     return errors[0]
+
+
+def usage_error(result: Result) -> str:
+    """Exit 2, no traceback, and click's usage error: the text of typer's "Error" panel,
+    its wrapped lines joined into one."""
+    out = plain(result)
+    assert result.exit_code == 2, out
+    assert "Traceback" not in out and "Usage:" in out, out
+    panel = out[out.index("Error") :].splitlines()[1:]
+    text = " ".join(line.strip("│╰─╯ ") for line in panel)
+    return re.sub(r"\s+", " ", text).strip()

@@ -1,14 +1,19 @@
-"""`fedmarket baselines` on encrypted prepared data: classical and sequence models read it."""
+"""`fedmarket baselines`: classical and sequence models read encrypted data; each finished
+model is on disk before the next starts; unknown names are refused before any training."""
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
 import pytest
 
+import fedmarket.centralised as centralised_module
+from fedmarket.baselines import model_names
 from fedmarket.data.protect.keys import ENCRYPTION_KEY_ENV
-from tests.cli.output import cli, ok, one_error_line
+from fedmarket.errors import DataError
+from tests.cli.output import cli, ok, one_error_line, plain
 from tests.conftest import EncryptedData
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -40,3 +45,58 @@ def test_baselines_read_encrypted_data(
     plain, encrypted = results(tmp_path / "plain"), results(tmp_path / "encrypted")
     assert "lstm" in encrypted and len(encrypted) > 1  # the sequence model and the classical ones
     assert encrypted == plain
+
+
+def test_each_model_is_on_disk_as_it_finishes(
+    tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A later model that fails (or a run that is stopped) keeps the rows before it."""
+    real = centralised_module.run_centralised
+
+    def fail_gru(data: Path, *, model: str, **kwargs: object):
+        if model == "gru":
+            on_disk = read_csv(tmp_path / "out")
+            assert on_disk[-1] == "lstm", "lstm was not written before gru started"
+            raise DataError("gru broke")
+        return real(data, model=model, **kwargs)
+
+    monkeypatch.setattr(centralised_module, "run_centralised", fail_gru)
+    result = cli(
+        "baselines",
+        *("--data", tiny_data, "--out", tmp_path / "out", "--epochs", 1),
+        *("--sequence-models", "lstm,gru"),
+    )
+    assert one_error_line(result) == "error: gru broke"
+    models = read_csv(tmp_path / "out")
+    assert models[-1] == "lstm" and set(model_names("purchase")) <= set(models)
+    assert [r["model"] for r in json.loads((tmp_path / "out" / "baselines.json").read_text())] == (
+        models
+    )
+    assert f"kept {len(models)} finished model(s)" in plain(result)
+    assert not list((tmp_path / "out").glob("*.tmp"))
+
+
+def read_csv(out: Path) -> list[str]:
+    with open(out / "baselines.csv", newline="") as handle:
+        return [row["model"] for row in csv.DictReader(handle)]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (
+            ["--sequence-models", "lstm,grue"],
+            "error: --sequence-models: unknown model 'grue'; did you mean 'gru'? known: ",
+        ),
+        (
+            ["--task", "purchases"],
+            "error: --task: unknown task 'purchases'; did you mean 'purchase' or 'purchase-count'?",
+        ),
+    ],
+)
+def test_an_unknown_name_is_refused_before_anything_is_trained(
+    tiny_data: Path, tmp_path: Path, options: list[str], message: str
+) -> None:
+    line = one_error_line(cli("baselines", "--data", tiny_data, "--out", tmp_path / "o", *options))
+    assert line.startswith(message), line
+    assert not (tmp_path / "o").exists()

@@ -1,5 +1,6 @@
-"""`fedmarket simulate` on encrypted prepared data: the key by file or environment, and the
-two ways it can be missing, each one error line before Ray starts and before any file is made.
+"""`fedmarket simulate`: on encrypted prepared data (the key by file or environment, and the
+two ways it can be missing, each one error line before Ray starts and before any file is
+made), and its run settings (checked, suggested and listed before anything heavy is imported).
 
 The runs through Ray are slow (about 10 s of start-up each); the refusals are fast.
 """
@@ -7,18 +8,23 @@ The runs through Ray are slow (about 10 s of start-up each); the refusals are fa
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from cryptography.fernet import Fernet
 
+from fedmarket.config import DEFAULTS, format_overrides
 from fedmarket.data.protect.keys import ENCRYPTION_KEY_ENV, create_key_file
 from fedmarket.experiments import simulate as simulate_module
-from tests.cli.output import cli, ok, one_error_line
+from tests.cli.output import cli, ok, one_error_line, usage_error
 from tests.conftest import EncryptedData, files_holding
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
+ROOT = Path(__file__).resolve().parents[2]
 RUN = ["--run-config", "num-server-rounds=2 dp='none'", "--client-cpus", "1"]
 COMPARED = ("roc_auc", "pr_auc", "log_loss", "accuracy", "n")
 
@@ -113,3 +119,128 @@ def test_a_key_file_inside_the_run_directory_is_refused(
         simulate(tiny_encrypted.data, out, "--encryption-key-file", out / "encryption.key")
     )
     assert "is inside data directory" in line
+
+
+# --- the run settings: read, checked and explained before anything heavy happens -------
+
+
+@pytest.fixture
+def no_experiment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail loudly if the command gets as far as the experiment."""
+
+    def refuse(**kwargs: object) -> None:
+        raise AssertionError("the experiment ran: the run settings were not checked first")
+
+    monkeypatch.setattr(simulate_module, "simulate", refuse)
+
+
+@pytest.mark.parametrize(
+    ("run_config", "error"),
+    [
+        (
+            "num-rounds=5",
+            "error: --run-config: unknown key 'num-rounds'; did you mean 'num-server-rounds'? "
+            "known keys: accountant, batch-size,",
+        ),
+        (
+            "model=lstm",
+            "error: --run-config: model=lstm: a string must be quoted, as flwr reads TOML: "
+            "model='lstm'",
+        ),
+        (
+            "model='lstn'",
+            "error: --run-config: model 'lstn' is unknown; did you mean 'lstm'? known: cnn-lstm,",
+        ),
+        ("num-server-rounds=0", "error: --run-config: num-server-rounds must be a positive"),
+        ("strategy='fedprx'", "error: --run-config: unknown strategy 'fedprx'; did you mean"),
+    ],
+)
+def test_a_bad_run_setting_is_one_error_line_before_the_experiment(
+    tiny_data: Path, tmp_path: Path, no_experiment: None, run_config: str, error: str
+) -> None:
+    out = tmp_path / "run"
+    line = one_error_line(
+        cli("simulate", "--data", tiny_data, "--out", out, "--run-config", run_config)
+    )
+    assert line.startswith(error), line
+    assert not out.exists()
+
+
+LIGHT_CHECK = """
+import sys
+from fedmarket.cli import app
+try:
+    app(sys.argv[1:], prog_name="fedmarket")
+except SystemExit as exc:
+    code = exc.code
+heavy = sorted(m for m in ("torch", "flwr", "ray", "opacus") if m in sys.modules)
+print(f"exit={code} heavy={heavy}", file=sys.stderr)
+"""
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["simulate", "--run-config", "num-server-rounds=0"],
+        ["simulate", "--run-config", "num-rounds=5"],
+        ["simulate", "--run-config", "model=lstm"],
+        ["centralised", "--data", "d", "--out", "o", "--run-config", "model='lstn'"],
+        ["tradeoff", "--out", "o", "--run-config", "bogus=1"],
+    ],
+)
+def test_run_settings_are_refused_before_torch_flwr_or_ray_is_imported(
+    tmp_path: Path, args: list[str]
+) -> None:
+    """The claim "settings validated before heavy imports" as a behaviour: the failing
+    command, in a fresh interpreter, leaves none of the heavy packages imported (they take
+    seconds, tens of seconds on a busy machine), and writes nothing."""
+    done = subprocess.run(
+        [sys.executable, "-c", LIGHT_CHECK, *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "NO_COLOR": "1"},
+        timeout=120,
+    )
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert lines[-1] == "exit=2 heavy=[]", done.stderr
+    assert [line for line in lines if line.startswith("error:")] == lines[:1], done.stderr
+    assert "Traceback" not in done.stderr and not any(tmp_path.iterdir())
+
+
+def test_help_lists_every_run_setting_with_its_default() -> None:
+    text = ok(cli("simulate", "--help", env={"COLUMNS": "200"}))
+    entries = dict([*line.split(maxsplit=1), ""][:2] for line in text.splitlines() if line.strip())
+    for key, value in DEFAULTS.items():  # each on a line of its own, with what it means
+        assert entries.get(format_overrides({key: value}), "").strip(), key
+    assert "strings are quoted" in text
+
+
+@pytest.mark.parametrize(
+    ("option", "expected"),
+    [
+        (
+            ["--rounds", "5"],
+            "No such option '--rounds'. Run settings are set with --run-config, e.g. "
+            '--run-config "num-server-rounds=5".',
+        ),
+        (
+            ["--model=lstm"],
+            "No such option '--model'. Run settings are set with --run-config, e.g. "
+            "--run-config \"model='lstm'\".",
+        ),
+        (
+            ["--epsilon", "4"],
+            "No such option '--epsilon'. Run settings are set with --run-config, e.g. "
+            '--run-config "target-epsilon=4".',
+        ),
+        (["--outt", "runs/x"], "No such option '--outt'. Did you mean '--out'?"),
+        # data-dir is a run setting simulate sets from --data: never pointed to
+        (["--data-dir", "d"], "No such option '--data-dir'. Did you mean '--data'?"),
+    ],
+)
+def test_an_unknown_option_names_the_option_or_run_setting_meant(
+    option: list[str], expected: str
+) -> None:
+    """`simulate --rounds 5` once suggested --out: now the run setting, with the value."""
+    assert usage_error(cli("simulate", *option)) == expected

@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from fedmarket import names
 from fedmarket.errors import ConfigError
 from fedmarket.models import MODEL_REGISTRY, available_models, build_model, model_hparams
 
@@ -21,8 +22,14 @@ def test_available_models_lists_all_sorted() -> None:
 def test_unknown_model_names_the_known_ones() -> None:
     with pytest.raises(ConfigError, match=r"unknown model 'x'; known: cnn-lstm, gru, lstm, rnn"):
         build_model("x", F)
-    with pytest.raises(ConfigError, match="unknown model 'LSTM'"):
+    with pytest.raises(ConfigError, match=r"unknown model 'LSTM'; did you mean 'lstm'\?"):
         model_hparams("LSTM")
+
+
+def test_the_registry_names_the_models_a_run_config_may_use() -> None:
+    """fedmarket.names.MODELS is what the CLI checks --run-config against before it imports
+    torch; it must name exactly the models this registry builds."""
+    assert list(MODEL_REGISTRY) == list(names.MODELS)
 
 
 def test_model_hparams_defaults_and_copy() -> None:

@@ -11,6 +11,7 @@ import torch
 from fedmarket.checks import integer
 from fedmarket.errors import ConfigError
 from fedmarket.models import available_models
+from fedmarket.names import did_you_mean
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ class BenchConfig:
         if self.model not in available_models():
             raise ConfigError(
                 f"bench --model: unknown model {self.model!r}; "
+                f"{did_you_mean(self.model, available_models())}"
                 f"use one of {', '.join(available_models())}"
             )
         for name, low in (
