@@ -313,6 +313,23 @@ def _json_number(value: Any) -> Any:
     return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
+def result_records(rows: Sequence[ResultRow]) -> tuple[list[str], list[dict[str, Any]]]:
+    """(columns, one record per model): metric columns in order of first appearance, a
+    metric a model does not report is NaN. The CSV, the JSON and the API's table share it."""
+    keys = list(dict.fromkeys(k for r in rows for k in r.metrics))
+    records = [
+        {
+            "model": r.model,
+            "family": r.family,
+            **{k: r.metrics.get(k, math.nan) for k in keys},
+            "fit_seconds": r.fit_seconds,
+            "notes": r.notes,
+        }
+        for r in rows
+    ]
+    return ["model", "family", *keys, "fit_seconds", "notes"], records
+
+
 def write_results(
     rows: Sequence[ResultRow], out_dir: str | Path, stem: str = "baselines"
 ) -> tuple[Path, Path]:
@@ -325,18 +342,7 @@ def write_results(
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    keys = list(dict.fromkeys(k for r in rows for k in r.metrics))
-    records = [
-        {
-            "model": r.model,
-            "family": r.family,
-            **{k: r.metrics.get(k, math.nan) for k in keys},
-            "fit_seconds": r.fit_seconds,
-            "notes": r.notes,
-        }
-        for r in rows
-    ]
-    columns = ["model", "family", *keys, "fit_seconds", "notes"]
+    columns, records = result_records(rows)
     csv_path, json_path = out / f"{stem}.csv", out / f"{stem}.json"
     tmp = csv_path.with_name(csv_path.name + ".tmp")
     pd.DataFrame.from_records(records, columns=columns).to_csv(tmp, index=False)

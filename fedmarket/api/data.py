@@ -16,9 +16,7 @@ from fedmarket.api.args import PathLike, optional_path
 from fedmarket.api.results import number
 
 if TYPE_CHECKING:
-    from cryptography.fernet import Fernet
-
-    from fedmarket.data.ingest.mapping import ExportMapping
+    pass
 
 log = logging.getLogger("fedmarket")
 
@@ -149,9 +147,10 @@ def prepare(
     per-user key (created once, and logged, so later preparations agree on pseudonyms).
     ``mapping`` is a TOML file or the CLI's inline ``"kind=...,customer=..."`` text.
     """
+    from fedmarket.data.ingest.mapping import mapping_option
     from fedmarket.data.prepare import PrepareOptions
     from fedmarket.data.prepare import prepare as run_prepare
-    from fedmarket.data.protect.keys import resolve_pseudonym_key
+    from fedmarket.data.protect.keys import encryption_fernet, resolve_pseudonym_key
     from fedmarket.progress import progress_bar
 
     raw, out = Path(raw), Path(out)
@@ -176,34 +175,11 @@ def prepare(
         k=k,
         seed=seed,
         strict=strict,
-        mapping=_mapping(mapping),
+        mapping=mapping_option(mapping),
         pseudonym_key=pseudonym_key,
-        fernet=_encryption(encrypt, optional_path(encryption_key_file), [raw, out]),
+        fernet=encryption_fernet(encrypt, optional_path(encryption_key_file), [raw, out]),
         overwrite=overwrite,
     )
     with progress_bar("preparing events", None, enabled=progress) as advance:
         result = run_prepare(opts, advance)
     return PreparedData(result.out, result.manifest)
-
-
-def _mapping(mapping: PathLike | None) -> ExportMapping | None:
-    """A TOML file, or the CLI's inline text (only text holds "=")."""
-    from fedmarket.data.ingest.mapping import load_mapping, parse_mapping_option
-
-    if mapping is None:
-        return None
-    if isinstance(mapping, str) and "=" in mapping:
-        return parse_mapping_option(mapping)
-    return load_mapping(Path(mapping))
-
-
-def _encryption(encrypt: bool, key_file: Path | None, data_dirs: list[Path]) -> Fernet | None:
-    """The key prepared files are encrypted with: a file outside the data, or the env."""
-    from fedmarket.data.protect import keys
-
-    if not encrypt and key_file is None:
-        return None
-    if key_file is not None:
-        keys.check_key_outside(key_file, data_dirs)
-    key = keys.load_key(key_file, keys.ENCRYPTION_KEY_ENV, purpose="encryption at rest")
-    return keys.fernet_from_key(key)

@@ -179,18 +179,9 @@ class BaselinesResult:
     ) -> BaselinesResult:
         import pandas as pd
 
-        keys = list(dict.fromkeys(k for r in rows for k in r.metrics))
-        records = [
-            {
-                "model": r.model,
-                "family": r.family,
-                **r.metrics,
-                "fit_seconds": r.fit_seconds,
-                "notes": r.notes,
-            }
-            for r in rows
-        ]
-        columns = ["model", "family", *keys, "fit_seconds", "notes"]
+        from fedmarket.baselines import result_records
+
+        columns, records = result_records(rows)
         return cls(pd.DataFrame.from_records(records, columns=columns), task, paths)
 
     @property

@@ -103,24 +103,10 @@ def data_prepare(
     ] = False,
 ) -> None:
     """Validate, anonymise and featurise raw exports into per-partition train/test tensors."""
-    from fedmarket.data.ingest.mapping import load_mapping, parse_mapping_option
+    from fedmarket.data.ingest.mapping import mapping_option
     from fedmarket.data.prepare import PrepareOptions
     from fedmarket.data.prepare import prepare as run_prepare
 
-    export_mapping = None
-    if mapping is not None:
-        export_mapping = (
-            load_mapping(Path(mapping)) if "=" not in mapping else parse_mapping_option(mapping)
-        )
-    fernet = None
-    if encrypt or encryption_key_file is not None:
-        if encryption_key_file is not None:
-            keys.check_key_outside(encryption_key_file, [raw, out])
-        fernet = keys.fernet_from_key(
-            keys.load_key(
-                encryption_key_file, keys.ENCRYPTION_KEY_ENV, purpose="encryption at rest"
-            )
-        )
     opts = PrepareOptions(
         raw=raw,
         out=out,
@@ -135,9 +121,9 @@ def data_prepare(
         k=k,
         seed=seed,
         strict=strict,
-        mapping=export_mapping,
+        mapping=mapping_option(mapping),
         pseudonym_key=_pseudonym_key(key_file, [raw, out]),
-        fernet=fernet,
+        fernet=keys.encryption_fernet(encrypt, encryption_key_file, [raw, out]),
         overwrite=overwrite,
     )
     with progress_bar("preparing events", None) as advance:

@@ -202,6 +202,16 @@ def _from_dict(values: dict[str, Any], source: str) -> ExportMapping:
     return ExportMapping(**values, source=source)
 
 
+def mapping_option(value: str | Path | None) -> ExportMapping | None:
+    """``--mapping``: a TOML file, or inline ``"kind=...,customer=..."`` text (only text
+    holds "="); None when not given."""
+    if value is None:
+        return None
+    if isinstance(value, str) and "=" in value:
+        return parse_mapping_option(value)
+    return load_mapping(Path(value))
+
+
 def load_mapping(path: Path) -> ExportMapping:
     """Read a mapping TOML file: the keys of ``ExportMapping`` plus an ``[event_names]`` table."""
     path = Path(path)

@@ -227,6 +227,18 @@ def prepared_data_fernet(
     return fernet
 
 
+def encryption_fernet(
+    encrypt: bool, key_file: Path | None, data_dirs: Iterable[Path]
+) -> Fernet | None:
+    """The key prepared files are encrypted with (``--encrypt``, or a key file given): a
+    file outside the data, else $FEDMARKET_ENCRYPTION_KEY; None for plain files."""
+    if not encrypt and key_file is None:
+        return None
+    if key_file is not None:
+        check_key_outside(key_file, data_dirs)
+    return fernet_from_key(load_key(key_file, ENCRYPTION_KEY_ENV, purpose="encryption at rest"))
+
+
 def default_key_path() -> Path:
     """A per-user pseudonym key, outside any data directory, so repeated runs agree."""
     base = Path(os.environ.get("XDG_CONFIG_HOME", Path.home() / ".config"))

@@ -11,6 +11,7 @@ from fedmarket.data.ingest.mapping import (
     ExportMapping,
     apply_mapping,
     load_mapping,
+    mapping_option,
     parse_mapping_option,
 )
 from fedmarket.data.ingest.validate import ISSUE_COLUMN, DropReport, validate_events
@@ -228,3 +229,11 @@ def test_a_mapped_column_missing_from_the_file_is_an_error() -> None:
     m = parse_mapping_option("kind=transactions,customer=c,timestamp=t,amount=a,quantity=q")
     with pytest.raises(DataError, match=r"shop\.csv: the mapping says quantity='q'.*found c, t, a"):
         apply_mapping(pd.DataFrame({"c": [], "t": [], "a": []}), m, source="shop.csv")
+
+
+def test_the_mapping_option_is_a_file_or_inline_text():
+    inline = "kind=transactions,customer=cust_id,timestamp=ts,amount=total"
+    assert mapping_option(None) is None
+    assert mapping_option(inline) == parse_mapping_option(inline)
+    path = DOCS / "transactions.toml"
+    assert mapping_option(str(path)) == mapping_option(path) == load_mapping(path)

@@ -18,6 +18,7 @@ from fedmarket.data.protect.keys import (
     PSEUDONYM_KEY_ENV,
     check_key_outside,
     create_key_file,
+    encryption_fernet,
     fernet_from_key,
     load_key,
     prepared_data_fernet,
@@ -332,3 +333,22 @@ def test_encrypted_manifest_without_encrypted_files_is_a_data_error(
         path.unlink()
     with pytest.raises(DataError, match="says the data is encrypted, but no partition holds"):
         prepared_data_fernet(data, tiny_encrypted.key_file)
+
+
+def test_the_preparing_key_comes_from_the_file_or_the_environment(tmp_path, monkeypatch):
+    monkeypatch.delenv(ENCRYPTION_KEY_ENV, raising=False)
+    data = tmp_path / "data"
+    data.mkdir()
+    assert encryption_fernet(False, None, [data]) is None  # plain files
+    with pytest.raises(ConfigError, match=ENCRYPTION_KEY_ENV):
+        encryption_fernet(True, None, [data])  # --encrypt without a key
+    key_file = tmp_path / "keys" / "enc.key"
+    create_key_file(key_file, "fernet")
+    token = encryption_fernet(False, key_file, [data]).encrypt(b"x")  # a key file implies it
+    monkeypatch.setenv(ENCRYPTION_KEY_ENV, key_file.read_text().strip())
+    assert encryption_fernet(True, None, [data]).decrypt(token) == b"x"
+    inside = data / "enc.key"
+    shutil.copy(key_file, inside)
+    inside.chmod(0o600)
+    with pytest.raises(ConfigError):
+        encryption_fernet(True, inside, [data])  # a key next to the data protects nothing
