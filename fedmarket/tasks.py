@@ -19,7 +19,7 @@ from torch import nn
 
 from fedmarket.data.store import SplitArrays
 from fedmarket.errors import ConfigError, DataError
-from fedmarket.marketing import DEFAULT_KS, lift_key, marketing_report
+from fedmarket.marketing import marketing_report, report_keys
 from fedmarket.metrics import (
     CLASSIFICATION_KEYS,
     REGRESSION_KEYS,
@@ -56,7 +56,8 @@ class Task:
         return self._metrics(y_true, prediction)
 
     def report(self, y_true: np.ndarray, prediction: np.ndarray) -> dict[str, Any]:
-        """The task's metrics plus lift at k for buyers: the one test report everywhere.
+        """The task's metrics plus lift, capture and precision/recall/F1 at the top-k cut
+        for buyers: the one test report everywhere.
 
         Lift is defined on "buys at all" (count > 0) for every task; without both buyers and
         non-buyers it is NaN, with the same keys, so readers need no special case.
@@ -67,7 +68,7 @@ class Task:
             report.update(marketing_report(y_buy, prediction))
         else:
             report.update(
-                {lift_key(k): math.nan for k in DEFAULT_KS} | {"base_rate": float(y_buy.mean())}
+                dict.fromkeys(report_keys(), math.nan) | {"base_rate": float(y_buy.mean())}
             )
         return report
 

@@ -10,11 +10,15 @@ from matplotlib.image import imread
 
 from fedmarket.errors import ConfigError, DataError
 from fedmarket.marketing import (
+    at_key,
+    capture_at_k,
     cumulative_gains,
     lift_at_k,
     lift_key,
     marketing_report,
     random_targeting_rate,
+    report_keys,
+    targeting_metrics,
 )
 from fedmarket.plots import DPI, gains_plot, learning_curve_plot
 
@@ -131,6 +135,35 @@ def test_marketing_report_flat_keys_and_table() -> None:
     assert report["base_rate"] == 0.1
     assert report["lift_table"] == lift_at_k(PERFECT_Y, PERFECT_SCORE)
     assert lift_key(0.025) == "lift_at_2.5" and lift_key(0.1) == "lift_at_10"
+    assert report["capture_at_1"] == 0.1 and report["capture_at_20"] == 1.0
+    # The top 10 % are exactly the 10 buyers: every one predicted right, none missed.
+    assert (report["precision_at_10"], report["recall_at_10"], report["f1_at_10"]) == (1, 1, 1)
+    assert set(report_keys()) <= set(report) and at_key("f1", 0.025) == "f1_at_2.5"
+
+
+def test_capture_is_the_share_of_all_buyers_in_the_top_k() -> None:
+    # 10 customers ranked in row order, buyers at ranks 1, 3 and 9 (3 buyers in all):
+    # top 1 and top 2 hold one buyer, top 3 and top 5 hold two, all 10 hold three.
+    y = [1, 0, 1, 0, 0, 0, 0, 0, 1, 0]
+    captured = capture_at_k(y, np.arange(10, 0, -1), ks=(0.1, 0.2, 0.3, 0.5, 1.0))
+    assert captured == pytest.approx([1 / 3, 1 / 3, 2 / 3, 2 / 3, 1.0])
+    # Ties: the top 2 hold score 3 (no buyer) and one of three tied at 2 (one buyer in the
+    # tie), so 1/3 of a buyer out of 2 buyers in all.
+    assert capture_at_k([0, 1, 0, 0, 1], [3, 2, 2, 2, 1], ks=(0.4,)) == pytest.approx([1 / 6])
+    assert math.isnan(capture_at_k([0, 0, 0], [1, 2, 3], ks=(0.5,))[0])
+
+
+def test_targeting_metrics_at_the_cut() -> None:
+    # Same ranking, top 30 %: 3 targeted, 2 of them buy, 2 of the 3 buyers reached.
+    (row,) = lift_at_k([1, 0, 1, 0, 0, 0, 0, 0, 1, 0], np.arange(10, 0, -1), ks=(0.3,))
+    metrics = targeting_metrics(row)
+    assert metrics == pytest.approx({"precision": 2 / 3, "recall": 2 / 3, "f1": 2 / 3})
+    (none_buy,) = lift_at_k([0, 0, 1], [3, 2, 1], ks=(0.3,))
+    assert targeting_metrics(none_buy) == {"precision": 0.0, "recall": 0.0, "f1": 0.0}
+    (no_buyers,) = lift_at_k([0, 0, 0], [3, 2, 1], ks=(0.3,))
+    no_buyers_metrics = targeting_metrics(no_buyers)  # precision is defined: 0 of 1 bought
+    assert no_buyers_metrics["precision"] == 0.0
+    assert math.isnan(no_buyers_metrics["recall"]) and math.isnan(no_buyers_metrics["f1"])
 
 
 def test_gains_plot_writes_png(tmp_path) -> None:

@@ -102,3 +102,19 @@ def test_report_adds_lift_and_keeps_its_keys_without_buyers():
     assert set(report) >= {"roc_auc", "lift_at_10", "lift_at_20"}
     empty = get_task("purchase").report(np.zeros(4, dtype=np.float32), np.full(4, 0.5))
     assert math.isnan(empty["lift_at_10"]) and empty["base_rate"] == 0.0
+    assert all(math.isnan(empty[k]) for k in ("capture_at_10", "precision_at_10", "f1_at_10"))
+
+
+def test_report_has_precision_recall_f1_at_the_top_10_percent_cut():
+    # 20 customers, scores rising with the row; buyers at rows 19, 17 and 3 (base rate 0.15).
+    y = np.zeros(20, dtype=np.float32)
+    y[[19, 17, 3]] = 1
+    p = np.linspace(0.05, 0.95, 20)
+    report = get_task("purchase").report(y, p)
+    # Top 10 % = rows 19 and 18: one buyer of two targeted, one of three buyers reached.
+    assert report["precision_at_10"] == pytest.approx(0.5)
+    assert report["recall_at_10"] == report["capture_at_10"] == pytest.approx(1 / 3)
+    assert report["f1_at_10"] == pytest.approx(2 * 0.5 * (1 / 3) / (0.5 + 1 / 3))  # 0.4
+    assert report["capture_at_20"] == pytest.approx(2 / 3)  # rows 19..16 hold two buyers
+    # "f1" keeps its meaning, threshold 0.5: rows 10..19 predicted, TP 2, FP 8, FN 1.
+    assert report["f1"] == pytest.approx(4 / 13)
