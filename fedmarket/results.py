@@ -8,6 +8,8 @@ reference into one honest comparison on the same test customers.
 from __future__ import annotations
 
 import math
+import shlex
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -15,27 +17,58 @@ from matplotlib.ticker import MaxNLocator
 
 from fedmarket import plots
 from fedmarket.centralised import CentralisedResult
-from fedmarket.config import RunConfig
+from fedmarket.config import DEFAULTS, RunConfig, format_overrides
+from fedmarket.marketing import DEFAULT_KS, TARGETING_K, THRESHOLD_RULE, at_key
 from fedmarket.rundir import RunDir, json_safe, write_json
 from fedmarket.tasks import get_task
 
-REPORT_KEYS = (
-    "roc_auc",
-    "pr_auc",
-    "f1",
-    "accuracy",
-    "precision",
-    "recall",
-    "log_loss",
-    "lift_at_1",
-    "lift_at_5",
-    "lift_at_10",
-    "lift_at_20",
-    "mae",
-    "rmse",
-    "r2",
-    "mape",
+# report.md's metric tables, in the order a reader should trust them: ranking metrics need
+# no threshold; the top-k cut is the decision a campaign takes (marketing.THRESHOLD_RULE);
+# 0.5 on a rare purchase predicts almost no buyers, so those come last, with a warning.
+THRESHOLD_FREE_KEYS = ("roc_auc", "pr_auc", "log_loss", "mae", "rmse", "r2", "mape")
+AT_THE_CUT_KEYS = (
+    *(at_key(m, TARGETING_K) for m in ("precision", "recall", "f1")),
+    *(at_key(m, k) for m in ("lift", "capture") for k in DEFAULT_KS),
 )
+AT_HALF_KEYS = ("accuracy", "precision", "recall", "f1")
+REPORT_KEYS = (*THRESHOLD_FREE_KEYS, *AT_THE_CUT_KEYS, *AT_HALF_KEYS)
+
+# Settings a run without DP ignores, and paths that belong to the run, not to its recipe.
+_NOT_IN_THE_NO_DP_RUN = frozenset(
+    {
+        "dp",
+        "target-epsilon",
+        "noise-multiplier",
+        "max-grad-norm",
+        "delta",
+        "accountant",
+        "central-noise-multiplier",
+        "central-clipping-norm",
+        "data-dir",
+        "out-dir",
+        "state-dir",
+    }
+)
+_LABELS = {"roc_auc": "ROC-AUC", "pr_auc": "PR-AUC", "rmse": "RMSE", "mae": "MAE"}
+
+
+def privacy_cost_command(config: Mapping[str, Any]) -> str | None:
+    """The command that trains this run again without DP on the same data, or None for a
+    run that has no DP.
+
+    The main job does not train that reference (it would double its cost), so the report
+    hands the reader the exact command instead: only the settings that differ from the
+    defaults, plus ``dp='none'``, as ``fedmarket simulate --run-config`` reads them.
+    """
+    if config.get("dp", "none") == "none":
+        return None
+    same = {
+        k: v
+        for k, v in config.items()
+        if k in DEFAULTS and k not in _NOT_IN_THE_NO_DP_RUN and v != DEFAULTS[k]
+    }
+    data = f" --data {shlex.quote(str(config['data-dir']))}" if config.get("data-dir") else ""
+    return f'fedmarket simulate{data} --run-config "{format_overrides({"dp": "none", **same})}"'
 
 
 def guarantee_in_words(cfg: RunConfig, epsilon: dict[str, Any] | None, delta: float | None) -> str:
@@ -99,6 +132,8 @@ def build_summary(
         "gap": None,
         "privacy": guarantee_in_words(cfg, federated.get("epsilon"), federated.get("delta")),
         "problems": run_problems(federated, centralised_error),
+        "threshold_rule": THRESHOLD_RULE,
+        "privacy_cost_command": privacy_cost_command(cfg.to_flower()),
     }
     if centralised is not None:
         cen = centralised.to_dict()
@@ -192,6 +227,8 @@ def _plots(
 
 
 def render_report(summary: dict[str, Any], rounds: list[dict[str, Any]], images: list[str]) -> str:
+    """report.md: three answers first (what federation, privacy and the model are worth),
+    then the tables they come from; a run that is incomplete says so before anything."""
     cfg, fed, cen = summary["config"], summary["federated"], summary["centralised"]
     lines = [
         f"# fedmarket run: {cfg['model']} / {cfg['task']}",
@@ -204,22 +241,19 @@ def render_report(summary: dict[str, Any], rounds: list[dict[str, Any]], images:
     problems = summary.get("problems") or []
     if problems:
         lines += ["## This run is incomplete", ""] + [f"- {p}" for p in problems] + [""]
-    lines += ["## Privacy", "", summary["privacy"], ""]
     lines += [
-        "## Federated versus centralised",
+        "## In short",
         "",
-        "| metric | federated | centralised | gap (fed - cen) |",
-        "|---|---|---|---|",
+        f"- {federation_sentence(summary)}",
+        f"- {privacy_sentence(summary)}",
+        f"- {_targeting_in_short(summary)}",
+        "",
     ]
-    fed_test, cen_test = fed.get("test") or {}, (cen or {}).get("test") or {}
-    for key in REPORT_KEYS:
-        if key in fed_test or key in cen_test:
-            lines.append(
-                f"| {key} | {_num(fed_test.get(key))} | {_num(cen_test.get(key))} | "
-                f"{_num((summary.get('gap') or {}).get(key))} |"
-            )
+    lines += _targeting_lines(summary)
+    lines += ["## Privacy", "", summary["privacy"], "", _privacy_cost_words(summary), ""]
+    lines += ["## Federated versus centralised", ""]
+    lines += _metric_tables(summary)
     lines += [
-        "",
         "| | federated | centralised |",
         "|---|---|---|",
         f"| wall time (s) | {_num(fed.get('wall_s'))} | {_num((cen or {}).get('wall_s'))} |",
@@ -244,6 +278,162 @@ def render_report(summary: dict[str, Any], rounds: list[dict[str, Any]], images:
     return "\n".join(lines) + "\n"
 
 
+def _tests(summary: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    return (summary["federated"].get("test") or {}), (
+        (summary["centralised"] or {}).get("test") or {}
+    )
+
+
+def federation_sentence(summary: dict[str, Any]) -> str:
+    """What federation costs in the task's ranking metric, against the centralised reference
+    trained with the same model and privacy settings on the pooled data."""
+    key, higher_is_better = get_task(summary["config"]["task"]).primary_metric
+    label = _LABELS.get(key, key)
+    fed, cen = (test.get(key) for test in _tests(summary))
+    if not _finite(fed) or not _finite(cen):
+        why = "failed" if (summary["centralised"] or {}).get("failed") else "is missing"
+        return (
+            f"Federation: its cost is not measured, the centralised reference {why} "
+            f"(federated {label} {_num(fed)})."
+        )
+    cost = (cen - fed) if higher_is_better else (fed - cen)
+    costs = f"costs {cost:.3g} {label}" if cost > 0 else f"costs no {label} here"
+    return (
+        f"Federation {costs} at the same privacy settings: federated {fed:.3g} against "
+        f"centralised {cen:.3g} on the same test customers."
+    )
+
+
+def privacy_sentence(summary: dict[str, Any]) -> str:
+    """The guarantee in one clause and how to measure its cost: a run measures the cost of
+    privacy only against a non-private reference, which the main job does not train."""
+    cfg = summary["config"]
+    if cfg["dp"] == "none":
+        return "Privacy: this run has no privacy guarantee (dp = 'none')."
+    eps = (summary["federated"].get("epsilon") or {}).get("max")
+    eps_words = f"epsilon {eps:.3g}" if _finite(eps) else "no epsilon spent yet"
+    delta = summary.get("delta")
+    delta_words = f", delta {delta:.3g}" if _finite(delta) else ""
+    who = (
+        "customer-level DP at each retailer, at most"
+        if cfg["dp"] == "client"
+        else "retailer-level DP at the server,"
+    )
+    return (
+        f"Privacy: {who} {eps_words}{delta_words}; what it costs is not measured by this "
+        f"run: `{privacy_cost_command(cfg)}` trains the same run without DP on the same data."
+    )
+
+
+def _privacy_cost_words(summary: dict[str, Any]) -> str:
+    command = privacy_cost_command(summary["config"])
+    if command is None:
+        return "This run has no privacy guarantee, so privacy costs it nothing to measure."
+    return (
+        "What privacy costs: this run has no non-private reference. Train one on the same "
+        f"data with the same settings and compare the tables:\n\n    {command}\n\n"
+        "or sweep epsilon with `fedmarket tradeoff --data DATA --epsilons 1,4,16`."
+    )
+
+
+def targeting_sentence(row: dict[str, Any]) -> str:
+    """One lift-table row as a marketer reads it: how many are contacted, the share of all
+    buyers they reach, how often they buy, and how much better than random that is."""
+    return (
+        f"contacting the top {_pct(row['k'])} ({row['n_targeted']} customers) reaches "
+        f"{_pct(row['capture_rate'])} of the buyers (capture rate); {_pct(row['conversion_rate'])} "
+        f"of them buy against a {_pct(row['base_rate'])} base rate, {row['lift']:.1f}x random"
+    )
+
+
+def _rows(test: dict[str, Any]) -> dict[float, dict[str, Any]]:
+    return {
+        round(r["k"], 9): r
+        for r in test.get("lift_table") or []
+        if all(_finite(r.get(f)) for f in ("lift", "capture_rate"))
+    }
+
+
+def _targeting_in_short(summary: dict[str, Any]) -> str:
+    for name, test in zip(("federated", "centralised"), _tests(summary), strict=True):
+        row = _rows(test).get(round(TARGETING_K, 9))
+        if row is not None:
+            return f"Targeting with the {name} model: {targeting_sentence(row)}."
+    return "Targeting: not measured (the test customers hold no buyers, or no model finished)."
+
+
+def _targeting_lines(summary: dict[str, Any]) -> list[str]:
+    lines = ["## What the model is worth for targeting", ""]
+    for name, test in zip(("federated", "centralised"), _tests(summary), strict=True):
+        rows = _rows(test)
+        if rows:
+            lines += [f"The {name} model:", ""]
+            lines += [f"- {targeting_sentence(rows[k])}." for k in sorted(rows)]
+            lines.append("")
+    if len(lines) == 2:
+        lines += ["Not measured: the test customers hold no buyers, or no model finished.", ""]
+    return lines
+
+
+def _metric_tables(summary: dict[str, Any]) -> list[str]:
+    fed_test, cen_test = _tests(summary)
+    gap = summary.get("gap") or {}
+
+    def table(keys: tuple[str, ...]) -> list[str]:
+        rows = [
+            f"| {key} | {_num(fed_test.get(key))} | {_num(cen_test.get(key))} | "
+            f"{_num(gap.get(key))} |"
+            for key in keys
+            if key in fed_test or key in cen_test
+        ]
+        header = ["| metric | federated | centralised | gap (fed - cen) |", "|---|---|---|---|"]
+        return [*header, *rows, ""] if rows else []
+
+    lines = []
+    if free := table(THRESHOLD_FREE_KEYS):
+        lines += ["Threshold-free (ranking and calibration):", "", *free]
+    if cut := table(AT_THE_CUT_KEYS):
+        rule = summary.get("threshold_rule") or THRESHOLD_RULE
+        lines += [f"At the top-{_pct(TARGETING_K)} cut ({rule}); lift and capture per k:"]
+        lines += ["", *cut]
+    if half := table(AT_HALF_KEYS):
+        lines += [_half_note(fed_test, cen_test), "", *half, _accuracy_sentence(fed_test, cen_test)]
+        lines.append("")
+    return lines
+
+
+def _half_note(fed_test: dict[str, Any], cen_test: dict[str, Any]) -> str:
+    counts = [
+        f"{name} {round(t['predicted_positive_rate'] * t['n'])} of {t['n']}"
+        for name, t in (("federated", fed_test), ("centralised", cen_test))
+        if _finite(t.get("predicted_positive_rate")) and _finite(t.get("n"))
+    ]
+    predicted = f" (customers predicted buyers: {', '.join(counts)})" if counts else ""
+    return (
+        "At the fixed threshold 0.5, for reference only: on a rare purchase it predicts few "
+        f"or no buyers{predicted}, so these say little about the model:"
+    )
+
+
+def _accuracy_sentence(fed_test: dict[str, Any], cen_test: dict[str, Any]) -> str:
+    """Accuracy next to what predicting the majority class for everyone scores: at a 13 %
+    base rate 0.87 is what a model that never predicts a buyer gets."""
+    base = fed_test.get("base_rate", cen_test.get("base_rate"))
+    if not _finite(base):
+        return ""
+    majority, label = (1 - base, "no purchase") if base <= 0.5 else (base, "purchase")
+    said = [
+        f"{name} accuracy {t['accuracy']:.3g}"
+        for name, t in (("federated", fed_test), ("centralised", cen_test))
+        if _finite(t.get("accuracy"))
+    ]
+    if not said:
+        return ""
+    text = "; ".join(said)
+    majority_words = f"{majority:.3g} for predicting '{label}' for everyone"
+    return f"{text[0].upper()}{text[1:]}, against {majority_words}."
+
+
 def _per_client_lines(fed: dict[str, Any]) -> list[str]:
     """Per client: the rounds its update was aggregated in, and the epsilon it spent."""
     per_client = (fed.get("epsilon") or {}).get("per_client") or {}
@@ -255,6 +445,14 @@ def _per_client_lines(fed: dict[str, Any]) -> list[str]:
     lines = ["## Per client", "", "| client | rounds aggregated | epsilon |", "|---|---|---|"]
     lines += [f"| {c} | {rounds.get(c, 0)} | {_num(per_client.get(c))} |" for c in clients]
     return [*lines, ""]
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value)
+
+
+def _pct(value: float) -> str:
+    return f"{100 * value:.3g}%"
 
 
 def _num(value: Any) -> str:

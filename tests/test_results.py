@@ -1,0 +1,147 @@
+"""report.md from hand-made summaries: the three answers in words, with numbers computed by
+hand, and the privacy-cost command a reader can run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fedmarket.config import RunConfig, parse_overrides
+from fedmarket.results import privacy_cost_command, render_report
+
+
+def row(k: float, n_targeted: int, conversions: float, n: int = 1000, buyers: int = 120) -> dict:
+    return {
+        "k": k,
+        "n_targeted": n_targeted,
+        "conversions": conversions,
+        "conversion_rate": conversions / n_targeted,
+        "base_rate": buyers / n,
+        "lift": (conversions / n_targeted) / (buyers / n),
+        "capture_rate": conversions / buyers,
+    }
+
+
+# 1000 test customers, 120 buyers (base rate 12 %). Federated top 10 %: 100 contacted, 48
+# buy: 48 % conversion, 48 / 120 = 40 % of buyers, 0.48 / 0.12 = 4.0x random.
+FED_TEST = {
+    "roc_auc": 0.71,
+    "pr_auc": 0.35,
+    "log_loss": 0.33,
+    "accuracy": 0.879,
+    "precision": 1.0,
+    "recall": 1 / 120,
+    "f1": 2 / 121,
+    "predicted_positive_rate": 0.001,  # one customer above 0.5
+    "n": 1000,
+    "base_rate": 0.12,
+    "precision_at_10": 0.48,
+    "recall_at_10": 0.4,
+    "f1_at_10": 2 * 0.48 * 0.4 / 0.88,
+    "lift_at_10": 4.0,
+    "capture_at_10": 0.4,
+    "lift_table": [row(0.01, 10, 6), row(0.05, 50, 30), row(0.10, 100, 48), row(0.20, 200, 72)],
+}
+CEN_TEST = {
+    **FED_TEST,
+    "roc_auc": 0.74,
+    "accuracy": 0.88,
+    "predicted_positive_rate": 0.0,
+    "lift_table": [row(0.10, 100, 54)],
+}
+
+
+def summary(dp: str = "client", **settings: Any) -> dict[str, Any]:
+    cfg = RunConfig.from_mapping({"dp": dp, **settings}).to_flower()
+    return {
+        "config": cfg,
+        "federated": {
+            "test": FED_TEST,
+            "epsilon": {"max": 7.95, "per_client": {"0": 7.95}} if dp != "none" else None,
+        },
+        "centralised": {"test": CEN_TEST, "wall_s": 3.0, "epsilon": 8.0, "delta": 1e-5},
+        "delta": 1e-5 if dp != "none" else None,
+        "gap": {"roc_auc": 0.71 - 0.74},
+        "privacy": "the guarantee in words",
+        "problems": [],
+    }
+
+
+def test_the_three_answers_come_first_in_words() -> None:
+    report = render_report(summary(), [], [])
+    short = report.index("## In short")
+    assert short < report.index("## Federated versus centralised")
+    assert (
+        "- Federation costs 0.03 ROC-AUC at the same privacy settings: federated 0.71 against "
+        "centralised 0.74 on the same test customers." in report
+    )
+    assert (
+        "- Targeting with the federated model: contacting the top 10% (100 customers) reaches "
+        "40% of the buyers (capture rate); 48% of them buy against a 12% base rate, 4.0x random."
+    ) in report
+    privacy = "- Privacy: customer-level DP at each retailer, at most epsilon 7.95, delta 1e-05"
+    assert privacy in report
+
+
+def test_a_sentence_per_k_for_each_model() -> None:
+    report = render_report(summary(), [], [])
+    # Federated top 1 %: 10 contacted, 6 buy: 60 %, 6 / 120 = 5 % of buyers, 0.6 / 0.12 = 5x.
+    assert (
+        "- contacting the top 1% (10 customers) reaches 5% of the buyers (capture rate); 60% "
+        "of them buy against a 12% base rate, 5.0x random." in report
+    )
+    # Top 20 %: 200 contacted, 72 buy: 36 %, 72 / 120 = 60 %, 0.36 / 0.12 = 3x.
+    assert "top 20% (200 customers) reaches 60% of the buyers (capture rate); 36% of" in report
+    # Centralised top 10 %: 54 of 100 buy: 54 / 120 = 45 % of buyers, 0.54 / 0.12 = 4.5x.
+    centralised = report[report.index("The centralised model:") :]
+    assert "reaches 45% of the buyers (capture rate); 54% of them buy against a 12% " in centralised
+    assert "4.5x random." in centralised
+
+
+def test_threshold_free_first_then_the_cut_then_half_with_a_warning() -> None:
+    report = render_report(summary(), [], [])
+    free = report.index("| roc_auc | 0.71 | 0.74 | -0.03 |")
+    cut = report.index("| precision_at_10 | 0.48 | 0.48 | - |")
+    half = report.index("| f1 | 0.01653 | 0.01653 | - |")
+    assert free < report.index("At the top-10% cut (precision, recall and F1 at the top-10%") < cut
+    assert cut < report.index("At the fixed threshold 0.5, for reference only") < half
+    assert "(customers predicted buyers: federated 1 of 1000, centralised 0 of 1000)" in report
+    # Base rate 0.12: "no purchase" for everyone is right for 88 % of customers.
+    assert (
+        "Federated accuracy 0.879; centralised accuracy 0.88, against 0.88 for predicting "
+        "'no purchase' for everyone." in report
+    )
+
+
+def test_the_privacy_cost_command_repeats_the_run_without_dp() -> None:
+    settings = {"model": "lstm", "num-server-rounds": 5, "target-epsilon": 4.0}
+    command = privacy_cost_command(
+        RunConfig.from_mapping({**settings, "data-dir": "/data/my retailers"}).to_flower()
+    )
+    assert command == (
+        "fedmarket simulate --data '/data/my retailers' "
+        "--run-config \"dp='none' num-server-rounds=5 model='lstm'\""
+    )
+    # What it hands --run-config is a valid run config: the same run, without DP.
+    overrides = parse_overrides(command.split('--run-config "')[1].rstrip('"'))
+    assert RunConfig.from_mapping(overrides).dp == "none"
+    report = render_report(summary(**settings), [], [])
+    no_data = "fedmarket simulate --run-config \"dp='none' num-server-rounds=5 model='lstm'\""
+    assert f"what it costs is not measured by this run: `{no_data}` trains the same" in report
+    assert f"compare the tables:\n\n    {no_data}\n" in report
+
+
+def test_a_run_without_dp_says_it_has_no_guarantee() -> None:
+    assert privacy_cost_command(RunConfig.from_mapping({"dp": "none"}).to_flower()) is None
+    report = render_report(summary("none"), [], [])
+    assert "- Privacy: this run has no privacy guarantee (dp = 'none')." in report
+    assert "fedmarket simulate" not in report
+
+
+def test_incomplete_runs_and_missing_references_are_said_first() -> None:
+    s = summary() | {"problems": ["round(s) 2 were not aggregated"], "centralised": None}
+    report = render_report(s, [], [])
+    assert report.index("## This run is incomplete") < report.index("## In short")
+    assert (
+        "- Federation: its cost is not measured, the centralised reference is missing "
+        "(federated ROC-AUC 0.71)." in report
+    )
