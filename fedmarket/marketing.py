@@ -32,9 +32,8 @@ DEFAULT_KS: Final[tuple[float, ...]] = (0.01, 0.05, 0.10, 0.20)
 # "the top 10 %" needs neither and is the decision a retailer actually makes.
 TARGETING_K: Final[float] = 0.10
 THRESHOLD_RULE: Final[str] = (
-    "precision, recall and F1 at the top-10% cut: the 10% of test customers the model ranks "
-    "highest count as predicted buyers (ties shared); the 0.5-threshold values are kept for "
-    "reference only"
+    "Precision, recall and F1 at the top-10% cut: the 10% of test customers the model ranks "
+    "highest count as predicted buyers (ties shared), the decision a campaign takes."
 )
 
 

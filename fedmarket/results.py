@@ -332,7 +332,7 @@ def _privacy_cost_words(summary: dict[str, Any]) -> str:
     return (
         "What privacy costs: this run has no non-private reference. Train one on the same "
         f"data with the same settings and compare the tables:\n\n    {command}\n\n"
-        "or sweep epsilon with `fedmarket tradeoff --data DATA --epsilons 1,4,16`."
+        "or sweep epsilon with `fedmarket tradeoff --data DATA --out SWEEP --epsilons 1,4,16`."
     )
 
 
@@ -394,7 +394,7 @@ def _metric_tables(summary: dict[str, Any]) -> list[str]:
         lines += ["Threshold-free (ranking and calibration):", "", *free]
     if cut := table(AT_THE_CUT_KEYS):
         rule = summary.get("threshold_rule") or THRESHOLD_RULE
-        lines += [f"At the top-{_pct(TARGETING_K)} cut ({rule}); lift and capture per k:"]
+        lines += [f"{rule} Lift and capture at each k:"]
         lines += ["", *cut]
     if half := table(AT_HALF_KEYS):
         lines += [_half_note(fed_test, cen_test), "", *half, _accuracy_sentence(fed_test, cen_test)]

@@ -102,7 +102,7 @@ def test_threshold_free_first_then_the_cut_then_half_with_a_warning() -> None:
     free = report.index("| roc_auc | 0.71 | 0.74 | -0.03 |")
     cut = report.index("| precision_at_10 | 0.48 | 0.48 | - |")
     half = report.index("| f1 | 0.01653 | 0.01653 | - |")
-    assert free < report.index("At the top-10% cut (precision, recall and F1 at the top-10%") < cut
+    assert free < report.index("Precision, recall and F1 at the top-10% cut: the 10% of test") < cut
     assert cut < report.index("At the fixed threshold 0.5, for reference only") < half
     assert "(customers predicted buyers: federated 1 of 1000, centralised 0 of 1000)" in report
     # Base rate 0.12: "no purchase" for everyone is right for 88 % of customers.
