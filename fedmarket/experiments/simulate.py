@@ -35,9 +35,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("fedmarket")
 
 
-# A message whose actor died is retried this many times on the restarted actor; a client
-# that kills its actor every time (a crash in native code) then fails its round, counted.
-ACTOR_TASK_RETRIES = 1
+# Messages are not retried by Ray: the one a dying actor was serving fails its round (counted,
+# and the round aggregates the others), and the restarted actor serves the next rounds. Ray's
+# task retries would also retry Flower's own `terminate` at every run's end, with a warning.
+ACTOR_TASK_RETRIES = 0
 
 
 @dataclass(frozen=True)
@@ -71,8 +72,8 @@ class ClientResources:
                 "num_cpus": self.num_cpus,
                 "num_gpus": self.num_gpus,
                 # Flower passes these to Ray's actor options: a client actor that dies
-                # (killed, out of memory) is restarted, and the message it was serving is
-                # run once more on the new one, so the federation keeps every retailer.
+                # (killed, out of memory) is restarted, so the federation keeps every
+                # retailer in the rounds after it.
                 "max_restarts": -1,
                 "max_task_retries": ACTOR_TASK_RETRIES,
             },

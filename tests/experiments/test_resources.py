@@ -17,5 +17,5 @@ def test_clients_without_a_gpu_share_cannot_see_the_gpu(monkeypatch):
         "num_cpus": 1.0,
         "num_gpus": 0.25,
         "max_restarts": -1,  # a dead client actor comes back ...
-        "max_task_retries": 1,  # ... and runs the message it lost once more
+        "max_task_retries": 0,  # ... and the message it lost fails its round, counted
     }
