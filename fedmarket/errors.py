@@ -24,5 +24,16 @@ class PrivacyError(FedmarketError):
     """A privacy setting is impossible or a budget would be exceeded."""
 
 
+class RunStopped(FedmarketError):
+    """The user asked the run to stop (Ctrl-C); it stopped at a round boundary."""
+
+    def __init__(self, run_dir: object, committed: int) -> None:
+        self.run_dir, self.committed = run_dir, committed
+        super().__init__(
+            f"stopped after round {committed}, as asked; {run_dir} is at that round: continue "
+            f"with `fedmarket simulate --resume {run_dir}`"
+        )
+
+
 class BudgetExhaustedError(PrivacyError):
     """Training further would spend more epsilon than the target allows."""

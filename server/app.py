@@ -84,6 +84,7 @@ def make_server_app(
     initial_rng: dict | None = None,
     on_done: Callable[[dict[str, Any]], None] | None = None,
     fernet: Fernet | None = None,
+    stop_requested: Callable[[], bool] | None = None,
 ) -> ServerApp:
     """A ServerApp; ``fixed`` and the rest are given by `fedmarket simulate`.
 
@@ -104,7 +105,7 @@ def make_server_app(
         federation = join_federation(grid, cfg, fernet)
         check_setup(cfg, federation.num_nodes, warn=False)  # before anything is written
         run_dir = open_run_dir(cfg, resume)
-        federated = run_rounds(grid, cfg, federation, run_dir, resume, started)
+        federated = run_rounds(grid, cfg, federation, run_dir, resume, started, stop_requested)
         if on_done is not None:
             on_done(federated)
         else:
@@ -152,6 +153,7 @@ def run_rounds(
     run_dir: Path,
     resume: Resume,
     started: float,
+    stop_requested: Callable[[], bool] | None = None,
 ) -> dict[str, Any]:
     """Start the strategy from the initial (or resumed) weights; the run log's result."""
     log.info(
@@ -169,6 +171,7 @@ def run_rounds(
         num_nodes=federation.num_nodes,
         round_offset=resume.round_offset,
         fernet=federation.fernet,
+        stop_requested=stop_requested,
     )
     if federation.consortium is not None and federation.consortium.agreement is not None:
         run.n_train_total = federation.consortium.agreement.n_train_total  # the run's delta

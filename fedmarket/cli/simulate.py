@@ -17,6 +17,7 @@ from rich.table import Table
 
 from fedmarket.cli.app import Command, EncryptionKeyFile, app, friendly_errors
 from fedmarket.config import DEFAULTS, RunConfig, parse_overrides
+from fedmarket.errors import RunStopped
 from fedmarket.progress import console, log_to_console
 
 # Set by simulate's own options, so --run-config refuses them (experiments/simulate.py).
@@ -25,6 +26,10 @@ SET_BY_OPTIONS = {
     "out-dir": "set with --out",
     "state-dir": "the run directory's client_state/",
 }
+
+
+# As a shell reports a command ended by Ctrl-C (128 + SIGINT), so scripts can tell it apart.
+STOPPED_EXIT_CODE = 130
 
 
 @app.command("simulate", cls=Command.reading(DEFAULTS, set_elsewhere=SET_BY_OPTIONS))
@@ -68,15 +73,19 @@ def simulate_cmd(
     from fedmarket.experiments.simulate import simulate as run
 
     log_to_console(logging.INFO)
-    result = run(
-        data=data,
-        run_config=overrides,
-        out=out,
-        centralised=centralised,
-        resume=resume,
-        resources=ClientResources(client_cpus, client_gpus, ray_address),
-        key_file=encryption_key_file,
-    )
+    try:
+        result = run(
+            data=data,
+            run_config=overrides,
+            out=out,
+            centralised=centralised,
+            resume=resume,
+            resources=ClientResources(client_cpus, client_gpus, ray_address),
+            key_file=encryption_key_file,
+        )
+    except RunStopped as stopped:  # asked for (Ctrl-C): not an error, and not done
+        console.print(f"[bold yellow]stopped:[/] {escape(str(stopped))}", highlight=False)
+        raise typer.Exit(code=STOPPED_EXIT_CODE) from None
     summary = result["summary"]
     fed, cen = summary["federated"], summary["centralised"] or {}
     table = Table(title="federated versus centralised (same test customers)")

@@ -11,8 +11,11 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
+import threading
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -250,6 +253,39 @@ def _centralised(plan: RunPlan, files: RunDir) -> tuple[Any, str | None]:
         return None, f"{type(exc).__name__}: {exc}"
 
 
+@contextmanager
+def stop_at_round_end(stop: threading.Event) -> Iterator[None]:
+    """Ctrl-C (SIGINT) asks the run to stop at the end of the round in flight.
+
+    The round is committed and the run directory stays resumable; the simulation then ends
+    with ``RunStopped`` and its Ray actors go with it. A second Ctrl-C stops at once (the
+    directory is still at the last commit). SIGTERM is left to Ray, whose driver ends the
+    process at once on it; the directory is then at its last commit too. Outside the main
+    thread (a notebook's worker, say) signals cannot be caught, and nothing is installed.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {signal.SIGINT: signal.getsignal(signal.SIGINT)}
+
+    def ask(signum: int, frame: Any) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt  # the second time: now
+        stop.set()
+        log.warning(
+            "stopping after the round in flight (it is committed, so the run can be "
+            "resumed); press Ctrl-C again to stop now"
+        )
+
+    for sig in previous:
+        signal.signal(sig, ask)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def ray_environment() -> None:
     """Settings the driver passes on to Ray before it starts (a user's own values win).
 
@@ -275,6 +311,7 @@ def _run_flower(
     from server.app import make_server_app
 
     logging.getLogger("flwr").setLevel(logging.WARNING)
+    stop = threading.Event()
     server = make_server_app(
         plan.cfg,
         round_offset=plan.offset,
@@ -282,13 +319,15 @@ def _run_flower(
         initial_rng=plan.rng,
         on_done=federated.update,
         fernet=plan.fernet,
+        stop_requested=stop.is_set,
     )
-    run_simulation(
-        server_app=server,
-        # the key travels in the pickled closure, to local actors and a joined cluster alike
-        client_app=make_client_app(plan.cfg, fernet=plan.fernet),
-        num_supernodes=n_clients,
-        backend_config=resources.backend_config(),
-    )
+    with stop_at_round_end(stop):
+        run_simulation(
+            server_app=server,
+            # the key travels in the pickled closure, to local actors and a joined cluster
+            client_app=make_client_app(plan.cfg, fernet=plan.fernet),
+            num_supernodes=n_clients,
+            backend_config=resources.backend_config(),
+        )
     if not federated:
         raise ConfigError("the Flower simulation ended without a result; see the log above")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +24,7 @@ import torch
 from fedmarket.aggregation import nodes_per_round
 from fedmarket.config import RunConfig
 from fedmarket.data import store
-from fedmarket.errors import ConfigError
+from fedmarket.errors import ConfigError, RunStopped
 from fedmarket.models import build_model
 from fedmarket.privacy.central import central_epsilon, default_central_delta
 from fedmarket.rundir import RunDir, write_json
@@ -70,9 +71,11 @@ class RunLog:
         num_nodes: int,
         round_offset: int = 0,
         fernet: Fernet | None = None,
+        stop_requested: Callable[[], bool] | None = None,
     ) -> None:
         self.cfg, self.run_dir, self.offset = cfg, RunDir(run_dir), round_offset
         self.num_nodes = num_nodes
+        self.stop_requested = stop_requested  # asked at every round's end, after its commit
         self.started = time.perf_counter()
         self.task = get_task(cfg.task)
         self.test = None
@@ -174,6 +177,8 @@ class RunLog:
             row["elapsed_s"] = self.wall_s()
             row.update({f"test_{k}": report[k] for k in TEST_KEYS if report and k in report})
             self.commit(rnd)
+            if self.stop_requested is not None and self.stop_requested():
+                raise RunStopped(self.run_dir.path, rnd)
         if report is None:
             return None
         return {

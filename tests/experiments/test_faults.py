@@ -210,3 +210,21 @@ def test_a_killed_client_actor_is_replaced_and_every_client_trains(tiny_data, tm
     rows = _rows(out)
     assert [int(r["ok"]) for r in rows[1:]] == [3] * (ROUNDS - 1)  # all back after round 1
     assert set(fed["epsilon"]["per_client"]) == {"0", "1", "2"}
+
+
+def test_ctrl_c_stops_at_the_round_end_and_the_run_resumes(tiny_data, tmp_path, uninterrupted):
+    out = tmp_path / "run"
+    proc = _simulate(tiny_data, out)
+    _wait_until(proc, _point_just_committed(out))
+    actors = [p for p in _client_actors() if proc.pid in {a.pid for a in p.parents()}]
+    os.kill(proc.pid, signal.SIGINT)  # Ctrl-C, to the command only
+    code, output = _finish(proc)
+    assert code == 130, output  # as a shell reports Ctrl-C
+    assert "stopped after round" in output and "--resume" in output
+    assert "Traceback" not in output
+    psutil.wait_procs(actors, timeout=30)
+    assert not any(a.is_running() and a.status() != psutil.STATUS_ZOMBIE for a in actors)
+    assert 1 <= _committed(out) < ROUNDS and not (out / "summary.json").exists()
+    code, output = _finish(_simulate(tiny_data, out, "--resume", str(out)))
+    assert code == 0, output
+    assert _result(out) == uninterrupted
