@@ -87,7 +87,9 @@ def lift_at_k(
 
     ``n_targeted`` is ceil(k * N), at least 1. ``base_rate`` is the overall conversion rate
     (the expected rate of random targeting); ``lift`` is NaN when it is 0 (no buyers at all).
-    ``capture_rate`` is the share of all buyers among the targeted (NaN without buyers).
+    ``capture_rate`` is the share of all buyers among the targeted (NaN without buyers):
+    lift says how much better than random the targeted are, capture how much of the market
+    the campaign reaches (a tiny k can have a huge lift and still miss most buyers).
     """
     t, s = _inputs(y_true, score)
     for k in ks:
@@ -112,16 +114,6 @@ def lift_at_k(
             }
         )
     return rows
-
-
-def capture_at_k(y_true: object, score: object, ks: Sequence[float] = DEFAULT_KS) -> list[float]:
-    """Share of all buyers reached by targeting the top k, per k.
-
-    Lift says how much better than random the targeted customers are; a marketer also asks
-    how much of the market the campaign reaches, which lift alone does not tell (a tiny k
-    can have a huge lift and still miss most buyers). NaN when there are no buyers.
-    """
-    return [row["capture_rate"] for row in lift_at_k(y_true, score, ks)]
 
 
 def targeting_metrics(row: dict[str, float]) -> dict[str, float]:

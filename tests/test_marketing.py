@@ -11,7 +11,6 @@ from matplotlib.image import imread
 from fedmarket.errors import ConfigError, DataError
 from fedmarket.marketing import (
     at_key,
-    capture_at_k,
     cumulative_gains,
     lift_at_k,
     lift_key,
@@ -139,6 +138,10 @@ def test_marketing_report_flat_keys_and_table() -> None:
     # The top 10 % are exactly the 10 buyers: every one predicted right, none missed.
     assert (report["precision_at_10"], report["recall_at_10"], report["f1_at_10"]) == (1, 1, 1)
     assert set(report_keys()) <= set(report) and at_key("f1", 0.025) == "f1_at_2.5"
+
+
+def capture_at_k(y_true, score, ks):
+    return [row["capture_rate"] for row in lift_at_k(y_true, score, ks)]
 
 
 def test_capture_is_the_share_of_all_buyers_in_the_top_k() -> None:
