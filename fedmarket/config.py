@@ -280,31 +280,54 @@ def format_overrides(values: Mapping[str, Any]) -> str:
         if isinstance(value, bool):
             text = "true" if value else "false"
         elif isinstance(value, str):
-            if "'" in value or " " in value:
-                raise ConfigError(f"run config value {key}={value!r} cannot hold quotes or spaces")
-            text = f"'{value}'"
+            if "'" in value and '"' in value:
+                raise ConfigError(
+                    f"run config value {key}={value!r} holds both quote characters; "
+                    "flwr's --run-config cannot carry it: rename it"
+                )
+            text = f'"{value}"' if "'" in value else f"'{value}'"
         else:
             text = repr(value)
         parts.append(f"{key}={text}")
     return " ".join(parts)
 
 
+# One ``key=value`` item as flwr's own parser (flwr.common.config.parse_config_args) finds
+# it: a quoted value may hold spaces; anything else ends at the next space.
+_ITEM = re.compile(r"""(\S+?)=('[^']*'|"[^"]*"|\S*)(?=\s|$)""")
+
+
 def parse_overrides(text: str, *, where: str = "--run-config") -> dict[str, Any]:
     """Parse ``"k=v k2=v2"`` as flwr does: every value is TOML, so a string is in quotes.
 
+    A quoted value may contain spaces (``out-dir='runs/my run'``), as under ``flwr run``.
     A bare word (``model=lstm``) is refused with the quoted form to use instead, rather than
     read as a string: ``flwr run`` refuses it, and the two commands should take one syntax.
     """
     values: dict[str, Any] = {}
-    for item in text.split():
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"{where}: {item!r} is not key=value (e.g. num-server-rounds=5)")
+    position = 0
+    while (start := _next_item(text, position)) is not None:
+        match = _ITEM.match(text, start)
+        if match is None:
+            item = text[start:].split(maxsplit=1)[0]
+            if "=" not in item or item.startswith("="):
+                raise ConfigError(f"{where}: {item!r} is not key=value (e.g. num-server-rounds=5)")
+            key, _, raw = item.partition("=")
+            raise ConfigError(f"{where}: {_not_toml(key, raw)}")
+        key, raw = match.groups()
         try:
             values[key] = tomllib.loads(f"v = {raw}")["v"]
         except tomllib.TOMLDecodeError:
             raise ConfigError(f"{where}: {_not_toml(key, raw)}") from None
+        position = match.end()
     return values
+
+
+def _next_item(text: str, position: int) -> int | None:
+    """Where the next non-space character is, or None at the end."""
+    while position < len(text) and text[position].isspace():
+        position += 1
+    return position if position < len(text) else None
 
 
 def _not_toml(key: str, raw: str) -> str:

@@ -238,3 +238,16 @@ def test_format_overrides_writes_what_parse_overrides_reads():
 def test_parse_overrides_rejects_items_without_key_and_value(text):
     with pytest.raises(ConfigError, match="is not key=value"):
         parse_overrides(text)
+
+
+def test_a_quoted_value_may_hold_spaces_as_under_flwr_run():
+    """flwr's parser takes a quoted value whole; splitting on every space broke a run
+    directory named with a space into two items, neither key=value."""
+    text = "out-dir='runs/my run' model=\"gru\" num-server-rounds=3"
+    assert parse_overrides(text) == {
+        "out-dir": "runs/my run",
+        "model": "gru",
+        "num-server-rounds": 3,
+    }
+    values = {"out-dir": "runs/a b", "dp": "none", "seed": 7}
+    assert parse_overrides(format_overrides(values)) == values

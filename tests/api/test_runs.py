@@ -60,7 +60,7 @@ def test_simulate_reports_a_bad_setting_as_the_cli_does_before_writing(
     ("run_config", "message"),
     [
         (42, "run_config must be a dict of run settings"),
-        ({"model": "two words"}, "cannot hold quotes or spaces"),
+        ({"model": 'it\'s "x"'}, "holds both quote characters"),
         ({"dp": "maybe"}, "dp"),
     ],
 )
