@@ -210,6 +210,13 @@ class RunConfig:
                 "run config: dp='client' needs target-epsilon > 0 or noise-multiplier > 0 "
                 "(or set dp='none')"
             )
+        if self.target_epsilon > 0 and self.noise_multiplier > 0:
+            # one would silently win: the target calibrates its own noise
+            raise ConfigError(
+                f"run config: target-epsilon={self.target_epsilon:g} and noise-multiplier="
+                f"{self.noise_multiplier:g} both set the DP-SGD noise; for a fixed noise "
+                "multiplier add target-epsilon=0, for a budget leave noise-multiplier at 0"
+            )
         try:
             check_rule_name(self.strategy)
         except ConfigError as exc:

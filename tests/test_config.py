@@ -251,3 +251,12 @@ def test_a_quoted_value_may_hold_spaces_as_under_flwr_run():
     }
     values = {"out-dir": "runs/a b", "dp": "none", "seed": 7}
     assert parse_overrides(format_overrides(values)) == values
+
+
+def test_a_noise_multiplier_beside_a_target_epsilon_is_refused():
+    """target-epsilon defaults to 8, so noise-multiplier=1.1 alone used to be ignored in
+    silence: the target calibrated its own noise."""
+    with pytest.raises(ConfigError, match=r"add target-epsilon=0"):
+        RunConfig.from_mapping({"noise-multiplier": 1.1})
+    fixed = RunConfig.from_mapping({"noise-multiplier": 1.1, "target-epsilon": 0.0})
+    assert fixed.privacy(1000).noise_multiplier == 1.1

@@ -192,8 +192,9 @@ def test_format_overrides_round_trips_through_the_run_config_parser():
         "dp='central' central-noise-multiplier=13.4375 seed=2 delta=1e-05 target-epsilon=0.5"
     )
     assert parse_overrides(text) == values
-    with pytest.raises(ConfigError, match="quotes"):
-        format_overrides({"model": "it's"})
+    assert parse_overrides(format_overrides({"out-dir": "it's a run"})) == {"out-dir": "it's a run"}
+    with pytest.raises(ConfigError, match="both quote characters"):
+        format_overrides({"model": 'it\'s "x"'})
 
 
 def test_cli_tradeoff_rejects_bad_numbers(tmp_path: Path):
