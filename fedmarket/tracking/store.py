@@ -188,6 +188,7 @@ class MlflowTracker:
         else:
             self.experiment_id = found.experiment_id
         self.open: list[str] = []
+        self.started: list[str] = []  # every run, in order (the first is the command's)
 
     @property
     def run_id(self) -> str:
@@ -203,6 +204,7 @@ class MlflowTracker:
             all_tags["mlflow.parentRunId"] = self.open[-1]
         run = self.client.create_run(self.experiment_id, run_name=name)
         self.open.append(run.info.run_id)
+        self.started.append(run.info.run_id)
         tag_list = [RunTag(k, _tag_value(v)) for k, v in all_tags.items()]
         param_list = [Param(k, v) for k, v in flat_params(params).items()]
         for i in range(0, max(len(tag_list), len(param_list)), 100):  # MLflow's batch limit
@@ -249,6 +251,12 @@ class GuardedTracker:
     @property
     def active(self) -> bool:
         return self.inner is not None
+
+    @property
+    def run_id(self) -> str | None:
+        """The command's run (the first started), while tracking is on."""
+        started = getattr(self.inner, "started", None)
+        return started[0] if started else None
 
     def _guard(self, what: str, call: Callable[[], Any]) -> None:
         try:

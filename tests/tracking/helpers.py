@@ -26,11 +26,14 @@ def runs(target: TrackingTarget) -> list[Any]:
     return list(found)
 
 
-def history(target: TrackingTarget, run: Any, key: str) -> list[tuple[int, float]]:
+def history(target: TrackingTarget, run: Any, key: str) -> tuple[list[int], list[float]]:
+    """(steps, values) of one metric, by step."""
     from mlflow import MlflowClient
 
-    metrics = MlflowClient(target.uri).get_metric_history(run.info.run_id, key)
-    return sorted((m.step, m.value) for m in metrics)
+    metrics = sorted(
+        (m.step, m.value) for m in MlflowClient(target.uri).get_metric_history(run.info.run_id, key)
+    )
+    return [s for s, _ in metrics], [v for _, v in metrics]
 
 
 def artifacts(target: TrackingTarget, run: Any, path: str | None = None) -> set[str]:

@@ -109,7 +109,7 @@ def test_a_run_reads_back_from_the_store(tmp_path: Path):
     assert parent.data.params == {"p": "1"} and parent.info.status == "FINISHED"
     assert child.data.params == {"q.r": "2"} and child.data.tags["t"] == "v"
     assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
-    assert history(target, child, "m") == [(1, 1.0), (2, 0.5)]
+    assert history(target, child, "m") == ([1, 2], [1.0, 0.5])
     from tests.tracking.helpers import artifacts
 
     assert artifacts(target, parent) == {"out/a.txt"}
