@@ -11,6 +11,7 @@ from fedmarket.tracking.runs import (
     log_centralised,
     log_run_dir,
     log_simulation,
+    never_fails,
     run_dir_skip,
     run_tags,
 )
@@ -45,6 +46,7 @@ __all__ = [
     "log_simulation",
     "metric_name",
     "metric_values",
+    "never_fails",
     "open_tracker",
     "run_dir_skip",
     "run_tags",

@@ -15,16 +15,43 @@ tradeoff.csv's columns. Parameters are run settings with their kebab-case keys.
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Mapping, Sequence
+import logging
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ParamSpec
 
 from fedmarket.rundir import CENTRALISED_METRICS, RunDir
 from fedmarket.tracking.store import SkipFile, Tracker
 
 if TYPE_CHECKING:
     from fedmarket.baselines import ResultRow
+
+log = logging.getLogger("fedmarket")
+P = ParamSpec("P")
+
+
+def never_fails(log_fn: Callable[P, None]) -> Callable[P, None]:
+    """Run a ``log_*`` function only when tracking is on, and make any error in it (a
+    damaged file it reads, say) a warning: the command's result and exit code stand."""
+
+    @functools.wraps(log_fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> None:
+        tracker = args[0]
+        if not getattr(tracker, "active", True):
+            return
+        try:
+            log_fn(*args, **kwargs)
+        except Exception as exc:
+            abandon = getattr(tracker, "abandon", None)
+            if abandon is None:
+                log.warning("MLflow tracking failed (%s: %s)", type(exc).__name__, exc)
+            else:
+                abandon(f"reading what to log ({log_fn.__name__})", exc)
+
+    return wrapper
+
 
 # Final numbers of one trained model, besides its test metrics and its history.
 MODEL_NUMBERS = (
@@ -47,6 +74,7 @@ def run_tags(command: str, **tags: Any) -> dict[str, str]:
     return {**base, **{f"fedmarket.{k}": str(v) for k, v in tags.items() if v is not None}}
 
 
+@never_fails
 def log_simulation(
     tracker: Tracker, run_dir: Path, summary: Mapping[str, Any], *, name: str | None = None
 ) -> None:
@@ -120,6 +148,7 @@ def run_dir_skip(run_dir: Path) -> SkipFile:
     return skip
 
 
+@never_fails
 def log_centralised(
     tracker: Tracker,
     metrics: Mapping[str, Any],
@@ -155,6 +184,7 @@ def log_model_numbers(tracker: Tracker, metrics: Mapping[str, Any]) -> None:
     )
 
 
+@never_fails
 def log_baselines(
     tracker: Tracker,
     rows: Sequence[ResultRow],

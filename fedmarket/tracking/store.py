@@ -66,6 +66,8 @@ class Tracker(Protocol):
 class NullTracker:
     """Tracking off: every call does nothing, so commands call a tracker unconditionally."""
 
+    active = False
+
     def start(
         self, name: str, params: Mapping[str, Any], tags: Mapping[str, Any] | None = None
     ) -> None:
@@ -109,7 +111,8 @@ def tracking_target(
     if importlib.util.find_spec("mlflow") is None:
         raise ConfigError(f"{option}: MLflow tracking needs the tracking extra: {INSTALL_HINT}")
     if not experiment or not experiment.strip():
-        raise ConfigError("--experiment: give an MLflow experiment name, e.g. 'fedmarket'")
+        where = "--experiment" if option.startswith("--") else "experiment"
+        raise ConfigError(f"{where}: give an MLflow experiment name, e.g. 'fedmarket'")
     text = os.fspath(uri).strip()
     scheme = urlparse(text).scheme.lower()
     if len(scheme) <= 1:  # a path (or a Windows drive letter)
@@ -138,6 +141,12 @@ def _local_store(path: Path, experiment: str, option: str) -> TrackingTarget:
     root = path.expanduser().resolve()
     if root.suffix == ".db" or root.is_file():
         return _sqlite(f"sqlite:///{root}", experiment, option)
+    if any(root.glob("[0-9]*/meta.yaml")):
+        raise ConfigError(
+            f"{option} {path}: {root} holds an MLflow file store (deprecated, refused by MLflow "
+            f"3.13+); move it to SQLite with `mlflow migrate-filestore --source {root} --target "
+            f"sqlite:///{root}.db` and pass sqlite:///{root}.db, or give another directory"
+        )
     _check_writable(root, option)
     return TrackingTarget(
         f"sqlite:///{root / STORE_FILE}", experiment, (root / ARTIFACTS_DIR).as_uri()
@@ -245,7 +254,7 @@ class GuardedTracker:
     def __init__(self, make: Callable[[], Tracker], where: str) -> None:
         self.where = where
         self.inner: Tracker | None = None
-        self.depth = 0
+        self.depth, self.failed = 0, False
         self._guard("connecting", lambda: setattr(self, "inner", make()))
 
     @property
@@ -262,6 +271,13 @@ class GuardedTracker:
         try:
             call()
         except Exception as exc:
+            self.abandon(what, exc)
+
+    def abandon(self, what: str, exc: BaseException) -> None:
+        """Warn that tracking failed while doing ``what``, end the runs still open as FAILED
+        (where the store still answers) and track nothing more."""
+        if not self.failed:
+            self.failed = True
             log.warning(
                 "MLflow tracking at %s failed while %s (%s: %s); the run goes on and its "
                 "directory keeps every result; nothing more is tracked by this command",
@@ -270,12 +286,12 @@ class GuardedTracker:
                 type(exc).__name__,
                 exc,
             )
-            inner, self.inner = self.inner, None
-            for _ in range(self.depth if inner is not None else 0):
-                try:
-                    inner.end("FAILED")  # type: ignore[union-attr]
-                except Exception:
-                    break
+        inner, self.inner = self.inner, None
+        for _ in range(self.depth if inner is not None else 0):
+            try:
+                inner.end("FAILED")  # type: ignore[union-attr]
+            except Exception:
+                break
 
     def start(
         self, name: str, params: Mapping[str, Any], tags: Mapping[str, Any] | None = None

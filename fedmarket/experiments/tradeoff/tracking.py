@@ -14,12 +14,13 @@ from typing import Any
 from fedmarket.experiments.tradeoff.points import SweepConfig, sweep_runs
 from fedmarket.experiments.tradeoff.sweep import SweepResult, read_record
 from fedmarket.rundir import RunDir
-from fedmarket.tracking import Tracker, log_run_dir, run_tags
+from fedmarket.tracking import Tracker, log_run_dir, never_fails, run_tags
 
 # What the parent run leaves to its children: the points' directories, and the quick data.
 NOT_THE_SWEEPS_FILES = ("points", "data")
 
 
+@never_fails
 def track_sweep(
     tracker: Tracker, cfg: SweepConfig, result: SweepResult, *, name: str | None = None
 ) -> None:
