@@ -182,6 +182,8 @@ def compare_baselines(
     paths = dict(zip(("csv", "json"), write_results(rows, where), strict=True)) if where else {}
     names = ",".join(items(sequence_models))
     settings = {"task": task, "sequence-models": names, "epochs": epochs, "seed": seed}
+    if classical is not None:
+        settings["classical"] = ",".join(classical)
     log_baselines(tracker, rows, settings, out=where)
     return BaselinesResult.from_rows(rows, task, paths)
 

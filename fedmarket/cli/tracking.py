@@ -19,7 +19,7 @@ TrackingUri = Annotated[
         "--tracking-uri",
         help="Log settings, metrics and files to MLflow: a directory (e.g. mlruns, an SQLite "
         "store in it), sqlite:///path.db or a tracking server's http(s)://host:port. Off "
-        "unless given; needs the tracking extra (pip install -e '.[tracking]').",
+        "unless given; needs the tracking extra (pip install -e '.\\[tracking]').",
     ),
 ]
 Experiment = Annotated[
