@@ -176,3 +176,35 @@ def test_simulate_logs_every_round_the_final_metrics_and_the_run_directory(
     assert {f for f in files if f.endswith(".pt") and f.startswith("checkpoints/")} == {
         "checkpoints/round-0002.pt"  # the final model; earlier checkpoints stay in the run
     }
+
+
+def test_tradeoff_logs_the_sweep_and_a_child_per_point(
+    tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """The command's wiring (the sweep's points are tests/experiments' fake runner)."""
+    from fedmarket.experiments.tradeoff import sweep as sweep_module
+    from tests.experiments.test_tradeoff_tracking import runner
+
+    monkeypatch.setattr(sweep_module, "make_runner", lambda cfg, data: runner)
+    target = store(tmp_path)
+    options = ["--epsilons", "1", "--seeds", "0", "--settings", "federated-client-dp"]
+    out = tmp_path / "sweep"
+    printed = ok(
+        cli(
+            "tradeoff",
+            "--data",
+            tiny_data,
+            "--out",
+            out,
+            *options,
+            "--tracking-uri",
+            tmp_path / "mlruns",
+        )
+    )
+    found = runs(target)
+    parent = next(r for r in found if "mlflow.parentRunId" not in r.data.tags)
+    children = sorted(r.data.tags["mlflow.runName"] for r in found if r is not parent)
+    assert children == ["federated-client-dp-eps1-seed0", "federated-nodp-seed0"]
+    assert parent.info.status == "FINISHED" and parent.data.tags["fedmarket.command"] == "tradeoff"
+    assert f"MLflow: run {parent.info.run_id}" in printed
+    assert "tradeoff.csv" in artifacts(target, parent)
