@@ -17,10 +17,15 @@ from typing import TYPE_CHECKING, Any
 from fedmarket.api.args import PathLike, RunSettings, data_key, items, optional_path, overrides
 from fedmarket.api.results import BaselinesResult, CentralisedRun, RunResult, TradeoffResult
 
+DEFAULT_EXPERIMENT = "fedmarket"  # fedmarket.tracking's; not imported here, to stay light
+
 if TYPE_CHECKING:
     from cryptography.fernet import Fernet
 
     from fedmarket.baselines import ResultRow
+    from fedmarket.privacy.config import PrivacySettings
+    from fedmarket.tracking import Tracker
+    from fedmarket.training import TrainConfig
 
 log = logging.getLogger("fedmarket")
 
@@ -36,14 +41,21 @@ def simulate(
     client_gpus: float = 0.0,
     ray_address: str | None = None,
     encryption_key_file: PathLike | None = None,
+    tracking_uri: PathLike | None = None,
+    experiment: str = DEFAULT_EXPERIMENT,
 ) -> RunResult:
     """The Flower simulation and its matched centralised reference (`fedmarket simulate`).
 
     ``run_config`` is a dict of run settings (``{"num-server-rounds": 3, "dp": "none"}``) or
     the CLI's string. A run that finished incomplete (a failed reference, rounds not
     aggregated) still returns: its ``problems`` say what is missing, as the CLI's exit
-    code 1 does.
+    code 1 does. ``tracking_uri`` (a directory such as ``"mlruns"``, ``sqlite:///…`` or a
+    server's ``http://…``) also logs the run to MLflow in ``experiment``, as
+    ``--tracking-uri`` does; a tracking failure is a warning, never a lost result.
     """
+    from fedmarket.tracking import log_simulation
+
+    tracker = _tracker(tracking_uri, experiment)
     from fedmarket.experiments.simulate import ClientResources
     from fedmarket.experiments.simulate import simulate as run
 
@@ -56,6 +68,7 @@ def simulate(
         resources=ClientResources(client_cpus, client_gpus, ray_address),
         key_file=optional_path(encryption_key_file),
     )
+    log_simulation(tracker, result["run_dir"], result["summary"])
     for problem in result["problems"]:
         log.warning("incomplete run %s: %s", result["run_dir"], problem)
     return RunResult(Path(result["run_dir"]), result["summary"])
@@ -80,10 +93,14 @@ def train_centralised(
     seed: int = 0,
     encryption_key_file: PathLike | None = None,
     progress: bool = True,
+    tracking_uri: PathLike | None = None,
+    experiment: str = DEFAULT_EXPERIMENT,
 ) -> CentralisedRun:
     """One sequence model on the pooled data (`fedmarket centralised`): what federation is
     measured against. ``epsilon`` or ``noise_multiplier`` turns on DP-SGD; ``out`` None keeps
-    the result in memory (the weights are in ``result.state_dict``)."""
+    the result in memory (the weights are in ``result.state_dict``). ``tracking_uri`` logs
+    the run to MLflow (its files too, with ``out``), as ``--tracking-uri`` does."""
+    tracker = _tracker(tracking_uri, experiment)
     from fedmarket.centralised import run_centralised, write_centralised
     from fedmarket.privacy.config import PrivacySettings
     from fedmarket.progress import progress_bar
@@ -119,6 +136,7 @@ def train_centralised(
             progress=advance,
         )
     paths = write_centralised(result, where) if where is not None else {}
+    _log_centralised(tracker, result.to_dict(), where, cfg, privacy)
     return CentralisedRun(result, where, paths)
 
 
@@ -133,13 +151,18 @@ def compare_baselines(
     seed: int = 0,
     encryption_key_file: PathLike | None = None,
     progress: bool = True,
+    tracking_uri: PathLike | None = None,
+    experiment: str = DEFAULT_EXPERIMENT,
 ) -> BaselinesResult:
     """Classical models on per-customer aggregates next to the sequence models, on the same
     test customers (`fedmarket baselines`): whether the sequence is worth its cost.
-    ``classical`` None is every registered model; ``out`` writes baselines.csv and .json."""
+    ``classical`` None is every registered model; ``out`` writes baselines.csv and .json.
+    ``tracking_uri`` logs a parent MLflow run with a child run per model."""
+    tracker = _tracker(tracking_uri, experiment)
     from fedmarket.baselines import run_classical_baselines, write_results
     from fedmarket.data import store
     from fedmarket.progress import progress_bar
+    from fedmarket.tracking import log_baselines
 
     data, where = Path(data), optional_path(out)
     fernet = data_key(data, encryption_key_file, where)
@@ -157,6 +180,11 @@ def compare_baselines(
     for name in items(sequence_models):
         rows.append(_sequence_row(data, name, task, epochs, seed, fernet, progress))
     paths = dict(zip(("csv", "json"), write_results(rows, where), strict=True)) if where else {}
+    names = ",".join(items(sequence_models))
+    settings = {"task": task, "sequence-models": names, "epochs": epochs, "seed": seed}
+    if classical is not None:
+        settings["classical"] = ",".join(classical)
+    log_baselines(tracker, rows, settings, out=where)
     return BaselinesResult.from_rows(rows, task, paths)
 
 
@@ -173,15 +201,20 @@ def tradeoff(
     audit: bool = True,
     encryption_key_file: PathLike | None = None,
     progress: bool = True,
+    tracking_uri: PathLike | None = None,
+    experiment: str = DEFAULT_EXPERIMENT,
 ) -> TradeoffResult:
     """The privacy/accuracy sweep (`fedmarket tradeoff`): what each epsilon costs in
-    accuracy, and what an attacker still learns. Re-running the same ``out`` resumes it."""
+    accuracy, and what an attacker still learns. Re-running the same ``out`` resumes it.
+    ``tracking_uri`` logs a parent MLflow run with a child run per point."""
+    tracker = _tracker(tracking_uri, experiment)
     from fedmarket.experiments.tradeoff import (
         SweepConfig,
         load_table,
         run_sweep,
         summarise,
         sweep_runs,
+        track_sweep,
     )
     from fedmarket.progress import progress_bar
 
@@ -200,9 +233,51 @@ def tradeoff(
     cfg = SweepConfig.quick_mode(out, **changes) if quick else SweepConfig(out=out, **changes)
     with progress_bar("trade-off sweep", len(sweep_runs(cfg)), enabled=progress) as advance:
         result = run_sweep(cfg, advance=advance)
+    track_sweep(tracker, cfg, result)
     csv = result.paths["csv"]
     summary = summarise(load_table(csv))
     return TradeoffResult(out, csv, summary, result.failed, result.skipped, result.paths)
+
+
+def _tracker(tracking_uri: PathLike | None, experiment: str) -> Tracker:
+    """The tracker, its URI checked first (before any heavy import or training)."""
+    from fedmarket.tracking import open_tracker, tracking_target
+
+    return open_tracker(tracking_target(tracking_uri, experiment, option="tracking_uri"))
+
+
+def _log_centralised(
+    tracker: Tracker,
+    metrics: dict[str, Any],
+    out: Path | None,
+    cfg: TrainConfig,
+    privacy: PrivacySettings | None,
+) -> None:
+    """The run settings `fedmarket centralised --tracking-uri` logs, by the same keys."""
+    from fedmarket.tracking import log_centralised
+
+    settings: dict[str, Any] = {
+        "model": metrics["model"],
+        "task": metrics["task"],
+        "batch-size": cfg.batch_size,
+        "learning-rate": cfg.lr,
+        "dp": "client" if privacy is not None else "none",
+        "seed": cfg.seed,
+        "epochs": cfg.epochs,
+        "lr-schedule": cfg.lr_schedule,
+        "patience": cfg.patience,
+    }
+    if privacy is not None:
+        settings.update(
+            {
+                "target-epsilon": privacy.target_epsilon,
+                "noise-multiplier": privacy.noise_multiplier,
+                "max-grad-norm": privacy.max_grad_norm,
+                "delta": privacy.delta,
+                "accountant": privacy.accountant,
+            }
+        )
+    log_centralised(tracker, metrics, settings, out=out)
 
 
 def _sequence_row(

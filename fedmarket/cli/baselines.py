@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from fedmarket.cli.app import EncryptionKeyFile, app, friendly_errors
+from fedmarket.cli.tracking import Experiment, TrackingUri, say_tracked
 from fedmarket.errors import ConfigError
 from fedmarket.names import MODELS, TASKS, did_you_mean
 from fedmarket.progress import console, progress_bar
@@ -32,9 +33,14 @@ def baselines_cmd(
     epochs: Annotated[int, typer.Option(help="Maximum epochs for the sequence models.")] = 20,
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
     encryption_key_file: EncryptionKeyFile = None,
+    tracking_uri: TrackingUri = None,
+    experiment: Experiment = "fedmarket",
 ) -> None:
     """Classical models on aggregate features next to the sequence models, same test customers."""
     names = check_names(task, sequence_models)  # before the data are read or a model trained
+    from fedmarket.tracking import log_baselines, open_tracker, tracking_target
+
+    target = tracking_target(tracking_uri, experiment)
     from fedmarket.baselines import ResultRow, render_table, run_classical_baselines, write_results
     from fedmarket.centralised import run_centralised
     from fedmarket.data import store
@@ -44,6 +50,7 @@ def baselines_cmd(
     fernet = prepared_data_fernet(data, encryption_key_file, outside=[out])
     train = store.load_pooled(data, "train", fernet=fernet)
     test = store.load_pooled(data, "test", fernet=fernet)
+    tracker = open_tracker(target)
     rows: list[ResultRow] = []
 
     def keep(row: ResultRow) -> None:
@@ -74,8 +81,11 @@ def baselines_cmd(
         if rows:
             console.print(f"kept {len(rows)} finished model(s) in {out / 'baselines.csv'}")
         raise
+    settings = {"task": task, "sequence-models": ",".join(names), "epochs": epochs, "seed": seed}
+    log_baselines(tracker, rows, settings, out=out)
     console.print(render_table(rows, task))
     console.print(f"wrote {out / 'baselines.csv'} and {out / 'baselines.json'}")
+    say_tracked(tracker, target)
 
 
 def check_names(task: str, sequence_models: str) -> list[str]:

@@ -16,6 +16,7 @@ from click.core import ParameterSource
 from rich.table import Table
 
 from fedmarket.cli.app import Command, EncryptionKeyFile, app, friendly_errors
+from fedmarket.cli.tracking import Experiment, TrackingUri, say_tracked
 from fedmarket.config import DEFAULTS, RunConfig, parse_overrides
 from fedmarket.errors import ConfigError
 from fedmarket.names import did_you_mean
@@ -163,9 +164,14 @@ def centralised_cmd(
     accountant: Annotated[str, typer.Option(help="rdp | prv (run setting accountant).")] = "rdp",
     seed: Annotated[int, typer.Option(help="Seed (run setting seed).")] = 0,
     encryption_key_file: EncryptionKeyFile = None,
+    tracking_uri: TrackingUri = None,
+    experiment: Experiment = "fedmarket",
 ) -> None:
     """Train one sequence model on the pooled training data of all partitions (the reference)."""
     cfg = centralised_settings(run_config, given_flags(ctx))  # before the heavy imports
+    from fedmarket.tracking import log_centralised, open_tracker, tracking_target
+
+    target = tracking_target(tracking_uri, experiment)
     from fedmarket.centralised import run_centralised, write_centralised
     from fedmarket.data import store
     from fedmarket.data.protect.keys import prepared_data_fernet
@@ -173,6 +179,7 @@ def centralised_cmd(
 
     fernet = prepared_data_fernet(data, encryption_key_file, outside=[out])
     privacy = cfg.privacy(store.n_train_total(store.read_manifest(data)))
+    tracker = open_tracker(target)
     train_cfg = TrainConfig(
         epochs=epochs,
         batch_size=cfg.batch_size,
@@ -192,6 +199,7 @@ def centralised_cmd(
             progress=advance,
         )
     paths = write_centralised(result, out)
+    log_centralised(tracker, result.to_dict(), tracked_settings(cfg, train_cfg), out=out)
     table = Table(title=f"{cfg.model} / {cfg.task}: test metrics ({result.n_test:,} customers)")
     table.add_column("metric")
     table.add_column("value", justify="right")
@@ -205,3 +213,16 @@ def centralised_cmd(
             f"noise multiplier = {result.noise_multiplier:.3f}, clip = {cfg.max_grad_norm}"
         )
     console.print(f"wrote {', '.join(str(p) for p in paths.values())}")
+    say_tracked(tracker, target)
+
+
+def tracked_settings(cfg: RunConfig, train_cfg: Any) -> dict[str, Any]:
+    """What a centralised run logs as its parameters: the run settings it reads, by their
+    keys, and the training flags that are not run settings."""
+    settings = cfg.to_flower()
+    return {
+        **{key: settings[key] for key in KEYS},
+        "epochs": train_cfg.epochs,
+        "lr-schedule": train_cfg.lr_schedule,
+        "patience": train_cfg.patience,
+    }

@@ -16,6 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from fedmarket.cli.app import Command, EncryptionKeyFile, app, friendly_errors
+from fedmarket.cli.tracking import Experiment, TrackingUri, say_tracked
 from fedmarket.config import DEFAULTS, RunConfig, parse_overrides
 from fedmarket.errors import RunStopped
 from fedmarket.progress import console, log_to_console
@@ -65,14 +66,20 @@ def simulate_cmd(
         str | None, typer.Option(help="Join a running Ray cluster (e.g. 'auto').")
     ] = None,
     encryption_key_file: EncryptionKeyFile = None,
+    tracking_uri: TrackingUri = None,
+    experiment: Experiment = "fedmarket",
 ) -> None:
     """Run the Flower simulation (Ray) and compare it with centralised training."""
     overrides = parse_overrides(run_config)
     RunConfig.from_mapping(overrides, where="--run-config")  # before the heavy imports
+    from fedmarket.tracking import log_simulation, open_tracker, tracking_target
+
+    target = tracking_target(tracking_uri, experiment)
     from fedmarket.experiments.simulate import ClientResources
     from fedmarket.experiments.simulate import simulate as run
 
     log_to_console(logging.INFO)
+    tracker = open_tracker(target)
     try:
         result = run(
             data=data,
@@ -87,6 +94,7 @@ def simulate_cmd(
         console.print(f"[bold yellow]stopped:[/] {escape(str(stopped))}", highlight=False)
         raise typer.Exit(code=STOPPED_EXIT_CODE) from None
     summary = result["summary"]
+    log_simulation(tracker, result["run_dir"], summary)  # a failure here is only a warning
     fed, cen = summary["federated"], summary["centralised"] or {}
     table = Table(title="federated versus centralised (same test customers)")
     for col in ("metric", "federated", "centralised", "gap"):
@@ -101,6 +109,7 @@ def simulate_cmd(
     console.print(
         f"run directory: {result['run_dir']} (report.md, summary.json, rounds.csv, plots)"
     )
+    say_tracked(tracker, target)
     for problem in result["problems"]:  # written to the run directory; the exit code says it
         console.print(f"[bold red]incomplete:[/] {escape(problem)}", highlight=False)
     if result["problems"]:

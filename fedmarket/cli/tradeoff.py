@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from fedmarket.cli.app import Command, EncryptionKeyFile, app, friendly_errors
+from fedmarket.cli.tracking import Experiment, TrackingUri, say_tracked
 from fedmarket.config import DEFAULTS, RunConfig, parse_overrides
 from fedmarket.errors import ConfigError
 from fedmarket.progress import console, log_to_console, progress_bar
@@ -86,11 +87,16 @@ def tradeoff_cmd(
         bool, typer.Option(help="Run the membership-inference audit on every point.")
     ] = True,
     encryption_key_file: EncryptionKeyFile = None,
+    tracking_uri: TrackingUri = None,
+    experiment: Experiment = "fedmarket",
 ) -> None:
     """Sweep epsilon for federated (client or central DP) and centralised DP training."""
     where = "tradeoff --run-config"  # checked before the experiment's heavy imports
     RunConfig.from_mapping(parse_overrides(run_config, where=where), where=where)
-    from fedmarket.experiments.tradeoff import SweepConfig, run_sweep, sweep_runs
+    from fedmarket.tracking import open_tracker, tracking_target
+
+    target = tracking_target(tracking_uri, experiment)
+    from fedmarket.experiments.tradeoff import SweepConfig, run_sweep, sweep_runs, track_sweep
 
     changes: dict = {
         "data": data,
@@ -110,7 +116,7 @@ def tradeoff_cmd(
     # warnings only, so the progress bar stays readable; Flower's notice that run_simulation
     # is deprecated would otherwise repeat for every federated point
     log_to_console(logging.WARNING, drop_flower=("run_simulation",))
-    runs = sweep_runs(cfg)
+    runs, tracker = sweep_runs(cfg), open_tracker(target)
     console.print(
         f"trade-off sweep: {len(runs)} runs ({len(cfg.settings)} settings x "
         f"{len(cfg.epsilons)} epsilons + no DP, seeds {list(cfg.seeds)}, "
@@ -118,11 +124,13 @@ def tradeoff_cmd(
     )
     with progress_bar("trade-off sweep", len(runs)) as advance:
         result = run_sweep(cfg, advance=advance)
+    track_sweep(tracker, cfg, result)
     console.print(_table(result.paths["csv"]))
     console.print(
         f"{result.skipped} run(s) were already done; wrote "
         + ", ".join(str(p) for p in result.paths.values())
     )
+    say_tracked(tracker, target)
     for record in result.failed:
         console.print(
             f"[bold red]failed:[/] {record['key']}: {record['error']} "

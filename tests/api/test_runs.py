@@ -175,3 +175,32 @@ def test_tradeoff_reports_bad_settings_as_the_cli_does(tmp_path: Path):
         fedmarket.tradeoff(out=tmp_path / "sweep", epsilons=[-1.0])
     line = one_error_line(cli("tradeoff", "--out", tmp_path / "sweep", "--epsilons=-1"))
     assert line == f"error: {raised.value}"
+
+
+# --- tracking -----------------------------------------------------------------------------
+def test_train_centralised_logs_to_mlflow_as_the_command_does(tiny_data: Path, tmp_path: Path):
+    from tests.tracking.helpers import artifacts, history, runs, store
+
+    run = fedmarket.train_centralised(
+        data=tiny_data,
+        out=tmp_path / "out",
+        model="lstm",
+        epochs=1,
+        epsilon=8.0,
+        progress=False,
+        tracking_uri=tmp_path / "mlruns",
+        experiment="api",
+    )
+    target = store(tmp_path)
+    (logged,) = runs(type(target)(target.uri, "api"))
+    assert logged.data.params["dp"] == "client" and logged.data.params["target-epsilon"] == "8.0"
+    assert logged.data.metrics["epsilon"] == pytest.approx(run.result.epsilon)
+    assert logged.data.metrics["test.roc_auc"] == pytest.approx(run.result.test["roc_auc"])
+    assert history(target, logged, "train_loss")[0] == [1]
+    assert "model.pt" in artifacts(target, logged)
+
+
+def test_a_bad_tracking_uri_raises_before_training(tiny_data: Path, tmp_path: Path):
+    with pytest.raises(ConfigError, match="tracking_uri ftp://x: unknown scheme"):
+        fedmarket.train_centralised(data=tiny_data, out=tmp_path / "out", tracking_uri="ftp://x")
+    assert not (tmp_path / "out").exists()

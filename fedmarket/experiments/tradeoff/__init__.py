@@ -41,6 +41,7 @@ from fedmarket.experiments.tradeoff.sweep import (
     run_sweep,
     write_record,
 )
+from fedmarket.experiments.tradeoff.tracking import track_sweep
 
 __all__ = [
     "CSV_COLUMNS",
@@ -64,6 +65,7 @@ __all__ = [
     "summarise",
     "sweep_points",
     "sweep_runs",
+    "track_sweep",
     "write_outputs",
     "write_record",
 ]
