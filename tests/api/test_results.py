@@ -14,7 +14,7 @@ from fedmarket.baselines import ResultRow
 from fedmarket.centralised import CentralisedResult
 from fedmarket.config import RunConfig
 from fedmarket.errors import ConfigError
-from fedmarket.results import build_summary
+from fedmarket.reporting import build_summary
 
 FED = {"roc_auc": 0.71, "pr_auc": 0.30, "f1": 0.1, "lift_at_10": 2.5, "n": 120}
 CEN = {"roc_auc": 0.74, "pr_auc": 0.33, "f1": 0.2, "lift_at_10": 2.9, "n": 120}

@@ -14,7 +14,7 @@ from fedmarket.config import RunConfig
 from fedmarket.data import store
 from fedmarket.federated.run_log import ROUND_FIELDS, RunLog
 from fedmarket.models import build_model
-from fedmarket.results import build_summary, write_run_outputs
+from fedmarket.reporting import build_summary, write_run_outputs
 from fedmarket.rundir import RunDir
 from fedmarket.training import predict
 from strategies import ReplySummary
