@@ -55,6 +55,7 @@ def test_run_result_reads_the_summary(tmp_path: Path):
     assert run.gap["roc_auc"] == pytest.approx(0.71 - 0.74)
     assert (run.epsilon, run.delta, run.problems) == (3.2, 1e-4, [])
     assert os.fspath(run) == str(tmp_path)
+    assert run.report_html == tmp_path / "report.html"
 
 
 def test_run_result_repr_is_one_short_line_with_the_headline_numbers(tmp_path: Path):
