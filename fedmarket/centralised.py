@@ -20,7 +20,14 @@ from fedmarket.data import store
 from fedmarket.marketing import cumulative_gains
 from fedmarket.models import build_model
 from fedmarket.privacy.config import PrivacySettings
-from fedmarket.rundir import CENTRALISED_METRICS, CENTRALISED_MODEL, json_safe, write_json
+from fedmarket.rundir import (
+    CENTRALISED_METRICS,
+    CENTRALISED_MODEL,
+    TEST_SCORES,
+    json_safe,
+    write_json,
+    write_scores,
+)
 from fedmarket.tasks import get_task
 from fedmarket.training import FitResult, TrainConfig, fit, predict
 
@@ -48,14 +55,17 @@ class CentralisedResult:
     noise_multiplier: float | None = None
     max_grad_norm: float | None = None
     gains: tuple[list[float], list[float]] | None = field(default=None, repr=False)
+    # (y, score) per test customer, in the pooled test split's order: the report's gains and
+    # lift figure draws both models from the same kind of file (rundir.TEST_SCORES)
+    test_scores: tuple[Any, Any] | None = field(default=None, repr=False)
     # The trained weights (plain layout) and the model's hyper-parameters, so the model can be
     # saved and audited later (fedmarket audit); not part of the JSON summary.
     state_dict: dict[str, torch.Tensor] | None = field(default=None, repr=False)
     hparams: dict[str, Any] | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
-        out = asdict(replace(self, gains=None, state_dict=None))
-        for key in ("gains", "state_dict", "hparams"):
+        out = asdict(replace(self, gains=None, state_dict=None, test_scores=None))
+        for key in ("gains", "state_dict", "hparams", "test_scores"):
             out.pop(key)
         return json_safe(out)
 
@@ -84,7 +94,19 @@ def run_centralised(
         seed=train_cfg.seed,
         **(hparams or {}),
     )
-    result: FitResult = fit(net, train, task_obj, train_cfg, privacy=privacy, progress=progress)
+    # Without a validation split nothing is selected on held-out data, so the test customers
+    # can show the learning curve epoch by epoch (as test_loss) without touching the result.
+    monitor = train_cfg.val_fraction == 0 and train_cfg.patience is None
+    result: FitResult = fit(
+        net,
+        train,
+        task_obj,
+        train_cfg,
+        val=test if monitor else None,
+        privacy=privacy,
+        progress=progress,
+    )
+    history = [_val_as_test(row) for row in result.history] if monitor else result.history
     y_test = task_obj.targets(test)
     pred = predict(net, test.X, task_obj, device=train_cfg.device)
     x, y = cumulative_gains((y_test > 0).astype(float), pred)
@@ -92,7 +114,7 @@ def run_centralised(
         model=model,
         task=task,
         test=task_obj.report(y_test, pred),
-        history=result.history,
+        history=history,
         n_train=result.n_train,
         n_test=len(test),
         epochs_run=result.epochs_run,
@@ -103,9 +125,14 @@ def run_centralised(
         noise_multiplier=result.noise_multiplier,
         max_grad_norm=privacy.max_grad_norm if privacy is not None else None,
         gains=(x.tolist(), y.tolist()),
+        test_scores=(y_test, pred),
         state_dict=result.state_dict,
         hparams=dict(hparams or {}),
     )
+
+
+def _val_as_test(row: dict[str, Any]) -> dict[str, Any]:
+    return {(f"test_{k[4:]}" if k.startswith("val_") else k): v for k, v in row.items()}
 
 
 def run_matched_reference(
@@ -154,15 +181,22 @@ def write_centralised(result: CentralisedResult, out_dir: Path) -> dict[str, Pat
             },
             paths["model"],
         )
+    if result.test_scores is not None:
+        paths["test_scores"] = write_scores(out_dir / TEST_SCORES, *result.test_scores)
+    task = get_task(result.task)
     keys = [
-        k for k in ("train_loss", "val_loss") if any(r.get(k) is not None for r in result.history)
+        k
+        for k in ("train_loss", "val_loss", "test_loss")
+        if any(r.get(k) is not None for r in result.history)
     ]
     paths["learning_curve"] = plots.learning_curve_plot(
         result.history,
         out_dir / "learning_curve.png",
         keys,
         x_key="epoch",
-        title=f"{result.model} ({result.task}): learning curve",
+        title=f"{result.model} ({result.task}): loss by epoch",
+        ylabel=f"loss ({task.loss_name})",
+        labels=LOSS_LABELS,
     )
     if result.gains is not None:
         paths["gains"] = plots.gains_plot(
@@ -171,3 +205,11 @@ def write_centralised(result: CentralisedResult, out_dir: Path) -> dict[str, Pat
             title=f"{result.model}: cumulative gains on test customers",
         )
     return paths
+
+
+# The learning curve's lines, in words (fedmarket.reporting draws the same lines).
+LOSS_LABELS = {
+    "train_loss": "training loss (averaged over the epoch)",
+    "val_loss": "validation loss (held-out training customers)",
+    "test_loss": "test loss (held-out test customers)",
+}

@@ -18,6 +18,7 @@ import matplotlib as mpl
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from fedmarket.errors import ConfigError
 
@@ -46,6 +47,24 @@ def new_figure(size: tuple[float, float] = (5.0, 3.6)) -> tuple[Figure, Axes]:
     figure = Figure(figsize=size, layout="constrained")
     FigureCanvasAgg(figure)
     return figure, figure.add_subplot()
+
+
+def new_panels(n: int, size: tuple[float, float] = (9.0, 3.6)) -> tuple[Figure, list[Axes]]:
+    """A figure with ``n`` axes side by side on the Agg canvas; call inside `style()`."""
+    figure = Figure(figsize=size, layout="constrained")
+    FigureCanvasAgg(figure)
+    return figure, [figure.add_subplot(1, n, i + 1) for i in range(n)]
+
+
+def integer_ticks(ax: Axes, last: int) -> None:
+    """Rounds and epochs are whole numbers: ticks at integers only, 1..last in view."""
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlim(0.5, max(last, 1) + 0.5)
+
+
+def legend_below(ax: Axes, ncols: int = 1) -> None:
+    """The legend under the axes, where long labels in words never hide a line."""
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncols=ncols, fontsize=7)
 
 
 def save_figure(figure: Figure, path: str | Path) -> Path:
@@ -89,12 +108,31 @@ def learning_curve_plot(
     *,
     x_key: str = "round",
     title: str = "Learning curve",
+    ylabel: str = "value",
+    labels: Mapping[str, str] | None = None,
 ) -> Path:
     """One line per metric key over rounds/epochs; missing values show as gaps.
 
     ``history`` is a list of per-round dicts (e.g. rows of rounds.csv). The x axis is
-    ``x_key`` when every row has it, else the position 1..n.
+    ``x_key`` when every row has it, else the position 1..n; ticks fall on whole numbers.
+    ``labels`` names the lines in words (the key otherwise).
     """
+    with style():
+        figure, ax = new_figure()
+        learning_curve_axes(ax, history, keys, x_key=x_key, labels=labels)
+        ax.set(title=title, ylabel=ylabel)
+        return save_figure(figure, path)
+
+
+def learning_curve_axes(
+    ax: Axes,
+    history: Sequence[Mapping[str, Any]],
+    keys: Sequence[str],
+    *,
+    x_key: str = "round",
+    labels: Mapping[str, str] | None = None,
+) -> None:
+    """The lines of `learning_curve_plot` on ``ax`` (a panel of a larger figure)."""
     if not history:
         raise ConfigError("learning_curve_plot: history is empty; nothing to plot")
     if not keys:
@@ -109,14 +147,62 @@ def learning_curve_plot(
         x, xlabel = [float(row[x_key]) for row in history], x_key
     else:
         x, xlabel = list(range(1, len(history) + 1)), "step"
-    with style():
-        figure, ax = new_figure()
-        for key in keys:
-            y = [_as_float(row.get(key), key) for row in history]
-            ax.plot(x, y, marker="o", markersize=3, label=key)
-        ax.set(title=title, xlabel=xlabel, ylabel="value")
-        ax.legend(loc="best")
-        return save_figure(figure, path)
+    for key in keys:
+        y = [_as_float(row.get(key), key) for row in history]
+        ax.plot(x, y, marker="o", markersize=3, label=(labels or {}).get(key, key))
+    ax.set(xlabel=xlabel)
+    integer_ticks(ax, max(int(v) for v in x))
+    legend_below(ax)
+
+
+def gains_lift_figure(
+    curves: Mapping[str, tuple[Sequence[float], Sequence[float]]],
+    *,
+    mark_k: float | None = None,
+    title: str = "Targeting the customers the model ranks highest",
+) -> Figure:
+    """Two panels a marketing lead reads: the cumulative gains (share of buyers reached
+    against share of customers contacted, random targeting the diagonal) and the lift
+    (how many times random targeting's conversion rate) at each share contacted.
+
+    ``curves``: label -> `marketing.cumulative_gains` output. ``mark_k`` draws the cut
+    the report's tables use. Call inside `style()`.
+    """
+    if not curves:
+        raise ConfigError("gains_lift_figure: no curves given")
+    figure, (gains, lift) = new_panels(2)
+    gains.plot([0, 1], [0, 1], linestyle="--", color="grey", label="random targeting")
+    lift.axhline(1.0, linestyle="--", color="grey", label="random targeting (1x)")
+    top = 1.0
+    for label, (x, y) in curves.items():
+        xs, ys = list(map(float, x)), list(map(float, y))
+        (line,) = gains.plot(xs, ys, label=label)
+        start = max(0.01, 1.0 / max(len(xs) - 1, 1))
+        pts = [(a, b / a) for a, b in zip(xs, ys, strict=True) if a >= start - 1e-12]
+        if pts:
+            lift.plot(*zip(*pts, strict=True), color=line.get_color(), label=label)
+            top = max(top, max(v for _, v in pts))
+    for ax in (gains, lift):
+        if mark_k is not None:
+            ax.axvline(mark_k, color="black", linestyle=":", linewidth=1)
+    gains.set(
+        xlim=(0, 1),
+        ylim=(0, 1.02),
+        title="Cumulative gains",
+        xlabel="share of customers contacted (best-ranked first)",
+        ylabel="share of all buyers reached",
+    )
+    lift.set(
+        xlim=(0, 1),
+        ylim=(0, top * 1.08),
+        title="Lift over random targeting",
+        xlabel="share of customers contacted (best-ranked first)",
+        ylabel="conversion rate / base rate (x random)",
+    )
+    gains.legend(loc="lower right")
+    lift.legend(loc="upper right")  # short labels; the curves rarely reach the corners
+    figure.suptitle(title)
+    return figure
 
 
 def _as_float(value: Any, key: str) -> float:

@@ -11,9 +11,12 @@ resume, a later scoring run)::
                                      "epsilon_by_client", "participation", "skipped",
                                      "wall_s", "final_test", "rng"}
     RUN/federated.json               the federated result (``RunLog.finish``)
+    RUN/test_scores.csv              y and score of each pooled test customer under the last
+                                     evaluated global model (simulation; no ids), for the
+                                     gains and lift figure
     RUN/client_state/client-<i>/accountant.json   a client's privacy history (simulation)
-    RUN/centralised/metrics.json, model.pt, *.png   the centralised reference
-    RUN/summary.json, report.md, *.png              the comparison a person reads
+    RUN/centralised/metrics.json, model.pt, test_scores.csv, *.png   the centralised reference
+    RUN/summary.json, report.md, report.html, *.png   the comparison a person reads
     RUN/audit.json                   the membership-inference audit
 
 Like ``fedmarket.data.store`` for prepared data, nothing else spells these names.
@@ -41,6 +44,7 @@ from fedmarket.errors import ConfigError
 # The centralised reference's own directory (RUN/centralised, or `fedmarket centralised --out`).
 CENTRALISED_METRICS = "metrics.json"
 CENTRALISED_MODEL = "model.pt"
+TEST_SCORES = "test_scores.csv"  # in RUN and in RUN/centralised: (y, score) per test customer
 
 if TYPE_CHECKING:
     import torch
@@ -97,12 +101,28 @@ class RunDir:
         return self.centralised / CENTRALISED_MODEL
 
     @property
+    def test_scores(self) -> Path:
+        return self.path / TEST_SCORES
+
+    @property
+    def centralised_scores(self) -> Path:
+        return self.centralised / TEST_SCORES
+
+    @property
     def summary(self) -> Path:
         return self.path / "summary.json"
 
     @property
     def report(self) -> Path:
         return self.path / "report.md"
+
+    @property
+    def report_html(self) -> Path:
+        return self.path / "report.html"
+
+    def figure(self, name: str) -> Path:
+        """A figure of the report, ``name`` without the .png."""
+        return self.path / f"{name}.png"
 
     @property
     def audit(self) -> Path:
@@ -212,6 +232,37 @@ def _cell(value: Any) -> Any:
     if isinstance(value, float | np.floating):
         return f"{float(value):.6g}"
     return value
+
+
+def write_scores(path: Path, y: Any, score: Any) -> Path:
+    """``y,score`` per test customer, in the test split's order; no ids, so the file says
+    nothing about who a customer is. Written whole before it is given its name."""
+    y, score = np.asarray(y, dtype=np.float64).ravel(), np.asarray(score, dtype=np.float64).ravel()
+    if y.shape != score.shape:
+        raise ConfigError(f"{path}: {y.size} labels but {score.size} scores; they must pair up")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    np.savetxt(tmp, np.column_stack([y, score]), delimiter=",", header="y,score", comments="",
+               fmt="%.9g")  # fmt: skip
+    os.replace(tmp, path)
+    return path
+
+
+def read_scores(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
+    """(y, score) from `write_scores`, or None where the file is not there (a run from before
+    it was written, or one whose server has no test customers)."""
+    if not path.is_file():
+        return None
+    try:
+        table = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2)
+        if table.shape[1] != 2:
+            raise ValueError(f"{table.shape[1]} columns, expected 2 (y,score)")
+    except ValueError as exc:
+        raise ConfigError(
+            f"{path}: damaged test scores ({exc}); delete it and the report leaves out the "
+            "curves that need it"
+        ) from None
+    return table[:, 0], table[:, 1]
 
 
 def json_safe(value: Any) -> Any:

@@ -42,6 +42,7 @@ class Task:
     _metrics: Callable[[object, object], dict[str, float]]
     metric_keys: tuple[str, ...]  # the keys ``metrics`` returns
     primary_metric: tuple[str, bool]  # (metric key, higher is better): ranks models
+    loss_name: str = "loss"  # the training loss in words, for figures' axes
 
     def loss(self, reduction: str = "mean") -> nn.Module:
         """A fresh loss module on (raw score, target)."""
@@ -118,6 +119,7 @@ TASKS: dict[str, Task] = {
         classification_metrics,
         CLASSIFICATION_KEYS,
         ("roc_auc", True),
+        "binary cross-entropy",
     ),
     "purchase-count": Task(
         "purchase-count",
@@ -129,6 +131,7 @@ TASKS: dict[str, Task] = {
         regression_metrics,
         REGRESSION_KEYS,
         ("rmse", False),
+        "Poisson negative log-likelihood",
     ),
 }
 

@@ -32,7 +32,7 @@ from fedmarket.defaults import default_run_dir, ensure_default_data
 from fedmarket.deploy.agreement import CONFIG_KEY
 from fedmarket.federated.run_log import RunLog, restore_global_rng
 from fedmarket.models import build_model
-from fedmarket.results import write_run_outputs
+from fedmarket.reporting import write_run_outputs
 from fedmarket.rundir import RunDir
 from server.consortium import Consortium, agree, deployment_strategy
 from strategies import build_strategy

@@ -40,7 +40,7 @@ from fedmarket.defaults import default_run_dir
 from fedmarket.errors import ConfigError
 from fedmarket.federated.run_log import RunLog
 from fedmarket.models import build_model
-from fedmarket.results import write_run_outputs
+from fedmarket.reporting import write_run_outputs
 from fedmarket.rundir import RunDir, write_json
 from server.consortium import agree
 from strategies.recording import ReplySummary

@@ -40,5 +40,5 @@ def test_the_python_api_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyP
     run = namespace["run"]
     assert isinstance(run, fedmarket.RunResult) and run.run_dir.is_relative_to(tmp_path)
     assert run.problems == [] and run.summary["config"]["num-server-rounds"] == 1
-    assert (run.run_dir / "report.md").is_file()
+    assert (run.run_dir / "report.md").is_file() and (run.run_dir / "report.html").is_file()
     assert f"{run.gap['roc_auc']}" in capsys.readouterr().out

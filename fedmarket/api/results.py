@@ -94,6 +94,14 @@ class RunResult:
         """What makes the run incomplete; empty for a complete run."""
         return list(self.summary.get("problems") or [])
 
+    @property
+    def report_html(self) -> Path:
+        """The whole report as one self-contained page, to open in a browser (or show in a
+        notebook: ``IPython.display.HTML(run.report_html.read_text())``)."""
+        from fedmarket.rundir import RunDir
+
+        return RunDir(self.run_dir).report_html
+
     def _rows(self) -> list[tuple[str, Any, Any, Any]]:
         fed, cen, gap = self.federated_test, self.centralised_test or {}, self.gap or {}
         return [(k, fed.get(k), cen.get(k), gap.get(k)) for k in HEADLINE if k in fed or k in cen]

@@ -29,7 +29,7 @@ from fedmarket.defaults import default_run_dir, ensure_default_data
 from fedmarket.errors import ConfigError, FedmarketError
 from fedmarket.federated.run_log import RunLog
 from fedmarket.progress import progress_bar
-from fedmarket.results import write_run_outputs
+from fedmarket.reporting import write_run_outputs
 from fedmarket.rundir import RunDir
 
 if TYPE_CHECKING:

@@ -27,7 +27,7 @@ from fedmarket.data import store
 from fedmarket.errors import ConfigError, RunStopped
 from fedmarket.models import build_model
 from fedmarket.privacy.central import central_epsilon, default_central_delta
-from fedmarket.rundir import RunDir, write_json
+from fedmarket.rundir import RunDir, write_json, write_scores
 from fedmarket.tasks import get_task
 from fedmarket.training import predict
 
@@ -99,6 +99,7 @@ class RunLog:
         self.weights_file: str | None = None
         self.previous_wall_s = 0.0  # time spent by the processes before a resume
         self._pending: tuple[int, dict[str, torch.Tensor]] | None = None
+        self._scores: tuple[np.ndarray, np.ndarray] | None = None  # saved at the next commit
         self.run_dir.checkpoints.mkdir(parents=True, exist_ok=True)
         if round_offset > 0:
             self._restore()
@@ -193,7 +194,8 @@ class RunLog:
         model = build_model(self.cfg.model, self.n_features, task=self.cfg.task, dp=False)
         model.load_state_dict(weights, strict=True)
         y = self.task.targets(self.test)
-        return self.task.report(y, predict(model, self.test.X, self.task))
+        self._scores = (y, predict(model, self.test.X, self.task))
+        return self.task.report(*self._scores)
 
     # --- the commit point and results ---------------------------------------------------
     def commit(self, rnd: int, *, wall_s: float | None = None) -> None:
@@ -203,6 +205,9 @@ class RunLog:
             done, weights = self._pending
             self.weights_file = self.run_dir.save_checkpoint(done, weights).name
             self._pending = None
+        if self._scores is not None:  # the scores behind final_test, for the gains figure
+            write_scores(self.run_dir.test_scores, *self._scores)
+            self._scores = None
         fields = list(ROUND_FIELDS) + [f"{p}_{k}" for p in ("test", "fed") for k in TEST_KEYS]
         self.run_dir.write_rounds([self.rows[r] for r in sorted(self.rows) if r <= rnd], fields)
         self.run_dir.commit(

@@ -14,7 +14,7 @@ from fedmarket.baselines import ResultRow
 from fedmarket.centralised import CentralisedResult
 from fedmarket.config import RunConfig
 from fedmarket.errors import ConfigError
-from fedmarket.results import build_summary
+from fedmarket.reporting import build_summary
 
 FED = {"roc_auc": 0.71, "pr_auc": 0.30, "f1": 0.1, "lift_at_10": 2.5, "n": 120}
 CEN = {"roc_auc": 0.74, "pr_auc": 0.33, "f1": 0.2, "lift_at_10": 2.9, "n": 120}
@@ -55,6 +55,7 @@ def test_run_result_reads_the_summary(tmp_path: Path):
     assert run.gap["roc_auc"] == pytest.approx(0.71 - 0.74)
     assert (run.epsilon, run.delta, run.problems) == (3.2, 1e-4, [])
     assert os.fspath(run) == str(tmp_path)
+    assert run.report_html == tmp_path / "report.html"
 
 
 def test_run_result_repr_is_one_short_line_with_the_headline_numbers(tmp_path: Path):

@@ -105,6 +105,7 @@ def _result(out: Path) -> dict:
         "participation": fed["participation"],
         "spent": {pid: load_accountant(None, str(state), pid) for pid in range(3)},
         "model": update_digest(RunDir(out).latest_checkpoint()[1]),
+        "scores": RunDir(out).test_scores.read_text(),  # the gains figure's federated curve
     }
 
 

@@ -117,8 +117,13 @@ def test_end_to_end_no_raw_data(tiny_data, tiny_raw, tmp_path, monkeypatch):
     for plot in (
         "roc_auc_per_round.png",
         "epsilon_per_round.png",
+        "gains_lift.png",
+        "learning_curves.png",
+        "report.html",
+        "test_scores.csv",
         "centralised/gains.png",
         "centralised/learning_curve.png",
+        "centralised/test_scores.csv",
     ):
         assert (out / plot).stat().st_size > 0
 
@@ -300,9 +305,12 @@ def test_resume_of_a_run_whose_rounds_are_all_committed(tiny_data, tmp_path):
     simulate(data=tiny_data, run_config="num-server-rounds=2", out=out, centralised=False,
              resources=ONE_CPU)  # fmt: skip
     whole = json.loads((out / "federated.json").read_text())
-    for name in ("federated.json", "summary.json", "report.md"):
+    for name in ("federated.json", "summary.json", "report.md", "report.html", "gains_lift.png"):
         (out / name).unlink()
     result = simulate(data=None, resume=out, centralised=False, resources=ONE_CPU)
+    # the federated curve is drawn from the scores committed with the last round
+    assert (out / "gains_lift.png").stat().st_size > 0
+    assert "Gains and lift" in (out / "report.html").read_text()
     fed = result["summary"]["federated"]
     for key in ("test", "epsilon", "delta", "rounds", "participation", "failures"):
         assert fed[key] == whole[key], key

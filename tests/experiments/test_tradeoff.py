@@ -144,6 +144,11 @@ def test_summary_means_and_standard_deviations(tmp_path: Path):
     assert "| federated-client-dp | no DP |" in md
     for key in ("png", "attack_png"):
         assert result.paths[key].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"]({result.paths[key].name})" in md
+    page = result.paths["html"].read_text()
+    assert result.paths["html"].name == "report.html"
+    assert "<td>federated-client-dp</td><td>8</td><td>8.000</td>" in page
+    assert page.count('src="data:image/png;base64,') == 2 and "http" not in page
 
 
 @pytest.mark.parametrize(

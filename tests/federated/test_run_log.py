@@ -14,8 +14,8 @@ from fedmarket.config import RunConfig
 from fedmarket.data import store
 from fedmarket.federated.run_log import ROUND_FIELDS, RunLog
 from fedmarket.models import build_model
-from fedmarket.results import build_summary, write_run_outputs
-from fedmarket.rundir import RunDir
+from fedmarket.reporting import build_summary, write_run_outputs
+from fedmarket.rundir import RunDir, read_scores
 from fedmarket.training import predict
 from strategies import ReplySummary
 
@@ -243,8 +243,24 @@ def test_run_outputs_summary_keys_report_and_plots(tiny_data, tmp_path):
     assert "| wall time (s) | 12.5 | 4.25 |" in report
     assert "| epsilon | 4 | 7.9 |" in report
     assert "| 1 | 3 |" in report  # epsilon per client
-    for name in ("roc_auc_per_round.png", "epsilon_per_round.png"):
+    for name in ("roc_auc_per_round.png", "epsilon_per_round.png", "gains_lift.png"):
         assert (tmp_path / name).stat().st_size > 0 and f"]({name})" in report
+    assert paths["html"] == tmp_path / "report.html" and "<table>" in paths["html"].read_text()
+
+
+def test_the_scores_behind_the_final_test_metrics_are_committed(tiny_data, tmp_path):
+    """test_scores.csv holds what final_test was computed from (the gains figure draws it),
+    committed with the round: a resumed run reads the same file."""
+    cfg = settings(tiny_data, tmp_path)
+    run = RunLog(cfg, tmp_path, tiny_data, num_nodes=3)
+    play_two_rounds(run, model_weights(cfg, 1), model_weights(cfg, 2))
+    y, score = read_scores(RunDir(tmp_path).test_scores)
+    test = store.load_pooled(tiny_data, "test")
+    assert len(y) == len(test) and set(np.unique(y)) <= {0.0, 1.0}
+    assert roc_auc_score(y, score) == pytest.approx(run.final_test["roc_auc"], abs=1e-6)
+    resumed = RunLog(cfg, tmp_path, tiny_data, num_nodes=3, round_offset=2)
+    assert resumed.finish(0.0)["test"]["roc_auc"] == run.final_test["roc_auc"]
+    assert read_scores(RunDir(tmp_path).test_scores)[1].tolist() == score.tolist()
 
 
 def test_run_outputs_without_dp_or_centralised(tiny_data, tmp_path):

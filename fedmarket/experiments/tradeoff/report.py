@@ -1,4 +1,5 @@
-"""A sweep's outputs: tradeoff.csv, the summary over seeds, tradeoff.md and the plots."""
+"""A sweep's outputs: tradeoff.csv, the summary over seeds, the plots, and tradeoff.md and
+report.html (the same blocks, ``fedmarket.reporting``)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from fedmarket.experiments.tradeoff.points import SETTINGS, TEST_KEYS
+from fedmarket.reporting.document import Block, Heading, Image, Paragraph, bullets, table
+from fedmarket.reporting.html import to_html
+from fedmarket.reporting.markdown import to_markdown
 
 ATTACK_TPR_KEYS = ("attack_tpr_at_fpr_0.1%", "attack_tpr_at_fpr_1%")
 # The per-point results after the privacy figures, in column order (all numeric).
@@ -68,7 +72,8 @@ def summarise(frame: Any) -> Any:
 
 
 def write_outputs(out: Path, rows: list[dict[str, Any]]) -> dict[str, Path]:
-    """tradeoff.csv (every row), tradeoff.md (the summary), tradeoff.png, attack_auc.png."""
+    """tradeoff.csv (every row), tradeoff.png, attack_auc.png, and the summary with the plots
+    as tradeoff.md and as a self-contained report.html."""
     import pandas as pd
 
     frame = pd.DataFrame(rows).reindex(columns=list(CSV_COLUMNS))
@@ -77,8 +82,6 @@ def write_outputs(out: Path, rows: list[dict[str, Any]]) -> dict[str, Path]:
     frame = load_table(paths["csv"])
     summary = summarise(frame)
     sweep = json.loads((out / "sweep.json").read_text()) if (out / "sweep.json").is_file() else {}
-    paths["md"] = out / "tradeoff.md"
-    paths["md"].write_text(render_markdown(summary, frame, sweep))
     seeds = frame.loc[frame["status"] == "ok", "seed"].nunique()
     where = f" ({sweep.get('rounds', '?')} rounds, {seeds} seed{'s' * (seeds != 1)})"
     if "roc_auc_mean" in summary and summary["roc_auc_mean"].notna().any():
@@ -99,7 +102,30 @@ def write_outputs(out: Path, rows: list[dict[str, Any]]) -> dict[str, Path]:
             "Loss-threshold membership inference" + where,
             reference=("random guessing", 0.5),
         )
+    figures = [Image(paths[k].name, *FIGURES[k]) for k in FIGURES if k in paths]
+    blocks = sweep_blocks(summary, frame, sweep, figures)
+    paths["md"] = out / "tradeoff.md"
+    paths["md"].write_text(to_markdown(blocks))
+    paths["html"] = out / "report.html"
+    paths["html"].write_text(to_html(blocks, out, title="fedmarket: privacy/accuracy trade-off"))
     return paths
+
+
+# What each plot shows, in the words the reports print under it.
+FIGURES = {
+    "png": (
+        "Accuracy against privacy",
+        "Test ROC-AUC of each setting against the epsilon it spent (log scale); error bars "
+        "one standard deviation over seeds. 'no DP' at the right is the same setting without "
+        "privacy; the dashed line the centralised model without DP.",
+    ),
+    "attack_png": (
+        "What a membership attack learns",
+        "ROC-AUC of a loss-threshold membership-inference attack against epsilon: 0.5 is "
+        "random guessing, so the closer to it, the less the model reveals whether a customer "
+        "was among the training customers.",
+    ),
+}
 
 
 def _reference(summary: Any) -> tuple[str, float] | None:
@@ -186,56 +212,82 @@ def _error_bars(part: Any, metric: str) -> tuple[list[float], list[float]]:
     return below, above
 
 
-def render_markdown(summary: Any, frame: Any, sweep: dict[str, Any]) -> str:
-    """The summary table (means over seeds, ± one standard deviation for ROC-AUC)."""
-    lines = [
-        "# Privacy/accuracy trade-off",
-        "",
-        f"Data: {sweep.get('data', '?')}; {sweep.get('rounds', '?')} rounds (the centralised "
-        f"runs train as many epochs); extra run config: `{sweep.get('run_config') or '-'}`. "
-        "Epsilon is customer-level for DP-SGD and retailer-level for central DP; delta as "
-        "listed. The attack is the loss-threshold membership inference on equal numbers of "
-        "training and held-out customers (with one seed, its AUC's 95% DeLong interval in "
-        "brackets); its epsilon is a 95% lower bound.",
-        "",
-        "| setting | target ε | ε spent | δ | noise σ | ROC-AUC | PR-AUC | F1 | lift@10 "
-        "| attack AUC | attack TPR@1% FPR | attack ε ≥ | train s | seeds |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+def sweep_blocks(
+    summary: Any, frame: Any, sweep: dict[str, Any], figures: list[Image]
+) -> list[Block]:
+    """The summary table (means over seeds, ± one standard deviation for ROC-AUC), the
+    points without a result, then the figures."""
+    blocks: list[Block] = [
+        Heading("Privacy/accuracy trade-off", 1),
+        Paragraph(
+            f"Data: {sweep.get('data', '?')}; {sweep.get('rounds', '?')} rounds (the centralised "
+            f"runs train as many epochs); extra run config: `{sweep.get('run_config') or '-'}`. "
+            "Epsilon is customer-level for DP-SGD and retailer-level for central DP; delta as "
+            "listed. The attack is the loss-threshold membership inference on equal numbers of "
+            "training and held-out customers (with one seed, its AUC's 95% DeLong interval in "
+            "brackets); its epsilon is a 95% lower bound."
+        ),
+        table(HEADER, [_cells(r) for _, r in summary.iterrows()]),
     ]
-    for _, r in summary.iterrows():
-        target = "no DP" if not math.isfinite(r["target_epsilon"]) else f"{r['target_epsilon']:g}"
-        auc = _fmt(r["roc_auc_mean"])
-        if r["n"] > 1 and r["roc_auc_std"] == r["roc_auc_std"]:
-            auc += f" ± {r['roc_auc_std']:.4f}"
-        attack = _fmt(r["attack_auc_mean"])
-        if r["n"] == 1 and r["attack_auc_ci_low_mean"] == r["attack_auc_ci_low_mean"]:
-            attack += f" [{r['attack_auc_ci_low_mean']:.3f}, {r['attack_auc_ci_high_mean']:.3f}]"
-        cells = [
-            r["setting"],
-            target,
-            _fmt(r["epsilon_mean"], 3),
-            _fmt(r["delta_mean"], 3, "g"),
-            _fmt(r["noise_multiplier_mean"], 3),
-            auc,
-            _fmt(r["pr_auc_mean"]),
-            _fmt(r["f1_mean"]),
-            _fmt(r["lift_at_10_mean"], 3),
-            attack,
-            _fmt(r["attack_tpr_at_fpr_1%_mean"]),
-            _fmt(r["attack_epsilon_lb_mean"], 3),
-            _fmt(r["wall_s_mean"], 0, "f"),
-            str(int(r["n"])),
-        ]
-        lines.append("| " + " | ".join(cells) + " |")
     bad = frame[frame["status"] != "ok"].drop_duplicates("run")
     if not bad.empty:
-        lines += ["", "Points without a result (re-run the sweep to retry them):", ""]
-        lines += [
-            f"- {r['run']}: {r['status']}"
-            + (f" ({r['error']})" if r["error"] == r["error"] and r["error"] else "")
-            for _, r in bad.iterrows()
-        ]
-    return "\n".join(lines) + "\n"
+        blocks.append(Paragraph("Points without a result (re-run the sweep to retry them):"))
+        blocks.append(
+            bullets(
+                [
+                    f"{r['run']}: {r['status']}"
+                    + (f" ({r['error']})" if r["error"] == r["error"] and r["error"] else "")
+                    for _, r in bad.iterrows()
+                ]
+            )
+        )
+    if figures:
+        blocks += [Heading("Figures"), *figures]
+    return blocks
+
+
+HEADER = (
+    "setting",
+    "target ε",
+    "ε spent",
+    "δ",
+    "noise σ",
+    "ROC-AUC",
+    "PR-AUC",
+    "F1",
+    "lift@10",
+    "attack AUC",
+    "attack TPR@1% FPR",
+    "attack ε ≥",
+    "train s",
+    "seeds",
+)
+
+
+def _cells(r: Any) -> list[str]:
+    target = "no DP" if not math.isfinite(r["target_epsilon"]) else f"{r['target_epsilon']:g}"
+    auc = _fmt(r["roc_auc_mean"])
+    if r["n"] > 1 and r["roc_auc_std"] == r["roc_auc_std"]:
+        auc += f" ± {r['roc_auc_std']:.4f}"
+    attack = _fmt(r["attack_auc_mean"])
+    if r["n"] == 1 and r["attack_auc_ci_low_mean"] == r["attack_auc_ci_low_mean"]:
+        attack += f" [{r['attack_auc_ci_low_mean']:.3f}, {r['attack_auc_ci_high_mean']:.3f}]"
+    return [
+        r["setting"],
+        target,
+        _fmt(r["epsilon_mean"], 3),
+        _fmt(r["delta_mean"], 3, "g"),
+        _fmt(r["noise_multiplier_mean"], 3),
+        auc,
+        _fmt(r["pr_auc_mean"]),
+        _fmt(r["f1_mean"]),
+        _fmt(r["lift_at_10_mean"], 3),
+        attack,
+        _fmt(r["attack_tpr_at_fpr_1%_mean"]),
+        _fmt(r["attack_epsilon_lb_mean"], 3),
+        _fmt(r["wall_s_mean"], 0, "f"),
+        str(int(r["n"])),
+    ]
 
 
 def _fmt(value: Any, digits: int = 4, kind: str = "f") -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from fedmarket.config import RunConfig, parse_overrides
-from fedmarket.results import privacy_cost_command, render_report
+from fedmarket.reporting import privacy_cost_command, render_report
 
 
 def row(k: float, n_targeted: int, conversions: float, n: int = 1000, buyers: int = 120) -> dict:

@@ -1,0 +1,178 @@
+"""What a run's report says, in order: three answers first (what federation, privacy and
+the model are worth), then the tables they come from, then the figures. A run that is
+incomplete says so before anything. report.md and report.html lay out the same blocks."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from fedmarket.marketing import DEFAULT_KS, TARGETING_K, THRESHOLD_RULE, at_key
+from fedmarket.reporting import words
+from fedmarket.reporting.document import (
+    Block,
+    Code,
+    Heading,
+    Image,
+    Paragraph,
+    bullets,
+    table,
+)
+from fedmarket.reporting.summary import privacy_cost_command
+from fedmarket.reporting.words import num
+
+# The metric tables, in the order a reader should trust them: ranking metrics need no
+# threshold; the top-k cut is the decision a campaign takes (marketing.THRESHOLD_RULE);
+# 0.5 on a rare purchase predicts almost no buyers, so those come last, with a warning.
+THRESHOLD_FREE_KEYS = ("roc_auc", "pr_auc", "log_loss", "mae", "rmse", "r2", "mape")
+AT_THE_CUT_KEYS = (
+    *(at_key(m, TARGETING_K) for m in ("precision", "recall", "f1")),
+    *(at_key(m, k) for m in ("lift", "capture") for k in DEFAULT_KS),
+)
+AT_HALF_KEYS = ("accuracy", "precision", "recall", "f1")
+REPORT_KEYS = (*THRESHOLD_FREE_KEYS, *AT_THE_CUT_KEYS, *AT_HALF_KEYS)
+
+
+def title(summary: dict[str, Any]) -> str:
+    cfg = summary["config"]
+    return f"fedmarket run: {cfg['model']} / {cfg['task']}"
+
+
+def report_blocks(
+    summary: dict[str, Any], rounds: list[dict[str, Any]], figures: Sequence[Image] = ()
+) -> list[Block]:
+    """The run's report; ``rounds`` (rounds.csv) is accepted for the figures' sake only."""
+    cfg, fed, cen = summary["config"], summary["federated"], summary["centralised"]
+    blocks: list[Block] = [
+        Heading(title(summary), 1),
+        Paragraph(
+            f"{cfg['num-server-rounds']} rounds of {cfg['strategy']} with {cfg['local-epochs']} "
+            f"local epoch(s); dp = {cfg['dp']}. Both columns are measured on the same test "
+            "customers (every retailer's held-out customers)."
+        ),
+    ]
+    problems = summary.get("problems") or []
+    if problems:
+        blocks += [Heading("This run is incomplete"), bullets(problems)]
+    blocks += [
+        Heading("In short"),
+        bullets(
+            [
+                words.federation_sentence(summary),
+                words.privacy_sentence(summary),
+                words.targeting_in_short(summary),
+            ]
+        ),
+    ]
+    blocks += _targeting(summary)
+    blocks += [
+        Heading("Privacy"),
+        Paragraph(summary["privacy"]),
+        Paragraph(words.WHAT_LEAVES_A_RETAILER),
+    ]
+    blocks += _privacy_cost(summary)
+    blocks += [Heading("Federated versus centralised"), *_metric_tables(summary)]
+    blocks.append(
+        table(
+            ("", "federated", "centralised"),
+            [
+                ("wall time (s)", num(fed.get("wall_s")), num((cen or {}).get("wall_s"))),
+                (
+                    "epsilon",
+                    num((fed.get("epsilon") or {}).get("max")),
+                    num((cen or {}).get("epsilon")),
+                ),
+                ("delta", num(fed.get("delta")), num((cen or {}).get("delta"))),
+            ],
+        )
+    )
+    if cen is None:
+        blocks.append(Paragraph("No centralised reference in this run (it needs the pooled data)."))
+    blocks += _per_client(fed)
+    failures = fed.get("failures") or {}
+    blocks += [
+        Heading("Rounds"),
+        Paragraph(
+            f"Failed replies: {failures.get('failed', 0)}, declined (budget): "
+            f"{failures.get('declined', 0)}, timed out: {failures.get('timed_out', 0)}. "
+            "Per-round numbers are in rounds.csv."
+        ),
+    ]
+    if figures:
+        blocks += [Heading("Figures"), *figures]
+    return blocks
+
+
+def _targeting(summary: dict[str, Any]) -> list[Block]:
+    blocks: list[Block] = [Heading("What the model is worth for targeting")]
+    for name, test in zip(("federated", "centralised"), words.tests(summary), strict=True):
+        rows = words.lift_rows(test)
+        if rows:
+            blocks.append(Paragraph(f"The {name} model:"))
+            blocks.append(bullets([f"{words.targeting_sentence(rows[k])}." for k in sorted(rows)]))
+    if len(blocks) == 1:
+        blocks.append(
+            Paragraph("Not measured: the test customers hold no buyers, or no model finished.")
+        )
+    return blocks
+
+
+def _privacy_cost(summary: dict[str, Any]) -> list[Block]:
+    command = privacy_cost_command(summary["config"])
+    if command is None:
+        return [
+            Paragraph("This run has no privacy guarantee, so privacy costs it nothing to measure.")
+        ]
+    return [
+        Paragraph(
+            "What privacy costs: this run has no non-private reference. Train one on the same "
+            "data with the same settings and compare the tables:"
+        ),
+        Code(command),
+        Paragraph(
+            "or sweep epsilon with `fedmarket tradeoff --data DATA --out SWEEP --epsilons 1,4,16`."
+        ),
+    ]
+
+
+def _metric_tables(summary: dict[str, Any]) -> list[Block]:
+    fed_test, cen_test = words.tests(summary)
+    gap = summary.get("gap") or {}
+
+    def rows(keys: tuple[str, ...]) -> list[Block]:
+        cells = [
+            (key, num(fed_test.get(key)), num(cen_test.get(key)), num(gap.get(key)))
+            for key in keys
+            if key in fed_test or key in cen_test
+        ]
+        header = ("metric", "federated", "centralised", "gap (fed - cen)")
+        return [table(header, cells)] if cells else []
+
+    blocks: list[Block] = []
+    if free := rows(THRESHOLD_FREE_KEYS):
+        blocks += [Paragraph("Threshold-free (ranking and calibration):"), *free]
+    if cut := rows(AT_THE_CUT_KEYS):
+        rule = summary.get("threshold_rule") or THRESHOLD_RULE
+        blocks += [Paragraph(f"{rule} Lift and capture at each k:"), *cut]
+    if half := rows(AT_HALF_KEYS):
+        blocks += [Paragraph(words.half_note(fed_test, cen_test)), *half]
+        if accuracy := words.accuracy_sentence(fed_test, cen_test):
+            blocks.append(Paragraph(accuracy))
+    return blocks
+
+
+def _per_client(fed: dict[str, Any]) -> list[Block]:
+    """Per client: the rounds its update was aggregated in, and the epsilon it spent."""
+    per_client = (fed.get("epsilon") or {}).get("per_client") or {}
+    participation = fed.get("participation") or {}
+    rounds = participation.get("rounds_aggregated") or {}
+    clients = sorted({*per_client, *rounds, *map(str, participation.get("never") or [])}, key=int)
+    if not clients:
+        return []
+    return [
+        Heading("Per client"),
+        table(
+            ("client", "rounds aggregated", "epsilon"),
+            [(c, str(rounds.get(c, 0)), num(per_client.get(c))) for c in clients],
+        ),
+    ]

@@ -1,0 +1,144 @@
+"""The sentences a report says: what federation, privacy and the model are worth, each in
+words a marketing lead and a DPO read without the tables."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from fedmarket.marketing import TARGETING_K
+from fedmarket.reporting.summary import privacy_cost_command
+from fedmarket.tasks import get_task
+
+LABELS = {"roc_auc": "ROC-AUC", "pr_auc": "PR-AUC", "rmse": "RMSE", "mae": "MAE"}
+
+
+def tests(summary: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(federated, centralised) test metrics, empty where a model is missing."""
+    return (summary["federated"].get("test") or {}), (
+        (summary["centralised"] or {}).get("test") or {}
+    )
+
+
+def federation_sentence(summary: dict[str, Any]) -> str:
+    """What federation costs in the task's ranking metric, against the centralised reference
+    trained with the same model and privacy settings on the pooled data."""
+    key, higher_is_better = get_task(summary["config"]["task"]).primary_metric
+    label = LABELS.get(key, key)
+    fed, cen = (test.get(key) for test in tests(summary))
+    if not finite(fed) or not finite(cen):
+        why = "failed" if (summary["centralised"] or {}).get("failed") else "is missing"
+        return (
+            f"Federation: its cost is not measured, the centralised reference {why} "
+            f"(federated {label} {num(fed)})."
+        )
+    cost = (cen - fed) if higher_is_better else (fed - cen)
+    costs = f"costs {cost:.3g} {label}" if cost > 0 else f"costs no {label} here"
+    return (
+        f"Federation {costs} at the same privacy settings: federated {fed:.3g} against "
+        f"centralised {cen:.3g} on the same test customers."
+    )
+
+
+def privacy_sentence(summary: dict[str, Any]) -> str:
+    """The guarantee in one clause and how to measure its cost: a run measures the cost of
+    privacy only against a non-private reference, which the main job does not train."""
+    cfg = summary["config"]
+    if cfg["dp"] == "none":
+        return "Privacy: this run has no privacy guarantee (dp = 'none')."
+    eps = (summary["federated"].get("epsilon") or {}).get("max")
+    eps_words = f"epsilon {eps:.3g}" if finite(eps) else "no epsilon spent yet"
+    delta = summary.get("delta")
+    delta_words = f", delta {delta:.3g}" if finite(delta) else ""
+    who = (
+        "customer-level DP at each retailer, at most"
+        if cfg["dp"] == "client"
+        else "retailer-level DP at the server,"
+    )
+    return (
+        f"Privacy: {who} {eps_words}{delta_words}; what it costs is not measured by this "
+        f"run: `{privacy_cost_command(cfg)}` trains the same run without DP on the same data."
+    )
+
+
+WHAT_LEAVES_A_RETAILER = (
+    "What leaves a retailer: only model weights and aggregate metrics (losses, ROC-AUC, "
+    "customer counts), never a customer's record, id or score. Customer ids are "
+    "pseudonymised on the retailer's side before training."
+)
+
+
+def targeting_sentence(row: dict[str, Any]) -> str:
+    """One lift-table row as a marketer reads it: how many are contacted, the share of all
+    buyers they reach, how often they buy, and how much better than random that is."""
+    return (
+        f"contacting the top {pct(row['k'])} ({row['n_targeted']} customers) reaches "
+        f"{pct(row['capture_rate'])} of the buyers (capture rate); {pct(row['conversion_rate'])} "
+        f"of them buy against a {pct(row['base_rate'])} base rate, {row['lift']:.1f}x random"
+    )
+
+
+def lift_rows(test: dict[str, Any]) -> dict[float, dict[str, Any]]:
+    """A model's lift-table rows by k, those with numbers (no buyers: none)."""
+    return {
+        round(r["k"], 9): r
+        for r in test.get("lift_table") or []
+        if all(finite(r.get(f)) for f in ("lift", "capture_rate"))
+    }
+
+
+def targeting_in_short(summary: dict[str, Any]) -> str:
+    for name, test in zip(("federated", "centralised"), tests(summary), strict=True):
+        row = lift_rows(test).get(round(TARGETING_K, 9))
+        if row is not None:
+            return f"Targeting with the {name} model: {targeting_sentence(row)}."
+    return "Targeting: not measured (the test customers hold no buyers, or no model finished)."
+
+
+def half_note(fed_test: dict[str, Any], cen_test: dict[str, Any]) -> str:
+    counts = [
+        f"{name} {round(t['predicted_positive_rate'] * t['n'])} of {t['n']}"
+        for name, t in (("federated", fed_test), ("centralised", cen_test))
+        if finite(t.get("predicted_positive_rate")) and finite(t.get("n"))
+    ]
+    predicted = f" (customers predicted buyers: {', '.join(counts)})" if counts else ""
+    return (
+        "At the fixed threshold 0.5, for reference only: on a rare purchase it predicts few "
+        f"or no buyers{predicted}, so these say little about the model:"
+    )
+
+
+def accuracy_sentence(fed_test: dict[str, Any], cen_test: dict[str, Any]) -> str:
+    """Accuracy next to what predicting the majority class for everyone scores: at a 13 %
+    base rate 0.87 is what a model that never predicts a buyer gets."""
+    base = fed_test.get("base_rate", cen_test.get("base_rate"))
+    if not finite(base):
+        return ""
+    majority, label = (1 - base, "no purchase") if base <= 0.5 else (base, "purchase")
+    said = [
+        f"{name} accuracy {t['accuracy']:.3g}"
+        for name, t in (("federated", fed_test), ("centralised", cen_test))
+        if finite(t.get("accuracy"))
+    ]
+    if not said:
+        return ""
+    text = "; ".join(said)
+    majority_words = f"{majority:.3g} for predicting '{label}' for everyone"
+    return f"{text[0].upper()}{text[1:]}, against {majority_words}."
+
+
+def finite(value: Any) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value)
+
+
+def pct(value: float) -> str:
+    return f"{100 * value:.3g}%"
+
+
+def num(value: Any) -> str:
+    """A table cell: 4 significant digits, '-' for a number that is not there."""
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
