@@ -50,6 +50,7 @@ def test_centralised_logs_its_settings_epochs_test_metrics_and_files(
         "model.pt",
         "learning_curve.png",
         "gains.png",
+        "test_scores.csv",
     }
 
 
