@@ -15,20 +15,22 @@ from fedmarket.tracking.runs import (
     run_dir_skip,
     run_tags,
 )
-from fedmarket.tracking.store import (
+from fedmarket.tracking.target import (
     DEFAULT_EXPERIMENT,
     INSTALL_HINT,
+    TrackingTarget,
+    tracking_target,
+)
+from fedmarket.tracking.trackers import (
     GuardedTracker,
     MlflowTracker,
     NullTracker,
     Tracker,
-    TrackingTarget,
     flat_params,
     metric_name,
     metric_values,
     open_tracker,
     tracked_run,
-    tracking_target,
 )
 
 __all__ = [

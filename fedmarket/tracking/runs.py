@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec
 
 from fedmarket.rundir import CENTRALISED_METRICS, RunDir
-from fedmarket.tracking.store import SkipFile, Tracker
+from fedmarket.tracking.trackers import SkipFile, Tracker
 
 if TYPE_CHECKING:
     from fedmarket.baselines import ResultRow
