@@ -11,6 +11,7 @@ import math
 import numbers
 import re
 import time
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -83,8 +84,12 @@ class MlflowTracker:
 
         for name in ("alembic", "mlflow.store.db.utils"):  # creating a store's tables
             logging.getLogger(name).setLevel(logging.WARNING)
-        self.client = MlflowClient(tracking_uri=target.uri)
-        found = self.client.get_experiment_by_name(target.experiment)
+        with warnings.catch_warnings():
+            # MLflow's SQLAlchemy store sets up its tables with a loader SQLAlchemy 2.1
+            # deprecates: MLflow's notice to act on, not the user's; it printed on every run
+            warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"mlflow\.")
+            self.client = MlflowClient(tracking_uri=target.uri)
+            found = self.client.get_experiment_by_name(target.experiment)
         if found is None:
             self.experiment_id = self.client.create_experiment(
                 target.experiment, artifact_location=target.artifacts
