@@ -70,6 +70,7 @@ def run_centralised(
     hparams: dict[str, Any] | None = None,
     fernet: Fernet | None = None,
     progress: Callable[..., None] | None = None,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
 ) -> CentralisedResult:
     started = time.perf_counter()
     manifest = store.read_manifest(data_dir)
@@ -84,7 +85,9 @@ def run_centralised(
         seed=train_cfg.seed,
         **(hparams or {}),
     )
-    result: FitResult = fit(net, train, task_obj, train_cfg, privacy=privacy, progress=progress)
+    result: FitResult = fit(
+        net, train, task_obj, train_cfg, privacy=privacy, progress=progress, on_epoch=on_epoch
+    )
     y_test = task_obj.targets(test)
     pred = predict(net, test.X, task_obj, device=train_cfg.device)
     x, y = cumulative_gains((y_test > 0).astype(float), pred)
@@ -109,12 +112,18 @@ def run_centralised(
 
 
 def run_matched_reference(
-    cfg: RunConfig, data_dir: Path, out_dir: Path, *, fernet: Fernet | None = None
+    cfg: RunConfig,
+    data_dir: Path,
+    out_dir: Path,
+    *,
+    fernet: Fernet | None = None,
+    progress: Callable[..., None] | None = None,
 ) -> CentralisedResult:
     """The centralised reference of a federated run, written to ``out_dir``.
 
     Same model, same DP setting (one delta over all training customers), the same number
-    of passes over every customer (rounds x local epochs), on the pooled partitions.
+    of passes over every customer (rounds x local epochs), on the pooled partitions. Logs
+    a line per epoch: under DP on a large pooled set an epoch takes minutes.
     """
     n_train = store.n_train_total(store.read_manifest(data_dir))
     train_cfg = cfg.train_config(epochs=cfg.total_epochs)
@@ -133,9 +142,23 @@ def run_matched_reference(
         train_cfg=train_cfg,
         privacy=privacy,
         fernet=fernet,
+        progress=progress,
+        on_epoch=lambda row: log.info("%s", epoch_line(row, train_cfg.epochs)),
     )
     write_centralised(result, out_dir)
     return result
+
+
+def epoch_line(row: dict[str, Any], epochs: int) -> str:
+    """``centralised epoch 3/12: train loss 0.4123, val loss 0.3981, val roc_auc 0.8012,
+    epsilon 3.21`` (what is not measured is left out)."""
+    parts = [f"train loss {row['train_loss']:.4f}"]
+    for key, value in row.items():
+        if key.startswith("val_") and value is not None:
+            parts.append(f"{key.replace('_', ' ', 1)} {value:.4f}")
+    if row.get("epsilon") is not None:
+        parts.append(f"epsilon {row['epsilon']:.2f}")
+    return f"centralised epoch {row['epoch']}/{epochs}: {', '.join(parts)}"
 
 
 def write_centralised(result: CentralisedResult, out_dir: Path) -> dict[str, Path]:

@@ -181,7 +181,7 @@ def centralised_cmd(
         patience=patience,
         seed=cfg.seed,
     )
-    with progress_bar(f"training {cfg.model}", epochs) as advance:
+    with progress_bar(f"training {cfg.model}", epochs, unit="epochs") as advance:
         result = run_centralised(
             data,
             model=cfg.model,
