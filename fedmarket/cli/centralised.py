@@ -166,7 +166,7 @@ def centralised_cmd(
 ) -> None:
     """Train one sequence model on the pooled training data of all partitions (the reference)."""
     cfg = centralised_settings(run_config, given_flags(ctx))  # before the heavy imports
-    from fedmarket.centralised import run_centralised, write_centralised
+    from fedmarket.centralised import epoch_line, run_centralised, write_centralised
     from fedmarket.data import store
     from fedmarket.data.protect.keys import prepared_data_fernet
     from fedmarket.training import TrainConfig
@@ -190,6 +190,7 @@ def centralised_cmd(
             privacy=privacy,
             fernet=fernet,
             progress=advance,
+            on_epoch=lambda row: console.print(epoch_line(row, epochs), highlight=False),
         )
     paths = write_centralised(result, out)
     table = Table(title=f"{cfg.model} / {cfg.task}: test metrics ({result.n_test:,} customers)")
