@@ -409,6 +409,13 @@ def _run_flower(
                 )
         except RunStopped as stopped:
             raise RunStopped(stopped.run_dir, stopped.committed, stop.signum) from None
+        except KeyboardInterrupt:  # the second signal: now, at the last commit
+            if not stop.is_set():
+                raise
+            stop_ray()  # first: the actors end, and the round in flight with them
+            marker = RunDir(plan.run_dir).read_marker() or {}
+            committed = int(marker.get("round", plan.offset))
+            raise RunStopped(plan.run_dir, committed, stop.signum) from None
         finally:
             stop_ray()
     if not federated:
