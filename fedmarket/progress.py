@@ -51,7 +51,8 @@ def progress_bar(
 
     With a ``total``: a bar, "3/12 epochs", elapsed time and the time remaining. Without
     one (rows of files not yet read): a spinner and the count so far, "76,377 events".
-    ``completed``: work already done (a resumed run's rounds), counted in the bar.
+    ``completed``: work already done (a resumed run's rounds), counted in the bar. A bar
+    opened inside another is removed when it is done.
     """
     if not enabled:
         yield lambda n=1, description=None: None
@@ -66,13 +67,24 @@ def progress_bar(
         columns += [BarColumn(), TextColumn(count), TimeElapsedColumn(), TimeRemainingColumn()]
     else:
         columns += [SpinnerColumn(), TextColumn(count), TimeElapsedColumn()]
-    with Progress(*columns, console=console, transient=False) as bar:
-        task = bar.add_task(description, total=total, completed=completed)
+    # A bar inside another (a sweep's runs, each with its rounds) goes when it is done,
+    # so a sweep leaves one line per sweep, not one per point and stage.
+    nested = _open_bars[0] > 0
+    _open_bars[0] += 1
+    try:
+        with Progress(*columns, console=console, transient=nested) as bar:
+            task = bar.add_task(description, total=total, completed=completed)
 
-        def advance(n: float = 1, description: str | None = None) -> None:
-            bar.update(task, advance=n, **({"description": description} if description else {}))
+            def advance(n: float = 1, description: str | None = None) -> None:
+                changes = {"description": description} if description else {}
+                bar.update(task, advance=n, **changes)
 
-        yield advance
+            yield advance
+    finally:
+        _open_bars[0] -= 1
+
+
+_open_bars = [0]  # progress bars open now (in this process)
 
 
 class _ConsoleHandler(RichHandler):

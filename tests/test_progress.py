@@ -89,3 +89,13 @@ def test_the_log_file_is_appended_and_undone(tmp_path):
     assert ours.handlers == handlers and warnings.showwarning is not None
     text = (tmp_path / "log.txt").read_text()
     assert "first process" in text and "resumed process" in text
+
+
+def test_a_bar_inside_another_goes_when_it_is_done(capsys):
+    with progress_bar("trade-off sweep", 2, unit="runs") as sweep:
+        for _ in range(2):
+            with progress_bar("federated rounds", 3, unit="rounds") as rounds:
+                rounds(3)
+            sweep(1)
+    err = capsys.readouterr().err
+    assert "2/2 runs" in err and "rounds" not in err
