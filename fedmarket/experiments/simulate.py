@@ -124,7 +124,7 @@ def simulate(
     plan.run_dir.mkdir(parents=True, exist_ok=True)
     files = RunDir(plan.run_dir)
     with log_file(files.log):
-        log.debug("fedmarket simulate: %s, resources %s", plan, resources)
+        log.debug("fedmarket simulate from round %d: %s; %s", plan.offset, plan.cfg, resources)
         return _simulate(plan, files, n_clients, centralised, resources)
 
 
