@@ -6,10 +6,10 @@ from typing import Annotated
 
 import typer
 
-from fedmarket.cli.app import Group, app, friendly_errors
+from fedmarket.cli.app import Group, Typer, app, friendly_errors
 from fedmarket.progress import console
 
-local_superlink_app = typer.Typer(
+local_superlink_app = Typer(
     cls=Group,
     no_args_is_help=True,
     help="The local SuperLink `flwr run` starts for simulations (and leaves running).",
