@@ -12,7 +12,7 @@ from fedmarket.progress import console
 local_superlink_app = Typer(
     cls=Group,
     no_args_is_help=True,
-    help="The local SuperLink `flwr run` starts for simulations (and leaves running).",
+    help="The local SuperLink `flwr run` starts for simulations and leaves running.",
 )
 app.add_typer(local_superlink_app, name="local-superlink")
 
@@ -25,12 +25,9 @@ def stop_cmd(
         typer.Option(help="Its HTTP port (default: $FLWR_LOCAL_SUPERLINK_HTTP_API_PORT or 39091)."),
     ] = None,
 ) -> None:
-    """Stop the local SuperLink and the SuperExec and run processes it started.
-
-    Found by the port `flwr run` talks to it on (Flower records no PID file), stopped by
-    PID: SIGTERM, then SIGKILL after 10 s. The next `flwr run` starts a new one, with
-    flwr's default of 2 SuperNodes: run the `flwr federation simulation-config` line again.
-    """
+    """Stop the local SuperLink, and the SuperExec and runs it started, by PID."""
+    # Found by the port `flwr run` talks to it on (Flower records no PID file), stopped by
+    # PID: SIGTERM, then SIGKILL after 10 s.
     from fedmarket.deploy import local_superlink
 
     link = local_superlink.find(port)
@@ -42,3 +39,9 @@ def stop_cmd(
     stopped = local_superlink.stop(link)
     listed = ", ".join(f"{p.pid} ({names[p.pid]})" for p in stopped)
     console.print(f"stopped the local SuperLink on port {link.port}: pid {listed}", soft_wrap=True)
+    console.print(
+        "the next `flwr run` starts a new one with flwr's default of 2 SuperNodes: run "
+        "`flwr federation simulation-config @none/default local --num-supernodes N` again",
+        soft_wrap=True,
+        highlight=False,
+    )
