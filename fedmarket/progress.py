@@ -13,6 +13,7 @@ directory's log file only (``log_file``), where it is there when something goes 
 from __future__ import annotations
 
 import logging
+import re
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -34,8 +35,8 @@ console = Console(stderr=True)
 
 # Flower's notices that repeat on every run and ask nothing of the user (kept in the log file).
 FLOWER_NOTICES = ("DEPRECATED FEATURE",)
-# Where third-party code lives: its Python warnings go to the log file, not the terminal.
-THIRD_PARTY = ("site-packages", "dist-packages")
+# Python warnings from installed packages but these go to the log file, not the terminal.
+OWN_PACKAGES = ("fedmarket", "clients", "server", "strategies")
 
 
 @contextmanager
@@ -109,10 +110,16 @@ class _FlowerConsole(logging.Filter):
 
 
 class _OwnWarnings(logging.Filter):
-    """Python warnings raised by fedmarket's code (third-party ones go to the file only)."""
+    """Python warnings raised by fedmarket's code (third-party ones go to the file only).
+
+    A captured warning's text starts with the file that raised it; fedmarket's own files are
+    in a site-packages directory too when it is installed without ``-e``.
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not any(part in record.getMessage() for part in THIRD_PARTY)
+        path = record.getMessage().split(":", 1)[0].replace("\\", "/")
+        found = re.search(r"(?:^|/)(?:site|dist)-packages/([^/]+)", path)
+        return found is None or found.group(1) in OWN_PACKAGES
 
 
 def log_to_console(

@@ -74,10 +74,17 @@ def test_third_party_warnings_go_to_the_file_ours_also_to_the_terminal(tmp_path,
             2051,
         )
         warnings.warn_explicit("this setting is slow", UserWarning, "/repo/fedmarket/config.py", 10)
+        warnings.warn_explicit(  # fedmarket installed without -e: still its own
+            "that key is short",
+            UserWarning,
+            "/venv/lib/python3.11/site-packages/fedmarket/data/protect/keys.py",
+            20,
+        )
     text = path.read_text()
     assert "In future versions of Ray" in text and "this setting is slow" in text
     err = " ".join(capsys.readouterr().err.split())  # rich wraps at the terminal's width
     assert "In future versions of Ray" not in err and "this setting is slow" in err
+    assert "that key is short" in err
 
 
 def test_the_log_file_is_appended_and_undone(tmp_path):
