@@ -234,8 +234,9 @@ def _resume_plan(
 
 
 def _stage_bar(description: str, total: int | None, unit: str) -> Any:
-    """A progress bar for one stage of the first run's default data."""
-    return progress_bar(f"{description} (first run only)", total, unit=unit)
+    """A progress bar for one stage of the first run's default data (the line before it says
+    it happens once per machine; the bar keeps its width for the count and the times)."""
+    return progress_bar(description, total, unit=unit)
 
 
 def check_writable(run_dir: Path, option: str) -> None:
