@@ -80,6 +80,7 @@ def run_centralised(
     hparams: dict[str, Any] | None = None,
     fernet: Fernet | None = None,
     progress: Callable[..., None] | None = None,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
 ) -> CentralisedResult:
     started = time.perf_counter()
     manifest = store.read_manifest(data_dir)
@@ -97,6 +98,11 @@ def run_centralised(
     # Without a validation split nothing is selected on held-out data, so the test customers
     # can show the learning curve epoch by epoch (as test_loss) without touching the result.
     monitor = train_cfg.val_fraction == 0 and train_cfg.patience is None
+
+    def each_epoch(row: dict[str, Any]) -> None:
+        if on_epoch is not None:
+            on_epoch(_val_as_test(row) if monitor else row)
+
     result: FitResult = fit(
         net,
         train,
@@ -105,6 +111,7 @@ def run_centralised(
         val=test if monitor else None,
         privacy=privacy,
         progress=progress,
+        on_epoch=each_epoch,
     )
     history = [_val_as_test(row) for row in result.history] if monitor else result.history
     y_test = task_obj.targets(test)
@@ -136,12 +143,18 @@ def _val_as_test(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_matched_reference(
-    cfg: RunConfig, data_dir: Path, out_dir: Path, *, fernet: Fernet | None = None
+    cfg: RunConfig,
+    data_dir: Path,
+    out_dir: Path,
+    *,
+    fernet: Fernet | None = None,
+    progress: Callable[..., None] | None = None,
 ) -> CentralisedResult:
     """The centralised reference of a federated run, written to ``out_dir``.
 
     Same model, same DP setting (one delta over all training customers), the same number
-    of passes over every customer (rounds x local epochs), on the pooled partitions.
+    of passes over every customer (rounds x local epochs), on the pooled partitions. Logs
+    a line per epoch: under DP on a large pooled set an epoch takes minutes.
     """
     n_train = store.n_train_total(store.read_manifest(data_dir))
     train_cfg = cfg.train_config(epochs=cfg.total_epochs)
@@ -160,9 +173,24 @@ def run_matched_reference(
         train_cfg=train_cfg,
         privacy=privacy,
         fernet=fernet,
+        progress=progress,
+        on_epoch=lambda row: log.info("%s", epoch_line(row, train_cfg.epochs)),
     )
     write_centralised(result, out_dir)
     return result
+
+
+def epoch_line(row: dict[str, Any], epochs: int) -> str:
+    """``centralised epoch 3/12: train loss 0.4123, val loss 0.3981, val roc_auc 0.8012,
+    epsilon 3.21`` (what is not measured is left out; ``test`` where the held-out customers
+    are the test customers, see `run_centralised`)."""
+    parts = [f"train loss {row['train_loss']:.4f}"]
+    for key, value in row.items():
+        if key.startswith(("val_", "test_")) and value is not None:
+            parts.append(f"{key.replace('_', ' ', 1)} {value:.4f}")
+    if row.get("epsilon") is not None:
+        parts.append(f"epsilon {row['epsilon']:.2f}")
+    return f"centralised epoch {row['epoch']}/{epochs}: {', '.join(parts)}"
 
 
 def write_centralised(result: CentralisedResult, out_dir: Path) -> dict[str, Path]:

@@ -9,13 +9,18 @@ from __future__ import annotations
 import fcntl
 import os
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from fedmarket.errors import ConfigError
 
 DEFAULT_SYNTH = {"n_retailers": 10, "n_customers": 5000, "days": 120, "seed": 0}
+
+# A progress display for one stage: (description, total or None, unit) -> a context giving
+# ``advance(n)``; ``fedmarket.progress.progress_bar`` is one.
+Stage = Callable[[str, int | None, str], AbstractContextManager[Callable[..., None]]]
 
 
 def cache_dir() -> Path:
@@ -59,13 +64,18 @@ def _locked(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def ensure_default_data(
-    advance: Callable[..., None] | None = None, log: Callable[[str], None] = print
-) -> Path:
-    """Synthesise and prepare the default retailers once (safe against concurrent callers)."""
+def ensure_default_data(stage: Stage | None = None, log: Callable[[str], None] = print) -> Path:
+    """Synthesise and prepare the default retailers once (safe against concurrent callers).
+
+    ``stage`` shows each step's progress in its own unit (customers synthesised, then
+    event rows prepared), so neither reads as a bare count.
+    """
     from fedmarket.data.prepare import PrepareOptions, prepare
     from fedmarket.data.protect.keys import resolve_pseudonym_key
-    from fedmarket.data.synth.generate import generate_retailers
+    from fedmarket.data.synth.generate import generate_retailers, plan_retailers
+
+    def show(description: str, total: int | None, unit: str) -> Any:
+        return stage(description, total, unit) if stage else nullcontext(lambda *a, **k: None)
 
     prepared = default_data_dir()
     raw = prepared.parent / "raw"
@@ -76,10 +86,15 @@ def ensure_default_data(
         if raw.exists() and not (raw / "synth.json").exists():
             raise ConfigError(f"{raw} exists but holds no synthetic data; remove it")
         if not (raw / "synth.json").exists():
-            generate_retailers(raw, **DEFAULT_SYNTH, progress=advance)
+            customers = sum(p.n_customers for p in plan_retailers(**DEFAULT_SYNTH))
+            with show("synthesising customers", customers, "customers") as advance:
+                generate_retailers(raw, **DEFAULT_SYNTH, progress=advance)
         log(f"preparing them into {prepared}")
         key = resolve_pseudonym_key(
             None, [raw, prepared], on_create=lambda path: log(f"created a pseudonym key at {path}")
         )
-        prepare(PrepareOptions(raw=raw, out=prepared, pseudonym_key=key, overwrite=True), advance)
+        with show("preparing events", None, "events") as advance:
+            prepare(
+                PrepareOptions(raw=raw, out=prepared, pseudonym_key=key, overwrite=True), advance
+            )
     return prepared

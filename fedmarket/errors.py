@@ -25,10 +25,14 @@ class PrivacyError(FedmarketError):
 
 
 class RunStopped(FedmarketError):
-    """The user asked the run to stop (Ctrl-C); it stopped at a round boundary."""
+    """The user asked the run to stop (Ctrl-C, SIGTERM); it stopped at a round boundary.
 
-    def __init__(self, run_dir: object, committed: int) -> None:
-        self.run_dir, self.committed = run_dir, committed
+    ``signum`` is the signal that asked (2 for Ctrl-C): the CLI exits with 128 + it, as a
+    shell reports a command a signal ended, so a script or supervisor can tell which.
+    """
+
+    def __init__(self, run_dir: object, committed: int, signum: int = 2) -> None:
+        self.run_dir, self.committed, self.signum = run_dir, committed, signum
         super().__init__(
             f"stopped after round {committed}, as asked; {run_dir} is at that round: continue "
             f"with `fedmarket simulate --resume {run_dir}`"

@@ -18,6 +18,8 @@ resume, a later scoring run)::
     RUN/centralised/metrics.json, model.pt, test_scores.csv, *.png   the centralised reference
     RUN/summary.json, report.md, report.html, *.png   the comparison a person reads
     RUN/audit.json                   the membership-inference audit
+    RUN/log.txt                      the run's whole log at DEBUG: fedmarket's, Flower's, and
+                                     the Python warnings kept off the terminal (appended on resume)
 
 Like ``fedmarket.data.store`` for prepared data, nothing else spells these names.
 
@@ -127,6 +129,10 @@ class RunDir:
     @property
     def audit(self) -> Path:
         return self.path / "audit.json"
+
+    @property
+    def log(self) -> Path:
+        return self.path / "log.txt"
 
     def holds_run(self) -> bool:
         return self.config.exists()

@@ -128,6 +128,7 @@ def fit(
     planned_epochs: int | None = None,
     proximal_mu: float = 0.0,
     progress: Callable[..., None] | None = None,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
 ) -> FitResult:
     """Train ``model`` in place and return its best (or last) weights and the history.
 
@@ -140,6 +141,8 @@ def fit(
     weights carry the DP guarantee, and selecting the best epoch on validation data is
     outside it. ``proximal_mu`` > 0 adds FedProx's ``(mu / 2) ||w - w_start||^2`` to the
     objective, ``w_start`` being the weights ``model`` holds on entry (the global model).
+    ``progress(1, description=...)`` and ``on_epoch(history_row)`` are called after every
+    epoch (a bar; a log line with the losses and epsilon so far).
     """
     started = time.perf_counter()
     _check_call(cfg, val, privacy, privacy_state, planned_epochs, proximal_mu)
@@ -165,7 +168,7 @@ def fit(
         prox = _proximal(model, proximal_mu)
         with _scoped_torch_rng(int(seeds[2]), device):
             loop = _train_loop(
-                model, optimizer, priv, data, val_t, task, cfg, sampler, prox, progress
+                model, optimizer, priv, data, val_t, task, cfg, sampler, prox, (progress, on_epoch)
             )
     finally:
         if priv is not None:
@@ -218,13 +221,14 @@ def _train_loop(
     cfg: TrainConfig,
     sampler: torch.Generator,
     prox: Callable[[], None] | None,
-    progress: Callable[..., None] | None,
+    report: tuple[Callable[..., None] | None, Callable[[dict[str, Any]], None] | None],
 ) -> tuple[list[dict[str, Any]], tuple[int, dict[str, torch.Tensor]], int, int]:
     """Epochs with early stopping; returns history, (best epoch, its weights), steps, samples."""
     scheduler, loss_fn = _scheduler(optimizer, cfg), task.loss()
     history: list[dict[str, Any]] = []
     best: tuple[float, int, dict[str, torch.Tensor]] | None = None
     steps = seen = 0
+    progress, on_epoch = report
     for epoch in range(1, cfg.epochs + 1):
         lr = optimizer.param_groups[0]["lr"]
         model.train()
@@ -240,6 +244,8 @@ def _train_loop(
         row["epsilon"] = priv.epsilon() if priv is not None else None
         row.update(_validate(model, val, task, cfg.batch_size))
         history.append(row)
+        if on_epoch is not None:
+            on_epoch(dict(row))
         if progress is not None:
             progress(1, description=f"epoch {epoch}/{cfg.epochs}")
         if cfg.patience is None:

@@ -12,7 +12,8 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from typing import Any
 import numpy as np
 from cryptography.fernet import Fernet
 from flwr.app import ArrayRecord, ConfigRecord, Context, MetricRecord
+from flwr.common.logger import console_handler as flower_console
 from flwr.serverapp import Grid, ServerApp
 from flwr.superlink.grid import InMemoryGrid
 
@@ -32,6 +34,7 @@ from fedmarket.defaults import default_run_dir, ensure_default_data
 from fedmarket.deploy.agreement import CONFIG_KEY
 from fedmarket.federated.run_log import RunLog, restore_global_rng
 from fedmarket.models import build_model
+from fedmarket.progress import log_file, quiet_flower
 from fedmarket.reporting import write_run_outputs
 from fedmarket.rundir import RunDir
 from server.consortium import Consortium, agree, deployment_strategy
@@ -85,6 +88,7 @@ def make_server_app(
     on_done: Callable[[dict[str, Any]], None] | None = None,
     fernet: Fernet | None = None,
     stop_requested: Callable[[], bool] | None = None,
+    progress: Callable[..., None] | None = None,
 ) -> ServerApp:
     """A ServerApp; ``fixed`` and the rest are given by `fedmarket simulate`.
 
@@ -93,7 +97,9 @@ def make_server_app(
     the federated result; without it (`flwr run`) the run directory's report is written
     here, with no centralised reference (that needs the pooled data). ``fernet`` opens
     encrypted prepared data; without it the key comes from $FEDMARKET_ENCRYPTION_KEY of
-    this process, never from the run config (which every node receives).
+    this process, never from the run config (which every node receives). ``progress`` is
+    advanced once per committed round. Under `flwr run` (no ``fixed``) the app sets up its
+    own terminal and the run directory's log file; `fedmarket simulate` sets up both itself.
     """
     app = ServerApp()
     resume = Resume(round_offset, initial_weights, initial_rng)
@@ -102,17 +108,47 @@ def make_server_app(
     def main(grid: Grid, context: Context) -> None:
         started = time.perf_counter()
         cfg = fixed if fixed is not None else RunConfig.from_mapping(dict(context.run_config))
-        federation = join_federation(grid, cfg, fernet)
-        check_setup(cfg, federation.num_nodes, warn=False)  # before anything is written
-        run_dir = open_run_dir(cfg, resume)
-        federated = run_rounds(grid, cfg, federation, run_dir, resume, started, stop_requested)
-        if on_done is not None:
-            on_done(federated)
-        else:
-            write_run_outputs(run_dir, cfg, federated, centralised=None)
-        log.info("fedmarket: run finished; results in %s", run_dir)
+        flwr_run = fixed is None
+        with flwr_run_terminal() if flwr_run else nullcontext():
+            federation = join_federation(grid, cfg, fernet)
+            check_setup(cfg, federation.num_nodes, warn=False)  # before anything is written
+            run_dir = open_run_dir(cfg, resume)
+            with log_file(RunDir(run_dir).log) if flwr_run else nullcontext():
+                federated = run_rounds(
+                    grid, cfg, federation, run_dir, resume, started, stop_requested, progress
+                )
+                if on_done is not None:
+                    on_done(federated)
+                else:
+                    write_run_outputs(run_dir, cfg, federated, centralised=None)
+            log.info("fedmarket: run finished; results in %s", run_dir)
 
     return app
+
+
+@contextmanager
+def flwr_run_terminal() -> Iterator[None]:
+    """What `flwr run --stream` shows of this ServerApp: fedmarket's lines, Flower's warnings.
+
+    The ServerApp's process streams its output to `flwr run`. fedmarket's logger has no
+    handler there (its INFO lines, and where the results went, were lost), and Flower's
+    every record came twice (Opacus configures the root logger when it is imported). Here
+    fedmarket's lines go through Flower's own console handler, in Flower's format, and
+    Flower's console keeps its warnings and errors; its INFO and DEBUG lines, the Python
+    warnings and fedmarket's DEBUG lines go to ``RUN/log.txt`` (``open_run_dir`` onwards).
+    """
+    ours = logging.getLogger("fedmarket")
+    saved = (ours.level, ours.propagate, list(flower_console.filters))
+    ours.addHandler(flower_console)
+    ours.setLevel(logging.INFO)
+    ours.propagate = False
+    quiet_flower()
+    try:
+        yield
+    finally:
+        ours.removeHandler(flower_console)
+        ours.level, ours.propagate = saved[0], saved[1]
+        flower_console.filters[:] = saved[2]
 
 
 def join_federation(grid: Grid, cfg: RunConfig, fernet: Fernet | None = None) -> Federation:
@@ -154,6 +190,7 @@ def run_rounds(
     resume: Resume,
     started: float,
     stop_requested: Callable[[], bool] | None = None,
+    progress: Callable[..., None] | None = None,
 ) -> dict[str, Any]:
     """Start the strategy from the initial (or resumed) weights; the run log's result."""
     log.info(
@@ -172,6 +209,7 @@ def run_rounds(
         round_offset=resume.round_offset,
         fernet=federation.fernet,
         stop_requested=stop_requested,
+        progress=progress,
     )
     if federation.consortium is not None and federation.consortium.agreement is not None:
         run.n_train_total = federation.consortium.agreement.n_train_total  # the run's delta

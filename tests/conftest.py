@@ -24,13 +24,19 @@ TINY_DAYS = 70
 
 @pytest.fixture(autouse=True)
 def _restore_logging():
-    """CLI commands point fedmarket's log at the console and filter Flower's; undo it after
-    each test so later tests (caplog among them) see the loggers as they were."""
-    ours, flower = logging.getLogger("fedmarket"), logging.getLogger("flwr")
-    saved = (list(ours.handlers), ours.level, ours.propagate, list(flower.filters))
+    """CLI commands point fedmarket's log at the console and filter Flower's console handler;
+    undo it after each test so later tests (caplog among them) see the loggers as they were."""
+    import flwr.supercore.logger  # noqa: F401  (Flower's console handler exists before it is saved)
+
+    loggers = [logging.getLogger(name) for name in ("fedmarket", "flwr", "py.warnings")]
+    saved = [(lg, list(lg.handlers), lg.level, lg.propagate, list(lg.filters)) for lg in loggers]
+    handler_filters = {h: list(h.filters) for lg in loggers for h in lg.handlers}
     yield
-    ours.handlers[:], ours.level, ours.propagate = saved[0], saved[1], saved[2]
-    flower.filters[:] = saved[3]
+    for logger, handlers, level, propagate, filters in saved:
+        logger.handlers[:], logger.level, logger.propagate = handlers, level, propagate
+        logger.filters[:] = filters
+    for handler, filters in handler_filters.items():
+        handler.filters[:] = filters
 
 
 # Every metric a client's train reply carries (DP runs; without DP the last three are absent).

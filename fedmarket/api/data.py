@@ -180,6 +180,6 @@ def prepare(
         fernet=encryption_fernet(encrypt, optional_path(encryption_key_file), [raw, out]),
         overwrite=overwrite,
     )
-    with progress_bar("preparing events", None, enabled=progress) as advance:
+    with progress_bar("preparing events", None, unit="events", enabled=progress) as advance:
         result = run_prepare(opts, advance)
     return PreparedData(result.out, result.manifest)

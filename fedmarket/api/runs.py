@@ -125,7 +125,7 @@ def train_centralised(
         patience=patience,
         seed=seed,
     )
-    with progress_bar(f"training {model}", epochs, enabled=progress) as advance:
+    with progress_bar(f"training {model}", epochs, unit="epochs", enabled=progress) as advance:
         result = run_centralised(
             data,
             model=model,
@@ -168,7 +168,7 @@ def compare_baselines(
     fernet = data_key(data, encryption_key_file, where)
     train = store.load_pooled(data, "train", fernet=fernet)
     test = store.load_pooled(data, "test", fernet=fernet)
-    with progress_bar("classical baselines", None, enabled=progress) as advance:
+    with progress_bar("classical baselines", None, unit="models", enabled=progress) as advance:
         rows = run_classical_baselines(
             train,
             test,
@@ -231,7 +231,9 @@ def tradeoff(
         changes["rounds"] = rounds
     out = Path(out)
     cfg = SweepConfig.quick_mode(out, **changes) if quick else SweepConfig(out=out, **changes)
-    with progress_bar("trade-off sweep", len(sweep_runs(cfg)), enabled=progress) as advance:
+    with progress_bar(
+        "trade-off sweep", len(sweep_runs(cfg)), unit="runs", enabled=progress
+    ) as advance:
         result = run_sweep(cfg, advance=advance)
     track_sweep(tracker, cfg, result)
     csv = result.paths["csv"]
@@ -298,7 +300,7 @@ def _sequence_row(
     cfg = TrainConfig(
         epochs=epochs, batch_size=256, lr=3e-3, lr_schedule="cosine", patience=3, seed=seed
     )
-    with progress_bar(f"training {model}", epochs, enabled=progress) as advance:
+    with progress_bar(f"training {model}", epochs, unit="epochs", enabled=progress) as advance:
         result = run_centralised(
             data, model=model, task=task, train_cfg=cfg, fernet=fernet, progress=advance
         )

@@ -13,6 +13,7 @@ from fedmarket.cli import (  # noqa: F401  (registration)
     certs,
     data,
     simulate,
+    superlink,
     tradeoff,
 )
 from fedmarket.cli.app import app

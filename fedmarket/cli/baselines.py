@@ -58,7 +58,7 @@ def baselines_cmd(
         write_results(rows, out)
 
     try:
-        with progress_bar("classical baselines", None) as advance:
+        with progress_bar("classical baselines", None, unit="models") as advance:
             run_classical_baselines(
                 train,
                 test,
@@ -71,7 +71,7 @@ def baselines_cmd(
             cfg = TrainConfig(
                 epochs=epochs, batch_size=256, lr=3e-3, lr_schedule="cosine", patience=3, seed=seed
             )
-            with progress_bar(f"training {name}", epochs) as advance:
+            with progress_bar(f"training {name}", epochs, unit="epochs") as advance:
                 result = run_centralised(
                     data, model=name, task=task, train_cfg=cfg, fernet=fernet, progress=advance
                 )

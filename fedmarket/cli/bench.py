@@ -81,7 +81,7 @@ def bench_cmd(
         f"({cfg.per_round} per round), {cfg.rounds} rounds, batch {cfg.batch_size}, "
         f"device {cfg.torch_device}, {cfg.gpus_per_client:g} GPU per client"
     )
-    with progress_bar("bench", len(stages(cfg))) as advance:
+    with progress_bar("bench", len(stages(cfg)), unit="stages") as advance:
         report = run_bench(cfg, advance=advance)
     console.print(_table(report))
     console.print(f"wrote {out / 'bench.json'} ({report['wall_s']:.0f} s in all)")

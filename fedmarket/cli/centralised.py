@@ -172,7 +172,7 @@ def centralised_cmd(
     from fedmarket.tracking import log_centralised, open_tracker, tracking_target
 
     target = tracking_target(tracking_uri, experiment)
-    from fedmarket.centralised import run_centralised, write_centralised
+    from fedmarket.centralised import epoch_line, run_centralised, write_centralised
     from fedmarket.data import store
     from fedmarket.data.protect.keys import prepared_data_fernet
     from fedmarket.training import TrainConfig
@@ -188,7 +188,7 @@ def centralised_cmd(
         patience=patience,
         seed=cfg.seed,
     )
-    with progress_bar(f"training {cfg.model}", epochs) as advance:
+    with progress_bar(f"training {cfg.model}", epochs, unit="epochs") as advance:
         result = run_centralised(
             data,
             model=cfg.model,
@@ -197,6 +197,7 @@ def centralised_cmd(
             privacy=privacy,
             fernet=fernet,
             progress=advance,
+            on_epoch=lambda row: console.print(epoch_line(row, epochs), highlight=False),
         )
     paths = write_centralised(result, out)
     log_centralised(tracker, result.to_dict(), tracked_settings(cfg, train_cfg), out=out)

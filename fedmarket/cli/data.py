@@ -34,7 +34,7 @@ def data_synth(
 
     # The generator reports progress in customers, and retailers vary in size around --customers.
     total = sum(p.n_customers for p in plan_retailers(retailers, customers, days, seed))
-    with progress_bar("synthesising customers", total) as advance:
+    with progress_bar("synthesising customers", total, unit="customers") as advance:
         summary = generate_retailers(
             out,
             n_retailers=retailers,
@@ -126,7 +126,7 @@ def data_prepare(
         fernet=keys.encryption_fernet(encrypt, encryption_key_file, [raw, out]),
         overwrite=overwrite,
     )
-    with progress_bar("preparing events", None) as advance:
+    with progress_bar("preparing events", None, unit="events") as advance:
         result = run_prepare(opts, advance)
     print_manifest(result.manifest)
     console.print(f"prepared data in {escape(str(result.out))}")

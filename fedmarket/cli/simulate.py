@@ -29,8 +29,9 @@ SET_BY_OPTIONS = {
 }
 
 
-# As a shell reports a command ended by Ctrl-C (128 + SIGINT), so scripts can tell it apart.
-STOPPED_EXIT_CODE = 130
+# As a shell reports a command a signal ended (128 + the signal: 130 for Ctrl-C, 143 for
+# SIGTERM), so scripts and supervisors can tell a stop from a failure.
+SIGNAL_EXIT_BASE = 128
 
 
 @app.command("simulate", cls=Command.reading(DEFAULTS, set_elsewhere=SET_BY_OPTIONS))
@@ -90,9 +91,9 @@ def simulate_cmd(
             resources=ClientResources(client_cpus, client_gpus, ray_address),
             key_file=encryption_key_file,
         )
-    except RunStopped as stopped:  # asked for (Ctrl-C): not an error, and not done
+    except RunStopped as stopped:  # asked for (Ctrl-C, SIGTERM): not an error, and not done
         console.print(f"[bold yellow]stopped:[/] {escape(str(stopped))}", highlight=False)
-        raise typer.Exit(code=STOPPED_EXIT_CODE) from None
+        raise typer.Exit(code=SIGNAL_EXIT_BASE + stopped.signum) from None
     summary = result["summary"]
     log_simulation(tracker, result["run_dir"], summary)  # a failure here is only a warning
     fed, cen = summary["federated"], summary["centralised"] or {}
@@ -107,7 +108,8 @@ def simulate_cmd(
     console.print(table)
     console.print(summary["privacy"])
     console.print(
-        f"run directory: {result['run_dir']} (report.md, summary.json, rounds.csv, plots)"
+        f"run directory: {result['run_dir']} (report.md, summary.json, rounds.csv, plots; "
+        "log.txt: the whole log, Flower's included)"
     )
     say_tracked(tracker, target)
     for problem in result["problems"]:  # written to the run directory; the exit code says it

@@ -122,7 +122,7 @@ def tradeoff_cmd(
         f"{len(cfg.epsilons)} epsilons + no DP, seeds {list(cfg.seeds)}, "
         f"{cfg.rounds} rounds) into {out}"
     )
-    with progress_bar("trade-off sweep", len(runs)) as advance:
+    with progress_bar("trade-off sweep", len(runs), unit="runs") as advance:
         result = run_sweep(cfg, advance=advance)
     track_sweep(tracker, cfg, result)
     console.print(_table(result.paths["csv"]))

@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import signal
+import sys
 import threading
 import warnings
 from collections.abc import Iterator, Mapping
@@ -26,9 +27,9 @@ from fedmarket.config import RunConfig, parse_overrides
 from fedmarket.data import store
 from fedmarket.data.protect.keys import prepared_data_fernet
 from fedmarket.defaults import default_run_dir, ensure_default_data
-from fedmarket.errors import ConfigError, FedmarketError
+from fedmarket.errors import ConfigError, FedmarketError, RunStopped
 from fedmarket.federated.run_log import RunLog
-from fedmarket.progress import progress_bar
+from fedmarket.progress import log_file, progress_bar, quiet_flower
 from fedmarket.reporting import write_run_outputs
 from fedmarket.rundir import RunDir
 
@@ -122,6 +123,14 @@ def simulate(
     n_clients = preflight(plan.cfg)  # everything the run reads, before Ray and any write
     plan.run_dir.mkdir(parents=True, exist_ok=True)
     files = RunDir(plan.run_dir)
+    with log_file(files.log):
+        log.debug("fedmarket simulate from round %d: %s; %s", plan.offset, plan.cfg, resources)
+        return _simulate(plan, files, n_clients, centralised, resources)
+
+
+def _simulate(
+    plan: RunPlan, files: RunDir, n_clients: int, centralised: bool, resources: ClientResources
+) -> dict[str, Any]:
     if plan.resumed:  # the directory may have moved: its config now names where it is
         files.write_config(plan.cfg)
     federated: dict[str, Any] = {}
@@ -182,11 +191,7 @@ def _resolve(
             f"--out {run_dir} already holds a run; resume it with --resume or pick another"
         )
     RunConfig.from_mapping(overrides)  # a bad setting is an error before any data is made
-    if data is not None:
-        data_dir = data.resolve()
-    else:
-        with progress_bar("default retailers (first run only)", None) as advance:
-            data_dir = ensure_default_data(advance, log=log.info)
+    data_dir = ensure_default_data(_stage_bar, log=log.info) if data is None else data.resolve()
     fernet = prepared_data_fernet(data_dir, key_file, outside=[run_dir])
     cfg = RunConfig.from_mapping(
         {
@@ -228,6 +233,12 @@ def _resume_plan(
     return RunPlan(cfg, run_dir, offset, weights, resumed=True, fernet=fernet, rng=rng)
 
 
+def _stage_bar(description: str, total: int | None, unit: str) -> Any:
+    """A progress bar for one stage of the first run's default data (the line before it says
+    it happens once per machine; the bar keeps its width for the count and the times)."""
+    return progress_bar(description, total, unit=unit)
+
+
 def check_writable(run_dir: Path, option: str) -> None:
     """A clear error now, rather than a traceback when the first file is written."""
     existing = run_dir
@@ -240,10 +251,21 @@ def check_writable(run_dir: Path, option: str) -> None:
 
 
 def _centralised(plan: RunPlan, files: RunDir) -> tuple[Any, str | None]:
-    """The matched reference, or why it failed: its failure never loses the federated result."""
+    """The matched reference, or why it failed: its failure never loses the federated result.
+
+    Under DP on a large pooled set it is the longest stage of a run (half an hour on a
+    laptop CPU), so it has a bar over its epochs and a line per epoch.
+    """
     data_dir = Path(plan.cfg.data_dir)
     try:
-        reference = run_matched_reference(plan.cfg, data_dir, files.centralised, fernet=plan.fernet)
+        with progress_bar("centralised reference", plan.cfg.total_epochs, unit="epochs") as advance:
+            reference = run_matched_reference(
+                plan.cfg,
+                data_dir,
+                files.centralised,
+                fernet=plan.fernet,
+                progress=lambda n=1, **_: advance(n),  # the bar keeps its name
+            )
         return reference, None
     except FedmarketError as exc:
         log.error("centralised reference failed: %s", exc)
@@ -253,28 +275,51 @@ def _centralised(plan: RunPlan, files: RunDir) -> tuple[Any, str | None]:
         return None, f"{type(exc).__name__}: {exc}"
 
 
+class StopRequest:
+    """The first Ctrl-C or SIGTERM: the run stops at the end of the round in flight.
+
+    Remembers which signal asked, so the command exits with 130 (Ctrl-C) or 143 (SIGTERM).
+    """
+
+    def __init__(self) -> None:
+        self._asked = threading.Event()
+        self.signum = int(signal.SIGINT)
+
+    def ask(self, signum: int) -> None:
+        self.signum = int(signum)
+        self._asked.set()
+
+    def is_set(self) -> bool:
+        return self._asked.is_set()
+
+
 @contextmanager
-def stop_at_round_end(stop: threading.Event) -> Iterator[None]:
-    """Ctrl-C (SIGINT) asks the run to stop at the end of the round in flight.
+def stop_at_round_end(stop: StopRequest) -> Iterator[None]:
+    """Ctrl-C (SIGINT) or SIGTERM asks the run to stop at the end of the round in flight.
 
     The round is committed and the run directory stays resumable; the simulation then ends
-    with ``RunStopped`` and its Ray actors go with it. A second Ctrl-C stops at once (the
-    directory is still at the last commit). SIGTERM is left to Ray, whose driver ends the
-    process at once on it; the directory is then at its last commit too. Outside the main
-    thread (a notebook's worker, say) signals cannot be caught, and nothing is installed.
+    with ``RunStopped`` and its Ray actors go with it. The same signal again stops at once
+    (the directory is still at the last commit). SIGTERM is what a supervisor, `kill` or a
+    batch system's time limit sends: it is handled as Ctrl-C is. Installed after Ray has
+    started (``start_ray``), whose own SIGTERM handler would exit the process at once.
+    Outside the main thread (a notebook's worker, say) signals cannot be caught, and
+    nothing is installed.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = {signal.SIGINT: signal.getsignal(signal.SIGINT)}
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
 
     def ask(signum: int, frame: Any) -> None:
         if stop.is_set():
             raise KeyboardInterrupt  # the second time: now
-        stop.set()
+        stop.ask(signum)
+        name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
         log.warning(
-            "stopping after the round in flight (it is committed, so the run can be "
-            "resumed); press Ctrl-C again to stop now"
+            "%s: stopping after the round in flight (it is committed, so the run can be "
+            "resumed); %s again stops now",
+            name,
+            name,
         )
 
     for sig in previous:
@@ -284,6 +329,35 @@ def stop_at_round_end(stop: threading.Event) -> Iterator[None]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def start_ray(resources: ClientResources) -> None:
+    """Start Ray before Flower does, with the arguments Flower would give it.
+
+    ``ray.init`` replaces the process's SIGTERM handler with one that exits at once (round
+    in flight lost, the ServerApp thread left waiting); started here, fedmarket's handler
+    goes on after it. Flower's backend then finds Ray running and uses it, and shuts it
+    down at the end. Actors import the apps from the driver's path, as Flower arranges.
+    """
+    import ray
+
+    if ray.is_initialized():
+        return
+    pythonpath = os.pathsep.join([*sys.path, *filter(None, [os.environ.get("PYTHONPATH")])])
+    os.environ["PYTHONPATH"] = pythonpath
+    ray.init(
+        runtime_env={"env_vars": {"PYTHONPATH": pythonpath}},
+        **resources.backend_config()["init_args"],
+    )
+
+
+def stop_ray() -> None:
+    """Every Ray process this run started, actors included, ends with the run, however
+    it ends (Flower shuts Ray down only when the simulation ends normally)."""
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
 
 
 def ray_environment() -> None:
@@ -310,24 +384,40 @@ def _run_flower(
     from clients.app import make_client_app
     from server.app import make_server_app
 
-    logging.getLogger("flwr").setLevel(logging.WARNING)
-    stop = threading.Event()
-    server = make_server_app(
-        plan.cfg,
-        round_offset=plan.offset,
-        initial_weights=plan.weights,
-        initial_rng=plan.rng,
-        on_done=federated.update,
-        fernet=plan.fernet,
-        stop_requested=stop.is_set,
-    )
-    with stop_at_round_end(stop):
-        run_simulation(
-            server_app=server,
-            # the key travels in the pickled closure, to local actors and a joined cluster
-            client_app=make_client_app(plan.cfg, fernet=plan.fernet),
-            num_supernodes=n_clients,
-            backend_config=resources.backend_config(),
+    quiet_flower()
+    stop = StopRequest()
+    rounds = plan.cfg.num_server_rounds
+    with progress_bar("federated rounds", rounds, unit="rounds", completed=plan.offset) as bar:
+        server = make_server_app(
+            plan.cfg,
+            round_offset=plan.offset,
+            initial_weights=plan.weights,
+            initial_rng=plan.rng,
+            on_done=federated.update,
+            fernet=plan.fernet,
+            stop_requested=stop.is_set,
+            progress=bar,
         )
+        try:
+            start_ray(resources)
+            with stop_at_round_end(stop):
+                run_simulation(
+                    server_app=server,
+                    # the key travels in the pickled closure, to local actors and a joined cluster
+                    client_app=make_client_app(plan.cfg, fernet=plan.fernet),
+                    num_supernodes=n_clients,
+                    backend_config=resources.backend_config(),
+                )
+        except RunStopped as stopped:
+            raise RunStopped(stopped.run_dir, stopped.committed, stop.signum) from None
+        except KeyboardInterrupt:  # the second signal: now, at the last commit
+            if not stop.is_set():
+                raise
+            stop_ray()  # first: the actors end, and the round in flight with them
+            marker = RunDir(plan.run_dir).read_marker() or {}
+            committed = int(marker.get("round", plan.offset))
+            raise RunStopped(plan.run_dir, committed, stop.signum) from None
+        finally:
+            stop_ray()
     if not federated:
         raise ConfigError("the Flower simulation ended without a result; see the log above")

@@ -72,10 +72,12 @@ class RunLog:
         round_offset: int = 0,
         fernet: Fernet | None = None,
         stop_requested: Callable[[], bool] | None = None,
+        progress: Callable[..., None] | None = None,
     ) -> None:
         self.cfg, self.run_dir, self.offset = cfg, RunDir(run_dir), round_offset
         self.num_nodes = num_nodes
         self.stop_requested = stop_requested  # asked at every round's end, after its commit
+        self.progress = progress  # advance(1) at every round's commit (a progress bar)
         self.started = time.perf_counter()
         self.task = get_task(cfg.task)
         self.test = None
@@ -132,18 +134,8 @@ class RunLog:
             self.rounds_done = rnd
         else:
             self.skipped.append(rnd)
-        log.info(
-            "round %d: %d/%d replies, %d failed, %d declined, %d timed out; epsilon max %s",
-            rnd,
-            summary.ok,
-            summary.sent,
-            summary.failed,
-            summary.declined,
-            summary.timed_out,
-            _fmt(row["epsilon_max"]),
-        )
-        if self.epsilon_by_client:
-            log.info(
+        if self.epsilon_by_client:  # the round's line has the maximum; the file keeps each
+            log.debug(
                 "round %d: epsilon per client %s",
                 rnd,
                 {k: round(v, 3) for k, v in sorted(self.epsilon_by_client.items())},
@@ -178,6 +170,9 @@ class RunLog:
             row["elapsed_s"] = self.wall_s()
             row.update({f"test_{k}": report[k] for k in TEST_KEYS if report and k in report})
             self.commit(rnd)
+            self._log_round(rnd, report)
+            if self.progress is not None:
+                self.progress(1)
             if self.stop_requested is not None and self.stop_requested():
                 raise RunStopped(self.run_dir.path, rnd)
         if report is None:
@@ -292,6 +287,39 @@ class RunLog:
         return None
 
     # --- internals ----------------------------------------------------------------------
+    def _log_round(self, rnd: int, report: dict[str, Any] | None) -> None:
+        """The round's one line: replies, the global test metric, the largest epsilon.
+
+        ``round 2/3: 3/3 replies ok, test roc_auc 0.8123, epsilon max 7.995``; failures,
+        declines, time-outs and a round not aggregated are named, and make it a warning.
+        """
+        row = self.rows.get(rnd, {})
+        key = self.task.primary_metric[0]
+        problems = [
+            f"{row[k]} {word}"
+            for k, word in (
+                ("failed", "failed"),
+                ("declined", "declined"),
+                ("timed_out", "timed out"),
+            )
+            if row.get(k)
+        ]
+        parts = [f"{row.get('ok', 0)}/{row.get('sent', 0)} replies ok"]
+        if problems:
+            parts[0] += f" ({', '.join(problems)})"
+        if rnd in self.skipped:
+            parts.append(f"not aggregated (fewer than {self.cfg.min_train_replies} valid replies)")
+        if report is not None and key in report:
+            parts.append(f"test {key} {report[key]:.4f}")
+        elif row.get(f"fed_{key}") is not None:  # no pooled test set: the clients' own
+            parts.append(f"clients' {key} {row[f'fed_{key}']:.4f}")
+        elif self.test is not None:
+            parts.append(f"test every {self.cfg.evaluate_every} rounds")
+        if self.cfg.dp != "none":
+            parts.append(f"epsilon max {_fmt(row.get('epsilon_max'))}")
+        level = logging.WARNING if problems or rnd in self.skipped else logging.INFO
+        log.log(level, "round %d/%d: %s", rnd, self.cfg.num_server_rounds, ", ".join(parts))
+
     def _restore(self) -> None:
         """On resume, take the committed state: rows up to the commit (later ones were work
         in flight), each client's last epsilon (a client silent after the restart still shows

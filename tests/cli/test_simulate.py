@@ -74,6 +74,23 @@ def test_encrypted_data_trains_as_its_plain_copy_and_the_key_is_written_nowhere(
     assert not any(s.decode("latin-1") in printed for s in secrets)
 
 
+@pytest.mark.slow
+def test_the_terminal_has_a_line_per_round_and_the_log_file_everything_else(
+    tiny_data: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    printed = " ".join(ok(simulate(tiny_data, out)).split())  # rich wraps at 80 columns
+    for line in ("round 1/2: 3/3 replies ok, test roc_auc 0.", "round 2/2: 3/3 replies ok"):
+        assert line in printed
+    assert "2/2 rounds" in printed and "centralised epoch 1/" in printed and "epochs" in printed
+    assert f"run directory: {out}" in printed and "log.txt" in printed
+    logged = (out / "log.txt").read_text()
+    for kept_off_the_terminal in ("DEPRECATED FEATURE", "configure_train", "Initialising"):
+        assert kept_off_the_terminal in logged and kept_off_the_terminal not in printed
+    assert " DEBUG " in logged and " DEBUG " not in printed
+    assert "round 2/2: 3/3 replies ok" in logged
+
+
 @pytest.fixture
 def no_ray(monkeypatch: pytest.MonkeyPatch) -> None:
     """Fail loudly if the command gets as far as starting the Flower simulation."""

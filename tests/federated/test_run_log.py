@@ -322,3 +322,33 @@ def test_evaluate_every_skips_rounds_but_not_the_last(tiny_data, tmp_path):
     assert [r["test_roc_auc"] is not None for r in rows] == [False, True, True]
     assert rows[0]["elapsed_s"] is not None  # the row is written all the same
     assert run.final_test["roc_auc"] == pytest.approx(rows[2]["test_roc_auc"], abs=1e-5)
+
+
+def test_one_line_per_round_with_replies_the_test_metric_and_epsilon(tiny_data, tmp_path, caplog):
+    cfg = settings(tiny_data, tmp_path)
+    run = RunLog(cfg, tmp_path, tiny_data, num_nodes=3)
+    with caplog.at_level("DEBUG", logger="fedmarket"):
+        play_two_rounds(run, model_weights(cfg, 1), model_weights(cfg, 2))
+    # what the terminal shows of each round, besides a warning per failed client
+    shown = [r for r in caplog.records if r.levelno >= 20 and "/3: " in r.getMessage()]
+    assert [r.getMessage().split(":")[0] for r in shown] == ["round 1/3", "round 2/3"]
+    first, second = (r.getMessage() for r in shown)
+    test_auc = run.rows[1]["test_roc_auc"]
+    assert first.startswith("round 1/3: 2/3 replies ok (1 failed)")
+    assert f"test roc_auc {test_auc:.4f}" in first and "epsilon max 3.000" in first
+    assert "(1 declined, 1 timed out)" in second and "epsilon max 4.000" in second
+    assert all(r.levelname == "WARNING" for r in shown)  # failures make the line a warning
+    per_client = [r for r in caplog.records if "epsilon per client" in r.getMessage()]
+    assert per_client and all(r.levelname == "DEBUG" for r in per_client)
+
+
+def test_a_clean_round_is_info_and_rounds_not_evaluated_say_when(tiny_data, tmp_path, caplog):
+    cfg = settings(tiny_data, tmp_path, **{"evaluate-every": 2, "dp": "none"})
+    run = RunLog(cfg, tmp_path, tiny_data, num_nodes=3)
+    weights = model_weights(cfg, 1)
+    run.on_train(train_summary(1), ArrayRecord(weights), MetricRecord({"train-loss": 0.6}))
+    with caplog.at_level("INFO", logger="fedmarket"):
+        run.evaluate_global(1, ArrayRecord(weights))
+    [record] = caplog.records
+    assert record.levelname == "INFO"
+    assert record.getMessage() == "round 1/3: 3/3 replies ok, test every 2 rounds"

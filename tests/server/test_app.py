@@ -268,3 +268,30 @@ def test_flwr_run_without_the_right_key_stops_before_any_round_and_writes_nothin
     with pytest.raises(ConfigError, match=message):
         server_app(grid, server_context(cfg.to_flower()))
     assert grid.sent == [] and not (tmp_path / "run").exists()
+
+
+def test_under_flwr_run_the_stream_shows_fedmarket_once_and_flower_warnings_only():
+    import io
+    import logging
+
+    from flwr.common.logger import console_handler as flower_console
+
+    from server.app import flwr_run_terminal
+
+    stream = io.StringIO()
+    previous = flower_console.setStream(stream)
+    ours, flower = logging.getLogger("fedmarket"), logging.getLogger("flwr")
+    try:
+        with flwr_run_terminal():
+            ours.info("fedmarket: run finished; results in runs/x")
+            ours.debug("round 1: epsilon per client {0: 5.9}")
+            flower.info("configure_train: Sampled 3 nodes (out of 3)")
+            flower.warning("a node did not answer")
+        ours.info("after the run")  # undone: fedmarket's logger has no Flower handler now
+    finally:
+        flower_console.setStream(previous)
+    shown = stream.getvalue()
+    assert shown.count("results in runs/x") == 1 and shown.count("did not answer") == 1
+    for hidden in ("epsilon per client", "Sampled 3 nodes", "after the run"):
+        assert hidden not in shown
+    assert flower.propagate is False  # Opacus' root handler no longer prints each line again

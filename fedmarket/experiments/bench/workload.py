@@ -57,7 +57,7 @@ def ensure_workload(
         *(f"extra_{i}" for i in range(max(0, n_features - len(FEATURE_NAMES)))),
     ]
     partitions = []
-    with progress_bar("writing the benchmark data", clients) as advance:
+    with progress_bar("writing the benchmark data", clients, unit="clients") as advance:
         for pid in range(clients):
             rng = np.random.default_rng(np.random.SeedSequence([seed, pid]))
             for split, n in (("train", customers), ("test", TEST_CUSTOMERS)):
