@@ -261,3 +261,34 @@ def test_an_unknown_option_names_the_option_or_run_setting_meant(
 ) -> None:
     """`simulate --rounds 5` once suggested --out: now the run setting, with the value."""
     assert usage_error(cli("simulate", *option)) == expected
+
+
+def test_the_outcome_shows_the_decision_metrics_the_three_answers_and_the_page(tmp_path: Path):
+    """The console used to end on F1 at 0.5 (0.0000 for a good federated model at a 13 %
+    base rate) and named report.md; it now shows the top-10% cut, the report's three
+    answers and the page to open."""
+    from fedmarket.cli.simulate import print_outcome
+    from fedmarket.config import RunConfig
+    from fedmarket.progress import console
+    from fedmarket.reporting import build_summary
+    from fedmarket.tasks import get_task
+    from tests.reporting.fake_run import centralised, federated_result, scores
+
+    task = get_task("purchase")
+    y, fed_score = scores(0, 1.5)
+    cen_score = scores(1, 2.0)[1]
+    summary = build_summary(
+        RunConfig.from_mapping({"num-server-rounds": 3}),
+        federated_result(task.report(y, fed_score)),
+        centralised(task.report(y, cen_score), y, cen_score),
+    )
+    with console.capture() as captured:
+        print_outcome(summary, tmp_path)
+    printed = " ".join(captured.get().split())
+    fed = summary["federated"]["test"]
+    assert f"lift, top 10% │ {fed['lift_at_10']:.4f}" in printed
+    assert f"F1, top 10% │ {fed['f1_at_10']:.4f}" in printed
+    assert "│ f1 " not in printed and "accuracy" not in printed
+    assert "- Federation costs" in printed and "- Privacy: customer-level DP" in printed
+    assert "- Targeting with the federated model: contacting the top 10%" in printed
+    assert f"run directory: {tmp_path}: open report.html" in printed
