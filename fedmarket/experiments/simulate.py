@@ -11,12 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
-import sys
-import threading
-import warnings
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,6 +23,14 @@ from fedmarket.data import store
 from fedmarket.data.protect.keys import prepared_data_fernet
 from fedmarket.defaults import default_run_dir, ensure_default_data
 from fedmarket.errors import ConfigError, FedmarketError, RunStopped
+from fedmarket.experiments.ray_runtime import (
+    ClientResources,
+    StopRequest,
+    ray_environment,
+    start_ray,
+    stop_at_round_end,
+    stop_ray,
+)
 from fedmarket.federated.run_log import RunLog
 from fedmarket.progress import log_file, progress_bar, quiet_flower
 from fedmarket.reporting import write_run_outputs
@@ -37,52 +40,6 @@ if TYPE_CHECKING:
     from cryptography.fernet import Fernet
 
 log = logging.getLogger("fedmarket")
-
-
-# Messages are not retried by Ray: the one a dying actor was serving fails its round (counted,
-# and the round aggregates the others), and the restarted actor serves the next rounds. Ray's
-# task retries would also retry Flower's own `terminate` at every run's end, with a warning.
-ACTOR_TASK_RETRIES = 0
-
-
-@dataclass(frozen=True)
-class ClientResources:
-    """Ray resources per client actor; ``num_gpus`` 0.25 packs four clients on one GPU."""
-
-    num_cpus: float = 1.0
-    num_gpus: float = 0.0
-    ray_address: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.num_cpus <= 0:
-            raise ConfigError(f"--client-cpus must be > 0, got {self.num_cpus}")
-        if not 0 <= self.num_gpus <= 1 and self.num_gpus != int(self.num_gpus):
-            raise ConfigError(
-                f"--client-gpus must be a fraction in [0, 1] or a whole number, got {self.num_gpus}"
-            )
-        if self.num_gpus < 0:
-            raise ConfigError(f"--client-gpus must be >= 0, got {self.num_gpus}")
-
-    def backend_config(self) -> dict[str, Any]:
-        init_args: dict[str, Any] = {
-            "include_dashboard": False,
-            "logging_level": "ERROR",
-            "log_to_driver": False,
-        }
-        if self.ray_address:
-            init_args["address"] = self.ray_address
-        return {
-            "client_resources": {
-                "num_cpus": self.num_cpus,
-                "num_gpus": self.num_gpus,
-                # Flower passes these to Ray's actor options: a client actor that dies
-                # (killed, out of memory) is restarted, so the federation keeps every
-                # retailer in the rounds after it.
-                "max_restarts": -1,
-                "max_task_retries": ACTOR_TASK_RETRIES,
-            },
-            "init_args": init_args,
-        }
 
 
 @dataclass(frozen=True)
@@ -273,106 +230,6 @@ def _centralised(plan: RunPlan, files: RunDir) -> tuple[Any, str | None]:
     except Exception as exc:  # a bug: keep its traceback in the log, and the federated result
         log.exception("centralised reference failed")
         return None, f"{type(exc).__name__}: {exc}"
-
-
-class StopRequest:
-    """The first Ctrl-C or SIGTERM: the run stops at the end of the round in flight.
-
-    Remembers which signal asked, so the command exits with 130 (Ctrl-C) or 143 (SIGTERM).
-    """
-
-    def __init__(self) -> None:
-        self._asked = threading.Event()
-        self.signum = int(signal.SIGINT)
-
-    def ask(self, signum: int) -> None:
-        self.signum = int(signum)
-        self._asked.set()
-
-    def is_set(self) -> bool:
-        return self._asked.is_set()
-
-
-@contextmanager
-def stop_at_round_end(stop: StopRequest) -> Iterator[None]:
-    """Ctrl-C (SIGINT) or SIGTERM asks the run to stop at the end of the round in flight.
-
-    The round is committed and the run directory stays resumable; the simulation then ends
-    with ``RunStopped`` and its Ray actors go with it. The same signal again stops at once
-    (the directory is still at the last commit). SIGTERM is what a supervisor, `kill` or a
-    batch system's time limit sends: it is handled as Ctrl-C is. Installed after Ray has
-    started (``start_ray``), whose own SIGTERM handler would exit the process at once.
-    Outside the main thread (a notebook's worker, say) signals cannot be caught, and
-    nothing is installed.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-
-    def ask(signum: int, frame: Any) -> None:
-        if stop.is_set():
-            raise KeyboardInterrupt  # the second time: now
-        stop.ask(signum)
-        name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
-        log.warning(
-            "%s: stopping after the round in flight (it is committed, so the run can be "
-            "resumed); %s again stops now",
-            name,
-            name,
-        )
-
-    for sig in previous:
-        signal.signal(sig, ask)
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
-def start_ray(resources: ClientResources) -> None:
-    """Start Ray before Flower does, with the arguments Flower would give it.
-
-    ``ray.init`` replaces the process's SIGTERM handler with one that exits at once (round
-    in flight lost, the ServerApp thread left waiting); started here, fedmarket's handler
-    goes on after it. Flower's backend then finds Ray running and uses it, and shuts it
-    down at the end. Actors import the apps from the driver's path, as Flower arranges.
-    """
-    import ray
-
-    if ray.is_initialized():
-        return
-    pythonpath = os.pathsep.join([*sys.path, *filter(None, [os.environ.get("PYTHONPATH")])])
-    os.environ["PYTHONPATH"] = pythonpath
-    ray.init(
-        runtime_env={"env_vars": {"PYTHONPATH": pythonpath}},
-        **resources.backend_config()["init_args"],
-    )
-
-
-def stop_ray() -> None:
-    """Every Ray process this run started, actors included, ends with the run, however
-    it ends (Flower shuts Ray down only when the simulation ends normally)."""
-    import ray
-
-    if ray.is_initialized():
-        ray.shutdown()
-
-
-def ray_environment() -> None:
-    """Settings the driver passes on to Ray before it starts (a user's own values win).
-
-    A client trains on cuda when it can see a GPU, so an actor without a GPU share must not
-    see one: Ray hides it today (RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO=1, its current default)
-    but has announced the opposite default; asking for it explicitly keeps `--client-gpus 0`
-    on the CPU. Its FutureWarning about that is silenced.
-    """
-    os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
-    os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "1")
-    warnings.filterwarnings(
-        "ignore", message="Tip: In future versions of Ray", category=FutureWarning
-    )
 
 
 def _run_flower(

@@ -1,6 +1,6 @@
 """Ray settings for the client actors (no simulation is started here)."""
 
-from fedmarket.experiments.simulate import ClientResources, ray_environment
+from fedmarket.experiments.ray_runtime import ClientResources, ray_environment
 
 
 def test_clients_without_a_gpu_share_cannot_see_the_gpu(monkeypatch):

@@ -15,6 +15,7 @@ import torch
 from opacus.accountants import RDPAccountant
 from opacus.accountants.utils import get_noise_multiplier
 
+from fedmarket.config import RunConfig
 from fedmarket.errors import DataError
 from fedmarket.experiments import simulate as simulate_module
 from fedmarket.experiments.simulate import ClientResources, simulate
@@ -255,6 +256,7 @@ def test_a_failed_centralised_reference_keeps_the_federated_result(
 def test_the_cli_exit_code_says_a_run_is_incomplete(tmp_path, monkeypatch):
     def incomplete(**kwargs):
         summary = {
+            "config": RunConfig.from_mapping({"dp": "none"}).to_flower(),
             "federated": {"test": {"roc_auc": 0.7}},
             "centralised": {"failed": "boom"},
             "gap": None,
