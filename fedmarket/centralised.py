@@ -160,10 +160,10 @@ def run_matched_reference(
     train_cfg = cfg.train_config(epochs=cfg.total_epochs)
     privacy = cfg.privacy(n_train)
     log.info(
-        "centralised reference: %s, %d epochs on %d pooled customers%s",
+        "centralised reference: %s, %d epochs on %s pooled customers%s",
         cfg.model,
         train_cfg.epochs,
-        n_train,
+        f"{n_train:,}",
         ", DP-SGD" if privacy else "",
     )
     result = run_centralised(

@@ -120,6 +120,7 @@ CONSOLE_METRICS = {
 def print_outcome(summary: dict[str, Any], run_dir: Path) -> None:
     """The comparison table, the report's three answers, and where the report is."""
     from fedmarket.reporting.words import (
+        chance_warning,
         federation_sentence,
         privacy_sentence,
         targeting_in_short,
@@ -134,6 +135,8 @@ def print_outcome(summary: dict[str, Any], run_dir: Path) -> None:
         if f is not None or c is not None:
             table.add_row(label, _n(f), _n(c), _n((summary.get("gap") or {}).get(key)))
     console.print(table)
+    if caution := chance_warning(summary):
+        console.print(f"[bold yellow]- {escape(caution)}[/]", highlight=False)
     for sentence in (federation_sentence, privacy_sentence, targeting_in_short):
         console.print(f"- {escape(sentence(summary))}", highlight=False)
     console.print(

@@ -199,9 +199,11 @@ def write_figures(
             f"{key}_per_round",
             f"{label} per round",
             lambda: metric_per_round(cfg, rounds, cen_value),
-            f"{label} after each round. Solid: the server scores the global model on every "
-            "retailer's test customers pooled; dashed: each retailer scores it on its own test "
-            "customers and the server averages them (the two differ where retailers differ).",
+            f"{label} after each round. Solid with dots: the server scores the global model "
+            "on every retailer's test customers pooled; orange dashed with squares: each "
+            "retailer scores it on its own test customers and the server averages them (the "
+            "two differ where retailers differ); black dashed: the centralised reference's "
+            "final value; grey dotted: random ranking.",
         ),
         (
             "epsilon_per_round",

@@ -58,6 +58,7 @@ def report_blocks(
         Heading("In short"),
         bullets(
             [
+                *filter(None, [words.chance_warning(summary)]),
                 words.federation_sentence(summary),
                 words.privacy_sentence(summary),
                 words.targeting_in_short(summary),
@@ -68,7 +69,7 @@ def report_blocks(
     blocks += [
         Heading("Privacy"),
         Paragraph(summary["privacy"]),
-        Paragraph(words.WHAT_LEAVES_A_RETAILER),
+        Paragraph(words.what_leaves_a_retailer(summary)),
     ]
     blocks += _privacy_cost(summary)
     blocks += [Heading("Federated versus centralised"), *_metric_tables(summary)]
@@ -84,6 +85,13 @@ def report_blocks(
                 ),
                 ("delta", num(fed.get("delta")), num((cen or {}).get("delta"))),
             ],
+        )
+    )
+    blocks.append(
+        Paragraph(
+            "Wall times are this simulation's, every retailer on one machine: they compare "
+            "the two arms' training, not a deployment's time, which adds the network and each "
+            "retailer's own hardware."
         )
     )
     if cen is None:
@@ -150,7 +158,13 @@ def _metric_tables(summary: dict[str, Any]) -> list[Block]:
 
     blocks: list[Block] = []
     if free := rows(THRESHOLD_FREE_KEYS):
-        blocks += [Paragraph("Threshold-free (ranking and calibration):"), *free]
+        blocks += [
+            Paragraph(
+                "Threshold-free (ranking and calibration). Higher is better except for "
+                "log_loss, rmse, mae and mape, where a negative gap favours the federated model:"
+            ),
+            *free,
+        ]
     if cut := rows(AT_THE_CUT_KEYS):
         rule = summary.get("threshold_rule") or THRESHOLD_RULE
         blocks += [Paragraph(f"{rule} Lift and capture at each k:"), *cut]

@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec
 
-from fedmarket.rundir import CENTRALISED_METRICS, RunDir
+from fedmarket.rundir import CENTRALISED_METRICS, TEST_SCORES, RunDir
 from fedmarket.tracking.trackers import SkipFile, Tracker
 
 if TYPE_CHECKING:
@@ -132,16 +132,23 @@ def simulation_metrics(summary: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def not_for_a_tracking_server(relative: Path) -> bool:
+    """Files in flight (``*.tmp``), and a score per test customer (``test_scores.csv``): a
+    tracking server is often shared beyond whoever may see customer-level rows, and the
+    figures and metrics logged beside them already carry what the scores show."""
+    return relative.name.endswith(".tmp") or relative.name == TEST_SCORES
+
+
 def run_dir_skip(run_dir: Path) -> SkipFile:
     """Every file of a run directory but the checkpoints before the last committed one (a
-    model each; the last is the final model) and files in flight (``*.tmp``)."""
+    model each; the last is the final model), per-customer scores and files in flight."""
     files = RunDir(run_dir)
     marker = files.read_marker() if files.latest_marker.exists() else None
     keep = (marker or {}).get("path")
     checkpoints = files.checkpoints.relative_to(files.path)
 
     def skip(relative: Path) -> bool:
-        if relative.name.endswith(".tmp"):
+        if not_for_a_tracking_server(relative):
             return True
         return relative.parent == checkpoints and relative.suffix == ".pt" and relative.name != keep
 
@@ -170,7 +177,7 @@ def log_centralised(
     tracker.start(name or f"{command}-{metrics.get('model')}", params, tags)
     log_model_numbers(tracker, metrics)
     if out is not None:
-        tracker.log_artifacts(Path(out), skip=lambda p: p.name.endswith(".tmp"))
+        tracker.log_artifacts(Path(out), skip=not_for_a_tracking_server)
     tracker.end("FINISHED")
 
 
@@ -203,7 +210,7 @@ def log_baselines(
         tracker.log_metrics({**row.metrics, "fit_seconds": row.fit_seconds})
         tracker.end("FINISHED")
     if out is not None:
-        tracker.log_artifacts(Path(out), skip=lambda p: p.name.endswith(".tmp"))
+        tracker.log_artifacts(Path(out), skip=not_for_a_tracking_server)
     tracker.end("FINISHED")
 
 

@@ -35,6 +35,7 @@ def run_dir(root: Path, problems: list[str] | None = None) -> tuple[Path, dict]:
     files.report.write_text("# report\n")
     (files.path / "roc_auc_per_round.png").write_bytes(b"png")
     (files.path / "summary.json.tmp").write_text("{")  # a write in flight
+    files.test_scores.write_text("y,score\n1,0.9\n")  # per customer: not for a tracking server
     summary = {
         "config": cfg.to_flower(),
         "federated": {

@@ -52,8 +52,8 @@ def load_table(csv_path: Path) -> Any:
     import pandas as pd
 
     frame = pd.read_csv(csv_path)
-    for column in NUMERIC:
-        frame[column] = pd.to_numeric(frame[column], errors="coerce")
+    for column in NUMERIC:  # a column an older sweep did not write reads as missing
+        frame[column] = pd.to_numeric(frame.get(column), errors="coerce")
     return frame
 
 
@@ -254,7 +254,7 @@ HEADER = (
     "noise σ",
     "ROC-AUC",
     "PR-AUC",
-    "F1",
+    "F1 (top 10%)",
     "lift@10",
     "attack AUC",
     "attack TPR@1% FPR",
@@ -280,12 +280,12 @@ def _cells(r: Any) -> list[str]:
         _fmt(r["noise_multiplier_mean"], 3),
         auc,
         _fmt(r["pr_auc_mean"]),
-        _fmt(r["f1_mean"]),
+        _fmt(r["f1_at_10_mean"]),
         _fmt(r["lift_at_10_mean"], 3),
         attack,
         _fmt(r["attack_tpr_at_fpr_1%_mean"]),
         _fmt(r["attack_epsilon_lb_mean"], 3),
-        _fmt(r["wall_s_mean"], 0, "f"),
+        _fmt(r["wall_s_mean"], 1, "f"),
         str(int(r["n"])),
     ]
 
