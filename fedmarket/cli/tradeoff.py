@@ -147,7 +147,8 @@ def _table(csv_path: Path) -> Table:
 
     summary = summarise(load_table(csv_path))
     table = Table(
-        title="privacy/accuracy trade-off (means over the n seeds; MIA: membership inference attack)"
+        title="privacy/accuracy trade-off (means over the n seeds; MIA: membership inference "
+        "attack)"
     )
     table.add_column("setting", no_wrap=True, min_width=11)
     for col in ("target", "ε spent", "ROC", "PR", "lift10", "MIA AUC", "MIA ε≥", "n"):

@@ -56,7 +56,7 @@ def _in_campaign_terms(summary: dict[str, Any]) -> str:
 def chance_warning(summary: dict[str, Any]) -> str | None:
     """A model that ranks no better than chance makes every other sentence meaningless:
     said first, rather than reported as a cost of 0.05 ROC-AUC."""
-    key, higher_is_better = get_task(summary["config"]["task"]).primary_metric
+    key, _ = get_task(summary["config"]["task"]).primary_metric
     if key != "roc_auc":
         return None
     below = [
