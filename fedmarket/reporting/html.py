@@ -37,6 +37,7 @@ th:first-child, td:first-child { text-align: left; }
 th { background: #f4f4f6; }
 code, pre { font: 13px/1.4 ui-monospace, Menlo, Consolas, monospace; background: #f4f4f6; }
 pre { padding: .6rem; overflow-x: auto; white-space: pre; }
+.wide { overflow-x: auto; }
 figure { margin: 1.5rem 0; }
 figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
 figcaption { color: #555; font-size: .9rem; }
@@ -70,7 +71,11 @@ def _element(block: Block, base_dir: Path) -> str:
         rows = "".join(
             "<tr>" + "".join(f"<td>{inline(c)}</td>" for c in row) + "</tr>" for row in block.rows
         )
-        return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+        # wide tables (the trade-off sweep's 14 columns) scroll inside the page, not off it
+        return (
+            f'<div class="wide"><table><thead><tr>{head}</tr></thead>'
+            f"<tbody>{rows}</tbody></table></div>"
+        )
     if isinstance(block, Code):
         return f"<pre><code>{html.escape(block.text)}</code></pre>"
     if isinstance(block, Image):
