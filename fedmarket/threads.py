@@ -95,7 +95,7 @@ def busy_cores(usable: int, load: float | None = None, cpus: int | None = None) 
 
     The load average counts the whole machine (a container sees its host's), so it is taken
     as a share of this process's cores: load 4 on a 16-core host is 0.5 of 2 usable cores.
-    Rounded down: a core half busy is still worth a thread.
+    Rounded down: a core half busy is still worth a thread. At most ``usable``.
     """
     if load is None:
         try:
@@ -103,7 +103,7 @@ def busy_cores(usable: int, load: float | None = None, cpus: int | None = None) 
         except (AttributeError, OSError):  # not Unix
             return 0
     cpus = cpus or os.cpu_count() or usable
-    return max(0, int(load * usable / max(cpus, usable)))
+    return min(usable, max(0, int(load * usable / max(cpus, usable))))
 
 
 def choose_threads(
