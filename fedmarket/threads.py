@@ -1,9 +1,9 @@
 """How many threads torch trains on: one decision for every training path.
 
 torch's default is one thread per core of the machine, and its threads spin-wait for each
-other: on a 2-core machine with two other busy processes a centralised epoch took 3-15x
-its idle time with torch's default, against ~1.5x on one thread (issue #20, BENCHMARKS.md
-"Threads"). So fedmarket chooses, in this order:
+other: on a shared 2-core machine with two more busy processes centralised training took 5-11x
+as long on torch's default as on one thread (issue #20, BENCHMARKS.md "Threads"), silently.
+So fedmarket chooses, and says what it chose, in this order:
 
 1. ``--threads N`` on the command that trains;
 2. ``$FEDMARKET_THREADS`` (simulate sets it for its client actors from ``--client-cpus``);
@@ -50,11 +50,8 @@ class ThreadChoice:
 def parse_threads(value: object, where: str) -> int:
     """A positive whole number of threads, or a ConfigError naming ``where`` it came from."""
     text = str(value).strip()
-    try:
-        number = int(text)
-    except ValueError:
-        number = 0
-    if number < 1 or str(number) != text.lstrip("+"):
+    number = int(text) if text.isdecimal() else 0
+    if number < 1:
         raise ConfigError(
             f"{where}: {value!r} is not a number of threads; give a whole number >= 1 "
             f"(or leave it unset: fedmarket then uses the usable cores less the busy ones)"

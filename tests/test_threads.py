@@ -85,7 +85,7 @@ def test_option_then_fedmarket_threads_then_omp_num_threads():
     assert "1 thread (8 usable cores, --threads)" in choose_threads(1, env={}, usable=8).describe()
 
 
-@pytest.mark.parametrize("value", ["0", "-2", "two", "1.5", ""])
+@pytest.mark.parametrize("value", ["0", "-2", "two", "1.5", "", "2 3"])
 def test_a_bad_count_names_where_it_came_from(value):
     with pytest.raises(ConfigError, match=r"\$FEDMARKET_THREADS: .* whole number >= 1"):
         choose_threads(env={"FEDMARKET_THREADS": value or "0"}, usable=2)
