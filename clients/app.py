@@ -21,6 +21,7 @@ from fedmarket.defaults import resolve_data_dir
 from fedmarket.errors import BudgetExhaustedError
 from fedmarket.federated.client import RetailerClient
 from fedmarket.federated.client_state import load_journal, save_journal
+from fedmarket.threads import apply_threads
 from strategies import DECLINED_CODE
 
 _STATE_KEY = "fedmarket"
@@ -41,6 +42,9 @@ def make_client_app(fixed: RunConfig | None = None, *, fernet: Fernet | None = N
         return fixed if fixed is not None else RunConfig.from_mapping(dict(context.run_config))
 
     def retailer(msg: Message, context: Context) -> RetailerClient:
+        # the actor's CPUs ($FEDMARKET_THREADS from simulate's --client-cpus, else Ray's
+        # OMP_NUM_THREADS); torch's default would spin on cores the other actors use
+        apply_threads()
         cfg = settings(context)
         node = context.node_config
         if has_raw_export(context):  # deployment: prepare this retailer's own export locally

@@ -29,6 +29,7 @@ from fedmarket.rundir import (
     write_scores,
 )
 from fedmarket.tasks import get_task
+from fedmarket.threads import ThreadChoice, apply_threads
 from fedmarket.training import FitResult, TrainConfig, fit, predict
 
 if TYPE_CHECKING:
@@ -50,6 +51,7 @@ class CentralisedResult:
     epochs_run: int
     best_epoch: int
     wall_s: float
+    threads: int | None = None  # torch's intra-op threads while it trained (fedmarket.threads)
     epsilon: float | None = None
     delta: float | None = None
     noise_multiplier: float | None = None
@@ -81,8 +83,13 @@ def run_centralised(
     fernet: Fernet | None = None,
     progress: Callable[..., None] | None = None,
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    threads: int | ThreadChoice | None = None,
 ) -> CentralisedResult:
+    """``threads``: torch's threads (``--threads``, or the choice a command already showed);
+    None chooses them (`fedmarket.threads`): torch's own default spin-waits on a loaded
+    machine, several times slower."""
     started = time.perf_counter()
+    choice = apply_threads(threads)
     manifest = store.read_manifest(data_dir)
     train = store.load_pooled(data_dir, "train", fernet=fernet)
     test = store.load_pooled(data_dir, "test", fernet=fernet)
@@ -127,6 +134,7 @@ def run_centralised(
         epochs_run=result.epochs_run,
         best_epoch=result.best_epoch,
         wall_s=time.perf_counter() - started,
+        threads=choice.threads,
         epsilon=result.epsilon,
         delta=result.delta,
         noise_multiplier=result.noise_multiplier,
@@ -149,6 +157,7 @@ def run_matched_reference(
     *,
     fernet: Fernet | None = None,
     progress: Callable[..., None] | None = None,
+    threads: int | None = None,
 ) -> CentralisedResult:
     """The centralised reference of a federated run, written to ``out_dir``.
 
@@ -175,6 +184,7 @@ def run_matched_reference(
         fernet=fernet,
         progress=progress,
         on_epoch=lambda row: log.info("%s", epoch_line(row, train_cfg.epochs)),
+        threads=threads,
     )
     write_centralised(result, out_dir)
     return result

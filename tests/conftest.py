@@ -56,17 +56,19 @@ TRAIN_METRIC_KEYS = frozenset(
 
 
 @pytest.fixture
-def one_torch_thread():
+def one_torch_thread(monkeypatch: pytest.MonkeyPatch):
     """Train on one intra-op thread for the test, then restore the previous setting.
 
     On a loaded 2-core machine torch's two default threads wait on each other: a DP round
     of the tiny data took 0.4-6 s with two threads and a steady 0.25 s with one.
+    $FEDMARKET_THREADS keeps it so where fedmarket chooses the threads (fedmarket.threads).
     Opt in per module with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``.
     """
     import torch
 
     before = torch.get_num_threads()
     torch.set_num_threads(1)
+    monkeypatch.setenv("FEDMARKET_THREADS", "1")
     yield
     torch.set_num_threads(before)
 

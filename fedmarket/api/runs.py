@@ -43,6 +43,7 @@ def simulate(
     encryption_key_file: PathLike | None = None,
     tracking_uri: PathLike | None = None,
     experiment: str = DEFAULT_EXPERIMENT,
+    threads: int | None = None,
 ) -> RunResult:
     """The Flower simulation and its matched centralised reference (`fedmarket simulate`).
 
@@ -52,6 +53,8 @@ def simulate(
     code 1 does. ``tracking_uri`` (a directory such as ``"mlruns"``, ``sqlite:///…`` or a
     server's ``http://…``) also logs the run to MLflow in ``experiment``, as
     ``--tracking-uri`` does; a tracking failure is a warning, never a lost result.
+    ``threads``: torch's threads in this process (``--threads``; else $FEDMARKET_THREADS, else
+    chosen from the usable cores); each client actor uses ``client_cpus``.
     """
     from fedmarket.tracking import log_simulation
 
@@ -67,6 +70,7 @@ def simulate(
         resume=optional_path(resume),
         resources=ClientResources(client_cpus, client_gpus, ray_address),
         key_file=optional_path(encryption_key_file),
+        threads=threads,
     )
     log_simulation(tracker, result["run_dir"], result["summary"])
     for problem in result["problems"]:
@@ -95,11 +99,13 @@ def train_centralised(
     progress: bool = True,
     tracking_uri: PathLike | None = None,
     experiment: str = DEFAULT_EXPERIMENT,
+    threads: int | None = None,
 ) -> CentralisedRun:
     """One sequence model on the pooled data (`fedmarket centralised`): what federation is
     measured against. ``epsilon`` or ``noise_multiplier`` turns on DP-SGD; ``out`` None keeps
     the result in memory (the weights are in ``result.state_dict``). ``tracking_uri`` logs
-    the run to MLflow (its files too, with ``out``), as ``--tracking-uri`` does."""
+    the run to MLflow (its files too, with ``out``), as ``--tracking-uri`` does.
+    ``threads``: torch's threads, as ``--threads`` (`fedmarket.threads`)."""
     tracker = _tracker(tracking_uri, experiment)
     from fedmarket.centralised import run_centralised, write_centralised
     from fedmarket.privacy.config import PrivacySettings
@@ -134,6 +140,7 @@ def train_centralised(
             privacy=privacy,
             fernet=fernet,
             progress=advance,
+            threads=threads,
         )
     paths = write_centralised(result, where) if where is not None else {}
     _log_centralised(tracker, result.to_dict(), where, cfg, privacy)

@@ -238,6 +238,18 @@ EncryptionKeyFile = Annotated[
     ),
 ]
 
+# Every command that trains in its own process sets torch's threads the same way
+# (fedmarket.threads: torch's default spin-waits on a loaded machine).
+Threads = Annotated[
+    int | None,
+    typer.Option(
+        "--threads",
+        help="torch threads for training in this process (else $FEDMARKET_THREADS, else "
+        "$OMP_NUM_THREADS, else the usable cores less the busy ones).",
+        show_default=False,
+    ),
+]
+
 
 def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(fn)

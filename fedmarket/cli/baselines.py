@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from fedmarket.cli.app import EncryptionKeyFile, app, friendly_errors
+from fedmarket.cli.app import EncryptionKeyFile, Threads, app, friendly_errors
 from fedmarket.cli.tracking import Experiment, TrackingUri, say_tracked
 from fedmarket.errors import ConfigError
 from fedmarket.names import MODELS, TASKS, did_you_mean
@@ -35,9 +35,13 @@ def baselines_cmd(
     encryption_key_file: EncryptionKeyFile = None,
     tracking_uri: TrackingUri = None,
     experiment: Experiment = "fedmarket",
+    threads: Threads = None,
 ) -> None:
     """Classical models on aggregate features next to the sequence models, same test customers."""
     names = check_names(task, sequence_models)  # before the data are read or a model trained
+    from fedmarket.threads import choose_threads
+
+    choice = choose_threads(threads)  # a bad --threads or $FEDMARKET_THREADS: an error now
     from fedmarket.tracking import log_baselines, open_tracker, tracking_target
 
     target = tracking_target(tracking_uri, experiment)
@@ -67,13 +71,21 @@ def baselines_cmd(
                 progress=lambda name: advance(1, description=name),
                 on_row=keep,
             )
+        if names:
+            console.print(choice.describe(), highlight=False)
         for name in names:
             cfg = TrainConfig(
                 epochs=epochs, batch_size=256, lr=3e-3, lr_schedule="cosine", patience=3, seed=seed
             )
             with progress_bar(f"training {name}", epochs, unit="epochs") as advance:
                 result = run_centralised(
-                    data, model=name, task=task, train_cfg=cfg, fernet=fernet, progress=advance
+                    data,
+                    model=name,
+                    task=task,
+                    train_cfg=cfg,
+                    fernet=fernet,
+                    progress=advance,
+                    threads=choice,
                 )
             metrics = {k: v for k, v in result.test.items() if isinstance(v, int | float)}
             keep(ResultRow(name, "sequence", metrics, result.wall_s, f"{result.epochs_run} epochs"))

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from fedmarket.cli.app import app, friendly_errors
+from fedmarket.cli.app import Threads, app, friendly_errors
 from fedmarket.errors import ConfigError
 from fedmarket.progress import console, log_to_console, progress_bar
 
@@ -43,6 +43,7 @@ def bench_cmd(
     dp: Annotated[
         bool, typer.Option(help="Also measure the DP-SGD floor and federated run.")
     ] = True,
+    threads: Threads = None,
 ) -> None:
     """Performance: centralised floor, federated run with the same work, DP-SGD throughput."""
     from fedmarket.experiments.bench import BenchConfig, run_bench, stages
@@ -65,6 +66,7 @@ def bench_cmd(
         client_cpus=client_cpus,
         client_gpus=client_gpus,
         dp=dp,
+        threads=threads,
     )
     if quick:
         cfg = BenchConfig.quick_mode(out, **changes)
@@ -79,7 +81,8 @@ def bench_cmd(
     console.print(
         f"bench: {cfg.model}, {cfg.clients} clients x {cfg.customers:,} customers "
         f"({cfg.per_round} per round), {cfg.rounds} rounds, batch {cfg.batch_size}, "
-        f"device {cfg.torch_device}, {cfg.gpus_per_client:g} GPU per client"
+        f"device {cfg.torch_device}, {cfg.gpus_per_client:g} GPU per client, "
+        f"{max(1, int(cfg.client_cpus))} torch thread(s) per client"
     )
     with progress_bar("bench", len(stages(cfg)), unit="stages") as advance:
         report = run_bench(cfg, advance=advance)
@@ -100,6 +103,7 @@ def _table(report: dict) -> Table:
     feds, floors = report["federated"], report["floor"]
     rows = [
         ("floor: s per epoch", lambda k: f"{floors[k]['epoch_s']:.2f}"),
+        ("  torch threads", lambda k: str(floors[k].get("threads", "?"))),
         ("federated: s per round", lambda k: f"{steady(feds[k]['per_round'], 'round_s'):.2f}"),
         ("  client compute", lambda k: f"{steady(feds[k]['per_round'], 'client_compute_s'):.2f}"),
         ("  aggregation", lambda k: f"{steady(feds[k]['per_round'], 'aggregate_s'):.3f}"),

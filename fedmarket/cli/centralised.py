@@ -15,7 +15,7 @@ import typer
 from click.core import ParameterSource
 from rich.table import Table
 
-from fedmarket.cli.app import Command, EncryptionKeyFile, app, friendly_errors
+from fedmarket.cli.app import Command, EncryptionKeyFile, Threads, app, friendly_errors
 from fedmarket.cli.tracking import Experiment, TrackingUri, say_tracked
 from fedmarket.config import DEFAULTS, RunConfig, parse_overrides
 from fedmarket.errors import ConfigError
@@ -166,9 +166,13 @@ def centralised_cmd(
     encryption_key_file: EncryptionKeyFile = None,
     tracking_uri: TrackingUri = None,
     experiment: Experiment = "fedmarket",
+    threads: Threads = None,
 ) -> None:
     """Train one sequence model on the pooled training data of all partitions (the reference)."""
     cfg = centralised_settings(run_config, given_flags(ctx))  # before the heavy imports
+    from fedmarket.threads import choose_threads
+
+    choice = choose_threads(threads)  # a bad --threads or $FEDMARKET_THREADS: an error now
     from fedmarket.tracking import log_centralised, open_tracker, tracking_target
 
     target = tracking_target(tracking_uri, experiment)
@@ -180,6 +184,7 @@ def centralised_cmd(
     fernet = prepared_data_fernet(data, encryption_key_file, outside=[out])
     privacy = cfg.privacy(store.n_train_total(store.read_manifest(data)))
     tracker = open_tracker(target)
+    console.print(choice.describe(), highlight=False)
     train_cfg = TrainConfig(
         epochs=epochs,
         batch_size=cfg.batch_size,
@@ -198,6 +203,7 @@ def centralised_cmd(
             fernet=fernet,
             progress=advance,
             on_epoch=lambda row: console.print(epoch_line(row, epochs), highlight=False),
+            threads=choice,
         )
     paths = write_centralised(result, out)
     log_centralised(tracker, result.to_dict(), tracked_settings(cfg, train_cfg), out=out)

@@ -15,7 +15,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from fedmarket.cli.app import Command, EncryptionKeyFile, app, friendly_errors
+from fedmarket.cli.app import Command, EncryptionKeyFile, Threads, app, friendly_errors
 from fedmarket.cli.tracking import Experiment, TrackingUri, say_tracked
 from fedmarket.config import DEFAULTS, RunConfig, parse_overrides
 from fedmarket.errors import RunStopped
@@ -69,6 +69,7 @@ def simulate_cmd(
     encryption_key_file: EncryptionKeyFile = None,
     tracking_uri: TrackingUri = None,
     experiment: Experiment = "fedmarket",
+    threads: Threads = None,
 ) -> None:
     """Run the Flower simulation (Ray) and compare it with centralised training."""
     overrides = parse_overrides(run_config)
@@ -90,6 +91,7 @@ def simulate_cmd(
             resume=resume,
             resources=ClientResources(client_cpus, client_gpus, ray_address),
             key_file=encryption_key_file,
+            threads=threads,
         )
     except RunStopped as stopped:  # asked for (Ctrl-C, SIGTERM): not an error, and not done
         console.print(f"[bold yellow]stopped:[/] {escape(str(stopped))}", highlight=False)

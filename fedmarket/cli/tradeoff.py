@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from fedmarket.cli.app import Command, EncryptionKeyFile, app, friendly_errors
+from fedmarket.cli.app import Command, EncryptionKeyFile, Threads, app, friendly_errors
 from fedmarket.cli.tracking import Experiment, TrackingUri, say_tracked
 from fedmarket.config import DEFAULTS, RunConfig, parse_overrides
 from fedmarket.errors import ConfigError
@@ -89,6 +89,7 @@ def tradeoff_cmd(
     encryption_key_file: EncryptionKeyFile = None,
     tracking_uri: TrackingUri = None,
     experiment: Experiment = "fedmarket",
+    threads: Threads = None,
 ) -> None:
     """Sweep epsilon for federated (client or central DP) and centralised DP training."""
     where = "tradeoff --run-config"  # checked before the experiment's heavy imports
@@ -103,6 +104,7 @@ def tradeoff_cmd(
         "run_config": run_config,
         "audit": audit,
         "key_file": encryption_key_file,
+        "threads": threads,
     }
     if epsilons is not None:
         changes["epsilons"] = tuple(_numbers(epsilons, "--epsilons", float))

@@ -9,6 +9,7 @@ and every Ray process the run started ends with it, however the run ends.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import signal
 import sys
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fedmarket.errors import ConfigError
+from fedmarket.threads import ENV_VAR as THREADS_VAR
 
 log = logging.getLogger("fedmarket")
 
@@ -47,6 +49,12 @@ class ClientResources:
             )
         if self.num_gpus < 0:
             raise ConfigError(f"--client-gpus must be >= 0, got {self.num_gpus}")
+
+    @property
+    def threads(self) -> int:
+        """torch threads per client actor: its whole CPUs, at least one (as Ray's
+        OMP_NUM_THREADS, but explicit: a user's OMP_NUM_THREADS would reach the actors)."""
+        return max(1, math.floor(self.num_cpus))
 
     def backend_config(self) -> dict[str, Any]:
         init_args: dict[str, Any] = {
@@ -132,7 +140,9 @@ def start_ray(resources: ClientResources) -> None:
     ``ray.init`` replaces the process's SIGTERM handler with one that exits at once (round
     in flight lost, the ServerApp thread left waiting); started here, fedmarket's handler
     goes on after it. Flower's backend then finds Ray running and uses it, and shuts it
-    down at the end. Actors import the apps from the driver's path, as Flower arranges.
+    down at the end. Actors import the apps from the driver's path, as Flower arranges,
+    and train on ``resources.threads`` torch threads ($FEDMARKET_THREADS, read by the
+    ClientApp).
     """
     import ray
 
@@ -140,8 +150,9 @@ def start_ray(resources: ClientResources) -> None:
         return
     pythonpath = os.pathsep.join([*sys.path, *filter(None, [os.environ.get("PYTHONPATH")])])
     os.environ["PYTHONPATH"] = pythonpath
+    env_vars = {"PYTHONPATH": pythonpath, THREADS_VAR: str(resources.threads)}
     ray.init(
-        runtime_env={"env_vars": {"PYTHONPATH": pythonpath}},
+        runtime_env={"env_vars": env_vars},
         **resources.backend_config()["init_args"],
     )
 

@@ -35,6 +35,7 @@ from fedmarket.federated.run_log import RunLog
 from fedmarket.progress import log_file, progress_bar, quiet_flower
 from fedmarket.reporting import write_run_outputs
 from fedmarket.rundir import RunDir
+from fedmarket.threads import apply_threads, choose_threads
 
 if TYPE_CHECKING:
     from cryptography.fernet import Fernet
@@ -64,34 +65,44 @@ def simulate(
     resume: Path | None = None,
     resources: ClientResources | None = None,
     key_file: Path | None = None,
+    threads: int | None = None,
 ) -> dict[str, Any]:
     """Run (or resume) a simulation and its centralised reference; write the run directory.
 
     ``run_config``: ``--run-config`` text, or the overrides already parsed from it (the CLI
     parses and checks them before it imports this module). ``key_file`` (else
-    $FEDMARKET_ENCRYPTION_KEY) opens encrypted prepared data.
+    $FEDMARKET_ENCRYPTION_KEY) opens encrypted prepared data. ``threads``: torch's threads
+    in this process (the server's evaluation, the centralised reference), else chosen
+    (`fedmarket.threads`); each client actor trains on ``resources``' CPUs.
 
     Returns ``{"run_dir", "summary", "problems"}``: ``problems`` lists what makes the run
     incomplete (a centralised reference that failed, rounds not aggregated), each also in
     summary.json and report.md; the results that exist are written all the same.
     """
     resources = resources or ClientResources()
+    choose_threads(threads)  # a bad --threads or $FEDMARKET_THREADS: an error before anything
     plan = _resolve(data, run_config, out, resume, key_file)
     n_clients = preflight(plan.cfg)  # everything the run reads, before Ray and any write
     plan.run_dir.mkdir(parents=True, exist_ok=True)
     files = RunDir(plan.run_dir)
     with log_file(files.log):
         log.debug("fedmarket simulate from round %d: %s; %s", plan.offset, plan.cfg, resources)
-        return _simulate(plan, files, n_clients, centralised, resources)
+        return _simulate(plan, files, n_clients, centralised, resources, threads)
 
 
 def _simulate(
-    plan: RunPlan, files: RunDir, n_clients: int, centralised: bool, resources: ClientResources
+    plan: RunPlan,
+    files: RunDir,
+    n_clients: int,
+    centralised: bool,
+    resources: ClientResources,
+    threads: int | None = None,
 ) -> dict[str, Any]:
     if plan.resumed:  # the directory may have moved: its config now names where it is
         files.write_config(plan.cfg)
     federated: dict[str, Any] = {}
     if plan.cfg.num_server_rounds > plan.offset:
+        apply_threads(threads)  # the server's evaluation runs in this process
         _run_flower(plan, n_clients, federated, resources)
     elif files.federated.exists():
         federated.update(json.loads(files.federated.read_text()))
@@ -105,7 +116,7 @@ def _simulate(
             fernet=plan.fernet,
         )
         federated.update(run.finish(0.0))
-    cen, cen_error = _centralised(plan, files) if centralised else (None, None)
+    cen, cen_error = _centralised(plan, files, threads) if centralised else (None, None)
     paths = write_run_outputs(plan.run_dir, plan.cfg, federated, cen, centralised_error=cen_error)
     summary = json.loads(paths["summary"].read_text())
     return {"run_dir": plan.run_dir, "summary": summary, "problems": summary["problems"]}
@@ -207,11 +218,14 @@ def check_writable(run_dir: Path, option: str) -> None:
         raise ConfigError(f"{option} {run_dir}: {existing} is not writable by this user")
 
 
-def _centralised(plan: RunPlan, files: RunDir) -> tuple[Any, str | None]:
+def _centralised(
+    plan: RunPlan, files: RunDir, threads: int | None = None
+) -> tuple[Any, str | None]:
     """The matched reference, or why it failed: its failure never loses the federated result.
 
     Under DP on a large pooled set it is the longest stage of a run (half an hour on a
-    laptop CPU), so it has a bar over its epochs and a line per epoch.
+    laptop CPU), so it has a bar over its epochs and a line per epoch. Its threads are
+    chosen when it starts (the client actors' load is gone by then).
     """
     data_dir = Path(plan.cfg.data_dir)
     try:
@@ -222,6 +236,7 @@ def _centralised(plan: RunPlan, files: RunDir) -> tuple[Any, str | None]:
                 files.centralised,
                 fernet=plan.fernet,
                 progress=lambda n=1, **_: advance(n),  # the bar keeps its name
+                threads=threads,
             )
         return reference, None
     except FedmarketError as exc:

@@ -122,6 +122,7 @@ def build_summary(
         summary["centralised"] = {
             "test": cen["test"],
             "wall_s": cen["wall_s"],
+            "threads": cen.get("threads"),  # torch's, so a slow reference can be told apart
             "epochs": cen["epochs_run"],
             "epsilon": cen["epsilon"],
             "delta": cen["delta"],

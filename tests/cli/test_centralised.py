@@ -186,3 +186,43 @@ def test_run_config_trains_the_same_model_as_the_flags(tiny_data: Path, tmp_path
     by_config = json.loads((tmp_path / "config" / "metrics.json").read_text())
     assert scores(tmp_path / "config") == scores(tmp_path / "flags")
     assert by_config["epsilon"] == by_flags["epsilon"] and by_config["epsilon"] is not None
+
+
+def test_threads_option_sets_torch_threads_while_training(
+    tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--threads wins over $FEDMARKET_THREADS and holds during training; metrics.json and
+    the console say how many (torch's threads are restored by one_torch_thread)."""
+    import torch
+
+    seen: list[int] = []
+    real_fit = centralised_module.fit
+
+    def fit(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return real_fit(*args, **kwargs)
+
+    monkeypatch.setattr(centralised_module, "fit", fit)
+    monkeypatch.setenv("FEDMARKET_THREADS", "2")
+    torch.set_num_threads(2)
+    printed = ok(centralised(tiny_data, tmp_path / "out", "--threads", "1"))
+    assert seen == [1]
+    assert json.loads((tmp_path / "out" / "metrics.json").read_text())["threads"] == 1
+    assert "torch: 1 thread (" in printed and "--threads)" in printed
+
+
+@pytest.mark.parametrize(("option", "env"), [("0", None), (None, "many")])
+def test_a_bad_thread_count_is_one_error_line_and_nothing_is_written(
+    tiny_data: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    option: str | None,
+    env: str | None,
+) -> None:
+    if env is not None:
+        monkeypatch.setenv("FEDMARKET_THREADS", env)
+    options = ["--threads", option] if option is not None else []
+    line = one_error_line(centralised(tiny_data, tmp_path / "out", *options))
+    assert ("--threads" if option else "$FEDMARKET_THREADS") in line
+    assert "whole number >= 1" in line
+    assert not (tmp_path / "out").exists()

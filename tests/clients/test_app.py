@@ -204,3 +204,20 @@ def test_the_key_travels_in_the_pickled_app_closure(tiny_data, tiny_encrypted, m
     fernet = prepared_data_fernet(tiny_encrypted.data, tiny_encrypted.key_file)
     shipped = cloudpickle.loads(cloudpickle.dumps(make_client_app(cfg, fernet=fernet)))
     assert_same_replies(plain_replies(tiny_data), replies_of(shipped, node_context(1, {})))
+
+
+def test_the_client_trains_on_the_threads_its_actor_is_given(tiny_data, monkeypatch):
+    """simulate gives each actor $FEDMARKET_THREADS from --client-cpus; the ClientApp sets
+    torch to it before it trains or evaluates (torch's threads are restored by the fixture)."""
+    seen: list[int] = []
+    real = RetailerClient.evaluate
+
+    def evaluate(self, weights):
+        seen.append(torch.get_num_threads())
+        return real(self, weights)
+
+    monkeypatch.setattr(RetailerClient, "evaluate", evaluate)
+    torch.set_num_threads(2)
+    monkeypatch.setenv("FEDMARKET_THREADS", "1")
+    client_app(evaluate_instruction(start_weights(), 1), node_context(0, run_config(tiny_data)))
+    assert seen == [1]

@@ -19,3 +19,19 @@ def test_clients_without_a_gpu_share_cannot_see_the_gpu(monkeypatch):
         "max_restarts": -1,  # a dead client actor comes back ...
         "max_task_retries": 0,  # ... and the message it lost fails its round, counted
     }
+
+
+def test_client_actors_get_threads_from_their_cpus(monkeypatch):
+    """--client-cpus 2 gives each actor two torch threads, a fraction one; start_ray hands
+    the number to every actor ($FEDMARKET_THREADS, read by the ClientApp)."""
+    import ray
+
+    from fedmarket.experiments import ray_runtime
+
+    assert [ClientResources(num_cpus=c).threads for c in (0.25, 1.0, 2.0, 2.5)] == [1, 1, 2, 2]
+    started: dict = {}
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda **kwargs: started.update(kwargs))
+    monkeypatch.setenv("PYTHONPATH", "")
+    ray_runtime.start_ray(ClientResources(num_cpus=2.0))
+    assert started["runtime_env"]["env_vars"]["FEDMARKET_THREADS"] == "2"

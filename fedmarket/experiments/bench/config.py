@@ -12,6 +12,7 @@ from fedmarket.checks import integer
 from fedmarket.errors import ConfigError
 from fedmarket.models import available_models
 from fedmarket.names import did_you_mean
+from fedmarket.threads import choose_threads
 
 
 @dataclass(frozen=True)
@@ -42,8 +43,10 @@ class BenchConfig:
     dp: bool = True
     seed: int = 0
     quick: bool = False
+    threads: int | None = None  # torch threads of the floor (and the driver): fedmarket.threads
 
     def __post_init__(self) -> None:
+        choose_threads(self.threads)  # a bad --threads or $FEDMARKET_THREADS: an error now
         if self.model not in available_models():
             raise ConfigError(
                 f"bench --model: unknown model {self.model!r}; "

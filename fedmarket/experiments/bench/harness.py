@@ -23,6 +23,7 @@ from fedmarket.experiments.bench.config import BenchConfig
 from fedmarket.experiments.bench.stages import federated, floor, steady
 from fedmarket.experiments.bench.throughput import measure_throughput
 from fedmarket.experiments.bench.workload import ensure_workload
+from fedmarket.threads import apply_threads, usable_cores
 
 Advance = Callable[..., None]
 
@@ -39,6 +40,7 @@ def run_bench(cfg: BenchConfig, advance: Advance | None = None) -> dict[str, Any
     advance = advance or (lambda n=1, description=None: None)
     cfg.out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
+    apply_threads(cfg.threads)  # machine() reports them; the floor chooses again when it starts
     data_dir = ensure_workload(
         cfg.out / "data",
         clients=cfg.clients,
@@ -125,4 +127,5 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
+        "usable_cores": usable_cores(),
     }

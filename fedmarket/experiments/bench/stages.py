@@ -24,6 +24,7 @@ from fedmarket.experiments.bench.memory import PeakMemory
 from fedmarket.models import build_model
 from fedmarket.privacy import PrivacySettings
 from fedmarket.tasks import get_task
+from fedmarket.threads import apply_threads
 from fedmarket.training import TrainConfig, fit
 
 
@@ -31,8 +32,10 @@ def floor(cfg: BenchConfig, data_dir: Path, *, dp: bool) -> dict[str, Any]:
     """Centralised training on ``per_round`` clients' customers for ``rounds`` epochs.
 
     A one-epoch warm-up on a slice comes first (allocator, kernels, Opacus' first
-    wrapping), as the federated steady state excludes the first round.
+    wrapping), as the federated steady state excludes the first round. Its torch threads are
+    chosen as every training path's are (`fedmarket.threads`, ``--threads``).
     """
+    threads = apply_threads(cfg.threads)
     task = get_task("purchase")
     pooled = store.load_pooled(data_dir, "train", partitions=range(cfg.per_round))
     privacy = (
@@ -55,6 +58,8 @@ def floor(cfg: BenchConfig, data_dir: Path, *, dp: bool) -> dict[str, Any]:
         result = fit(net, pooled, task, train_cfg, privacy=privacy)
     return {
         "customers": len(pooled),
+        "threads": threads.threads,
+        "threads_source": threads.source,
         "epochs": result.epochs_run,
         "steps": result.steps,
         "samples": result.samples_seen,
@@ -99,6 +104,7 @@ def federated(cfg: BenchConfig, data_dir: Path, run_dir: Path, *, dp: bool) -> d
             out=run_dir,
             centralised=False,
             resources=resources,
+            threads=cfg.threads,
         )
     wall = time.perf_counter() - started
     rounds = RunDir(run_dir).read_rounds()

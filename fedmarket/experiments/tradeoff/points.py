@@ -10,6 +10,7 @@ from typing import Any
 from fedmarket.checks import integer, is_int, number
 from fedmarket.config import parse_overrides
 from fedmarket.errors import ConfigError
+from fedmarket.threads import choose_threads
 
 SETTINGS: tuple[str, ...] = ("federated-client-dp", "federated-central-dp", "centralised-dp")
 DEFAULT_EPSILONS: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
@@ -52,8 +53,10 @@ class SweepConfig:
     audit: bool = True
     quick: bool = False
     key_file: Path | None = None
+    threads: int | None = None  # torch's, in the driver (fedmarket.threads); not agreed on
 
     def __post_init__(self) -> None:
+        choose_threads(self.threads)  # a bad --threads or $FEDMARKET_THREADS: an error now
         for eps in self.epsilons:
             number(
                 "tradeoff: every epsilon",

@@ -69,9 +69,11 @@ def make_runner(cfg: SweepConfig, data_dir: Path) -> PointRunner:
     def run(point: Point, run_dir: Path) -> dict[str, Any]:
         values = {**overrides, "num-server-rounds": cfg.rounds, "seed": point.seed}
         if point.family == "federated":
-            metrics = _federated(point, values, data_dir, run_dir, n_clients, cfg.key_file)
+            metrics = _federated(
+                point, values, data_dir, run_dir, n_clients, cfg.key_file, cfg.threads
+            )
         else:
-            metrics = _centralised(point, values, data_dir, run_dir, cfg.key_file)
+            metrics = _centralised(point, values, data_dir, run_dir, cfg.key_file, cfg.threads)
         if cfg.audit:
             metrics.update(_audit(run_dir, point.family, cfg.key_file))
         return metrics
@@ -86,6 +88,7 @@ def _federated(
     run_dir: Path,
     n_clients: int,
     key_file: Path | None,
+    threads: int | None = None,
 ) -> dict[str, Any]:
     from fedmarket.experiments.simulate import simulate
     from fedmarket.privacy.calibration import calibrate_central_noise
@@ -113,6 +116,7 @@ def _federated(
         out=run_dir,
         centralised=False,
         key_file=key_file,
+        threads=threads,
     )
     fed = result["summary"]["federated"]
     if not fed.get("test"):
@@ -146,7 +150,12 @@ def _client_noise(run_dir: Path) -> float | None:
 
 
 def _centralised(
-    point: Point, values: dict[str, Any], data_dir: Path, run_dir: Path, key_file: Path | None
+    point: Point,
+    values: dict[str, Any],
+    data_dir: Path,
+    run_dir: Path,
+    key_file: Path | None,
+    threads: int | None = None,
 ) -> dict[str, Any]:
     """Exactly the centralised reference of ``fedmarket simulate`` at this point's DP."""
     from fedmarket.centralised import run_matched_reference
@@ -161,7 +170,7 @@ def _centralised(
     )
     files = RunDir(run_dir)
     fernet = prepared_data_fernet(data_dir, key_file, outside=[run_dir])
-    result = run_matched_reference(rc, data_dir, files.centralised, fernet=fernet)
+    result = run_matched_reference(rc, data_dir, files.centralised, fernet=fernet, threads=threads)
     files.write_config(rc)
     return {
         "epsilon": result.epsilon,
