@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fedmarket.data import features, normalise, partition, store
+from fedmarket.data import event_pass, features, normalise, partition, store
 from fedmarket.data.ingest import loaders
 from fedmarket.data.ingest.mapping import ExportMapping
 from fedmarket.data.ingest.validate import DropReport
@@ -88,15 +88,12 @@ def prepare(opts: PrepareOptions, advance: Advance | None = None) -> PrepareResu
     advance = advance or (lambda *a, **k: None)
     exports = loaders.find_exports(opts.raw)
     _check_output_dir(opts.out, opts.overwrite)
-    window = _feature_window(opts, exports)
     pseudonymiser = anonymise.Pseudonymiser(opts.pseudonym_key)
-
     retailers = sorted(exports)
-    per_retailer: dict[str, RetailerPreparation] = {}
-    for retailer in retailers:
-        per_retailer[retailer] = prepare_retailer(
-            retailer, exports[retailer], window, pseudonymiser, opts, advance
-        )
+    window, scans = event_pass.scan_all(opts, exports, pseudonymiser, advance)
+    per_retailer = {
+        r: _finish_retailer(r, exports[r], scans[r], window, pseudonymiser, opts) for r in retailers
+    }
 
     stats = normalise.NormStats.from_moments(
         sum(
@@ -154,44 +151,6 @@ def _check_output_dir(out: Path, overwrite: bool) -> None:
             )
 
 
-def _feature_window(opts: PrepareOptions, exports: dict[str, list[Path]]) -> features.FeatureWindow:
-    if opts.cutoff is not None:
-        try:
-            cutoff = pd.Timestamp(opts.cutoff)
-        except ValueError as exc:
-            raise ConfigError(f"--cutoff {opts.cutoff!r} is not a date (use YYYY-MM-DD)") from exc
-        cutoff = cutoff.tz_localize("UTC") if cutoff.tzinfo is None else cutoff.tz_convert("UTC")
-    else:
-        cutoff = features.default_cutoff(last_event_time(exports, opts), opts.horizon_days)
-    return features.FeatureWindow(
-        window_days=opts.window_days,
-        step_days=opts.step_days,
-        horizon_days=opts.horizon_days,
-        cutoff=cutoff,
-    )
-
-
-def last_event_time(exports: dict[str, list[Path]], opts: PrepareOptions) -> pd.Timestamp:
-    """First pass: the cut-off defaults to the end of the data minus the label horizon."""
-    last = None
-    for retailer, files in exports.items():
-        for path in files:
-            for chunk in loaders.iter_events(
-                path,
-                mapping=opts.mapping,
-                chunksize=opts.chunksize,
-                strict=opts.strict,
-                report=DropReport(),
-                retailer_id=retailer,
-            ):
-                if len(chunk):
-                    t = chunk["event_time"].max()
-                    last = t if last is None or t > last else last
-    if last is None:
-        raise DataError(f"{opts.raw}: no valid events in any export")
-    return last
-
-
 def prepare_retailer(
     retailer: str,
     files: list[Path],
@@ -200,22 +159,19 @@ def prepare_retailer(
     opts: PrepareOptions,
     advance: Advance,
 ) -> RetailerPreparation:
-    drops = DropReport()
-    builder = features.SequenceBuilder(window)
-    n_events = 0
-    for path in files:
-        for chunk in loaders.iter_events(
-            path,
-            mapping=opts.mapping,
-            chunksize=opts.chunksize,
-            strict=opts.strict,
-            report=drops,
-            retailer_id=retailer,
-        ):
-            builder.add(anonymise.anonymise_events(chunk, pseudonymiser))
-            n_events += len(chunk)
-            advance(len(chunk))
-    feats = builder.finish()
+    scanned = event_pass.scan_retailer(retailer, files, window, pseudonymiser, opts, advance)
+    return _finish_retailer(retailer, files, scanned, window, pseudonymiser, opts)
+
+
+def _finish_retailer(
+    retailer: str,
+    files: list[Path],
+    scanned: event_pass.Scan,
+    window: features.FeatureWindow,
+    pseudonymiser: anonymise.Pseudonymiser,
+    opts: PrepareOptions,
+) -> RetailerPreparation:
+    feats = scanned.builder.finish()
     if len(feats.customer) < 2:
         raise DataError(
             f"retailer {retailer}: only {len(feats.customer)} customer(s) active in the feature "
@@ -230,8 +186,8 @@ def prepare_retailer(
         feats,
         is_test,
         normalise.FeatureMoments.from_raw(feats.X[~is_test]),
-        drops,
-        n_events,
+        scanned.drops,
+        scanned.n_events,
         customers,
         kanon,
     )

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fedmarket.data import features, prepare, store
+from fedmarket.data import event_pass, features, prepare, store
 from fedmarket.data.ingest import loaders
 from fedmarket.data.ingest.mapping import ExportMapping, load_mapping, parse_mapping_option
 from fedmarket.data.normalise import FeatureMoments
@@ -153,7 +153,7 @@ class LocalRetailer:
 
     def last_event_time(self) -> pd.Timestamp:
         """The latest valid event in the export (the describe stage's one number)."""
-        return prepare.last_event_time({self.retailer: self.files}, self.options(WindowPlan()))
+        return event_pass.last_event_time({self.retailer: self.files}, self.options(WindowPlan()))
 
     def features(self, plan: WindowPlan) -> LocalFeatures:
         """Featurised customers for ``plan``, from the cache when the export is unchanged."""

@@ -176,7 +176,12 @@ def _tables(
 
 
 def _open_csv(
-    path: Path, suffix: str, rules: ExportMapping, names: list[str] | None, stack: ExitStack
+    path: Path,
+    suffix: str,
+    rules: ExportMapping,
+    names: list[str] | None,
+    stack: ExitStack,
+    include: list[str] | None = None,
 ) -> pcsv.CSVStreamingReader:
     source: Any = str(path)  # pyarrow decompresses .gz / .bz2 itself, by extension
     if suffix == ".csv.zip":
@@ -187,7 +192,9 @@ def _open_csv(
     )
     parse = pcsv.ParseOptions(delimiter=rules.csv_delimiter, newlines_in_values=True)
     types = {name: pa.string() for name in names or []}
-    convert = pcsv.ConvertOptions(column_types=types, strings_can_be_null=True, null_values=[""])
+    convert = pcsv.ConvertOptions(
+        column_types=types, strings_can_be_null=True, null_values=[""], include_columns=include
+    )
     return pcsv.open_csv(source, read_options=read, parse_options=parse, convert_options=convert)
 
 

@@ -169,6 +169,8 @@ def as_text(arr: pa.Array) -> pa.Array:
         if np.array_equal(finite, np.floor(finite)) and np.all(np.abs(finite) < 2**63):
             arr = pc.cast(arr, pa.int64(), safe=False)
     text = pc.cast(arr, _TEXT)
+    if pa.types.is_integer(arr.type):  # digits only: nothing to trim, never empty
+        return text
     text = pc.utf8_trim_whitespace(text)
     return pc.if_else(pc.equal(text, ""), pa.scalar(None, _TEXT), text)
 
@@ -379,7 +381,7 @@ def validate_events(
         "user_session": optional["user_session"],
         RETAILER_COLUMN: retailer.filter(mask)
         if retailer is not None
-        else pa.array([retailer_id] * int(keep.sum()), _TEXT),
+        else pa.repeat(pa.scalar(retailer_id, _TEXT), int(keep.sum())),
     }
     if duplicates is None:
         duplicates = DuplicateFilter()

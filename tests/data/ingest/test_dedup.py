@@ -48,3 +48,18 @@ def test_row_hashes_depend_on_every_cell_and_on_column_order() -> None:
         row_hashes({"a": base["a"], "b": base["b"]})[0]
         != row_hashes({"b": base["a"], "a": base["b"]})[1]
     )  # ("x","y") vs ("y","x") in the other order
+
+
+def test_mark_keeps_the_first_copy_in_large_batches_with_many_copies() -> None:
+    # Large enough for numpy's unstable SIMD argsort to reorder equal hashes.
+    rng = np.random.default_rng(1)
+    seen, reference = DuplicateFilter(), set()
+    for _ in range(3):
+        batch = rng.integers(0, 5_000, 50_000).astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+        expected = np.zeros(len(batch), dtype=bool)
+        for i, h in enumerate(batch.tolist()):
+            expected[i] = h in reference
+            reference.add(h)
+        np.testing.assert_array_equal(seen.mark(batch), expected)
+    assert len(seen) == len(reference)
+    assert np.all(np.diff(seen._seen.astype(np.float64)) >= 0)  # still sorted

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from fedmarket.data.ingest.dedup import DuplicateFilter
@@ -13,6 +15,7 @@ from fedmarket.data.ingest.validate import (
     ISSUE_COLUMN,
     ISSUE_DETAIL_COLUMN,
     DropReport,
+    as_text,
     validate_events,
 )
 from fedmarket.errors import ConfigError, DataError
@@ -258,3 +261,19 @@ def test_drop_report_add_merge_and_to_dict() -> None:
     with pytest.raises(ValueError, match=">= 0"):
         one.add("nan_price", -1)
     assert all(k == k.lower() and " " not in k for k in DROP_REASONS)
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        pa.array([520088904, None, -7, 0], pa.int64()),
+        pa.array([3, 250], pa.uint8()),
+        pa.array([1.0, None, 12.0]),  # integral floats go through the integer path
+    ],
+)
+def test_as_text_of_numbers_equals_the_trimmed_text(values: pa.Array) -> None:
+    # The integer shortcut skips trimming and the empty check; both are no-ops on digits.
+    numbers = pc.cast(values, pa.int64()) if pa.types.is_floating(values.type) else values
+    text = pc.utf8_trim_whitespace(pc.cast(numbers, pa.large_string()))
+    expected = pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.large_string()), text)
+    assert as_text(values).equals(expected)

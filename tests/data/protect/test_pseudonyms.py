@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -88,3 +89,56 @@ def test_bad_keys(bad):
 def test_repr_hides_key():
     assert KEY.hex() not in repr(Pseudonymiser(KEY))
     assert "hidden" in repr(Pseudonymiser(KEY))
+
+
+def per_row_reference(key: bytes, ids: list[object]) -> list[str | None]:
+    """The definition, one HMAC call per row: what ``map`` must reproduce exactly."""
+    return [
+        None if raw is None else hmac.new(key, str(raw).encode("utf-8"), hashlib.sha256).hexdigest()
+        for raw in ids
+    ]
+
+
+SAMPLE: list[object] = [
+    "520088904",
+    "4d3b30da-a5e4-49df-b1a8-ba5943f1dd33",
+    None,
+    "m\u00fcller-\u00f8",
+    "",
+    "x" * 200,  # longer than SHA-256's 64-byte block
+    "520088904",
+    "\U0001f600 emoji",
+    None,
+    "4d3b30da-a5e4-49df-b1a8-ba5943f1dd33",
+]
+
+
+@pytest.mark.parametrize("key_bytes", [32, 64, 65, 131])  # 65, 131: key hashed first (RFC 2104)
+@pytest.mark.parametrize("dtype", ["string[pyarrow]", "string[python]", object])
+def test_map_equals_the_per_row_reference(key_bytes: int, dtype: object) -> None:
+    key, other = bytes(range(key_bytes)), bytes(range(1, key_bytes + 1))
+    ids = pd.Series(SAMPLE * 3, dtype=dtype).iloc[2:]  # a slice: Arrow data at an offset
+    out = Pseudonymiser(key).map(ids)
+    expected = per_row_reference(key, list(ids.astype(object).where(ids.notna(), None)))
+    assert out.astype(object).where(out.notna(), None).tolist() == expected
+    again = Pseudonymiser(bytearray(key)).map(ids)
+    pd.testing.assert_series_equal(again, out)  # stable with the key
+    moved = Pseudonymiser(other).map(ids)
+    assert not (moved.dropna() == out.dropna()).any()  # another key, every pseudonym differs
+
+
+def test_map_integer_and_mixed_object_ids_equal_the_reference() -> None:
+    ids = [520088904, 7, 520088904, 2**62]
+    assert Pseudonymiser(KEY).map(pd.Series(ids, dtype="int64")).tolist() == per_row_reference(
+        KEY, ids
+    )
+    mixed = ["7", 7, None, "a"]
+    out = Pseudonymiser(KEY).map(pd.Series(mixed, dtype=object))
+    assert out.astype(object).where(out.notna(), None).tolist() == per_row_reference(KEY, mixed)
+
+
+def test_map_of_many_random_ids_equals_the_reference() -> None:
+    rng = np.random.default_rng(0)
+    ids = [f"{u:x}-{v}" for u, v in rng.integers(0, 5_000, size=(3_000, 2))]
+    out = Pseudonymiser(KEY).map(pd.Series(ids, dtype="string[pyarrow]"))
+    assert out.tolist() == per_row_reference(KEY, ids)

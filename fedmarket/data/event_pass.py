@@ -1,0 +1,150 @@
+"""The one pass over a retailer's events: validate, pseudonymise, fold into the features.
+
+The default cut-off needs the latest *valid* event, which is only known once every row has
+been validated. Validating everything twice (once for that number, once for the features) was
+a quarter of `data prepare`, so the pass runs in the window of a cheap upper bound on it
+(``ingest.peek``: Parquet statistics, or the event_time column alone), notes the exact latest
+valid event on the way, and is repeated only when that gives another cut-off (when the latest
+rows of the data are all invalid). The result is the one the exact cut-off gives from the start.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from fedmarket.data import features
+from fedmarket.data.ingest import loaders, peek
+from fedmarket.data.ingest.validate import DropReport
+from fedmarket.data.protect import anonymise
+from fedmarket.errors import ConfigError, DataError
+
+if TYPE_CHECKING:  # prepare imports this module; the options are only read here
+    from fedmarket.data.prepare import PrepareOptions
+
+Advance = Callable[..., None]
+
+
+@dataclass(frozen=True)
+class Scan:
+    """One retailer's events folded into the feature accumulators, before the split."""
+
+    builder: features.SequenceBuilder
+    drops: DropReport
+    n_events: int
+    last: pd.Timestamp | None  # latest valid event, whatever the window
+
+
+def scan_all(
+    opts: PrepareOptions,
+    exports: dict[str, list[Path]],
+    pseudonymiser: anonymise.Pseudonymiser,
+    advance: Advance,
+) -> tuple[features.FeatureWindow, dict[str, Scan]]:
+    """Every retailer's scan and the window they were made in (see the module docstring)."""
+    window = _window(opts, _cutoff(opts, exports))
+
+    def scan(w: features.FeatureWindow) -> dict[str, Scan]:
+        return {
+            r: scan_retailer(r, exports[r], w, pseudonymiser, opts, advance)
+            for r in sorted(exports)
+        }
+
+    scans = scan(window)
+    if opts.cutoff is None:
+        exact = _window(opts, features.default_cutoff(_latest(scans, opts), opts.horizon_days))
+        if exact != window:
+            window, scans = exact, scan(exact)
+    return window, scans
+
+
+def _cutoff(opts: PrepareOptions, exports: dict[str, list[Path]]) -> pd.Timestamp:
+    if opts.cutoff is not None:
+        try:
+            cutoff = pd.Timestamp(opts.cutoff)
+        except ValueError as exc:
+            raise ConfigError(f"--cutoff {opts.cutoff!r} is not a date (use YYYY-MM-DD)") from exc
+        return cutoff.tz_localize("UTC") if cutoff.tzinfo is None else cutoff.tz_convert("UTC")
+    bound = None
+    if opts.mapping is None:  # a mapping may rename, combine or ignore rows: no cheap bound
+        found = [peek.latest_event_ns(p) for files in exports.values() for p in files]
+        bound = max((ns for ns in found if ns is not None), default=None)
+    last = (
+        last_event_time(exports, opts)
+        if bound is None
+        else pd.Timestamp(bound, unit="ns", tz="UTC")
+    )
+    return features.default_cutoff(last, opts.horizon_days)
+
+
+def _window(opts: PrepareOptions, cutoff: pd.Timestamp) -> features.FeatureWindow:
+    return features.FeatureWindow(
+        window_days=opts.window_days,
+        step_days=opts.step_days,
+        horizon_days=opts.horizon_days,
+        cutoff=cutoff,
+    )
+
+
+def _latest(scans: dict[str, Scan], opts: PrepareOptions) -> pd.Timestamp:
+    times = [s.last for s in scans.values() if s.last is not None]
+    if not times:
+        raise DataError(f"{opts.raw}: no valid events in any export")
+    return max(times)
+
+
+def last_event_time(exports: dict[str, list[Path]], opts: PrepareOptions) -> pd.Timestamp:
+    """The latest valid event, by validating every row: the exact value, and the slow way.
+
+    ``prepare`` gets it from its one pass instead (``scan_all``); this is for callers that
+    need only this number (a SuperNode's describe stage) and for exports behind a mapping.
+    """
+    last = None
+    for retailer, files in exports.items():
+        for path in files:
+            for chunk in loaders.iter_events(
+                path,
+                mapping=opts.mapping,
+                chunksize=opts.chunksize,
+                strict=opts.strict,
+                report=DropReport(),
+                retailer_id=retailer,
+            ):
+                if len(chunk):
+                    t = chunk["event_time"].max()
+                    last = t if last is None or t > last else last
+    if last is None:
+        raise DataError(f"{opts.raw}: no valid events in any export")
+    return last
+
+
+def scan_retailer(
+    retailer: str,
+    files: list[Path],
+    window: features.FeatureWindow,
+    pseudonymiser: anonymise.Pseudonymiser,
+    opts: PrepareOptions,
+    advance: Advance,
+) -> Scan:
+    drops = DropReport()
+    builder = features.SequenceBuilder(window)
+    n_events, last = 0, None
+    for path in files:
+        for chunk in loaders.iter_events(
+            path,
+            mapping=opts.mapping,
+            chunksize=opts.chunksize,
+            strict=opts.strict,
+            report=drops,
+            retailer_id=retailer,
+        ):
+            t = chunk["event_time"].max()
+            last = t if last is None or t > last else last
+            builder.add(anonymise.anonymise_events(chunk, pseudonymiser))
+            n_events += len(chunk)
+            advance(len(chunk))
+    return Scan(builder, drops, n_events, last)
