@@ -149,6 +149,24 @@ def test_summary_means_and_standard_deviations(tmp_path: Path):
     assert result.paths["html"].name == "report.html"
     assert "<td>federated-client-dp</td><td>8</td><td>8.000</td>" in page
     assert page.count('src="data:image/png;base64,') == 2 and "http" not in page
+    assert "Caution" not in md  # every row ranks better than random
+
+
+def test_rows_no_better_than_chance_are_named_first(tmp_path: Path):
+    """A quick sweep on tiny data scored DP rows below 0.5 and read as if epsilon 1 beat 8."""
+
+    class Weak(FakeRunner):
+        def __call__(self, point: Point, run_dir: Path) -> dict:
+            record = super().__call__(point, run_dir)
+            return record | ({"roc_auc": 0.45} if point.epsilon == 1.0 else {})
+
+    cfg = config(tmp_path, settings=("federated-client-dp",))
+    md = run_sweep(cfg, runner=Weak()).paths["md"].read_text()
+    caution = md.index(
+        "Caution: 1 row(s) rank customers no better than random (mean ROC-AUC <= 0.5): "
+        "federated-client-dp at epsilon 1."
+    )
+    assert caution < md.index("| setting |")
 
 
 @pytest.mark.parametrize(

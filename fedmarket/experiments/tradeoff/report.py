@@ -229,6 +229,8 @@ def sweep_blocks(
         ),
         table(HEADER, [_cells(r) for _, r in summary.iterrows()]),
     ]
+    if caution := _chance_caution(summary):
+        blocks.insert(1, Paragraph(caution))
     bad = frame[frame["status"] != "ok"].drop_duplicates("run")
     if not bad.empty:
         blocks.append(Paragraph("Points without a result (re-run the sweep to retry them):"))
@@ -244,6 +246,26 @@ def sweep_blocks(
     if figures:
         blocks += [Heading("Figures"), *figures]
     return blocks
+
+
+def _target(epsilon: float) -> str:
+    return "no DP" if not math.isfinite(epsilon) else f"epsilon {epsilon:g}"
+
+
+def _chance_caution(summary: Any) -> str | None:
+    """Rows whose mean ROC-AUC is no better than random: on too little data, DP noise swamps
+    the signal, and such a row says nothing about how epsilon trades against accuracy."""
+    if summary.empty or "roc_auc_mean" not in summary:
+        return None
+    weak = summary[summary["roc_auc_mean"] <= 0.5]
+    if weak.empty:
+        return None
+    names = [f"{r['setting']} at {_target(r['target_epsilon'])}" for _, r in weak.iterrows()]
+    return (
+        f"Caution: {len(names)} row(s) rank customers no better than random (mean ROC-AUC "
+        f"<= 0.5): {', '.join(names)}. Too few customers or buyers for the noise DP adds, or "
+        "too little training; compare epsilons on more data (the default retailers) or rounds."
+    )
 
 
 HEADER = (
