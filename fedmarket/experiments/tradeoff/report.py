@@ -195,7 +195,7 @@ def tradeoff_plot(
         ax.set_xticks([*targets, x_nodp], [*(f"{t:g}" for t in targets), "no DP"])
         ax.xaxis.set_minor_locator(NullLocator())
         ax.set(title=title, xlabel="epsilon spent (log scale)", ylabel=ylabel)
-        ax.legend(loc="best", fontsize=7)
+        plots.legend_below(ax, ncols=2)  # inside, it hid the reference line and error bars
         return plots.save_figure(figure, path)
 
 
