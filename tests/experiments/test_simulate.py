@@ -111,6 +111,8 @@ def test_end_to_end_no_raw_data(tiny_data, tiny_raw, tmp_path, monkeypatch):
     assert fed["epsilon"]["per_client"] == sent_eps
     assert fed["epsilon"]["max"] == max(sent_eps.values()) <= 8.0
     assert cen["epsilon"] <= 8.0 and summary["delta"] == cen["delta"]
+    # the reference's torch threads, so a slow one can be told apart (tests run one thread)
+    assert cen["threads"] == 1
     gap = fed["test"]["roc_auc"] - cen["test"]["roc_auc"]
     assert summary["gap"]["roc_auc"] == pytest.approx(gap)
     assert [r["round"] for r in RunDir(out).read_rounds()] == [1.0, 2.0]
