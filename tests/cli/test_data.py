@@ -204,6 +204,27 @@ def test_encrypt_with_key_file(plain_with_env_key: dict, workdir: Path, env_key:
     check_encrypted(workdir / "enc_file", keys.fernet_from_key(raw_key), plain_with_env_key)
 
 
+def test_keys_made_by_keys_new_are_the_ones_prepare_uses(
+    plain_with_env_key: dict, workdir: Path
+) -> None:
+    ok(cli("keys", "new", "secrets/shop.key"))
+    ok(cli("keys", "new", "--kind", "encryption", "secrets/data.key"))
+    ok(
+        prep(
+            "raw", "made_keys", *SMALL, "--key-file", "secrets/shop.key",
+            "--encrypt", "--encryption-key-file", "secrets/data.key",
+        )
+    )  # fmt: skip
+    key = keys.load_key(workdir / "secrets/shop.key", keys.PSEUDONYM_KEY_ENV, purpose="test")
+    raw_ids = pd.read_parquet(workdir / "raw" / "retailer_00" / "events.parquet")["user_id"]
+    expected = {hmac.new(key, str(u).encode(), "sha256").hexdigest() for u in raw_ids.unique()}
+    fernet = keys.fernet_from_key(
+        keys.load_key(workdir / "secrets/data.key", keys.ENCRYPTION_KEY_ENV, purpose="test")
+    )
+    stored = store.load_split(workdir / "made_keys", 0, "train", fernet).customer
+    assert len(stored) > 50 and set(stored) <= expected
+
+
 # --- bad input: exit 2, one line, no traceback --------------------------------------------------
 
 
@@ -284,6 +305,16 @@ def test_key_file_inside_the_output_is_refused(synthed: Result, workdir: Path) -
     keys.create_key_file(workdir / "o6" / "k.key", "hmac")
     line = one_error_line(prep("raw", "o6", "--key-file", "o6/k.key"))
     assert "is inside data directory o6" in line
+
+
+def test_a_missing_key_file_names_the_command_that_makes_one(synthed: Result) -> None:
+    ok(synthed)
+    line = one_error_line(prep("raw", "o8", "--key-file", "nokey/shop.key"))
+    assert line == (
+        "error: pseudonym key file nokey/shop.key does not exist; make one with "
+        "`fedmarket keys new nokey/shop.key` (0600, keep it outside every data directory)"
+    )
+    assert not Path("o8").exists()
 
 
 def test_inspect_a_directory_that_is_not_prepared(workdir: Path) -> None:

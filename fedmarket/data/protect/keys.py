@@ -73,6 +73,12 @@ def _read_key_file(path: Path, purpose: str) -> str:
     """Read a key file through one descriptor, so the mode we check is the file we read."""
     try:
         fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError as exc:
+        kind = " --kind encryption" if "encryption" in purpose else ""
+        raise ConfigError(
+            f"{purpose} file {path} does not exist; make one with "
+            f"`fedmarket keys new{kind} {path}` (0600, keep it outside every data directory)"
+        ) from exc
     except OSError as exc:
         raise ConfigError(
             f"cannot read {purpose} file {path}: {exc.strerror or exc}; "
@@ -138,13 +144,26 @@ def check_key_outside(key_path: Path, data_dirs: Iterable[Path]) -> None:
 
 
 def create_key_file(
-    path: Path, kind: Literal["hmac", "fernet"], *, data_dirs: Iterable[Path] = ()
+    path: Path,
+    kind: Literal["hmac", "fernet"],
+    *,
+    data_dirs: Iterable[Path] = (),
+    replace: bool = False,
 ) -> bytes:
-    """Generate a new key, write it to ``path`` (mode 0600, never overwriting), return its bytes.
+    """Generate a new key, write it to ``path`` (mode 0600), return its bytes.
 
     The returned bytes are what ``load_key(path, ...)`` will return later. Missing parent
-    directories are created with mode 0700.
+    directories are created with mode 0700. An existing file is refused unless ``replace``
+    (the caller has asked in words: a replaced pseudonym key orphans every pseudonym made with
+    it); the new key is then written beside it and renamed over it, so a failure leaves the
+    old key whole.
     """
+    if replace and Path(path).expanduser().exists():
+        path = Path(path).expanduser()
+        staged = path.with_name(f".{path.name}.{secrets.token_hex(4)}.new")
+        key = create_key_file(staged, kind, data_dirs=data_dirs)
+        os.replace(staged, path)
+        return key
     path = Path(path).expanduser()
     check_key_outside(path, data_dirs)
     if kind == "hmac":
@@ -162,7 +181,9 @@ def create_key_file(
     except FileExistsError as exc:
         raise ConfigError(
             f"key file {path} already exists; fedmarket never overwrites a key. "
-            f"Choose another path or delete the old key deliberately"
+            f"Choose another path, or replace it deliberately with "
+            f"`fedmarket keys new --force {path}` (pseudonyms or files made with the old key "
+            f"are then orphaned)"
         ) from exc
     except OSError as exc:
         raise ConfigError(f"cannot create key file {path}: {exc.strerror or exc}") from exc

@@ -171,7 +171,7 @@ def test_malformed_key_file(tmp_path, content, match):
 
 
 def test_unreadable_key_file(tmp_path):
-    with pytest.raises(ConfigError, match="cannot read test key file"):
+    with pytest.raises(ConfigError, match=r"test key file .*missing\.key does not exist"):
         load_key(tmp_path / "missing.key", ENV, purpose="test key")
     with pytest.raises(ConfigError, match="not a regular file"):
         load_key(tmp_path, ENV, purpose="test key")
@@ -352,3 +352,21 @@ def test_the_preparing_key_comes_from_the_file_or_the_environment(tmp_path, monk
     inside.chmod(0o600)
     with pytest.raises(ConfigError):
         encryption_fernet(True, inside, [data])  # a key next to the data protects nothing
+
+
+def test_a_missing_key_file_names_the_command_that_makes_one(tmp_path):
+    path = tmp_path / "missing.key"
+    made = re.escape(f"make one with `fedmarket keys new {path}`")
+    with pytest.raises(ConfigError, match=made):
+        load_key(path, ENV, purpose="pseudonym key")
+    made = re.escape(f"`fedmarket keys new --kind encryption {path}`")
+    with pytest.raises(ConfigError, match=made):
+        load_key(path, ENV, purpose="encryption key")
+
+
+def test_create_key_file_replaces_only_when_asked(tmp_path):
+    path = _write(tmp_path / "k.key", "old-content\n")
+    key = create_key_file(path, "hmac", replace=True)
+    assert load_key(path, ENV, purpose="test key") == key
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert [p.name for p in tmp_path.iterdir()] == ["k.key"]
