@@ -10,6 +10,7 @@ rows of the data are all invalid). The result is the one the exact cut-off gives
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from fedmarket.data import features
-from fedmarket.data.ingest import loaders, peek
+from fedmarket.data.ingest import advice, loaders, peek
 from fedmarket.data.ingest.validate import DropReport
 from fedmarket.data.protect import anonymise
 from fedmarket.errors import ConfigError, DataError
@@ -27,6 +28,7 @@ if TYPE_CHECKING:  # prepare imports this module; the options are only read here
     from fedmarket.data.prepare import PrepareOptions
 
 Advance = Callable[..., None]
+log = logging.getLogger("fedmarket")
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,8 @@ class Scan:
     drops: DropReport
     n_events: int
     last: pd.Timestamp | None  # latest valid event, whatever the window
+    first: pd.Timestamp | None = None  # earliest valid event, whatever the window
+    n_in_window: int = 0  # valid events in [window start, cut-off)
 
 
 def scan_all(
@@ -59,7 +63,34 @@ def scan_all(
         exact = _window(opts, features.default_cutoff(_latest(scans, opts), opts.horizon_days))
         if exact != window:
             window, scans = exact, scan(exact)
+    else:
+        warn_short_horizon(window, [s.last for s in scans.values()])
     return window, scans
+
+
+def warn_short_horizon(window: features.FeatureWindow, lasts: list[pd.Timestamp | None]) -> None:
+    """Warn when the labels' horizon runs past the last event: customers look as if they bought
+    nothing in days the export does not cover (a test buy rate of 0% with no other sign)."""
+    times = [t for t in lasts if t is not None]
+    if not times:
+        return
+    last = max(times)
+    covered = (last.normalize() + pd.Timedelta(days=1) - window.cutoff).days
+    if covered >= window.horizon_days:
+        return
+    suggested = features.default_cutoff(last, window.horizon_days)
+    log.warning(
+        "labels cover only %d of the %d horizon days: cut-off %s plus %d days runs to %s, but "
+        "the last valid event is at %s, so purchases after it are missing from the labels; "
+        "pass --cutoff %s (or earlier), omit --cutoff, or a shorter --horizon-days",
+        max(covered, 0),
+        window.horizon_days,
+        f"{window.cutoff:%Y-%m-%d}",
+        window.horizon_days,
+        f"{window.horizon_end:%Y-%m-%d}",
+        last.isoformat(),
+        f"{suggested:%Y-%m-%d}",
+    )
 
 
 def _cutoff(opts: PrepareOptions, exports: dict[str, list[Path]]) -> pd.Timestamp:
@@ -93,8 +124,16 @@ def _window(opts: PrepareOptions, cutoff: pd.Timestamp) -> features.FeatureWindo
 def _latest(scans: dict[str, Scan], opts: PrepareOptions) -> pd.Timestamp:
     times = [s.last for s in scans.values() if s.last is not None]
     if not times:
-        raise DataError(f"{opts.raw}: no valid events in any export")
+        drops = DropReport()
+        for scan in scans.values():
+            drops.merge(scan.drops)
+        raise DataError(all_dropped(opts, drops))
     return max(times)
+
+
+def all_dropped(opts: PrepareOptions, drops: DropReport) -> str:
+    """The error for exports none of whose rows is a valid event (see ``advice``)."""
+    return advice.all_dropped(str(opts.raw), drops, mapping_given=opts.mapping is not None)
 
 
 def last_event_time(exports: dict[str, list[Path]], opts: PrepareOptions) -> pd.Timestamp:
@@ -103,7 +142,7 @@ def last_event_time(exports: dict[str, list[Path]], opts: PrepareOptions) -> pd.
     ``prepare`` gets it from its one pass instead (``scan_all``); this is for callers that
     need only this number (a SuperNode's describe stage) and for exports behind a mapping.
     """
-    last = None
+    last, drops = None, DropReport()
     for retailer, files in exports.items():
         for path in files:
             for chunk in loaders.iter_events(
@@ -111,14 +150,14 @@ def last_event_time(exports: dict[str, list[Path]], opts: PrepareOptions) -> pd.
                 mapping=opts.mapping,
                 chunksize=opts.chunksize,
                 strict=opts.strict,
-                report=DropReport(),
+                report=drops,
                 retailer_id=retailer,
             ):
                 if len(chunk):
                     t = chunk["event_time"].max()
                     last = t if last is None or t > last else last
     if last is None:
-        raise DataError(f"{opts.raw}: no valid events in any export")
+        raise DataError(all_dropped(opts, drops))
     return last
 
 
@@ -132,7 +171,7 @@ def scan_retailer(
 ) -> Scan:
     drops = DropReport()
     builder = features.SequenceBuilder(window)
-    n_events, last = 0, None
+    n_events, n_in_window, first, last = 0, 0, None, None
     for path in files:
         for chunk in loaders.iter_events(
             path,
@@ -142,9 +181,39 @@ def scan_retailer(
             report=drops,
             retailer_id=retailer,
         ):
-            t = chunk["event_time"].max()
-            last = t if last is None or t > last else last
+            if not len(chunk):
+                continue
+            times = chunk["event_time"]
+            lo, hi = times.min(), times.max()
+            first = lo if first is None or lo < first else first
+            last = hi if last is None or hi > last else last
+            n_in_window += int(((times >= window.start) & (times < window.cutoff)).sum())
             builder.add(anonymise.anonymise_events(chunk, pseudonymiser))
             n_events += len(chunk)
             advance(len(chunk))
-    return Scan(builder, drops, n_events, last)
+    return Scan(builder, drops, n_events, last, first, n_in_window)
+
+
+def check_scan(
+    retailer: str, scan: Scan, window: features.FeatureWindow, opts: PrepareOptions
+) -> None:
+    """Refuse a retailer with no valid event, or none in the window, saying why and what to
+    change: the data's span next to the window asked for, which a user cannot see otherwise."""
+    if scan.n_events == 0:
+        raise DataError(
+            advice.all_dropped(
+                f"{opts.raw} (retailer {retailer})",
+                scan.drops,
+                mapping_given=opts.mapping is not None,
+            )
+        )
+    if scan.n_in_window == 0:
+        suggested = features.default_cutoff(scan.last, window.horizon_days)
+        raise DataError(
+            f"retailer {retailer}: no customer has an event in the feature window "
+            f"[{window.start.isoformat()}, {window.cutoff.isoformat()}) "
+            f"(cut-off {window.cutoff:%Y-%m-%d}, --window-days {window.window_days}); the data "
+            f"has {advice.span_text(scan.first, scan.last)}. Pass a --cutoff inside that span "
+            f"(e.g. --cutoff {suggested:%Y-%m-%d}, or omit --cutoff for the end of the data "
+            f"minus the horizon) or a longer --window-days"
+        )

@@ -171,6 +171,7 @@ def _finish_retailer(
     pseudonymiser: anonymise.Pseudonymiser,
     opts: PrepareOptions,
 ) -> RetailerPreparation:
+    event_pass.check_scan(retailer, scanned, window, opts)
     feats = scanned.builder.finish()
     if len(feats.customer) < 2:
         raise DataError(

@@ -19,8 +19,10 @@ import pytest
 
 from fedmarket.data import event_pass, features, store
 from fedmarket.data.ingest import loaders, peek
+from fedmarket.data.ingest import mapping as mapping_module
 from fedmarket.data.prepare import PrepareOptions, PrepareResult, prepare
 from fedmarket.data.synth.generate import generate_retailers
+from fedmarket.errors import DataError
 
 KEY = hashlib.sha256(b"fedmarket test pseudonym key").digest()
 WINDOW = {"window_days": 28, "step_days": 7, "horizon_days": 7}
@@ -117,3 +119,138 @@ def test_explicit_cutoff_reads_no_bound(raw: Path, tmp_path: Path, monkeypatch) 
     monkeypatch.setattr(peek, "latest_event_ns", pytest.fail)
     result = prepare(options(raw, tmp_path / "out", cutoff="2019-11-01"))
     assert result.manifest["window"]["cutoff"] == "2019-11-01T00:00:00+00:00"
+
+
+# --- exports that fail as a whole: the error says why, where, and what to change ---------------
+
+HEADER = (
+    "event_time,event_type,product_id,category_id,category_code,brand,price,user_id,user_session"
+)
+
+
+def tiny_export(root: Path, times: list[str], *, name: str = "events.csv") -> Path:
+    """One retailer "shop" whose customer i % 8 views (every 5th row: buys) at ``times[i]``."""
+    shop = root / "shop"
+    shop.mkdir(parents=True)
+    rows = [
+        f"{t},{'purchase' if i % 5 == 0 else 'view'},1,2,,,9.5,{i % 8},s{i}"
+        for i, t in enumerate(times)
+    ]
+    (shop / name).write_text("\n".join([HEADER, *rows]) + "\n")
+    return root
+
+
+def october(n: int, fmt: str = "2019-10-{day:02d} {hour:02d}:00:00") -> list[str]:
+    return [fmt.format(day=1 + i % 30, hour=i % 24) for i in range(n)]
+
+
+@pytest.mark.parametrize("cutoff", [None, "2019-10-20"])
+def test_naive_times_show_the_drops_by_reason_an_example_and_the_fix(
+    tmp_path: Path, cutoff: str | None
+) -> None:
+    raw = tiny_export(tmp_path / "raw", october(120))
+    with pytest.raises(DataError) as caught:
+        prepare(options(raw, tmp_path / "out", cutoff=cutoff))
+    message = str(caught.value)
+    assert (
+        "no valid events: all 120 of 120 rows were dropped: missing_timezone 120 (e.g. " in message
+    )
+    assert "shop/events.csv row 1: event_time='2019-10-01 00:00:00')" in message
+    assert (
+        'Fix: missing_timezone: describe the export with --mapping "kind=rees46,assume_tz=UTC"'
+        in message
+    )
+    assert not (tmp_path / "out").exists()
+
+
+def test_with_a_mapping_the_fix_names_the_mapping_setting(tmp_path: Path) -> None:
+    raw = tiny_export(tmp_path / "raw", october(40, "201910{day:02d}"))  # dates, no zone
+    mapping = mapping_module.parse_mapping_option("kind=rees46")
+    with pytest.raises(DataError) as caught:
+        prepare(options(raw, tmp_path / "out", mapping=mapping))
+    message = str(caught.value)
+    assert "all 40 of 40 rows were dropped: missing_timezone 40" in message
+    assert "event_time='20191001'" in message
+    assert 'Fix: missing_timezone: add assume_tz = "UTC" to the mapping' in message
+
+
+def test_an_unknown_format_names_timestamp_format(tmp_path: Path) -> None:
+    raw = tiny_export(tmp_path / "raw", october(40, "{day:02d}/10/2019 {hour:02d}:00"))
+    with pytest.raises(DataError) as caught:
+        prepare(options(raw, tmp_path / "out"))
+    message = str(caught.value)
+    assert "all 40 of 40 rows were dropped: unparseable_timestamp 40" in message
+    assert "row 1: event_time='01/10/2019 00:00'" in message
+    assert (
+        'describe the export with --mapping "kind=rees46,'
+        'timestamp_format=%d/%m/%Y %H:%M,assume_tz=UTC"'
+    ) in message
+
+
+@pytest.mark.parametrize(
+    ("fmt", "setting"),
+    [
+        ("201910{day:02d}", "assume_tz=UTC"),
+        ("{day:02d}/10/2019 {hour:02d}:00", "timestamp_format=%d/%m/%Y %H:%M,assume_tz=UTC"),
+    ],
+)
+def test_the_advised_mapping_prepares_the_export(tmp_path: Path, fmt: str, setting: str) -> None:
+    raw = tiny_export(tmp_path / "raw", october(240, fmt))
+    mapping = mapping_module.parse_mapping_option(f"kind=rees46,{setting}")
+    result = prepare(options(raw, tmp_path / "out", mapping=mapping))
+    assert result.manifest["dropped_rows"]["rows_kept"] == 240
+
+
+def test_mixed_reasons_are_counted_with_the_commonest_first(tmp_path: Path) -> None:
+    times = october(30) + ["not a time"] * 10
+    raw = tiny_export(tmp_path / "raw", times)
+    with pytest.raises(DataError) as caught:
+        prepare(options(raw, tmp_path / "out"))
+    message = str(caught.value)
+    assert "all 40 of 40 rows were dropped: missing_timezone 30 (e.g." in message
+    assert (
+        "; unparseable_timestamp 10 (e.g. " in message
+        and "row 31: event_time='not a time'" in message
+    )
+
+
+def test_a_window_that_misses_the_data_names_the_data_span(tmp_path: Path) -> None:
+    raw = tiny_export(
+        tmp_path / "raw", [t + "Z" for t in october(120, "2019-10-{day:02d}T{hour:02d}:00:00")]
+    )
+    with pytest.raises(DataError) as caught:
+        prepare(options(raw, tmp_path / "out", cutoff="2020-01-01"))
+    message = str(caught.value)
+    assert message.startswith(
+        "retailer shop: no customer has an event in the feature window "
+        "[2019-12-04T00:00:00+00:00, 2020-01-01T00:00:00+00:00) (cut-off 2020-01-01, "
+        "--window-days 28); the data has valid events from 2019-10-01T00:00:00+00:00 to "
+        "2019-10-30T23:00:00+00:00. Pass a --cutoff inside that span (e.g. --cutoff 2019-10-24"
+    )
+    assert "or a longer --window-days" in message
+
+
+@pytest.mark.parametrize(("cutoff", "covered"), [("2019-10-28", 3), ("2019-10-31", 0)])
+def test_a_horizon_past_the_last_event_is_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, cutoff: str, covered: int
+) -> None:
+    raw = tiny_export(
+        tmp_path / "raw", [t + "Z" for t in october(240, "2019-10-{day:02d}T{hour:02d}:00:00")]
+    )
+    with caplog.at_level("WARNING", logger="fedmarket"):
+        prepare(options(raw, tmp_path / "out", cutoff=cutoff))
+    assert (
+        f"labels cover only {covered} of the 7 horizon days: cut-off {cutoff} plus 7 days"
+        in caplog.text
+    )
+    assert "the last valid event is at 2019-10-30T23:00:00+00:00" in caplog.text
+    assert "pass --cutoff 2019-10-24 (or earlier)" in caplog.text
+
+
+def test_a_covered_horizon_says_nothing(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    raw = tiny_export(
+        tmp_path / "raw", [t + "Z" for t in october(240, "2019-10-{day:02d}T{hour:02d}:00:00")]
+    )
+    with caplog.at_level("WARNING", logger="fedmarket"):
+        prepare(options(raw, tmp_path / "out", cutoff="2019-10-24"))
+    assert "labels cover only" not in caplog.text
