@@ -86,7 +86,7 @@ Advance = Callable[..., None]
 def prepare(opts: PrepareOptions, advance: Advance | None = None) -> PrepareResult:
     """Run the whole pipeline; ``advance(n_rows)`` is called as event rows are processed."""
     advance = advance or (lambda *a, **k: None)
-    exports = loaders.find_exports(opts.raw)
+    exports = loaders.find_exports(opts.raw, opts.mapping)
     _check_output_dir(opts.out, opts.overwrite)
     pseudonymiser = anonymise.Pseudonymiser(opts.pseudonym_key)
     retailers = sorted(exports)

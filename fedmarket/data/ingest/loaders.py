@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import bz2
 import gzip
+import io
 import zipfile
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -31,7 +32,8 @@ import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
 from fedmarket.checks import integer
-from fedmarket.data.ingest.mapping import REES46, ExportMapping, apply_mapping
+from fedmarket.data.ingest import whitespace
+from fedmarket.data.ingest.mapping import REES46, WHITESPACE, ExportMapping, apply_mapping
 from fedmarket.data.ingest.schema import (
     CUSTOMER_COLUMNS,
     CUSTOMERS_STEM,
@@ -50,6 +52,9 @@ SUPPORTED_SUFFIXES: Final[tuple[str, ...]] = (".csv", ".csv.gz", ".csv.bz2", ".c
 REQUIRED_CUSTOMER_COLUMNS: Final[tuple[str, ...]] = ("user_id", *QUASI_IDENTIFIERS)
 _BLOCK_BYTES: Final[int] = 1 << 20
 _OPENERS: Final[dict[str, Any]] = {".csv": open, ".csv.gz": gzip.open, ".csv.bz2": bz2.open}
+# With an explicit format any file name is an export, except these, found beside exports
+# (a mapping, synth.json, notes).
+_NOT_EXPORTS: Final[tuple[str, ...]] = (".toml", ".json", ".md", ".yaml", ".yml")
 
 
 def export_suffix(path: Path) -> str | None:
@@ -58,6 +63,19 @@ def export_suffix(path: Path) -> str | None:
     return next(
         (s for s in sorted(SUPPORTED_SUFFIXES, key=len, reverse=True) if name.endswith(s)), None
     )
+
+
+def file_suffix(path: Path, mapping: ExportMapping | None = None) -> str | None:
+    """The export suffix ``path`` is read as: its own, or under a mapping's explicit
+    ``format`` whatever its name (.gz, .bz2 and .zip still decompress); None: not an export."""
+    suffix = export_suffix(path)
+    fmt = None if mapping is None else mapping.format
+    if suffix is not None or fmt is None:
+        return suffix
+    if fmt == "parquet":
+        return ".parquet"
+    name = Path(path).name.lower()
+    return next((f".csv{c}" for c in (".gz", ".bz2", ".zip") if name.endswith(c)), ".csv")
 
 
 def _stem(path: Path) -> str:
@@ -72,11 +90,13 @@ def default_retailer_id(path: Path) -> str:
     return path.resolve().parent.name if stem == EVENTS_STEM else stem
 
 
-def _check_file(path: Path) -> str:
-    suffix = export_suffix(path)
+def _check_file(path: Path, mapping: ExportMapping | None = None) -> str:
+    suffix = file_suffix(path, mapping)
     if suffix is None:
         raise DataError(
-            f"{path}: unsupported file type; supported: {', '.join(SUPPORTED_SUFFIXES)}"
+            f"{path}: unsupported file type; supported: {', '.join(SUPPORTED_SUFFIXES)}. "
+            f'To read it as CSV whatever its name, set format = "csv" in the mapping '
+            f'(--mapping "kind=...,format=csv")'
         )
     if not path.is_file():
         raise DataError(f"{path}: no such file")
@@ -104,7 +124,7 @@ def iter_events(
     """
     path = Path(path)
     integer("chunksize", chunksize, at_least=1)
-    suffix = _check_file(path)
+    suffix = _check_file(path, mapping)
     return _events(path, suffix, mapping, chunksize, strict, report, retailer_id, duplicates)
 
 
@@ -186,11 +206,20 @@ def _open_csv(
     source: Any = str(path)  # pyarrow decompresses .gz / .bz2 itself, by extension
     if suffix == ".csv.zip":
         source = stack.enter_context(_zip_member(path))
+    elif export_suffix(path) is None:  # named otherwise (format = "csv"): open it ourselves
+        source = stack.enter_context(_OPENERS[suffix](path, "rb"))
     encoding = rules.encoding.lower().replace("-", "").replace("_", "")
     read = pcsv.ReadOptions(
         block_size=_BLOCK_BYTES, encoding="utf8" if encoding == "utf8" else rules.encoding
     )
-    parse = pcsv.ParseOptions(delimiter=rules.csv_delimiter, newlines_in_values=True)
+    if rules.csv_delimiter == WHITESPACE:
+        if isinstance(source, str):
+            source = stack.enter_context(_OPENERS[suffix](path, "rb"))
+        source = io.BufferedReader(whitespace.TabStream(source), _BLOCK_BYTES)
+        # quoting off: a quote in a log is text, and fields cannot hold spaces anyway
+        parse = pcsv.ParseOptions(delimiter=whitespace.DELIMITER, quote_char=False)
+    else:
+        parse = pcsv.ParseOptions(delimiter=rules.csv_delimiter, newlines_in_values=True)
     types = {name: pa.string() for name in names or []}
     convert = pcsv.ConvertOptions(
         column_types=types, strings_can_be_null=True, null_values=[""], include_columns=include
@@ -266,13 +295,14 @@ def _find_bad_bytes(path: Path, suffix: str, encoding: str) -> tuple[int, int] |
     return None
 
 
-def _event_files(directory: Path) -> list[Path]:
+def _event_files(directory: Path, mapping: ExportMapping | None) -> list[Path]:
     files = [
         p
         for p in sorted(directory.iterdir())
         if p.is_file()
         and not p.name.startswith(".")
-        and export_suffix(p)
+        and (export_suffix(p) or not p.name.lower().endswith(_NOT_EXPORTS))
+        and file_suffix(p, mapping)
         and _stem(p) != CUSTOMERS_STEM
     ]
     stems: dict[str, Path] = {}
@@ -286,24 +316,25 @@ def _event_files(directory: Path) -> list[Path]:
     return files
 
 
-def find_exports(raw: Path) -> dict[str, list[Path]]:
+def find_exports(raw: Path, mapping: ExportMapping | None = None) -> dict[str, list[Path]]:
     """Retailer id -> its event files, for one file, a synth-style tree or a folder of exports.
 
     A sub-directory is one retailer (all its event files, sorted by name); a file directly in
     ``raw`` is one retailer named by ``default_retailer_id``. Only one level deep is searched;
-    ``customers.*`` files and hidden files are skipped.
+    ``customers.*`` files and hidden files are skipped. Under a mapping with an explicit
+    ``format`` every file name is an export (bar mappings, JSON and notes, ``_NOT_EXPORTS``).
     """
     raw = Path(raw)
     if not raw.exists():
         raise DataError(f"{raw}: no such file or directory")
     if raw.is_file():
-        _check_file(raw)
+        _check_file(raw, mapping)
         return {default_retailer_id(raw): [raw]}
     found: dict[str, list[Path]] = {}
-    for file in _event_files(raw):
+    for file in _event_files(raw, mapping):
         found[default_retailer_id(file)] = [file]
     for sub in sorted(p for p in raw.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        files = _event_files(sub)
+        files = _event_files(sub, mapping)
         if files and sub.name in found:
             raise DataError(
                 f"{raw}: retailer {sub.name!r} is both a file and a directory; rename one"

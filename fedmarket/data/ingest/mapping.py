@@ -81,6 +81,9 @@ _DELIMITERS: Final[dict[str, str]] = {
     "pipe": "|",
     "space": " ",
 }
+# csv_delimiter for logs whose columns are separated by runs of spaces or tabs
+WHITESPACE: Final[str] = "whitespace"
+FORMATS: Final[tuple[str, ...]] = ("csv", "parquet")
 _ID_HASH_KEY: Final[str] = "fedmarket-ids-v1"  # 16 bytes, fixed so hashed ids never change
 
 
@@ -103,6 +106,7 @@ class ExportMapping:
     timestamp_format: str | None = None
     assume_tz: str | None = None
     csv_delimiter: str = ","
+    format: str | None = None  # read every file as this, whatever its name (else by extension)
     encoding: str = "utf-8"
     session_gap_minutes: int = 30
     source: str = field(default="<mapping>", compare=False, repr=False)
@@ -161,13 +165,25 @@ class ExportMapping:
                     f"{where}: assume_tz={self.assume_tz!r} is not an IANA time "
                     f"zone (e.g. 'UTC', 'Europe/Berlin')"
                 ) from exc
+        if self.format is not None and self.format not in FORMATS:
+            raise ConfigError(
+                f"{where}: format={self.format!r} is unknown; use one of {', '.join(FORMATS)} "
+                f"(or omit it to go by the file's extension)"
+            )
+        if self.csv_delimiter != WHITESPACE:
+            self._check_delimiter(where)
+        self._check_encoding(where)
+
+    def _check_delimiter(self, where: str) -> None:
         delimiter = _DELIMITERS.get(self.csv_delimiter, self.csv_delimiter)
         if not isinstance(delimiter, str) or len(delimiter) != 1 or delimiter in '"\r\n':
             raise ConfigError(
                 f"{where}: csv_delimiter={self.csv_delimiter!r} must be one "
-                f"character or one of {', '.join(_DELIMITERS)}"
+                f"character or one of {', '.join((*_DELIMITERS, WHITESPACE))}"
             )
         object.__setattr__(self, "csv_delimiter", delimiter)
+
+    def _check_encoding(self, where: str) -> None:
         try:
             codecs.lookup(self.encoding)
         except (LookupError, TypeError) as exc:

@@ -226,6 +226,11 @@ def _check_columns(df: pd.DataFrame, source: str, report: DropReport) -> None:
         hint = ""
         if len(found) == 1 and any(sep in found[0] for sep in ";\t|"):
             hint = " The header looks like one column: set csv_delimiter in the mapping."
+        elif len(found) == 1 and " " in found[0].strip():
+            hint = (
+                " The header looks like one column: for columns separated by spaces set "
+                'csv_delimiter = "whitespace" in the mapping.'
+            )
         raise DataError(
             f"{source}: missing required column(s) {', '.join(missing)}; found columns "
             f"{', '.join(found) or '(none)'}. Give the REES46 header ({', '.join(EVENT_COLUMNS)}) "
