@@ -71,9 +71,10 @@ class LocalFeatures:
         )
 
 
-def find_export(path: Path) -> tuple[str, list[Path]]:
-    """The one retailer in ``path`` (an export file or one retailer's directory) and its files."""
-    exports = loaders.find_exports(Path(path))
+def find_export(path: Path, mapping: ExportMapping | None = None) -> tuple[str, list[Path]]:
+    """The one retailer in ``path`` (an export file or one retailer's directory) and its files;
+    ``mapping`` for a ``format`` that reads files of any name."""
+    exports = loaders.find_exports(Path(path), mapping)
     if len(exports) != 1:
         raise ConfigError(
             f"data-path {path} holds the exports of {len(exports)} retailers "
@@ -108,7 +109,7 @@ class LocalRetailer:
                 f"data-path {self.data_path}: no such file or directory on this "
                 "SuperNode; check --node-config"
             )
-        self.retailer, self.files = find_export(self.data_path)
+        self.retailer, self.files = find_export(self.data_path, mapping)
         self.partition_id = int(partition_id)
         self.cache_dir = (
             Path(cache_dir).expanduser() if cache_dir else default_cache_dir(self.data_path)

@@ -120,3 +120,19 @@ def test_pseudonym_key_sources(tiny_raw, tmp_path, monkeypatch):
     assert pseudonym_key(None, tiny_raw) == first
     made = tmp_path / "config" / "fedmarket" / "pseudonym.key"
     assert stat.S_IMODE(os.stat(made).st_mode) == 0o600
+
+
+def test_find_export_reads_any_file_name_under_a_mapping_format(tmp_path):
+    from fedmarket.data.ingest.mapping import parse_mapping_option
+    from fedmarket.errors import DataError
+
+    till = tmp_path / "shop" / "till.txt"
+    till.parent.mkdir()
+    till.write_text("cust when total\n")
+    mapping = parse_mapping_option(
+        "kind=transactions,customer=cust,timestamp=when,amount=total,format=csv"
+    )
+    assert find_export(till, mapping) == ("till", [till])
+    assert find_export(till.parent, mapping) == ("till", [till])
+    with pytest.raises(DataError, match='format = "csv"'):
+        find_export(till)
