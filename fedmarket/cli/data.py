@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -12,7 +13,7 @@ from rich.table import Table
 from fedmarket.cli.app import data_app, friendly_errors
 from fedmarket.data import store
 from fedmarket.data.protect import keys
-from fedmarket.progress import console, progress_bar
+from fedmarket.progress import console, log_to_console, progress_bar
 
 
 @data_app.command("synth")
@@ -107,6 +108,7 @@ def data_prepare(
     from fedmarket.data.prepare import PrepareOptions
     from fedmarket.data.prepare import prepare as run_prepare
 
+    log_to_console(logging.WARNING)  # e.g. a horizon past the data: said, not an error
     opts = PrepareOptions(
         raw=raw,
         out=out,

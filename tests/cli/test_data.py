@@ -317,6 +317,33 @@ def test_a_missing_key_file_names_the_command_that_makes_one(synthed: Result) ->
     assert not Path("o8").exists()
 
 
+def naive_export(root: Path) -> None:
+    (root / "shop").mkdir(parents=True)
+    rows = [f"2019-10-{1 + i % 28:02d} 10:00:00,view,1,2,,,9.5,{i % 9},s{i}" for i in range(90)]
+    header = "event_time,event_type,product_id,category_id,category_code,brand,price,user_id"
+    (root / "shop" / "events.csv").write_text("\n".join([header + ",user_session", *rows]) + "\n")
+
+
+def test_naive_times_print_the_drops_and_the_fix_on_one_line(workdir: Path, env_key: None) -> None:
+    naive_export(workdir / "naive")
+    line = one_error_line(prep("naive", "o9"))
+    assert line == (
+        "error: naive: no valid events: all 90 of 90 rows were dropped: missing_timezone 90 "
+        "(e.g. naive/shop/events.csv row 1: event_time='2019-10-01 10:00:00'). Fix: "
+        'missing_timezone: describe the export with --mapping "kind=rees46,assume_tz=UTC" '
+        "(or the export's own IANA zone, e.g. Europe/Berlin)."
+    )
+    out = ok(prep("naive", "o9", *SMALL, "--mapping", "kind=rees46,assume_tz=UTC"))
+    assert "prepared data in o9" in out
+
+
+def test_a_horizon_past_the_data_is_a_printed_warning(workdir: Path, env_key: None) -> None:
+    naive_export(workdir / "late")
+    options = [*SMALL, "--mapping", "kind=rees46,assume_tz=UTC", "--cutoff", "2019-10-27"]
+    out = " ".join(ok(prep("late", "o10", *options)).split())
+    assert "labels cover only 2 of the 7 horizon days: cut-off 2019-10-27 plus 7 days" in out
+
+
 def test_inspect_a_directory_that_is_not_prepared(workdir: Path) -> None:
     (workdir / "nothing").mkdir(exist_ok=True)
     line = one_error_line(cli("data", "inspect", "nothing"))
