@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from fedmarket.data import event_pass, features, normalise, partition, store
-from fedmarket.data.ingest import loaders
+from fedmarket.data.ingest import customers, loaders
 from fedmarket.data.ingest.mapping import ExportMapping
 from fedmarket.data.ingest.validate import DropReport
 from fedmarket.data.protect import anonymise
@@ -201,7 +201,7 @@ def _stable_index(name: str) -> int:
 
 
 def _anonymise_customer_table(retailer, files, pseudonymiser, opts, window):
-    table = loaders.read_customers(files[0].parent)
+    table = customers.read_customers(files[0].parent)
     if table is None:
         return None, None
     released, report = anonymise.anonymise_customers(

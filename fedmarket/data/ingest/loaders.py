@@ -25,7 +25,6 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import IO, Any, Final
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pcsv
@@ -35,10 +34,8 @@ from fedmarket.checks import integer
 from fedmarket.data.ingest import whitespace
 from fedmarket.data.ingest.mapping import REES46, WHITESPACE, ExportMapping, apply_mapping
 from fedmarket.data.ingest.schema import (
-    CUSTOMER_COLUMNS,
     CUSTOMERS_STEM,
     EVENTS_STEM,
-    QUASI_IDENTIFIERS,
     RETAILER_COLUMN,
 )
 from fedmarket.data.ingest.sessions import SessionAssigner
@@ -46,10 +43,6 @@ from fedmarket.data.ingest.validate import DropReport, DuplicateFilter, validate
 from fedmarket.errors import DataError
 
 SUPPORTED_SUFFIXES: Final[tuple[str, ...]] = (".csv", ".csv.gz", ".csv.bz2", ".csv.zip", ".parquet")
-# A customer table needs ids and the quasi-identifiers the anonymiser generalises; the direct
-# identifiers are optional (they are dropped anyway) and columns outside CUSTOMER_COLUMNS are
-# not loaded at all, since an unknown column may identify people.
-REQUIRED_CUSTOMER_COLUMNS: Final[tuple[str, ...]] = ("user_id", *QUASI_IDENTIFIERS)
 _BLOCK_BYTES: Final[int] = 1 << 20
 _OPENERS: Final[dict[str, Any]] = {".csv": open, ".csv.gz": gzip.open, ".csv.bz2": bz2.open}
 # With an explicit format any file name is an export, except these, found beside exports
@@ -78,7 +71,7 @@ def file_suffix(path: Path, mapping: ExportMapping | None = None) -> str | None:
     return next((f".csv{c}" for c in (".gz", ".bz2", ".zip") if name.endswith(c)), ".csv")
 
 
-def _stem(path: Path) -> str:
+def file_stem(path: Path) -> str:
     suffix = export_suffix(path) or Path(path).suffix
     return Path(path).name[: len(Path(path).name) - len(suffix)]
 
@@ -86,11 +79,11 @@ def _stem(path: Path) -> str:
 def default_retailer_id(path: Path) -> str:
     """Retailer id for a file that names none (see the module docstring)."""
     path = Path(path)
-    stem = _stem(path)
+    stem = file_stem(path)
     return path.resolve().parent.name if stem == EVENTS_STEM else stem
 
 
-def _check_file(path: Path, mapping: ExportMapping | None = None) -> str:
+def check_file(path: Path, mapping: ExportMapping | None = None) -> str:
     suffix = file_suffix(path, mapping)
     if suffix is None:
         raise DataError(
@@ -124,7 +117,7 @@ def iter_events(
     """
     path = Path(path)
     integer("chunksize", chunksize, at_least=1)
-    suffix = _check_file(path, mapping)
+    suffix = check_file(path, mapping)
     return _events(path, suffix, mapping, chunksize, strict, report, retailer_id, duplicates)
 
 
@@ -143,7 +136,7 @@ def _events(
     sessions: SessionAssigner | None = None
     source, offset = str(path), 0
     with ExitStack() as stack:
-        for table in _tables(path, suffix, rules, chunksize, stack):
+        for table in read_tables(path, suffix, rules, chunksize, stack):
             frame = table.to_pandas(types_mapper=pd.ArrowDtype)
             if offset == 0:
                 session_column = rules.column("session")
@@ -173,7 +166,7 @@ def _events(
         raise DataError(f"{path}: no data rows (the file has only a header or an empty table)")
 
 
-def _tables(
+def read_tables(
     path: Path, suffix: str, rules: ExportMapping, chunksize: int, stack: ExitStack
 ) -> Iterator[pa.Table]:
     if suffix == ".parquet":
@@ -303,16 +296,16 @@ def _event_files(directory: Path, mapping: ExportMapping | None) -> list[Path]:
         and not p.name.startswith(".")
         and (export_suffix(p) or not p.name.lower().endswith(_NOT_EXPORTS))
         and file_suffix(p, mapping)
-        and _stem(p) != CUSTOMERS_STEM
+        and file_stem(p) != CUSTOMERS_STEM
     ]
     stems: dict[str, Path] = {}
     for file in files:
-        if _stem(file) in stems:
+        if file_stem(file) in stems:
             raise DataError(
-                f"{directory}: both {stems[_stem(file)].name} and {file.name}; keep "
+                f"{directory}: both {stems[file_stem(file)].name} and {file.name}; keep "
                 f"one format per export, or they are read twice"
             )
-        stems[_stem(file)] = file
+        stems[file_stem(file)] = file
     return files
 
 
@@ -328,7 +321,7 @@ def find_exports(raw: Path, mapping: ExportMapping | None = None) -> dict[str, l
     if not raw.exists():
         raise DataError(f"{raw}: no such file or directory")
     if raw.is_file():
-        _check_file(raw, mapping)
+        check_file(raw, mapping)
         return {default_retailer_id(raw): [raw]}
     found: dict[str, list[Path]] = {}
     for file in _event_files(raw, mapping):
@@ -347,78 +340,3 @@ def find_exports(raw: Path, mapping: ExportMapping | None = None) -> dict[str, l
             f"{', '.join('*' + s for s in SUPPORTED_SUFFIXES)} here and one level down)"
         )
     return found
-
-
-def read_customers(path: Path, *, report: DropReport | None = None) -> pd.DataFrame | None:
-    """The optional customer table in a retailer directory (or a given customers file).
-
-    Returns None when a directory has no ``customers.*``. All columns come back as "string";
-    only ``CUSTOMER_COLUMNS`` are kept. Rows without a user_id and repeats of a user_id are
-    dropped and counted in ``report``; without a report they are an error.
-    """
-    path = Path(path)
-    if path.is_dir():
-        candidates = [
-            p
-            for p in sorted(path.iterdir())
-            if p.is_file() and _stem(p) == CUSTOMERS_STEM and export_suffix(p)
-        ]
-        if len(candidates) > 1:
-            raise DataError(
-                f"{path}: several customer tables ({', '.join(p.name for p in candidates)});"
-                f" keep one"
-            )
-        if not candidates:
-            return None
-        path = candidates[0]
-    suffix = _check_file(path)
-    with ExitStack() as stack:
-        chunks = list(_tables(path, suffix, REES46, 1 << 30, stack))
-    if not chunks:
-        raise DataError(f"{path}: no data rows (the file has only a header)")
-    table = pa.concat_tables(chunks)
-    missing = [c for c in REQUIRED_CUSTOMER_COLUMNS if c not in table.column_names]
-    if missing:
-        raise DataError(
-            f"{path}: missing customer column(s) {', '.join(missing)}; found "
-            f"{', '.join(table.column_names)}. Required: {', '.join(REQUIRED_CUSTOMER_COLUMNS)}"
-        )
-    keep = [c for c in CUSTOMER_COLUMNS if c in table.column_names]
-    frame = pd.DataFrame({c: _customer_text(table[c]) for c in keep})
-    return _drop_bad_customers(frame, str(path), report)
-
-
-def _customer_text(column: pa.ChunkedArray) -> pd.Series:
-    text = pd.Series(column.cast(pa.string()).to_pandas(), dtype="string").str.strip()
-    return text.mask(text == "")
-
-
-def _drop_bad_customers(
-    frame: pd.DataFrame, source: str, report: DropReport | None
-) -> pd.DataFrame:
-    """Drop rows without a user_id and repeats of one; messages never quote the raw id."""
-    ids = frame["user_id"]
-    checks = {
-        "missing_user_id": (ids.isna().to_numpy(), "user_id is empty"),
-        "duplicate_customer": (
-            ids.duplicated().to_numpy() & ids.notna().to_numpy(),
-            "user_id repeats an earlier row",
-        ),
-    }
-    drop = np.zeros(len(frame), dtype=bool)
-    for reason, (mask, what) in checks.items():
-        rows = mask.nonzero()[0] + 1
-        if len(rows) and report is None:
-            raise DataError(
-                f"{source} data row {rows[0]} (1-based, header not counted): {reason} ({what}); "
-                f"fix the customer table"
-            )
-        if len(rows) and report is not None:
-            report.add(reason, len(rows))
-            for row in rows[: report.max_examples]:
-                report.add(reason, 0, f"{source} row {row}: {what}")
-        drop |= mask
-    if report is not None:
-        report.rows_read += len(frame)
-        report.rows_kept += int((~drop).sum())
-    return frame[~drop].reset_index(drop=True)

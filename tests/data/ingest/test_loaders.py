@@ -12,13 +12,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from fedmarket.data.ingest.customers import read_customers
 from fedmarket.data.ingest.dedup import DuplicateFilter
 from fedmarket.data.ingest.loaders import (
     SUPPORTED_SUFFIXES,
     default_retailer_id,
     find_exports,
     iter_events,
-    read_customers,
 )
 from fedmarket.data.ingest.mapping import parse_mapping_option
 from fedmarket.data.ingest.schema import CUSTOMER_COLUMNS, EVENT_COLUMNS
