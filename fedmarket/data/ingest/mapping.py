@@ -10,7 +10,9 @@ Three shapes are understood (``kind``):
 * ``clickstream``: one row per interaction with an event-name column; ``event_names`` maps their
   names to view / cart / remove_from_cart / purchase, or to ``ignore`` (dropped, counted as
   ``ignored_event_type``, never an error). The four canonical names map to themselves unless
-  listed; any other name is a bad row (``unknown_event_type``). Price comes from ``amount`` or is 0.
+  listed; any other name is a bad row (``unknown_event_type``), or, with
+  ``unmapped_events = "ignore"``, ignored like a listed one (a site with dozens of event names
+  lists only those it keeps). Price comes from ``amount`` or is 0.
 
 For transactions and clickstream, product and category ids that are integers (up to 18 digits)
 are kept; other ids (SKUs like "AB-12") become a stable 63-bit hash so equal ids stay equal across
@@ -55,6 +57,7 @@ from fedmarket.errors import ConfigError, DataError
 
 KINDS: Final[tuple[str, ...]] = ("rees46", "transactions", "clickstream")
 IGNORE: Final[str] = "ignore"
+UNMAPPED_EVENTS: Final[tuple[str, ...]] = ("error", IGNORE)  # what an unlisted event name is
 # mapping key -> REES46 column it fills (and the default column name for kind=rees46)
 TARGETS: Final[dict[str, str]] = {
     "customer": "user_id",
@@ -103,6 +106,7 @@ class ExportMapping:
     brand: str | None = None
     session: str | None = None
     event_names: Mapping[str, str] = field(default_factory=dict, hash=False)
+    unmapped_events: str = "error"
     timestamp_format: str | None = None
     assume_tz: str | None = None
     csv_delimiter: str = ","
@@ -148,6 +152,13 @@ class ExportMapping:
                     f"{where}: event.{name}={target!r} is not a valid target; use "
                     f"one of {', '.join((*EVENT_TYPES, IGNORE))}"
                 )
+        if self.unmapped_events not in UNMAPPED_EVENTS:
+            raise ConfigError(
+                f"{where}: unmapped_events={self.unmapped_events!r} is unknown; use 'ignore' "
+                "(event names the mapping does not list are dropped and counted) or 'error'"
+            )
+        if self.unmapped_events == IGNORE and self.kind == "transactions":
+            raise ConfigError(f"{where}: unmapped_events is not used by kind=transactions")
         object.__setattr__(self, "event_names", MappingProxyType(dict(self.event_names)))
 
     def _check_options(self, where: str) -> None:
@@ -278,12 +289,16 @@ def _external_ids(column: pd.Series) -> tuple[pa.Array, pa.Array]:
     return pa.array(ids), words
 
 
-def _map_events(column: pd.Series, names: Mapping[str, str]) -> tuple[pa.Array, np.ndarray]:
-    """(event types, ignored mask); unmapped names stay as written so validation can name them."""
+def _map_events(column: pd.Series, mapping: ExportMapping) -> tuple[pa.Array, np.ndarray]:
+    """(event types, ignored mask); unmapped names stay as written so validation can name them,
+    unless the mapping ignores them (an empty name stays a bad row either way)."""
     text = as_text(to_arrow(column))
-    table = {e: e for e in EVENT_TYPES} | dict(names)
+    table = {e: e for e in EVENT_TYPES} | dict(mapping.event_names)
     index = pc.index_in(text, value_set=pa.array(list(table), text.type))
     mapped = pc.take(pa.array(list(table.values()), text.type), index)
+    if mapping.unmapped_events == IGNORE:
+        unlisted = pc.and_(pc.is_null(mapped), pc.invert(pc.is_null(text)))
+        mapped = pc.if_else(unlisted, pa.scalar(IGNORE, text.type), mapped)
     ignored = pc.equal(mapped, IGNORE).fill_null(False)
     keep_raw = pc.or_(pc.is_null(mapped), ignored)
     return pc.if_else(keep_raw, text, mapped), ignored.to_numpy(zero_copy_only=False)
@@ -322,8 +337,8 @@ def apply_mapping(
     out.pop("quantity", None)
     if mapping.kind != "rees46":
         _apply_kind(df, mapping, present, out, issues)
-    elif "event" in present and mapping.event_names:
-        out["event_type"], ignored = _map_events(df[present["event"]], mapping.event_names)
+    elif "event" in present and (mapping.event_names or mapping.unmapped_events == IGNORE):
+        out["event_type"], ignored = _map_events(df[present["event"]], mapping)
         _flag(issues, df[present["event"]], ignored, "ignored_event_type")
     frame = pd.DataFrame({k: _series(v, n) for k, v in out.items()})
     if RETAILER_COLUMN in df.columns and RETAILER_COLUMN not in frame:
@@ -366,7 +381,7 @@ def _apply_kind(
         out["price"] = values
         out["event_type"] = "purchase"
     else:
-        out["event_type"], ignored = _map_events(df[present["event"]], mapping.event_names)
+        out["event_type"], ignored = _map_events(df[present["event"]], mapping)
         _flag(issues, df[present["event"]], ignored, "ignored_event_type")
         if "amount" not in present:
             out["price"] = 0.0

@@ -202,6 +202,39 @@ def test_clickstream_maps_event_names_and_counts_ignored_and_unknown() -> None:
         validated(df, m, DropReport(), strict=True)
 
 
+def test_unmapped_events_ignore_drops_unlisted_names_as_ignored() -> None:
+    """A site with 19 event names used to list every unwanted one as ``ignore``."""
+    m = parse_mapping_option(
+        "kind=clickstream,customer=uid,timestamp=t,event=action,event.order=purchase,"
+        "unmapped_events=ignore"
+    )
+    df = pd.DataFrame(
+        {
+            "uid": ["u1"] * 5,
+            "t": [f"2019-10-01T0{i}:00:00Z" for i in range(5)],
+            "action": ["view", "login", "order", "wishlist", None],
+        }
+    )
+    report = DropReport()
+    out = validated(df, m, report, strict=False)
+    assert out["event_type"].tolist() == ["view", "purchase"]
+    assert report.counts["ignored_event_type"] == 2  # login, wishlist
+    assert "unknown_event_type" not in report.counts  # nothing unlisted is an error now
+    assert sum(report.counts.values()) == 3  # the empty name is still a bad row
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("kind=clickstream,customer=u,timestamp=t,event=e,unmapped_events=skip", "is unknown"),
+        ("kind=transactions,customer=u,timestamp=t,amount=a,unmapped_events=ignore", "not used"),
+    ],
+)
+def test_unmapped_events_bad_values_say_what_to_use(text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_mapping_option(text)
+
+
 def test_clickstream_without_prices_gets_price_zero() -> None:
     m = parse_mapping_option("kind=clickstream,customer=u,timestamp=t,event=e")
     df = pd.DataFrame({"u": ["a"], "t": ["2019-10-01T00:00:00Z"], "e": ["view"], "note": ["x"]})
