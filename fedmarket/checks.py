@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
+from pathlib import Path
 from typing import Any
 
 from fedmarket.errors import ConfigError, FedmarketError
@@ -113,3 +115,16 @@ def _number_phrase(
         if limit is not None:
             return f"a finite number {op} {limit:g}"
     return "a finite number"
+
+
+def check_writable(directory: Path, option: str) -> None:
+    """A directory that can be made and written here (its nearest existing ancestor is a
+    writable directory): a clear error before the work, rather than a traceback when the
+    first file is written."""
+    existing = directory
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"{option} {directory}: {existing} is a file, not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{option} {directory}: {existing} is not writable by this user")

@@ -11,7 +11,7 @@ rows of the data are all invalid). The result is the one the exact cut-off gives
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -144,18 +144,9 @@ def last_event_time(exports: dict[str, list[Path]], opts: PrepareOptions) -> pd.
     """
     last, drops = None, DropReport()
     for retailer, files in exports.items():
-        for path in files:
-            for chunk in loaders.iter_events(
-                path,
-                mapping=opts.mapping,
-                chunksize=opts.chunksize,
-                strict=opts.strict,
-                report=drops,
-                retailer_id=retailer,
-            ):
-                if len(chunk):
-                    t = chunk["event_time"].max()
-                    last = t if last is None or t > last else last
+        for chunk in _valid_chunks(retailer, files, opts, drops):
+            t = chunk["event_time"].max()
+            last = t if last is None or t > last else last
     if last is None:
         raise DataError(all_dropped(opts, drops))
     return last
@@ -172,6 +163,22 @@ def scan_retailer(
     drops = DropReport()
     builder = features.SequenceBuilder(window)
     n_events, n_in_window, first, last = 0, 0, None, None
+    for chunk in _valid_chunks(retailer, files, opts, drops):
+        times = chunk["event_time"]
+        lo, hi = times.min(), times.max()
+        first = lo if first is None or lo < first else first
+        last = hi if last is None or hi > last else last
+        n_in_window += int(((times >= window.start) & (times < window.cutoff)).sum())
+        builder.add(anonymise.anonymise_events(chunk, pseudonymiser))
+        n_events += len(chunk)
+        advance(len(chunk))
+    return Scan(builder, drops, n_events, last, first, n_in_window)
+
+
+def _valid_chunks(
+    retailer: str, files: list[Path], opts: PrepareOptions, drops: DropReport
+) -> Iterator[pd.DataFrame]:
+    """A retailer's validated, non-empty event chunks, file by file; drops go to ``drops``."""
     for path in files:
         for chunk in loaders.iter_events(
             path,
@@ -181,17 +188,8 @@ def scan_retailer(
             report=drops,
             retailer_id=retailer,
         ):
-            if not len(chunk):
-                continue
-            times = chunk["event_time"]
-            lo, hi = times.min(), times.max()
-            first = lo if first is None or lo < first else first
-            last = hi if last is None or hi > last else last
-            n_in_window += int(((times >= window.start) & (times < window.cutoff)).sum())
-            builder.add(anonymise.anonymise_events(chunk, pseudonymiser))
-            n_events += len(chunk)
-            advance(len(chunk))
-    return Scan(builder, drops, n_events, last, first, n_in_window)
+            if len(chunk):
+                yield chunk
 
 
 def check_scan(

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from fedmarket.aggregation import check_setup
 from fedmarket.centralised import run_matched_reference
+from fedmarket.checks import check_writable
 from fedmarket.config import RunConfig, parse_overrides
 from fedmarket.data import store
 from fedmarket.data.protect.keys import prepared_data_fernet
@@ -205,17 +205,6 @@ def _stage_bar(description: str, total: int | None, unit: str) -> Any:
     """A progress bar for one stage of the first run's default data (the line before it says
     it happens once per machine; the bar keeps its width for the count and the times)."""
     return progress_bar(description, total, unit=unit)
-
-
-def check_writable(run_dir: Path, option: str) -> None:
-    """A clear error now, rather than a traceback when the first file is written."""
-    existing = run_dir
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        raise ConfigError(f"{option} {run_dir}: {existing} is a file, not a directory")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise ConfigError(f"{option} {run_dir}: {existing} is not writable by this user")
 
 
 def _centralised(

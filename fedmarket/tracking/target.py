@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
+from fedmarket.checks import check_writable
 from fedmarket.errors import ConfigError
 
 DEFAULT_EXPERIMENT = "fedmarket"
@@ -90,7 +91,7 @@ def _local_store(path: Path, experiment: str, option: str) -> TrackingTarget:
             f"3.13+); move it to SQLite with `mlflow migrate-filestore --source {root} --target "
             f"sqlite:///{root}.db` and pass sqlite:///{root}.db, or give another directory"
         )
-    _check_writable(root, option)
+    check_writable(root, option)
     return TrackingTarget(
         f"sqlite:///{root / STORE_FILE}", experiment, (root / ARTIFACTS_DIR).as_uri()
     )
@@ -101,15 +102,5 @@ def _sqlite(text: str, experiment: str, option: str) -> TrackingTarget:
     if not rest.startswith("/") or rest == "/":
         raise ConfigError(f"{option} {text}: an SQLite URI is sqlite:///path/to/mlflow.db")
     db = Path(rest[1:]).expanduser().resolve()  # sqlite:///rel.db or sqlite:////abs.db
-    _check_writable(db.parent, option)
+    check_writable(db.parent, option)
     return TrackingTarget(f"sqlite:///{db}", experiment, (db.parent / ARTIFACTS_DIR).as_uri())
-
-
-def _check_writable(directory: Path, option: str) -> None:
-    existing = directory
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        raise ConfigError(f"{option} {directory}: {existing} is a file, not a directory")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise ConfigError(f"{option} {directory}: {existing} is not writable by this user")
