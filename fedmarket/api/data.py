@@ -129,6 +129,7 @@ def prepare(
     window_days: int = 56,
     step_days: int = 2,
     horizon_days: int = 7,
+    count_unit: str = "transactions",
     cutoff: str | None = None,
     test_fraction: float = 0.2,
     k: int = 5,
@@ -146,6 +147,8 @@ def prepare(
     The pseudonym key comes from ``key_file``, else $FEDMARKET_PSEUDONYM_KEY, else the
     per-user key (created once, and logged, so later preparations agree on pseudonyms).
     ``mapping`` is a TOML file or the CLI's inline ``"kind=...,customer=..."`` text.
+    ``count_unit`` is what the purchase-count label counts: ``transactions``,
+    ``customer-days`` or ``periods`` (CLI ``--count-unit``).
     """
     from fedmarket.data.ingest.mapping import mapping_option
     from fedmarket.data.prepare import PrepareOptions
@@ -170,6 +173,7 @@ def prepare(
         window_days=window_days,
         step_days=step_days,
         horizon_days=horizon_days,
+        count_unit=count_unit,
         cutoff=cutoff,
         test_fraction=test_fraction,
         k=k,

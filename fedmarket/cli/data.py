@@ -70,6 +70,14 @@ def data_prepare(
     window_days: Annotated[int, typer.Option(help="Days of history per example.")] = 56,
     step_days: Annotated[int, typer.Option(help="Days per time step.")] = 2,
     horizon_days: Annotated[int, typer.Option(help="Label horizon after the cut-off.")] = 7,
+    count_unit: Annotated[
+        str,
+        typer.Option(
+            help="What the purchase-count label counts in the horizon: transactions (purchase "
+            "events) | customer-days (distinct days with a purchase) | periods (distinct "
+            "--step-days periods with a purchase)."
+        ),
+    ] = "transactions",
     cutoff: Annotated[
         str | None, typer.Option(help="Cut-off date (default: end of data minus horizon).")
     ] = None,
@@ -118,6 +126,7 @@ def data_prepare(
         window_days=window_days,
         step_days=step_days,
         horizon_days=horizon_days,
+        count_unit=count_unit,
         cutoff=cutoff,
         test_fraction=test_fraction,
         k=k,
@@ -163,6 +172,8 @@ def print_manifest(m: dict[str, Any]) -> None:
         f"labels over the next {w['horizon_days']} days; {len(m['feature_names'])} features: "
         f"{', '.join(m['feature_names'])}"
     )
+    if m.get("labels"):
+        console.print(f"purchase-count label (y_count): {escape(m['labels']['y_count'])}")
     p = m["partitioning"]
     table = Table(
         title=f"partitions ({p['scheme']}"

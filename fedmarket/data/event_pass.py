@@ -161,7 +161,7 @@ def scan_retailer(
     advance: Advance,
 ) -> Scan:
     drops = DropReport()
-    builder = features.SequenceBuilder(window)
+    builder = features.SequenceBuilder(window, opts.count_unit)
     n_events, n_in_window, first, last = 0, 0, None, None
     for chunk in _valid_chunks(retailer, files, opts, drops):
         times = chunk["event_time"]

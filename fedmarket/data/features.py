@@ -8,10 +8,16 @@ with at least one event in the window: a customer first seen after the cutoff is
 at prediction time, so has no row.
 
 Retailers hold tens of millions of events, so :class:`SequenceBuilder` reads chunks and
-keeps only per-(customer, step) accumulators plus deduplicated (customer, step, session),
-(customer, step, category) and (customer, day) keys: memory grows with customers x steps,
-not with events (dense accumulators: about 400 bytes per customer at 8 steps, plus a
-pseudonym -> row dict).
+keeps only per-(customer, step) accumulators, per-customer first times, and deduplicated
+(customer, step, session), (customer, step, category) and (customer, day) keys: memory grows
+with customers x steps, not with events (dense accumulators: about 400 bytes per customer at
+8 steps, plus a pseudonym -> row dict).
+
+``y_count`` counts the horizon's purchases in one of ``COUNT_UNITS``: ``transactions`` (purchase
+events), ``customer-days`` (distinct UTC days with a purchase: the unit of the customer-base
+literature, BG/NBD and Pareto/NBD, where several order lines of one day are one transaction) or
+``periods`` (distinct step-length periods of the horizon with a purchase, counted from the
+cut-off; the last one may be shorter).
 """
 
 from __future__ import annotations
@@ -49,7 +55,10 @@ FEATURE_NAMES: tuple[str, ...] = (
 # from the last event to the cutoff; purchase_recency_days likewise for purchases (or
 # window_days + step_days); frequency = purchases; monetary = spend; sessions, active_days
 # (distinct UTC days) and distinct_categories are distinct over the window, not step sums;
-# conversion_rate = purchases / max(views, 1).
+# conversion_rate = purchases / max(views, 1); first_event_days = days from the first event
+# in the window to the cutoff (the customer's age in the window, BG/NBD's T);
+# first_purchase_days likewise for purchases (window_days + step_days when none);
+# purchase_days = distinct UTC days with a purchase (repeat purchases in day units, x + 1).
 AGGREGATE_NAMES: tuple[str, ...] = (
     "recency_days",
     "purchase_recency_days",
@@ -62,7 +71,11 @@ AGGREGATE_NAMES: tuple[str, ...] = (
     "active_days",
     "distinct_categories",
     "conversion_rate",
+    "first_event_days",
+    "first_purchase_days",
+    "purchase_days",
 )
+COUNT_UNITS: tuple[str, ...] = ("transactions", "customer-days", "periods")
 USED_COLUMNS: tuple[str, ...] = (
     "event_time",
     "event_type",
@@ -77,6 +90,7 @@ _MICRO = 1_000_000  # money is summed as integer micro-units so chunk order cann
 _PURCHASE = EVENT_TYPES.index("purchase")
 _VIEW = EVENT_TYPES.index("view")
 _NONE = -1  # "no event yet" in the last-time accumulators (offsets are >= 0)
+_NEVER = np.iinfo(np.int64).max  # "no event yet" in the first-time accumulators
 
 
 @dataclass(frozen=True)
@@ -233,11 +247,22 @@ class _KeySet:
         return pd.concat(self._parts, ignore_index=True).drop_duplicates(ignore_index=True)
 
 
+def check_count_unit(unit: str) -> str:
+    """``unit`` if it is one of ``COUNT_UNITS``; ConfigError naming them otherwise."""
+    if unit not in COUNT_UNITS:
+        raise ConfigError(
+            f"--count-unit {unit!r} is unknown; use one of {', '.join(COUNT_UNITS)} "
+            "(what y_count counts in the horizon)"
+        )
+    return unit
+
+
 class SequenceBuilder:
     """Streams event chunks (any order, any size) into :class:`CustomerFeatures`."""
 
-    def __init__(self, window: FeatureWindow) -> None:
+    def __init__(self, window: FeatureWindow, count_unit: str = "transactions") -> None:
         self.window = window
+        self.count_unit = check_count_unit(count_unit)
         self._start = window.start.as_unit("ns").value
         self._cutoff = window.cutoff.as_unit("ns").value
         self._horizon_end = window.horizon_end.as_unit("ns").value
@@ -246,10 +271,14 @@ class SequenceBuilder:
         self._counts = np.zeros((0, window.n_steps, len(EVENT_TYPES)), np.int64)
         self._money = np.zeros((0, window.n_steps, 2), np.int64)  # spend, viewed price sum
         self._last = np.zeros((0, window.n_steps, 2), np.int64)  # last event, last purchase
+        self._first = np.zeros((0, 2), np.int64)  # first event, first purchase in the window
         self._labels = np.zeros(0, np.int64)
         self._sessions = _KeySet()  # (id * T + step, session hash)
         self._categories = _KeySet()  # (id * T + step, category_id)
         self._days = _KeySet()  # (id, day in window)
+        self._purchase_days = _KeySet()  # (id, day in window) of purchases
+        self._label_days = _KeySet()  # (id, day in horizon) of purchases; units other than
+        # transactions only
         self._retailer: object | None = None
 
     def add(self, chunk: pd.DataFrame) -> None:
@@ -274,7 +303,7 @@ class SequenceBuilder:
             return
         ids = self._register(users)
         window_rows = in_window[keep]
-        self._add_labels(ids[~window_rows])
+        self._add_labels(ids[~window_rows], ns[in_horizon])
         self._add_window(rows, ids[window_rows], ns[in_window], codes[in_window])
 
     def _check_retailer(self, chunk: pd.DataFrame) -> None:
@@ -312,9 +341,12 @@ class SequenceBuilder:
 
         self._counts, self._money = grown(self._counts, 0), grown(self._money, 0)
         self._last, self._labels = grown(self._last, _NONE), grown(self._labels, 0)
+        self._first = grown(self._first, _NEVER)
 
-    def _add_labels(self, ids: np.ndarray) -> None:
+    def _add_labels(self, ids: np.ndarray, ns: np.ndarray) -> None:
         np.add.at(self._labels, ids, 1)
+        if self.count_unit != "transactions":
+            self._label_days.add(ids, (ns - self._cutoff) // _DAY_NS)
 
     def _add_window(
         self, rows: pd.DataFrame, ids: np.ndarray, ns: np.ndarray, codes: np.ndarray
@@ -332,6 +364,9 @@ class SequenceBuilder:
         last = self._last.reshape(-1)
         np.maximum.at(last, cell * 2, offset)
         np.maximum.at(last, cell[bought] * 2 + 1, offset[bought])
+        first = self._first.reshape(-1)
+        np.minimum.at(first, ids * 2, offset)
+        np.minimum.at(first, ids[bought] * 2 + 1, offset[bought])
         sessions = rows["user_session"]
         has = sessions.notna().to_numpy()
         hashed = pd.util.hash_pandas_object(sessions[has], index=False).to_numpy().view(np.int64)
@@ -340,6 +375,7 @@ class SequenceBuilder:
         has = category.notna().to_numpy()
         self._categories.add(cell[has], category[has].to_numpy(dtype=np.int64))
         self._days.add(ids, offset // _DAY_NS)
+        self._purchase_days.add(ids[bought], offset[bought] // _DAY_NS)
 
     def finish(self) -> CustomerFeatures:
         """Dense arrays for every customer seen in the window, sorted by pseudonym."""
@@ -354,7 +390,7 @@ class SequenceBuilder:
         names = np.array(list(self._ids), dtype=str)
         keep = np.flatnonzero(active)
         order = keep[np.argsort(names[keep], kind="stable")]
-        y_count = self._labels[order].astype(np.float32)
+        y_count = self._counts_in_unit(n)[order].astype(np.float32)
         return CustomerFeatures(
             customer=names[order],
             X=self._sequences(order),
@@ -362,6 +398,17 @@ class SequenceBuilder:
             y_purchase=(y_count > 0).astype(np.float32),
             y_count=y_count,
         )
+
+    def _counts_in_unit(self, n: int) -> np.ndarray:
+        """Horizon purchases per customer in ``count_unit`` (see the module docstring)."""
+        if self.count_unit == "transactions":
+            return self._labels[:n]
+        pairs = self._label_days.frame()
+        days = pairs["b"].to_numpy()
+        if self.count_unit == "periods":
+            days = days // self.window.step_days
+        distinct = pd.DataFrame({"a": pairs["a"].to_numpy(), "b": days}).drop_duplicates()
+        return np.bincount(distinct["a"].to_numpy(), minlength=n)
 
     def _distinct(self, keys: _KeySet, n_rows: int, divide: int) -> np.ndarray:
         """How many distinct second keys each first key (divided by ``divide``) has."""
@@ -405,7 +452,9 @@ class SequenceBuilder:
         n_steps, n = self.window.n_steps, len(self._ids)
         totals = self._counts[order].sum(axis=1)
         last = self._last[order].max(axis=1)
+        first = self._first[order]
         end = self.window.window_days * _DAY_NS
+        never = self.window.never_days
         purchases, views = totals[:, _PURCHASE], totals[:, _VIEW]
         columns = {
             "recency_days": (end - last[:, 0]) / _DAY_NS,
@@ -421,5 +470,10 @@ class SequenceBuilder:
             "active_days": self._distinct(self._days, n, 1)[order],
             "distinct_categories": self._distinct(self._categories, n, n_steps)[order],
             "conversion_rate": purchases / np.maximum(views, 1),
+            "first_event_days": (end - first[:, 0]) / _DAY_NS,
+            "first_purchase_days": np.where(
+                first[:, 1] == _NEVER, never, (end - first[:, 1]) / _DAY_NS
+            ),
+            "purchase_days": self._distinct(self._purchase_days, n, 1)[order],
         }
         return _float32_stack(columns, AGGREGATE_NAMES)

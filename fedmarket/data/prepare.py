@@ -40,6 +40,7 @@ class PrepareOptions:
     window_days: int = 56
     step_days: int = 2
     horizon_days: int = 7
+    count_unit: str = "transactions"  # what y_count counts: features.COUNT_UNITS
     cutoff: str | None = None
     test_fraction: float = 0.2
     k: int = 5
@@ -54,6 +55,7 @@ class PrepareOptions:
     def __post_init__(self) -> None:
         if not 0.0 < self.test_fraction < 1.0:
             raise ConfigError(f"--test-fraction must be in (0, 1), got {self.test_fraction}")
+        features.check_count_unit(self.count_unit)
         if self.chunksize < 1:
             raise ConfigError(f"--chunksize must be positive, got {self.chunksize}")
         if len(self.pseudonym_key) < 32:
@@ -290,6 +292,20 @@ def _split_summary(part: store.SplitArrays) -> dict[str, Any]:
     }
 
 
+def labels_manifest(count_unit: str, window: features.FeatureWindow) -> dict[str, Any]:
+    """The manifest's ``labels`` entry: what y_purchase and y_count mean, in words too."""
+    counted = {
+        "transactions": "purchase events (order lines)",
+        "customer-days": "distinct UTC days with a purchase",
+        "periods": f"distinct {window.step_days}-day periods with a purchase",
+    }[count_unit]
+    return {
+        "count_unit": count_unit,
+        "y_count": f"{counted} in the {window.horizon_days} days after the cut-off",
+        "y_purchase": f"1 if any purchase in the {window.horizon_days} days after the cut-off",
+    }
+
+
 def _manifest(opts, window, retailers, results, stats, partitions_meta) -> dict[str, Any]:
     drops_total = DropReport()
     for r in results.values():
@@ -300,6 +316,7 @@ def _manifest(opts, window, retailers, results, stats, partitions_meta) -> dict[
         "feature_names": list(features.FEATURE_NAMES),
         "aggregate_names": list(features.AGGREGATE_NAMES),
         "window": window.to_manifest(),
+        "labels": labels_manifest(opts.count_unit, window),
         "normalisation": {
             "transform": "log1p then z-score; statistics from training customers only",
             **stats.to_dict(),

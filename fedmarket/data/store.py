@@ -7,7 +7,8 @@ The layout is the contract between `fedmarket data prepare` and everything that 
     DIR/partitions/<id>/<split>/agg.npy         float32 [N, A]     raw per-customer aggregates
     DIR/partitions/<id>/<split>/y_purchase.npy  float32 [N]        1.0 if the customer buys in
                                                                    the horizon
-    DIR/partitions/<id>/<split>/y_count.npy     float32 [N]        purchases in the horizon
+    DIR/partitions/<id>/<split>/y_count.npy     float32 [N]        purchases in the horizon, in
+                                                                   the manifest's labels.count_unit
     DIR/partitions/<id>/<split>/customer.npy    <U64    [N]        keyed pseudonym (never a raw id)
 
 Plain ``.npy`` files are memory-mapped on load so a client touches only the pages it
@@ -31,7 +32,9 @@ from cryptography.fernet import Fernet, InvalidToken
 
 from fedmarket.errors import ConfigError, DataError
 
-SCHEMA_VERSION = 1
+# 2: three more aggregates (first_event_days, first_purchase_days, purchase_days) and the
+# manifest's ``labels`` (count unit); a version-1 directory is refused: prepare it again.
+SCHEMA_VERSION = 2
 SPLITS = ("train", "test")
 MANIFEST_NAME = "manifest.json"
 _ARRAYS = ("X", "agg", "y_purchase", "y_count", "customer")
@@ -66,6 +69,7 @@ class Manifest(TypedDict, total=False):
     created_at: str
     source: str
     window: dict[str, Any]  # FeatureWindow.to_manifest
+    labels: dict[str, Any]  # prepare.labels_manifest: the count unit of y_count
     normalisation: dict[str, Any]
     split: dict[str, Any]
     partitioning: dict[str, Any]

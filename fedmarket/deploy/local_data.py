@@ -242,6 +242,7 @@ class LocalRetailer:
                 "feature_names": list(features.FEATURE_NAMES),
                 "aggregate_names": list(features.AGGREGATE_NAMES),
                 "window": window.to_manifest(),
+                "labels": prepare.labels_manifest("transactions", window),
                 "normalisation": {
                     "transform": "log1p then z-score; statistics agreed across "
                     "retailers from summed training moments",
@@ -268,8 +269,10 @@ class LocalRetailer:
         )
 
     def _plan_fingerprint(self, plan: WindowPlan) -> str:
-        """Changes with the plan, the export files (size, mtime) and the pseudonym key."""
+        """Changes with the plan, the export files (size, mtime), the pseudonym key and the
+        prepared-data schema (a cache of older features, e.g. fewer aggregates, is rebuilt)."""
         digest = hashlib.sha256(json.dumps(plan.to_dict(), sort_keys=True).encode())
+        digest.update(f"schema {store.SCHEMA_VERSION}".encode())
         for path in self.files:
             st = path.stat()
             digest.update(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode())

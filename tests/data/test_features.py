@@ -61,8 +61,10 @@ def random_events(n: int, n_users: int, seed: int) -> pd.DataFrame:
     return frame(rows)
 
 
-def build(window: FeatureWindow, *chunks: pd.DataFrame) -> CustomerFeatures:
-    builder = SequenceBuilder(window)
+def build(
+    window: FeatureWindow, *chunks: pd.DataFrame, count_unit: str = "transactions"
+) -> CustomerFeatures:
+    builder = SequenceBuilder(window, count_unit)
     for chunk in chunks:
         builder.add(chunk)
     return builder.finish()
@@ -176,12 +178,46 @@ def test_hand_computed_example() -> None:
         "active_days": [5, 1],
         "distinct_categories": [2, 1],
         "conversion_rate": [1 / 3, 0],
+        "first_event_days": [13.5, 14 / 24],  # a: 11-01T12:00; b: 11-14T10:00
+        "first_purchase_days": [11.5, 21],  # b never bought: window + step
+        "purchase_days": [1, 0],
     }
     for name, value in expected.items():
         np.testing.assert_allclose(agg[name], value, rtol=1e-6, err_msg=name)
     np.testing.assert_array_equal(f.y_count, [2, 0])
     np.testing.assert_array_equal(f.y_purchase, [1, 0])
     assert f.y_count.dtype == f.y_purchase.dtype == np.float32
+
+
+@pytest.mark.parametrize(
+    ("unit", "expected"),
+    [("transactions", [5, 1, 0]), ("customer-days", [4, 1, 0]), ("periods", [3, 1, 0])],
+)
+def test_count_units_hand_computed(unit: str, expected: list[int]) -> None:
+    # Horizon [11-15, 11-22) in 2-day periods from the cut-off: [15,17) [17,19) [19,21) [21,22).
+    window = FeatureWindow(cutoff=CUTOFF, window_days=14, step_days=2, horizon_days=7)
+    rows = [
+        ("2019-11-10T12:00", "view", "a", 1.0, "s1", 1),
+        ("2019-11-10T12:00", "view", "b", 1.0, "s2", 1),
+        ("2019-11-10T12:00", "view", "c", 1.0, "s3", 1),
+        ("2019-11-15T01:00", "purchase", "a", 1.0, "s1", 1),  # day 0, period 0
+        ("2019-11-15T23:00", "purchase", "a", 1.0, "s1", 1),  # day 0 again
+        ("2019-11-16T05:00", "purchase", "a", 1.0, "s1", 1),  # day 1, period 0 again
+        ("2019-11-19T00:00", "purchase", "a", 1.0, "s1", 1),  # day 4, period 2
+        ("2019-11-21T23:59", "purchase", "a", 1.0, "s1", 1),  # day 6, period 3 (1 day long)
+        ("2019-11-22T00:00", "purchase", "a", 1.0, "s1", 1),  # horizon end: not counted
+        ("2019-11-18T00:00", "purchase", "b", 1.0, "s2", 1),
+        ("2019-11-18T00:00", "view", "c", 1.0, "s3", 1),  # not a purchase
+    ]
+    f = build(window, frame(rows), count_unit=unit)
+    assert f.customer.tolist() == ["a", "b", "c"]
+    np.testing.assert_array_equal(f.y_count, expected)
+    np.testing.assert_array_equal(f.y_purchase, [1, 1, 0])  # the unit never changes who buys
+
+
+def test_count_unit_is_checked() -> None:
+    with pytest.raises(ConfigError, match=r"--count-unit 'days'.*customer-days"):
+        SequenceBuilder(SMALL, "days")
 
 
 # ---- reference implementation on random data -------------------------------------------
@@ -242,6 +278,21 @@ def test_matches_reference_implementation() -> None:
     agg = dict(zip(AGGREGATE_NAMES, f.agg.T, strict=True))
     np.testing.assert_allclose(agg["views"], X[..., 0].sum(axis=1))
     np.testing.assert_allclose(agg["monetary"], X[..., 4].sum(axis=1), rtol=1e-6)
+    inside = events[(t >= w.start) & (t < w.cutoff)]
+    to_cutoff = (w.cutoff - inside.groupby("user_id")["event_time"].min()) / pd.Timedelta(days=1)
+    np.testing.assert_allclose(agg["first_event_days"], to_cutoff.loc[users], rtol=1e-6)
+    bought = inside[inside["event_type"] == "purchase"]
+    first_buy = (w.cutoff - bought.groupby("user_id")["event_time"].min()) / pd.Timedelta(days=1)
+    first_buy = first_buy.reindex(users, fill_value=w.never_days)
+    np.testing.assert_allclose(agg["first_purchase_days"], first_buy, rtol=1e-6)
+    days = bought["event_time"].dt.floor("D").groupby(bought["user_id"]).nunique()
+    np.testing.assert_array_equal(agg["purchase_days"], days.reindex(users, fill_value=0))
+    # the units on the horizon's purchases, against pandas
+    day = (horizon["event_time"] - w.cutoff) // pd.Timedelta(days=1)
+    for unit, key in (("customer-days", day), ("periods", day // w.step_days)):
+        distinct = key.groupby(horizon["user_id"]).nunique().reindex(users, fill_value=0)
+        np.testing.assert_array_equal(build(w, events, count_unit=unit).y_count, distinct)
+    assert (distinct.to_numpy() < counts).any()  # the units differ on this data
 
 
 def test_chunked_and_shuffled_equal_one_shot_exactly() -> None:
@@ -253,6 +304,16 @@ def test_chunked_and_shuffled_equal_one_shot_exactly() -> None:
     assert_same(whole, build(w, *[shuffled.iloc[i : i + 333] for i in range(0, len(events), 333)]))
     assert_same(whole, build(w, *[events.iloc[i : i + 1000] for i in range(0, len(events), 1000)]))
     assert_same(whole, build(w, events.iloc[:0], events))  # an empty chunk is harmless
+    for unit in ("customer-days", "periods"):
+        one = build(w, events, count_unit=unit)
+        assert_same(
+            one,
+            build(
+                w,
+                *[shuffled.iloc[i : i + 333] for i in range(0, len(events), 333)],
+                count_unit=unit,
+            ),
+        )
 
 
 # ---- no leakage ------------------------------------------------------------------------

@@ -97,7 +97,7 @@ def schemes(raw: Path, root: Path, prepared: PrepareResult) -> dict[str, Path]:
 def test_manifest_window_names_and_counts(prepared: PrepareResult, raw: Path) -> None:
     m = prepared.manifest
     assert m == store.read_manifest(prepared.out)
-    assert m["schema_version"] == store.SCHEMA_VERSION == 1
+    assert m["schema_version"] == store.SCHEMA_VERSION == 2
     assert m["feature_names"] == list(features.FEATURE_NAMES)
     assert m["aggregate_names"] == list(features.AGGREGATE_NAMES)
     # 70 days from 2019-10-01: the last events are on 2019-12-09, so the default cut-off is the
@@ -110,6 +110,11 @@ def test_manifest_window_names_and_counts(prepared: PrepareResult, raw: Path) ->
         "step_days": 7,
         "horizon_days": 7,
         "n_steps": 8,
+    }
+    assert m["labels"] == {
+        "count_unit": "transactions",
+        "y_count": "purchase events (order lines) in the 7 days after the cut-off",
+        "y_purchase": "1 if any purchase in the 7 days after the cut-off",
     }
     assert m["split"] == {"test_fraction": 0.2, "unit": "customer", "seed": 0}
     assert m["partitioning"] == {"scheme": "natural", "n_partitions": 3, "alpha": None, "seed": 0}
@@ -593,6 +598,34 @@ def test_scheme_is_checked_before_any_event_is_read(raw: Path, root: Path) -> No
         PrepareOptions(raw=raw, out=root / "x", pseudonym_key=KEY, scheme="bogus")
     with pytest.raises(ConfigError, match=r"--partitions is required with --partition iid"):
         PrepareOptions(raw=raw, out=root / "x", pseudonym_key=KEY, scheme="iid")
+
+
+def test_count_unit_customer_days(prepared: PrepareResult, raw: Path, root: Path) -> None:
+    days = run(raw, root / "days", count_unit="customer-days")
+    assert days.manifest["labels"]["count_unit"] == "customer-days"
+    assert days.manifest["labels"]["y_count"].startswith("distinct UTC days with a purchase")
+    window = window_of(prepared.manifest)
+    for split in store.SPLITS:
+        a, b = split_of(prepared.out, split), split_of(days.out, split)
+        np.testing.assert_array_equal(a.customer, b.customer)  # same customers, same split
+        np.testing.assert_array_equal(a.y_purchase, b.y_purchase)
+        np.testing.assert_array_equal(a.agg, b.agg)
+        # pandas, from the raw events: distinct horizon days with a purchase per customer
+        counts = {}
+        for r in RETAILERS:
+            e = events_of(raw, r)
+            t = e["event_time"]
+            h = e[(t >= window.cutoff) & (t < window.horizon_end) & (e["event_type"] == "purchase")]
+            per = h.groupby(h["user_id"].map(pseudonym))["event_time"]
+            counts.update(per.agg(lambda x: x.dt.floor("D").nunique()).to_dict())
+        expected = [counts.get(c, 0) for c in b.customer]
+        np.testing.assert_array_equal(b.y_count, expected)
+        assert (b.y_count <= a.y_count).all()
+
+
+def test_count_unit_is_checked_before_any_event_is_read(raw: Path, root: Path) -> None:
+    with pytest.raises(ConfigError, match=r"--count-unit 'orders' is unknown"):
+        PrepareOptions(raw=raw, out=root / "x", pseudonym_key=KEY, count_unit="orders")
 
 
 # --- encryption at rest --------------------------------------------------------------------------

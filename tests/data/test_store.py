@@ -188,7 +188,7 @@ def test_write_manifest_puts_schema_version_first(tmp_path: Path) -> None:
     text = (tmp_path / store.MANIFEST_NAME).read_text()
     assert list(json.loads(text)) == ["schema_version", "partitions", "note"]
     manifest = store.read_manifest(tmp_path)
-    assert manifest["schema_version"] == store.SCHEMA_VERSION == 1
+    assert manifest["schema_version"] == store.SCHEMA_VERSION == 2
     assert store.partition_ids(manifest) == [0, 2]
 
 
@@ -203,11 +203,11 @@ def test_read_manifest_bad_json_names_the_line(tmp_path: Path) -> None:
         store.read_manifest(tmp_path)
 
 
-@pytest.mark.parametrize("version", [2, 0, "1", None])
+@pytest.mark.parametrize("version", [1, 3, 0, "2", None])
 def test_read_manifest_wrong_schema_version(tmp_path: Path, version: object) -> None:
     body = {"partitions": []} if version is None else {"schema_version": version, "partitions": []}
     (tmp_path / store.MANIFEST_NAME).write_text(json.dumps(body))
-    with pytest.raises(DataError, match=rf"schema version {version!r}, this fedmarket reads 1"):
+    with pytest.raises(DataError, match=rf"schema version {version!r}, this fedmarket reads 2"):
         store.read_manifest(tmp_path)
 
 
