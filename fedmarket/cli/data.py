@@ -200,6 +200,9 @@ def print_manifest(m: dict[str, Any]) -> None:
         drops.add_row(reason, f"{count:,}")
     if not m["dropped_rows"].get("dropped"):
         drops.add_row("(none)", "0")
+    if m["dropped_rows"].get("duplicate_rows") == "kept":
+        kept = m["dropped_rows"].get("duplicates_kept", 0)
+        drops.add_row("(identical rows kept as repeat purchases: keep_duplicates)", f"{kept:,}")
     console.print(drops)
     kan = Table(title="k-anonymity of the released customer tables")
     for col in ("retailer", "k", "records in", "released", "removed", "classes", "smallest class"):

@@ -24,8 +24,11 @@ class DuplicateFilter:
     later one would then be dropped as a duplicate.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, keep_repeats: bool = False) -> None:
         self._seen = np.empty(0, dtype=np.uint64)
+        # True (a mapping's keep_duplicates): repeats are still found, to be counted, but kept
+        # as rows of their own (repeat purchases of a log without order ids)
+        self.keep_repeats = keep_repeats
 
     def __len__(self) -> int:
         return len(self._seen)

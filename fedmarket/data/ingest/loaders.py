@@ -132,7 +132,8 @@ def _events(
     duplicates: DuplicateFilter | None,
 ) -> Iterator[pd.DataFrame]:
     rules = mapping or REES46
-    duplicates = duplicates if duplicates is not None else DuplicateFilter()
+    if duplicates is None:
+        duplicates = DuplicateFilter(keep_repeats=rules.keep_duplicates)
     sessions: SessionAssigner | None = None
     source, offset = str(path), 0
     with ExitStack() as stack:
@@ -179,13 +180,13 @@ def read_tables(
         return
     rows = 0
     try:
-        names = _open_csv(path, suffix, rules, None, stack).schema.names
+        names = list(rules.columns or _open_csv(path, suffix, rules, None, stack).schema.names)
         reader = _open_csv(path, suffix, rules, names, stack)
         for table in _rechunk(reader, chunksize):
             yield table
             rows += table.num_rows
     except (pa.ArrowException, OSError, UnicodeDecodeError, zipfile.BadZipFile) as exc:
-        raise _read_error(path, suffix, rules.encoding, rows, exc) from exc
+        raise _read_error(path, suffix, rules, rows, exc) from exc
 
 
 def _open_csv(
@@ -203,7 +204,9 @@ def _open_csv(
         source = stack.enter_context(_OPENERS[suffix](path, "rb"))
     encoding = rules.encoding.lower().replace("-", "").replace("_", "")
     read = pcsv.ReadOptions(
-        block_size=_BLOCK_BYTES, encoding="utf8" if encoding == "utf8" else rules.encoding
+        block_size=_BLOCK_BYTES,
+        encoding="utf8" if encoding == "utf8" else rules.encoding,
+        column_names=list(rules.columns) if rules.columns else None,  # header-less file
     )
     if rules.csv_delimiter == WHITESPACE:
         if isinstance(source, str):
@@ -247,8 +250,10 @@ def _rechunk(batches: Iterator[pa.RecordBatch], chunksize: int) -> Iterator[pa.T
         yield pa.Table.from_batches(pending, schema=schema)
 
 
-def _read_error(path: Path, suffix: str, encoding: str, rows: int, exc: Exception) -> DataError:
-    message = str(exc)
+def _read_error(
+    path: Path, suffix: str, rules: ExportMapping, rows: int, exc: Exception
+) -> DataError:
+    message, encoding = str(exc), rules.encoding
     if "Empty CSV file" in message:
         return DataError(f"{path}: the file is empty (no header); re-export it")
     if isinstance(exc, UnicodeDecodeError) or "UTF8" in message or "decode" in message:
@@ -267,6 +272,12 @@ def _read_error(path: Path, suffix: str, encoding: str, rows: int, exc: Exceptio
         return DataError(
             f"{path}: malformed CSV after data row {rows}: {message}. Check the "
             f"delimiter (csv_delimiter in the mapping) and quoting"
+            + (
+                f", and that the file has the {len(rules.columns)} columns the mapping's "
+                f"columns names"
+                if rules.columns
+                else ""
+            )
         )
     return DataError(f"{path}: cannot read the file after data row {rows}: {message}")
 

@@ -22,6 +22,11 @@ category ids are 0. Without a session column, sessions are derived after validat
 events; the id is "<customer>#<n>" (n-th session of that customer in the file), which the
 anonymiser pseudonymises like the customer id.
 
+A CSV without a header line names its columns in ``columns`` (in file order; the keys above then
+refer to these names). ``keep_duplicates = true`` (kind=transactions only) keeps identical lines
+as repeat purchases: a log without order ids, such as CDNOW's, writes two equal orders of one
+day as two equal lines, which the default (drop exact copies as ``duplicate_row``) would merge.
+
 A mapping comes from a small TOML file (``load_mapping``; see docs/mappings/) or from one CLI
 string (``parse_mapping_option``), e.g.
 ``kind=clickstream,customer=uid,timestamp=t,event=action,event.click=view,event.order=purchase``.
@@ -113,6 +118,8 @@ class ExportMapping:
     format: str | None = None  # read every file as this, whatever its name (else by extension)
     encoding: str = "utf-8"
     session_gap_minutes: int = 30
+    columns: tuple[str, ...] | None = None  # a header-less CSV's column names, in file order
+    keep_duplicates: bool = False  # transactions: identical lines are repeat purchases
     source: str = field(default="<mapping>", compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -140,6 +147,25 @@ class ExportMapping:
             raise ConfigError(f"{where}: key 'quantity' only applies to kind=transactions")
         self._check_event_names(where)
         self._check_options(where)
+        self._check_reading(where)
+
+    def _check_reading(self, where: str) -> None:
+        if self.keep_duplicates and self.kind != "transactions":
+            raise ConfigError(
+                f"{where}: keep_duplicates only applies to kind=transactions (identical sales "
+                f"lines as repeat purchases); event exports repeat rows by mistake"
+            )
+        if self.columns is None:
+            return
+        names = tuple(self.columns)
+        if not names or not all(isinstance(c, str) and c.strip() for c in names):
+            raise ConfigError(f"{where}: columns must list non-empty column names, got {names!r}")
+        if len(set(names)) != len(names):
+            twice = sorted({c for c in names if names.count(c) > 1})
+            raise ConfigError(f"{where}: columns names {', '.join(twice)} more than once")
+        if self.format == "parquet":
+            raise ConfigError(f"{where}: columns names a header-less CSV's columns, not Parquet's")
+        object.__setattr__(self, "columns", names)
 
     def _check_event_names(self, where: str) -> None:
         if self.event_names and self.kind == "transactions":
@@ -223,10 +249,20 @@ def _from_dict(values: dict[str, Any], source: str) -> ExportMapping:
     if "kind" not in values:
         raise ConfigError(f"{source}: missing key 'kind' ({', '.join(KINDS)})")
     for key, value in values.items():
-        expected = {"event_names": dict, "session_gap_minutes": int}.get(key, str)
+        expected = _TYPES.get(key, str)
         if not isinstance(value, expected):
             raise ConfigError(f"{source}: key {key!r} must be {expected.__name__}, got {value!r}")
+    if "columns" in values:
+        values["columns"] = tuple(values["columns"])
     return ExportMapping(**values, source=source)
+
+
+_TYPES: Final[dict[str, type]] = {
+    "event_names": dict,
+    "session_gap_minutes": int,
+    "columns": list,
+    "keep_duplicates": bool,
+}
 
 
 def mapping_option(value: str | Path | None) -> ExportMapping | None:
@@ -253,7 +289,8 @@ def load_mapping(path: Path) -> ExportMapping:
 
 
 def parse_mapping_option(text: str) -> ExportMapping:
-    """Parse "key=value,key=value"; "event.<name>=<type>" maps one event name (``ignore`` skips)."""
+    """Parse "key=value,key=value"; "event.<name>=<type>" maps one event name (``ignore`` skips);
+    ``columns=cust date qty amount`` names a header-less file's columns (space-separated)."""
     source = f"--mapping {text!r}"
     values: dict[str, Any] = {}
     names: dict[str, str] = {}
@@ -271,6 +308,13 @@ def parse_mapping_option(text: str) -> ExportMapping:
             values["session_gap_minutes"] = int(values["session_gap_minutes"])
         except ValueError as exc:
             raise ConfigError(f"{source}: session_gap_minutes must be an integer") from exc
+    if "columns" in values:
+        values["columns"] = values["columns"].split()
+    if "keep_duplicates" in values:
+        flag = values["keep_duplicates"].lower()
+        if flag not in ("true", "false"):
+            raise ConfigError(f"{source}: keep_duplicates must be true or false")
+        values["keep_duplicates"] = flag == "true"
     if names:
         values["event_names"] = names
     return _from_dict(values, source)

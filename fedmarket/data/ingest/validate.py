@@ -100,6 +100,7 @@ class DropReport:
     counts: dict[str, int] = field(default_factory=dict)
     examples: dict[str, list[str]] = field(default_factory=dict)
     extra_columns: dict[str, list[str]] = field(default_factory=dict)
+    duplicates_kept: int | None = None  # None: exact copies are dropped; else how many were kept
     rows_read: int = 0
     rows_kept: int = 0
     max_examples: int = 3
@@ -131,6 +132,8 @@ class DropReport:
             self.extra_columns.setdefault(source, list(columns))
         self.rows_read += other.rows_read
         self.rows_kept += other.rows_kept
+        if other.duplicates_kept is not None:
+            self.duplicates_kept = (self.duplicates_kept or 0) + other.duplicates_kept
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -140,6 +143,9 @@ class DropReport:
             "dropped": {r: self.counts[r] for r in DROP_REASONS if self.counts.get(r)},
             "examples": {r: list(self.examples[r]) for r in DROP_REASONS if r in self.examples},
             "extra_columns": {k: list(v) for k, v in self.extra_columns.items()},
+            # what happened to exact copies: "dropped" (counted under duplicate_row) or "kept"
+            "duplicate_rows": "dropped" if self.duplicates_kept is None else "kept",
+            **({} if self.duplicates_kept is None else {"duplicates_kept": self.duplicates_kept}),
         }
 
 
@@ -391,6 +397,9 @@ def validate_events(
     if duplicates is None:
         duplicates = DuplicateFilter()
     repeat = duplicates.mark(row_hashes(out))
+    if duplicates.keep_repeats:
+        report.duplicates_kept = (report.duplicates_kept or 0) + int(repeat.sum())
+        repeat[:] = False
     if repeat.any():
         dup_codes = np.zeros(n, dtype=np.int8)
         dup_codes[np.flatnonzero(keep)[repeat]] = _CODE["duplicate_row"]

@@ -285,3 +285,64 @@ def test_read_customers_bad_rows_and_columns(tmp_path: Path) -> None:
     customers_csv(path, ["u1,1980-02-03,10115,f"], header="user_id,birth_date,postcode,gender")
     with pytest.raises(DataError, match=r"missing customer column.*city"):
         read_customers(path)
+
+
+# --- header-less logs and repeat purchases (CDNOW-style) ------------------------------------------
+
+CDNOW = (  # customer, YYYYMMDD, CDs, dollars; lines 2 and 3 are two equal orders of one day
+    " 00001 19970101  1   11.77\r\n"
+    " 00002 19970112  1   12.00\r\n"
+    " 00002 19970112  1   12.00\r\n"
+    " 00003 19970102  2   20.76\r\n"
+)
+CDNOW_MAPPING = (
+    "kind=transactions,columns=cust date qty amount,customer=cust,timestamp=date,"
+    "amount=amount,quantity=qty,format=csv,csv_delimiter=whitespace,"
+    "timestamp_format=%Y%m%d,assume_tz=UTC"
+)
+
+
+def read_cdnow(tmp_path: Path, extra: str = "") -> tuple[pd.DataFrame, DropReport]:
+    path = tmp_path / "CDNOW_master.txt"
+    path.write_text(CDNOW, newline="")
+    report = DropReport()
+    chunks = iter_events(path, mapping=parse_mapping_option(CDNOW_MAPPING + extra), report=report)
+    return pd.concat(list(chunks), ignore_index=True), report
+
+
+def test_columns_name_a_headerless_file_and_copies_are_dropped_by_default(
+    tmp_path: Path,
+) -> None:
+    out, report = read_cdnow(tmp_path)
+    assert out["user_id"].tolist() == ["00001", "00002", "00003"]  # line 1 is data
+    assert out["price"].tolist() == [11.77, 12.0, 10.38]  # unit prices
+    assert out["event_time"].iloc[0] == pd.Timestamp("1997-01-01", tz="UTC")
+    assert report.counts == {"duplicate_row": 1}
+    assert report.examples["duplicate_row"] == [
+        f"{tmp_path / 'CDNOW_master.txt'} row 3: repeats an earlier row"
+    ]
+    assert (report.rows_read, report.rows_kept) == (4, 3)
+    assert report.to_dict()["duplicate_rows"] == "dropped"
+    assert "duplicates_kept" not in report.to_dict()
+
+
+def test_keep_duplicates_keeps_identical_lines_as_repeat_purchases(tmp_path: Path) -> None:
+    out, report = read_cdnow(tmp_path, ",keep_duplicates=true")
+    assert out["user_id"].tolist() == ["00001", "00002", "00002", "00003"]
+    assert report.counts == {} and (report.rows_read, report.rows_kept) == (4, 4)
+    summary = report.to_dict()
+    assert summary["duplicate_rows"] == "kept" and summary["duplicates_kept"] == 1
+    merged = DropReport()
+    merged.merge(report)
+    merged.merge(report)
+    assert merged.duplicates_kept == 2
+
+
+def test_columns_that_do_not_fit_the_file_say_so(tmp_path: Path) -> None:
+    path = tmp_path / "log.txt"
+    path.write_text(CDNOW)
+    mapping = parse_mapping_option(
+        CDNOW_MAPPING.replace("columns=cust date", "columns=cust d2 date")
+    )
+    with pytest.raises(DataError, match="has the 5 columns the mapping's columns names"):
+        list(iter_events(path, mapping=mapping, report=DropReport()))

@@ -270,3 +270,33 @@ def test_the_mapping_option_is_a_file_or_inline_text():
     assert mapping_option(inline) == parse_mapping_option(inline)
     path = DOCS / "transactions.toml"
     assert mapping_option(str(path)) == mapping_option(path) == load_mapping(path)
+
+
+def test_columns_and_keep_duplicates_from_toml_and_text(tmp_path: Path) -> None:
+    path = tmp_path / "m.toml"
+    path.write_text(
+        'kind = "transactions"\ncolumns = ["c", "t", "a"]\ncustomer = "c"\ntimestamp = "t"\n'
+        'amount = "a"\nkeep_duplicates = true\n'
+    )
+    mapping = load_mapping(path)
+    assert mapping.columns == ("c", "t", "a") and mapping.keep_duplicates is True
+    text = parse_mapping_option("kind=transactions,columns=c t a,customer=c,timestamp=t,amount=a")
+    assert text.columns == ("c", "t", "a") and text.keep_duplicates is False
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("kind=clickstream,customer=c,timestamp=t,event=e,keep_duplicates=true", "only applies"),
+        ("kind=transactions,customer=c,timestamp=t,amount=a,keep_duplicates=yes", "true or false"),
+        ("kind=transactions,customer=c,timestamp=t,amount=a,columns=c t c", "c more than once"),
+        ("kind=transactions,customer=c,timestamp=t,amount=a,columns= ", "non-empty column names"),
+        (
+            "kind=transactions,customer=c,timestamp=t,amount=a,columns=c t a,format=parquet",
+            "not Parquet",
+        ),
+    ],
+)
+def test_bad_columns_and_keep_duplicates(text: str, needle: str) -> None:
+    with pytest.raises(ConfigError, match=needle):
+        parse_mapping_option(text)

@@ -255,6 +255,7 @@ def test_drop_report_add_merge_and_to_dict() -> None:
         "dropped": {"nan_price": 4, "duplicate_row": 4},
         "examples": {"nan_price": ["f row 1", "f row 2"], "duplicate_row": ["g row 9"]},
         "extra_columns": {"g": ["x"]},
+        "duplicate_rows": "dropped",
     }
     with pytest.raises(ValueError, match="unknown drop reason"):
         one.add("nonsense", 1)
