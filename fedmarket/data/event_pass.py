@@ -65,7 +65,33 @@ def scan_all(
             window, scans = exact, scan(exact)
     else:
         warn_short_horizon(window, [s.last for s in scans.values()])
+    warn_own_event_names([s.drops for s in scans.values()])
     return window, scans
+
+
+def warn_own_event_names(reports: list[DropReport]) -> None:
+    """Warn once per site event name that equals one of fedmarket's own (view, cart,
+    remove_from_cart, purchase) but that a mapping with its own names does not list: it is
+    read as fedmarket's meaning, which may not be the site's (a ``cart`` page view would
+    become an add-to-cart), and nothing else would show it."""
+    total = DropReport()
+    for report in reports:
+        total.note_own_names(report.own_event_names)
+    for name, count in sorted(total.own_event_names.items()):
+        log.warning(
+            "the export's event name %r (%s rows) is not listed in the mapping's [event_names], "
+            "so it is read as fedmarket's own %r; if it means something else on your site, list "
+            'it: %s = "view" or %s = "ignore" in [event_names] (inline: event.%s=ignore), or '
+            '%s = "%s" to confirm it and silence this warning',
+            name,
+            f"{count:,}",
+            name,
+            name,
+            name,
+            name,
+            name,
+            name,
+        )
 
 
 def warn_short_horizon(window: features.FeatureWindow, lasts: list[pd.Timestamp | None]) -> None:

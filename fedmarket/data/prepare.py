@@ -162,6 +162,7 @@ def prepare_retailer(
     advance: Advance,
 ) -> RetailerPreparation:
     scanned = event_pass.scan_retailer(retailer, files, window, pseudonymiser, opts, advance)
+    event_pass.warn_own_event_names([scanned.drops])
     return _finish_retailer(retailer, files, scanned, window, pseudonymiser, opts)
 
 

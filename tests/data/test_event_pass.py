@@ -254,3 +254,57 @@ def test_a_covered_horizon_says_nothing(tmp_path: Path, caplog: pytest.LogCaptur
     with caplog.at_level("WARNING", logger="fedmarket"):
         prepare(options(raw, tmp_path / "out", cutoff="2019-10-24"))
     assert "labels cover only" not in caplog.text
+
+
+def clickstream_shops(root: Path, chunks: int = 1) -> Path:
+    """Two shops whose site names a cart-page view "cart"; 6 + 6 such rows in all."""
+    for shop in ("a", "b"):
+        lines = ["uid,t,action"]
+        for i in range(30):
+            action = ("page_view", "cart", "order", "page_view", "page_view")[i % 5]
+            lines.append(f"u{i % 7},2019-10-{1 + i % 28:02d}T10:00:00Z,{action}")
+        (root / shop).mkdir(parents=True)
+        (root / shop / "events.csv").write_text("\n".join(lines) + "\n")
+    return root
+
+
+CLICKS = "kind=clickstream,customer=uid,timestamp=t,event=action,event.page_view=view,"
+
+
+@pytest.mark.parametrize("chunksize", [500_000, 4])
+def test_an_unlisted_own_event_name_is_warned_once_with_its_count(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, chunksize: int
+) -> None:
+    raw = clickstream_shops(tmp_path / "raw")
+    mapping = mapping_module.parse_mapping_option(CLICKS + "event.order=purchase")
+    with caplog.at_level("WARNING", logger="fedmarket"):
+        result = prepare(
+            options(
+                raw, tmp_path / "out", mapping=mapping, cutoff="2019-10-22", chunksize=chunksize
+            )
+        )
+    warnings = [r.getMessage() for r in caplog.records if "event name" in r.getMessage()]
+    assert warnings == [
+        "the export's event name 'cart' (12 rows) is not listed in the mapping's "
+        "[event_names], so it is read as fedmarket's own 'cart'; if it means something else "
+        'on your site, list it: cart = "view" or cart = "ignore" in [event_names] (inline: '
+        'event.cart=ignore), or cart = "cart" to confirm it and silence this warning'
+    ]
+    assert result.manifest["dropped_rows"]["unlisted_own_event_names"] == {"cart": 12}
+    assert result.manifest["retailers"]["a"]["dropped_rows"]["unlisted_own_event_names"] == {
+        "cart": 6
+    }
+
+
+def test_a_listed_own_event_name_or_a_mapping_without_names_says_nothing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    raw = clickstream_shops(tmp_path / "raw")
+    listed = mapping_module.parse_mapping_option(CLICKS + "event.order=purchase,event.cart=view")
+    with caplog.at_level("WARNING", logger="fedmarket"):
+        result = prepare(options(raw, tmp_path / "o1", mapping=listed, cutoff="2019-10-22"))
+    assert "event name" not in caplog.text
+    assert "unlisted_own_event_names" not in result.manifest["dropped_rows"]
+    # The carts are views now: none left in the features.
+    split = store.load_pooled(result.out, "train")
+    assert split.agg[:, features.AGGREGATE_NAMES.index("carts")].sum() == 0

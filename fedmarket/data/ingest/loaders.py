@@ -32,7 +32,13 @@ import pyarrow.parquet as pq
 
 from fedmarket.checks import integer
 from fedmarket.data.ingest import whitespace
-from fedmarket.data.ingest.mapping import REES46, WHITESPACE, ExportMapping, apply_mapping
+from fedmarket.data.ingest.mapping import (
+    REES46,
+    WHITESPACE,
+    ExportMapping,
+    apply_mapping,
+    unlisted_own_names,
+)
 from fedmarket.data.ingest.schema import (
     CUSTOMERS_STEM,
     EVENTS_STEM,
@@ -146,6 +152,7 @@ def _events(
                 if retailer_id is None and RETAILER_COLUMN not in frame.columns:
                     retailer_id = default_retailer_id(path)
             if mapping is not None:
+                report.note_own_names(unlisted_own_names(frame, mapping))
                 frame = apply_mapping(frame, mapping, source=source)
             events = validate_events(
                 frame,

@@ -348,6 +348,23 @@ def _map_events(column: pd.Series, mapping: ExportMapping) -> tuple[pa.Array, np
     return pc.if_else(keep_raw, text, mapped), ignored.to_numpy(zero_copy_only=False)
 
 
+def unlisted_own_names(df: pd.DataFrame, mapping: ExportMapping) -> dict[str, int]:
+    """Rows per fedmarket event name the site also uses but ``event_names`` does not list.
+
+    A mapping with its own names (or ``unmapped_events = "ignore"``) describes a site's
+    vocabulary, in which a name like ``cart`` may mean something else (a cart-page view); an
+    unlisted one is still read as fedmarket's own, silently. Counted so prepare can warn.
+    """
+    column = mapping.column("event")
+    if column is None or column not in df.columns:
+        return {}
+    if not mapping.event_names and mapping.unmapped_events != IGNORE:
+        return {}
+    unlisted = [name for name in EVENT_TYPES if name not in mapping.event_names]
+    counts = df[column].value_counts()
+    return {name: int(counts[name]) for name in unlisted if name in counts.index}
+
+
 def _flag(issues: dict[str, np.ndarray], column: pd.Series, mask: np.ndarray, reason: str) -> None:
     """Record an issue (first one wins) with the raw value in their column for messages."""
     free = np.flatnonzero(mask & pd.isna(issues["reason"]))

@@ -101,6 +101,8 @@ class DropReport:
     examples: dict[str, list[str]] = field(default_factory=dict)
     extra_columns: dict[str, list[str]] = field(default_factory=dict)
     duplicates_kept: int | None = None  # None: exact copies are dropped; else how many were kept
+    # rows whose site event name is one of fedmarket's own but unlisted in the mapping
+    own_event_names: dict[str, int] = field(default_factory=dict)
     rows_read: int = 0
     rows_kept: int = 0
     max_examples: int = 3
@@ -117,6 +119,10 @@ class DropReport:
             if len(kept) < self.max_examples:
                 kept.append(example)
 
+    def note_own_names(self, counts: dict[str, int]) -> None:
+        for name, count in counts.items():
+            self.own_event_names[name] = self.own_event_names.get(name, 0) + count
+
     @property
     def total(self) -> int:
         return sum(self.counts.values())
@@ -132,6 +138,7 @@ class DropReport:
             self.extra_columns.setdefault(source, list(columns))
         self.rows_read += other.rows_read
         self.rows_kept += other.rows_kept
+        self.note_own_names(other.own_event_names)
         if other.duplicates_kept is not None:
             self.duplicates_kept = (self.duplicates_kept or 0) + other.duplicates_kept
 
@@ -146,6 +153,12 @@ class DropReport:
             # what happened to exact copies: "dropped" (counted under duplicate_row) or "kept"
             "duplicate_rows": "dropped" if self.duplicates_kept is None else "kept",
             **({} if self.duplicates_kept is None else {"duplicates_kept": self.duplicates_kept}),
+            # kept, read as fedmarket's own names: event_pass.warn_own_event_names
+            **(
+                {"unlisted_own_event_names": dict(self.own_event_names)}
+                if self.own_event_names
+                else {}
+            ),
         }
 
 
