@@ -219,7 +219,8 @@ def print_manifest(m: dict[str, Any]) -> None:
                 f"{rep['equivalence_classes']:,}",
                 str(rep["smallest_class"]),
             )
-    console.print(kan)
+    if kan.row_count:  # exports without a customer table release none
+        console.print(kan)
     if m.get("encrypted"):
         console.print("files are encrypted at rest (Fernet)")
 

@@ -84,11 +84,13 @@ class RunLog:
         self.n_features = None
         self.n_train_total = None
         self.partition_ids: list[int] = []  # the partitions expected to take part
+        self.labels: dict[str, Any] | None = None  # the manifest's: what the labels count
         if data_dir is not None:
             manifest = store.read_manifest(data_dir)
             self.n_features = store.n_features(manifest)
             self.n_train_total = store.n_train_total(manifest)
             self.partition_ids = store.partition_ids(manifest)
+            self.labels = manifest.get("labels")
             self.test = store.load_pooled(data_dir, "test", fernet=fernet)
         self.rows: dict[int, dict[str, Any]] = {}
         self.epsilon_by_client: dict[int, float] = {}
@@ -265,6 +267,7 @@ class RunLog:
             "skipped_rounds": list(self.skipped),
             "epsilon": self.epsilon_summary(),
             "delta": self.client_delta(),
+            "labels": self.labels,
             "failures": {
                 k: int(sum(r.get(k) or 0 for r in self.rows.values()))
                 for k in ("failed", "declined", "timed_out")

@@ -51,6 +51,8 @@ def report_blocks(
             "customers (every retailer's held-out customers)."
         ),
     ]
+    if label := words.label_sentence(summary):
+        blocks.append(Paragraph(label))
     problems = summary.get("problems") or []
     if problems:
         blocks += [Heading("This run is incomplete"), bullets(problems)]

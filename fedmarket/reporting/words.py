@@ -94,6 +94,21 @@ def privacy_sentence(summary: dict[str, Any]) -> str:
     )
 
 
+def label_sentence(summary: dict[str, Any]) -> str | None:
+    """What the task predicts, in the prepared data's own words (the count unit of
+    purchase-count: transactions, customer-days or periods); None for data prepared before
+    the manifest said so."""
+    labels = (summary.get("federated") or {}).get("labels")
+    if not labels:
+        return None
+    task = get_task(summary["config"]["task"])
+    meaning = labels.get(task.target)
+    if not meaning:
+        return None
+    unit = f" (count unit: {labels['count_unit']})" if task.target == "y_count" else ""
+    return f"Task {task.name}: {task.description}; the label is {meaning}{unit}."
+
+
 def what_leaves_a_retailer(summary: dict[str, Any]) -> str:
     """What crosses from a retailer, and where this run differs from a deployment: a
     simulation's server scores the pooled test customers, which a deployment's never holds."""

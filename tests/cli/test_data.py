@@ -355,3 +355,60 @@ def test_long_messages_and_markup_stay_one_literal_line(env_key: None) -> None:
     line = one_error_line(prep(deep, "o7"))
     assert line == f"error: --raw {deep}: no such file or directory"
     assert len(line) > 100
+
+
+CDNOW_TOML = Path(__file__).resolve().parents[2] / "docs" / "mappings" / "cdnow.toml"
+CDNOW_LINES = [  # customer, YYYYMMDD, CDs, dollars: no header, no order id
+    " 00001 19970105  1   11.77",
+    " 00001 19970203  2   20.00",  # two equal orders of one day: two identical lines
+    " 00001 19970203  2   20.00",
+    " 00001 19970210  1   10.00",
+    " 00002 19970110  1   12.00",
+    " 00002 19970204  1   12.00",
+    " 00003 19970120  3   30.00",
+    " 00004 19970125  1    9.99",
+    " 00004 19970125  1    9.99",
+    " 00005 19970205  1    5.00",  # first seen after the cut-off: no row
+]
+CDNOW_WINDOW = ["--cutoff", "1997-02-01", *SMALL[:4], "--horizon-days", "14"]
+
+
+@pytest.mark.parametrize(
+    ("unit", "counts", "meaning"),
+    [
+        ("transactions", [0, 0, 1, 3], "purchase events (order lines)"),
+        ("customer-days", [0, 0, 1, 2], "distinct UTC days with a purchase"),
+        ("periods", [0, 0, 1, 2], "distinct 7-day periods with a purchase"),
+    ],
+)
+def test_a_cdnow_log_with_the_ready_mapping_and_each_count_unit(
+    workdir: Path, env_key: None, unit: str, counts: list[int], meaning: str
+) -> None:
+    (workdir / "cdnow.txt").write_text("\r\n".join(CDNOW_LINES) + "\r\n")
+    options = [*CDNOW_WINDOW, "--mapping", CDNOW_TOML, "--count-unit", unit]
+    out = " ".join(ok(prep("cdnow.txt", f"cd-{unit}", *options)).split())
+    assert f"purchase-count label (y_count): {meaning} in the 14 days after the cut-off" in out
+    assert "(identical rows kept as repeat purchases: keep_duplicates) │ 2" in out
+    m = store.read_manifest(workdir / f"cd-{unit}")
+    assert m["labels"]["count_unit"] == unit
+    assert m["dropped_rows"]["duplicate_rows"] == "kept"
+    assert m["dropped_rows"]["duplicates_kept"] == 2 and m["dropped_rows"]["rows_dropped"] == 0
+    pooled = [store.load_pooled(workdir / f"cd-{unit}", s) for s in store.SPLITS]
+    assert sorted(np.concatenate([p.y_count for p in pooled]).tolist()) == counts
+
+
+def test_an_unknown_count_unit_is_one_error_line(workdir: Path, env_key: None) -> None:
+    (workdir / "cdnow.txt").write_text("\n".join(CDNOW_LINES) + "\n")
+    line = one_error_line(prep("cdnow.txt", "cd-x", "--mapping", CDNOW_TOML, "--count-unit", "x"))
+    assert line.startswith("error: --count-unit 'x' is unknown; use one of transactions, ")
+
+
+def test_an_unlisted_own_event_name_is_a_printed_warning(workdir: Path, env_key: None) -> None:
+    rows = [
+        f"u{i % 5},2019-10-{1 + i % 28:02d}T10:00:00Z,{('pv', 'cart')[i % 2]}" for i in range(40)
+    ]
+    (workdir / "clicks.csv").write_text("\n".join(["uid,t,action", *rows]) + "\n")
+    mapping = "kind=clickstream,customer=uid,timestamp=t,event=action,event.pv=view"
+    out = " ".join(ok(prep("clicks.csv", "o-clicks", *SMALL, "--mapping", mapping)).split())
+    assert "the export's event name 'cart' (20 rows) is not listed in the mapping's" in out
+    assert 'cart = "ignore" in [event_names] (inline: event.cart=ignore)' in out

@@ -167,3 +167,27 @@ def test_what_leaves_a_retailer_names_the_simulation_and_the_person_at_k_retaile
     no_dp = summary()
     no_dp["config"]["dp"] = "none"
     assert "k times the epsilon" not in render_report(no_dp, [], [])
+
+
+def test_the_label_and_its_count_unit_are_named_under_the_title() -> None:
+    labels = {
+        "count_unit": "customer-days",
+        "y_count": "distinct UTC days with a purchase in the 273 days after the cut-off",
+        "y_purchase": "1 if any purchase in the 273 days after the cut-off",
+    }
+    s = summary(task="purchase-count")
+    s["federated"]["labels"] = labels
+    report = render_report(s, [], [])
+    sentence = (
+        "Task purchase-count: how many purchases in the horizon (expected count); the label is "
+        "distinct UTC days with a purchase in the 273 days after the cut-off (count unit: "
+        "customer-days)."
+    )
+    assert sentence in report and report.index(sentence) < report.index("## In short")
+    s = summary()
+    s["federated"]["labels"] = labels
+    assert (
+        "Task purchase: will the customer buy in the horizon (probability); the label is 1 if "
+        "any purchase in the 273 days after the cut-off." in render_report(s, [], [])
+    )
+    assert "Task purchase" not in render_report(summary(), [], [])  # data prepared before

@@ -129,6 +129,8 @@ def test_documented_examples_load() -> None:
     assert load_mapping(DOCS / "transactions.toml").kind == "transactions"
     click = load_mapping(DOCS / "clickstream.toml")
     assert click.kind == "clickstream" and click.event_names["login"] == "ignore"
+    cdnow = load_mapping(DOCS / "cdnow.toml")
+    assert cdnow.columns == ("customer", "date", "cds", "dollars") and cdnow.keep_duplicates
 
 
 def test_transactions_become_one_purchase_per_row_at_unit_price() -> None:
