@@ -193,21 +193,33 @@ def print_manifest(m: dict[str, Any]) -> None:
             _pct(part["test"]["purchase_rate"]),
         )
     console.print(table)
+    console.print(_drops_table(m["dropped_rows"]))
+    kan = _kanon_table(m["retailers"])
+    if kan.row_count:  # exports without a customer table release none
+        console.print(kan)
+    if m.get("encrypted"):
+        console.print("files are encrypted at rest (Fernet)")
+
+
+def _drops_table(dropped: dict[str, Any]) -> Table:
     drops = Table(title="dropped rows by reason")
     drops.add_column("reason")
     drops.add_column("rows", justify="right")
-    for reason, count in m["dropped_rows"].get("dropped", {}).items():
+    for reason, count in dropped.get("dropped", {}).items():
         drops.add_row(reason, f"{count:,}")
-    if not m["dropped_rows"].get("dropped"):
+    if not dropped.get("dropped"):
         drops.add_row("(none)", "0")
-    if m["dropped_rows"].get("duplicate_rows") == "kept":
-        kept = m["dropped_rows"].get("duplicates_kept", 0)
+    if dropped.get("duplicate_rows") == "kept":
+        kept = dropped.get("duplicates_kept", 0)
         drops.add_row("(identical rows kept as repeat purchases: keep_duplicates)", f"{kept:,}")
-    console.print(drops)
+    return drops
+
+
+def _kanon_table(retailers: dict[str, Any]) -> Table:
     kan = Table(title="k-anonymity of the released customer tables")
     for col in ("retailer", "k", "records in", "released", "removed", "classes", "smallest class"):
         kan.add_column(col, justify="left" if col == "retailer" else "right")
-    for name, r in m["retailers"].items():
+    for name, r in retailers.items():
         rep = r.get("k_anonymity")
         if rep:
             kan.add_row(
@@ -219,10 +231,7 @@ def print_manifest(m: dict[str, Any]) -> None:
                 f"{rep['equivalence_classes']:,}",
                 str(rep["smallest_class"]),
             )
-    if kan.row_count:  # exports without a customer table release none
-        console.print(kan)
-    if m.get("encrypted"):
-        console.print("files are encrypted at rest (Fernet)")
+    return kan
 
 
 def _pct(x: float | None) -> str:
