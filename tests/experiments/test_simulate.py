@@ -117,6 +117,8 @@ def test_end_to_end_no_raw_data(tiny_data, tiny_raw, tmp_path, monkeypatch):
     assert summary["gap"]["roc_auc"] == pytest.approx(gap)
     assert [r["round"] for r in RunDir(out).read_rounds()] == [1.0, 2.0]
     assert "| metric | federated | centralised |" in (out / "report.md").read_text()
+    assert fed["labels"]["count_unit"] == "transactions"  # the manifest's, named in the report
+    assert "the label is 1 if any purchase in the" in (out / "report.md").read_text()
     for plot in (
         "roc_auc_per_round.png",
         "epsilon_per_round.png",
