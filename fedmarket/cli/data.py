@@ -183,7 +183,7 @@ def print_manifest(m: dict[str, Any]) -> None:
     for col in ("id", "retailers", "train", "test", "train buy rate", "test buy rate"):
         table.add_column(col, justify="right" if col != "retailers" else "left")
     for part in m["partitions"]:
-        names = escape(part.get("retailer") or f"{len(part['retailers'])} retailers")
+        names = escape(part.get("retailer") or _retailer_names(part["retailers"]))
         table.add_row(
             str(part["id"]),
             names,
@@ -236,3 +236,9 @@ def _kanon_table(retailers: dict[str, Any]) -> Table:
 
 def _pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.1f}%"
+
+
+def _retailer_names(retailers: list[str]) -> str:
+    """A partition's retailers as a reader wants them: the names when there are one or two
+    (an iid split of one export is a share of that export), else how many."""
+    return ", ".join(retailers) if len(retailers) <= 2 else f"{len(retailers)} retailers"
