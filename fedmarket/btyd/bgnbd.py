@@ -88,9 +88,9 @@ class BGNBDFit:
     alpha: float
     a: float
     b: float
-    loglik: float
-    n: int
-    optimum: Optimum
+    loglik: float = float("nan")  # at the fit; nan for parameters given by hand
+    n: int = 0  # customers fitted on
+    optimum: Optimum | None = None  # how the optimiser got there
 
     @classmethod
     def from_optimum(cls, optimum: Optimum) -> BGNBDFit:

@@ -95,7 +95,9 @@ def local_sums(
                 f"numpy Generator and a noise multiplier > 0 (got {noise_multiplier})"
             )
         ll_sum += float(rng.normal(0.0, noise_multiplier * clipping.loglik_bound))
-        grad_sum = grad_sum + rng.normal(0.0, noise_multiplier * clipping.grad_bound, grad_sum.shape)
+        grad_sum = grad_sum + rng.normal(
+            0.0, noise_multiplier * clipping.grad_bound, grad_sum.shape
+        )
     return ll_sum, grad_sum, len(history)
 
 

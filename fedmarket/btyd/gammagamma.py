@@ -6,7 +6,8 @@ A customer's transaction values are Gamma(p, nu) with nu ~ Gamma(q, gamma) acros
 customers, independent of the transaction process, so the mean m of x transactions is
 Gamma(p x, nu x) and, marginally,
 
-    L = Gamma(p x + q) / (Gamma(p x) Gamma(q)) gamma^q m^(p x - 1) x^(p x) / (gamma + m x)^(p x + q).
+    L = Gamma(p x + q) / (Gamma(p x) Gamma(q)) gamma^q m^(p x - 1) x^(p x)
+        / (gamma + m x)^(p x + q).
 
 Fitted on repeat customers only (x > 0, m > 0), as in the literature.
 """
@@ -73,9 +74,9 @@ class GammaGammaFit:
     p: float
     q: float
     gamma: float
-    loglik: float
-    n: int
-    optimum: Optimum
+    loglik: float = float("nan")  # at the fit; nan for parameters given by hand
+    n: int = 0  # customers fitted on
+    optimum: Optimum | None = None  # how the optimiser got there
 
     @property
     def params(self) -> dict[str, float]:

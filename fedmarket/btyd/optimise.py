@@ -10,7 +10,7 @@ L-BFGS-B from a few fixed starts, the best kept, so a fit is deterministic.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 

@@ -36,8 +36,8 @@ _NODES, _WEIGHTS = np.polynomial.legendre.leggauss(64)
 def _log_f(rsx: np.ndarray, k: np.ndarray, m: float, diff: float, y: np.ndarray) -> np.ndarray:
     """log F(y) of the module docstring, through Euler's transformation."""
     z = diff / (m + y)
-    return (1 - k) * np.log1p(-z) + np.log(hyp2f1(1.0, rsx + 1 - k, rsx + 1, z)) - rsx * np.log(
-        m + y
+    return (
+        (1 - k) * np.log1p(-z) + np.log(hyp2f1(1.0, rsx + 1 - k, rsx + 1, z)) - rsx * np.log(m + y)
     )
 
 
@@ -91,9 +91,9 @@ class ParetoNBDFit:
     alpha: float
     s: float
     beta: float
-    loglik: float
-    n: int
-    optimum: Optimum
+    loglik: float = float("nan")  # at the fit; nan for parameters given by hand
+    n: int = 0  # customers fitted on
+    optimum: Optimum | None = None  # how the optimiser got there
 
     @classmethod
     def from_optimum(cls, optimum: Optimum) -> ParetoNBDFit:

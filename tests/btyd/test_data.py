@@ -72,7 +72,7 @@ def test_a_purchase_on_the_birth_utc_day_is_the_trial_even_hours_later():
 
 def test_from_aggregates_names_the_missing_column():
     names = [n for n in NAMES if n != "first_purchase_days"]
-    with pytest.raises(DataError, match="'first_purchase_days'.*re-run fedmarket data prepare"):
+    with pytest.raises(DataError, match=r"'first_purchase_days'.*re-run fedmarket data prepare"):
         from_aggregates(np.zeros((1, len(names))), names)
 
 
