@@ -6,7 +6,7 @@ retailer's (log-likelihood sum, gradient sum, customer count). ``local_sums`` co
 that at a retailer; ``fit_federated`` adds the parts at the server. Without noise the
 result is the pooled fit up to floating-point summation order.
 
-Optional differential privacy of each retailer's answers (``Clipping`` + ``noise``):
+Optional differential privacy of each retailer's answers (``clipping`` + ``noise_multiplier``):
 each customer's log-likelihood is clipped to [-C_ll, C_ll] and its gradient row to L2
 norm C_g, then Gaussian noise N(0, (z C_ll)^2) and N(0, (z C_g)^2 I) is added to the
 sums with the retailer's own ``numpy.random.Generator``. Adding or removing one customer

@@ -77,8 +77,10 @@ def maximise(
 
     The objective is the mean negative log-likelihood (sum / n, with n from the first
     evaluation) so the tolerances mean the same at any number of customers.
-    ``max_evaluations`` caps the calls of ``sums`` over all starts (a noisy federated fit
-    spends privacy per call). ``polish`` ends with Newton steps on the gradient (see
+    ``max_evaluations`` bounds the calls of ``sums`` over all starts (a noisy federated
+    fit spends privacy per call): no new start or iteration begins past it, though a line
+    search under way finishes and the polish adds up to 3 * (2k + 1) more; the count made
+    is ``Optimum.evaluations``. ``polish`` ends with Newton steps on the gradient (see
     ``_newton_polish``); leave it off when the sums are noisy.
     """
     start_time, evaluations, scale = time.perf_counter(), 0, None
