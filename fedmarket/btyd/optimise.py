@@ -117,15 +117,17 @@ def maximise(
             best = result
     if best is None or best.fun >= 1e10:
         raise FedmarketError(f"{model.name}: the likelihood is not finite at any start")
-    z, fun = best.x, best.fun
+    z, fun, grad = best.x, best.fun, best.jac
     if polish and evaluations < max_evaluations:
-        z, fun = _newton_polish(objective, z, fun)
+        z, fun, grad = _newton_polish(objective, z, fun)
     return Optimum(
         params=np.exp(z),
         loglik=float(-fun * scale),
         n=int(scale),
         evaluations=evaluations,
-        converged=bool(best.success),
+        # L-BFGS-B may end "ABNORMAL" in a line search at the optimum itself (f cannot
+        # decrease in floating point): converged is judged by the mean gradient instead
+        converged=bool(best.success) or float(np.max(np.abs(grad))) < 1e-6,
         message=str(best.message),
         seconds=time.perf_counter() - start_time,
     )
@@ -133,7 +135,7 @@ def maximise(
 
 def _newton_polish(
     objective: Callable[[np.ndarray], tuple[float, np.ndarray]], z: np.ndarray, fun: float
-) -> tuple[np.ndarray, float]:
+) -> tuple[np.ndarray, float, np.ndarray]:
     """A few Newton steps on the gradient from L-BFGS-B's end point.
 
     L-BFGS-B stops when the objective stops decreasing in floating point, which near a flat
@@ -157,7 +159,7 @@ def _newton_polish(
         if not (np.linalg.norm(new_grad) < np.linalg.norm(grad) and new_fun <= fun + tolerance):
             break
         z, fun, grad = candidate, new_fun, new_grad
-    return z, fun
+    return z, fun, grad
 
 
 def _hessian(gradient: Callable[[np.ndarray], np.ndarray], z: np.ndarray) -> np.ndarray:
