@@ -13,7 +13,7 @@ differences.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy.special import digamma, gammaln, hyp2f1
@@ -123,8 +123,13 @@ class BGNBDFit:
         The hypergeometric term uses Euler's transformation, 2F1(a,b;c;z) =
         (1-z)^(c-a-b) 2F1(c-a,c-b;c;z), so that ((alpha+T)/(alpha+T+t))^(r+x) 2F1(r+x, b+x;
         a+b+x-1; z) becomes ((alpha+T)/(alpha+T+t))^(a-1) 2F1(a+b-1-r, a-1; a+b+x-1; z),
-        whose size no longer grows with x.
+        whose size no longer grows with x. At a = 1 the formula is 0/0 with a smooth limit:
+        within 1e-7 of a = 1 it is the mean of the values at a = 1 +- 1e-5 (error ~1e-10).
         """
+        if abs(self.a - 1) < 1e-7:
+            return 0.5 * sum(
+                replace(self, a=1 + d).expected_transactions(t, h) for d in (-1e-5, 1e-5)
+            )
         r, alpha, a, b = self.r, self.alpha, self.a, self.b
         x, T = h.x, h.T
         z = t / (alpha + T + t)

@@ -60,6 +60,15 @@ def test_expected_transactions_equals_the_untransformed_formula():
     assert fit.p_alive(H)[0] == 1.0  # x == 0: cannot have dropped out
 
 
+def test_expected_transactions_is_continuous_at_a_equal_one():
+    at_one = bgnbd.BGNBDFit(0.25, 4.0, 1.0, 2.5).expected_transactions(26.0, H)
+    around = [
+        bgnbd.BGNBDFit(0.25, 4.0, a, 2.5).expected_transactions(26.0, H) for a in (0.999, 1.001)
+    ]
+    assert np.isfinite(at_one).all()
+    np.testing.assert_allclose(at_one, (around[0] + around[1]) / 2, rtol=1e-5)
+
+
 def test_p_no_purchase_is_dead_or_quiet():
     fit = bgnbd.BGNBDFit(*THETA)
     alive = fit.p_alive(H)

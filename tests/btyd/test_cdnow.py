@@ -35,6 +35,7 @@ def test_bgnbd_reaches_fader_hardie_lee_2005(cdnow):
     """FHL 2005: r=0.243, alpha=4.414, a=0.793, b=2.426, LL=-9582.4; standard errors as
     lifetimes prints them (0.0126, 0.378, 0.186, 0.705)."""
     fit = fit_bgnbd(cdnow)
+    assert fit.optimum.converged and fit.n == 2357
     got = fit.params
     for name, value in {"r": 0.243, "alpha": 4.414, "a": 0.793, "b": 2.426}.items():
         assert got[name] == pytest.approx(value, abs=5e-4), name
@@ -51,6 +52,7 @@ def test_paretonbd_reaches_the_published_estimates(cdnow):
     """FHL's Pareto/NBD note: r=0.553, alpha=10.578, s=0.606, beta=11.669, LL=-9595.0.
     Our beta is 11.668: the likelihood is that flat there (ours is 8e-5 higher)."""
     fit = fit_paretonbd(cdnow)
+    assert fit.optimum.converged
     got = fit.params
     for name, value in {"r": 0.553, "alpha": 10.578, "s": 0.606, "beta": 11.669}.items():
         assert got[name] == pytest.approx(value, abs=2e-3), name
@@ -67,6 +69,7 @@ def test_gammagamma_reaches_fader_hardie():
     spend = Spend(repeat["x"], repeat["zbar"])
     assert len(spend) == 946
     fit = fit_gammagamma(spend)
+    assert fit.optimum.converged
     assert fit.p == pytest.approx(6.25, abs=5e-3)
     assert fit.q == pytest.approx(3.74, abs=5e-3)
     assert fit.gamma == pytest.approx(15.44, abs=1e-2)

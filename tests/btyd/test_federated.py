@@ -29,6 +29,10 @@ def _retailers(history, parts, **options):
     ]
 
 
+def test_models_by_name():
+    assert set(MODELS) == {"bg-nbd", "pareto-nbd"}
+
+
 @pytest.mark.parametrize("model", ["bg-nbd", "pareto-nbd"])
 def test_five_retailers_fit_the_pooled_model(model):
     pooled = MODELS[model](HISTORY)
