@@ -216,7 +216,7 @@ def _fit_one(spec: ModelSpec, seed: int, x: np.ndarray, y: np.ndarray) -> tuple[
     return estimator, (f"; warnings during fit: {', '.join(kinds)}" if kinds else "")
 
 
-def _evaluate(task: str, y_test: np.ndarray, prediction: np.ndarray) -> dict[str, float]:
+def evaluate_predictions(task: str, y_test: np.ndarray, prediction: np.ndarray) -> dict[str, float]:
     metrics = get_task(task).metrics(y_test, prediction)
     converted = y_test if task == "purchase" else (y_test > 0).astype(np.float64)
     report = marketing_report(converted, prediction)
@@ -268,7 +268,7 @@ def run_classical_baselines(
             start = time.perf_counter()
             estimator, fit_note = _fit_one(spec, seed, x_train, y_train)
             fit_seconds = time.perf_counter() - start
-            metrics = _evaluate(task, y_test, _predict(estimator, x_test, task))
+            metrics = evaluate_predictions(task, y_test, _predict(estimator, x_test, task))
             row = ResultRow(name, "classical", metrics, fit_seconds, spec.notes + fit_note)
         rows.append(row)
         if on_row is not None:

@@ -156,6 +156,7 @@ def compare_baselines(
     classical: Sequence[str] | None = None,
     epochs: int = 20,
     seed: int = 0,
+    anchors: bool = True,
     encryption_key_file: PathLike | None = None,
     progress: bool = True,
     tracking_uri: PathLike | None = None,
@@ -163,7 +164,8 @@ def compare_baselines(
 ) -> BaselinesResult:
     """Classical models on per-customer aggregates next to the sequence models, on the same
     test customers (`fedmarket baselines`): whether the sequence is worth its cost.
-    ``classical`` None is every registered model; ``out`` writes baselines.csv and .json.
+    ``classical`` None is every registered model; ``anchors`` adds BG/NBD and Pareto/NBD
+    (pooled and federated over the partitions); ``out`` writes baselines.csv and .json.
     ``tracking_uri`` logs a parent MLflow run with a child run per model."""
     tracker = _tracker(tracking_uri, experiment)
     from fedmarket.baselines import run_classical_baselines, write_results
@@ -173,7 +175,11 @@ def compare_baselines(
 
     data, where = Path(data), optional_path(out)
     fernet = data_key(data, encryption_key_file, where)
-    train = store.load_pooled(data, "train", fernet=fernet)
+    manifest = store.read_manifest(data)
+    train_parts = [
+        store.load_split(data, pid, "train", fernet=fernet) for pid in store.partition_ids(manifest)
+    ]
+    train = store.SplitArrays.concat(train_parts)
     test = store.load_pooled(data, "test", fernet=fernet)
     with progress_bar("classical baselines", None, unit="models", enabled=progress) as advance:
         rows = run_classical_baselines(
@@ -184,11 +190,28 @@ def compare_baselines(
             models=classical,
             progress=lambda name: advance(1, description=name),
         )
+    if anchors:
+        from fedmarket.anchors import AnchorData, run_btyd_anchors
+
+        with progress_bar("customer-base anchors", None, unit="fits", enabled=progress) as step:
+            rows += run_btyd_anchors(
+                train_parts,
+                test,
+                task=task,
+                data=AnchorData.from_manifest(manifest),
+                progress=lambda name: step(1, description=name),
+            )
     for name in items(sequence_models):
         rows.append(_sequence_row(data, name, task, epochs, seed, fernet, progress))
     paths = dict(zip(("csv", "json"), write_results(rows, where), strict=True)) if where else {}
     names = ",".join(items(sequence_models))
-    settings = {"task": task, "sequence-models": names, "epochs": epochs, "seed": seed}
+    settings = {
+        "task": task,
+        "sequence-models": names,
+        "anchors": anchors,
+        "epochs": epochs,
+        "seed": seed,
+    }
     if classical is not None:
         settings["classical"] = ",".join(classical)
     log_baselines(tracker, rows, settings, out=where)

@@ -32,6 +32,13 @@ def baselines_cmd(
     ] = "cnn-lstm,lstm,gru",
     epochs: Annotated[int, typer.Option(help="Maximum epochs for the sequence models.")] = 20,
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+    anchors: Annotated[
+        bool,
+        typer.Option(
+            help="Fit the BG/NBD and Pareto/NBD customer-base models too (pooled and "
+            "federated across the partitions)."
+        ),
+    ] = True,
     encryption_key_file: EncryptionKeyFile = None,
     tracking_uri: TrackingUri = None,
     experiment: Experiment = "fedmarket",
@@ -45,6 +52,7 @@ def baselines_cmd(
     from fedmarket.tracking import log_baselines, open_tracker, tracking_target
 
     target = tracking_target(tracking_uri, experiment)
+    from fedmarket.anchors import AnchorData, run_btyd_anchors
     from fedmarket.baselines import ResultRow, render_table, run_classical_baselines, write_results
     from fedmarket.centralised import run_centralised
     from fedmarket.data import store
@@ -52,7 +60,11 @@ def baselines_cmd(
     from fedmarket.training import TrainConfig
 
     fernet = prepared_data_fernet(data, encryption_key_file, outside=[out])
-    train = store.load_pooled(data, "train", fernet=fernet)
+    manifest = store.read_manifest(data)
+    train_parts = [
+        store.load_split(data, pid, "train", fernet=fernet) for pid in store.partition_ids(manifest)
+    ]
+    train = store.SplitArrays.concat(train_parts)
     test = store.load_pooled(data, "test", fernet=fernet)
     tracker = open_tracker(target)
     rows: list[ResultRow] = []
@@ -71,6 +83,16 @@ def baselines_cmd(
                 progress=lambda name: advance(1, description=name),
                 on_row=keep,
             )
+        if anchors:
+            with progress_bar("customer-base anchors", None, unit="fits") as advance:
+                run_btyd_anchors(
+                    train_parts,
+                    test,
+                    task=task,
+                    data=AnchorData.from_manifest(manifest),
+                    progress=lambda name: advance(1, description=name),
+                    on_row=keep,
+                )
         if names:
             console.print(choice.describe(), highlight=False)
         for name in names:
@@ -93,7 +115,13 @@ def baselines_cmd(
         if rows:
             console.print(f"kept {len(rows)} finished model(s) in {out / 'baselines.csv'}")
         raise
-    settings = {"task": task, "sequence-models": ",".join(names), "epochs": epochs, "seed": seed}
+    settings = {
+        "task": task,
+        "sequence-models": ",".join(names),
+        "anchors": anchors,
+        "epochs": epochs,
+        "seed": seed,
+    }
     log_baselines(tracker, rows, settings, out=out)
     console.print(render_table(rows, task))
     console.print(f"wrote {out / 'baselines.csv'} and {out / 'baselines.json'}")

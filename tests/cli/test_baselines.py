@@ -69,6 +69,13 @@ def test_each_model_is_on_disk_as_it_finishes(
     assert one_error_line(result) == "error: gru broke"
     models = read_csv(tmp_path / "out")
     assert models[-1] == "lstm" and set(model_names("purchase")) <= set(models)
+    # the customer-base anchors come after the classical models, pooled then federated
+    assert models[len(model_names("purchase")) : -1] == [
+        "bg-nbd",
+        "bg-nbd federated",
+        "pareto-nbd",
+        "pareto-nbd federated",
+    ]
     assert [r["model"] for r in json.loads((tmp_path / "out" / "baselines.json").read_text())] == (
         models
     )

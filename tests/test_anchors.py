@@ -1,0 +1,108 @@
+"""The BG/NBD and Pareto/NBD rows of the baselines table, on customers simulated from BG/NBD."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from fedmarket.anchors import AnchorData, run_btyd_anchors
+from fedmarket.btyd import BGNBDFit, fit_bgnbd, from_aggregates
+from fedmarket.data.store import SplitArrays
+from fedmarket.errors import ConfigError
+from tests.btyd.simulate import bgnbd
+
+NAMES = ("first_event_days", "first_purchase_days", "purchase_recency_days", "purchase_days")
+TRUE = {"r": 0.25, "alpha": 4.0, "a": 0.8, "b": 2.5}
+HORIZON_WEEKS = 26
+
+
+def _split(n: int, seed: int) -> SplitArrays:
+    """Customers whose aggregates give back the simulated (x, t_x, T): birth is a purchase."""
+    history, bought, holdout = bgnbd(n, **TRUE, horizon=HORIZON_WEEKS, seed=seed)
+    days = 7.0
+    agg = np.column_stack(
+        [
+            history.T * days,
+            history.T * days,  # first purchase = first event: the trial purchase
+            (history.T - history.t_x) * days,
+            history.x + 1,
+        ]
+    )
+    return SplitArrays(
+        X=np.zeros((n, 1, 1), np.float32),
+        agg=agg,
+        y_purchase=bought.astype(np.float32),
+        y_count=holdout.astype(np.float32),
+        customer=np.array([f"c{seed}-{i}" for i in range(n)]),
+    )
+
+
+@pytest.fixture(scope="module")
+def consortium() -> tuple[list[SplitArrays], SplitArrays]:
+    return [_split(3000, seed) for seed in (1, 2, 3)], _split(3000, 9)
+
+
+def _data(count_unit: str = "customer-days") -> AnchorData:
+    return AnchorData(NAMES, HORIZON_WEEKS * 7, count_unit)
+
+
+def test_pooled_and_federated_rows_agree_and_recover_the_truth(consortium):
+    parts, test = consortium
+    rows = run_btyd_anchors(parts, test, task="purchase", data=_data(), models=["bg-nbd"])
+    assert [r.model for r in rows] == ["bg-nbd", "bg-nbd federated"]
+    pooled, federated = rows
+    assert pooled.family == "customer-base"
+    assert pooled.metrics["roc_auc"] == pytest.approx(federated.metrics["roc_auc"], abs=1e-9)
+    assert "3 retailers" in federated.notes and "not DP" in federated.notes
+    # The simulating process is BG/NBD: the fitted anchor ranks the holdout buyers as well as
+    # the true model does.
+    truth = BGNBDFit(**TRUE).p_purchase(HORIZON_WEEKS, from_aggregates(test.agg, NAMES))
+    best = roc_auc_score(test.y_purchase, truth)
+    assert pooled.metrics["roc_auc"] == pytest.approx(best, abs=0.005)
+    # The notes carry the fitted parameters, which are close to the truth.
+    fit = fit_bgnbd(from_aggregates(np.concatenate([p.agg for p in parts]), NAMES))
+    for key, value in TRUE.items():
+        assert fit.params[key] == pytest.approx(value, rel=0.25)
+        assert f"{key}={fit.params[key]:.3g}" in pooled.notes
+
+
+def test_count_rows_track_the_holdout_total_and_name_the_unit(consortium):
+    parts, test = consortium
+    rows = run_btyd_anchors(
+        parts, test, task="purchase-count", data=_data(), models=["bg-nbd"], federated=False
+    )
+    (row,) = rows
+    assert row.model == "bg-nbd" and row.metrics["rmse"] > 0
+    assert "--count-unit" not in row.notes
+    (other,) = run_btyd_anchors(
+        parts,
+        test,
+        task="purchase-count",
+        data=_data("transactions"),
+        models=["bg-nbd"],
+        federated=False,
+    )
+    assert (
+        "labels count transactions" in other.notes and "--count-unit customer-days" in other.notes
+    )
+
+
+def test_one_partition_has_no_federated_row_and_unknown_models_are_refused(consortium):
+    parts, test = consortium
+    rows = run_btyd_anchors(parts[:1], test, task="purchase", data=_data(), models=["bg-nbd"])
+    assert [r.model for r in rows] == ["bg-nbd"]
+    with pytest.raises(ConfigError, match="unknown anchor model"):
+        run_btyd_anchors(parts, test, task="purchase", data=_data(), models=["bgnbd"])
+
+
+def test_anchor_data_reads_the_manifest():
+    manifest = {
+        "aggregate_names": list(NAMES),
+        "window": {"horizon_days": 28},
+        "labels": {"count_unit": "customer-days"},
+    }
+    data = AnchorData.from_manifest(manifest)
+    assert data.horizon_weeks == 4.0 and data.count_unit == "customer-days"
+    del manifest["labels"]
+    assert AnchorData.from_manifest(manifest).count_unit == "transactions"
