@@ -153,15 +153,21 @@ def _pseudonym_key(key_file: Path | None, data_dirs: list[Path]) -> bytes:
 
 
 def print_manifest(m: dict[str, Any]) -> None:
-    w = m["window"]
     console.print(
         f"[bold]prepared data[/] schema v{m['schema_version']}, created {m['created_at']}, "
         f"source {escape(str(m['source']))}"
     )
+    if "window" in m:
+        w = m["window"]
+        shape = (
+            f"cut-off {w['cutoff']}, {w['n_steps']} steps x {w['step_days']} days of history, "
+            f"labels over the next {w['horizon_days']} days"
+        )
+    else:  # a customer table: one step per customer
+        t = m.get("table", {})
+        shape = f"customer table, label {t.get('label')!r} ({t.get('label_kind')}), one step"
     console.print(
-        f"cut-off {w['cutoff']}, {w['n_steps']} steps x {w['step_days']} days of history, "
-        f"labels over the next {w['horizon_days']} days; {len(m['feature_names'])} features: "
-        f"{', '.join(m['feature_names'])}"
+        escape(f"{shape}; {len(m['feature_names'])} features: {', '.join(m['feature_names'])}")
     )
     p = m["partitioning"]
     table = Table(

@@ -22,6 +22,7 @@ import pandas as pd
 from fedmarket.data import event_pass, features, normalise, partition, store
 from fedmarket.data.ingest import customers, loaders
 from fedmarket.data.ingest.mapping import ExportMapping
+from fedmarket.data.ingest.table import TableMapping
 from fedmarket.data.ingest.validate import DropReport
 from fedmarket.data.protect import anonymise
 from fedmarket.data.protect.keys import PSEUDONYM_KEY_ENV
@@ -45,7 +46,7 @@ class PrepareOptions:
     k: int = 5
     seed: int = 0
     strict: bool = False
-    mapping: ExportMapping | None = None
+    mapping: ExportMapping | TableMapping | None = None
     pseudonym_key: bytes = field(default=b"", repr=False)
     fernet: Any | None = field(default=None, repr=False)
     chunksize: int = 500_000
@@ -85,6 +86,10 @@ Advance = Callable[..., None]
 
 def prepare(opts: PrepareOptions, advance: Advance | None = None) -> PrepareResult:
     """Run the whole pipeline; ``advance(n_rows)`` is called as event rows are processed."""
+    if isinstance(opts.mapping, TableMapping):  # a customer table: one step per customer
+        from fedmarket.data.table import prepare_table
+
+        return prepare_table(opts)
     advance = advance or (lambda *a, **k: None)
     exports = loaders.find_exports(opts.raw, opts.mapping)
     _check_output_dir(opts.out, opts.overwrite)

@@ -22,6 +22,9 @@ category ids are 0. Without a session column, sessions are derived after validat
 events; the id is "<customer>#<n>" (n-th session of that customer in the file), which the
 anonymiser pseudonymises like the customer id.
 
+``kind = "table"`` is not an event export but a customer table (an id, attributes, a label):
+``_from_dict`` hands it to ``fedmarket.data.ingest.table``, which has its own keys.
+
 A mapping comes from a small TOML file (``load_mapping``; see docs/mappings/) or from one CLI
 string (``parse_mapping_option``), e.g.
 ``kind=clickstream,customer=uid,timestamp=t,event=action,event.click=view,event.order=purchase``.
@@ -36,7 +39,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 import pandas as pd
@@ -54,6 +57,9 @@ from fedmarket.data.ingest.validate import (
     to_arrow,
 )
 from fedmarket.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from fedmarket.data.ingest.table import TableMapping
 
 KINDS: Final[tuple[str, ...]] = ("rees46", "transactions", "clickstream")
 IGNORE: Final[str] = "ignore"
@@ -119,7 +125,8 @@ class ExportMapping:
         where = self.source
         if self.kind not in KINDS:
             raise ConfigError(
-                f"{where}: kind={self.kind!r} is unknown; use one of {', '.join(KINDS)}"
+                f"{where}: kind={self.kind!r} is unknown; use one of {', '.join(KINDS)} "
+                f"(or table, for a customer table: fedmarket.data.ingest.table)"
             )
         for key in TARGETS:
             value = getattr(self, key)
@@ -213,7 +220,11 @@ REES46: Final[ExportMapping] = ExportMapping()
 _KEYS: Final[tuple[str, ...]] = tuple(f.name for f in fields(ExportMapping) if f.name != "source")
 
 
-def _from_dict(values: dict[str, Any], source: str) -> ExportMapping:
+def _from_dict(values: dict[str, Any], source: str) -> ExportMapping | TableMapping:
+    if values.get("kind") == "table":  # a customer table, not events: fedmarket.data.ingest.table
+        from fedmarket.data.ingest.table import table_mapping
+
+        return table_mapping(values, source)
     for key in values:
         if key not in _KEYS:
             raise ConfigError(
@@ -221,7 +232,7 @@ def _from_dict(values: dict[str, Any], source: str) -> ExportMapping:
                 f"(event names as event.<their name>=<event type>)"
             )
     if "kind" not in values:
-        raise ConfigError(f"{source}: missing key 'kind' ({', '.join(KINDS)})")
+        raise ConfigError(f"{source}: missing key 'kind' ({', '.join(KINDS)} or table)")
     for key, value in values.items():
         expected = {"event_names": dict, "session_gap_minutes": int}.get(key, str)
         if not isinstance(value, expected):
@@ -229,7 +240,7 @@ def _from_dict(values: dict[str, Any], source: str) -> ExportMapping:
     return ExportMapping(**values, source=source)
 
 
-def mapping_option(value: str | Path | None) -> ExportMapping | None:
+def mapping_option(value: str | Path | None) -> ExportMapping | TableMapping | None:
     """``--mapping``: a TOML file, or inline ``"kind=...,customer=..."`` text (only text
     holds "="); None when not given."""
     if value is None:
@@ -239,7 +250,7 @@ def mapping_option(value: str | Path | None) -> ExportMapping | None:
     return load_mapping(Path(value))
 
 
-def load_mapping(path: Path) -> ExportMapping:
+def load_mapping(path: Path) -> ExportMapping | TableMapping:
     """Read a mapping TOML file: the keys of ``ExportMapping`` plus an ``[event_names]`` table."""
     path = Path(path)
     try:
@@ -252,7 +263,7 @@ def load_mapping(path: Path) -> ExportMapping:
     return _from_dict(values, str(path))
 
 
-def parse_mapping_option(text: str) -> ExportMapping:
+def parse_mapping_option(text: str) -> ExportMapping | TableMapping:
     """Parse "key=value,key=value"; "event.<name>=<type>" maps one event name (``ignore`` skips)."""
     source = f"--mapping {text!r}"
     values: dict[str, Any] = {}
