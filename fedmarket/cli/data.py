@@ -188,6 +188,13 @@ def print_manifest(m: dict[str, Any]) -> None:
             _pct(part["test"]["purchase_rate"]),
         )
     console.print(table)
+    if "window" in m:  # a customer table drops no rows and releases no customer table
+        _print_drops_and_kanonymity(m)
+    if m.get("encrypted"):
+        console.print("files are encrypted at rest (Fernet)")
+
+
+def _print_drops_and_kanonymity(m: dict[str, Any]) -> None:
     drops = Table(title="dropped rows by reason")
     drops.add_column("reason")
     drops.add_column("rows", justify="right")
@@ -212,8 +219,6 @@ def print_manifest(m: dict[str, Any]) -> None:
                 str(rep["smallest_class"]),
             )
     console.print(kan)
-    if m.get("encrypted"):
-        console.print("files are encrypted at rest (Fernet)")
 
 
 def _pct(x: float | None) -> str:
