@@ -13,6 +13,7 @@ from rich.table import Table
 from fedmarket.cli.app import data_app, friendly_errors
 from fedmarket.data import store
 from fedmarket.data.protect import keys
+from fedmarket.errors import ConfigError
 from fedmarket.progress import console, log_to_console, progress_bar
 
 
@@ -102,6 +103,14 @@ def data_prepare(
     overwrite: Annotated[
         bool, typer.Option(help="Replace an existing prepared directory.")
     ] = False,
+    attributes: Annotated[
+        Path | None,
+        typer.Option(help="A customer table whose attributes join the event sequences."),
+    ] = None,
+    attributes_mapping: Annotated[
+        str | None,
+        typer.Option(help="Its kind=table mapping (TOML file or 'kind=table,customer=...')."),
+    ] = None,
 ) -> None:
     """Validate, anonymise and featurise raw exports into per-partition train/test tensors."""
     from fedmarket.data.ingest.mapping import mapping_option
@@ -127,6 +136,7 @@ def data_prepare(
         pseudonym_key=_pseudonym_key(key_file, [raw, out]),
         fernet=keys.encryption_fernet(encrypt, encryption_key_file, [raw, out]),
         overwrite=overwrite,
+        static=_static(attributes, attributes_mapping),
     )
     with progress_bar("preparing events", None, unit="events") as advance:
         result = run_prepare(opts, advance)
@@ -140,6 +150,18 @@ def data_inspect(data: Annotated[Path, typer.Argument(help="A prepared data dire
     """Print a prepared directory's manifest as tables."""
 
     print_manifest(store.read_manifest(data))
+
+
+def _static(table: Path | None, mapping: str | None) -> Any:
+    """--attributes with --attributes-mapping (both or neither)."""
+    if table is None and mapping is None:
+        return None
+    if table is None or mapping is None:
+        raise ConfigError("--attributes and --attributes-mapping go together; give both")
+    from fedmarket.data.ingest.mapping import mapping_option
+    from fedmarket.data.static_join import StaticAttributes
+
+    return StaticAttributes(table, mapping_option(mapping))
 
 
 def _pseudonym_key(key_file: Path | None, data_dirs: list[Path]) -> bytes:

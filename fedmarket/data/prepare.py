@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -27,6 +27,9 @@ from fedmarket.data.ingest.validate import DropReport
 from fedmarket.data.protect import anonymise
 from fedmarket.data.protect.keys import PSEUDONYM_KEY_ENV
 from fedmarket.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from fedmarket.data.static_join import StaticAttributes
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,7 @@ class PrepareOptions:
     fernet: Any | None = field(default=None, repr=False)
     chunksize: int = 500_000
     overwrite: bool = False
+    static: StaticAttributes | None = None  # a customer table's attributes, joined
 
     def __post_init__(self) -> None:
         if not 0.0 < self.test_fraction < 1.0:
@@ -117,6 +121,10 @@ def prepare(opts: PrepareOptions, advance: Advance | None = None) -> PrepareResu
             _write_customers(tmp / "customers", retailer, r.customers, opts.fernet)
 
     manifest = _manifest(opts, window, retailers, per_retailer, stats, partitions_meta)
+    if opts.static is not None:  # a customer table's attributes onto every step (and agg)
+        from fedmarket.data.static_join import join_static
+
+        manifest = join_static(tmp, manifest, opts.static, pseudonymiser, opts.fernet)
     store.write_manifest(tmp, manifest)
     if opts.out.exists():
         shutil.rmtree(opts.out)

@@ -34,7 +34,7 @@ from fedmarket.data.prepare import (
 )
 from fedmarket.data.protect import anonymise
 from fedmarket.data.table_encoding import TableEncoding
-from fedmarket.errors import DataError
+from fedmarket.errors import ConfigError, DataError
 
 INFERENCE_RULE = (
     "attributes = 'all': a column is numeric when every non-missing value is a number, "
@@ -46,7 +46,18 @@ def prepare_table(opts: PrepareOptions) -> PrepareResult:
     """Read, check, pseudonymise, split, encode and write a customer table."""
     mapping = opts.mapping
     if not isinstance(mapping, TableMapping):
-        raise DataError("prepare_table needs a kind = 'table' mapping")
+        raise ConfigError("prepare_table needs a kind = 'table' mapping")
+    if opts.static is not None:
+        raise ConfigError(
+            "--attributes joins a customer table to event data; this --raw is itself a table: "
+            "list its attributes in its own mapping instead"
+        )
+    if mapping.label is None:
+        raise ConfigError(
+            f"{mapping.source}: a customer table prepared on its own needs key 'label' (the column "
+            "to predict); a table of attributes alone joins event data with `data prepare "
+            "--attributes`"
+        )
     frames = table_io.read_retailers(opts.raw, mapping)
     _check_output_dir(opts.out, opts.overwrite)
     plan = table_io.plan_columns(frames, mapping)

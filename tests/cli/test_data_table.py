@@ -9,6 +9,7 @@ import csv
 import hashlib
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from fedmarket.data import store
@@ -62,3 +63,20 @@ def test_an_identifier_column_is_one_error_line(campaign: Path, tmp_path: Path) 
     assert "column 'Email' looks like a direct identifier" in line
     assert "add it to exclude" in line
     assert not (tmp_path / "x").exists()
+
+
+def test_attributes_join_event_data(campaign: Path, tmp_path: Path) -> None:
+    from fedmarket.data.synth.generate import generate_retailers
+
+    generate_retailers(tmp_path / "events", n_retailers=1, n_customers=60, days=42, seed=2)
+    users = pd.read_parquet(tmp_path / "events" / "retailer_00" / "events.parquet")["user_id"]
+    attrs = pd.DataFrame({"uid": users.unique(), "tier": "gold"})
+    attrs.to_csv(tmp_path / "retailer_00.csv", index=False)
+    window = ["--window-days", "28", "--step-days", "7", "--horizon-days", "7"]
+    base = ["data", "prepare", "--raw", tmp_path / "events", "--out", tmp_path / "p", *window]
+    line = one_error_line(cli(*base, "--attributes", tmp_path / "retailer_00.csv"))
+    assert "--attributes and --attributes-mapping go together" in line
+    mapping = "kind=table,customer=uid,categorical=tier"
+    ok(cli(*base, "--attributes", tmp_path / "retailer_00.csv", "--attributes-mapping", mapping))
+    m = store.read_manifest(tmp_path / "p")
+    assert m["feature_names"][-1] == "static:tier=gold"

@@ -17,7 +17,7 @@ from fedmarket.baselines import run_classical_baselines
 from fedmarket.data import store
 from fedmarket.data.ingest.mapping import parse_mapping_option
 from fedmarket.data.prepare import PrepareOptions, PrepareResult, prepare
-from fedmarket.errors import DataError
+from fedmarket.errors import ConfigError, DataError
 
 KEY = hashlib.sha256(b"fedmarket table test key").digest()
 
@@ -222,3 +222,9 @@ def test_iid_partitions_and_same_seed_same_split(tmp_path: Path) -> None:
     run(tmp_path / "t.csv", tmp_path / "b", mapping, scheme="iid", n_partitions=3)
     for x, y in zip(both_splits(tmp_path / "a"), both_splits(tmp_path / "b"), strict=True):
         assert np.array_equal(x.customer, y.customer)
+
+
+def test_a_table_without_label_is_refused_on_its_own(tmp_path: Path) -> None:
+    (tmp_path / "shop.csv").write_text(SMALL_CSV)
+    with pytest.raises(ConfigError, match=r"needs key 'label'.*--attributes"):
+        run(tmp_path / "shop.csv", tmp_path / "out", "kind=table,customer=ID,numeric=Income")

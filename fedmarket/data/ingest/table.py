@@ -1,7 +1,8 @@
 """A customer table (one row per customer: an id, attribute columns, a label) described by a
 mapping with ``kind = "table"``, and read into one frame per retailer.
 
-The mapping names the id column (``customer``), the label column (``label``) and the
+The mapping names the id column (``customer``), the label column (``label``; required to
+prepare the table on its own, optional for attributes joined to event data) and the
 attributes: ``numeric = [...]`` and ``categorical = [...]``, or ``attributes = "all"`` (every
 other column, less ``exclude``; a column is numeric when every non-missing value is a number,
 otherwise categorical; the lists still force a column's type). Reading options are those of
@@ -72,9 +73,10 @@ class TableMapping:
         where = self.source
         if self.kind != TABLE_KIND:
             raise ConfigError(f"{where}: a table mapping has kind = {TABLE_KIND!r}")
-        for key in ("customer", "label"):
-            if not isinstance(getattr(self, key), str) or not getattr(self, key).strip():
-                raise ConfigError(f"{where}: kind=table needs key {key!r} naming a column")
+        if not isinstance(self.customer, str) or not self.customer.strip():
+            raise ConfigError(f"{where}: kind=table needs key 'customer' naming a column")
+        if self.label is not None and (not isinstance(self.label, str) or not self.label.strip()):
+            raise ConfigError(f"{where}: label must name a column, got {self.label!r}")
         if self.retailer is not None and (not isinstance(self.retailer, str) or not self.retailer):
             raise ConfigError(f"{where}: retailer must name a column, got {self.retailer!r}")
         if self.attributes not in (None, ALL):
@@ -212,7 +214,7 @@ def plan_columns(frames: dict[str, pd.DataFrame], mapping: TableMapping) -> Colu
     where = mapping.source
     for key in ("customer", "label", *_LISTS):
         names = getattr(mapping, key)
-        for name in [names] if isinstance(names, str) else names:
+        for name in [names] if isinstance(names, str) else names or ():
             _column(rows, name, key, where)
     inferred: dict[str, str] = {}
     if mapping.attributes == ALL:

@@ -52,7 +52,6 @@ def test_the_documented_example_loads() -> None:
     ("text", "message"),
     [
         ("kind=table,label=y,numeric=a", r"needs key 'customer'"),
-        ("kind=table,customer=id,numeric=a", r"needs key 'label'"),
         ("kind=table,customer=id,label=y", r"no attributes: list columns"),
         ("kind=table,customer=id,label=y,attributes=some", r"attributes='some'.*'all'"),
         ("kind=table,customer=id,label=y,numeric=a,categorical=a", r"'a' is in numeric and"),
