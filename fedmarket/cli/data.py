@@ -13,7 +13,6 @@ from rich.table import Table
 from fedmarket.cli.app import data_app, friendly_errors
 from fedmarket.data import store
 from fedmarket.data.protect import keys
-from fedmarket.errors import ConfigError
 from fedmarket.progress import console, log_to_console, progress_bar
 
 
@@ -116,6 +115,7 @@ def data_prepare(
     from fedmarket.data.ingest.mapping import mapping_option
     from fedmarket.data.prepare import PrepareOptions
     from fedmarket.data.prepare import prepare as run_prepare
+    from fedmarket.data.static_join import static_option
 
     log_to_console(logging.WARNING)  # e.g. a horizon past the data: said, not an error
     opts = PrepareOptions(
@@ -136,7 +136,7 @@ def data_prepare(
         pseudonym_key=_pseudonym_key(key_file, [raw, out]),
         fernet=keys.encryption_fernet(encrypt, encryption_key_file, [raw, out]),
         overwrite=overwrite,
-        static=_static(attributes, attributes_mapping),
+        static=static_option(attributes, attributes_mapping),
     )
     with progress_bar("preparing events", None, unit="events") as advance:
         result = run_prepare(opts, advance)
@@ -150,18 +150,6 @@ def data_inspect(data: Annotated[Path, typer.Argument(help="A prepared data dire
     """Print a prepared directory's manifest as tables."""
 
     print_manifest(store.read_manifest(data))
-
-
-def _static(table: Path | None, mapping: str | None) -> Any:
-    """--attributes with --attributes-mapping (both or neither)."""
-    if table is None and mapping is None:
-        return None
-    if table is None or mapping is None:
-        raise ConfigError("--attributes and --attributes-mapping go together; give both")
-    from fedmarket.data.ingest.mapping import mapping_option
-    from fedmarket.data.static_join import StaticAttributes
-
-    return StaticAttributes(table, mapping_option(mapping))
 
 
 def _pseudonym_key(key_file: Path | None, data_dirs: list[Path]) -> bytes:

@@ -54,6 +54,18 @@ class StaticAttributes:
             raise ConfigError(f"--attributes {self.raw}: no such file or directory")
 
 
+def static_option(table: Path | str | None, mapping: Path | str | None) -> StaticAttributes | None:
+    """``--attributes`` with ``--attributes-mapping`` (a TOML file or inline text): both or
+    neither."""
+    if table is None and mapping is None:
+        return None
+    if table is None or mapping is None:
+        raise ConfigError("--attributes and --attributes-mapping go together; give both")
+    from fedmarket.data.ingest.mapping import mapping_option
+
+    return StaticAttributes(Path(table), mapping_option(mapping))  # type: ignore[arg-type]
+
+
 def join_static(
     data_dir: Path,
     manifest: dict[str, Any],

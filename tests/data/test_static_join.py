@@ -15,7 +15,7 @@ import pytest
 from fedmarket.data import store
 from fedmarket.data.ingest.mapping import parse_mapping_option
 from fedmarket.data.prepare import PrepareOptions, prepare
-from fedmarket.data.static_join import PREFIX, StaticAttributes
+from fedmarket.data.static_join import PREFIX, StaticAttributes, static_option
 from fedmarket.data.synth.generate import generate_retailers
 from fedmarket.errors import ConfigError, DataError
 
@@ -135,3 +135,11 @@ def test_refusals(raw: Path, tmp_path: Path) -> None:
     with pytest.raises(DataError, match="numeric='spend' but there is no such column"):
         run(raw, tmp_path / "x", "kind=table,customer=uid,numeric=spend")
     assert not (tmp_path / "x").exists()
+
+
+def test_static_option_pairs_the_two_options(raw: Path) -> None:
+    assert static_option(None, None) is None
+    with pytest.raises(ConfigError, match="go together"):
+        static_option(raw / "attrs", None)
+    got = static_option(raw / "attrs", ATTRS)
+    assert got is not None and got.mapping.numeric == ("income",)
