@@ -228,3 +228,19 @@ def test_a_table_without_label_is_refused_on_its_own(tmp_path: Path) -> None:
     (tmp_path / "shop.csv").write_text(SMALL_CSV)
     with pytest.raises(ConfigError, match=r"needs key 'label'.*--attributes"):
         run(tmp_path / "shop.csv", tmp_path / "out", "kind=table,customer=ID,numeric=Income")
+
+
+def test_encrypted_at_rest_like_event_data(tmp_path: Path) -> None:
+    from cryptography.fernet import Fernet
+
+    fernet = Fernet(Fernet.generate_key())
+    (tmp_path / "shop.csv").write_text(SMALL_CSV)
+    run(tmp_path / "shop.csv", tmp_path / "plain", LISTED)
+    m = run(tmp_path / "shop.csv", tmp_path / "sealed", LISTED, fernet=fernet).manifest
+    assert m["encrypted"] is True
+    assert not list((tmp_path / "sealed").rglob("*.npy"))
+    for split in store.SPLITS:
+        a = store.load_pooled(tmp_path / "plain", split)
+        b = store.load_pooled(tmp_path / "sealed", split, fernet=fernet)
+        np.testing.assert_array_equal(a.X, b.X)
+        np.testing.assert_array_equal(a.customer, b.customer)

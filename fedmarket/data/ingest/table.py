@@ -22,7 +22,6 @@ encoding (``fedmarket.data.table_encoding``) gives them an explicit indicator co
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -332,7 +331,3 @@ def customer_ids(values: pd.Series, name: str, rows: pd.DataFrame) -> pd.Series:
                 "exactly one row per customer: fill, merge or drop those rows"
             )
     return ids.astype(str)
-
-
-def attribute_columns(plan: ColumnPlan) -> Sequence[str]:
-    return (*plan.numeric, *plan.categorical)
