@@ -36,6 +36,12 @@ from fedmarket.tasks import get_task
 
 WEEK_DAYS: Final[float] = 7.0
 ANCHOR_MODELS: Final[tuple[str, ...]] = tuple(MODELS)
+HISTORY_COLUMNS: Final[tuple[str, ...]] = (
+    "first_event_days",
+    "first_purchase_days",
+    "purchase_recency_days",
+    "purchase_days",
+)
 
 
 @dataclass(frozen=True)
@@ -45,6 +51,19 @@ class AnchorData:
     aggregate_names: tuple[str, ...]
     horizon_days: int
     count_unit: str = "transactions"
+
+    @staticmethod
+    def missing(manifest: dict[str, Any]) -> str | None:
+        """Why the anchors cannot run on this prepared data (None when they can)."""
+        if "window" not in manifest:
+            return "a customer table has no purchase history for BG/NBD or Pareto/NBD"
+        absent = [n for n in HISTORY_COLUMNS if n not in manifest.get("aggregate_names", ())]
+        if absent:
+            return (
+                f"the prepared data lack the aggregates {', '.join(absent)} (an older "
+                "fedmarket prepared them): re-run fedmarket data prepare"
+            )
+        return None
 
     @classmethod
     def from_manifest(cls, manifest: dict[str, Any]) -> AnchorData:

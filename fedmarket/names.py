@@ -15,7 +15,7 @@ import difflib
 import re
 from collections.abc import Iterable
 
-MODELS: tuple[str, ...] = ("cnn-lstm", "lstm", "gru", "rnn")
+MODELS: tuple[str, ...] = ("cnn-lstm", "lstm", "gru", "rnn", "mlp")
 TASKS: tuple[str, ...] = ("purchase", "purchase-count")
 ACCOUNTANTS: tuple[str, ...] = ("rdp", "prv")
 

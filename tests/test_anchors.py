@@ -106,3 +106,12 @@ def test_anchor_data_reads_the_manifest():
     assert data.horizon_weeks == 4.0 and data.count_unit == "customer-days"
     del manifest["labels"]
     assert AnchorData.from_manifest(manifest).count_unit == "transactions"
+
+
+def test_anchors_say_why_they_cannot_run():
+    table = {"kind": "table", "aggregate_names": ["age"]}
+    assert "customer table" in AnchorData.missing(table)
+    old = {"window": {"horizon_days": 7}, "aggregate_names": ["recency_days"]}
+    assert "re-run fedmarket data prepare" in AnchorData.missing(old)
+    ready = {"window": {"horizon_days": 7}, "aggregate_names": list(NAMES)}
+    assert AnchorData.missing(ready) is None

@@ -144,7 +144,7 @@ def test_a_name_close_to_nothing_gets_no_guess():
         RunConfig.from_mapping({"model": "transformer"})
     assert "did you mean" not in str(info.value)
     assert str(info.value) == (
-        "run config: model 'transformer' is unknown; known: cnn-lstm, lstm, gru, rnn"
+        "run config: model 'transformer' is unknown; known: cnn-lstm, lstm, gru, rnn, mlp"
     )
 
 

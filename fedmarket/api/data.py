@@ -140,13 +140,17 @@ def prepare(
     encrypt: bool = False,
     encryption_key_file: PathLike | None = None,
     overwrite: bool = False,
+    attributes: PathLike | None = None,
+    attributes_mapping: PathLike | None = None,
     progress: bool = True,
 ) -> PreparedData:
     """Validate, anonymise and featurise raw exports (`fedmarket data prepare`).
 
     The pseudonym key comes from ``key_file``, else $FEDMARKET_PSEUDONYM_KEY, else the
     per-user key (created once, and logged, so later preparations agree on pseudonyms).
-    ``mapping`` is a TOML file or the CLI's inline ``"kind=...,customer=..."`` text.
+    ``mapping`` is a TOML file or the CLI's inline ``"kind=...,customer=..."`` text;
+    ``kind=table`` prepares a customer table. ``attributes`` (a customer table) with
+    ``attributes_mapping`` (its kind=table mapping) joins static attributes to event data.
     ``count_unit`` is what the purchase-count label counts: ``transactions``,
     ``customer-days`` or ``periods`` (CLI ``--count-unit``).
     """
@@ -154,6 +158,7 @@ def prepare(
     from fedmarket.data.prepare import PrepareOptions
     from fedmarket.data.prepare import prepare as run_prepare
     from fedmarket.data.protect.keys import encryption_fernet, resolve_pseudonym_key
+    from fedmarket.data.static_join import static_option
     from fedmarket.progress import progress_bar
 
     raw, out = Path(raw), Path(out)
@@ -183,6 +188,7 @@ def prepare(
         pseudonym_key=pseudonym_key,
         fernet=encryption_fernet(encrypt, optional_path(encryption_key_file), [raw, out]),
         overwrite=overwrite,
+        static=static_option(optional_path(attributes), attributes_mapping),
     )
     with progress_bar("preparing events", None, unit="events", enabled=progress) as advance:
         result = run_prepare(opts, advance)

@@ -165,7 +165,8 @@ def compare_baselines(
     """Classical models on per-customer aggregates next to the sequence models, on the same
     test customers (`fedmarket baselines`): whether the sequence is worth its cost.
     ``classical`` None is every registered model; ``anchors`` adds BG/NBD and Pareto/NBD
-    (pooled and federated over the partitions); ``out`` writes baselines.csv and .json.
+    (pooled and federated over the partitions; skipped for a customer table, which has no
+    purchase history); ``out`` writes baselines.csv and .json.
     ``tracking_uri`` logs a parent MLflow run with a child run per model."""
     tracker = _tracker(tracking_uri, experiment)
     from fedmarket.baselines import run_classical_baselines, write_results
@@ -190,9 +191,9 @@ def compare_baselines(
             models=classical,
             progress=lambda name: advance(1, description=name),
         )
-    if anchors:
-        from fedmarket.anchors import AnchorData, run_btyd_anchors
+    from fedmarket.anchors import AnchorData, run_btyd_anchors
 
+    if anchors and AnchorData.missing(manifest) is None:
         with progress_bar("customer-base anchors", None, unit="fits", enabled=progress) as step:
             rows += run_btyd_anchors(
                 train_parts,

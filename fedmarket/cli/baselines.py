@@ -83,7 +83,10 @@ def baselines_cmd(
                 progress=lambda name: advance(1, description=name),
                 on_row=keep,
             )
-        if anchors:
+        skip = AnchorData.missing(manifest) if anchors else None
+        if skip:
+            console.print(f"customer-base anchors skipped: {skip}", highlight=False)
+        elif anchors:
             with progress_bar("customer-base anchors", None, unit="fits") as advance:
                 run_btyd_anchors(
                     train_parts,

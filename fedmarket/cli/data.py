@@ -110,11 +110,20 @@ def data_prepare(
     overwrite: Annotated[
         bool, typer.Option(help="Replace an existing prepared directory.")
     ] = False,
+    attributes: Annotated[
+        Path | None,
+        typer.Option(help="A customer table whose attributes join the event sequences."),
+    ] = None,
+    attributes_mapping: Annotated[
+        str | None,
+        typer.Option(help="Its kind=table mapping (TOML file or 'kind=table,customer=...')."),
+    ] = None,
 ) -> None:
     """Validate, anonymise and featurise raw exports into per-partition train/test tensors."""
     from fedmarket.data.ingest.mapping import mapping_option
     from fedmarket.data.prepare import PrepareOptions
     from fedmarket.data.prepare import prepare as run_prepare
+    from fedmarket.data.static_join import static_option
 
     log_to_console(logging.WARNING)  # e.g. a horizon past the data: said, not an error
     opts = PrepareOptions(
@@ -136,6 +145,7 @@ def data_prepare(
         pseudonym_key=_pseudonym_key(key_file, [raw, out]),
         fernet=keys.encryption_fernet(encrypt, encryption_key_file, [raw, out]),
         overwrite=overwrite,
+        static=static_option(attributes, attributes_mapping),
     )
     with progress_bar("preparing events", None, unit="events") as advance:
         result = run_prepare(opts, advance)
@@ -162,15 +172,21 @@ def _pseudonym_key(key_file: Path | None, data_dirs: list[Path]) -> bytes:
 
 
 def print_manifest(m: dict[str, Any]) -> None:
-    w = m["window"]
     console.print(
         f"[bold]prepared data[/] schema v{m['schema_version']}, created {m['created_at']}, "
         f"source {escape(str(m['source']))}"
     )
+    if "window" in m:
+        w = m["window"]
+        shape = (
+            f"cut-off {w['cutoff']}, {w['n_steps']} steps x {w['step_days']} days of history, "
+            f"labels over the next {w['horizon_days']} days"
+        )
+    else:  # a customer table: one step per customer
+        t = m.get("table", {})
+        shape = f"customer table, label {t.get('label')!r} ({t.get('label_kind')}), one step"
     console.print(
-        f"cut-off {w['cutoff']}, {w['n_steps']} steps x {w['step_days']} days of history, "
-        f"labels over the next {w['horizon_days']} days; {len(m['feature_names'])} features: "
-        f"{', '.join(m['feature_names'])}"
+        escape(f"{shape}; {len(m['feature_names'])} features: {', '.join(m['feature_names'])}")
     )
     if m.get("labels"):
         console.print(f"purchase-count label (y_count): {escape(m['labels']['y_count'])}")
@@ -193,10 +209,11 @@ def print_manifest(m: dict[str, Any]) -> None:
             _pct(part["test"]["purchase_rate"]),
         )
     console.print(table)
-    console.print(_drops_table(m["dropped_rows"]))
-    kan = _kanon_table(m["retailers"])
-    if kan.row_count:  # exports without a customer table release none
-        console.print(kan)
+    if "window" in m:  # a customer table drops no rows and releases no customer table
+        console.print(_drops_table(m["dropped_rows"]))
+        kan = _kanon_table(m["retailers"])
+        if kan.row_count:  # exports without a customer table release none
+            console.print(kan)
     if m.get("encrypted"):
         console.print("files are encrypted at rest (Fernet)")
 

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -22,10 +22,14 @@ import pandas as pd
 from fedmarket.data import event_pass, features, normalise, partition, store
 from fedmarket.data.ingest import customers, loaders
 from fedmarket.data.ingest.mapping import ExportMapping
+from fedmarket.data.ingest.table import TableMapping
 from fedmarket.data.ingest.validate import DropReport
 from fedmarket.data.protect import anonymise
 from fedmarket.data.protect.keys import PSEUDONYM_KEY_ENV
 from fedmarket.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from fedmarket.data.static_join import StaticAttributes
 
 
 @dataclass(frozen=True)
@@ -46,11 +50,12 @@ class PrepareOptions:
     k: int = 5
     seed: int = 0
     strict: bool = False
-    mapping: ExportMapping | None = None
+    mapping: ExportMapping | TableMapping | None = None
     pseudonym_key: bytes = field(default=b"", repr=False)
     fernet: Any | None = field(default=None, repr=False)
     chunksize: int = 500_000
     overwrite: bool = False
+    static: StaticAttributes | None = None  # a customer table's attributes, joined
 
     def __post_init__(self) -> None:
         if not 0.0 < self.test_fraction < 1.0:
@@ -87,6 +92,10 @@ Advance = Callable[..., None]
 
 def prepare(opts: PrepareOptions, advance: Advance | None = None) -> PrepareResult:
     """Run the whole pipeline; ``advance(n_rows)`` is called as event rows are processed."""
+    if isinstance(opts.mapping, TableMapping):  # a customer table: one step per customer
+        from fedmarket.data.table import prepare_table
+
+        return prepare_table(opts)
     advance = advance or (lambda *a, **k: None)
     exports = loaders.find_exports(opts.raw, opts.mapping)
     _check_output_dir(opts.out, opts.overwrite)
@@ -114,6 +123,10 @@ def prepare(opts: PrepareOptions, advance: Advance | None = None) -> PrepareResu
             _write_customers(tmp / "customers", retailer, r.customers, opts.fernet)
 
     manifest = _manifest(opts, window, retailers, per_retailer, stats, partitions_meta)
+    if opts.static is not None:  # a customer table's attributes onto every step (and agg)
+        from fedmarket.data.static_join import join_static
+
+        manifest = join_static(tmp, manifest, opts.static, pseudonymiser, opts.fernet)
     store.write_manifest(tmp, manifest)
     if opts.out.exists():
         shutil.rmtree(opts.out)

@@ -11,6 +11,9 @@ The layout is the contract between `fedmarket data prepare` and everything that 
                                                                    the manifest's labels.count_unit
     DIR/partitions/<id>/<split>/customer.npy    <U64    [N]        keyed pseudonym (never a raw id)
 
+A customer table (``kind = "table"`` mapping) fills the same files with one time step (T = 1)
+per customer; its manifest has ``kind`` and ``table`` instead of ``window``.
+
 Plain ``.npy`` files are memory-mapped on load so a client touches only the pages it
 reads. With encryption at rest each file is a Fernet token (``.npy.enc``) instead and
 is decrypted into memory on load; ``manifest.json`` stays in the clear (it holds only
@@ -68,8 +71,10 @@ class Manifest(TypedDict, total=False):
     aggregate_names: list[str]
     created_at: str
     source: str
-    window: dict[str, Any]  # FeatureWindow.to_manifest
+    window: dict[str, Any]  # FeatureWindow.to_manifest (event data)
     labels: dict[str, Any]  # prepare.labels_manifest: the count unit of y_count
+    kind: str  # "table" for a customer table (absent: event data)
+    table: dict[str, Any]  # a customer table's columns and encoding (fedmarket.data.table)
     normalisation: dict[str, Any]
     split: dict[str, Any]
     partitioning: dict[str, Any]

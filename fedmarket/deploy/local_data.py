@@ -291,7 +291,13 @@ def _mapping(value: Any) -> ExportMapping | None:
     if not value:
         return None
     text = str(value)
-    return load_mapping(Path(text)) if Path(text).is_file() else parse_mapping_option(text)
+    mapping = load_mapping(Path(text)) if Path(text).is_file() else parse_mapping_option(text)
+    if not isinstance(mapping, ExportMapping):
+        raise ConfigError(
+            f"node config mapping {text!r}: kind=table (a customer table) is not read on a "
+            "SuperNode yet; prepare it with `fedmarket data prepare` and give data-path the result"
+        )
+    return mapping
 
 
 def _atomic_dir(target: Path, fill: Any) -> None:

@@ -1,8 +1,9 @@
 """Models by name, so run config, CLI and benchmarks pick one with a string.
 
-Every entry is ``SequenceModel`` with its architecture fixed (cell kind, whether a Conv1d front
-exists) and the tunable hyper-parameters listed with their defaults; anything not listed is
-rejected, so a typo in a run config fails loudly instead of training the default model.
+Every recurrent entry is ``SequenceModel`` with its architecture fixed (cell kind, whether a
+Conv1d front exists), ``mlp`` is ``MLPModel`` (flattens the steps: the model for customer
+tables, one step per customer); each lists its tunable hyper-parameters with their defaults;
+anything not listed is rejected, so a typo fails loudly instead of training the default model.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from torch import nn
 
 from fedmarket.checks import integer
 from fedmarket.errors import ConfigError
+from fedmarket.models.mlp import MLPModel
 from fedmarket.models.sequence import SequenceModel
 from fedmarket.names import did_you_mean
 
@@ -68,6 +70,20 @@ MODEL_REGISTRY: Mapping[str, ModelSpec] = MappingProxyType(
             partial(SequenceModel, cell="rnn", conv_layers=0),
             MappingProxyType(dict(_RECURRENT_DEFAULTS)),
             "stacked Elman RNN (tanh) baseline, same sizes as lstm",
+        ),
+        "mlp": ModelSpec(
+            MLPModel,
+            MappingProxyType(
+                {
+                    "n_steps": 1,
+                    "hidden_size": 64,
+                    "num_layers": 2,
+                    "dropout": 0.1,
+                    "base_rate": None,
+                }
+            ),
+            "MLP over the flattened steps (2 x 64 ReLU, dropout 0.1): for customer tables "
+            "(one step); n_steps = the window's steps on event data",
         ),
     }
 )

@@ -1,6 +1,6 @@
 """One configurable sequence model: optional Conv1d front, recurrent stack, one score per customer.
 
-All four registered models (cnn-lstm, lstm, gru, rnn) are this class with different settings, so
+All four recurrent models (cnn-lstm, lstm, gru, rnn) are this class with different settings, so
 fast and DP forms, initialisation and the head behave the same everywhere. Input is
 ``[B, T, F]`` float32 (batch first: customers x time steps x per-step features); output is
 ``[B]``, a raw score: a logit for task ``purchase``, a log-rate for ``purchase-count``. The link

@@ -27,6 +27,9 @@ refer to these names). ``keep_duplicates = true`` (kind=transactions only) keeps
 as repeat purchases: a log without order ids, such as CDNOW's, writes two equal orders of one
 day as two equal lines, which the default (drop exact copies as ``duplicate_row``) would merge.
 
+``kind = "table"`` is not an event export but a customer table (an id, attributes, a label):
+``_from_dict`` hands it to ``fedmarket.data.ingest.table``, which has its own keys.
+
 A mapping comes from a small TOML file (``load_mapping``; see docs/mappings/) or from one CLI
 string (``parse_mapping_option``), e.g.
 ``kind=clickstream,customer=uid,timestamp=t,event=action,event.click=view,event.order=purchase``.
@@ -41,7 +44,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 import pandas as pd
@@ -59,6 +62,9 @@ from fedmarket.data.ingest.validate import (
     to_arrow,
 )
 from fedmarket.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from fedmarket.data.ingest.table import TableMapping
 
 KINDS: Final[tuple[str, ...]] = ("rees46", "transactions", "clickstream")
 IGNORE: Final[str] = "ignore"
@@ -126,7 +132,8 @@ class ExportMapping:
         where = self.source
         if self.kind not in KINDS:
             raise ConfigError(
-                f"{where}: kind={self.kind!r} is unknown; use one of {', '.join(KINDS)}"
+                f"{where}: kind={self.kind!r} is unknown; use one of {', '.join(KINDS)} "
+                f"(or table, for a customer table: fedmarket.data.ingest.table)"
             )
         for key in TARGETS:
             value = getattr(self, key)
@@ -239,7 +246,11 @@ REES46: Final[ExportMapping] = ExportMapping()
 _KEYS: Final[tuple[str, ...]] = tuple(f.name for f in fields(ExportMapping) if f.name != "source")
 
 
-def _from_dict(values: dict[str, Any], source: str) -> ExportMapping:
+def _from_dict(values: dict[str, Any], source: str) -> ExportMapping | TableMapping:
+    if values.get("kind") == "table":  # a customer table, not events: fedmarket.data.ingest.table
+        from fedmarket.data.ingest.table import table_mapping
+
+        return table_mapping(values, source)
     for key in values:
         if key not in _KEYS:
             raise ConfigError(
@@ -247,7 +258,7 @@ def _from_dict(values: dict[str, Any], source: str) -> ExportMapping:
                 f"(event names as event.<their name>=<event type>)"
             )
     if "kind" not in values:
-        raise ConfigError(f"{source}: missing key 'kind' ({', '.join(KINDS)})")
+        raise ConfigError(f"{source}: missing key 'kind' ({', '.join(KINDS)} or table)")
     for key, value in values.items():
         expected = _TYPES.get(key, str)
         if not isinstance(value, expected):
@@ -265,7 +276,7 @@ _TYPES: Final[dict[str, type]] = {
 }
 
 
-def mapping_option(value: str | Path | None) -> ExportMapping | None:
+def mapping_option(value: str | Path | None) -> ExportMapping | TableMapping | None:
     """``--mapping``: a TOML file, or inline ``"kind=...,customer=..."`` text (only text
     holds "="); None when not given."""
     if value is None:
@@ -275,7 +286,7 @@ def mapping_option(value: str | Path | None) -> ExportMapping | None:
     return load_mapping(Path(value))
 
 
-def load_mapping(path: Path) -> ExportMapping:
+def load_mapping(path: Path) -> ExportMapping | TableMapping:
     """Read a mapping TOML file: the keys of ``ExportMapping`` plus an ``[event_names]`` table."""
     path = Path(path)
     try:
@@ -288,7 +299,7 @@ def load_mapping(path: Path) -> ExportMapping:
     return _from_dict(values, str(path))
 
 
-def parse_mapping_option(text: str) -> ExportMapping:
+def parse_mapping_option(text: str) -> ExportMapping | TableMapping:
     """Parse "key=value,key=value"; "event.<name>=<type>" maps one event name (``ignore`` skips);
     ``columns=cust date qty amount`` names a header-less file's columns (space-separated)."""
     source = f"--mapping {text!r}"
