@@ -12,7 +12,7 @@ from fedmarket.cli.app import app, friendly_errors
 from fedmarket.progress import console
 
 if TYPE_CHECKING:
-    from fedmarket.experiments.compare import Comparison
+    from fedmarket.experiments.compare import Comparison, Side
 
 KIND_HELP = (
     "federated | centralised | a baseline model (e.g. logistic-regression); default: "
@@ -70,8 +70,8 @@ def compare_cmd(
 
 
 def table(result: Comparison) -> Table:
-    a, b = result.a, result.b
-    title = f"{result.task}: A = {a.kind} ({a.run}), B = {b.kind} ({b.run})"
+    a, b = (_name(side) for side in (result.a, result.b))
+    title = f"{result.task}: A = {a} ({result.a.run}), B = {b} ({result.b.run})"
     grid = Table(title=title)
     for header in ("metric", "A", "B", "A - B", "95% interval", "p-value"):
         grid.add_column(header, justify="left" if header == "metric" else "right")
@@ -85,3 +85,9 @@ def table(result: Comparison) -> Table:
             f"{r.p_value:.3g}",
         )
     return grid
+
+
+def _name(side: Side) -> str:
+    """``federated cnn-lstm``, ``centralised lstm``, or a baseline's name alone."""
+    model = side.predictions.model
+    return side.kind if side.kind == model else f"{side.kind} {model}"

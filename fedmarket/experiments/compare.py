@@ -113,12 +113,12 @@ def load_side(run: Path, kind: str | None, *, option: str) -> Side:
             "version if the directory is older"
         )
     if kind is None:
-        kinds = [k for k in (FEDERATED, CENTRALISED) if k in found] or list(found)
-        if len(kinds) > 1:
+        kind = next((k for k in (FEDERATED, CENTRALISED) if k in found), None)
+        if kind is None and len(found) > 1:
             raise ConfigError(
                 f"{run} holds several results; name one with {option}: {', '.join(found)}"
             )
-        kind = kinds[0]
+        kind = kind or next(iter(found))
     if kind not in found:
         raise ConfigError(
             f"{option} {kind}: {run} holds no predictions of {kind!r}; it holds: {', '.join(found)}"
