@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from fedmarket.cli.app import app, friendly_errors
+from fedmarket.errors import ConfigError
 from fedmarket.progress import console
 
 if TYPE_CHECKING:
@@ -43,9 +44,14 @@ def compare_cmd(
     out: Annotated[Path | None, typer.Option(help="Also write the comparison as JSON.")] = None,
 ) -> None:
     """Paired difference of two results on the same test customers, with its 95% interval."""
+    from fedmarket.checks import check_writable
     from fedmarket.experiments.compare import compare_runs
     from fedmarket.rundir import write_json
 
+    if out is not None:  # before the bootstrap, not after it
+        check_writable(out.parent, "--out")
+        if out.is_dir():
+            raise ConfigError(f"--out {out}: a directory; give a file name, e.g. {out}/cmp.json")
     metrics = [m.strip() for m in metric.split(",") if m.strip()]
     result = compare_runs(
         run_a, run_b, kind_a=a, kind_b=b, metrics=metrics, seed=seed, resamples=bootstrap

@@ -109,3 +109,15 @@ def test_different_test_customers_are_refused(results: dict[str, Path], tmp_path
 def test_compare_has_a_one_line_help() -> None:
     printed = ok(cli("--help"))
     assert "compare" in printed and "Paired difference of two results" in printed
+
+
+def test_an_out_that_cannot_be_written_is_refused_first(
+    results: dict[str, Path], tmp_path: Path
+) -> None:
+    line = one_error_line(cli("compare", results["cen"], results["cen"], "--out", tmp_path))
+    assert "a directory; give a file name" in line
+    (tmp_path / "file").write_text("")
+    line = one_error_line(
+        cli("compare", results["cen"], results["base"], "--out", tmp_path / "file" / "x.json")
+    )
+    assert "is a file, not a directory" in line

@@ -135,3 +135,15 @@ def test_what_cannot_be_compared_is_said_before_anything_is_computed(tmp_path: P
     (old / "test_scores.csv").write_text("y,score\n1,0.5\n0,0.2\n")
     with pytest.raises(ConfigError, match="older fedmarket"):
         compare_runs(old, run, kind_b="centralised")
+
+
+def test_counts_have_their_own_default_metrics(tmp_path: Path):
+    fed, cen = (predictions("m", seed, task="purchase-count") for seed in (1, 2))
+    fed.label[:10] = 3.0  # some customers buy more than once
+    cen.label[:10] = 3.0
+    run = simulate_dir(tmp_path, fed, cen)
+    result = compare_runs(run, run, kind_b="centralised", resamples=200)
+    assert [r.metric for r in result.results] == ["rmse", "pearson", "lift_at_10"]
+    rmse = result.results[0]
+    assert rmse.a == pytest.approx(np.sqrt(np.mean((fed.label - fed.score) ** 2)))
+    assert result.positives == int(np.count_nonzero(fed.label > 0))
