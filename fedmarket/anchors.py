@@ -146,9 +146,10 @@ def run_btyd_anchors(
         start = time.perf_counter()
         fit = fit_model()
         seconds = time.perf_counter() - start
-        metrics = evaluate_predictions(task, y_test, _predict(fit, test_history, task, data))
+        prediction = _predict(fit, test_history, task, data)
+        metrics = evaluate_predictions(task, y_test, prediction)
         notes = f"{how}; {_params(fit)} (weeks){_unit_note(task, data)}"
-        row = ResultRow(label, "customer-base", metrics, seconds, notes)
+        row = ResultRow(label, "customer-base", metrics, seconds, notes, prediction)
         rows.append(row)
         if on_row is not None:
             on_row(row)

@@ -25,7 +25,7 @@ import os
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
@@ -65,10 +65,13 @@ class ResultRow:
     """One model's test result; ``metrics`` is flat (metric key -> number), empty if skipped."""
 
     model: str
-    family: str  # "classical" | "sequence"
+    family: str  # "classical" | "customer-base" (fedmarket.anchors) | "sequence"
     metrics: dict[str, float]
     fit_seconds: float
     notes: str = ""
+    # each test customer's prediction, in the test split's order (fedmarket.predictions); None
+    # where skipped. Not part of the tables.
+    prediction: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @property
     def skipped(self) -> bool:
@@ -268,8 +271,10 @@ def run_classical_baselines(
             start = time.perf_counter()
             estimator, fit_note = _fit_one(spec, seed, x_train, y_train)
             fit_seconds = time.perf_counter() - start
-            metrics = evaluate_predictions(task, y_test, _predict(estimator, x_test, task))
-            row = ResultRow(name, "classical", metrics, fit_seconds, spec.notes + fit_note)
+            prediction = _predict(estimator, x_test, task)
+            metrics = evaluate_predictions(task, y_test, prediction)
+            notes = spec.notes + fit_note
+            row = ResultRow(name, "classical", metrics, fit_seconds, notes, prediction)
         rows.append(row)
         if on_row is not None:
             on_row(row)
@@ -361,3 +366,16 @@ def write_results(
     tmp.write_text(json.dumps(payload, indent=2, allow_nan=False) + "\n")
     os.replace(tmp, json_path)
     return csv_path, json_path
+
+
+def write_test_scores(
+    rows: Sequence[ResultRow], data_dir: Path, test: SplitArrays, out_dir: str | Path, task: str
+) -> Path:
+    """Every model's prediction per test customer in one long file (``rundir.BASELINE_SCORES``,
+    ``fedmarket.predictions``), rewritten whole like the tables, for `fedmarket compare`."""
+    from fedmarket.predictions import pooled_test_predictions, write_predictions
+    from fedmarket.rundir import BASELINE_SCORES
+
+    scores = {r.model: r.prediction for r in rows if r.prediction is not None}
+    predictions = pooled_test_predictions(data_dir, test, task=task, scores=scores)
+    return write_predictions(Path(out_dir) / BASELINE_SCORES, predictions)

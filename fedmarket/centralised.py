@@ -19,6 +19,7 @@ from fedmarket import plots
 from fedmarket.data import store
 from fedmarket.marketing import cumulative_gains
 from fedmarket.models import build_model
+from fedmarket.predictions import Predictions, write_predictions
 from fedmarket.privacy.config import PrivacySettings
 from fedmarket.rundir import (
     CENTRALISED_METRICS,
@@ -26,7 +27,6 @@ from fedmarket.rundir import (
     TEST_SCORES,
     json_safe,
     write_json,
-    write_scores,
 )
 from fedmarket.tasks import get_task
 from fedmarket.threads import ThreadChoice, apply_threads
@@ -60,14 +60,16 @@ class CentralisedResult:
     # (y, score) per test customer, in the pooled test split's order: the report's gains and
     # lift figure draws both models from the same kind of file (rundir.TEST_SCORES)
     test_scores: tuple[Any, Any] | None = field(default=None, repr=False)
+    # the same with who each customer is (fedmarket.predictions): RUN/centralised/TEST_SCORES
+    predictions: Predictions | None = field(default=None, repr=False)
     # The trained weights (plain layout) and the model's hyper-parameters, so the model can be
     # saved and audited later (fedmarket audit); not part of the JSON summary.
     state_dict: dict[str, torch.Tensor] | None = field(default=None, repr=False)
     hparams: dict[str, Any] | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
-        out = asdict(replace(self, gains=None, state_dict=None, test_scores=None))
-        for key in ("gains", "state_dict", "hparams", "test_scores"):
+        out = asdict(replace(self, gains=None, state_dict=None, test_scores=None, predictions=None))
+        for key in ("gains", "state_dict", "hparams", "test_scores", "predictions"):
             out.pop(key)
         return json_safe(out)
 
@@ -141,6 +143,7 @@ def run_centralised(
         max_grad_norm=privacy.max_grad_norm if privacy is not None else None,
         gains=(x.tolist(), y.tolist()),
         test_scores=(y_test, pred),
+        predictions=Predictions.pooled(data_dir, test, task=task, model=model, score=pred),
         state_dict=result.state_dict,
         hparams=dict(hparams or {}),
     )
@@ -219,8 +222,8 @@ def write_centralised(result: CentralisedResult, out_dir: Path) -> dict[str, Pat
             },
             paths["model"],
         )
-    if result.test_scores is not None:
-        paths["test_scores"] = write_scores(out_dir / TEST_SCORES, *result.test_scores)
+    if result.predictions is not None:
+        paths["test_scores"] = write_predictions(out_dir / TEST_SCORES, result.predictions)
     task = get_task(result.task)
     keys = [
         k

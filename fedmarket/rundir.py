@@ -11,11 +11,16 @@ resume, a later scoring run)::
                                      "epsilon_by_client", "participation", "skipped",
                                      "wall_s", "final_test", "rng"}
     RUN/federated.json               the federated result (``RunLog.finish``)
-    RUN/test_scores.csv              y and score of each pooled test customer under the last
-                                     evaluated global model (simulation; no ids), for the
-                                     gains and lift figure
+    RUN/test_scores.csv              the last evaluated global model's prediction for each
+                                     pooled test customer (simulation): task, model,
+                                     partition, customer pseudonym, label, score
+                                     (``fedmarket.predictions``), for the gains and lift
+                                     figure and `fedmarket compare`
     RUN/client_state/client-<i>/accountant.json   a client's privacy history (simulation)
     RUN/centralised/metrics.json, model.pt, test_scores.csv, *.png   the centralised reference
+                                     (the same layout as `fedmarket centralised --out DIR`)
+    DIR/baselines.csv, .json, baselines_test_scores.csv   `fedmarket baselines --out DIR`:
+                                     the predictions of every model in one long file
     RUN/summary.json, report.md, report.html, *.png   the comparison a person reads
     RUN/audit.json                   the membership-inference audit
     RUN/log.txt                      the run's whole log at DEBUG: fedmarket's, Flower's, and
@@ -46,7 +51,11 @@ from fedmarket.errors import ConfigError
 # The centralised reference's own directory (RUN/centralised, or `fedmarket centralised --out`).
 CENTRALISED_METRICS = "metrics.json"
 CENTRALISED_MODEL = "model.pt"
-TEST_SCORES = "test_scores.csv"  # in RUN and in RUN/centralised: (y, score) per test customer
+# Per-customer test predictions (fedmarket.predictions): in RUN and in RUN/centralised, one
+# model's; in a baselines directory, every model's. Never logged to a tracking server.
+TEST_SCORES = "test_scores.csv"
+BASELINE_SCORES = "baselines_test_scores.csv"
+PER_CUSTOMER_FILES = frozenset({TEST_SCORES, BASELINE_SCORES})
 
 if TYPE_CHECKING:
     import torch
@@ -240,30 +249,26 @@ def _cell(value: Any) -> Any:
     return value
 
 
-def write_scores(path: Path, y: Any, score: Any) -> Path:
-    """``y,score`` per test customer, in the test split's order; no ids, so the file says
-    nothing about who a customer is. Written whole before it is given its name."""
-    y, score = np.asarray(y, dtype=np.float64).ravel(), np.asarray(score, dtype=np.float64).ravel()
-    if y.shape != score.shape:
-        raise ConfigError(f"{path}: {y.size} labels but {score.size} scores; they must pair up")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    np.savetxt(tmp, np.column_stack([y, score]), delimiter=",", header="y,score", comments="",
-               fmt="%.9g")  # fmt: skip
-    os.replace(tmp, path)
-    return path
-
-
 def read_scores(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
-    """(y, score) from `write_scores`, or None where the file is not there (a run from before
-    it was written, or one whose server has no test customers)."""
+    """(label, score) of a one-model predictions file (``fedmarket.predictions``), or of the
+    ``y,score`` file older runs wrote; None where the file is not there (a run from before it
+    was written, or one whose server has no test customers)."""
     if not path.is_file():
         return None
+    with open(path) as handle:
+        header = handle.readline().strip()
     try:
+        if header != "y,score":
+            from fedmarket.predictions import read_predictions
+
+            models = list(read_predictions(path).values())
+            if len(models) != 1:
+                raise ValueError(f"{len(models)} models, expected one")
+            return models[0].label, models[0].score
         table = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2)
         if table.shape[1] != 2:
             raise ValueError(f"{table.shape[1]} columns, expected 2 (y,score)")
-    except ValueError as exc:
+    except (ValueError, ConfigError) as exc:
         raise ConfigError(
             f"{path}: damaged test scores ({exc}); delete it and the report leaves out the "
             "curves that need it"

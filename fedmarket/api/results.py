@@ -175,7 +175,7 @@ class CentralisedRun:
 @dataclass(frozen=True, repr=False, eq=False)
 class BaselinesResult:
     """One row per model (classical and sequence), same test customers; ``paths`` holds
-    baselines.csv and .json when ``out`` was given."""
+    baselines.csv, .json and baselines_test_scores.csv (``test_scores``) when ``out`` was given."""
 
     table: pd.DataFrame
     task: str

@@ -169,7 +169,7 @@ def compare_baselines(
     purchase history); ``out`` writes baselines.csv and .json.
     ``tracking_uri`` logs a parent MLflow run with a child run per model."""
     tracker = _tracker(tracking_uri, experiment)
-    from fedmarket.baselines import run_classical_baselines, write_results
+    from fedmarket.baselines import run_classical_baselines, write_results, write_test_scores
     from fedmarket.data import store
     from fedmarket.progress import progress_bar
     from fedmarket.tracking import log_baselines
@@ -205,6 +205,8 @@ def compare_baselines(
     for name in items(sequence_models):
         rows.append(_sequence_row(data, name, task, epochs, seed, fernet, progress))
     paths = dict(zip(("csv", "json"), write_results(rows, where), strict=True)) if where else {}
+    if where is not None:
+        paths["test_scores"] = write_test_scores(rows, data, test, where, task)
     names = ",".join(items(sequence_models))
     settings = {
         "task": task,
@@ -337,4 +339,6 @@ def _sequence_row(
         )
     metrics = {k: v for k, v in result.test.items() if isinstance(v, int | float)}
     notes = f"{result.epochs_run} epochs"
-    return ResultRow(model, "sequence", metrics, fit_seconds=result.wall_s, notes=notes)
+    return ResultRow(
+        model, "sequence", metrics, result.wall_s, notes, prediction=result.test_scores[1]
+    )

@@ -11,6 +11,7 @@ from fedmarket.cli import (  # noqa: F401  (registration)
     bench,
     centralised,
     certs,
+    compare,
     data,
     keys,
     simulate,

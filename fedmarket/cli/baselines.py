@@ -52,8 +52,8 @@ def baselines_cmd(
     from fedmarket.tracking import log_baselines, open_tracker, tracking_target
 
     target = tracking_target(tracking_uri, experiment)
+    from fedmarket import baselines as bl
     from fedmarket.anchors import AnchorData, run_btyd_anchors
-    from fedmarket.baselines import ResultRow, render_table, run_classical_baselines, write_results
     from fedmarket.centralised import run_centralised
     from fedmarket.data import store
     from fedmarket.data.protect.keys import prepared_data_fernet
@@ -67,15 +67,16 @@ def baselines_cmd(
     train = store.SplitArrays.concat(train_parts)
     test = store.load_pooled(data, "test", fernet=fernet)
     tracker = open_tracker(target)
-    rows: list[ResultRow] = []
+    rows: list[bl.ResultRow] = []
 
-    def keep(row: ResultRow) -> None:
+    def keep(row: bl.ResultRow) -> None:
         rows.append(row)
-        write_results(rows, out)
+        bl.write_results(rows, out)
+        bl.write_test_scores(rows, data, test, out, task)
 
     try:
         with progress_bar("classical baselines", None, unit="models") as advance:
-            run_classical_baselines(
+            bl.run_classical_baselines(
                 train,
                 test,
                 task=task,
@@ -113,7 +114,8 @@ def baselines_cmd(
                     threads=choice,
                 )
             metrics = {k: v for k, v in result.test.items() if isinstance(v, int | float)}
-            keep(ResultRow(name, "sequence", metrics, result.wall_s, f"{result.epochs_run} epochs"))
+            notes, prediction = f"{result.epochs_run} epochs", result.test_scores[1]
+            keep(bl.ResultRow(name, "sequence", metrics, result.wall_s, notes, prediction))
     except BaseException:  # stopped or failed: say what was kept, then report as usual
         if rows:
             console.print(f"kept {len(rows)} finished model(s) in {out / 'baselines.csv'}")
@@ -126,8 +128,8 @@ def baselines_cmd(
         "seed": seed,
     }
     log_baselines(tracker, rows, settings, out=out)
-    console.print(render_table(rows, task))
-    console.print(f"wrote {out / 'baselines.csv'} and {out / 'baselines.json'}")
+    console.print(bl.render_table(rows, task))
+    console.print(f"wrote baselines.csv, .json and baselines_test_scores.csv in {out}")
     say_tracked(tracker, target)
 
 

@@ -26,8 +26,9 @@ from fedmarket.config import RunConfig
 from fedmarket.data import store
 from fedmarket.errors import ConfigError, RunStopped
 from fedmarket.models import build_model
+from fedmarket.predictions import Predictions, pooled_partitions, write_predictions
 from fedmarket.privacy.central import central_epsilon, default_central_delta
-from fedmarket.rundir import RunDir, write_json, write_scores
+from fedmarket.rundir import RunDir, write_json
 from fedmarket.tasks import get_task
 from fedmarket.training import predict
 
@@ -83,6 +84,7 @@ class RunLog:
         self.test = None
         self.n_features = None
         self.n_train_total = None
+        self.test_partition: np.ndarray | None = None  # each pooled test customer's partition
         self.partition_ids: list[int] = []  # the partitions expected to take part
         self.labels: dict[str, Any] | None = None  # the manifest's: what the labels count
         if data_dir is not None:
@@ -92,6 +94,7 @@ class RunLog:
             self.partition_ids = store.partition_ids(manifest)
             self.labels = manifest.get("labels")
             self.test = store.load_pooled(data_dir, "test", fernet=fernet)
+            self.test_partition = pooled_partitions(data_dir, "test", len(self.test))
         self.rows: dict[int, dict[str, Any]] = {}
         self.epsilon_by_client: dict[int, float] = {}
         # rounds in which each partition's update was aggregated (a client that never
@@ -103,7 +106,7 @@ class RunLog:
         self.weights_file: str | None = None
         self.previous_wall_s = 0.0  # time spent by the processes before a resume
         self._pending: tuple[int, dict[str, torch.Tensor]] | None = None
-        self._scores: tuple[np.ndarray, np.ndarray] | None = None  # saved at the next commit
+        self._scores: Predictions | None = None  # saved at the next commit
         self.run_dir.checkpoints.mkdir(parents=True, exist_ok=True)
         if round_offset > 0:
             self._restore()
@@ -191,8 +194,16 @@ class RunLog:
         model = build_model(self.cfg.model, self.n_features, task=self.cfg.task, dp=False)
         model.load_state_dict(weights, strict=True)
         y = self.task.targets(self.test)
-        self._scores = (y, predict(model, self.test.X, self.task))
-        return self.task.report(*self._scores)
+        score = predict(model, self.test.X, self.task)
+        self._scores = Predictions(
+            task=self.task.name,
+            model=self.cfg.model,
+            partition=self.test_partition,
+            customer=np.asarray(self.test.customer).astype(str),
+            label=y,
+            score=score,
+        )
+        return self.task.report(y, score)
 
     # --- the commit point and results ---------------------------------------------------
     def commit(self, rnd: int, *, wall_s: float | None = None) -> None:
@@ -202,8 +213,8 @@ class RunLog:
             done, weights = self._pending
             self.weights_file = self.run_dir.save_checkpoint(done, weights).name
             self._pending = None
-        if self._scores is not None:  # the scores behind final_test, for the gains figure
-            write_scores(self.run_dir.test_scores, *self._scores)
+        if self._scores is not None:  # behind final_test: the gains figure, `fedmarket compare`
+            write_predictions(self.run_dir.test_scores, self._scores)
             self._scores = None
         fields = list(ROUND_FIELDS) + [f"{p}_{k}" for p in ("test", "fed") for k in TEST_KEYS]
         self.run_dir.write_rounds([self.rows[r] for r in sorted(self.rows) if r <= rnd], fields)

@@ -121,7 +121,7 @@ def what_leaves_a_retailer(summary: dict[str, Any]) -> str:
         text += (
             " In this simulation one machine holds every retailer's data, and the server also "
             "scores the pooled test customers (test_scores.csv: a label and a score per "
-            "customer, no ids), which a deployment's server never sees."
+            "customer, by pseudonym, never a raw id), which a deployment's server never sees."
         )
     if summary["config"]["dp"] == "client":
         text += (

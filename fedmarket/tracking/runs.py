@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec
 
-from fedmarket.rundir import CENTRALISED_METRICS, TEST_SCORES, RunDir
+from fedmarket.rundir import CENTRALISED_METRICS, PER_CUSTOMER_FILES, RunDir
 from fedmarket.tracking.trackers import SkipFile, Tracker
 
 if TYPE_CHECKING:
@@ -133,10 +133,11 @@ def simulation_metrics(summary: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def not_for_a_tracking_server(relative: Path) -> bool:
-    """Files in flight (``*.tmp``), and a score per test customer (``test_scores.csv``): a
-    tracking server is often shared beyond whoever may see customer-level rows, and the
-    figures and metrics logged beside them already carry what the scores show."""
-    return relative.name.endswith(".tmp") or relative.name == TEST_SCORES
+    """Files in flight (``*.tmp``), and a prediction per test customer (``test_scores.csv``,
+    ``baselines_test_scores.csv``): a tracking server is often shared beyond whoever may see
+    customer-level rows, and the figures and metrics logged beside them already carry what
+    the scores show."""
+    return relative.name.endswith(".tmp") or relative.name in PER_CUSTOMER_FILES
 
 
 def run_dir_skip(run_dir: Path) -> SkipFile:

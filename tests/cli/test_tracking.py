@@ -127,6 +127,9 @@ def test_baselines_log_a_parent_run_and_a_child_per_model(tiny_data: Path, tmp_p
         if row["roc_auc"]:
             assert child.data.metrics["roc_auc"] == pytest.approx(float(row["roc_auc"]))
     assert {"baselines.csv", "baselines.json"} <= artifacts(target, parent)
+    # a prediction per customer stays in the directory
+    assert (out / "baselines_test_scores.csv").is_file()
+    assert "baselines_test_scores.csv" not in artifacts(target, parent)
 
 
 @pytest.mark.slow

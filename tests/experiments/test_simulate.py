@@ -18,9 +18,11 @@ from opacus.accountants.utils import get_noise_multiplier
 from fedmarket.config import RunConfig
 from fedmarket.errors import DataError
 from fedmarket.experiments import simulate as simulate_module
+from fedmarket.experiments.compare import compare_runs
 from fedmarket.experiments.simulate import ClientResources, simulate
 from fedmarket.federated.client_state import load_accountant
 from fedmarket.models import build_model
+from fedmarket.predictions import read_predictions
 from fedmarket.rundir import RunDir
 from strategies.recording import RecordingStrategy
 from tests.cli.output import cli, plain
@@ -115,6 +117,12 @@ def test_end_to_end_no_raw_data(tiny_data, tiny_raw, tmp_path, monkeypatch):
     assert cen["threads"] == 1
     gap = fed["test"]["roc_auc"] - cen["test"]["roc_auc"]
     assert summary["gap"]["roc_auc"] == pytest.approx(gap)
+    # each model's prediction per pooled test customer, by pseudonym: the gap, paired
+    [fed_scores] = read_predictions(out / "test_scores.csv").values()
+    assert set(fed_scores.customer) <= names and not set(fed_scores.customer) & set(map(str, ids))
+    paired = compare_runs(out, out, kind_b="centralised", metrics=["roc_auc"]).results[0]
+    assert paired.difference == pytest.approx(gap, abs=1e-6)
+    assert paired.low <= paired.difference <= paired.high
     assert [r["round"] for r in RunDir(out).read_rounds()] == [1.0, 2.0]
     assert "| metric | federated | centralised |" in (out / "report.md").read_text()
     assert fed["labels"]["count_unit"] == "transactions"  # the manifest's, named in the report

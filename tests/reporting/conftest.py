@@ -6,11 +6,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from fedmarket.config import RunConfig
 from fedmarket.federated.run_log import ROUND_FIELDS, TEST_KEYS
-from fedmarket.rundir import RunDir, write_scores
+from fedmarket.predictions import Predictions, write_predictions
+from fedmarket.rundir import RunDir
 from fedmarket.tasks import get_task
 from tests.reporting.fake_run import centralised, federated_result, rounds_rows, scores
 
@@ -41,7 +43,9 @@ def make_run(tmp_path: Path):
         task = get_task("purchase")
         fed_y, fed_s = scores(0, 1.5)
         if federated_scores:
-            write_scores(run.test_scores, fed_y, fed_s)
+            customers = np.array([f"c{i}" for i in range(len(fed_y))])
+            fed = Predictions("purchase", "cnn-lstm", np.zeros(len(fed_y)), customers, fed_y, fed_s)
+            write_predictions(run.test_scores, fed)
         cen_y, cen_s = fed_y, scores(1, 2.0)[1] * 0.5 + fed_s * 0.5
         cen = None
         if centralised_error is None:
