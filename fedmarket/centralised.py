@@ -184,6 +184,7 @@ def run_matched_reference(
         task=cfg.task,
         train_cfg=train_cfg,
         privacy=privacy,
+        hparams=cfg.model_options(),
         fernet=fernet,
         progress=progress,
         on_epoch=lambda row: log.info("%s", epoch_line(row, train_cfg.epochs)),

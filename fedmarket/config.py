@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from fedmarket.aggregation import RULE_NAMES, check_rule_name
 from fedmarket.checks import integer, is_int, number
 from fedmarket.errors import ConfigError
-from fedmarket.names import ACCOUNTANTS, MODELS, TASKS, did_you_mean
+from fedmarket.names import ACCOUNTANTS, COUNT_LOSSES, MODELS, TASKS, did_you_mean
 
 if TYPE_CHECKING:
     from fedmarket.privacy.config import PrivacySettings
@@ -35,6 +35,7 @@ DEFAULTS: dict[str, Any] = {
     "num-server-rounds": 3,
     "model": "cnn-lstm",
     "task": "purchase",
+    "count-loss": "poisson",
     "strategy": "fedavg",
     "fraction-train": 1.0,
     "fraction-evaluate": 1.0,
@@ -69,6 +70,7 @@ SETTINGS_HELP: dict[str, str] = {
     "num-server-rounds": "federated rounds",
     "model": ", ".join(MODELS),
     "task": " or ".join(TASKS),
+    "count-loss": f"{' or '.join(COUNT_LOSSES)}: the loss of task purchase-count",
     "strategy": ", ".join(RULE_NAMES),
     "fraction-train": "share of clients sampled to train each round",
     "fraction-evaluate": "share of clients sampled to evaluate (0: none)",
@@ -111,6 +113,7 @@ class RunConfig:
     num_server_rounds: int
     model: str
     task: str
+    count_loss: str
     strategy: str
     fraction_train: float
     fraction_evaluate: float
@@ -197,6 +200,7 @@ class RunConfig:
         for key, value, known in (
             ("model", self.model, MODELS),
             ("task", self.task, TASKS),
+            ("count-loss", self.count_loss, COUNT_LOSSES),
             ("dp", self.dp, DP_MODES),
             ("accountant", self.accountant, ACCOUNTANTS),
         ):
@@ -205,6 +209,12 @@ class RunConfig:
                     f"run config: {key} {value!r} is unknown; {did_you_mean(value, known)}"
                     f"known: {', '.join(known)}"
                 )
+        if self.count_loss != "poisson" and self.task != "purchase-count":
+            raise ConfigError(
+                f"run config: count-loss={self.count_loss!r} is the loss of task "
+                f"'purchase-count', and task is {self.task!r}; set task='purchase-count' or "
+                "leave count-loss at 'poisson'"
+            )
         if self.dp == "client" and self.target_epsilon == 0 and self.noise_multiplier == 0:
             raise ConfigError(
                 "run config: dp='client' needs target-epsilon > 0 or noise-multiplier > 0 "
@@ -258,6 +268,12 @@ class RunConfig:
             delta=self.client_delta(n_train_total),
             accountant=self.accountant,
         )
+
+    def model_options(self) -> dict[str, Any]:
+        """Keyword arguments of ``build_model`` that come from the run config (beyond the
+        model's name and task): every place that builds the run's model passes them, so the
+        clients, the server and the centralised reference build the same weights."""
+        return {"count_loss": self.count_loss}
 
     @property
     def total_epochs(self) -> int:

@@ -18,6 +18,9 @@ from collections.abc import Iterable
 MODELS: tuple[str, ...] = ("cnn-lstm", "lstm", "gru", "rnn", "mlp")
 TASKS: tuple[str, ...] = ("purchase", "purchase-count")
 ACCOUNTANTS: tuple[str, ...] = ("rdp", "prv")
+# The loss of task purchase-count (fedmarket.negbin): Poisson, or negative binomial (NB2)
+# with a learned dispersion for over-dispersed counts.
+COUNT_LOSSES: tuple[str, ...] = ("poisson", "negative-binomial")
 
 
 def _words(name: str) -> list[str]:

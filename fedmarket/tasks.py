@@ -1,6 +1,7 @@
 """What a model is asked to predict: the one registry of tasks.
 
-Every model outputs one raw score per customer (a logit, or a log-rate); the task says
+Every model outputs one raw score per customer (a logit, or a log-rate; a negative-binomial
+count model adds its log-dispersion as a second column, see ``fedmarket.negbin``); the task says
 which label it is trained against, with which loss, how the score becomes the prediction
 users see (a probability, or an expected count), which metrics judge it and which one
 ranks models, and what the one test report everywhere holds.
@@ -27,6 +28,7 @@ from fedmarket.metrics import (
     regression_metrics,
 )
 from fedmarket.names import did_you_mean
+from fedmarket.negbin import NegativeBinomialNLLLoss
 
 
 @dataclass(frozen=True)
@@ -102,10 +104,29 @@ def _bce(reduction: str) -> nn.Module:
     return nn.BCEWithLogitsLoss(reduction=reduction)
 
 
-def _poisson(reduction: str) -> nn.Module:
-    # log_input: the model outputs a log-rate, so the rate exp(score) is always positive;
-    # full=False drops the Stirling term, which does not depend on the model.
-    return nn.PoissonNLLLoss(log_input=True, full=False, reduction=reduction)
+class _CountNLL(nn.Module):
+    """Poisson NLL on a ``[B]`` log-rate, or the negative-binomial NLL on a ``[B, 2]`` score
+    (log-mean, log-alpha): the model's ``count_loss`` decides its score's shape, so the task,
+    its name and everything that reads it stay one for both losses."""
+
+    def __init__(self, reduction: str) -> None:
+        super().__init__()
+        # log_input: the model outputs a log-rate, so the rate exp(score) is always positive;
+        # full=False drops the Stirling term, which does not depend on the model.
+        self.poisson = nn.PoissonNLLLoss(log_input=True, full=False, reduction=reduction)
+        self.negbin = NegativeBinomialNLLLoss(reduction)
+
+    def forward(self, score: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return (self.negbin if score.dim() == 2 else self.poisson)(score, target)
+
+
+def _count_loss(reduction: str) -> nn.Module:
+    return _CountNLL(reduction)
+
+
+def _count_link(score: torch.Tensor) -> torch.Tensor:
+    """Expected count: exp(log-mean), the first column of a negative-binomial score."""
+    return torch.exp(score[:, 0] if score.dim() == 2 else score)
 
 
 TASKS: dict[str, Task] = {
@@ -125,13 +146,13 @@ TASKS: dict[str, Task] = {
         "purchase-count",
         "y_count",
         "how many purchases in the horizon (expected count)",
-        _poisson,
-        torch.exp,
+        _count_loss,
+        _count_link,
         _check_count,
         regression_metrics,
         REGRESSION_KEYS,
         ("rmse", False),
-        "Poisson negative log-likelihood",
+        "Poisson or negative-binomial negative log-likelihood",
     ),
 }
 

@@ -244,7 +244,9 @@ def run_rounds(
 
 def initial_weights(cfg: RunConfig, n_features: int) -> dict:
     """The seeded initial global model, the same for every run with this seed."""
-    return build_model(cfg.model, n_features, task=cfg.task, seed=cfg.seed).state_dict()
+    return build_model(
+        cfg.model, n_features, task=cfg.task, seed=cfg.seed, **cfg.model_options()
+    ).state_dict()
 
 
 def pin_flower_randomness(seed: int) -> None:

@@ -164,7 +164,9 @@ def main(grid: Grid, context: Context) -> None:
     write_json(RunDir(run_dir).config, {**cfg.to_flower(), **secagg})
     run = RunLog(cfg, run_dir, None, num_nodes=num_nodes)
     run.n_train_total = consortium.agreement.n_train_total
-    weights = build_model(cfg.model, len(FEATURE_NAMES), task=cfg.task, seed=cfg.seed).state_dict()
+    weights = build_model(
+        cfg.model, len(FEATURE_NAMES), task=cfg.task, seed=cfg.seed, **cfg.model_options()
+    ).state_dict()
     shared = {"fedmarket-agreement": consortium.agreement.to_json()}
     quorum = max(2, cfg.min_train_replies)  # SecAgg+ needs at least two clients per round
     strategy = RecordingFedAvg(

@@ -260,3 +260,13 @@ def test_a_noise_multiplier_beside_a_target_epsilon_is_refused():
         RunConfig.from_mapping({"noise-multiplier": 1.1})
     fixed = RunConfig.from_mapping({"noise-multiplier": 1.1, "target-epsilon": 0.0})
     assert fixed.privacy(1000).noise_multiplier == 1.1
+
+
+def test_count_loss_is_checked_and_reaches_the_model_options():
+    cfg = RunConfig.from_mapping({"task": "purchase-count", "count-loss": "negative-binomial"})
+    assert cfg.model_options() == {"count_loss": "negative-binomial"}
+    assert RunConfig.from_mapping({}).model_options() == {"count_loss": "poisson"}
+    with pytest.raises(ConfigError, match=r"count-loss 'negbin' is unknown.*poisson"):
+        RunConfig.from_mapping({"task": "purchase-count", "count-loss": "negbin"})
+    with pytest.raises(ConfigError, match=r"count-loss='negative-binomial'.*task is 'purchase'"):
+        RunConfig.from_mapping({"count-loss": "negative-binomial"})

@@ -8,7 +8,7 @@ that finished; the sequence models take minutes each.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -27,6 +27,13 @@ def baselines_cmd(
         Path, typer.Option(help="Directory for baselines.csv / .json (a row per finished model).")
     ],
     task: Annotated[str, typer.Option(help="purchase | purchase-count.")] = "purchase",
+    count_loss: Annotated[
+        str,
+        typer.Option(
+            help="poisson | negative-binomial: the sequence models' loss for purchase-count "
+            "(a negative-binomial row is named MODEL-nb)."
+        ),
+    ] = "poisson",
     sequence_models: Annotated[
         str, typer.Option(help="Comma-separated sequence models to train alongside ('' for none).")
     ] = "cnn-lstm,lstm,gru",
@@ -45,7 +52,8 @@ def baselines_cmd(
     threads: Threads = None,
 ) -> None:
     """Classical models on aggregate features next to the sequence models, same test customers."""
-    names = check_names(task, sequence_models)  # before the data are read or a model trained
+    # before the data are read or a model trained
+    names = check_names(task, sequence_models, count_loss)
     from fedmarket.threads import choose_threads
 
     choice = choose_threads(threads)  # a bad --threads or $FEDMARKET_THREADS: an error now
@@ -54,10 +62,8 @@ def baselines_cmd(
     target = tracking_target(tracking_uri, experiment)
     from fedmarket import baselines as bl
     from fedmarket.anchors import AnchorData, run_btyd_anchors
-    from fedmarket.centralised import run_centralised
     from fedmarket.data import store
     from fedmarket.data.protect.keys import prepared_data_fernet
-    from fedmarket.training import TrainConfig
 
     fernet = prepared_data_fernet(data, encryption_key_file, outside=[out])
     manifest = store.read_manifest(data)
@@ -100,42 +106,59 @@ def baselines_cmd(
         if names:
             console.print(choice.describe(), highlight=False)
         for name in names:
-            cfg = TrainConfig(
-                epochs=epochs, batch_size=256, lr=3e-3, lr_schedule="cosine", patience=3, seed=seed
-            )
-            with progress_bar(f"training {name}", epochs, unit="epochs") as advance:
-                result = run_centralised(
-                    data,
-                    model=name,
-                    task=task,
-                    train_cfg=cfg,
-                    fernet=fernet,
-                    progress=advance,
-                    threads=choice,
-                )
-            metrics = {k: v for k, v in result.test.items() if isinstance(v, int | float)}
-            notes, prediction = f"{result.epochs_run} epochs", result.test_scores[1]
-            keep(bl.ResultRow(name, "sequence", metrics, result.wall_s, notes, prediction))
+            keep(_sequence_row(data, name, task, count_loss, epochs, seed, fernet, choice))
     except BaseException:  # stopped or failed: say what was kept, then report as usual
         if rows:
             console.print(f"kept {len(rows)} finished model(s) in {out / 'baselines.csv'}")
         raise
-    settings = {
-        "task": task,
-        "sequence-models": ",".join(names),
-        "anchors": anchors,
-        "epochs": epochs,
-        "seed": seed,
-    }
+    settings = {"task": task, "count-loss": count_loss, "sequence-models": ",".join(names)}
+    settings |= {"anchors": anchors, "epochs": epochs, "seed": seed}
     log_baselines(tracker, rows, settings, out=out)
     console.print(bl.render_table(rows, task))
     console.print(f"wrote baselines.csv, .json and baselines_test_scores.csv in {out}")
     say_tracked(tracker, target)
 
 
-def check_names(task: str, sequence_models: str) -> list[str]:
+def _sequence_row(
+    data: Path,
+    name: str,
+    task: str,
+    count_loss: str,
+    epochs: int,
+    seed: int,
+    fernet: Any,
+    choice: Any,
+) -> Any:
+    """One sequence model trained on the pooled partitions, as a baselines row (named
+    MODEL-nb under the negative-binomial count loss)."""
+    from fedmarket.baselines import ResultRow
+    from fedmarket.centralised import run_centralised
+    from fedmarket.training import TrainConfig
+
+    cfg = TrainConfig(
+        epochs=epochs, batch_size=256, lr=3e-3, lr_schedule="cosine", patience=3, seed=seed
+    )
+    with progress_bar(f"training {name}", epochs, unit="epochs") as advance:
+        result = run_centralised(
+            data,
+            model=name,
+            task=task,
+            train_cfg=cfg,
+            hparams={"count_loss": count_loss},
+            fernet=fernet,
+            progress=advance,
+            threads=choice,
+        )
+    metrics = {k: v for k, v in result.test.items() if isinstance(v, int | float)}
+    notes, prediction = f"{result.epochs_run} epochs", result.test_scores[1]
+    label = f"{name}-nb" if count_loss == "negative-binomial" else name
+    return ResultRow(label, "sequence", metrics, result.wall_s, notes, prediction)
+
+
+def check_names(task: str, sequence_models: str, count_loss: str = "poisson") -> list[str]:
     """The sequence models of ``--sequence-models``; a clear error for an unknown task or
-    model (with the closest name), before anything is trained."""
+    model (with the closest name), or a --count-loss the task does not take (checked as the
+    run setting count-loss), before anything is trained."""
     if task not in TASKS:
         raise ConfigError(
             f"--task: unknown task {task!r}; {did_you_mean(task, TASKS)}known: {', '.join(TASKS)}"
@@ -147,4 +170,7 @@ def check_names(task: str, sequence_models: str) -> list[str]:
                 f"--sequence-models: unknown model {name!r}; {did_you_mean(name, MODELS)}"
                 f"known: {', '.join(MODELS)}"
             )
+    from fedmarket.config import RunConfig
+
+    RunConfig.from_mapping({"task": task, "count-loss": count_loss}, where="--count-loss")
     return names

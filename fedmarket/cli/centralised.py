@@ -27,6 +27,7 @@ from fedmarket.progress import console, progress_bar
 KEYS = (
     "model",
     "task",
+    "count-loss",
     "batch-size",
     "learning-rate",
     "dp",
@@ -41,6 +42,7 @@ KEYS = (
 FLAGS = {
     "model": "model",
     "task": "task",
+    "count_loss": "count-loss",
     "batch_size": "batch-size",
     "lr": "learning-rate",
     "epsilon": "target-epsilon",
@@ -58,8 +60,8 @@ NOTE = (
     "Here dp is 'client' (DP-SGD on the pooled data) or 'none', and 'none' unless dp, "
     "target-epsilon or noise-multiplier is given; as in simulate, target-epsilon > 0 "
     "calibrates the noise and 0 uses noise-multiplier. A flag given on the command line "
-    "(--model, --task, --batch-size, --lr, --epsilon, --noise-multiplier, --max-grad-norm, "
-    "--delta, --accountant, --seed) wins over the same setting in --run-config; "
+    "(--model, --task, --count-loss, --batch-size, --lr, --epsilon, --noise-multiplier, "
+    "--max-grad-norm, --delta, --accountant, --seed) wins over the same setting in --run-config; "
     "epochs, the schedule and early stopping are flags only."
 )
 
@@ -137,6 +139,13 @@ def centralised_cmd(
     task: Annotated[
         str, typer.Option(help="purchase | purchase-count (run setting task).")
     ] = "purchase",
+    count_loss: Annotated[
+        str,
+        typer.Option(
+            help="poisson | negative-binomial: the loss of task purchase-count "
+            "(run setting count-loss)."
+        ),
+    ] = "poisson",
     epochs: Annotated[int, typer.Option(help="Maximum epochs.")] = 20,
     batch_size: Annotated[
         int, typer.Option(help="Batch size, expected batch size under DP (run setting batch-size).")
@@ -200,6 +209,7 @@ def centralised_cmd(
             task=cfg.task,
             train_cfg=train_cfg,
             privacy=privacy,
+            hparams=cfg.model_options(),
             fernet=fernet,
             progress=advance,
             on_epoch=lambda row: console.print(epoch_line(row, epochs), highlight=False),

@@ -57,7 +57,7 @@ def audit_run(
     }
     checkpoint = files.latest_checkpoint()
     if checkpoint is not None and checkpoint[1] is not None:
-        net = _model(cfg.model, n_features, cfg.task, {}, checkpoint[1])
+        net = _model(cfg.model, n_features, cfg.task, cfg.model_options(), checkpoint[1])
         result = audit_model(
             net, cfg.task, members, nonmembers, delta=delta, confidence=confidence, seed=seed
         )

@@ -81,7 +81,12 @@ class RetailerClient:
 
     def new_model(self, dp: bool) -> torch.nn.Module:
         return build_model(
-            self.cfg.model, self.n_features, task=self.cfg.task, dp=dp, seed=self.cfg.seed
+            self.cfg.model,
+            self.n_features,
+            task=self.cfg.task,
+            dp=dp,
+            seed=self.cfg.seed,
+            **self.cfg.model_options(),
         )
 
     def model_with(self, weights: dict[str, torch.Tensor], dp: bool) -> torch.nn.Module:
@@ -100,7 +105,8 @@ class RetailerClient:
 
     def _model_key(self, dp: bool) -> tuple[Any, ...]:
         # per thread too: two virtual clients trained concurrently never share a model
-        return (self.cfg.model, self.n_features, self.cfg.task, dp, threading.get_ident())
+        cfg = self.cfg
+        return (cfg.model, self.n_features, cfg.task, cfg.count_loss, dp, threading.get_ident())
 
     def _fit(
         self,

@@ -191,7 +191,13 @@ class RunLog:
         return rnd == 0 or rnd % every == 0 or rnd >= self.cfg.num_server_rounds
 
     def test_metrics(self, weights: dict[str, torch.Tensor]) -> dict[str, Any]:
-        model = build_model(self.cfg.model, self.n_features, task=self.cfg.task, dp=False)
+        model = build_model(
+            self.cfg.model,
+            self.n_features,
+            task=self.cfg.task,
+            dp=False,
+            **self.cfg.model_options(),
+        )
         model.load_state_dict(weights, strict=True)
         y = self.task.targets(self.test)
         score = predict(model, self.test.X, self.task)

@@ -3,7 +3,8 @@
 A customer table is prepared as one time step per customer (``fedmarket.data.table``), so
 ``[B, 1, F]`` flattens to the attributes themselves; on event data set ``n_steps`` to the
 sequence length (the manifest's ``window.n_steps``) to flatten all steps. Output ``[B]``, a
-raw score (logit or log-rate) like ``SequenceModel``'s.
+raw score (logit or log-rate) like ``SequenceModel``'s (``[B, 2]`` with a negative-binomial
+``count_loss``).
 
 Plain ``Linear`` + ReLU + dropout layers, no BatchNorm: Opacus computes per-sample gradients
 for every layer as is, so the fast and the DP form are one and the same module (``dp`` is
@@ -16,7 +17,7 @@ from torch import Tensor, nn
 
 from fedmarket.checks import integer, number
 from fedmarket.errors import DataError
-from fedmarket.models.sequence import _head_bias
+from fedmarket.models.sequence import _head_bias, dispersion_head, with_dispersion
 from fedmarket.tasks import get_task
 
 
@@ -34,6 +35,7 @@ class MLPModel(nn.Module):
         num_layers: int = 2,
         dropout: float = 0.1,
         base_rate: float | None = None,
+        count_loss: str = "poisson",
     ) -> None:
         super().__init__()
         get_task(task)
@@ -47,6 +49,7 @@ class MLPModel(nn.Module):
                 "model hyper-parameter 'dropout'", dropout, at_least=0.0, below=1.0, numpy=True
             ),
             "base_rate": base_rate,
+            "count_loss": count_loss,
         }
         layers: list[nn.Module] = []
         width = n_steps * n_features
@@ -56,6 +59,7 @@ class MLPModel(nn.Module):
         self.body = nn.Sequential(*layers)
         self.head = nn.Linear(width, 1)
         nn.init.constant_(self.head.bias, _head_bias(task, base_rate))
+        self.dispersion = dispersion_head(task, count_loss)
 
     def forward(self, x: Tensor) -> Tensor:
         steps = self.hparams["n_steps"]
@@ -65,7 +69,8 @@ class MLPModel(nn.Module):
                 f"shape {tuple(x.shape)}; on event data build it with n_steps = the window's "
                 "number of steps"
             )
-        return self.head(self.body(x.flatten(1))).squeeze(-1)
+        score = self.head(self.body(x.flatten(1))).squeeze(-1)
+        return with_dispersion(score, self.dispersion)
 
     def extra_repr(self) -> str:
         return f"task={self.task!r}, dp={self.dp}"

@@ -29,6 +29,7 @@ _RECURRENT_DEFAULTS: dict[str, Any] = {
     "num_layers": 2,
     "dropout": 0.2,
     "base_rate": None,
+    "count_loss": "poisson",
 }
 
 
@@ -80,6 +81,7 @@ MODEL_REGISTRY: Mapping[str, ModelSpec] = MappingProxyType(
                     "num_layers": 2,
                     "dropout": 0.1,
                     "base_rate": None,
+                    "count_loss": "poisson",
                 }
             ),
             "MLP over the flattened steps (2 x 64 ReLU, dropout 0.1): for customer tables "

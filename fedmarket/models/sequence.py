@@ -3,8 +3,9 @@
 All four recurrent models (cnn-lstm, lstm, gru, rnn) are this class with different settings, so
 fast and DP forms, initialisation and the head behave the same everywhere. Input is
 ``[B, T, F]`` float32 (batch first: customers x time steps x per-step features); output is
-``[B]``, a raw score: a logit for task ``purchase``, a log-rate for ``purchase-count``. The link
-and the loss live with the task, not here.
+``[B]``, a raw score: a logit for task ``purchase``, a log-rate for ``purchase-count``; with
+``count_loss='negative-binomial'`` ``[B, 2]``, the log-mean and the learned log-dispersion
+(``fedmarket.negbin``). The link and the loss live with the task, not here.
 
 No BatchNorm anywhere: Opacus cannot privatise it (its running statistics mix customers).
 """
@@ -14,11 +15,14 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from fedmarket.checks import integer, number
 from fedmarket.errors import ConfigError, DataError
+from fedmarket.models.dispersion import Dispersion
 from fedmarket.models.recurrent import RECURRENT_KINDS, RecurrentStack
+from fedmarket.names import COUNT_LOSSES, did_you_mean
 from fedmarket.tasks import get_task
 
 
@@ -37,6 +41,32 @@ def _head_bias(task: str, base_rate: Any) -> float:
         )
         return math.log(rate / (1 - rate))
     return math.log(number(name, base_rate, above=0.0, numpy=True, must="a mean count > 0"))
+
+
+def dispersion_head(task: str, count_loss: Any) -> Dispersion | None:
+    """The learned NB dispersion for ``count_loss='negative-binomial'`` (None for Poisson).
+
+    A negative-binomial model's score is ``[B, 2]`` (log-mean, log-alpha), see
+    ``fedmarket.negbin``; any other loss keeps the one-column score.
+    """
+    if count_loss not in COUNT_LOSSES:
+        raise ConfigError(
+            f"model hyper-parameter 'count_loss' {count_loss!r} is unknown; "
+            f"{did_you_mean(count_loss, COUNT_LOSSES)}known: {', '.join(COUNT_LOSSES)}"
+        )
+    if count_loss == "poisson":
+        return None
+    if task != "purchase-count":
+        raise ConfigError(
+            f"count_loss={count_loss!r} is a loss of task 'purchase-count', not of {task!r}; "
+            "use task 'purchase-count' or leave count_loss at 'poisson'"
+        )
+    return Dispersion()
+
+
+def with_dispersion(score: Tensor, dispersion: Dispersion | None) -> Tensor:
+    """``[B]`` score, or ``[B, 2]`` (score, log-alpha) for a negative-binomial model."""
+    return score if dispersion is None else torch.stack([score, dispersion(score)], dim=-1)
 
 
 def _conv_front(n_features: int, layers: int, channels: int, kernel_size: int) -> nn.Sequential:
@@ -73,6 +103,7 @@ class SequenceModel(nn.Module):
         num_layers: int = 2,
         dropout: float = 0.2,
         base_rate: float | None = None,
+        count_loss: str = "poisson",
     ) -> None:
         super().__init__()
         if cell not in RECURRENT_KINDS:
@@ -96,6 +127,7 @@ class SequenceModel(nn.Module):
             "model hyper-parameter 'dropout'", dropout, at_least=0.0, below=1.0, numpy=True
         )
         self.hparams["base_rate"] = base_rate
+        self.hparams["count_loss"] = count_loss
         if kernel_size % 2 == 0:
             raise ConfigError(
                 f"model hyper-parameter 'kernel_size' must be odd to keep the sequence length, "
@@ -111,6 +143,7 @@ class SequenceModel(nn.Module):
         self.dropout = nn.Dropout(hp["dropout"])
         self.head = nn.Linear(hp["hidden_size"], 1)
         nn.init.constant_(self.head.bias, bias)
+        self.dispersion = dispersion_head(task, count_loss)
 
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() != 3 or x.shape[1] < 1 or x.shape[2] != self.n_features:
@@ -121,7 +154,7 @@ class SequenceModel(nn.Module):
         if len(self.conv):
             x = self.conv(x.transpose(1, 2)).transpose(1, 2)
         last = self.recurrent(x)[:, -1, :]
-        return self.head(self.dropout(last)).squeeze(-1)
+        return with_dispersion(self.head(self.dropout(last)).squeeze(-1), self.dispersion)
 
     def extra_repr(self) -> str:
         return f"task={self.task!r}, dp={self.dp}"

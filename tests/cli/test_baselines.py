@@ -99,6 +99,15 @@ def read_csv(out: Path) -> list[str]:
             ["--task", "purchases"],
             "error: --task: unknown task 'purchases'; did you mean 'purchase' or 'purchase-count'?",
         ),
+        (
+            ["--task", "purchase-count", "--count-loss", "negbin"],
+            "error: --count-loss: count-loss 'negbin' is unknown; known: poisson, negative-bin",
+        ),
+        (
+            ["--count-loss", "negative-binomial"],
+            "error: --count-loss: count-loss='negative-binomial' is the loss of task "
+            "'purchase-count', and task is 'purchase'",
+        ),
     ],
 )
 def test_an_unknown_name_is_refused_before_anything_is_trained(

@@ -122,6 +122,11 @@ def test_the_defaults_are_this_commands_own() -> None:
         # ... unless DP is turned off explicitly
         ("dp='none' target-epsilon=2.0", {}, {"dp": "none"}),
         ("target-epsilon=0.0 noise-multiplier=1.3", {}, {"dp": "client", "noise_multiplier": 1.3}),
+        (
+            "task='purchase-count' count-loss='poisson'",
+            {"count_loss": "negative-binomial"},
+            {"count_loss": "negative-binomial"},
+        ),
     ],
 )
 def test_which_setting_wins(run_config: str, flags: dict, expected: dict) -> None:
@@ -186,6 +191,21 @@ def test_run_config_trains_the_same_model_as_the_flags(tiny_data: Path, tmp_path
     by_config = json.loads((tmp_path / "config" / "metrics.json").read_text())
     assert scores(tmp_path / "config") == scores(tmp_path / "flags")
     assert by_config["epsilon"] == by_flags["epsilon"] and by_config["epsilon"] is not None
+
+
+def test_negative_binomial_count_loss_trains_and_saves_its_dispersion(
+    tiny_data: Path, tmp_path: Path
+) -> None:
+    import torch
+
+    out = tmp_path / "nb"
+    options = ("--task", "purchase-count", "--count-loss", "negative-binomial", "--epsilon", 8)
+    ok(cli("centralised", "--data", tiny_data, "--out", out, "--epochs", "1", *options))
+    saved = torch.load(out / "model.pt", weights_only=False)
+    assert saved["hparams"] == {"count_loss": "negative-binomial"}
+    assert "dispersion.log_alpha.weight" in saved["state_dict"]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["test"]["rmse"] >= 0 and metrics["epsilon"] > 0
 
 
 def test_threads_option_sets_torch_threads_while_training(

@@ -25,6 +25,7 @@ def test_defaults_and_parameter_count() -> None:
         "num_layers": 2,
         "dropout": 0.1,
         "base_rate": None,
+        "count_loss": "poisson",
     }
     model = build_model("mlp", F)
     # Linear(9 -> 64), Linear(64 -> 64), head Linear(64 -> 1)

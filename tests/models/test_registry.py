@@ -36,7 +36,13 @@ def test_the_registry_names_the_models_a_run_config_may_use() -> None:
 
 def test_model_hparams_defaults_and_copy() -> None:
     lstm = model_hparams("lstm")
-    assert lstm == {"hidden_size": 50, "num_layers": 2, "dropout": 0.2, "base_rate": None}
+    assert lstm == {
+        "hidden_size": 50,
+        "num_layers": 2,
+        "dropout": 0.2,
+        "base_rate": None,
+        "count_loss": "poisson",
+    }
     assert model_hparams("cnn-lstm") == {
         "conv_layers": 2,
         "conv_channels": 32,
@@ -45,6 +51,7 @@ def test_model_hparams_defaults_and_copy() -> None:
         "num_layers": 1,
         "dropout": 0.2,
         "base_rate": None,
+        "count_loss": "poisson",
     }
     lstm["hidden_size"] = 1
     assert model_hparams("lstm")["hidden_size"] == 50

@@ -1,0 +1,1 @@
+"""Calibration of purchase propensities (filled in below)."""
