@@ -16,12 +16,15 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from fedmarket import plots
+from fedmarket.calibration import Calibrator, fit_calibrator, reliability
 from fedmarket.data import store
+from fedmarket.errors import ConfigError
 from fedmarket.marketing import cumulative_gains
 from fedmarket.models import build_model
 from fedmarket.predictions import Predictions, write_predictions
 from fedmarket.privacy.config import PrivacySettings
 from fedmarket.rundir import (
+    CALIBRATION,
     CENTRALISED_METRICS,
     CENTRALISED_MODEL,
     TEST_SCORES,
@@ -30,7 +33,7 @@ from fedmarket.rundir import (
 )
 from fedmarket.tasks import get_task
 from fedmarket.threads import ThreadChoice, apply_threads
-from fedmarket.training import FitResult, TrainConfig, fit, predict
+from fedmarket.training import FitResult, TrainConfig, fit, predict, validation_customers
 
 if TYPE_CHECKING:
     from cryptography.fernet import Fernet
@@ -66,10 +69,23 @@ class CentralisedResult:
     # saved and audited later (fedmarket audit); not part of the JSON summary.
     state_dict: dict[str, torch.Tensor] | None = field(default=None, repr=False)
     hparams: dict[str, Any] | None = field(default=None, repr=False)
+    # --calibrate: the map fitted on the validation customers (saved as CALIBRATION), and in
+    # the summary its method, customers and the test ECE before and after
+    calibrator: Calibrator | None = field(default=None, repr=False)
+    calibration: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        out = asdict(replace(self, gains=None, state_dict=None, test_scores=None, predictions=None))
-        for key in ("gains", "state_dict", "hparams", "test_scores", "predictions"):
+        out = asdict(
+            replace(
+                self,
+                gains=None,
+                state_dict=None,
+                test_scores=None,
+                predictions=None,
+                calibrator=None,
+            )
+        )
+        for key in ("gains", "state_dict", "hparams", "test_scores", "predictions", "calibrator"):
             out.pop(key)
         return json_safe(out)
 
@@ -86,11 +102,15 @@ def run_centralised(
     progress: Callable[..., None] | None = None,
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
     threads: int | ThreadChoice | None = None,
+    calibrate: str | None = None,
 ) -> CentralisedResult:
     """``threads``: torch's threads (``--threads``, or the choice a command already showed);
     None chooses them (`fedmarket.threads`): torch's own default spin-waits on a loaded
-    machine, several times slower."""
+    machine, several times slower. ``calibrate`` ('platt' or 'isotonic', task purchase)
+    fits that map on the validation customers after training and reports the test
+    customers' calibrated probabilities (fedmarket.calibration)."""
     started = time.perf_counter()
+    _check_calibrate(calibrate, task, train_cfg)
     choice = apply_threads(threads)
     manifest = store.read_manifest(data_dir)
     train = store.load_pooled(data_dir, "train", fernet=fernet)
@@ -125,6 +145,20 @@ def run_centralised(
     history = [_val_as_test(row) for row in result.history] if monitor else result.history
     y_test = task_obj.targets(test)
     pred = predict(net, test.X, task_obj, device=train_cfg.device)
+    calibrator, calibration = None, None
+    if calibrate is not None:
+        val = validation_customers(train, train_cfg)
+        p_val = predict(net, val.X, task_obj, device=train_cfg.device)
+        calibrator = fit_calibrator(task_obj.targets(val), p_val, calibrate)
+        pred, raw = calibrator.apply(pred), pred
+        before, after = reliability(y_test, raw), reliability(y_test, pred)
+        calibration = {
+            "method": calibrate,
+            "fitted_on": f"{len(val)} validation customers (held out of training)",
+            "test_ece_before": before.ece,
+            "test_ece_after": after.ece,
+            "test_reliability": {"before": before.to_dict(), "after": after.to_dict()},
+        }
     x, y = cumulative_gains((y_test > 0).astype(float), pred)
     return CentralisedResult(
         model=model,
@@ -146,7 +180,26 @@ def run_centralised(
         predictions=Predictions.pooled(data_dir, test, task=task, model=model, score=pred),
         state_dict=result.state_dict,
         hparams=dict(hparams or {}),
+        calibrator=calibrator,
+        calibration=calibration,
     )
+
+
+def _check_calibrate(calibrate: str | None, task: str, train_cfg: TrainConfig) -> None:
+    """Before training: calibration is of probabilities, fitted on validation customers."""
+    if calibrate is None:
+        return
+    if task != "purchase":
+        raise ConfigError(
+            f"--calibrate: calibration maps probabilities, and task {task!r} predicts counts; "
+            "use it with task 'purchase'"
+        )
+    if train_cfg.val_fraction == 0:
+        raise ConfigError(
+            "--calibrate needs validation customers to fit on: a val_fraction > 0 (the test "
+            "customers are never used to fit it)"
+        )
+    fit_calibrator([0, 1], [0.5, 0.5], calibrate)  # an unknown method: an error now
 
 
 def _val_as_test(row: dict[str, Any]) -> dict[str, Any]:
@@ -223,6 +276,23 @@ def write_centralised(result: CentralisedResult, out_dir: Path) -> dict[str, Pat
             },
             paths["model"],
         )
+    if result.calibrator is not None and result.calibration is not None:
+        paths["calibration"] = result.calibrator.save(out_dir / CALIBRATION)
+        tables = result.calibration["test_reliability"]
+        paths["reliability"] = plots.reliability_plot(
+            {
+                f"{result.model} {when} {result.calibration['method']} (ECE {ece:.3f})": (
+                    tables[key]["mean_predicted"],
+                    tables[key]["observed"],
+                )
+                for key, when, ece in (
+                    ("before", "before", result.calibration["test_ece_before"]),
+                    ("after", "after", result.calibration["test_ece_after"]),
+                )
+            },
+            out_dir / RELIABILITY_PLOT,
+            title=f"{result.model}: reliability on test customers",
+        )
     if result.predictions is not None:
         paths["test_scores"] = write_predictions(out_dir / TEST_SCORES, result.predictions)
     task = get_task(result.task)
@@ -248,6 +318,8 @@ def write_centralised(result: CentralisedResult, out_dir: Path) -> dict[str, Pat
         )
     return paths
 
+
+RELIABILITY_PLOT = "reliability.png"
 
 # The learning curve's lines, in words (fedmarket.reporting draws the same lines).
 LOSS_LABELS = {

@@ -101,6 +101,33 @@ def gains_plot(
         return save_figure(figure, path)
 
 
+def reliability_plot(
+    curves: Mapping[str, tuple[Sequence[float], Sequence[float]]],
+    path: str | Path,
+    title: str = "Reliability on test customers",
+) -> Path:
+    """Reliability diagram: per bin of predicted probability, its mean probability (x)
+    against the observed buy rate (y), one line per model (empty bins left out); on the
+    diagonal a probability means what it says (`fedmarket.calibration.reliability`)."""
+    if not curves:
+        raise ConfigError("reliability_plot: no curves given")
+    with style():
+        figure, ax = new_figure()
+        ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfectly calibrated")
+        for label, (x, y) in curves.items():
+            full = [(a, b) for a, b in zip(x, y, strict=True) if math.isfinite(a)]
+            ax.plot([a for a, _ in full], [b for _, b in full], marker="o", label=label)
+        ax.set(
+            xlim=(0, 1),
+            ylim=(0, 1.02),
+            title=title,
+            xlabel="mean predicted probability (bin)",
+            ylabel="observed buy rate (bin)",
+        )
+        ax.legend(loc="upper left")
+        return save_figure(figure, path)
+
+
 def learning_curve_plot(
     history: Sequence[Mapping[str, Any]],
     path: str | Path,

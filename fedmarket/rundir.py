@@ -51,6 +51,8 @@ from fedmarket.errors import ConfigError
 # The centralised reference's own directory (RUN/centralised, or `fedmarket centralised --out`).
 CENTRALISED_METRICS = "metrics.json"
 CENTRALISED_MODEL = "model.pt"
+# Post-hoc probability calibration fitted on validation customers (fedmarket.calibration)
+CALIBRATION = "calibration.json"
 # Per-customer test predictions (fedmarket.predictions): in RUN and in RUN/centralised, one
 # model's; in a baselines directory, every model's. Never logged to a tracking server.
 TEST_SCORES = "test_scores.csv"

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from fedmarket.calibration import expected_calibration_error
 from fedmarket.data.store import SplitArrays
 from fedmarket.errors import ConfigError, DataError
 from fedmarket.marketing import marketing_report, report_keys
@@ -100,6 +101,18 @@ def _check_count(y: np.ndarray) -> str | None:
     return None
 
 
+def _purchase_metrics(y_true: object, y_prob: object) -> dict[str, float]:
+    """Classification metrics and the expected calibration error (fedmarket.calibration):
+    targeting by expected profit needs probabilities that mean what they say. NaN where
+    there is nothing to measure (no customers, or a diverged model's NaN scores), as the
+    other metrics are."""
+    prob = np.asarray(y_prob, dtype=np.float64)
+    ece = math.nan
+    if prob.size and np.isfinite(prob).all():
+        ece = expected_calibration_error(y_true, prob)
+    return classification_metrics(y_true, y_prob) | {"ece": ece}
+
+
 def _bce(reduction: str) -> nn.Module:
     return nn.BCEWithLogitsLoss(reduction=reduction)
 
@@ -137,8 +150,8 @@ TASKS: dict[str, Task] = {
         _bce,
         torch.sigmoid,
         _check_binary,
-        classification_metrics,
-        CLASSIFICATION_KEYS,
+        _purchase_metrics,
+        (*CLASSIFICATION_KEYS, "ece"),
         ("roc_auc", True),
         "binary cross-entropy",
     ),

@@ -343,6 +343,13 @@ def _validate(
     return {"val_loss": loss if math.isfinite(loss) else math.inf, key: metric}
 
 
+def validation_customers(train: SplitArrays, cfg: TrainConfig) -> SplitArrays | None:
+    """The customers ``fit(train, cfg)`` holds out as validation (None without
+    ``val_fraction``): the same seed and data give the same customers, so a post-hoc step
+    (fedmarket.calibration) can be fitted on them and on nothing the model trained on."""
+    return _hold_out(train, None, cfg)[1]
+
+
 def _hold_out(
     train: SplitArrays, val: SplitArrays | None, cfg: TrainConfig
 ) -> tuple[SplitArrays, SplitArrays | None]:

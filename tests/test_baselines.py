@@ -21,7 +21,7 @@ from fedmarket.baselines import (
 )
 from fedmarket.data.store import SplitArrays
 from fedmarket.errors import ConfigError, DataError
-from fedmarket.metrics import CLASSIFICATION_KEYS, REGRESSION_KEYS
+from fedmarket.tasks import get_task
 
 LIFT_KEYS = ("lift_at_1", "lift_at_5", "lift_at_10", "lift_at_20")
 
@@ -67,7 +67,7 @@ def test_every_registered_model_runs(task: str) -> None:
     rows = run_classical_baselines(train, test, task=task, seed=0, progress=messages.append)
     assert [r.model for r in rows] == model_names(task)
     assert len(messages) == len(rows) and messages[0].endswith(f"(1/{len(rows)})")
-    keys = (*(CLASSIFICATION_KEYS if task == "purchase" else REGRESSION_KEYS), *LIFT_KEYS)
+    keys = (*get_task(task).metric_keys, *LIFT_KEYS)
     for row in rows:
         assert row.family == "classical" and row.notes
         if row.skipped:

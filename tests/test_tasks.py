@@ -78,9 +78,11 @@ def test_bad_labels_raise_data_error(name, purchase, count, match):
 
 def test_metrics_and_ranking_come_from_the_task():
     y, p = [0, 1, 1, 0], [0.2, 0.7, 0.6, 0.4]
-    assert get_task("purchase").metrics(y, p) == classification_metrics(y, p)
+    # |0 - 0.2|, |1 - 0.7|, |1 - 0.6|, |0 - 0.4| in four bins of one customer each
+    ece = {"ece": pytest.approx((0.2 + 0.3 + 0.4 + 0.4) / 4)}
+    assert get_task("purchase").metrics(y, p) == classification_metrics(y, p) | ece
     assert get_task("purchase-count").metrics([1, 2], [1, 3]) == regression_metrics([1, 2], [1, 3])
-    assert get_task("purchase").metric_keys == CLASSIFICATION_KEYS
+    assert get_task("purchase").metric_keys == (*CLASSIFICATION_KEYS, "ece")
     assert get_task("purchase-count").metric_keys == REGRESSION_KEYS
     with pytest.raises(ConfigError, match="known tasks: purchase, purchase-count"):
         get_task("churn")

@@ -172,6 +172,14 @@ def centralised_cmd(
     ] = None,
     accountant: Annotated[str, typer.Option(help="rdp | prv (run setting accountant).")] = "rdp",
     seed: Annotated[int, typer.Option(help="Seed (run setting seed).")] = 0,
+    calibrate: Annotated[
+        str | None,
+        typer.Option(
+            help="platt | isotonic: fit a probability calibration on the validation customers "
+            "after training (task purchase), saved as calibration.json and applied to the "
+            "test predictions."
+        ),
+    ] = None,
     encryption_key_file: EncryptionKeyFile = None,
     tracking_uri: TrackingUri = None,
     experiment: Experiment = "fedmarket",
@@ -214,6 +222,7 @@ def centralised_cmd(
             progress=advance,
             on_epoch=lambda row: console.print(epoch_line(row, epochs), highlight=False),
             threads=choice,
+            calibrate=calibrate,
         )
     paths = write_centralised(result, out)
     log_centralised(tracker, result.to_dict(), tracked_settings(cfg, train_cfg), out=out)
@@ -228,6 +237,11 @@ def centralised_cmd(
         console.print(
             f"DP-SGD: epsilon = {result.epsilon:.3f}, delta = {result.delta:.3g}, "
             f"noise multiplier = {result.noise_multiplier:.3f}, clip = {cfg.max_grad_norm}"
+        )
+    if (cal := result.calibration) is not None:
+        console.print(
+            f"{cal['method']} calibration fitted on {cal['fitted_on']}: test ECE "
+            f"{cal['test_ece_before']:.4f} -> {cal['test_ece_after']:.4f}"
         )
     console.print(f"wrote {', '.join(str(p) for p in paths.values())}")
     say_tracked(tracker, target)

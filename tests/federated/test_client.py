@@ -246,3 +246,18 @@ def test_a_round_trained_again_after_a_crash_is_bit_identical_and_charged_once(t
     other = client.train_round(start, 2, journal)  # round 2 again from another model
     assert other.privacy_state.steps == two.privacy_state.steps + one.privacy_state.steps
     assert other.metrics["epsilon"] > two.metrics["epsilon"]
+
+
+def test_a_negative_binomial_round_trains_the_dispersion_under_dp(tiny_data):
+    cfg = settings(tiny_data, task="purchase-count", **{"count-loss": "negative-binomial"})
+    client = RetailerClient(cfg, tiny_data, 0)
+    start = build_model(
+        cfg.model, client.n_features, task=cfg.task, seed=cfg.seed, **cfg.model_options()
+    ).state_dict()
+    outcome = client.train(start, server_round=1, privacy_state=None)
+    key = "dispersion.log_alpha.weight"
+    assert list(outcome.state_dict) == list(start)
+    assert not torch.equal(outcome.state_dict[key], start[key])
+    assert outcome.metrics["epsilon"] > 0
+    metrics = client.evaluate(outcome.state_dict)
+    assert metrics["rmse"] >= 0 and math.isfinite(metrics["mae"])
