@@ -124,7 +124,7 @@ def reliability_plot(
             xlabel="mean predicted probability (bin)",
             ylabel="observed buy rate (bin)",
         )
-        ax.legend(loc="upper left")
+        legend_below(ax)
         return save_figure(figure, path)
 
 

@@ -84,6 +84,8 @@ def train_centralised(
     out: PathLike | None = None,
     model: str = "cnn-lstm",
     task: str = "purchase",
+    count_loss: str = "poisson",
+    calibrate: str | None = None,
     epochs: int = 20,
     batch_size: int = 256,
     lr: float = 3e-3,
@@ -105,7 +107,8 @@ def train_centralised(
     measured against. ``epsilon`` or ``noise_multiplier`` turns on DP-SGD; ``out`` None keeps
     the result in memory (the weights are in ``result.state_dict``). ``tracking_uri`` logs
     the run to MLflow (its files too, with ``out``), as ``--tracking-uri`` does.
-    ``threads``: torch's threads, as ``--threads`` (`fedmarket.threads`)."""
+    ``threads``: torch's threads, as ``--threads`` (`fedmarket.threads`). ``count_loss`` and
+    ``calibrate`` are ``--count-loss`` and ``--calibrate``."""
     tracker = _tracker(tracking_uri, experiment)
     from fedmarket.centralised import run_centralised, write_centralised
     from fedmarket.privacy.config import PrivacySettings
@@ -138,9 +141,11 @@ def train_centralised(
             task=task,
             train_cfg=cfg,
             privacy=privacy,
+            hparams={"count_loss": count_loss},
             fernet=fernet,
             progress=advance,
             threads=threads,
+            calibrate=calibrate,
         )
     paths = write_centralised(result, where) if where is not None else {}
     _log_centralised(tracker, result.to_dict(), where, cfg, privacy)

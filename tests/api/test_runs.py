@@ -99,6 +99,22 @@ def test_train_centralised_with_dp_and_without_out_writes_nothing(
     assert (run.out, run.paths, list(tmp_path.iterdir())) == (None, {}, [])
 
 
+def test_train_centralised_takes_the_count_loss_and_a_calibration(tiny_data: Path):
+    counts = fedmarket.train_centralised(
+        data=tiny_data,
+        task="purchase-count",
+        count_loss="negative-binomial",
+        progress=False,
+        **TRAIN,
+    )
+    assert "dispersion.log_alpha.weight" in counts.result.state_dict
+    calibrated = fedmarket.train_centralised(
+        data=tiny_data, calibrate="isotonic", progress=False, **TRAIN
+    )
+    assert calibrated.result.calibration["method"] == "isotonic"
+    assert calibrated.test["ece"] == pytest.approx(calibrated.result.calibration["test_ece_after"])
+
+
 def test_train_centralised_reports_an_unknown_model_as_the_cli_does(
     tiny_data: Path, tmp_path: Path
 ):
