@@ -39,6 +39,13 @@ def baselines_cmd(
             "federated across the partitions)."
         ),
     ] = True,
+    anchor_epsilon: Annotated[
+        float | None,
+        typer.Option(
+            help="Also fit the anchors federated under client DP at this epsilon per "
+            "retailer (clipped, noised sums; delta 1/(10 n))."
+        ),
+    ] = None,
     encryption_key_file: EncryptionKeyFile = None,
     tracking_uri: TrackingUri = None,
     experiment: Experiment = "fedmarket",
@@ -53,12 +60,14 @@ def baselines_cmd(
 
     target = tracking_target(tracking_uri, experiment)
     from fedmarket import baselines as bl
-    from fedmarket.anchors import AnchorData, run_btyd_anchors
+    from fedmarket.anchors import AnchorData, AnchorPrivacy, run_btyd_anchors
     from fedmarket.centralised import run_centralised
     from fedmarket.data import store
     from fedmarket.data.protect.keys import prepared_data_fernet
     from fedmarket.training import TrainConfig
 
+    if anchor_epsilon is not None:  # a bad epsilon is an error before any data is read
+        AnchorPrivacy(anchor_epsilon, 1e-5)
     fernet = prepared_data_fernet(data, encryption_key_file, outside=[out])
     manifest = store.read_manifest(data)
     train_parts = [
@@ -66,6 +75,11 @@ def baselines_cmd(
     ]
     train = store.SplitArrays.concat(train_parts)
     test = store.load_pooled(data, "test", fernet=fernet)
+    privacy = (
+        AnchorPrivacy.for_retailers(anchor_epsilon, train_parts)
+        if anchor_epsilon is not None
+        else None
+    )
     tracker = open_tracker(target)
     rows: list[bl.ResultRow] = []
 
@@ -94,6 +108,8 @@ def baselines_cmd(
                     test,
                     task=task,
                     data=AnchorData.from_manifest(manifest),
+                    privacy=privacy,
+                    seed=seed,
                     progress=lambda name: advance(1, description=name),
                     on_row=keep,
                 )
@@ -124,6 +140,7 @@ def baselines_cmd(
         "task": task,
         "sequence-models": ",".join(names),
         "anchors": anchors,
+        "anchor-epsilon": anchor_epsilon,
         "epochs": epochs,
         "seed": seed,
     }
