@@ -219,6 +219,16 @@ def _fit_one(spec: ModelSpec, seed: int, x: np.ndarray, y: np.ndarray) -> tuple[
     return estimator, (f"; warnings during fit: {', '.join(kinds)}" if kinds else "")
 
 
+def fit_and_predict(
+    task: str, name: str, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, seed: int
+) -> tuple[np.ndarray, str]:
+    """One registered model fitted on features the caller built (e.g. the aggregates plus
+    the customer-base models' predictions): its test predictions and the fit's note."""
+    spec = CLASSICAL_MODELS[get_task(task).name][name]
+    estimator, note = _fit_one(spec, seed, x_train, y_train)
+    return _predict(estimator, x_test, task), spec.notes + note
+
+
 def evaluate_predictions(task: str, y_test: np.ndarray, prediction: np.ndarray) -> dict[str, float]:
     metrics = get_task(task).metrics(y_test, prediction)
     converted = y_test if task == "purchase" else (y_test > 0).astype(np.float64)

@@ -60,11 +60,9 @@ def baselines_cmd(
 
     target = tracking_target(tracking_uri, experiment)
     from fedmarket import baselines as bl
-    from fedmarket.anchors import AnchorData, AnchorPrivacy, run_btyd_anchors
-    from fedmarket.centralised import run_centralised
+    from fedmarket.anchors import AnchorPrivacy
     from fedmarket.data import store
     from fedmarket.data.protect.keys import prepared_data_fernet
-    from fedmarket.training import TrainConfig
 
     if anchor_epsilon is not None:  # a bad epsilon is an error before any data is read
         AnchorPrivacy(anchor_epsilon, 1e-5)
@@ -73,13 +71,7 @@ def baselines_cmd(
     train_parts = [
         store.load_split(data, pid, "train", fernet=fernet) for pid in store.partition_ids(manifest)
     ]
-    train = store.SplitArrays.concat(train_parts)
     test = store.load_pooled(data, "test", fernet=fernet)
-    privacy = (
-        AnchorPrivacy.for_retailers(anchor_epsilon, train_parts)
-        if anchor_epsilon is not None
-        else None
-    )
     tracker = open_tracker(target)
     rows: list[bl.ResultRow] = []
 
@@ -91,47 +83,19 @@ def baselines_cmd(
     try:
         with progress_bar("classical baselines", None, unit="models") as advance:
             bl.run_classical_baselines(
-                train,
+                store.SplitArrays.concat(train_parts),
                 test,
                 task=task,
                 seed=seed,
                 progress=lambda name: advance(1, description=name),
                 on_row=keep,
             )
-        skip = AnchorData.missing(manifest) if anchors else None
-        if skip:
-            console.print(f"customer-base anchors skipped: {skip}", highlight=False)
-        elif anchors:
-            with progress_bar("customer-base anchors", None, unit="fits") as advance:
-                run_btyd_anchors(
-                    train_parts,
-                    test,
-                    task=task,
-                    data=AnchorData.from_manifest(manifest),
-                    privacy=privacy,
-                    seed=seed,
-                    progress=lambda name: advance(1, description=name),
-                    on_row=keep,
-                )
+        if anchors:
+            _anchor_rows(manifest, train_parts, test, task, anchor_epsilon, seed, keep)
         if names:
             console.print(choice.describe(), highlight=False)
         for name in names:
-            cfg = TrainConfig(
-                epochs=epochs, batch_size=256, lr=3e-3, lr_schedule="cosine", patience=3, seed=seed
-            )
-            with progress_bar(f"training {name}", epochs, unit="epochs") as advance:
-                result = run_centralised(
-                    data,
-                    model=name,
-                    task=task,
-                    train_cfg=cfg,
-                    fernet=fernet,
-                    progress=advance,
-                    threads=choice,
-                )
-            metrics = {k: v for k, v in result.test.items() if isinstance(v, int | float)}
-            notes, prediction = f"{result.epochs_run} epochs", result.test_scores[1]
-            keep(bl.ResultRow(name, "sequence", metrics, result.wall_s, notes, prediction))
+            keep(_sequence_row(data, name, task, epochs, seed, fernet, choice))
     except BaseException:  # stopped or failed: say what was kept, then report as usual
         if rows:
             console.print(f"kept {len(rows)} finished model(s) in {out / 'baselines.csv'}")
@@ -165,3 +129,50 @@ def check_names(task: str, sequence_models: str) -> list[str]:
                 f"known: {', '.join(MODELS)}"
             )
     return names
+
+
+def _anchor_rows(manifest, train_parts, test, task, epsilon, seed, keep) -> None:
+    """BG/NBD and Pareto/NBD rows (pooled, federated, and federated under DP when
+    ``epsilon`` is given), or a line saying why the data cannot have them."""
+    from fedmarket.anchors import AnchorData, AnchorPrivacy, run_btyd_anchors
+
+    skip = AnchorData.missing(manifest)
+    if skip:
+        console.print(f"customer-base anchors skipped: {skip}", highlight=False)
+        return
+    privacy = None if epsilon is None else AnchorPrivacy.for_retailers(epsilon, train_parts)
+    with progress_bar("customer-base anchors", None, unit="fits") as advance:
+        run_btyd_anchors(
+            train_parts,
+            test,
+            task=task,
+            data=AnchorData.from_manifest(manifest),
+            privacy=privacy,
+            seed=seed,
+            progress=lambda name: advance(1, description=name),
+            on_row=keep,
+        )
+
+
+def _sequence_row(data, name, task, epochs, seed, fernet, choice):
+    """One sequence model trained centrally on the same training customers."""
+    from fedmarket.baselines import ResultRow
+    from fedmarket.centralised import run_centralised
+    from fedmarket.training import TrainConfig
+
+    cfg = TrainConfig(
+        epochs=epochs, batch_size=256, lr=3e-3, lr_schedule="cosine", patience=3, seed=seed
+    )
+    with progress_bar(f"training {name}", epochs, unit="epochs") as advance:
+        result = run_centralised(
+            data,
+            model=name,
+            task=task,
+            train_cfg=cfg,
+            fernet=fernet,
+            progress=advance,
+            threads=choice,
+        )
+    metrics = {k: v for k, v in result.test.items() if isinstance(v, int | float)}
+    notes, prediction = f"{result.epochs_run} epochs", result.test_scores[1]
+    return ResultRow(name, "sequence", metrics, result.wall_s, notes, prediction)
