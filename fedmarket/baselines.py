@@ -45,9 +45,8 @@ from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
 from fedmarket.data.store import SplitArrays
 from fedmarket.errors import ConfigError, DataError
-from fedmarket.intervals import report_warning, with_interval
+from fedmarket.intervals import metric_cell, report_warning
 from fedmarket.marketing import marketing_report
-from fedmarket.metrics import WITH_INTERVAL, interval_keys
 from fedmarket.tasks import get_task
 
 Builder = Callable[[int, int], Any]  # (seed, n_train) -> unfitted sklearn estimator
@@ -291,10 +290,8 @@ def _fmt(value: Any) -> str:
 
 
 def _cell(metrics: dict[str, float], key: str) -> str:
-    """A metric with a 95 % interval as ``0.812 (0.791-0.833)``; others as before."""
-    if key in WITH_INTERVAL:
-        return with_interval(metrics.get(key), *(metrics.get(k) for k in interval_keys(key)))
-    return _fmt(metrics.get(key))
+    """A metric with its 95 % interval as ``0.812 (0.791-0.833)``; others as before."""
+    return metric_cell(metrics, key, _fmt)
 
 
 def caution(rows: Sequence[ResultRow]) -> str | None:

@@ -26,7 +26,7 @@ An interval (or a count) describes one test set: never average one across client
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from statistics import NormalDist
 from typing import Any, Final
 
@@ -150,6 +150,21 @@ def report_warning(report: Mapping[str, Any], minimum: int = SMALL_TEST_MINIMUM)
     if not _finite(n_positive) or not _finite(n_negative):
         return None
     return small_test_warning(int(n_positive), int(n_negative), minimum)
+
+
+def interval_keys(key: str) -> tuple[str, str]:
+    """The keys of the 95 % interval of metric ``key`` in a report: ``(key_low, key_high)``."""
+    return f"{key}_low", f"{key}_high"
+
+
+def metric_cell(report: Mapping[str, Any], key: str, plain: Callable[[Any], str]) -> str:
+    """A table cell for ``report[key]``: with its interval (``0.812 (0.791-0.833)``) where
+    the report has a finite one, else ``plain(value)``, each table's own number format."""
+    value = report.get(key)
+    low, high = (report.get(k) for k in interval_keys(key))
+    if _finite(value) and _finite(low) and _finite(high):
+        return with_interval(value, low, high)
+    return plain(value)
 
 
 def with_interval(value: object, low: object, high: object, digits: int = 3) -> str:

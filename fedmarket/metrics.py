@@ -27,10 +27,11 @@ of two intervals is not the interval of anything.
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Final
 
 import numpy as np
-from scipy.stats import pearsonr, spearmanr
+from scipy.stats import NearConstantInputWarning, pearsonr, spearmanr
 from sklearn.metrics import (
     accuracy_score,
     average_precision_score,
@@ -51,15 +52,11 @@ from fedmarket.intervals import (
     average_precision_interval,
     delong_interval,
     fisher_z_interval,
+    interval_keys,
 )
 
-
-def interval_keys(key: str) -> tuple[str, str]:
-    """The keys of the 95 % interval of metric ``key``: ``(key_low, key_high)``."""
-    return f"{key}_low", f"{key}_high"
-
-
-# The metrics that carry an interval, and the counts every test report has.
+# The metrics that carry an interval (``interval_keys`` names its bounds), and the counts
+# every test report has.
 WITH_INTERVAL: Final[tuple[str, ...]] = ("roc_auc", "pr_auc", "pearson", "spearman")
 COUNT_KEYS: Final[tuple[str, ...]] = ("n", "n_positive", "n_negative")
 CLASSIFICATION_KEYS: Final[tuple[str, ...]] = (
@@ -264,4 +261,6 @@ def _correlations(t: np.ndarray, p: np.ndarray, constant: bool) -> tuple[float, 
     """(Pearson, Spearman) by scipy; NaN, without scipy's warning, when a side is constant."""
     if constant or np.all(p == p[0]):
         return math.nan, math.nan
-    return float(pearsonr(t, p).statistic), float(spearmanr(t, p).statistic)
+    with warnings.catch_warnings():  # nearly constant predictions (an untrained model):
+        warnings.simplefilter("ignore", NearConstantInputWarning)  # a number, not console noise
+        return float(pearsonr(t, p).statistic), float(spearmanr(t, p).statistic)

@@ -190,7 +190,7 @@ def test_render_table() -> None:
     console = Console(record=True, width=200)
     console.print(table)
     text = console.export_text()
-    assert "cnn-lstm" in text and "0.800" in text and "n/a" in text
+    assert "cnn-lstm" in text and "0.8000" in text and "n/a" in text
     assert "higher is better" in text
 
 

@@ -230,22 +230,23 @@ def centralised_cmd(
 def metric_rows(test: Mapping[str, Any]) -> list[tuple[str, str]]:
     """(metric, value) for the console: ranking metrics with their 95 % interval in the same
     cell (the ``_low`` / ``_high`` keys are not rows of their own), counts as integers."""
-    from fedmarket.intervals import with_interval
-    from fedmarket.metrics import COUNT_KEYS, WITH_INTERVAL, interval_keys
+    from fedmarket.intervals import interval_keys, metric_cell
+    from fedmarket.metrics import COUNT_KEYS, WITH_INTERVAL
 
     bounds = {k for key in WITH_INTERVAL for k in interval_keys(key)}
     rows = []
     for key, value in test.items():
         if not isinstance(value, int | float) or key in bounds:
             continue
-        if key in WITH_INTERVAL:
-            low, high = (test.get(k) for k in interval_keys(key))
-            rows.append((key, with_interval(value, low, high)))
-        elif key in COUNT_KEYS and value == value:
+        if key in COUNT_KEYS and value == value:
             rows.append((key, f"{int(value):,}"))
         else:
-            rows.append((key, f"{value:.4f}"))
+            rows.append((key, metric_cell(test, key, _four_places)))
     return rows
+
+
+def _four_places(value: float) -> str:
+    return "n/a" if value != value else f"{value:.4f}"
 
 
 def tracked_settings(cfg: RunConfig, train_cfg: Any) -> dict[str, Any]:

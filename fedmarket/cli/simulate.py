@@ -163,7 +163,6 @@ def _n(x: float | None) -> str:
 
 def _cell(test: dict[str, Any], key: str) -> str:
     """A metric with its interval where it has one, else the number as before."""
-    from fedmarket.reporting.words import cell
+    from fedmarket.intervals import metric_cell
 
-    text = cell(test, key)
-    return text if "(" in text else _n(test.get(key))
+    return metric_cell(test, key, _n)

@@ -6,9 +6,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from fedmarket.intervals import report_warning, with_interval
+from fedmarket.intervals import metric_cell, report_warning
 from fedmarket.marketing import TARGETING_K
-from fedmarket.metrics import WITH_INTERVAL, interval_keys
 from fedmarket.reporting.summary import privacy_cost_command
 from fedmarket.tasks import get_task
 
@@ -96,10 +95,7 @@ def test_customers(summary: dict[str, Any]) -> str:
 def cell(test: dict[str, Any], key: str) -> str:
     """A metrics-table cell: ``0.812 (0.791-0.833)`` for a metric with its 95 % interval,
     the number alone (``num``) otherwise."""
-    low, high = (test.get(k) for k in interval_keys(key))
-    if key in WITH_INTERVAL and finite(test.get(key)) and finite(low) and finite(high):
-        return with_interval(test[key], low, high)
-    return num(test.get(key))
+    return metric_cell(test, key, num)
 
 
 def privacy_sentence(summary: dict[str, Any]) -> str:
