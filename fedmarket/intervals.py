@@ -12,9 +12,10 @@ same interval, in microseconds, in every table and every round):
   are perfectly separated every placement is 1 and the interval collapses to (1, 1): an
   artefact of the method (worst on tiny test sets, which ``small_test_warning`` flags).
 * PR-AUC (average precision): the logit interval of Boyd, Eng & Page (2013, "Area under the
-  precision-recall curve: point estimates and confidence intervals", ECML PKDD), their best
-  covering closed form: ``logit(AP) ± z / sqrt(n_pos · AP · (1 - AP))``, back-transformed,
-  so it stays inside (0, 1) and is asymmetric near the ends.
+  precision-recall curve: point estimates and confidence intervals", ECML PKDD), one of the
+  two closed forms they found to cover well (no resampling):
+  ``logit(AP) ± z / sqrt(n_pos · AP · (1 - AP))``, back-transformed, so it stays inside
+  (0, 1) and is asymmetric near the ends.
 * Pearson and Spearman correlation: Fisher's z, ``atanh(r) ± z · se``, back-transformed with
   ``tanh``; ``se = 1 / sqrt(n - 3)`` for Pearson, ``sqrt(1.06 / (n - 3))`` for Spearman
   (Fieller, Hartley & Pearson 1957).
