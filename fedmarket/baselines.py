@@ -45,6 +45,7 @@ from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
 from fedmarket.data.store import SplitArrays
 from fedmarket.errors import ConfigError, DataError
+from fedmarket.intervals import metric_cell, report_warning
 from fedmarket.marketing import marketing_report
 from fedmarket.tasks import get_task
 
@@ -293,7 +294,7 @@ def run_classical_baselines(
 
 _TABLE_METRICS: Final[dict[str, tuple[str, ...]]] = {
     "purchase": ("roc_auc", "pr_auc", "f1", "log_loss", "lift_at_10"),
-    "purchase-count": ("rmse", "mae", "r2", "mape", "lift_at_10"),
+    "purchase-count": ("rmse", "mae", "r2", "mape", "spearman", "tracking_error", "lift_at_10"),
 }
 
 
@@ -303,13 +304,32 @@ def _fmt(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
+def _cell(metrics: dict[str, float], key: str) -> str:
+    """A metric with its 95 % interval as ``0.812 (0.791-0.833)``; others as before."""
+    return metric_cell(metrics, key, _fmt)
+
+
+def caution(rows: Sequence[ResultRow]) -> str | None:
+    """The small-test warning for the test set the rows were scored on (all share it), or
+    None; rows without counts (older files, skipped models) are passed over."""
+    for r in rows:
+        if "n_positive" in r.metrics and "n_negative" in r.metrics:
+            return report_warning(r.metrics)
+    return None
+
+
 def render_table(rows: Sequence[ResultRow], task: str) -> Table:
-    """A rich Table of the headline metrics; the best primary metric is bold."""
+    """A rich Table of the headline metrics, ranking metrics with their 95 % interval; the
+    best primary metric is bold; the caption warns when the test set is small."""
     columns = _TABLE_METRICS[get_task(task).name]
     key, higher = get_task(task).primary_metric
     scored = [r.metrics[key] for r in rows if not math.isnan(r.metrics.get(key, math.nan))]
     best = (max if higher else min)(scored) if scored else None
-    table = Table(title=f"Baselines: {task} ({key}, {'higher' if higher else 'lower'} is better)")
+    warning = caution(rows)
+    table = Table(
+        title=f"Baselines: {task} ({key}, {'higher' if higher else 'lower'} is better)",
+        caption=f"Caution: {warning}." if warning else None,
+    )
     for header in ("model", "family", *columns, "fit s", "notes"):
         table.add_column(
             header,
@@ -317,7 +337,7 @@ def render_table(rows: Sequence[ResultRow], task: str) -> Table:
             overflow="fold",
         )
     for r in rows:
-        cells = [_fmt(r.metrics.get(c)) for c in columns]
+        cells = [_cell(r.metrics, c) for c in columns]
         if best is not None and r.metrics.get(key) == best:
             cells[columns.index(key)] = f"[bold]{cells[columns.index(key)]}[/bold]"
         table.add_row(r.model, r.family, *cells, f"{r.fit_seconds:.2f}", r.notes)
@@ -350,10 +370,13 @@ def write_results(
 ) -> tuple[Path, Path]:
     """Write ``<stem>.csv`` (one row per model, flat metric columns) and ``<stem>.json``.
 
-    Metric columns follow first appearance across rows; undefined values are empty cells in
-    the CSV and ``null`` in the JSON (strict JSON has no NaN). Each file is written whole
-    under a temporary name and renamed, so a caller may rewrite them after every finished
-    model and a run stopped at any moment leaves the rows it had, never half a file.
+    Metric columns follow first appearance across rows, intervals and counts included
+    (``roc_auc_low``, ``n_positive``, ...); undefined values are empty cells in the CSV and
+    ``null`` in the JSON (strict JSON has no NaN). Each JSON row's ``caution`` holds the
+    small-test warning (``fedmarket.intervals.small_test_warning``) or null. Each file is
+    written whole under a temporary name and renamed, so a caller may rewrite them after
+    every finished model and a run stopped at any moment leaves the rows it had, never half
+    a file.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -362,6 +385,7 @@ def write_results(
     tmp = csv_path.with_name(csv_path.name + ".tmp")
     pd.DataFrame.from_records(records, columns=columns).to_csv(tmp, index=False)
     os.replace(tmp, csv_path)
+    warning = caution(rows)
     payload = [
         {
             "model": r.model,
@@ -369,6 +393,7 @@ def write_results(
             "metrics": {k: _json_number(v) for k, v in r.metrics.items()},
             "fit_seconds": r.fit_seconds,
             "notes": r.notes,
+            "caution": warning,
         }
         for r in rows
     ]

@@ -178,6 +178,7 @@ def test_write_results_csv_and_json(tmp_path) -> None:
         "metrics": {"roc_auc": 0.8, "pr_auc": None},
         "fit_seconds": 12.0,
         "notes": "seq",
+        "caution": None,  # these rows have no counts to judge the test set by
     }
     assert payload[2]["metrics"] == {}
 
@@ -210,3 +211,49 @@ def test_each_row_is_handed_over_as_it_finishes_and_written_whole(tmp_path) -> N
     with open(tmp_path / "baselines.csv", newline="") as handle:
         assert [r["model"] for r in csv.DictReader(handle)] == names
     assert sorted(p.name for p in tmp_path.iterdir()) == ["baselines.csv", "baselines.json"]
+
+
+def test_table_and_files_show_intervals_and_warn_on_a_small_test_set(tmp_path) -> None:
+    metrics = {
+        "roc_auc": 0.8123,
+        "roc_auc_low": 0.7912,
+        "roc_auc_high": 0.8334,
+        "pr_auc": 0.41,
+        "pr_auc_low": 0.2,
+        "pr_auc_high": 0.65,
+        "n_positive": 7,
+        "n_negative": 300,
+    }
+    rows = [ResultRow("logistic-regression", "classical", metrics, 0.5, "lr")]
+    console = Console(record=True, width=250)
+    console.print(render_table(rows, "purchase"))
+    text = " ".join(console.export_text().split())
+    assert "0.812 (0.791-0.833)" in text and "0.410 (0.200-0.650)" in text
+    assert "Caution: the test set has only 7 buyers (fewer than 30)" in text
+    assert "do not rank models on it." in text
+    csv_path, json_path = write_results(rows, tmp_path)
+    with csv_path.open() as fh:
+        record = next(csv.DictReader(fh))
+    assert (record["roc_auc_low"], record["n_positive"]) == ("0.7912", "7")
+    (payload,) = json.loads(json_path.read_text())
+    assert payload["caution"].startswith("the test set has only 7 buyers")
+    big = [ResultRow("lr", "classical", {**metrics, "n_positive": 70}, 0.5, "lr")]
+    assert render_table(big, "purchase").caption is None
+
+
+def test_count_table_shows_correlation_and_tracking_error() -> None:
+    rng = np.random.default_rng(6)
+    train, test = make_split(300, rng), make_split(200, rng)
+    (row,) = run_classical_baselines(
+        train, test, task="purchase-count", seed=0, models=["poisson-regression"]
+    )
+    m = row.metrics
+    assert m["spearman_low"] < m["spearman"] < m["spearman_high"]
+    assert m["tracking_error"] == pytest.approx(m["total_predicted"] / m["total_actual"] - 1)
+    table = render_table([row], "purchase-count")
+    headers = [c.header for c in table.columns]
+    assert {"spearman", "tracking_error"} <= set(headers)
+    console = Console(record=True, width=250)
+    console.print(table)
+    expected = f"{m['spearman']:.3f} ({m['spearman_low']:.3f}-{m['spearman_high']:.3f})"
+    assert expected in console.export_text()

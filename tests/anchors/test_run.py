@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from fedmarket.anchors import privacy as anchors_module
 from fedmarket.anchors import AnchorData, AnchorPrivacy, run_btyd_anchors
+from fedmarket.anchors import privacy as anchors_module
 from fedmarket.btyd import BGNBDFit, fit_bgnbd, from_aggregates, gaussian_epsilon
 from fedmarket.data.store import SplitArrays
 from fedmarket.errors import BudgetExhaustedError, ConfigError
