@@ -10,6 +10,7 @@ from typing import Any, Final
 
 import numpy as np
 
+from fedmarket.anchors.hybrid import hybrid_row
 from fedmarket.anchors.privacy import AnchorPrivacy, dp_job
 from fedmarket.baselines import ResultRow, evaluate_predictions
 from fedmarket.btyd import MODELS, CustomerHistory, fit_federated, from_aggregates, local_sums
@@ -94,13 +95,15 @@ def run_btyd_anchors(
     models: Sequence[str] = ANCHOR_MODELS,
     federated: bool = True,
     privacy: AnchorPrivacy | None = None,
+    hybrid: bool = True,
     seed: int = 0,
     progress: Callable[[str], None] | None = None,
     on_row: Callable[[ResultRow], None] | None = None,
 ) -> list[ResultRow]:
     """Fit each model on the training customers (pooled, then federated over
     ``train_parts``, one per retailer partition, then federated under ``privacy`` when
-    given, its noise drawn from ``seed``) and score the test customers."""
+    given, its noise drawn from ``seed``) and score the test customers. ``hybrid`` adds a
+    classical model that also sees BG/NBD's predictions (``fedmarket.anchors.hybrid``)."""
     task = get_task(task).name
     unknown = [m for m in models if m not in MODELS]
     if unknown:
@@ -127,17 +130,31 @@ def run_btyd_anchors(
             )
         if privacy is not None and len(histories) > 1:
             jobs.append(dp_job(name, histories, privacy, seed))
-    rows = []
+    rows, fits = [], {}
     for i, (label, fit_model, how) in enumerate(jobs, start=1):
         if progress is not None:
             progress(f"{label} ({i}/{len(jobs)})")
         start = time.perf_counter()
-        fit = fit_model()
+        fit = fits[label] = fit_model()
         seconds = time.perf_counter() - start
         prediction = _predict(fit, test_history, task, data)
         metrics = evaluate_predictions(task, y_test, prediction)
         notes = f"{how}; {_params(fit)} (weeks){_unit_note(task, data)}"
         row = ResultRow(label, "customer-base", metrics, seconds, notes, prediction)
+        rows.append(row)
+        if on_row is not None:
+            on_row(row)
+    if hybrid and "bg-nbd" in fits:
+        if progress is not None:
+            progress("classical model + bg-nbd inputs")
+        row = hybrid_row(
+            task,
+            fits["bg-nbd"],
+            (pooled, test_history),
+            (SplitArrays.concat(parts), test),
+            data.horizon_weeks,
+            seed,
+        )
         rows.append(row)
         if on_row is not None:
             on_row(row)

@@ -50,7 +50,9 @@ def _data(count_unit: str = "customer-days") -> AnchorData:
 
 def test_pooled_and_federated_rows_agree_and_recover_the_truth(consortium):
     parts, test = consortium
-    rows = run_btyd_anchors(parts, test, task="purchase", data=_data(), models=["bg-nbd"])
+    rows = run_btyd_anchors(
+        parts, test, task="purchase", data=_data(), models=["bg-nbd"], hybrid=False
+    )
     assert [r.model for r in rows] == ["bg-nbd", "bg-nbd federated"]
     pooled, federated = rows
     assert pooled.family == "customer-base"
@@ -71,10 +73,18 @@ def test_pooled_and_federated_rows_agree_and_recover_the_truth(consortium):
 def test_count_rows_track_the_holdout_total_and_name_the_unit(consortium):
     parts, test = consortium
     rows = run_btyd_anchors(
-        parts, test, task="purchase-count", data=_data(), models=["bg-nbd"], federated=False
+        parts,
+        test,
+        task="purchase-count",
+        data=_data(),
+        models=["bg-nbd"],
+        federated=False,
+        hybrid=False,
     )
     (row,) = rows
     assert row.model == "bg-nbd" and row.metrics["rmse"] > 0
+    # expected purchases track the holdout's total (the simulating process is BG/NBD)
+    assert abs(row.metrics["tracking_error"]) < 0.05 and row.metrics["pearson"] > 0.3
     assert "--count-unit" not in row.notes
     (other,) = run_btyd_anchors(
         parts,
@@ -83,6 +93,7 @@ def test_count_rows_track_the_holdout_total_and_name_the_unit(consortium):
         data=_data("transactions"),
         models=["bg-nbd"],
         federated=False,
+        hybrid=False,
     )
     assert (
         "labels count transactions" in other.notes and "--count-unit customer-days" in other.notes
@@ -91,7 +102,9 @@ def test_count_rows_track_the_holdout_total_and_name_the_unit(consortium):
 
 def test_one_partition_has_no_federated_row_and_unknown_models_are_refused(consortium):
     parts, test = consortium
-    rows = run_btyd_anchors(parts[:1], test, task="purchase", data=_data(), models=["bg-nbd"])
+    rows = run_btyd_anchors(
+        parts[:1], test, task="purchase", data=_data(), models=["bg-nbd"], hybrid=False
+    )
     assert [r.model for r in rows] == ["bg-nbd"]
     with pytest.raises(ConfigError, match="unknown anchor model"):
         run_btyd_anchors(parts, test, task="purchase", data=_data(), models=["bgnbd"])
@@ -138,7 +151,14 @@ def test_dp_row_stays_within_each_retailers_budget_and_is_seeded(consortium, mon
     monkeypatch.setattr(anchors_module._Budgeted, "__call__", counting)
     privacy = AnchorPrivacy(8.0, 1e-5, releases=40)
     run = lambda seed: run_btyd_anchors(  # noqa: E731
-        parts, test, task="purchase", data=_data(), models=["bg-nbd"], privacy=privacy, seed=seed
+        parts,
+        test,
+        task="purchase",
+        data=_data(),
+        models=["bg-nbd"],
+        privacy=privacy,
+        seed=seed,
+        hybrid=False,
     )
     rows = run(0)
     assert [r.model for r in rows] == ["bg-nbd", "bg-nbd federated", "bg-nbd federated DP"]
