@@ -31,6 +31,7 @@ from typing import Any, Final
 
 import numpy as np
 import pandas as pd
+from rich import box
 from rich.table import Table
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
@@ -292,6 +293,8 @@ def run_classical_baselines(
     return rows
 
 
+# Terminal headers short enough for 80 columns (the CSV and JSON keep the metric keys).
+_HEADERS: Final[dict[str, str]] = {"lift_at_10": "lift@10%", "tracking_error": "total err"}
 _TABLE_METRICS: Final[dict[str, tuple[str, ...]]] = {
     "purchase": ("roc_auc", "pr_auc", "f1", "log_loss", "lift_at_10"),
     "purchase-count": ("rmse", "mae", "r2", "mape", "spearman", "tracking_error", "lift_at_10"),
@@ -302,6 +305,13 @@ def _fmt(value: Any) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
     return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def _short(value: Any) -> str:
+    """Three decimals in the terminal table (the CSV and JSON keep full precision)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
 def _cell(metrics: dict[str, float], key: str) -> str:
@@ -329,19 +339,30 @@ def render_table(rows: Sequence[ResultRow], task: str) -> Table:
     table = Table(
         title=f"Baselines: {task} ({key}, {'higher' if higher else 'lower'} is better)",
         caption=f"Caution: {warning}." if warning else None,
+        box=box.SIMPLE_HEAD,  # no vertical rules: a cell with its interval keeps one line
+        pad_edge=False,
     )
-    for header in ("model", "family", *columns, "fit s", "notes"):
-        table.add_column(
-            header,
-            justify="left" if header in ("model", "family", "notes") else "right",
-            overflow="fold",
-        )
-    for r in rows:
-        cells = [_cell(r.metrics, c) for c in columns]
+    table.add_column("model", overflow="fold", min_width=14)
+    for header in columns:  # numbers never wrap: the model name folds instead
+        table.add_column(_HEADERS.get(header, header), justify="right", no_wrap=True)
+    for i, r in enumerate(rows, start=1):
+        if i == 1 or rows[i - 2].family != r.family:  # families as headings, not a column
+            table.add_row(f"[italic]{r.family}[/italic]", *[""] * len(columns))
+        # the interval under its value: two short lines fit an 80-column terminal
+        cells = [metric_cell(r.metrics, c, _short).replace(" (", "\n(", 1) for c in columns]
         if best is not None and r.metrics.get(key) == best:
             cells[columns.index(key)] = f"[bold]{cells[columns.index(key)]}[/bold]"
-        table.add_row(r.model, r.family, *cells, f"{r.fit_seconds:.2f}", r.notes)
+        table.add_row(f"  {r.model}", *cells)
     return table
+
+
+def render_notes(rows: Sequence[ResultRow]) -> str:
+    """The rows' fit times and notes, numbered in the table's order: kept out of the table
+    so that it fits an ordinary terminal."""
+    return "\n".join(
+        f"{i}. {r.model} ({r.fit_seconds:.2f} s){': ' + r.notes if r.notes else ''}"
+        for i, r in enumerate(rows, start=1)
+    )
 
 
 def _json_number(value: Any) -> Any:

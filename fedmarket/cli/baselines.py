@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from fedmarket.cli.app import EncryptionKeyFile, Threads, app, friendly_errors
 from fedmarket.cli.tracking import Experiment, TrackingUri, say_tracked
@@ -110,6 +111,7 @@ def baselines_cmd(
     }
     log_baselines(tracker, rows, settings, out=out)
     console.print(bl.render_table(rows, task))
+    console.print(escape(bl.render_notes(rows)), highlight=False)
     console.print(f"wrote baselines.csv, .json and baselines_test_scores.csv in {out}")
     say_tracked(tracker, target)
 
