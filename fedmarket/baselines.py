@@ -31,6 +31,7 @@ from typing import Any, Final
 
 import numpy as np
 import pandas as pd
+from rich import box
 from rich.table import Table
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
@@ -45,6 +46,7 @@ from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
 from fedmarket.data.store import SplitArrays
 from fedmarket.errors import ConfigError, DataError
+from fedmarket.intervals import metric_cell, report_warning
 from fedmarket.marketing import marketing_report
 from fedmarket.tasks import get_task
 
@@ -219,6 +221,16 @@ def _fit_one(spec: ModelSpec, seed: int, x: np.ndarray, y: np.ndarray) -> tuple[
     return estimator, (f"; warnings during fit: {', '.join(kinds)}" if kinds else "")
 
 
+def fit_and_predict(
+    task: str, name: str, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, seed: int
+) -> tuple[np.ndarray, str]:
+    """One registered model fitted on features the caller built (e.g. the aggregates plus
+    the customer-base models' predictions): its test predictions and the fit's note."""
+    spec = CLASSICAL_MODELS[get_task(task).name][name]
+    estimator, note = _fit_one(spec, seed, x_train, y_train)
+    return _predict(estimator, x_test, task), spec.notes + note
+
+
 def evaluate_predictions(task: str, y_test: np.ndarray, prediction: np.ndarray) -> dict[str, float]:
     metrics = get_task(task).metrics(y_test, prediction)
     converted = y_test if task == "purchase" else (y_test > 0).astype(np.float64)
@@ -281,9 +293,11 @@ def run_classical_baselines(
     return rows
 
 
+# Terminal headers short enough for 80 columns (the CSV and JSON keep the metric keys).
+_HEADERS: Final[dict[str, str]] = {"lift_at_10": "lift@10%", "tracking_error": "total err"}
 _TABLE_METRICS: Final[dict[str, tuple[str, ...]]] = {
     "purchase": ("roc_auc", "pr_auc", "f1", "log_loss", "lift_at_10"),
-    "purchase-count": ("rmse", "mae", "r2", "mape", "lift_at_10"),
+    "purchase-count": ("rmse", "mae", "r2", "mape", "spearman", "tracking_error", "lift_at_10"),
 }
 
 
@@ -293,25 +307,62 @@ def _fmt(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
+def _short(value: Any) -> str:
+    """Three decimals in the terminal table (the CSV and JSON keep full precision)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def _cell(metrics: dict[str, float], key: str) -> str:
+    """A metric with its 95 % interval as ``0.812 (0.791-0.833)``; others as before."""
+    return metric_cell(metrics, key, _fmt)
+
+
+def caution(rows: Sequence[ResultRow]) -> str | None:
+    """The small-test warning for the test set the rows were scored on (all share it), or
+    None; rows without counts (older files, skipped models) are passed over."""
+    for r in rows:
+        if "n_positive" in r.metrics and "n_negative" in r.metrics:
+            return report_warning(r.metrics)
+    return None
+
+
 def render_table(rows: Sequence[ResultRow], task: str) -> Table:
-    """A rich Table of the headline metrics; the best primary metric is bold."""
+    """A rich Table of the headline metrics, ranking metrics with their 95 % interval; the
+    best primary metric is bold; the caption warns when the test set is small."""
     columns = _TABLE_METRICS[get_task(task).name]
     key, higher = get_task(task).primary_metric
     scored = [r.metrics[key] for r in rows if not math.isnan(r.metrics.get(key, math.nan))]
     best = (max if higher else min)(scored) if scored else None
-    table = Table(title=f"Baselines: {task} ({key}, {'higher' if higher else 'lower'} is better)")
-    for header in ("model", "family", *columns, "fit s", "notes"):
-        table.add_column(
-            header,
-            justify="left" if header in ("model", "family", "notes") else "right",
-            overflow="fold",
-        )
-    for r in rows:
-        cells = [_fmt(r.metrics.get(c)) for c in columns]
+    warning = caution(rows)
+    table = Table(
+        title=f"Baselines: {task} ({key}, {'higher' if higher else 'lower'} is better)",
+        caption=f"Caution: {warning}." if warning else None,
+        box=box.SIMPLE_HEAD,  # no vertical rules: a cell with its interval keeps one line
+        pad_edge=False,
+    )
+    table.add_column("model", overflow="fold", min_width=14)
+    for header in columns:  # numbers never wrap: the model name folds instead
+        table.add_column(_HEADERS.get(header, header), justify="right", no_wrap=True)
+    for i, r in enumerate(rows, start=1):
+        if i == 1 or rows[i - 2].family != r.family:  # families as headings, not a column
+            table.add_row(f"[italic]{r.family}[/italic]", *[""] * len(columns))
+        # the interval under its value: two short lines fit an 80-column terminal
+        cells = [metric_cell(r.metrics, c, _short).replace(" (", "\n(", 1) for c in columns]
         if best is not None and r.metrics.get(key) == best:
             cells[columns.index(key)] = f"[bold]{cells[columns.index(key)]}[/bold]"
-        table.add_row(r.model, r.family, *cells, f"{r.fit_seconds:.2f}", r.notes)
+        table.add_row(f"  {r.model}", *cells)
     return table
+
+
+def render_notes(rows: Sequence[ResultRow]) -> str:
+    """The rows' fit times and notes, numbered in the table's order: kept out of the table
+    so that it fits an ordinary terminal."""
+    return "\n".join(
+        f"{i}. {r.model} ({r.fit_seconds:.2f} s){': ' + r.notes if r.notes else ''}"
+        for i, r in enumerate(rows, start=1)
+    )
 
 
 def _json_number(value: Any) -> Any:
@@ -340,10 +391,13 @@ def write_results(
 ) -> tuple[Path, Path]:
     """Write ``<stem>.csv`` (one row per model, flat metric columns) and ``<stem>.json``.
 
-    Metric columns follow first appearance across rows; undefined values are empty cells in
-    the CSV and ``null`` in the JSON (strict JSON has no NaN). Each file is written whole
-    under a temporary name and renamed, so a caller may rewrite them after every finished
-    model and a run stopped at any moment leaves the rows it had, never half a file.
+    Metric columns follow first appearance across rows, intervals and counts included
+    (``roc_auc_low``, ``n_positive``, ...); undefined values are empty cells in the CSV and
+    ``null`` in the JSON (strict JSON has no NaN). Each JSON row's ``caution`` holds the
+    small-test warning (``fedmarket.intervals.small_test_warning``) or null. Each file is
+    written whole under a temporary name and renamed, so a caller may rewrite them after
+    every finished model and a run stopped at any moment leaves the rows it had, never half
+    a file.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -352,6 +406,7 @@ def write_results(
     tmp = csv_path.with_name(csv_path.name + ".tmp")
     pd.DataFrame.from_records(records, columns=columns).to_csv(tmp, index=False)
     os.replace(tmp, csv_path)
+    warning = caution(rows)
     payload = [
         {
             "model": r.model,
@@ -359,6 +414,7 @@ def write_results(
             "metrics": {k: _json_number(v) for k, v in r.metrics.items()},
             "fit_seconds": r.fit_seconds,
             "notes": r.notes,
+            "caution": warning,
         }
         for r in rows
     ]

@@ -13,16 +13,25 @@ NaN instead of crashing a federated round. The rules, in one place:
   exist, and NaN only when there are neither predicted nor actual positives.
 * ``log_loss``, ``accuracy`` and the regression errors are always defined for n >= 1;
   ``r2`` is NaN when ``y_true`` is constant (or n < 2); ``mape`` is NaN without non-zero targets.
+* Every ranking metric carries its 95 % interval (``roc_auc_low`` / ``roc_auc_high``, the same
+  for ``pr_auc``, ``pearson`` and ``spearman``; ``fedmarket.intervals`` says how each is
+  computed), NaN where the metric is NaN or the test set is too small for one. ``n_positive``
+  and ``n_negative`` count buyers and non-buyers (for counts: customers with a non-zero and a
+  zero count), what ``intervals.small_test_warning`` reads.
 
-Aggregate these with NaN-aware means (``np.nanmean``) and report how many were NaN.
+Aggregate the metrics with NaN-aware means (``np.nanmean``) and report how many were NaN; but
+never average ``ONE_TEST_SET_KEYS`` (intervals, counts, totals) across test sets: an average
+of two intervals is not the interval of anything.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Final
 
 import numpy as np
+from scipy.stats import NearConstantInputWarning, pearsonr, spearmanr
 from sklearn.metrics import (
     accuracy_score,
     average_precision_score,
@@ -39,20 +48,59 @@ from sklearn.metrics import (
 )
 
 from fedmarket.errors import ConfigError, DataError
+from fedmarket.intervals import (
+    average_precision_interval,
+    delong_interval,
+    fisher_z_interval,
+    interval_keys,
+)
 
+# The metrics that carry an interval (``interval_keys`` names its bounds), and the counts
+# every test report has.
+WITH_INTERVAL: Final[tuple[str, ...]] = ("roc_auc", "pr_auc", "pearson", "spearman")
+COUNT_KEYS: Final[tuple[str, ...]] = ("n", "n_positive", "n_negative")
 CLASSIFICATION_KEYS: Final[tuple[str, ...]] = (
     "accuracy",
     "precision",
     "recall",
     "f1",
     "roc_auc",
+    *interval_keys("roc_auc"),
     "pr_auc",
+    *interval_keys("pr_auc"),
     "log_loss",
     "positive_rate",
     "predicted_positive_rate",
-    "n",
+    *COUNT_KEYS,
 )
-REGRESSION_KEYS: Final[tuple[str, ...]] = ("mae", "rmse", "r2", "mape", "n")
+REGRESSION_KEYS: Final[tuple[str, ...]] = (
+    "mae",
+    "rmse",
+    "r2",
+    "mape",
+    "pearson",
+    *interval_keys("pearson"),
+    "spearman",
+    *interval_keys("spearman"),
+    "total_predicted",
+    "total_actual",
+    "tracking_error",
+    *COUNT_KEYS,
+)
+# Keys that describe one test set as a whole: an interval, a count, a total and the total's
+# error. A mean of them over clients' test sets (as federated evaluation averages metrics)
+# is no interval, count or total of anything, so they are reported only where one test set
+# is scored (server-side pooled test set, centralised reference, baselines) and dropped from
+# what is averaged across clients.
+ONE_TEST_SET_KEYS: Final[frozenset[str]] = frozenset(
+    {
+        *(k for key in WITH_INTERVAL for k in interval_keys(key)),
+        *COUNT_KEYS,
+        "total_predicted",
+        "total_actual",
+        "tracking_error",
+    }
+)
 
 # Probabilities are clipped to [EPS, 1 - EPS] before log loss: float32 sigmoids saturate to
 # exactly 0 or 1, and one such confident miss would make the loss infinite.
@@ -118,17 +166,27 @@ def classification_metrics(
     pred = (p >= threshold).astype(np.int64)
     both_classes = np.unique(t).size == 2
     clipped = np.clip(p, PROBABILITY_EPS, 1.0 - PROBABILITY_EPS)
+    n_positive = int(t.sum())
+    pr_auc = float(average_precision_score(t, p)) if both_classes else math.nan
+    roc_auc_low, roc_auc_high = delong_interval(p, t == 1)
+    pr_auc_low, pr_auc_high = average_precision_interval(pr_auc, n_positive)
     return {
         "accuracy": float(accuracy_score(t, pred)),
         "precision": float(precision_score(t, pred, zero_division=np.nan)),
         "recall": float(recall_score(t, pred, zero_division=np.nan)),
         "f1": float(f1_score(t, pred, zero_division=np.nan)),
         "roc_auc": float(roc_auc_score(t, p)) if both_classes else math.nan,
-        "pr_auc": float(average_precision_score(t, p)) if both_classes else math.nan,
+        "roc_auc_low": roc_auc_low,
+        "roc_auc_high": roc_auc_high,
+        "pr_auc": pr_auc,
+        "pr_auc_low": pr_auc_low,
+        "pr_auc_high": pr_auc_high,
         "log_loss": float(log_loss(t, clipped, labels=[0, 1])),
         "positive_rate": float(t.mean()),
         "predicted_positive_rate": float(pred.mean()),
         "n": len(t),
+        "n_positive": n_positive,
+        "n_negative": len(t) - n_positive,
     }
 
 
@@ -155,16 +213,24 @@ def best_f1_threshold(y_true_val: object, y_prob_val: object) -> float:
 
 
 def regression_metrics(y_true: object, y_pred: object) -> dict[str, float]:
-    """Errors of a purchase-count prediction.
+    """Errors of a purchase-count prediction, how well it ranks, and how well it adds up.
 
     ``mape`` is a fraction (0.25 = 25 %) computed on the examples whose target is non-zero
     only, because a percentage error of a zero count is infinite; it is NaN when every target
     is zero. Most customers buy nothing, so read ``mape`` as "error among buyers".
     ``r2`` is NaN when the targets are constant (no variance to explain) or n < 2.
+    ``pearson`` and ``spearman`` (with Fisher-z intervals) say whether the customers predicted
+    to buy more do buy more; NaN when either side is constant. ``tracking_error`` is the
+    relative error of the predicted total, ``total_predicted / total_actual - 1`` (signed:
+    +0.1 forecasts 10 % too many purchases), what a planner forecasting demand from the sum
+    reads; NaN when no test customer bought.
     """
     t, p = _pair(y_true, y_pred, "y_pred")
     nonzero = t != 0
     constant = t.size < 2 or np.all(t == t[0])
+    pearson, spearman = _correlations(t, p, constant)
+    total_predicted, total_actual = float(p.sum()), float(t.sum())
+    n_positive = int(nonzero.sum())
     return {
         "mae": float(mean_absolute_error(t, p)),
         "rmse": float(root_mean_squared_error(t, p)),
@@ -172,5 +238,29 @@ def regression_metrics(y_true: object, y_pred: object) -> dict[str, float]:
         "mape": float(mean_absolute_percentage_error(t[nonzero], p[nonzero]))
         if nonzero.any()
         else math.nan,
+        "pearson": pearson,
+        **dict(zip(interval_keys("pearson"), fisher_z_interval(pearson, len(t)), strict=True)),
+        "spearman": spearman,
+        **dict(
+            zip(
+                interval_keys("spearman"),
+                fisher_z_interval(spearman, len(t), spearman=True),
+                strict=True,
+            )
+        ),
+        "total_predicted": total_predicted,
+        "total_actual": total_actual,
+        "tracking_error": total_predicted / total_actual - 1.0 if total_actual else math.nan,
         "n": len(t),
+        "n_positive": n_positive,
+        "n_negative": len(t) - n_positive,
     }
+
+
+def _correlations(t: np.ndarray, p: np.ndarray, constant: bool) -> tuple[float, float]:
+    """(Pearson, Spearman) by scipy; NaN, without scipy's warning, when a side is constant."""
+    if constant or np.all(p == p[0]):
+        return math.nan, math.nan
+    with warnings.catch_warnings():  # nearly constant predictions (an untrained model):
+        warnings.simplefilter("ignore", NearConstantInputWarning)  # a number, not console noise
+        return float(pearsonr(t, p).statistic), float(spearmanr(t, p).statistic)

@@ -19,12 +19,14 @@ from flwr.serverapp.strategy import DifferentialPrivacyServerSideFixedClipping, 
 
 from fedmarket.aggregation import RULES, AggregationRule, check_setup, nodes_per_round
 from fedmarket.config import RunConfig
+from fedmarket.metrics import ONE_TEST_SET_KEYS
 from strategies.recording import RecordingStrategy, RoundRecorder
 
 NUM_EXAMPLES_KEY = "num-examples"
 UNIT_WEIGHT_KEY = "unit-weight"
-# Identifiers and weights: a mean of them means nothing, so aggregated records leave them out.
-NOT_AVERAGED = frozenset({"partition-id", UNIT_WEIGHT_KEY})
+# Identifiers and weights, and what describes one client's test set as a whole (intervals,
+# counts, totals): a mean of them means nothing, so aggregated records leave them out.
+NOT_AVERAGED = frozenset({"partition-id", UNIT_WEIGHT_KEY, *ONE_TEST_SET_KEYS})
 
 Kwargs = Callable[[RunConfig, int], dict[str, Any]]
 
@@ -133,8 +135,10 @@ def aggregate_client_metrics(records: list[RecordDict], weighted_by_key: str) ->
     "num-examples" or all are 0), whatever key the arrays are weighted by, because a
     client's loss or AUC describes its examples; "num-examples" itself is summed (examples
     seen this round); keys starting with "epsilon" take the maximum, so the record shows
-    the worst-case client's privacy loss; "partition-id", "unit-weight" and the arrays'
-    weight key are dropped. Lists are aggregated element by element.
+    the worst-case client's privacy loss; "partition-id", "unit-weight", the arrays'
+    weight key and the keys of one test set as a whole (``ONE_TEST_SET_KEYS``: intervals,
+    counts, totals, which no mean turns into the federation's) are dropped. Lists are
+    aggregated element by element.
     """
     metrics = [next(iter(record.metric_records.values())) for record in records]
     if not metrics:

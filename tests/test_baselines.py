@@ -15,6 +15,7 @@ from fedmarket.baselines import (
     ResultRow,
     aggregate_features,
     model_names,
+    render_notes,
     render_table,
     run_classical_baselines,
     write_results,
@@ -178,19 +179,42 @@ def test_write_results_csv_and_json(tmp_path) -> None:
         "metrics": {"roc_auc": 0.8, "pr_auc": None},
         "fit_seconds": 12.0,
         "notes": "seq",
+        "caution": None,  # these rows have no counts to judge the test set by
     }
     assert payload[2]["metrics"] == {}
 
 
 def test_render_table() -> None:
     table = render_table(ROWS, "purchase")
-    assert [c.header for c in table.columns][:3] == ["model", "family", "roc_auc"]
-    assert table.row_count == 3
+    assert [c.header for c in table.columns][:2] == ["model", "roc_auc"]
+    assert table.row_count == 3 + 3  # a heading row each time the family changes
     console = Console(record=True, width=200)
     console.print(table)
     text = console.export_text()
-    assert "cnn-lstm" in text and "0.8000" in text and "n/a" in text
+    assert "cnn-lstm" in text and "0.800" in text and "n/a" in text
     assert "higher is better" in text
+    assert [c.header for c in table.columns][-1] == "lift@10%"
+    notes = render_notes(ROWS)
+    assert notes.splitlines()[0].startswith("1. ") and "seq" in notes
+
+
+def test_notes_stay_out_of_the_table_so_an_80_column_terminal_shows_one_line_per_model():
+    rows = [
+        ResultRow(
+            name,
+            "customer-base",
+            {"roc_auc": 0.7, "roc_auc_low": 0.6, "roc_auc_high": 0.8},
+            0.2,
+            "a long note " * 20,
+        )
+        for name in ("bg-nbd", "bg-nbd federated")
+    ]
+    console = Console(record=True, width=80)
+    console.print(render_table(rows, "purchase"))
+    text = console.export_text()
+    body = [line for line in text.splitlines() if "bg-nbd" in line]
+    assert len(body) == 2 and "a long note" not in text
+    assert [line.strip() for line in text.splitlines()].count("customer-base") == 1
 
 
 def test_each_row_is_handed_over_as_it_finishes_and_written_whole(tmp_path) -> None:
@@ -210,3 +234,51 @@ def test_each_row_is_handed_over_as_it_finishes_and_written_whole(tmp_path) -> N
     with open(tmp_path / "baselines.csv", newline="") as handle:
         assert [r["model"] for r in csv.DictReader(handle)] == names
     assert sorted(p.name for p in tmp_path.iterdir()) == ["baselines.csv", "baselines.json"]
+
+
+def test_table_and_files_show_intervals_and_warn_on_a_small_test_set(tmp_path) -> None:
+    metrics = {
+        "roc_auc": 0.8123,
+        "roc_auc_low": 0.7912,
+        "roc_auc_high": 0.8334,
+        "pr_auc": 0.41,
+        "pr_auc_low": 0.2,
+        "pr_auc_high": 0.65,
+        "n_positive": 7,
+        "n_negative": 300,
+    }
+    rows = [ResultRow("logistic-regression", "classical", metrics, 0.5, "lr")]
+    console = Console(record=True, width=250)
+    console.print(render_table(rows, "purchase"))
+    text = " ".join(console.export_text().split())
+    # each interval sits under its value
+    assert "0.812 0.410" in text and "(0.791-0.833) (0.200-0.650)" in text
+    assert "Caution: the test set has only 7 buyers (fewer than 30)" in text
+    assert "do not rank models on it." in text
+    csv_path, json_path = write_results(rows, tmp_path)
+    with csv_path.open() as fh:
+        record = next(csv.DictReader(fh))
+    assert (record["roc_auc_low"], record["n_positive"]) == ("0.7912", "7")
+    (payload,) = json.loads(json_path.read_text())
+    assert payload["caution"].startswith("the test set has only 7 buyers")
+    big = [ResultRow("lr", "classical", {**metrics, "n_positive": 70}, 0.5, "lr")]
+    assert render_table(big, "purchase").caption is None
+
+
+def test_count_table_shows_correlation_and_tracking_error() -> None:
+    rng = np.random.default_rng(6)
+    train, test = make_split(300, rng), make_split(200, rng)
+    (row,) = run_classical_baselines(
+        train, test, task="purchase-count", seed=0, models=["poisson-regression"]
+    )
+    m = row.metrics
+    assert m["spearman_low"] < m["spearman"] < m["spearman_high"]
+    assert m["tracking_error"] == pytest.approx(m["total_predicted"] / m["total_actual"] - 1)
+    table = render_table([row], "purchase-count")
+    headers = [c.header for c in table.columns]
+    assert {"spearman", "total err"} <= set(headers)
+    console = Console(record=True, width=250)
+    console.print(table)
+    text = console.export_text()
+    assert f"{m['spearman']:.3f}" in text
+    assert f"({m['spearman_low']:.3f}-{m['spearman_high']:.3f})" in text

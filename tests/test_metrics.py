@@ -7,13 +7,18 @@ import warnings
 
 import numpy as np
 import pytest
+from scipy.stats import pearsonr, spearmanr
 
 from fedmarket.errors import ConfigError, DataError
+from fedmarket.intervals import delong_interval, fisher_z_interval
 from fedmarket.metrics import (
     CLASSIFICATION_KEYS,
+    ONE_TEST_SET_KEYS,
     REGRESSION_KEYS,
+    WITH_INTERVAL,
     best_f1_threshold,
     classification_metrics,
+    interval_keys,
     regression_metrics,
 )
 
@@ -39,6 +44,29 @@ def test_classification_metrics_hand_computed() -> None:
     assert m["positive_rate"] == 0.5
     assert m["predicted_positive_rate"] == 0.5
     assert m["n"] == 6
+    assert (m["n_positive"], m["n_negative"]) == (3, 3)
+
+
+def test_classification_intervals() -> None:
+    m = classification_metrics(Y, P)
+    assert (m["roc_auc_low"], m["roc_auc_high"]) == delong_interval(P, Y == 1)
+    assert m["roc_auc_low"] < m["roc_auc"] < m["roc_auc_high"] == 1.0  # clipped at 1
+    # AP 11/12 on 3 buyers: logit ln 11 = 2.397895, half-width 1.959964 / sqrt(3 · 11/144)
+    # = 4.094231; back-transformed 1 / (1 + e^1.696336) and 1 / (1 + e^-6.492126)
+    assert (m["pr_auc_low"], m["pr_auc_high"]) == pytest.approx((0.1549444, 0.9984870), abs=1e-7)
+
+
+def test_key_sets_hold_every_interval_and_count_once() -> None:
+    for keys in (CLASSIFICATION_KEYS, REGRESSION_KEYS):
+        assert len(set(keys)) == len(keys)
+        assert {"n", "n_positive", "n_negative"} <= set(keys)
+        for key in WITH_INTERVAL:
+            if key in keys:
+                assert keys.index(key) + 1 == keys.index(f"{key}_low")  # next to its metric
+                assert set(interval_keys(key)) <= ONE_TEST_SET_KEYS
+    assert set(CLASSIFICATION_KEYS) | set(REGRESSION_KEYS) >= ONE_TEST_SET_KEYS
+    # what federated evaluation may average: the metrics, never the intervals or counts
+    assert {"roc_auc", "pr_auc", "pearson", "spearman", "rmse"}.isdisjoint(ONE_TEST_SET_KEYS)
 
 
 def test_threshold_changes_only_threshold_metrics() -> None:
@@ -55,6 +83,8 @@ def test_one_class_gives_nan_not_crash_or_warning() -> None:
         warnings.simplefilter("error")
         m = classification_metrics([0, 0, 0], [0.2, 0.7, 0.1])
     assert math.isnan(m["roc_auc"]) and math.isnan(m["pr_auc"]) and math.isnan(m["recall"])
+    assert all(math.isnan(m[k]) for k in (*interval_keys("roc_auc"), *interval_keys("pr_auc")))
+    assert (m["n_positive"], m["n_negative"]) == (0, 3)
     assert m["precision"] == 0.0  # one customer predicted positive, and wrongly
     assert m["f1"] == 0.0
     assert m["accuracy"] == pytest.approx(2 / 3)
@@ -123,11 +153,38 @@ def test_regression_metrics_hand_computed() -> None:
     assert m["r2"] == pytest.approx(1 - 2.25 / 5)
     assert m["mape"] == pytest.approx((0 + 1 / 2 + 1 / 3) / 3)  # the zero target is left out
     assert m["n"] == 4
+    # totals 6.5 predicted against 6 bought: 8.3 % too many
+    assert (m["total_predicted"], m["total_actual"]) == (6.5, 6.0)
+    assert m["tracking_error"] == pytest.approx(0.5 / 6)
+    assert (m["n_positive"], m["n_negative"]) == (3, 1)  # customers who bought at all
+
+
+def test_regression_correlations_match_scipy() -> None:
+    rng = np.random.default_rng(5)
+    y = rng.poisson(1.5, size=40).astype(float)
+    pred = np.clip(y + rng.normal(scale=1.0, size=40), 0, None)
+    m = regression_metrics(y, pred)
+    reference = pearsonr(y, pred)
+    ci = reference.confidence_interval(confidence_level=0.95)
+    assert m["pearson"] == pytest.approx(reference.statistic, abs=1e-12)
+    assert (m["pearson_low"], m["pearson_high"]) == pytest.approx((ci.low, ci.high), abs=1e-12)
+    rho = spearmanr(y, pred).statistic
+    assert m["spearman"] == pytest.approx(rho, abs=1e-12)
+    expected = fisher_z_interval(float(rho), 40, spearman=True)
+    assert (m["spearman_low"], m["spearman_high"]) == pytest.approx(expected)
+    assert m["tracking_error"] == pytest.approx(pred.sum() / y.sum() - 1)
 
 
 def test_regression_undefined_values() -> None:
-    zeros = regression_metrics([0, 0, 0], [0.0, 1.0, 0.5])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # scipy warns on constant input; we say NaN instead
+        zeros = regression_metrics([0, 0, 0], [0.0, 1.0, 0.5])
+        flat = regression_metrics([0, 1, 2, 5], [1.0, 1.0, 1.0, 1.0])
     assert math.isnan(zeros["mape"]) and math.isnan(zeros["r2"])
+    assert math.isnan(zeros["tracking_error"]) and zeros["total_predicted"] == 1.5
+    assert math.isnan(zeros["pearson"]) and math.isnan(zeros["spearman_low"])
+    assert math.isnan(flat["pearson"]) and math.isnan(flat["spearman"])
+    assert flat["tracking_error"] == pytest.approx(4 / 8 - 1)  # half the purchases forecast
     assert zeros["mae"] == pytest.approx(0.5)
     single = regression_metrics([2.0], [1.0])
     assert math.isnan(single["r2"]) and single["mape"] == 0.5 and single["rmse"] == 1.0

@@ -142,6 +142,7 @@ def prepare(
     overwrite: bool = False,
     attributes: PathLike | None = None,
     attributes_mapping: PathLike | None = None,
+    btyd_inputs: bool = False,
     progress: bool = True,
 ) -> PreparedData:
     """Validate, anonymise and featurise raw exports (`fedmarket data prepare`).
@@ -152,7 +153,8 @@ def prepare(
     ``kind=table`` prepares a customer table. ``attributes`` (a customer table) with
     ``attributes_mapping`` (its kind=table mapping) joins static attributes to event data.
     ``count_unit`` is what the purchase-count label counts: ``transactions``,
-    ``customer-days`` or ``periods`` (CLI ``--count-unit``).
+    ``customer-days`` or ``periods`` (CLI ``--count-unit``). ``btyd_inputs`` adds BG/NBD's
+    per-customer predictions as model inputs (CLI ``--btyd-inputs``).
     """
     from fedmarket.data.ingest.mapping import mapping_option
     from fedmarket.data.prepare import PrepareOptions
@@ -189,6 +191,7 @@ def prepare(
         fernet=encryption_fernet(encrypt, optional_path(encryption_key_file), [raw, out]),
         overwrite=overwrite,
         static=static_option(optional_path(attributes), attributes_mapping),
+        btyd_inputs=btyd_inputs,
     )
     with progress_bar("preparing events", None, unit="events", enabled=progress) as advance:
         result = run_prepare(opts, advance)

@@ -125,9 +125,13 @@ class RunResult:
             "| metric | federated | centralised | gap |",
             "|---|---:|---:|---:|",
         ]
+        from fedmarket.intervals import metric_cell
+
+        fed_test, cen_test = self.federated_test, self.centralised_test or {}
         lines += [
-            f"| {k} | {number(fed)} | {number(cen)} | {number(gap)} |"
-            for k, fed, cen, gap in self._rows()
+            f"| {k} | {metric_cell(fed_test, k, number)} | {metric_cell(cen_test, k, number)} "
+            f"| {number(gap)} |"
+            for k, _, _, gap in self._rows()
         ]
         lines += ["", self.privacy, *(f"- **incomplete:** {p}" for p in self.problems)]
         return "\n".join(lines)

@@ -162,6 +162,7 @@ def compare_baselines(
     epochs: int = 20,
     seed: int = 0,
     anchors: bool = True,
+    anchor_epsilon: float | None = None,
     encryption_key_file: PathLike | None = None,
     progress: bool = True,
     tracking_uri: PathLike | None = None,
@@ -171,7 +172,8 @@ def compare_baselines(
     test customers (`fedmarket baselines`): whether the sequence is worth its cost.
     ``classical`` None is every registered model; ``anchors`` adds BG/NBD and Pareto/NBD
     (pooled and federated over the partitions; skipped for a customer table, which has no
-    purchase history); ``out`` writes baselines.csv and .json.
+    purchase history); ``anchor_epsilon`` adds their federated fit under client DP at that
+    epsilon per retailer; ``out`` writes baselines.csv and .json.
     ``tracking_uri`` logs a parent MLflow run with a child run per model."""
     tracker = _tracker(tracking_uri, experiment)
     from fedmarket.baselines import run_classical_baselines, write_results, write_test_scores
@@ -196,15 +198,22 @@ def compare_baselines(
             models=classical,
             progress=lambda name: advance(1, description=name),
         )
-    from fedmarket.anchors import AnchorData, run_btyd_anchors
+    from fedmarket.anchors import AnchorData, AnchorPrivacy, run_btyd_anchors
 
     if anchors and AnchorData.missing(manifest) is None:
+        privacy = (
+            AnchorPrivacy.for_retailers(anchor_epsilon, train_parts)
+            if anchor_epsilon is not None
+            else None
+        )
         with progress_bar("customer-base anchors", None, unit="fits", enabled=progress) as step:
             rows += run_btyd_anchors(
                 train_parts,
                 test,
                 task=task,
                 data=AnchorData.from_manifest(manifest),
+                privacy=privacy,
+                seed=seed,
                 progress=lambda name: step(1, description=name),
             )
     for name in items(sequence_models):
@@ -217,6 +226,7 @@ def compare_baselines(
         "task": task,
         "sequence-models": names,
         "anchors": anchors,
+        "anchor-epsilon": anchor_epsilon,
         "epochs": epochs,
         "seed": seed,
     }

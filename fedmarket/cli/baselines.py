@@ -8,9 +8,10 @@ that finished; the sequence models take minutes each.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from fedmarket.cli.app import EncryptionKeyFile, Threads, app, friendly_errors
 from fedmarket.cli.tracking import Experiment, TrackingUri, say_tracked
@@ -46,6 +47,13 @@ def baselines_cmd(
             "federated across the partitions)."
         ),
     ] = True,
+    anchor_epsilon: Annotated[
+        float | None,
+        typer.Option(
+            help="Also fit the anchors federated under client DP at this epsilon per "
+            "retailer (clipped, noised sums; delta 1/(10 n))."
+        ),
+    ] = None,
     encryption_key_file: EncryptionKeyFile = None,
     tracking_uri: TrackingUri = None,
     experiment: Experiment = "fedmarket",
@@ -61,16 +69,17 @@ def baselines_cmd(
 
     target = tracking_target(tracking_uri, experiment)
     from fedmarket import baselines as bl
-    from fedmarket.anchors import AnchorData, run_btyd_anchors
+    from fedmarket.anchors import AnchorPrivacy
     from fedmarket.data import store
     from fedmarket.data.protect.keys import prepared_data_fernet
 
+    if anchor_epsilon is not None:  # a bad epsilon is an error before any data is read
+        AnchorPrivacy(anchor_epsilon, 1e-5)
     fernet = prepared_data_fernet(data, encryption_key_file, outside=[out])
     manifest = store.read_manifest(data)
     train_parts = [
         store.load_split(data, pid, "train", fernet=fernet) for pid in store.partition_ids(manifest)
     ]
-    train = store.SplitArrays.concat(train_parts)
     test = store.load_pooled(data, "test", fernet=fernet)
     tracker = open_tracker(target)
     rows: list[bl.ResultRow] = []
@@ -83,26 +92,15 @@ def baselines_cmd(
     try:
         with progress_bar("classical baselines", None, unit="models") as advance:
             bl.run_classical_baselines(
-                train,
+                store.SplitArrays.concat(train_parts),
                 test,
                 task=task,
                 seed=seed,
                 progress=lambda name: advance(1, description=name),
                 on_row=keep,
             )
-        skip = AnchorData.missing(manifest) if anchors else None
-        if skip:
-            console.print(f"customer-base anchors skipped: {skip}", highlight=False)
-        elif anchors:
-            with progress_bar("customer-base anchors", None, unit="fits") as advance:
-                run_btyd_anchors(
-                    train_parts,
-                    test,
-                    task=task,
-                    data=AnchorData.from_manifest(manifest),
-                    progress=lambda name: advance(1, description=name),
-                    on_row=keep,
-                )
+        if anchors:
+            _anchor_rows(manifest, train_parts, test, task, anchor_epsilon, seed, keep)
         if names:
             console.print(choice.describe(), highlight=False)
         for name in names:
@@ -111,26 +109,69 @@ def baselines_cmd(
         if rows:
             console.print(f"kept {len(rows)} finished model(s) in {out / 'baselines.csv'}")
         raise
-    settings = {"task": task, "count-loss": count_loss, "sequence-models": ",".join(names)}
-    settings |= {"anchors": anchors, "epochs": epochs, "seed": seed}
+    settings = {
+        "task": task,
+        "count-loss": count_loss,
+        "sequence-models": ",".join(names),
+        "anchors": anchors,
+        "anchor-epsilon": anchor_epsilon,
+        "epochs": epochs,
+        "seed": seed,
+    }
     log_baselines(tracker, rows, settings, out=out)
     console.print(bl.render_table(rows, task))
+    console.print(escape(bl.render_notes(rows)), highlight=False)
     console.print(f"wrote baselines.csv, .json and baselines_test_scores.csv in {out}")
     say_tracked(tracker, target)
 
 
-def _sequence_row(
-    data: Path,
-    name: str,
-    task: str,
-    count_loss: str,
-    epochs: int,
-    seed: int,
-    fernet: Any,
-    choice: Any,
-) -> Any:
-    """One sequence model trained on the pooled partitions, as a baselines row (named
-    MODEL-nb under the negative-binomial count loss)."""
+def check_names(task: str, sequence_models: str, count_loss: str = "poisson") -> list[str]:
+    """The sequence models of ``--sequence-models``; a clear error for an unknown task or
+    model (with the closest name), or a --count-loss the task does not take (checked as the
+    run setting count-loss), before anything is trained."""
+    if task not in TASKS:
+        raise ConfigError(
+            f"--task: unknown task {task!r}; {did_you_mean(task, TASKS)}known: {', '.join(TASKS)}"
+        )
+    names = [m.strip() for m in sequence_models.split(",") if m.strip()]
+    for name in names:
+        if name not in MODELS:
+            raise ConfigError(
+                f"--sequence-models: unknown model {name!r}; {did_you_mean(name, MODELS)}"
+                f"known: {', '.join(MODELS)}"
+            )
+    from fedmarket.config import RunConfig
+
+    RunConfig.from_mapping({"task": task, "count-loss": count_loss}, where="--count-loss")
+    return names
+
+
+def _anchor_rows(manifest, train_parts, test, task, epsilon, seed, keep) -> None:
+    """BG/NBD and Pareto/NBD rows (pooled, federated, and federated under DP when
+    ``epsilon`` is given), or a line saying why the data cannot have them."""
+    from fedmarket.anchors import AnchorData, AnchorPrivacy, run_btyd_anchors
+
+    skip = AnchorData.missing(manifest)
+    if skip:
+        console.print(f"customer-base anchors skipped: {skip}", highlight=False)
+        return
+    privacy = None if epsilon is None else AnchorPrivacy.for_retailers(epsilon, train_parts)
+    with progress_bar("customer-base anchors", None, unit="fits") as advance:
+        run_btyd_anchors(
+            train_parts,
+            test,
+            task=task,
+            data=AnchorData.from_manifest(manifest),
+            privacy=privacy,
+            seed=seed,
+            progress=lambda name: advance(1, description=name),
+            on_row=keep,
+        )
+
+
+def _sequence_row(data, name, task, count_loss, epochs, seed, fernet, choice):
+    """One sequence model trained centrally on the same training customers (named MODEL-nb
+    under the negative-binomial count loss)."""
     from fedmarket.baselines import ResultRow
     from fedmarket.centralised import run_centralised
     from fedmarket.training import TrainConfig
@@ -153,24 +194,3 @@ def _sequence_row(
     notes, prediction = f"{result.epochs_run} epochs", result.test_scores[1]
     label = f"{name}-nb" if count_loss == "negative-binomial" else name
     return ResultRow(label, "sequence", metrics, result.wall_s, notes, prediction)
-
-
-def check_names(task: str, sequence_models: str, count_loss: str = "poisson") -> list[str]:
-    """The sequence models of ``--sequence-models``; a clear error for an unknown task or
-    model (with the closest name), or a --count-loss the task does not take (checked as the
-    run setting count-loss), before anything is trained."""
-    if task not in TASKS:
-        raise ConfigError(
-            f"--task: unknown task {task!r}; {did_you_mean(task, TASKS)}known: {', '.join(TASKS)}"
-        )
-    names = [m.strip() for m in sequence_models.split(",") if m.strip()]
-    for name in names:
-        if name not in MODELS:
-            raise ConfigError(
-                f"--sequence-models: unknown model {name!r}; {did_you_mean(name, MODELS)}"
-                f"known: {', '.join(MODELS)}"
-            )
-    from fedmarket.config import RunConfig
-
-    RunConfig.from_mapping({"task": task, "count-loss": count_loss}, where="--count-loss")
-    return names

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 import typer
 from click.core import ParameterSource
+from rich.markup import escape
 from rich.table import Table
 
 from fedmarket.cli.app import Command, EncryptionKeyFile, Threads, app, friendly_errors
@@ -228,11 +229,14 @@ def centralised_cmd(
     log_centralised(tracker, result.to_dict(), tracked_settings(cfg, train_cfg), out=out)
     table = Table(title=f"{cfg.model} / {cfg.task}: test metrics ({result.n_test:,} customers)")
     table.add_column("metric")
-    table.add_column("value", justify="right")
-    for key, value in result.test.items():
-        if isinstance(value, int | float):
-            table.add_row(key, f"{value:.4f}")
+    table.add_column("value (95% interval)", justify="right")
+    for key, value in metric_rows(result.test):
+        table.add_row(key, value)
     console.print(table)
+    from fedmarket.intervals import report_warning
+
+    if warning := report_warning(result.test):
+        console.print(f"[bold yellow]Caution: {escape(warning)}.[/]", highlight=False)
     if result.epsilon is not None:
         console.print(
             f"DP-SGD: epsilon = {result.epsilon:.3f}, delta = {result.delta:.3g}, "
@@ -245,6 +249,28 @@ def centralised_cmd(
         )
     console.print(f"wrote {', '.join(str(p) for p in paths.values())}")
     say_tracked(tracker, target)
+
+
+def metric_rows(test: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(metric, value) for the console: ranking metrics with their 95 % interval in the same
+    cell (the ``_low`` / ``_high`` keys are not rows of their own), counts as integers."""
+    from fedmarket.intervals import interval_keys, metric_cell
+    from fedmarket.metrics import COUNT_KEYS, WITH_INTERVAL
+
+    bounds = {k for key in WITH_INTERVAL for k in interval_keys(key)}
+    rows = []
+    for key, value in test.items():
+        if not isinstance(value, int | float) or key in bounds:
+            continue
+        if key in COUNT_KEYS and value == value:
+            rows.append((key, f"{int(value):,}"))
+        else:
+            rows.append((key, metric_cell(test, key, _four_places)))
+    return rows
+
+
+def _four_places(value: float) -> str:
+    return "n/a" if value != value else f"{value:.4f}"
 
 
 def tracked_settings(cfg: RunConfig, train_cfg: Any) -> dict[str, Any]:

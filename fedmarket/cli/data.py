@@ -118,6 +118,13 @@ def data_prepare(
         str | None,
         typer.Option(help="Its kind=table mapping (TOML file or 'kind=table,customer=...')."),
     ] = None,
+    btyd_inputs: Annotated[
+        bool,
+        typer.Option(
+            help="Add BG/NBD's P(alive), P(buy) and expected purchases per customer as model "
+            "inputs (fitted per partition on its training customers)."
+        ),
+    ] = False,
 ) -> None:
     """Validate, anonymise and featurise raw exports into per-partition train/test tensors."""
     from fedmarket.data.ingest.mapping import mapping_option
@@ -146,6 +153,7 @@ def data_prepare(
         fernet=keys.encryption_fernet(encrypt, encryption_key_file, [raw, out]),
         overwrite=overwrite,
         static=static_option(attributes, attributes_mapping),
+        btyd_inputs=btyd_inputs,
     )
     with progress_bar("preparing events", None, unit="events") as advance:
         result = run_prepare(opts, advance)

@@ -116,6 +116,8 @@ CONSOLE_METRICS = {
     "f1_at_10": "F1, top 10%",
     "rmse": "RMSE",
     "mae": "MAE",
+    "spearman": "Spearman correlation",
+    "tracking_error": "error of the total",
 }
 
 
@@ -125,19 +127,26 @@ def print_outcome(summary: dict[str, Any], run_dir: Path) -> None:
         chance_warning,
         federation_sentence,
         privacy_sentence,
+        small_test_caution,
         targeting_in_short,
+        test_customers,
+        tests,
     )
 
-    fed, cen = summary["federated"], summary["centralised"] or {}
-    table = Table(title="federated versus centralised (same test customers)")
+    fed_test, cen_test = tests(summary)
+    counted = test_customers(summary)
+    table = Table(
+        title=f"federated versus centralised (same test customers{': ' if counted else ''}"
+        f"{counted}; 95% intervals in brackets)"
+    )
     for col in ("metric", "federated", "centralised", "gap"):
         table.add_column(col, justify="left" if col == "metric" else "right")
     for key, label in CONSOLE_METRICS.items():
-        f, c = (fed.get("test") or {}).get(key), (cen.get("test") or {}).get(key)
-        if f is not None or c is not None:
-            table.add_row(label, _n(f), _n(c), _n((summary.get("gap") or {}).get(key)))
+        if key in fed_test or key in cen_test:
+            gap = (summary.get("gap") or {}).get(key)
+            table.add_row(label, _cell(fed_test, key), _cell(cen_test, key), _n(gap))
     console.print(table)
-    if caution := chance_warning(summary):
+    for caution in filter(None, (chance_warning(summary), small_test_caution(summary))):
         console.print(f"[bold yellow]- {escape(caution)}[/]", highlight=False)
     for sentence in (federation_sentence, privacy_sentence, targeting_in_short):
         console.print(f"- {escape(sentence(summary))}", highlight=False)
@@ -150,3 +159,10 @@ def print_outcome(summary: dict[str, Any], run_dir: Path) -> None:
 
 def _n(x: float | None) -> str:
     return "-" if x is None or x != x else f"{x:.4f}"
+
+
+def _cell(test: dict[str, Any], key: str) -> str:
+    """A metric with its interval where it has one, else the number as before."""
+    from fedmarket.intervals import metric_cell
+
+    return metric_cell(test, key, _n)

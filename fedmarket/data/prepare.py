@@ -56,6 +56,7 @@ class PrepareOptions:
     chunksize: int = 500_000
     overwrite: bool = False
     static: StaticAttributes | None = None  # a customer table's attributes, joined
+    btyd_inputs: bool = False  # BG/NBD's per-customer predictions as inputs (data.btyd_inputs)
 
     def __post_init__(self) -> None:
         if not 0.0 < self.test_fraction < 1.0:
@@ -127,6 +128,10 @@ def prepare(opts: PrepareOptions, advance: Advance | None = None) -> PrepareResu
         from fedmarket.data.static_join import join_static
 
         manifest = join_static(tmp, manifest, opts.static, pseudonymiser, opts.fernet)
+    if opts.btyd_inputs:  # after the static join: BG/NBD reads the event aggregates by name
+        from fedmarket.data.btyd_inputs import join_btyd_inputs
+
+        manifest = join_btyd_inputs(tmp, manifest, opts.fernet)
     store.write_manifest(tmp, manifest)
     if opts.out.exists():
         shutil.rmtree(opts.out)

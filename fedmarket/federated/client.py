@@ -20,6 +20,7 @@ from fedmarket.config import RunConfig
 from fedmarket.data import store
 from fedmarket.errors import BudgetExhaustedError
 from fedmarket.federated.client_state import PrivacyJournal, update_digest
+from fedmarket.metrics import ONE_TEST_SET_KEYS
 from fedmarket.models import build_model
 from fedmarket.privacy import accounting
 from fedmarket.privacy.accounting import AccountantState
@@ -195,12 +196,21 @@ class RetailerClient:
         return TrainOutcome(outcome.state_dict, {**outcome.metrics, "epsilon": eps}, spent)
 
     def evaluate(self, weights: dict[str, torch.Tensor]) -> dict[str, float]:
-        """Aggregate metrics of the global model on this retailer's own test customers."""
+        """Aggregate metrics of the global model on this retailer's own test customers.
+
+        The server averages these over clients, so what describes this one test set only
+        (intervals, counts, totals: ``ONE_TEST_SET_KEYS``) stays here: a mean of intervals
+        is no interval, and "num-examples" already says how many customers were scored.
+        """
         model = self.model_with(weights, dp=False)
         y = self.task.targets(self.test_split)
         pred = predict(model, self.test_split.X, self.task)
         report = self.task.report(y, pred)
-        metrics = {k: float(v) for k, v in report.items() if isinstance(v, int | float)}
+        metrics = {
+            k: float(v)
+            for k, v in report.items()
+            if isinstance(v, int | float) and k not in ONE_TEST_SET_KEYS
+        }
         metrics.update(
             {
                 "num-examples": float(len(self.test_split)),

@@ -25,6 +25,7 @@ from fedmarket.aggregation import nodes_per_round
 from fedmarket.config import RunConfig
 from fedmarket.data import store
 from fedmarket.errors import ConfigError, RunStopped
+from fedmarket.metrics import interval_keys
 from fedmarket.models import build_model
 from fedmarket.predictions import Predictions, pooled_partitions, write_predictions
 from fedmarket.privacy.central import central_epsilon, default_central_delta
@@ -58,6 +59,9 @@ ROUND_FIELDS = (
     "client_gpu_peak_mb",
 )
 TEST_KEYS = ("roc_auc", "pr_auc", "f1", "accuracy", "log_loss", "lift_at_10", "mae", "rmse", "r2")
+# The server's pooled test set also has the intervals (test_roc_auc_low, ...); the clients'
+# averaged metrics (fed_*) never do: a mean of intervals is no interval.
+TEST_INTERVAL_KEYS = tuple(k for key in ("roc_auc", "pr_auc") for k in interval_keys(key))
 
 
 class RunLog:
@@ -173,7 +177,8 @@ class RunLog:
             row = self._row(rnd)
             row["server_eval_s"] = time.perf_counter() - started
             row["elapsed_s"] = self.wall_s()
-            row.update({f"test_{k}": report[k] for k in TEST_KEYS if report and k in report})
+            server_keys = (*TEST_KEYS, *TEST_INTERVAL_KEYS)
+            row.update({f"test_{k}": report[k] for k in server_keys if report and k in report})
             self.commit(rnd)
             self._log_round(rnd, report)
             if self.progress is not None:
@@ -222,7 +227,11 @@ class RunLog:
         if self._scores is not None:  # behind final_test: the gains figure, `fedmarket compare`
             write_predictions(self.run_dir.test_scores, self._scores)
             self._scores = None
-        fields = list(ROUND_FIELDS) + [f"{p}_{k}" for p in ("test", "fed") for k in TEST_KEYS]
+        fields = [
+            *ROUND_FIELDS,
+            *(f"{p}_{k}" for p in ("test", "fed") for k in TEST_KEYS),
+            *(f"test_{k}" for k in TEST_INTERVAL_KEYS),
+        ]
         self.run_dir.write_rounds([self.rows[r] for r in sorted(self.rows) if r <= rnd], fields)
         self.run_dir.commit(
             {

@@ -9,7 +9,8 @@ subsampled with a seed), so the retailer mix cannot give membership away.
 What is reported, and how it is computed:
 
 - ``roc_auc`` over every threshold (scikit-learn); 0.5 is guessing. ``roc_auc_ci`` is its
-  two-sided confidence interval at ``confidence`` from DeLong's variance (DeLong et al. 1988),
+  two-sided confidence interval at ``confidence`` from DeLong's variance (DeLong et al. 1988,
+  ``fedmarket.intervals.delong_interval``, the one every metrics table uses),
   so "weaker than the attack on another model" can be read as a difference of intervals.
 - ``tpr_at_fpr``: the true-positive rate at a false-positive rate of 0.1% and 1%, the
   numbers Carlini et al. (2022) argue matter (an attack that is sure about a few people).
@@ -39,12 +40,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from scipy.stats import beta, norm, rankdata
+from scipy.stats import beta
 from sklearn.metrics import roc_auc_score, roc_curve
 from torch import nn
 
 from fedmarket.data import store
 from fedmarket.errors import ConfigError, DataError
+from fedmarket.intervals import delong_interval
 from fedmarket.tasks import get_task
 
 if TYPE_CHECKING:
@@ -127,28 +129,6 @@ def epsilon_lower_bound(
     _, fpr_hi = clopper_pearson(fp, n_neg, confidence)
     tpr_lo, _ = clopper_pearson(tp, n_pos, confidence)
     return rate_epsilon(fpr_hi, tpr_lo, delta)
-
-
-def delong_interval(
-    scores: np.ndarray, is_member: np.ndarray, confidence: float = DEFAULT_CONFIDENCE
-) -> tuple[float, float]:
-    """Normal-approximation interval of the ROC-AUC with DeLong's variance, clipped to [0, 1].
-
-    Written here because scikit-learn reports no AUC uncertainty. The placement of a member
-    is the share of non-members it outscores (ties count half), that of a non-member the
-    share of members outscoring it; the AUC is the mean placement, and its variance is
-    ``var(member placements) / m + var(non-member placements) / n``. Midranks give every
-    placement in O(N log N).
-    """
-    pos, neg = scores[is_member], scores[~is_member]
-    m, n = len(pos), len(neg)
-    rank_all = rankdata(np.concatenate([pos, neg]))
-    pos_place = (rank_all[:m] - rankdata(pos)) / n
-    neg_place = 1.0 - (rank_all[m:] - rankdata(neg)) / m
-    auc = float(pos_place.mean())
-    se = float(np.sqrt(pos_place.var(ddof=1) / m + neg_place.var(ddof=1) / n))
-    z = float(norm.ppf(0.5 + confidence / 2))
-    return max(0.0, auc - z * se), min(1.0, auc + z * se)
 
 
 def tpr_at_fpr(fpr: np.ndarray, tpr: np.ndarray, target: float) -> float:

@@ -24,13 +24,31 @@ from fedmarket.reporting.words import num
 # The metric tables, in the order a reader should trust them: ranking metrics need no
 # threshold; the top-k cut is the decision a campaign takes (marketing.THRESHOLD_RULE);
 # 0.5 on a rare purchase predicts almost no buyers, so those come last, with a warning.
-THRESHOLD_FREE_KEYS = ("roc_auc", "pr_auc", "log_loss", "mae", "rmse", "r2", "mape")
+THRESHOLD_FREE_KEYS = (
+    "roc_auc",
+    "pr_auc",
+    "log_loss",
+    "mae",
+    "rmse",
+    "r2",
+    "mape",
+    "pearson",
+    "spearman",
+    "tracking_error",
+)
 AT_THE_CUT_KEYS = (
     *(at_key(m, TARGETING_K) for m in ("precision", "recall", "f1")),
     *(at_key(m, k) for m in ("lift", "capture") for k in DEFAULT_KS),
 )
 AT_HALF_KEYS = ("accuracy", "precision", "recall", "f1")
 REPORT_KEYS = (*THRESHOLD_FREE_KEYS, *AT_THE_CUT_KEYS, *AT_HALF_KEYS)
+
+
+INTERVALS_IN_WORDS = (
+    "95% intervals on these test customers (ROC-AUC: DeLong; PR-AUC: the logit interval of "
+    "Boyd et al. 2013; correlations: Fisher's z); overlapping intervals do not tell the two "
+    "models apart."
+)
 
 
 def title(summary: dict[str, Any]) -> str:
@@ -48,7 +66,7 @@ def report_blocks(
         Paragraph(
             f"{cfg['num-server-rounds']} rounds of {cfg['strategy']} with {cfg['local-epochs']} "
             f"local epoch(s); dp = {cfg['dp']}. Both columns are measured on the same test "
-            "customers (every retailer's held-out customers)."
+            f"customers (every retailer's held-out customers{_counted(summary)})."
         ),
     ]
     if label := words.label_sentence(summary):
@@ -60,7 +78,7 @@ def report_blocks(
         Heading("In short"),
         bullets(
             [
-                *filter(None, [words.chance_warning(summary)]),
+                *filter(None, [words.chance_warning(summary), words.small_test_caution(summary)]),
                 words.federation_sentence(summary),
                 words.privacy_sentence(summary),
                 words.targeting_in_short(summary),
@@ -113,6 +131,19 @@ def report_blocks(
     return blocks
 
 
+def _has_intervals(summary: dict[str, Any]) -> bool:
+    return any(
+        words.cell(test, key) != num(test.get(key))
+        for test in words.tests(summary)
+        for key in THRESHOLD_FREE_KEYS
+    )
+
+
+def _counted(summary: dict[str, Any]) -> str:
+    counts = words.test_customers(summary)
+    return f": {counts}" if counts else ""
+
+
 def _targeting(summary: dict[str, Any]) -> list[Block]:
     blocks: list[Block] = [Heading("What the model is worth for targeting")]
     for name, test in zip(("federated", "centralised"), words.tests(summary), strict=True):
@@ -151,7 +182,7 @@ def _metric_tables(summary: dict[str, Any]) -> list[Block]:
 
     def rows(keys: tuple[str, ...]) -> list[Block]:
         cells = [
-            (key, num(fed_test.get(key)), num(cen_test.get(key)), num(gap.get(key)))
+            (key, words.cell(fed_test, key), words.cell(cen_test, key), num(gap.get(key)))
             for key in keys
             if key in fed_test or key in cen_test
         ]
@@ -163,7 +194,9 @@ def _metric_tables(summary: dict[str, Any]) -> list[Block]:
         blocks += [
             Paragraph(
                 "Threshold-free (ranking and calibration). Higher is better except for "
-                "log_loss, rmse, mae and mape, where a negative gap favours the federated model:"
+                "log_loss, rmse, mae and mape, where a negative gap favours the federated model, "
+                "and tracking_error (the relative error of the predicted total), best at 0."
+                + (f" In brackets: {INTERVALS_IN_WORDS}" if _has_intervals(summary) else "")
             ),
             *free,
         ]

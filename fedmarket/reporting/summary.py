@@ -11,6 +11,7 @@ from typing import Any
 from fedmarket.centralised import CentralisedResult
 from fedmarket.config import DEFAULTS, RunConfig, format_overrides
 from fedmarket.marketing import THRESHOLD_RULE
+from fedmarket.metrics import ONE_TEST_SET_KEYS
 from fedmarket.rundir import json_safe
 
 # Settings a run without DP ignores, and paths that belong to the run, not to its recipe.
@@ -135,9 +136,12 @@ def build_summary(
 
 
 def gap(fed: dict[str, Any], cen: dict[str, Any]) -> dict[str, float | None]:
-    """Federated minus centralised for every metric both have (None where not finite)."""
+    """Federated minus centralised for every metric both have (None where not finite); not
+    for intervals and counts (``ONE_TEST_SET_KEYS``), whose difference means nothing."""
     out = {}
     for key, value in fed.items():
+        if key in ONE_TEST_SET_KEYS:
+            continue
         other = cen.get(key)
         if isinstance(value, int | float) and isinstance(other, int | float):
             diff = float(value) - float(other)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from fedmarket.intervals import metric_cell, report_warning
 from fedmarket.marketing import TARGETING_K
 from fedmarket.reporting.summary import privacy_cost_command
 from fedmarket.tasks import get_task
@@ -71,6 +72,30 @@ def chance_warning(summary: dict[str, Any]) -> str | None:
         "the comparisons below say nothing about federation or privacy. Too few customers or "
         "buyers for the noise DP adds, or too little training: use more data or more rounds."
     )
+
+
+def small_test_caution(summary: dict[str, Any]) -> str | None:
+    """Too few buyers (or non-buyers) among the test customers make every ranking metric,
+    and so every comparison below, mostly chance: said up front, with the counts."""
+    for test in tests(summary):  # both models are scored on the same test customers
+        if "n_positive" in test and "n_negative" in test:
+            warning = report_warning(test)
+            return f"Caution: {warning}." if warning else None
+    return None
+
+
+def test_customers(summary: dict[str, Any]) -> str:
+    """``1,000 customers, 120 buyers``: what the tables are measured on ('' if unknown)."""
+    for test in tests(summary):
+        if finite(test.get("n")) and finite(test.get("n_positive")):
+            return f"{int(test['n']):,} customers, {int(test['n_positive']):,} buyers"
+    return ""
+
+
+def cell(test: dict[str, Any], key: str) -> str:
+    """A metrics-table cell: ``0.812 (0.791-0.833)`` for a metric with its 95 % interval,
+    the number alone (``num``) otherwise."""
+    return metric_cell(test, key, num)
 
 
 def privacy_sentence(summary: dict[str, Any]) -> str:

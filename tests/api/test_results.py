@@ -73,6 +73,14 @@ def test_an_incomplete_run_says_so_in_its_repr_and_markdown(tmp_path: Path):
     assert "**incomplete:** round(s) 2 were not aggregated" in markdown
 
 
+def test_the_markdown_table_shows_intervals_where_the_run_has_them(tmp_path: Path):
+    s = summary()
+    s["federated"]["test"] = {**FED, "roc_auc_low": 0.6512, "roc_auc_high": 0.7688}
+    markdown = RunResult(tmp_path, s)._repr_markdown_()
+    assert "| roc_auc | 0.710 (0.651-0.769) | 0.7400 | -0.0300 |" in markdown
+    assert "roc_auc_low" not in markdown
+
+
 def test_loading_a_directory_without_a_summary_says_what_to_do(tmp_path: Path):
     with pytest.raises(ConfigError, match=r"no summary\.json there.*resume="):
         RunResult.load(tmp_path)

@@ -75,6 +75,7 @@ def test_each_model_is_on_disk_as_it_finishes(
         "bg-nbd federated",
         "pareto-nbd",
         "pareto-nbd federated",
+        "logistic-regression + bg-nbd",
     ]
     assert [r["model"] for r in json.loads((tmp_path / "out" / "baselines.json").read_text())] == (
         models

@@ -11,7 +11,12 @@ import pytest
 from cryptography.fernet import Fernet
 
 import fedmarket.centralised as centralised_module
-from fedmarket.cli.centralised import CENTRALISED_DEFAULTS, KEYS, centralised_settings
+from fedmarket.cli.centralised import (
+    CENTRALISED_DEFAULTS,
+    KEYS,
+    centralised_settings,
+    metric_rows,
+)
 from fedmarket.config import DEFAULTS, format_overrides
 from fedmarket.data.protect.keys import ENCRYPTION_KEY_ENV
 from fedmarket.errors import ConfigError
@@ -246,3 +251,36 @@ def test_a_bad_thread_count_is_one_error_line_and_nothing_is_written(
     assert ("--threads" if option else "$FEDMARKET_THREADS") in line
     assert "whole number >= 1" in line
     assert not (tmp_path / "out").exists()
+
+
+def test_metric_rows_put_each_interval_next_to_its_metric() -> None:
+    test = {
+        "roc_auc": 0.8123,
+        "roc_auc_low": 0.7912,
+        "roc_auc_high": 0.8334,
+        "pr_auc": float("nan"),
+        "pr_auc_low": float("nan"),
+        "pr_auc_high": float("nan"),
+        "log_loss": 0.31234,
+        "n": 1200,
+        "n_positive": 150,
+        "lift_table": [],
+    }
+    assert metric_rows(test) == [
+        ("roc_auc", "0.812 (0.791-0.833)"),
+        ("pr_auc", "n/a"),
+        ("log_loss", "0.3123"),
+        ("n", "1,200"),
+        ("n_positive", "150"),
+    ]
+
+
+def test_the_console_shows_intervals_and_warns_on_a_small_test_set(
+    tiny_data: Path, tmp_path: Path
+) -> None:
+    printed = " ".join(ok(centralised(tiny_data, tmp_path / "out")).split())
+    test = json.loads((tmp_path / "out" / "metrics.json").read_text())["test"]
+    shown = f"{test['roc_auc']:.3f} ({test['roc_auc_low']:.3f}-{test['roc_auc_high']:.3f})"
+    assert f"roc_auc │ {shown} │" in printed and "roc_auc_low" not in printed
+    small = min(test["n_positive"], test["n_negative"]) < 30
+    assert ("Caution: the test set has only" in printed) == small

@@ -292,3 +292,28 @@ def test_the_outcome_shows_the_decision_metrics_the_three_answers_and_the_page(t
     assert "- Federation costs" in printed and "- Privacy: customer-level DP" in printed
     assert "- Targeting with the federated model: contacting the top 10%" in printed
     assert f"run directory: {tmp_path}: open report.html" in printed
+    roc = f"{fed['roc_auc']:.3f} ({fed['roc_auc_low']:.3f}-{fed['roc_auc_high']:.3f})"
+    assert f"ROC-AUC │ {roc} │" in printed and "95% intervals in brackets" in printed
+    assert f"{fed['n']:,} customers, {fed['n_positive']:,} buyers" in printed
+    assert "test set has only" not in printed  # 400 test customers, 58 buyers
+
+
+def test_the_outcome_warns_when_the_test_set_is_small(tmp_path: Path):
+    from fedmarket.cli.simulate import print_outcome
+    from fedmarket.config import RunConfig
+    from fedmarket.progress import console
+    from fedmarket.reporting import build_summary
+    from fedmarket.tasks import get_task
+    from tests.reporting.fake_run import centralised, federated_result, scores
+
+    y, score = (a[:60] for a in scores(0, 1.5))
+    report = get_task("purchase").report(y, score)
+    summary = build_summary(
+        RunConfig.from_mapping({"num-server-rounds": 3}),
+        federated_result(report),
+        centralised(report, y, score),
+    )
+    with console.capture() as captured:
+        print_outcome(summary, tmp_path)
+    printed = " ".join(captured.get().split())
+    assert f"- Caution: the test set has only {report['n_positive']} buyers" in printed

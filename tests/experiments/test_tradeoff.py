@@ -169,6 +169,23 @@ def test_rows_no_better_than_chance_are_named_first(tmp_path: Path):
     assert caution < md.index("| setting |")
 
 
+def test_a_one_seed_row_shows_the_intervals_of_its_test_set(tmp_path: Path):
+    class WithIntervals(FakeRunner):
+        def __call__(self, point: Point, run_dir: Path) -> dict:
+            record = super().__call__(point, run_dir)
+            bounds = {"roc_auc_low": 0.4, "roc_auc_high": 0.95}
+            return record | bounds | {"pr_auc": 0.3, "pr_auc_low": 0.21, "pr_auc_high": 0.41}
+
+    cfg = config(tmp_path, settings=("federated-client-dp",))
+    result = run_sweep(cfg, runner=WithIntervals())
+    assert {"roc_auc_low", "pr_auc_high"} <= set(load_table(result.paths["csv"]).columns)
+    md = result.paths["md"].read_text()
+    # epsilon 8: roc_auc 0.58; one seed, so the test set's interval in brackets
+    assert "| 0.5800 [0.400, 0.950] | 0.3000 [0.210, 0.410] |" in md
+    two_seeds = run_sweep(config(tmp_path / "two", seeds=(0, 1)), runner=WithIntervals())
+    assert "0.5805 ± 0.0007 |" in two_seeds.paths["md"].read_text()  # seeds: their spread
+
+
 @pytest.mark.parametrize(
     ("changes", "message"),
     [

@@ -14,6 +14,7 @@ from fedmarket.errors import BudgetExhaustedError, DataError
 from fedmarket.federated import client as client_mod
 from fedmarket.federated.client import RetailerClient, round_seed
 from fedmarket.federated.client_state import PrivacyJournal
+from fedmarket.metrics import ONE_TEST_SET_KEYS
 from fedmarket.models import build_model
 from fedmarket.training import predict
 from tests.conftest import TRAIN_METRIC_KEYS, copy_prepared
@@ -142,6 +143,10 @@ def test_evaluate_keys_are_identical_across_partitions(tiny_data, tmp_path, task
     keys = [sorted(r) for r in results]
     assert keys[0] == keys[1] == keys[2]
     assert {"num-examples", "unit-weight", "partition-id"} <= set(keys[0])
+    # intervals and counts describe one retailer's test set: they stay at the retailer,
+    # where no server averages them into numbers of no test set
+    assert set(keys[0]).isdisjoint(ONE_TEST_SET_KEYS)
+    assert "roc_auc" in keys[0] if task == "purchase" else "spearman" in keys[0]
     for pid, metrics in enumerate(results):
         assert all(type(v) is float for v in metrics.values())
         assert metrics["num-examples"] == manifest(data)["partitions"][pid]["test"]["n"]

@@ -13,6 +13,7 @@ from fedmarket.centralised import CentralisedResult
 from fedmarket.config import RunConfig
 from fedmarket.data import store
 from fedmarket.federated.run_log import ROUND_FIELDS, RunLog
+from fedmarket.intervals import delong_interval
 from fedmarket.models import build_model
 from fedmarket.reporting import build_summary, write_run_outputs
 from fedmarket.rundir import RunDir, read_scores
@@ -107,6 +108,11 @@ def test_global_test_metrics_are_on_the_pooled_test_customers(tiny_data, tmp_pat
     assert set(returned) <= {"roc_auc", "pr_auc", "f1", "accuracy", "log_loss", "lift_at_10"}
     [row] = RunDir(tmp_path).read_rounds()
     assert row["test_roc_auc"] == pytest.approx(reference, rel=1e-5)  # 6 significant digits
+    # the pooled test set's intervals are in rounds.csv; the clients' averages have none
+    low, high = delong_interval(predict(model, pooled.X, run.task), pooled.y_purchase == 1)
+    assert (row["test_roc_auc_low"], row["test_roc_auc_high"]) == pytest.approx((low, high))
+    assert row["test_pr_auc_low"] < row["test_pr_auc"] < row["test_pr_auc_high"]
+    assert not any(k.startswith("fed_") and k.endswith(("_low", "_high")) for k in row)
 
 
 def test_checkpoints_every_aggregated_round_and_reads_back_equal(tiny_data, tmp_path):
@@ -213,7 +219,7 @@ def test_gap_is_federated_minus_centralised(tiny_data, tmp_path):
     summary = build_summary(cfg, federated, cen)
     assert summary["gap"]["roc_auc"] == pytest.approx(0.05)
     assert summary["gap"]["log_loss"] == pytest.approx(-0.10)
-    assert summary["gap"]["n"] == 0.0
+    assert "n" not in summary["gap"]  # a count (or an interval) has no meaningful gap
     assert summary["gap"]["pr_auc"] is None  # NaN is not a number a reader can use
     assert build_summary(cfg, federated, None)["gap"] is None
 
@@ -239,7 +245,9 @@ def test_run_outputs_summary_keys_report_and_plots(tiny_data, tmp_path):
     assert "Customer-level" in summary["privacy"]
     report = paths["report"].read_text()
     assert "| metric | federated | centralised | gap (fed - cen) |" in report
-    assert f"| roc_auc | {fed_auc:.4g} | 0.7 | {fed_auc - 0.70:.4g} |" in report
+    fed = federated["test"]
+    shown = f"{fed_auc:.3f} ({fed['roc_auc_low']:.3f}-{fed['roc_auc_high']:.3f})"
+    assert f"| roc_auc | {shown} | 0.7 | {fed_auc - 0.70:.4g} |" in report
     assert "| wall time (s) | 12.5 | 4.25 |" in report
     assert "| epsilon | 4 | 7.9 |" in report
     assert "| 1 | 3 |" in report  # epsilon per client

@@ -9,10 +9,10 @@ from torch import nn
 
 from fedmarket.data import store
 from fedmarket.errors import ConfigError, DataError
+from fedmarket.intervals import delong_interval
 from fedmarket.privacy.membership import (
     attack_metrics,
     clopper_pearson,
-    delong_interval,
     epsilon_lower_bound,
     membership_samples,
     per_example_losses,

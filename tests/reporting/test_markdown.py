@@ -55,10 +55,10 @@ def summary(dp: str = "client", **settings: Any) -> dict[str, Any]:
     return {
         "config": cfg,
         "federated": {
-            "test": FED_TEST,
+            "test": dict(FED_TEST),  # copies: a test that changes a number changes only its own
             "epsilon": {"max": 7.95, "per_client": {"0": 7.95}} if dp != "none" else None,
         },
-        "centralised": {"test": CEN_TEST, "wall_s": 3.0, "epsilon": 8.0, "delta": 1e-5},
+        "centralised": {"test": dict(CEN_TEST), "wall_s": 3.0, "epsilon": 8.0, "delta": 1e-5},
         "delta": 1e-5 if dp != "none" else None,
         "gap": {"roc_auc": 0.71 - 0.74},
         "privacy": "the guarantee in words",
@@ -191,3 +191,25 @@ def test_the_label_and_its_count_unit_are_named_under_the_title() -> None:
         "any purchase in the 273 days after the cut-off." in render_report(s, [], [])
     )
     assert "Task purchase" not in render_report(summary(), [], [])  # data prepared before
+
+
+def test_ranking_metrics_carry_intervals_and_a_small_test_set_is_said_up_front() -> None:
+    counts = {"n_positive": 12, "n_negative": 988}
+    fed = {**FED_TEST, **counts, "roc_auc_low": 0.6, "roc_auc_high": 0.82}
+    fed |= {"pr_auc_low": 0.2, "pr_auc_high": 0.5}
+    cen = {**CEN_TEST, **counts, "roc_auc_low": 0.63, "roc_auc_high": 0.85}
+    s = summary()
+    s["federated"]["test"], s["centralised"]["test"] = fed, cen
+    report = render_report(s, [], [])
+    assert "| roc_auc | 0.710 (0.600-0.820) | 0.740 (0.630-0.850) | -0.03 |" in report
+    assert "| pr_auc | 0.350 (0.200-0.500) | 0.35 | - |" in report  # no interval: as before
+    assert "In brackets: 95% intervals on these test customers (ROC-AUC: DeLong" in report
+    assert "(every retailer's held-out customers: 1,000 customers, 12 buyers)" in report
+    short = report[report.index("## In short") : report.index("## What the model is worth")]
+    assert (
+        "- Caution: the test set has only 12 buyers (fewer than 30): ROC-AUC and PR-AUC "
+        "intervals are wide; do not rank models on it." in short
+    )
+    plenty = summary()
+    plenty["federated"]["test"] = {**FED_TEST, "n_positive": 120, "n_negative": 880}
+    assert "Caution" not in render_report(plenty, [], [])

@@ -6,6 +6,7 @@ from flwr.serverapp import strategy as flwr_strategy
 from fedmarket.aggregation import RULE_NAMES
 from fedmarket.config import RunConfig
 from fedmarket.errors import ConfigError
+from fedmarket.metrics import ONE_TEST_SET_KEYS
 from strategies import STRATEGIES, RecordingStrategy, aggregate_client_metrics, build_strategy
 from tests.strategies import FakeGrid, pretend_running_task, train_reply, weights
 
@@ -192,6 +193,47 @@ def test_metrics_fall_back_to_a_uniform_mean():
     )
     assert dict(unweighted) == pytest.approx({"auc": 0.7, "epsilon-max": 3.0})
     assert dict(aggregate_client_metrics([], "num-examples")) == {}
+
+
+def test_intervals_and_counts_of_client_test_sets_are_never_averaged():
+    """Two retailers' ROC-AUC intervals (0.5-0.7, 0.7-0.9) average to 0.6-0.8, which is the
+    interval of no test set; their buyer counts average to a count of no one. The aggregate
+    keeps the metrics (weighted by num-examples) and drops every ONE_TEST_SET_KEYS key."""
+
+    def rd(values):
+        return train_reply(1, [0.0], values).content
+
+    replies = [
+        rd(
+            {
+                "num-examples": 100.0,
+                "roc_auc": 0.6,
+                "roc_auc_low": 0.5,
+                "roc_auc_high": 0.7,
+                "pr_auc_low": 0.1,
+                "n": 100.0,
+                "n_positive": 10.0,
+                "total_actual": 30.0,
+                "tracking_error": 0.1,
+            }
+        ),
+        rd(
+            {
+                "num-examples": 300.0,
+                "roc_auc": 0.8,
+                "roc_auc_low": 0.7,
+                "roc_auc_high": 0.9,
+                "pr_auc_low": 0.3,
+                "n": 300.0,
+                "n_positive": 50.0,
+                "total_actual": 90.0,
+                "tracking_error": -0.2,
+            }
+        ),
+    ]
+    aggregated = dict(aggregate_client_metrics(replies, "num-examples"))
+    assert aggregated == pytest.approx({"num-examples": 400.0, "roc_auc": 0.75})
+    assert not set(aggregated) & ONE_TEST_SET_KEYS
 
 
 def test_central_dp_clips_and_averages_uniformly(monkeypatch):

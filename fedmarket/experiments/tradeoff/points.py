@@ -30,7 +30,17 @@ RESERVED_KEYS = (
     "state-dir",
 )
 # F1 at the top-10% cut, the decision a campaign takes: at 0.5 a rare purchase reads 0.
-TEST_KEYS = ("roc_auc", "pr_auc", "f1_at_10", "lift_at_10")
+# The 95% intervals are those of the point's one test set (shown when a row has one seed).
+TEST_KEYS = (
+    "roc_auc",
+    "pr_auc",
+    "f1_at_10",
+    "lift_at_10",
+    "roc_auc_low",
+    "roc_auc_high",
+    "pr_auc_low",
+    "pr_auc_high",
+)
 
 PointRunner = Callable[["Point", Path], dict[str, Any]]
 

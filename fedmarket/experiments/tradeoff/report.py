@@ -223,9 +223,12 @@ def sweep_blocks(
             f"Data: {sweep.get('data', '?')}; {sweep.get('rounds', '?')} rounds (the centralised "
             f"runs train as many epochs); extra run config: `{sweep.get('run_config') or '-'}`. "
             "Epsilon is customer-level for DP-SGD and retailer-level for central DP; delta as "
-            "listed. The attack is the loss-threshold membership inference on equal numbers of "
-            "training and held-out customers (with one seed, its AUC's 95% DeLong interval in "
-            "brackets); its epsilon is a 95% lower bound."
+            "listed. With one seed, ROC-AUC and PR-AUC carry their 95% interval on the test "
+            "customers in brackets (DeLong; Boyd et al.'s logit interval), with more seeds "
+            "ROC-AUC ± one standard deviation over seeds. The attack is the loss-threshold "
+            "membership inference on equal numbers of training and held-out customers (with "
+            "one seed, its AUC's 95% DeLong interval in brackets); its epsilon is a 95% lower "
+            "bound."
         ),
         table(HEADER, [_cells(r) for _, r in summary.iterrows()]),
     ]
@@ -288,9 +291,12 @@ HEADER = (
 
 def _cells(r: Any) -> list[str]:
     target = "no DP" if not math.isfinite(r["target_epsilon"]) else f"{r['target_epsilon']:g}"
-    auc = _fmt(r["roc_auc_mean"])
+    auc, pr_auc = _fmt(r["roc_auc_mean"]), _fmt(r["pr_auc_mean"])
     if r["n"] > 1 and r["roc_auc_std"] == r["roc_auc_std"]:
         auc += f" ± {r['roc_auc_std']:.4f}"
+    if r["n"] == 1:  # one test set: its own 95% interval
+        auc += _bracket(r, "roc_auc")
+        pr_auc += _bracket(r, "pr_auc")
     attack = _fmt(r["attack_auc_mean"])
     if r["n"] == 1 and r["attack_auc_ci_low_mean"] == r["attack_auc_ci_low_mean"]:
         attack += f" [{r['attack_auc_ci_low_mean']:.3f}, {r['attack_auc_ci_high_mean']:.3f}]"
@@ -301,7 +307,7 @@ def _cells(r: Any) -> list[str]:
         _fmt(r["delta_mean"], 3, "g"),
         _fmt(r["noise_multiplier_mean"], 3),
         auc,
-        _fmt(r["pr_auc_mean"]),
+        pr_auc,
         _fmt(r["f1_at_10_mean"]),
         _fmt(r["lift_at_10_mean"], 3),
         attack,
@@ -310,6 +316,14 @@ def _cells(r: Any) -> list[str]:
         _fmt(r["wall_s_mean"], 1, "f"),
         str(int(r["n"])),
     ]
+
+
+def _bracket(r: Any, metric: str) -> str:
+    """`` [0.791, 0.833]``: a one-seed row's 95% interval ('' where the sweep has none)."""
+    low, high = r.get(f"{metric}_low_mean"), r.get(f"{metric}_high_mean")
+    if low is None or high is None or low != low or high != high:
+        return ""
+    return f" [{low:.3f}, {high:.3f}]"
 
 
 def _fmt(value: Any, digits: int = 4, kind: str = "f") -> str:

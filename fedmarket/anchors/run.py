@@ -1,22 +1,4 @@
-"""The customer-base anchors in the baselines table: BG/NBD and Pareto/NBD, pooled and federated.
-
-A buy-'til-you-die model is the classical answer to both of fedmarket's questions: will this
-customer buy in the horizon (1 - P(no purchase in t)) and how often (the conditional expected
-number of transactions in t). Decisions a reader of the table should know:
-
-* Inputs come from the prepared aggregates (``fedmarket.btyd.from_aggregates``): birth is the
-  customer's first event in the feature window, x counts the purchase days after it, time in
-  weeks. Nothing else about the customer is used, which is the point of an anchor.
-* The models count customer-days (one transaction per customer and day, as the literature
-  does). Against ``purchase-count`` labels in another unit the note says so: prepare with
-  ``--count-unit customer-days`` for a like-for-like comparison.
-* "federated" rows fit the same likelihood without pooling: each retailer answers the
-  server's parameters with the sum of its customers' log-likelihoods and gradients
-  (``fedmarket.btyd.federated``), in process here; no noise is added, so these rows are not
-  differentially private (the note says so), unlike the DP sequence models beside them.
-* The fit uses the training customers only; predictions are for the test customers, the
-  same ones every other row of the table scores.
-"""
+"""Fitting the anchors and scoring the test customers: one ``ResultRow`` per fit."""
 
 from __future__ import annotations
 
@@ -28,6 +10,8 @@ from typing import Any, Final
 
 import numpy as np
 
+from fedmarket.anchors.hybrid import hybrid_row
+from fedmarket.anchors.privacy import AnchorPrivacy, dp_job
 from fedmarket.baselines import ResultRow, evaluate_predictions
 from fedmarket.btyd import MODELS, CustomerHistory, fit_federated, from_aggregates, local_sums
 from fedmarket.data.store import SplitArrays
@@ -110,11 +94,16 @@ def run_btyd_anchors(
     data: AnchorData,
     models: Sequence[str] = ANCHOR_MODELS,
     federated: bool = True,
+    privacy: AnchorPrivacy | None = None,
+    hybrid: bool = True,
+    seed: int = 0,
     progress: Callable[[str], None] | None = None,
     on_row: Callable[[ResultRow], None] | None = None,
 ) -> list[ResultRow]:
     """Fit each model on the training customers (pooled, then federated over
-    ``train_parts``, one per retailer partition) and score the test customers."""
+    ``train_parts``, one per retailer partition, then federated under ``privacy`` when
+    given, its noise drawn from ``seed``) and score the test customers. ``hybrid`` adds a
+    classical model that also sees BG/NBD's predictions (``fedmarket.anchors.hybrid``)."""
     task = get_task(task).name
     unknown = [m for m in models if m not in MODELS]
     if unknown:
@@ -139,17 +128,33 @@ def run_btyd_anchors(
                     "gradients, no noise (not DP)",
                 )
             )
-    rows = []
+        if privacy is not None and len(histories) > 1:
+            jobs.append(dp_job(name, histories, privacy, seed))
+    rows, fits = [], {}
     for i, (label, fit_model, how) in enumerate(jobs, start=1):
         if progress is not None:
             progress(f"{label} ({i}/{len(jobs)})")
         start = time.perf_counter()
-        fit = fit_model()
+        fit = fits[label] = fit_model()
         seconds = time.perf_counter() - start
         prediction = _predict(fit, test_history, task, data)
         metrics = evaluate_predictions(task, y_test, prediction)
         notes = f"{how}; {_params(fit)} (weeks){_unit_note(task, data)}"
         row = ResultRow(label, "customer-base", metrics, seconds, notes, prediction)
+        rows.append(row)
+        if on_row is not None:
+            on_row(row)
+    if hybrid and "bg-nbd" in fits:
+        if progress is not None:
+            progress("classical model + bg-nbd inputs")
+        row = hybrid_row(
+            task,
+            fits["bg-nbd"],
+            (pooled, test_history),
+            (SplitArrays.concat(parts), test),
+            data.horizon_weeks,
+            seed,
+        )
         rows.append(row)
         if on_row is not None:
             on_row(row)

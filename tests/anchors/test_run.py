@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from fedmarket.anchors import AnchorData, run_btyd_anchors
-from fedmarket.btyd import BGNBDFit, fit_bgnbd, from_aggregates
+from fedmarket.anchors import AnchorData, AnchorPrivacy, run_btyd_anchors
+from fedmarket.anchors import privacy as anchors_module
+from fedmarket.btyd import BGNBDFit, fit_bgnbd, from_aggregates, gaussian_epsilon
 from fedmarket.data.store import SplitArrays
-from fedmarket.errors import ConfigError
+from fedmarket.errors import BudgetExhaustedError, ConfigError
 from tests.btyd.simulate import bgnbd
 
 NAMES = ("first_event_days", "first_purchase_days", "purchase_recency_days", "purchase_days")
@@ -49,7 +50,9 @@ def _data(count_unit: str = "customer-days") -> AnchorData:
 
 def test_pooled_and_federated_rows_agree_and_recover_the_truth(consortium):
     parts, test = consortium
-    rows = run_btyd_anchors(parts, test, task="purchase", data=_data(), models=["bg-nbd"])
+    rows = run_btyd_anchors(
+        parts, test, task="purchase", data=_data(), models=["bg-nbd"], hybrid=False
+    )
     assert [r.model for r in rows] == ["bg-nbd", "bg-nbd federated"]
     pooled, federated = rows
     assert pooled.family == "customer-base"
@@ -70,10 +73,18 @@ def test_pooled_and_federated_rows_agree_and_recover_the_truth(consortium):
 def test_count_rows_track_the_holdout_total_and_name_the_unit(consortium):
     parts, test = consortium
     rows = run_btyd_anchors(
-        parts, test, task="purchase-count", data=_data(), models=["bg-nbd"], federated=False
+        parts,
+        test,
+        task="purchase-count",
+        data=_data(),
+        models=["bg-nbd"],
+        federated=False,
+        hybrid=False,
     )
     (row,) = rows
     assert row.model == "bg-nbd" and row.metrics["rmse"] > 0
+    # expected purchases track the holdout's total (the simulating process is BG/NBD)
+    assert abs(row.metrics["tracking_error"]) < 0.05 and row.metrics["pearson"] > 0.3
     assert "--count-unit" not in row.notes
     (other,) = run_btyd_anchors(
         parts,
@@ -82,6 +93,7 @@ def test_count_rows_track_the_holdout_total_and_name_the_unit(consortium):
         data=_data("transactions"),
         models=["bg-nbd"],
         federated=False,
+        hybrid=False,
     )
     assert (
         "labels count transactions" in other.notes and "--count-unit customer-days" in other.notes
@@ -90,7 +102,9 @@ def test_count_rows_track_the_holdout_total_and_name_the_unit(consortium):
 
 def test_one_partition_has_no_federated_row_and_unknown_models_are_refused(consortium):
     parts, test = consortium
-    rows = run_btyd_anchors(parts[:1], test, task="purchase", data=_data(), models=["bg-nbd"])
+    rows = run_btyd_anchors(
+        parts[:1], test, task="purchase", data=_data(), models=["bg-nbd"], hybrid=False
+    )
     assert [r.model for r in rows] == ["bg-nbd"]
     with pytest.raises(ConfigError, match="unknown anchor model"):
         run_btyd_anchors(parts, test, task="purchase", data=_data(), models=["bgnbd"])
@@ -115,3 +129,57 @@ def test_anchors_say_why_they_cannot_run():
     assert "re-run fedmarket data prepare" in AnchorData.missing(old)
     ready = {"window": {"horizon_days": 7}, "aggregate_names": list(NAMES)}
     assert AnchorData.missing(ready) is None
+
+
+def test_dp_noise_multiplier_is_the_smallest_within_the_target():
+    privacy = AnchorPrivacy(8.0, 1e-5, releases=40)
+    z = privacy.noise_multiplier()
+    assert gaussian_epsilon(z, 40, 1e-5) <= 8.0 < gaussian_epsilon(z / 1.002, 40, 1e-5)
+    with pytest.raises(ConfigError, match="epsilon > 0"):
+        AnchorPrivacy(0.0, 1e-5)
+
+
+def test_dp_row_stays_within_each_retailers_budget_and_is_seeded(consortium, monkeypatch):
+    parts, test = consortium
+    asked: list[int] = []
+    real = anchors_module._Budgeted.__call__
+
+    def counting(self, params):
+        asked.append(id(self))
+        return real(self, params)
+
+    monkeypatch.setattr(anchors_module._Budgeted, "__call__", counting)
+    privacy = AnchorPrivacy(8.0, 1e-5, releases=40)
+    run = lambda seed: run_btyd_anchors(  # noqa: E731
+        parts,
+        test,
+        task="purchase",
+        data=_data(),
+        models=["bg-nbd"],
+        privacy=privacy,
+        seed=seed,
+        hybrid=False,
+    )
+    rows = run(0)
+    assert [r.model for r in rows] == ["bg-nbd", "bg-nbd federated", "bg-nbd federated DP"]
+    per_retailer = {k: asked.count(k) for k in set(asked)}
+    assert len(per_retailer) == 3 and max(per_retailer.values()) <= 40
+    dp = rows[-1]
+    assert "epsilon <= 8" in dp.notes and "3 retailers" in dp.notes
+    assert dp.metrics["roc_auc"] > 0.6  # noisy, but still a ranking
+    again = run(0)[-1]
+    assert again.metrics == dp.metrics and again.notes == dp.notes
+    assert run(1)[-1].notes != dp.notes  # other noise, other parameters
+
+
+def test_a_retailer_refuses_answers_past_its_budget(consortium):
+    parts, _ = consortium
+    history = from_aggregates(parts[0].agg, NAMES)
+    privacy = AnchorPrivacy(8.0, 1e-5, releases=10)
+    answer = anchors_module._Budgeted(
+        history, "bg-nbd", privacy, privacy.noise_multiplier(), np.random.default_rng(0)
+    )
+    for _ in range(10):
+        answer(np.zeros(4))
+    with pytest.raises(BudgetExhaustedError, match="answer 11 of a budget of 10"):
+        answer(np.zeros(4))
