@@ -233,6 +233,14 @@ def centralised_cmd(
     for key, value in metric_rows(result.test):
         table.add_row(key, value)
     console.print(table)
+    say_notes(result, cfg)
+    console.print(f"wrote {', '.join(str(p) for p in paths.values())}")
+    say_tracked(tracker, target)
+
+
+def say_notes(result: Any, cfg: RunConfig) -> None:
+    """The lines under the metrics table: a small-test caution, the DP guarantee, and the
+    calibration's test ECE before and after (``--calibrate``)."""
     from fedmarket.intervals import report_warning
 
     if warning := report_warning(result.test):
@@ -247,8 +255,6 @@ def centralised_cmd(
             f"{cal['method']} calibration fitted on {cal['fitted_on']}: test ECE "
             f"{cal['test_ece_before']:.4f} -> {cal['test_ece_after']:.4f}"
         )
-    console.print(f"wrote {', '.join(str(p) for p in paths.values())}")
-    say_tracked(tracker, target)
 
 
 def metric_rows(test: Mapping[str, Any]) -> list[tuple[str, str]]:
