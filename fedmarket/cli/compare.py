@@ -59,8 +59,7 @@ def compare_cmd(
     console.print(table(result))
     console.print(
         f"{result.n:,} test customers in both, {result.positives:,} buyers and "
-        f"{result.negatives:,} non-buyers; A - B, roc_auc by DeLong's paired test, the others "
-        f"by a paired bootstrap ({result.resamples} resamples, seed {result.seed}).",
+        f"{result.negatives:,} non-buyers; A - B {_methods(result)}.",
         highlight=False,
     )
     if result.small_test:
@@ -97,3 +96,14 @@ def _name(side: Side) -> str:
     """``federated cnn-lstm``, ``centralised lstm``, or a baseline's name alone."""
     model = side.predictions.model
     return side.kind if side.kind == model else f"{side.kind} {model}"
+
+
+def _methods(result) -> str:  # noqa: ANN001
+    """How the differences were computed, naming only the methods used."""
+    delong = [r.metric for r in result.results if r.method == "delong"]
+    boot = f"a paired bootstrap ({result.resamples} resamples, seed {result.seed})"
+    if not delong:
+        return f"by {boot}"
+    if len(delong) == len(result.results):
+        return "by DeLong's paired test"
+    return f"({', '.join(delong)} by DeLong's paired test, the others by {boot})"
