@@ -98,7 +98,7 @@ def _name(side: Side) -> str:
     return side.kind if side.kind == model else f"{side.kind} {model}"
 
 
-def _methods(result) -> str:  # noqa: ANN001
+def _methods(result) -> str:
     """How the differences were computed, naming only the methods used."""
     delong = [r.metric for r in result.results if r.method == "delong"]
     boot = f"a paired bootstrap ({result.resamples} resamples, seed {result.seed})"
