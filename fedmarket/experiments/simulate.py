@@ -261,7 +261,13 @@ def _anchor(plan: RunPlan, files: RunDir, federated: dict[str, Any]) -> dict[str
     except Exception as exc:  # a bug: keep its traceback in the log, and the run
         log.exception("BG/NBD anchor failed")
         return {"failed": f"{type(exc).__name__}: {exc}"}
-    log.info("BG/NBD anchor: %s (%.2f s)", anchor.fitted, anchor.fit_s)
+    dp = f"client DP, epsilon {anchor.epsilon:g}" if anchor.dp else "no noise"
+    log.info(
+        "BG/NBD anchor: fitted across %d retailers (%s) in %.2f s",
+        anchor.retailers,
+        dp,
+        anchor.fit_s,
+    )
     return {**anchor.to_dict(), "paired": _paired_with_anchor(plan, anchor.model)}
 
 
