@@ -88,10 +88,13 @@ def combined_epsilon(training: float | None, anchor: dict[str, Any] | None) -> f
     return float(training) + float(eps)
 
 
-def anchor_privacy_words(anchor: dict[str, Any] | None, training_epsilon: float | None) -> str:
-    """What the BG/NBD anchor adds to the run's guarantee ('' without an anchor): under client
-    DP its fit is a second release about the same customers, so the epsilons add."""
-    if not anchor or "test" not in anchor:
+def anchor_privacy_words(
+    anchor: dict[str, Any] | None, training_epsilon: float | None, dp: str = "client"
+) -> str:
+    """What the BG/NBD anchor adds to the run's guarantee ('' without an anchor, or in a run
+    without DP): under client DP its fit is a second release about the same customers, so
+    the epsilons add; under central DP it is not covered by the run's guarantee."""
+    if not anchor or "test" not in anchor or dp == "none":
         return ""
     if not anchor.get("dp"):
         return (
@@ -151,7 +154,7 @@ def build_summary(
     if anchor and anchor.get("dp"):
         anchor = {**anchor, "combined_epsilon": combined_epsilon(training_eps, anchor)}
     privacy = guarantee_in_words(cfg, federated.get("epsilon"), federated.get("delta"))
-    if extra := anchor_privacy_words(anchor, training_eps):
+    if extra := anchor_privacy_words(anchor, training_eps, cfg.dp):
         privacy = f"{privacy} {extra}"
     summary: dict[str, Any] = {
         "config": cfg.to_flower(),

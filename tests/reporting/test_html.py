@@ -124,3 +124,21 @@ def test_a_failed_anchor_is_a_problem_but_the_run_is_reported(make_run):
     assert "- BG/NBD anchor: failed (DataError: bad aggregates); see log.txt." in (
         paths["report"].read_text()
     )
+
+
+def test_a_noise_free_anchor_is_said_not_dp_where_the_run_has_a_guarantee(make_run):
+    import json
+
+    from fedmarket.tasks import get_task
+    from tests.reporting.fake_run import scores
+
+    y, score = scores(0, 0.8)
+    anchor = {"model": "bg-nbd", "dp": False, "epsilon": None, "delta": None, "fitted": "f"}
+    anchor |= {"fit_s": 0.3, "params": {}, "test": get_task("purchase").report(y, score)}
+    _, paths = make_run(dp="central", anchor=anchor)
+    privacy = json.loads(paths["summary"].read_text())["privacy"]
+    assert privacy.endswith(
+        "The BG/NBD anchor is fitted from each retailer's exact log-likelihood sums and "
+        "gradients, without noise: its row is not DP, a reference a consortium would compute "
+        "only under a separate agreement."
+    )
