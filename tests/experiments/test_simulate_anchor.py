@@ -6,11 +6,18 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
 from fedmarket.config import RunConfig
+from fedmarket.data import store
 from fedmarket.data.ingest.mapping import parse_mapping_option
 from fedmarket.data.prepare import PrepareOptions, prepare
 from fedmarket.experiments.simulate import RunPlan, _anchor
+from fedmarket.predictions import Predictions, write_predictions
 from fedmarket.rundir import RunDir
+from fedmarket.tasks import get_task
 
 
 def _plan(data: Path, run: Path, **settings) -> RunPlan:
@@ -26,6 +33,19 @@ def test_the_anchor_block_is_fitted_under_the_runs_client_dp(tiny_data, tmp_path
     assert block["delta"] == 1e-4 and block["retailers"] == 3
     assert block["paired"] is None  # no federated test_scores.csv to pair with
     assert run.anchor_scores.is_file() and "roc_auc_low" in block["test"]
+    # with the federated model's predictions of the same customers: the paired difference
+    test = store.load_pooled(tiny_data, "test")
+    score = np.random.default_rng(0).random(len(test))
+    write_predictions(
+        run.test_scores,
+        Predictions.pooled(tiny_data, test, task="purchase", model="m", score=score),
+    )
+    run.config.write_text("{}")
+    paired = _anchor(_plan(tiny_data, run.path, dp="none"), run, {})["paired"]
+    fed_auc = roc_auc_score(get_task("purchase").targets(test), score)
+    assert paired["metric"] == "roc_auc" and paired["method"] == "delong"
+    assert paired["a"] == pytest.approx(fed_auc)
+    assert paired["low"] < paired["difference"] < paired["high"]
 
 
 def test_a_customer_table_skips_the_anchor_in_one_line(tmp_path):
