@@ -71,7 +71,7 @@ def anchor_sentence(summary: dict[str, Any]) -> str | None:
         f"reaches {label} {cell(anchor_test(summary), key)}"
     )
     if not finite(fed) or not finite(mine):
-        return f"{text}; the federated model has no {label} to compare."
+        return f"{text}; no comparison, a model has no {label} on these customers."
     diff = fed - mine
     if round(diff, 3) == 0:
         where = "the same as it to 3 decimals"
@@ -83,8 +83,8 @@ def anchor_sentence(summary: dict[str, Any]) -> str | None:
 
 
 def _paired(paired: dict[str, Any] | None) -> str:
-    """``; paired on the same customers, 0.025 (0.010-0.040)``: the difference federated
-    minus anchor with its interval (DeLong's paired test), '' where not computed."""
+    """`` (paired on the same customers: 0.025 (0.010-0.040), p = 0.001)``: federated minus
+    anchor with its interval (DeLong's paired test), '' where the run did not compute it."""
     if not paired or not all(finite(paired.get(k)) for k in ("difference", "low", "high")):
         return ""
     diff = with_interval(paired["difference"], paired["low"], paired["high"])
