@@ -277,3 +277,21 @@ def test_a_skipped_or_failed_anchor_is_one_line() -> None:
     assert "BG/NBD anchor |" not in report
     failed = render_report(summary() | {"anchor": {"failed": "DataError: bad"}}, [], [])
     assert "- BG/NBD anchor: failed (DataError: bad); see log.txt.\n" in _short(failed)
+
+
+def test_for_counts_the_anchor_is_compared_on_rmse_where_lower_is_better() -> None:
+    s = summary("none", task="purchase-count")
+    s["federated"]["test"] = {"rmse": 1.1, "mae": 0.5}
+    note = "predicts customer-days but the labels count transactions"
+    s["anchor"] = {**ANCHOR, "test": {"rmse": 1.23, "mae": 0.6}, "paired": None, "note": note}
+    report = render_report(s, [], [])
+    assert (
+        "- The classical BG/NBD anchor, fitted across the retailers without pooling, reaches "
+        "RMSE 1.23; the federated model 1.100, 0.130 below it (better: lower is better).\n"
+    ) in _short(report)
+    assert "| rmse | 1.1 | - | - | 1.23 |" in report
+    assert f"fitted in 0.21 s. Note: it {note}." in " ".join(report.split())
+    s["federated"]["test"]["rmse"] = 1.5
+    assert "the federated model 1.500, 0.270 above it (worse: lower is better)." in (
+        render_report(s, [], [])
+    )
