@@ -65,7 +65,9 @@ def report_blocks(
         Heading(title(summary), 1),
         Paragraph(
             f"{cfg['num-server-rounds']} rounds of {cfg['strategy']} with {cfg['local-epochs']} "
-            f"local epoch(s); dp = {cfg['dp']}. Both columns are measured on the same test "
+            f"local epoch(s); dp = {cfg['dp']}. "
+            f"{'Every model is' if words.anchor_test(summary) else 'Both columns are'} "
+            "measured on the same test "
             f"customers (every retailer's held-out customers{_counted(summary)})."
         ),
     ]

@@ -267,7 +267,9 @@ def test_the_threshold_free_table_has_a_bg_nbd_column_saying_how_it_was_fitted()
         "log-likelihood sums and gradients, no noise (not DP); parameters r 0.25, alpha 4, "
         "a 0.8, b 2.5 (weeks), fitted in 0.21 s." in " ".join(report.split())
     )
-    assert "BG/NBD" not in render_report(summary(), [], [])  # a summary of an older run
+    assert "Every model is measured on the same test customers" in report
+    older = render_report(summary(), [], [])  # a summary of a run without the anchor
+    assert "BG/NBD" not in older and "Both columns are measured on the same test" in older
 
 
 def test_a_skipped_or_failed_anchor_is_one_line() -> None:
