@@ -21,6 +21,8 @@ resume, a later scoring run)::
                                      (the same layout as `fedmarket centralised --out DIR`)
     DIR/baselines.csv, .json, baselines_test_scores.csv   `fedmarket baselines --out DIR`:
                                      the predictions of every model in one long file
+    RUN/anchor/test_scores.csv       the BG/NBD anchor's prediction for each pooled test
+                                     customer (``fedmarket.anchors.in_run``), same columns
     RUN/summary.json, report.md, report.html, *.png   the comparison a person reads
     RUN/audit.json                   the membership-inference audit
     RUN/log.txt                      the run's whole log at DEBUG: fedmarket's, Flower's, and
@@ -120,6 +122,11 @@ class RunDir:
     @property
     def centralised_scores(self) -> Path:
         return self.centralised / TEST_SCORES
+
+    @property
+    def anchor_scores(self) -> Path:
+        """The BG/NBD anchor's per-customer test predictions (RUN/anchor/)."""
+        return self.path / "anchor" / TEST_SCORES
 
     @property
     def summary(self) -> Path:

@@ -63,27 +63,44 @@ class AnchorData:
         return self.horizon_days / WEEK_DAYS
 
 
-def _history(split: SplitArrays, data: AnchorData) -> CustomerHistory:
+def history(split: SplitArrays, data: AnchorData) -> CustomerHistory:
+    """One split's customers as the BTYD models read them (weeks as the time unit)."""
     return from_aggregates(np.asarray(split.agg), data.aggregate_names, time_unit_days=WEEK_DAYS)
 
 
-def _predict(fit: Any, history: CustomerHistory, task: str, data: AnchorData) -> np.ndarray:
+def predict(fit: Any, customers: CustomerHistory, task: str, data: AnchorData) -> np.ndarray:
+    """The task's prediction for each customer over the horizon: P(buy) for ``purchase``,
+    the expected number of transactions (customer-days) for ``purchase-count``."""
     if task == "purchase":
-        return np.asarray(fit.p_purchase(data.horizon_weeks, history), dtype=np.float64)
-    return np.asarray(fit.expected_transactions(data.horizon_weeks, history), dtype=np.float64)
+        return np.asarray(fit.p_purchase(data.horizon_weeks, customers), dtype=np.float64)
+    return np.asarray(fit.expected_transactions(data.horizon_weeks, customers), dtype=np.float64)
 
 
-def _params(fit: Any) -> str:
-    return ", ".join(f"{k}={v:.3g}" for k, v in fit.params.items())
-
-
-def _unit_note(task: str, data: AnchorData) -> str:
+def unit_note(task: str, data: AnchorData) -> str:
+    """'' or a clause saying the labels count another unit than the model's customer-days."""
     if task == "purchase-count" and data.count_unit != "customer-days":
         return (
             f"; predicts customer-days but the labels count {data.count_unit} "
             "(prepare with --count-unit customer-days to compare like for like)"
         )
     return ""
+
+
+def params_text(fit: Any) -> str:
+    return ", ".join(f"{k}={v:.3g}" for k, v in fit.params.items())
+
+
+def federated_job(
+    name: str, histories: Sequence[CustomerHistory]
+) -> tuple[str, Callable[[], Any], str]:
+    """The fit without pooling: each retailer answers the server's parameters with its
+    customers' log-likelihood sum and gradient, no noise (so not DP)."""
+    answers = [partial(local_sums, history=h, model=name) for h in histories]
+    how = (
+        f"federated fit: {len(histories)} retailers sent log-likelihood sums and gradients, "
+        "no noise (not DP)"
+    )
+    return f"{name} federated", partial(fit_federated, answers, model=name), how
 
 
 def run_btyd_anchors(
@@ -109,25 +126,17 @@ def run_btyd_anchors(
     if unknown:
         raise ConfigError(f"unknown anchor model(s) {unknown}; known: {', '.join(MODELS)}")
     parts = [p for p in train_parts if len(p)]
-    histories = [_history(p, data) for p in parts]
+    histories = [history(p, data) for p in parts]
     pooled = CustomerHistory(
         *(np.concatenate([getattr(h, k) for h in histories]) for k in ("x", "t_x", "T"))
     )
-    test_history = _history(test, data)
+    test_history = history(test, data)
     y_test = get_task(task).targets(test).astype(np.float64)
     jobs: list[tuple[str, Callable[[], Any], str]] = []
     for name in models:
         jobs.append((name, partial(MODELS[name], pooled), "pooled fit"))
         if federated and len(histories) > 1:
-            answers = [partial(local_sums, history=h, model=name) for h in histories]
-            jobs.append(
-                (
-                    f"{name} federated",
-                    partial(fit_federated, answers, model=name),
-                    f"federated fit: {len(histories)} retailers sent log-likelihood sums and "
-                    "gradients, no noise (not DP)",
-                )
-            )
+            jobs.append(federated_job(name, histories))
         if privacy is not None and len(histories) > 1:
             jobs.append(dp_job(name, histories, privacy, seed))
     rows, fits = [], {}
@@ -137,9 +146,9 @@ def run_btyd_anchors(
         start = time.perf_counter()
         fit = fits[label] = fit_model()
         seconds = time.perf_counter() - start
-        prediction = _predict(fit, test_history, task, data)
+        prediction = predict(fit, test_history, task, data)
         metrics = evaluate_predictions(task, y_test, prediction)
-        notes = f"{how}; {_params(fit)} (weeks){_unit_note(task, data)}"
+        notes = f"{how}; {params_text(fit)} (weeks){unit_note(task, data)}"
         row = ResultRow(label, "customer-base", metrics, seconds, notes, prediction)
         rows.append(row)
         if on_row is not None:

@@ -70,6 +70,12 @@ class RunResult:
         return (self.summary.get("centralised") or {}).get("test")
 
     @property
+    def anchor_test(self) -> dict[str, Any] | None:
+        """The BG/NBD anchor, fitted across the retailers without pooling, on the same
+        customers; None where it was skipped (no purchase history) or failed, or an older run."""
+        return (self.summary.get("anchor") or {}).get("test")
+
+    @property
     def gap(self) -> dict[str, float | None] | None:
         """Federated minus centralised, per metric: the price of not pooling the data."""
         return self.summary.get("gap")

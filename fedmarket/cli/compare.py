@@ -16,7 +16,8 @@ if TYPE_CHECKING:
     from fedmarket.experiments.compare import Comparison, Side
 
 KIND_HELP = (
-    "federated | centralised | a baseline model (e.g. logistic-regression); default: "
+    "federated | centralised | bg-nbd (a simulate run's anchor) | a baseline model (e.g. "
+    "logistic-regression); default: "
     "federated, else centralised, else the directory's only result."
 )
 

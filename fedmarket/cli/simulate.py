@@ -124,6 +124,7 @@ CONSOLE_METRICS = {
 def print_outcome(summary: dict[str, Any], run_dir: Path) -> None:
     """The comparison table, the report's three answers, and where the report is."""
     from fedmarket.reporting.words import (
+        anchor_sentence,
         chance_warning,
         federation_sentence,
         privacy_sentence,
@@ -148,8 +149,9 @@ def print_outcome(summary: dict[str, Any], run_dir: Path) -> None:
     console.print(table)
     for caution in filter(None, (chance_warning(summary), small_test_caution(summary))):
         console.print(f"[bold yellow]- {escape(caution)}[/]", highlight=False)
-    for sentence in (federation_sentence, privacy_sentence, targeting_in_short):
-        console.print(f"- {escape(sentence(summary))}", highlight=False)
+    for sentence in (federation_sentence, anchor_sentence, privacy_sentence, targeting_in_short):
+        if said := sentence(summary):
+            console.print(f"- {escape(said)}", highlight=False)
     console.print(
         f"run directory: {run_dir}: open report.html (also report.md, summary.json, "
         "rounds.csv, the figures; log.txt: the whole log, Flower's included)",

@@ -2,7 +2,8 @@
 
 Reads the per-customer predictions (``fedmarket.predictions``) that `fedmarket simulate`,
 `centralised` and `baselines` leave in their directories, finds the result asked for in each
-(``federated``, ``centralised`` or a baseline model's name), joins them on (partition,
+(``federated``, ``centralised``, ``bg-nbd`` for a simulate run's anchor, or a
+baseline model's name), joins them on (partition,
 customer), and computes metric(A) - metric(B) with its interval (``fedmarket.paired``). The
 join is strict: results scored on different customers, with different labels or for
 different tasks are not comparable, and are refused with what to do.
@@ -38,7 +39,7 @@ class Side:
     """One of the two results: where it was read from."""
 
     run: Path
-    kind: str  # federated | centralised | a baseline model's name
+    kind: str  # federated | centralised | bg-nbd (a run's anchor) | a baseline model's name
     path: Path
     predictions: Predictions = field(repr=False)
 
@@ -92,6 +93,9 @@ def available(run: Path) -> dict[str, tuple[Path, str | None]]:
         found[FEDERATED if files.holds_run() else CENTRALISED] = (files.test_scores, None)
     if files.centralised_scores.is_file():
         found[CENTRALISED] = (files.centralised_scores, None)
+    if files.anchor_scores.is_file():  # a simulate run's BG/NBD anchor
+        for model in read_predictions(files.anchor_scores):
+            found.setdefault(model, (files.anchor_scores, model))
     baselines = files.path / BASELINE_SCORES
     if baselines.is_file():
         for model in read_predictions(baselines):

@@ -1,4 +1,5 @@
-"""`fedmarket simulate`: the Flower simulation, then the matched centralised reference.
+"""`fedmarket simulate`: the Flower simulation, then the matched centralised reference, then
+the BG/NBD anchor (``fedmarket.anchors.in_run``).
 
 Runs the same ServerApp and ClientApp as `flwr run .`, through Flower's ``run_simulation``
 (Ray actors, one per client share of CPU/GPU). ``run_simulation`` hands the apps an empty
@@ -117,7 +118,10 @@ def _simulate(
         )
         federated.update(run.finish(0.0))
     cen, cen_error = _centralised(plan, files, threads) if centralised else (None, None)
-    paths = write_run_outputs(plan.run_dir, plan.cfg, federated, cen, centralised_error=cen_error)
+    anchor = _anchor(plan, files, federated)
+    paths = write_run_outputs(
+        plan.run_dir, plan.cfg, federated, cen, centralised_error=cen_error, anchor=anchor
+    )
     summary = json.loads(paths["summary"].read_text())
     return {"run_dir": plan.run_dir, "summary": summary, "problems": summary["problems"]}
 
@@ -234,6 +238,55 @@ def _centralised(
     except Exception as exc:  # a bug: keep its traceback in the log, and the federated result
         log.exception("centralised reference failed")
         return None, f"{type(exc).__name__}: {exc}"
+
+
+def _anchor(plan: RunPlan, files: RunDir, federated: dict[str, Any]) -> dict[str, Any]:
+    """summary.json's ``anchor`` block: BG/NBD fitted across the retailers without pooling
+    (``fedmarket.anchors.in_run``), or why it was skipped (data without a purchase history)
+    or failed; like the reference's, its failure never loses the federated result."""
+    from fedmarket.anchors import AnchorData
+    from fedmarket.anchors.in_run import anchor_privacy, fit_run_anchor
+
+    try:
+        skip = AnchorData.missing(store.read_manifest(Path(plan.cfg.data_dir)))
+        if skip is not None:
+            log.info("BG/NBD anchor skipped: %s", skip)
+            return {"skipped": skip}
+        spent = (federated.get("epsilon") or {}).get("max")
+        privacy = anchor_privacy(plan.cfg, spent, federated.get("delta"))
+        anchor = fit_run_anchor(plan.cfg, files.anchor_scores, privacy=privacy, fernet=plan.fernet)
+    except FedmarketError as exc:
+        log.error("BG/NBD anchor failed: %s", exc)
+        return {"failed": str(exc)}
+    except Exception as exc:  # a bug: keep its traceback in the log, and the run
+        log.exception("BG/NBD anchor failed")
+        return {"failed": f"{type(exc).__name__}: {exc}"}
+    dp = f"client DP, epsilon {anchor.epsilon:g}" if anchor.dp else "no noise"
+    log.info(
+        "BG/NBD anchor: fitted across %d retailers (%s) in %.2f s",
+        anchor.retailers,
+        dp,
+        anchor.fit_s,
+    )
+    return {**anchor.to_dict(), "paired": _paired_with_anchor(plan, anchor.model)}
+
+
+def _paired_with_anchor(plan: RunPlan, model: str) -> dict[str, Any] | None:
+    """Federated minus anchor on the same customers, where it is cheap: DeLong's paired test
+    for a ROC-AUC task (milliseconds); None otherwise, or without federated predictions."""
+    from fedmarket.experiments.compare import FEDERATED, compare_runs
+    from fedmarket.tasks import get_task
+
+    key, _ = get_task(plan.cfg.task).primary_metric
+    if key != "roc_auc" or not RunDir(plan.run_dir).test_scores.is_file():
+        return None
+    try:
+        run = plan.run_dir
+        (paired,) = compare_runs(run, run, kind_a=FEDERATED, kind_b=model, metrics=[key]).results
+    except FedmarketError as exc:  # e.g. federated predictions of an older round's test set
+        log.warning("federated versus the BG/NBD anchor, paired: not computed (%s)", exc)
+        return None
+    return paired.to_dict()
 
 
 def _run_flower(

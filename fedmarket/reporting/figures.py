@@ -112,11 +112,18 @@ def epsilon_per_round(
 def gains_and_lift(
     federated: tuple[np.ndarray, np.ndarray] | None,
     centralised: tuple[np.ndarray, np.ndarray] | None,
+    anchor: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Figure | None:
-    """Both models' gains and lift on the same test customers; a model whose scores are
-    missing (or whose test customers hold no buyers) is left out."""
+    """The models' gains and lift on the same test customers (the BG/NBD anchor's too,
+    where the run has it); a model whose scores are missing (or whose test customers hold no
+    buyers) is left out."""
     curves = {}
-    for label, scores in (("federated model", federated), ("centralised reference", centralised)):
+    models = (
+        ("federated model", federated),
+        ("centralised reference", centralised),
+        ("BG/NBD anchor", anchor),
+    )
+    for label, scores in models:
         if scores is None:
             continue
         try:
@@ -188,6 +195,15 @@ def write_figures(
     cen_value = ((summary.get("centralised") or {}).get("test") or {}).get(key)
     fed_scores = read_scores(run_dir.test_scores)
     cen_scores = centralised.test_scores if centralised is not None else None
+    # the anchor's file only where this summary has its block (not one left by an older try)
+    anchor_scores = (
+        read_scores(run_dir.anchor_scores) if "test" in (summary.get("anchor") or {}) else None
+    )
+    anchor_words = (
+        " The BG/NBD anchor ranks customers on their purchase history alone."
+        if anchor_scores is not None
+        else ""
+    )
     missing = (
         " The federated model's test scores are not in this run directory (test_scores.csv: "
         "a deployment's server holds no test customers), so only the centralised curve is drawn."
@@ -216,10 +232,11 @@ def write_figures(
         (
             "gains_lift",
             "Gains and lift, federated and centralised",
-            lambda: gains_and_lift(fed_scores, cen_scores),
+            lambda: gains_and_lift(fed_scores, cen_scores, anchor_scores),
             "Left: share of all buyers reached when contacting the share of test customers "
             "each model ranks highest (diagonal: random). Right: how many times the base rate "
-            f"those contacted buy. Dotted: the top-{TARGETING_K:.0%} cut of the tables.{missing}",
+            f"those contacted buy. Dotted: the top-{TARGETING_K:.0%} cut of the tables."
+            f"{anchor_words}{missing}",
         ),
         (
             "learning_curves",

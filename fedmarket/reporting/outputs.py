@@ -2,7 +2,7 @@
 
 ``rounds.csv``, ``federated.json``, ``config.json``, ``test_scores.csv`` and checkpoints are
 written while the run goes (fedmarket.federated.run_log); this joins them with the
-centralised reference into one honest comparison on the same test customers.
+centralised reference and the BG/NBD anchor into one honest comparison on the same test customers.
 """
 
 from __future__ import annotations
@@ -27,11 +27,14 @@ def write_run_outputs(
     centralised: CentralisedResult | None,
     *,
     centralised_error: str | None = None,
+    anchor: dict[str, Any] | None = None,
 ) -> dict[str, Path]:
     """summary.json, the figures, report.md and report.html; their paths by kind (figures
-    by name, e.g. ``gains_lift``)."""
+    by name, e.g. ``gains_lift``). ``anchor``: summary.json's BG/NBD block (``build_summary``)."""
     files = RunDir(run_dir)
-    summary = build_summary(cfg, federated, centralised, centralised_error=centralised_error)
+    summary = build_summary(
+        cfg, federated, centralised, centralised_error=centralised_error, anchor=anchor
+    )
     paths = {"summary": write_json(files.summary, summary)}
     rounds = files.read_rounds()
     figures = write_figures(files, cfg, rounds, summary, centralised)

@@ -65,7 +65,9 @@ def report_blocks(
         Heading(title(summary), 1),
         Paragraph(
             f"{cfg['num-server-rounds']} rounds of {cfg['strategy']} with {cfg['local-epochs']} "
-            f"local epoch(s); dp = {cfg['dp']}. Both columns are measured on the same test "
+            f"local epoch(s); dp = {cfg['dp']}. "
+            f"{'Every model is' if words.anchor_test(summary) else 'Both columns are'} "
+            "measured on the same test "
             f"customers (every retailer's held-out customers{_counted(summary)})."
         ),
     ]
@@ -80,6 +82,7 @@ def report_blocks(
             [
                 *filter(None, [words.chance_warning(summary), words.small_test_caution(summary)]),
                 words.federation_sentence(summary),
+                *filter(None, [words.anchor_sentence(summary)]),
                 words.privacy_sentence(summary),
                 words.targeting_in_short(summary),
             ]
@@ -180,23 +183,28 @@ def _metric_tables(summary: dict[str, Any]) -> list[Block]:
     fed_test, cen_test = words.tests(summary)
     gap = summary.get("gap") or {}
 
-    def rows(keys: tuple[str, ...]) -> list[Block]:
+    anchor_test = words.anchor_test(summary)
+
+    def rows(keys: tuple[str, ...], anchor: bool = False) -> list[Block]:
         cells = [
             (key, words.cell(fed_test, key), words.cell(cen_test, key), num(gap.get(key)))
+            + ((words.cell(anchor_test, key),) if anchor else ())
             for key in keys
             if key in fed_test or key in cen_test
         ]
         header = ("metric", "federated", "centralised", "gap (fed - cen)")
+        header += ("BG/NBD anchor",) if anchor else ()
         return [table(header, cells)] if cells else []
 
     blocks: list[Block] = []
-    if free := rows(THRESHOLD_FREE_KEYS):
+    if free := rows(THRESHOLD_FREE_KEYS, anchor=bool(anchor_test)):
         blocks += [
             Paragraph(
                 "Threshold-free (ranking and calibration). Higher is better except for "
                 "log_loss, rmse, mae and mape, where a negative gap favours the federated model, "
                 "and tracking_error (the relative error of the predicted total), best at 0."
                 + (f" In brackets: {INTERVALS_IN_WORDS}" if _has_intervals(summary) else "")
+                + (f" {_anchor_column(summary)}" if anchor_test else "")
             ),
             *free,
         ]
@@ -208,6 +216,18 @@ def _metric_tables(summary: dict[str, Any]) -> list[Block]:
         if accuracy := words.accuracy_sentence(fed_test, cen_test):
             blocks.append(Paragraph(accuracy))
     return blocks
+
+
+def _anchor_column(summary: dict[str, Any]) -> str:
+    """What the BG/NBD column is: how it was fitted, its parameters and fit time."""
+    anchor = summary["anchor"]
+    params = ", ".join(f"{k} {v:.3g}" for k, v in (anchor.get("params") or {}).items())
+    note = f" Note: it {anchor['note']}." if anchor.get("note") else ""
+    return (
+        f"The BG/NBD anchor column: the classical customer-base model (Fader, Hardie and Lee "
+        f"2005) on each customer's purchase history alone, by a {anchor['fitted']}; "
+        f"parameters {params} (weeks), fitted in {anchor['fit_s']:.2g} s.{note}"
+    )
 
 
 def _per_client(fed: dict[str, Any]) -> list[Block]:

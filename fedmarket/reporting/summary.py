@@ -78,7 +78,46 @@ def guarantee_in_words(cfg: RunConfig, epsilon: dict[str, Any] | None, delta: fl
     )
 
 
-def run_problems(federated: dict[str, Any], centralised_error: str | None) -> list[str]:
+def combined_epsilon(training: float | None, anchor: dict[str, Any] | None) -> float | None:
+    """What a retailer that answers both the training and the anchor spends (basic
+    composition: the epsilons add); None when the anchor spent nothing or training is
+    unknown."""
+    eps = (anchor or {}).get("epsilon")
+    if eps is None or training is None:
+        return None
+    return float(training) + float(eps)
+
+
+def anchor_privacy_words(
+    anchor: dict[str, Any] | None, training_epsilon: float | None, dp: str = "client"
+) -> str:
+    """What the BG/NBD anchor adds to the run's guarantee ('' without an anchor, or in a run
+    without DP): under client DP its fit is a second release about the same customers, so
+    the epsilons add; under central DP it is not covered by the run's guarantee."""
+    if not anchor or "test" not in anchor or dp == "none":
+        return ""
+    if not anchor.get("dp"):
+        return (
+            "The BG/NBD anchor is fitted from each retailer's exact log-likelihood sums and "
+            "gradients, without noise: its row is not DP, a reference a consortium would "
+            "compute only under a separate agreement."
+        )
+    total = combined_epsilon(training_epsilon, anchor)
+    both = f", at most epsilon = {total:.3g}" if total is not None else ""
+    return (
+        f"The BG/NBD anchor is fitted under its own client DP (epsilon = "
+        f"{anchor['epsilon']:.3g}, delta = {anchor['delta']:.3g} per retailer, clipped and "
+        "noised log-likelihood sums), spent on top of the training's: a retailer that "
+        f"answers both spends both{both}, delta = {2 * anchor['delta']:.3g} "
+        "(basic composition)."
+    )
+
+
+def run_problems(
+    federated: dict[str, Any],
+    centralised_error: str | None,
+    anchor: dict[str, Any] | None = None,
+) -> list[str]:
     """What makes a run incomplete, one sentence each (empty for a complete run)."""
     problems = []
     skipped = federated.get("skipped_rounds") or []
@@ -95,6 +134,8 @@ def run_problems(federated: dict[str, Any], centralised_error: str | None) -> li
         )
     if centralised_error is not None:
         problems.append(f"the centralised reference failed: {centralised_error}")
+    if anchor and "failed" in anchor:
+        problems.append(f"the BG/NBD anchor failed: {anchor['failed']} (see log.txt)")
     return problems
 
 
@@ -104,17 +145,26 @@ def build_summary(
     centralised: CentralisedResult | None,
     *,
     centralised_error: str | None = None,
+    anchor: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """summary.json: one honest comparison on the same test customers, for programs; the
-    report renders it for people."""
+    report renders it for people. ``anchor``: the BG/NBD anchor's block
+    (``RunAnchor.to_dict``, or ``{"skipped": why}`` / ``{"failed": why}``), None without."""
+    training_eps = (federated.get("epsilon") or {}).get("max")
+    if anchor and anchor.get("dp"):
+        anchor = {**anchor, "combined_epsilon": combined_epsilon(training_eps, anchor)}
+    privacy = guarantee_in_words(cfg, federated.get("epsilon"), federated.get("delta"))
+    if extra := anchor_privacy_words(anchor, training_eps, cfg.dp):
+        privacy = f"{privacy} {extra}"
     summary: dict[str, Any] = {
         "config": cfg.to_flower(),
         "federated": federated,
         "centralised": {"failed": centralised_error} if centralised_error else None,
         "delta": federated.get("delta"),
         "gap": None,
-        "privacy": guarantee_in_words(cfg, federated.get("epsilon"), federated.get("delta")),
-        "problems": run_problems(federated, centralised_error),
+        "privacy": privacy,
+        "problems": run_problems(federated, centralised_error, anchor),
+        "anchor": anchor,
         "threshold_rule": THRESHOLD_RULE,
         "privacy_cost_command": privacy_cost_command(cfg.to_flower()),
     }

@@ -108,8 +108,8 @@ def log_rounds(tracker: Tracker, run_dir: Path) -> None:
 
 
 def simulation_metrics(summary: Mapping[str, Any]) -> dict[str, Any]:
-    """summary.json's final numbers: each model's test metrics, the gap, epsilon (the
-    maximum and per client), delta and wall times."""
+    """summary.json's final numbers: each model's test metrics (the BG/NBD anchor's too),
+    the gap, epsilon (the maximum and per client), delta and wall times."""
     fed = summary.get("federated") or {}
     cen = summary.get("centralised") or {}
     eps = fed.get("epsilon") or {}
@@ -129,6 +129,9 @@ def simulation_metrics(summary: Mapping[str, Any]) -> dict[str, Any]:
         "gap": summary.get("gap") or {},
         "delta": summary.get("delta"),
     }
+    anchor = summary.get("anchor") or {}
+    if anchor.get("test"):  # the BG/NBD anchor, fitted across the retailers
+        out["anchor"] = {**anchor["test"], "fit_s": anchor.get("fit_s")}
     return out
 
 

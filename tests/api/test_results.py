@@ -56,6 +56,10 @@ def test_run_result_reads_the_summary(tmp_path: Path):
     assert (run.epsilon, run.delta, run.problems) == (3.2, 1e-4, [])
     assert os.fspath(run) == str(tmp_path)
     assert run.report_html == tmp_path / "report.html"
+    assert run.anchor_test is None  # a run without an anchor block (older, or none)
+    anchor = {"model": "bg-nbd", "dp": False, "test": {"roc_auc": 0.69}}
+    assert RunResult(tmp_path, run.summary | {"anchor": anchor}).anchor_test == {"roc_auc": 0.69}
+    assert RunResult(tmp_path, run.summary | {"anchor": {"skipped": "a table"}}).anchor_test is None
 
 
 def test_run_result_repr_is_one_short_line_with_the_headline_numbers(tmp_path: Path):

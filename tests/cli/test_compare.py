@@ -90,6 +90,26 @@ def test_two_kinds_of_one_run_directory(results: dict[str, Path], tmp_path: Path
     assert "the same result" in line and "--a federated --b centralised" in line
 
 
+def test_the_federated_model_against_the_runs_bg_nbd_anchor(
+    results: dict[str, Path], tiny_data: Path, tmp_path: Path
+) -> None:
+    from fedmarket.anchors.in_run import fit_run_anchor
+    from fedmarket.config import RunConfig
+
+    run = RunDir(tmp_path / "run")
+    run.path.mkdir()
+    run.config.write_text("{}")
+    shutil.copy(results["cen"] / "test_scores.csv", run.test_scores)
+    cfg = RunConfig.from_mapping({"data-dir": str(tiny_data), "dp": "none"})
+    anchor = fit_run_anchor(cfg, run.anchor_scores)
+    out = tmp_path / "cmp.json"
+    args = ("--a", "federated", "--b", "bg-nbd", "--metric", "roc_auc", "--out", out)
+    printed = ok(cli("compare", run.path, run.path, *args))
+    [auc] = json.loads(out.read_text())["metrics"]
+    assert auc["b"] == pytest.approx(anchor.test["roc_auc"], abs=1e-9)
+    assert "B = bg-nbd" in " ".join(printed.split())
+
+
 def test_different_test_customers_are_refused(results: dict[str, Path], tmp_path: Path) -> None:
     other = shutil.copytree(results["cen"], tmp_path / "other")
     lines = (other / "test_scores.csv").read_text().splitlines(keepends=True)

@@ -277,10 +277,13 @@ def test_the_outcome_shows_the_decision_metrics_the_three_answers_and_the_page(t
     task = get_task("purchase")
     y, fed_score = scores(0, 1.5)
     cen_score = scores(1, 2.0)[1]
+    anchor_test = task.report(y, scores(2, 1.0)[1])
+    anchor = {"model": "bg-nbd", "dp": True, "epsilon": 8.0, "delta": 1e-4, "test": anchor_test}
     summary = build_summary(
         RunConfig.from_mapping({"num-server-rounds": 3}),
         federated_result(task.report(y, fed_score)),
         centralised(task.report(y, cen_score), y, cen_score),
+        anchor=anchor,
     )
     with console.capture() as captured:
         print_outcome(summary, tmp_path)
@@ -296,6 +299,21 @@ def test_the_outcome_shows_the_decision_metrics_the_three_answers_and_the_page(t
     assert f"ROC-AUC │ {roc} │" in printed and "95% intervals in brackets" in printed
     assert f"{fed['n']:,} customers, {fed['n_positive']:,} buyers" in printed
     assert "test set has only" not in printed  # 400 test customers, 58 buyers
+    # the anchor's line, after federation's, and its epsilon added to the training's 7.5
+    fed_auc, anchor_auc = fed["roc_auc"], anchor_test["roc_auc"]
+    assert fed_auc > anchor_auc
+    line = (
+        "- The classical BG/NBD anchor, fitted across the retailers without pooling under its "
+        f"own client DP (epsilon 8), reaches ROC-AUC {anchor_auc:.3f} ("
+    )
+    assert line in printed
+    assert f"the federated model {fed_auc:.3f}, {fed_auc - anchor_auc:.3f} above it." in printed
+    assert printed.index("- Federation costs") < printed.index(line)
+    assert summary["anchor"]["combined_epsilon"] == 15.5
+    assert (
+        "spent on top of the training's: a retailer that answers both spends both, at most "
+        "epsilon = 15.5, delta = 0.0002 (basic composition)." in summary["privacy"]
+    )
 
 
 def test_the_outcome_warns_when_the_test_set_is_small(tmp_path: Path):

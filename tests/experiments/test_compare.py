@@ -66,6 +66,27 @@ def test_federated_against_centralised_in_one_run(tmp_path: Path):
     assert not result.small_test and result.to_dict()["metrics"][0]["metric"] == "roc_auc"
 
 
+def test_a_simulate_runs_bg_nbd_anchor_is_a_result_to_compare_with(tmp_path: Path):
+    fed, anchor = predictions("cnn-lstm", 1), predictions("bg-nbd", 2)
+    run = simulate_dir(tmp_path, fed, predictions("cnn-lstm", 3))
+    write_predictions(RunDir(run).anchor_scores, anchor)
+    assert set(available(run)) == {"federated", "centralised", "bg-nbd"}
+    result = compare_runs(run, run, kind_a="federated", kind_b="bg-nbd", metrics=["roc_auc"])
+    [auc] = result.results
+    assert (result.a.kind, result.b.kind, result.b.predictions.model) == (
+        "federated",
+        "bg-nbd",
+        "bg-nbd",
+    )
+    assert auc.a == pytest.approx(roc_auc_score(fed.label, fed.score))
+    assert auc.b == pytest.approx(roc_auc_score(anchor.label, anchor.score))
+    assert auc.difference == pytest.approx(auc.a - auc.b)
+    assert result.b.path == RunDir(run).anchor_scores
+    from fedmarket.cli.compare import KIND_HELP
+
+    assert "bg-nbd (a simulate run's anchor)" in KIND_HELP
+
+
 def test_row_order_does_not_matter_and_the_seed_fixes_the_bootstrap(tmp_path: Path):
     run = simulate_dir(tmp_path, predictions("m", 1), predictions("m", 2))
     cen = predictions("m", 2)

@@ -125,6 +125,21 @@ def test_end_to_end_no_raw_data(tiny_data, tiny_raw, tmp_path, monkeypatch):
     assert paired.low <= paired.difference <= paired.high
     assert [r["round"] for r in RunDir(out).read_rounds()] == [1.0, 2.0]
     assert "| metric | federated | centralised |" in (out / "report.md").read_text()
+    # the BG/NBD anchor: across the 3 retailers under the run's client DP, the same customers
+    anchor = summary["anchor"]
+    assert anchor["model"] == "bg-nbd" and anchor["retailers"] == 3 and anchor["dp"]
+    assert anchor["epsilon"] == 8.0 and anchor["delta"] == summary["delta"]
+    assert anchor["combined_epsilon"] == pytest.approx(fed["epsilon"]["max"] + 8.0)
+    assert set(anchor["params"]) == {"r", "alpha", "a", "b"} and anchor["fit_s"] < 5
+    [anchor_scores] = read_predictions(RunDir(out).anchor_scores).values()
+    assert sorted(anchor_scores.customer) == sorted(fed_scores.customer)
+    versus = compare_runs(out, out, kind_b="bg-nbd", metrics=["roc_auc"]).results[0]
+    assert anchor["paired"]["difference"] == pytest.approx(versus.difference)
+    assert versus.b == pytest.approx(anchor["test"]["roc_auc"], abs=1e-9)
+    assert (
+        "- The classical BG/NBD anchor, fitted across the retailers without pooling under"
+        in (out / "report.md").read_text()
+    )
     assert fed["labels"]["count_unit"] == "transactions"  # the manifest's, named in the report
     assert "the label is 1 if any purchase in the" in (out / "report.md").read_text()
     for plot in (
@@ -137,6 +152,7 @@ def test_end_to_end_no_raw_data(tiny_data, tiny_raw, tmp_path, monkeypatch):
         "centralised/gains.png",
         "centralised/learning_curve.png",
         "centralised/test_scores.csv",
+        "anchor/test_scores.csv",
     ):
         assert (out / plot).stat().st_size > 0
 

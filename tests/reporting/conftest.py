@@ -27,6 +27,7 @@ def make_run(tmp_path: Path):
         dp: str = "client",
         federated_scores: bool = True,
         centralised_error: str | None = None,
+        anchor: dict | None = None,
         **federated_changes,
     ):
         run = RunDir(tmp_path / "run")
@@ -52,7 +53,7 @@ def make_run(tmp_path: Path):
             cen = centralised(task.report(cen_y, cen_s), cen_y, cen_s)
         federated = federated_result(task.report(fed_y, fed_s)) | federated_changes
         paths = write_run_outputs(
-            run.path, cfg, federated, cen, centralised_error=centralised_error
+            run.path, cfg, federated, cen, centralised_error=centralised_error, anchor=anchor
         )
         return run, paths
 

@@ -44,6 +44,15 @@ def test_gains_and_lift_draw_both_models_against_random():
     assert cen[1][at[1]] > fed[1][at[0]] > 1
 
 
+def test_the_bg_nbd_anchor_adds_its_curve_where_the_run_has_it():
+    figure = gains_and_lift(scores(0, 1.5), None, scores(0, 0.5))
+    gains, lift = figure.axes
+    assert labels(gains) == ["random targeting", "federated model", "BG/NBD anchor"]
+    assert labels(lift)[-1] == "BG/NBD anchor"
+    x, y = gains.get_lines()[2].get_data()
+    assert (x[0], y[0], x[-1], y[-1]) == (0, 0, 1, 1)
+
+
 def test_gains_and_lift_leave_out_a_model_without_scores_or_buyers():
     y, s = scores(0, 1.5)
     only_cen = gains_and_lift(None, (y, s))

@@ -78,3 +78,67 @@ def test_a_sweep_page_from_its_blocks(tmp_path):
     """Anything made of blocks gets the same page (the trade-off sweep is one)."""
     page = to_html([table(("setting", "ε"), [("centralised-dp", "∞")])], tmp_path, title="s")
     assert "<td>centralised-dp</td><td>∞</td>" in page and '<meta charset="utf-8">' in page
+
+
+def test_the_anchor_goes_into_summary_json_the_table_and_the_privacy_words(make_run):
+    import json
+
+    from fedmarket.tasks import get_task
+    from tests.reporting.fake_run import scores
+
+    y, score = scores(0, 0.8)
+    anchor = {
+        "model": "bg-nbd",
+        "fitted": "federated fit with client DP: 3 retailers",
+        "retailers": 3,
+        "dp": True,
+        "epsilon": 8.0,
+        "delta": 1e-4,
+        "fit_s": 0.3,
+        "params": {"r": 0.3},
+        "note": "",
+        "test": get_task("purchase").report(y, score),
+        "paired": None,
+    }
+    _, paths = make_run(anchor=anchor)
+    summary = json.loads(paths["summary"].read_text())
+    assert summary["anchor"]["params"] == {"r": 0.3} and summary["anchor"]["epsilon"] == 8.0
+    assert summary["anchor"]["combined_epsilon"] == 15.5  # the training's 7.5, plus 8
+    assert summary["anchor"]["test"]["roc_auc_low"] < summary["anchor"]["test"]["roc_auc"]
+    assert summary["problems"] == []
+    page, md = paths["html"].read_text(), paths["report"].read_text()
+    assert "<th>BG/NBD anchor</th>" in page and "| BG/NBD anchor |" in md
+    assert "a retailer that answers both spends both, at most epsilon = 15.5" in page
+    assert "- The classical BG/NBD anchor, fitted across the retailers without pooling" in md
+
+
+def test_a_failed_anchor_is_a_problem_but_the_run_is_reported(make_run):
+    import json
+
+    _, paths = make_run(anchor={"failed": "DataError: bad aggregates"})
+    summary = json.loads(paths["summary"].read_text())
+    assert summary["anchor"] == {"failed": "DataError: bad aggregates"}
+    assert summary["problems"] == [
+        "the BG/NBD anchor failed: DataError: bad aggregates (see log.txt)"
+    ]
+    assert "- BG/NBD anchor: failed (DataError: bad aggregates); see log.txt." in (
+        paths["report"].read_text()
+    )
+
+
+def test_a_noise_free_anchor_is_said_not_dp_where_the_run_has_a_guarantee(make_run):
+    import json
+
+    from fedmarket.tasks import get_task
+    from tests.reporting.fake_run import scores
+
+    y, score = scores(0, 0.8)
+    anchor = {"model": "bg-nbd", "dp": False, "epsilon": None, "delta": None, "fitted": "f"}
+    anchor |= {"fit_s": 0.3, "params": {}, "test": get_task("purchase").report(y, score)}
+    _, paths = make_run(dp="central", anchor=anchor)
+    privacy = json.loads(paths["summary"].read_text())["privacy"]
+    assert privacy.endswith(
+        "The BG/NBD anchor is fitted from each retailer's exact log-likelihood sums and "
+        "gradients, without noise: its row is not DP, a reference a consortium would compute "
+        "only under a separate agreement."
+    )

@@ -213,3 +213,87 @@ def test_ranking_metrics_carry_intervals_and_a_small_test_set_is_said_up_front()
     plenty = summary()
     plenty["federated"]["test"] = {**FED_TEST, "n_positive": 120, "n_negative": 880}
     assert "Caution" not in render_report(plenty, [], [])
+
+
+# The BG/NBD anchor's block as simulate writes it (fedmarket.anchors.in_run.RunAnchor)
+ANCHOR = {
+    "model": "bg-nbd",
+    "fitted": "federated fit: 3 retailers sent log-likelihood sums and gradients, no noise "
+    "(not DP)",
+    "retailers": 3,
+    "dp": False,
+    "epsilon": None,
+    "delta": None,
+    "fit_s": 0.21,
+    "params": {"r": 0.25, "alpha": 4.0, "a": 0.8, "b": 2.5},
+    "note": "",
+    "test": {**FED_TEST, "roc_auc": 0.686, "roc_auc_low": 0.65, "roc_auc_high": 0.72},
+    "paired": {"difference": 0.024, "low": 0.01, "high": 0.038, "p_value": 0.0012},
+}
+
+
+def _short(report: str) -> str:
+    return report[report.index("## In short") : report.index("## What the model is worth")]
+
+
+def test_the_anchor_sentence_says_whether_the_federated_model_beats_it() -> None:
+    s = summary("none") | {"anchor": dict(ANCHOR)}
+    assert (
+        "- The classical BG/NBD anchor, fitted across the retailers without pooling, reaches "
+        "ROC-AUC 0.686 (0.650-0.720); the federated model 0.710, 0.024 above it (paired on "
+        "the same customers: 0.024 (0.010-0.038), p = 0.0012).\n"
+    ) in _short(render_report(s, [], []))
+    # a loss is said as plainly, with the anchor's own client DP named
+    better = {**ANCHOR, "dp": True, "epsilon": 8.0, "delta": 1e-5, "paired": None}
+    better["test"] = {**ANCHOR["test"], "roc_auc": 0.75, "roc_auc_low": 0.72, "roc_auc_high": 0.78}
+    s = summary() | {"anchor": better}
+    assert (
+        "- The classical BG/NBD anchor, fitted across the retailers without pooling under its "
+        "own client DP (epsilon 8), reaches ROC-AUC 0.750 (0.720-0.780); the federated model "
+        "0.710, 0.040 below it.\n" in _short(render_report(s, [], []))
+    )
+
+
+def test_the_threshold_free_table_has_a_bg_nbd_column_saying_how_it_was_fitted() -> None:
+    report = render_report(summary() | {"anchor": dict(ANCHOR)}, [], [])
+    header = "| metric | federated | centralised | gap (fed - cen) | BG/NBD anchor |"
+    assert header in report
+    assert "| roc_auc | 0.71 | 0.74 | -0.03 | 0.686 (0.650-0.720) |" in report
+    assert "| pr_auc | 0.35 | 0.35 | - | 0.35 |" in report
+    assert "| precision_at_10 | 0.48 | 0.48 | - |\n" in report  # the other tables: as before
+    assert (
+        "The BG/NBD anchor column: the classical customer-base model (Fader, Hardie and Lee "
+        "2005) on each customer's purchase history alone, by a federated fit: 3 retailers sent "
+        "log-likelihood sums and gradients, no noise (not DP); parameters r 0.25, alpha 4, "
+        "a 0.8, b 2.5 (weeks), fitted in 0.21 s." in " ".join(report.split())
+    )
+    assert "Every model is measured on the same test customers" in report
+    older = render_report(summary(), [], [])  # a summary of a run without the anchor
+    assert "BG/NBD" not in older and "Both columns are measured on the same test" in older
+
+
+def test_a_skipped_or_failed_anchor_is_one_line() -> None:
+    why = "a customer table has no purchase history for BG/NBD or Pareto/NBD"
+    report = render_report(summary() | {"anchor": {"skipped": why}}, [], [])
+    assert f"- BG/NBD anchor: not fitted, {why}.\n" in _short(report)
+    assert "BG/NBD anchor |" not in report
+    failed = render_report(summary() | {"anchor": {"failed": "DataError: bad"}}, [], [])
+    assert "- BG/NBD anchor: failed (DataError: bad); see log.txt.\n" in _short(failed)
+
+
+def test_for_counts_the_anchor_is_compared_on_rmse_where_lower_is_better() -> None:
+    s = summary("none", task="purchase-count")
+    s["federated"]["test"] = {"rmse": 1.1, "mae": 0.5}
+    note = "predicts customer-days but the labels count transactions"
+    s["anchor"] = {**ANCHOR, "test": {"rmse": 1.23, "mae": 0.6}, "paired": None, "note": note}
+    report = render_report(s, [], [])
+    assert (
+        "- The classical BG/NBD anchor, fitted across the retailers without pooling, reaches "
+        "RMSE 1.23; the federated model 1.100, 0.130 below it (better: lower is better).\n"
+    ) in _short(report)
+    assert "| rmse | 1.1 | - | - | 1.23 |" in report
+    assert f"fitted in 0.21 s. Note: it {note}." in " ".join(report.split())
+    s["federated"]["test"]["rmse"] = 1.5
+    assert "the federated model 1.500, 0.270 above it (worse: lower is better)." in (
+        render_report(s, [], [])
+    )

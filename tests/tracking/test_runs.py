@@ -56,6 +56,10 @@ def run_dir(root: Path, problems: list[str] | None = None) -> tuple[Path, dict]:
 
 def test_a_simulation_logs_settings_rounds_results_and_its_directory(tmp_path: Path):
     path, summary = run_dir(tmp_path)
+    summary["anchor"] = {"model": "bg-nbd", "test": {"roc_auc": 0.68}, "fit_s": 0.4}
+    write_json(RunDir(path).summary, summary)
+    RunDir(path).anchor_scores.parent.mkdir()
+    RunDir(path).anchor_scores.write_text("task,model,partition,customer,label,score\n")
     target = store(tmp_path)
     log_simulation(open_tracker(target), path, summary)
     (run,) = runs(target)
@@ -69,6 +73,7 @@ def test_a_simulation_logs_settings_rounds_results_and_its_directory(tmp_path: P
     assert metrics["federated.epsilon_max"] == 8.0
     assert metrics["federated.epsilon.client-1"] == 7.5 and metrics["federated.wall_s"] == 12.5
     assert "centralised.epsilon" not in metrics  # None: not a number
+    assert metrics["anchor.roc_auc"] == 0.68 and metrics["anchor.fit_s"] == 0.4
     tags = run.data.tags
     assert tags["fedmarket.status"] == "complete" and tags["fedmarket.model"] == "lstm"
     assert tags["fedmarket.run_dir"] == str(path) and tags["fedmarket.command"] == "simulate"
