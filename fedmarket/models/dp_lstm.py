@@ -23,6 +23,13 @@ The parameters carry ``torch.nn.LSTM``'s names and order (``weight_ih_l0, weight
 bias_ih_l0, bias_hh_l0``), so the state dict moves between this layer and the fast form
 without any conversion. One layer, batch first, zero initial state: what ``RecurrentStack``
 builds its stacks from.
+
+With ``factored_grad_sample`` set (``fedmarket.privacy.make_private`` sets it, and its optimiser
+reads the form) the two weights' per-sample gradients are not built at all: the sampler leaves
+the factors ``(D_n, X_n)`` and ``(D_n, H_n(prev))`` in ``param.grad_factors``, from which the
+optimiser takes per-sample norms through ``T x T`` Gram matrices and the clipped sum as one
+product over all customers and steps (ghost clipping without a second backward). The
+``[B, 4H, in]`` tensors it skips were most of a DP step's time and memory traffic.
 """
 
 from __future__ import annotations
@@ -45,6 +52,9 @@ class BatchedDPLSTM(nn.Module):
         self.bias_ih_l0 = nn.Parameter(torch.empty(4 * hidden_size))
         self.bias_hh_l0 = nn.Parameter(torch.empty(4 * hidden_size))
         self._stash: _Stash | None = None
+        # True: per-sample weight gradients are left as factors (see the module docstring);
+        # only an optimiser that reads ``grad_factors`` may train the layer so
+        self.factored_grad_sample = False
 
     @classmethod
     def from_lstm(cls, lstm: nn.LSTM) -> BatchedDPLSTM:
@@ -165,15 +175,37 @@ def batched_lstm_grad_sample(
             (d,) = torch.autograd.grad(out, projected, grad_outputs=backprops)
         out = out.detach()
     h_prev = torch.cat([out.new_zeros(len(out), 1, out.shape[2]), out[:, :-1]], dim=1)
-    d_t = d.transpose(1, 2)  # [B, 4H, T]
     bias = d.sum(dim=1)
     grads = {}
-    if layer.weight_ih_l0.requires_grad:
-        grads[layer.weight_ih_l0] = torch.bmm(d_t, x)
-    if layer.weight_hh_l0.requires_grad:
-        grads[layer.weight_hh_l0] = torch.bmm(d_t, h_prev)
+    weights = ((layer.weight_ih_l0, x), (layer.weight_hh_l0, h_prev))
+    if getattr(layer, "factored_grad_sample", False):
+        for weight, inputs in weights:
+            if weight.requires_grad:
+                _leave_factors(weight, d, inputs)
+    else:
+        d_t = d.transpose(1, 2)  # [B, 4H, T]
+        for weight, inputs in weights:
+            if weight.requires_grad:
+                grads[weight] = torch.bmm(d_t, inputs)
     if layer.bias_ih_l0.requires_grad:
         grads[layer.bias_ih_l0] = bias
     if layer.bias_hh_l0.requires_grad:
         grads[layer.bias_hh_l0] = bias.clone()
     return grads
+
+
+def _leave_factors(weight: nn.Parameter, d: Tensor, inputs: Tensor) -> None:
+    """Record grad_n = D_n^T A_n as its factors instead of a ``[B, out, in]`` tensor.
+
+    Opacus still expects a per-sample tensor to move into ``grad_sample`` when the backward
+    pass ends; it gets a zero-strided placeholder of the right shape, no memory, which the
+    factored optimiser recognises by ``grad_factors`` and never reads.
+    """
+    if hasattr(weight, "_current_grad_sample"):
+        raise RuntimeError(
+            "BatchedDPLSTM with factored per-sample gradients was called twice in one forward "
+            "pass; use one layer instance per position in the network"
+        )
+    factors = getattr(weight, "grad_factors", None) or []
+    weight.grad_factors = [*factors, (d, inputs)]
+    weight._current_grad_sample = d.new_zeros(()).expand(len(d), *weight.shape)
