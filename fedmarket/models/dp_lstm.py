@@ -40,6 +40,8 @@ import torch
 from opacus.grad_sample import register_grad_sampler
 from torch import Tensor, nn
 
+from fedmarket.models.lstm_recurrence import lstm_recurrence
+
 
 class BatchedDPLSTM(nn.Module):
     """One batch-first LSTM layer (torch's gate order i, f, g, o) for DP-SGD."""
@@ -69,9 +71,12 @@ class BatchedDPLSTM(nn.Module):
         return f"{self.input_size}, {self.hidden_size}, batch_first=True"
 
     def forward(self, x: Tensor) -> tuple[Tensor, tuple[Tensor, Tensor]]:
-        out, projected, (h, c) = _unroll(
-            x, self.weight_ih_l0, self.weight_hh_l0, self.bias_ih_l0, self.bias_hh_l0
-        )
+        weights = (self.weight_ih_l0, self.weight_hh_l0, self.bias_ih_l0, self.bias_hh_l0)
+        if self.factored_grad_sample and self.training and x.requires_grad:
+            # the factored optimiser builds the weights' gradients from D alone: the backward
+            # need not sum them too (the gradient still reaches x, so D is still collected)
+            weights = tuple(w.detach() for w in weights)
+        out, projected, (h, c) = _unroll(x, *weights)
         self._stash = None
         if self.training and projected.requires_grad:
             # the backward of this very pass hands over D (the gradient at ``projected``)
@@ -113,24 +118,11 @@ def _unroll(
     """Outputs ``[B, T, H]``, the input projection ``[B, T, 4H]`` (whose gradient is every
     step's gate gradient: the gates are the projection plus the recurrent term) and the last
     state."""
-    batch, steps, _ = x.shape
-    hidden = w_hh.shape[1]
-    projected = torch.nn.functional.linear(x, w_ih, b_ih + b_hh)  # every step in one product
-    # unbind, not projected[:, t]: the backward of T selects would zero-fill T full-size
-    # gradients (O(T^2) memory traffic); unbind's backward is one stack
-    per_step = projected.unbind(dim=1)
-    h = x.new_zeros(batch, hidden)
-    c = x.new_zeros(batch, hidden)
-    outputs = []
-    for t in range(steps):
-        gates = torch.addmm(per_step[t], h, w_hh.t())
-        i, f, g, o = gates.chunk(4, dim=1)
-        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-        h = torch.sigmoid(o) * torch.tanh(c)
-        outputs.append(h)
-    # time-major memory, as nn.LSTM's batch-first output has: dropout draws its mask in memory
-    # order, so the same RNG state drops the same units in both forms
-    return torch.stack(outputs, dim=0).transpose(0, 1), projected, (h, c)
+    projected = torch.nn.functional.linear(x, w_ih)  # every step in one product
+    out, c = lstm_recurrence(
+        projected, w_hh, b_ih + b_hh
+    )  # time-major memory, as nn.LSTM's output has
+    return out, projected, (out[:, -1], c)
 
 
 def _output_scale(backprops: Tensor, raw: Tensor, batch: int) -> float:
@@ -138,10 +130,11 @@ def _output_scale(backprops: Tensor, raw: Tensor, batch: int) -> float:
     for a mean loss and times 1 for a sum; the stashed gradients are raw. Which of the two,
     read off the data (in float64) and snapped to it, so the factor is exact and the same
     for every customer."""
-    den = float((raw.double() ** 2).sum())
+    raw, backprops = raw.reshape(-1).double(), backprops.reshape(-1).double()
+    den = float(torch.dot(raw, raw))
     if den == 0.0:  # no gradient reached the layer: D is zero whatever the factor
         return 1.0
-    ratio = float((backprops.double() * raw.double()).sum()) / den
+    ratio = float(torch.dot(backprops, raw)) / den
     return float(batch) if abs(ratio - batch) < abs(ratio - 1.0) else 1.0
 
 
