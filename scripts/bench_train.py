@@ -3,7 +3,7 @@
 Usage::
 
     .venv/bin/python scripts/bench_train.py [--steps 200] [--quick] [--json PATH]
-        [--models lstm,gru] [--devices cpu,cuda] [--threads N] [--opacus]
+        [--models lstm,gru] [--devices cpu,cuda] [--threads N] [--opacus] [--alternate N]
 
 Each measurement is one ``fedmarket.training.fit`` epoch over synthetic customers
 (batch 256, T=28 by default, F=11, so ``--steps`` batches), after a short warm-up fit; throughput is
@@ -14,6 +14,9 @@ clip 1.0 with Poisson sampling; LSTMs use fedmarket's BatchedDPLSTM (``--opacus`
 depend on the machine.
 On a CPU shared with other work use ``--threads 1``: torch's worker threads spin-wait for
 cores that are busy elsewhere, which made steps 10-20x slower and erratic in our runs.
+``--alternate N`` times the fast path and DP-SGD N times each, alternating (fast, DP, fast,
+...), and reports the medians and the DP/fast ratio: on a shared, noisy machine compare ratios
+from one such run, not absolute figures.
 """
 
 from __future__ import annotations
@@ -56,6 +59,9 @@ def main() -> None:
     parser.add_argument(
         "--opacus", action="store_true", help="also time LSTMs with Opacus' DPLSTM (dp-opacus)"
     )
+    parser.add_argument(
+        "--alternate", type=int, default=0, help="N alternating fast/DP runs, medians and ratio"
+    )
     args = parser.parse_args()
     global T
     T = args.seq_len
@@ -63,6 +69,9 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     steps, warmup = (30, 2) if args.quick else (args.steps, 5)
     warnings.filterwarnings("ignore", message="Optimal order is the")
+    if args.alternate:
+        alternate(args, steps, warmup)
+        return
     rows = []
     for device in args.devices.split(","):
         for name in args.models.split(","):
@@ -100,6 +109,30 @@ def main() -> None:
     )
     if args.json:
         args.json.write_text(json.dumps({"meta": meta, "results": rows}, indent=2) + "\n")
+
+
+def alternate(args: argparse.Namespace, steps: int, warmup: int) -> None:
+    """Fast and DP-SGD runs interleaved, so both see the same machine load; medians of each."""
+    import statistics
+
+    table = Table(title=f"DP-SGD / fast path, batch {BATCH}, T={T}, {args.alternate} alternations")
+    for column in ("model", "device", "fast samples/s", "DP samples/s", "DP share of fast"):
+        table.add_column(column, justify="left" if column in ("model", "device") else "right")
+    results = []
+    for device in args.devices.split(","):
+        for name in args.models.split(","):
+            runs: dict[str, list[float]] = {"fast": [], "dp": []}
+            for _ in range(args.alternate):
+                for path, dp in (("fast", False), ("dp", True)):
+                    r = measure(name, device, dp, steps, warmup, 1)
+                    runs[path].append(r["samples_per_s"])
+            fast, private = (statistics.median(runs[k]) for k in ("fast", "dp"))
+            results.append({"model": name, "device": device, "runs": runs, "share": private / fast})
+            table.add_row(name, device, f"{fast:,.0f}", f"{private:,.0f}", f"{private / fast:.0%}")
+    Console().print(table)
+    Console().print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
+    if args.json:
+        args.json.write_text(json.dumps({"alternate": results}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -118,10 +118,13 @@ def _unroll(
     """Outputs ``[B, T, H]``, the input projection ``[B, T, 4H]`` (whose gradient is every
     step's gate gradient: the gates are the projection plus the recurrent term) and the last
     state."""
-    projected = torch.nn.functional.linear(x, w_ih)  # every step in one product
-    out, c = lstm_recurrence(
-        projected, w_hh, b_ih + b_hh
-    )  # time-major memory, as nn.LSTM's output has
+    batch, steps, features = x.shape
+    # every step in one product; through a 2-d view, as torch.matmul would broadcast the weight
+    # into a batched product (and its backward into per-sample weight gradients) for an input
+    # that is not contiguous, such as the convolution front's transposed output
+    projected = (x.reshape(batch * steps, features) @ w_ih.t()).view(batch, steps, -1)
+    # out: a batch-first view of time-major memory, as nn.LSTM's output is
+    out, c = lstm_recurrence(projected, w_hh, b_ih + b_hh)
     return out, projected, (out[:, -1], c)
 
 
