@@ -9,7 +9,8 @@ on a CPU for the default 28 steps). This layer gets the same numbers from two ``
 
 with ``D_n`` the ``[T, 4H]`` gradients of customer n's loss with respect to the gate
 pre-activations. ``D`` is the gradient of the input projection (computed for all steps in one
-product), so a tensor hook on it collects ``D`` during the ordinary backward pass; Opacus then
+product; the recurrence's own backward, ``fedmarket/models/lstm_recurrence.py``, returns it),
+so a tensor hook on it collects ``D`` during the ordinary backward pass; Opacus then
 hands the grad sampler the layer's input and output gradient, and the sampler only has to scale
 ``D`` the way Opacus scales the output gradient (by the batch size for a mean loss). When the
 hook cannot have fired yet (Opacus calls the sampler as soon as the output gradient is known
@@ -29,7 +30,8 @@ reads the form) the two weights' per-sample gradients are not built at all: the 
 the factors ``(D_n, X_n)`` and ``(D_n, H_n(prev))`` in ``param.grad_factors``, from which the
 optimiser takes per-sample norms through ``T x T`` Gram matrices and the clipped sum as one
 product over all customers and steps (ghost clipping without a second backward). The
-``[B, 4H, in]`` tensors it skips were most of a DP step's time and memory traffic.
+``[B, 4H, in]`` tensors it skips, with Opacus' buffers, norms and weighted sums over them, were
+12% (cnn-lstm) to 39% (lstm) of a DP step's CPU time (BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ import torch
 from opacus.grad_sample import register_grad_sampler
 from torch import Tensor, nn
 
+from fedmarket.errors import PrivacyError
 from fedmarket.models.lstm_recurrence import lstm_recurrence
 
 
@@ -198,9 +201,9 @@ def _leave_factors(weight: nn.Parameter, d: Tensor, inputs: Tensor) -> None:
     factored optimiser recognises by ``grad_factors`` and never reads.
     """
     if hasattr(weight, "_current_grad_sample"):
-        raise RuntimeError(
-            "BatchedDPLSTM with factored per-sample gradients was called twice in one forward "
-            "pass; use one layer instance per position in the network"
+        raise PrivacyError(
+            "a BatchedDPLSTM under DP-SGD (factored per-sample gradients) ran twice in one "
+            "forward pass; use one layer instance per position in the network"
         )
     factors = getattr(weight, "grad_factors", None) or []
     weight.grad_factors = [*factors, (d, inputs)]

@@ -25,6 +25,8 @@ from opacus.optimizers import DPOptimizer
 from opacus.optimizers.optimizer import _check_processed_flag, _mark_as_processed
 from torch import Tensor, nn
 
+from fedmarket.errors import PrivacyError
+
 
 def _factors(p: nn.Parameter) -> tuple[Tensor, Tensor] | None:
     pairs = getattr(p, "grad_factors", None)
@@ -45,7 +47,10 @@ class FactoredDPOptimizer(DPOptimizer):
     @classmethod
     def from_dp_optimizer(cls, dp: DPOptimizer) -> FactoredDPOptimizer:
         if type(dp) is not DPOptimizer:
-            raise TypeError(f"expected Opacus' flat-clipping DPOptimizer, got {type(dp).__name__}")
+            raise PrivacyError(
+                f"factored clipping extends Opacus' flat-clipping DPOptimizer, got "
+                f"{type(dp).__name__}; use clipping='flat' without distributed training"
+            )
         new = cls(
             dp.original_optimizer,
             noise_multiplier=dp.noise_multiplier,

@@ -10,7 +10,9 @@ import torch
 from opacus import GradSampleModule
 from opacus.optimizers import DPOptimizer
 
+from fedmarket.errors import PrivacyError
 from fedmarket.models import build_model
+from fedmarket.models.dp_lstm import BatchedDPLSTM
 from fedmarket.privacy import PrivacySettings, make_private
 from fedmarket.privacy.factored import FactoredDPOptimizer
 from fedmarket.tasks import get_task
@@ -140,5 +142,27 @@ def test_only_flat_clipping_optimisers_are_adopted() -> None:
         max_grad_norm=[1.0],
         expected_batch_size=1,
     )
-    with pytest.raises(TypeError, match="flat-clipping"):
+    with pytest.raises(PrivacyError, match="flat-clipping DPOptimizer, got DPPerLayerOptimizer"):
         FactoredDPOptimizer.from_dp_optimizer(per_layer)
+
+
+def test_a_layer_run_twice_in_one_pass_is_refused_under_factored_clipping() -> None:
+    """Its two factor sets would need one placeholder each; refused rather than mixed up."""
+
+    class Twice(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lstm = BatchedDPLSTM(F, 3)
+            self.lstm.factored_grad_sample = True
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            x = x.detach().requires_grad_()
+            return (self.lstm(x)[0] + self.lstm(x)[0])[:, -1].sum(dim=1)
+
+    model = Twice()
+    for p in model.parameters():
+        torch.nn.init.normal_(p)
+    X, y = _data(4)
+    gsm = GradSampleModule(model, loss_reduction="sum")
+    with pytest.raises(PrivacyError, match="ran twice in one forward pass"):
+        PURCHASE.loss("sum")(gsm(X), y).backward()
