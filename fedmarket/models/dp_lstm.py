@@ -156,9 +156,11 @@ def batched_lstm_grad_sample(
     """
     x = activations[0].detach()
     stash, layer._stash = getattr(layer, "_stash", None), None
+    scale = 1.0
     if stash is not None and stash.matches(x):
-        d = stash.d * _output_scale(backprops, stash.g, getattr(layer, "max_batch_len", len(x)))
-        out = stash.out
+        # the scale goes onto the narrower inputs and the bias sums, not onto the [B, T, 4H] D
+        d, out = stash.d, stash.out
+        scale = _output_scale(backprops, stash.g, getattr(layer, "max_batch_len", len(x)))
     else:
         with torch.enable_grad():
             weights = [
@@ -175,6 +177,8 @@ def batched_lstm_grad_sample(
         out = out.detach()
     h_prev = torch.cat([out.new_zeros(len(out), 1, out.shape[2]), out[:, :-1]], dim=1)
     bias = d.sum(dim=1)
+    if scale != 1.0:
+        x, h_prev, bias = x * scale, h_prev.mul_(scale), bias.mul_(scale)
     grads = {}
     weights = ((layer.weight_ih_l0, x), (layer.weight_hh_l0, h_prev))
     if getattr(layer, "factored_grad_sample", False):

@@ -8,7 +8,7 @@ them, copies, takes norms and sums them weighted by the clip factors: for ``Batc
 numbers clipping needs come from the factors directly:
 
     ||D_n^T A_n||_F^2 = <D_n D_n^T, A_n A_n^T>            (two [T, T] Gram matrices per customer)
-    sum_n c_n D_n^T A_n = (c * D)^T A                       (one product over all B x T rows)
+    sum_n c_n D_n^T A_n = D^T (c * A)                       (one product over all B x T rows)
 
 The same arithmetic as Opacus' flat clipping (norm over all parameters, factor
 ``min(1, C / (norm + 1e-6))``), so the clipped sum, the noise and therefore the privacy
@@ -94,7 +94,6 @@ class FactoredDPOptimizer(DPOptimizer):
                     norms.append(squared.clamp_min(0.0).sqrt())
             total = torch.stack(norms, dim=1).norm(2, dim=1)
             factor = (self.max_grad_norm / (total + 1e-6)).clamp(max=1.0)
-        scaled: dict[int, Tensor] = {}
         for p in self.params:
             _check_processed_flag(p.grad_sample)
             pair = pairs[id(p)]
@@ -104,10 +103,8 @@ class FactoredDPOptimizer(DPOptimizer):
             elif batch == 0:
                 grad = torch.zeros_like(p)
             else:
-                d, a = pair
-                if id(d) not in scaled:
-                    scaled[id(d)] = (d * c[:, None, None]).flatten(0, 1)
-                grad = scaled[id(d)].t() @ a.flatten(0, 1)
+                d, a = pair  # the clip factors go onto A, narrower than D
+                grad = d.flatten(0, 1).t() @ (a * c[:, None, None]).flatten(0, 1)
             if p.summed_grad is not None:
                 p.summed_grad += grad
             else:
