@@ -9,7 +9,8 @@ on a CPU for the default 28 steps). This layer gets the same numbers from two ``
 
 with ``D_n`` the ``[T, 4H]`` gradients of customer n's loss with respect to the gate
 pre-activations. ``D`` is the gradient of the input projection (computed for all steps in one
-product), so a tensor hook on it collects ``D`` during the ordinary backward pass; Opacus then
+product; the recurrence's own backward, ``fedmarket/models/lstm_recurrence.py``, returns it),
+so a tensor hook on it collects ``D`` during the ordinary backward pass; Opacus then
 hands the grad sampler the layer's input and output gradient, and the sampler only has to scale
 ``D`` the way Opacus scales the output gradient (by the batch size for a mean loss). When the
 hook cannot have fired yet (Opacus calls the sampler as soon as the output gradient is known
@@ -23,6 +24,14 @@ The parameters carry ``torch.nn.LSTM``'s names and order (``weight_ih_l0, weight
 bias_ih_l0, bias_hh_l0``), so the state dict moves between this layer and the fast form
 without any conversion. One layer, batch first, zero initial state: what ``RecurrentStack``
 builds its stacks from.
+
+With ``factored_grad_sample`` set (``fedmarket.privacy.make_private`` sets it, and its optimiser
+reads the form) the two weights' per-sample gradients are not built at all: the sampler leaves
+the factors ``(D_n, X_n)`` and ``(D_n, H_n(prev))`` in ``param.grad_factors``, from which the
+optimiser takes per-sample norms through ``T x T`` Gram matrices and the clipped sum as one
+product over all customers and steps (ghost clipping without a second backward). The
+``[B, 4H, in]`` tensors it skips, with Opacus' buffers, norms and weighted sums over them, were
+12% (cnn-lstm) to 39% (lstm) of a DP step's CPU time (BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -32,6 +41,9 @@ from dataclasses import dataclass
 import torch
 from opacus.grad_sample import register_grad_sampler
 from torch import Tensor, nn
+
+from fedmarket.errors import PrivacyError
+from fedmarket.models.lstm_recurrence import lstm_recurrence
 
 
 class BatchedDPLSTM(nn.Module):
@@ -45,6 +57,9 @@ class BatchedDPLSTM(nn.Module):
         self.bias_ih_l0 = nn.Parameter(torch.empty(4 * hidden_size))
         self.bias_hh_l0 = nn.Parameter(torch.empty(4 * hidden_size))
         self._stash: _Stash | None = None
+        # True: per-sample weight gradients are left as factors (see the module docstring);
+        # only an optimiser that reads ``grad_factors`` may train the layer so
+        self.factored_grad_sample = False
 
     @classmethod
     def from_lstm(cls, lstm: nn.LSTM) -> BatchedDPLSTM:
@@ -59,9 +74,12 @@ class BatchedDPLSTM(nn.Module):
         return f"{self.input_size}, {self.hidden_size}, batch_first=True"
 
     def forward(self, x: Tensor) -> tuple[Tensor, tuple[Tensor, Tensor]]:
-        out, projected, (h, c) = _unroll(
-            x, self.weight_ih_l0, self.weight_hh_l0, self.bias_ih_l0, self.bias_hh_l0
-        )
+        weights = (self.weight_ih_l0, self.weight_hh_l0, self.bias_ih_l0, self.bias_hh_l0)
+        if self.factored_grad_sample and self.training and x.requires_grad:
+            # the factored optimiser builds the weights' gradients from D alone: the backward
+            # need not sum them too (the gradient still reaches x, so D is still collected)
+            weights = tuple(w.detach() for w in weights)
+        out, projected, (h, c) = _unroll(x, *weights)
         self._stash = None
         if self.training and projected.requires_grad:
             # the backward of this very pass hands over D (the gradient at ``projected``)
@@ -103,24 +121,14 @@ def _unroll(
     """Outputs ``[B, T, H]``, the input projection ``[B, T, 4H]`` (whose gradient is every
     step's gate gradient: the gates are the projection plus the recurrent term) and the last
     state."""
-    batch, steps, _ = x.shape
-    hidden = w_hh.shape[1]
-    projected = torch.nn.functional.linear(x, w_ih, b_ih + b_hh)  # every step in one product
-    # unbind, not projected[:, t]: the backward of T selects would zero-fill T full-size
-    # gradients (O(T^2) memory traffic); unbind's backward is one stack
-    per_step = projected.unbind(dim=1)
-    h = x.new_zeros(batch, hidden)
-    c = x.new_zeros(batch, hidden)
-    outputs = []
-    for t in range(steps):
-        gates = torch.addmm(per_step[t], h, w_hh.t())
-        i, f, g, o = gates.chunk(4, dim=1)
-        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-        h = torch.sigmoid(o) * torch.tanh(c)
-        outputs.append(h)
-    # time-major memory, as nn.LSTM's batch-first output has: dropout draws its mask in memory
-    # order, so the same RNG state drops the same units in both forms
-    return torch.stack(outputs, dim=0).transpose(0, 1), projected, (h, c)
+    batch, steps, features = x.shape
+    # every step in one product; through a 2-d view, as torch.matmul would broadcast the weight
+    # into a batched product (and its backward into per-sample weight gradients) for an input
+    # that is not contiguous, such as the convolution front's transposed output
+    projected = (x.reshape(batch * steps, features) @ w_ih.t()).view(batch, steps, -1)
+    # out: a batch-first view of time-major memory, as nn.LSTM's output is
+    out, c = lstm_recurrence(projected, w_hh, b_ih + b_hh)
+    return out, projected, (out[:, -1], c)
 
 
 def _output_scale(backprops: Tensor, raw: Tensor, batch: int) -> float:
@@ -128,10 +136,11 @@ def _output_scale(backprops: Tensor, raw: Tensor, batch: int) -> float:
     for a mean loss and times 1 for a sum; the stashed gradients are raw. Which of the two,
     read off the data (in float64) and snapped to it, so the factor is exact and the same
     for every customer."""
-    den = float((raw.double() ** 2).sum())
+    raw, backprops = raw.reshape(-1).double(), backprops.reshape(-1).double()
+    den = float(torch.dot(raw, raw))
     if den == 0.0:  # no gradient reached the layer: D is zero whatever the factor
         return 1.0
-    ratio = float((backprops.double() * raw.double()).sum()) / den
+    ratio = float(torch.dot(backprops, raw)) / den
     return float(batch) if abs(ratio - batch) < abs(ratio - 1.0) else 1.0
 
 
@@ -147,9 +156,11 @@ def batched_lstm_grad_sample(
     """
     x = activations[0].detach()
     stash, layer._stash = getattr(layer, "_stash", None), None
+    scale = 1.0
     if stash is not None and stash.matches(x):
-        d = stash.d * _output_scale(backprops, stash.g, getattr(layer, "max_batch_len", len(x)))
-        out = stash.out
+        # the scale goes onto the narrower inputs and the bias sums, not onto the [B, T, 4H] D
+        d, out = stash.d, stash.out
+        scale = _output_scale(backprops, stash.g, getattr(layer, "max_batch_len", len(x)))
     else:
         with torch.enable_grad():
             weights = [
@@ -165,15 +176,39 @@ def batched_lstm_grad_sample(
             (d,) = torch.autograd.grad(out, projected, grad_outputs=backprops)
         out = out.detach()
     h_prev = torch.cat([out.new_zeros(len(out), 1, out.shape[2]), out[:, :-1]], dim=1)
-    d_t = d.transpose(1, 2)  # [B, 4H, T]
     bias = d.sum(dim=1)
+    if scale != 1.0:
+        x, h_prev, bias = x * scale, h_prev.mul_(scale), bias.mul_(scale)
     grads = {}
-    if layer.weight_ih_l0.requires_grad:
-        grads[layer.weight_ih_l0] = torch.bmm(d_t, x)
-    if layer.weight_hh_l0.requires_grad:
-        grads[layer.weight_hh_l0] = torch.bmm(d_t, h_prev)
+    weights = ((layer.weight_ih_l0, x), (layer.weight_hh_l0, h_prev))
+    if getattr(layer, "factored_grad_sample", False):
+        for weight, inputs in weights:
+            if weight.requires_grad:
+                _leave_factors(weight, d, inputs)
+    else:
+        d_t = d.transpose(1, 2)  # [B, 4H, T]
+        for weight, inputs in weights:
+            if weight.requires_grad:
+                grads[weight] = torch.bmm(d_t, inputs)
     if layer.bias_ih_l0.requires_grad:
         grads[layer.bias_ih_l0] = bias
     if layer.bias_hh_l0.requires_grad:
         grads[layer.bias_hh_l0] = bias.clone()
     return grads
+
+
+def _leave_factors(weight: nn.Parameter, d: Tensor, inputs: Tensor) -> None:
+    """Record grad_n = D_n^T A_n as its factors instead of a ``[B, out, in]`` tensor.
+
+    Opacus still expects a per-sample tensor to move into ``grad_sample`` when the backward
+    pass ends; it gets a zero-strided placeholder of the right shape, no memory, which the
+    factored optimiser recognises by ``grad_factors`` and never reads.
+    """
+    if hasattr(weight, "_current_grad_sample"):
+        raise PrivacyError(
+            "a BatchedDPLSTM under DP-SGD (factored per-sample gradients) ran twice in one "
+            "forward pass; use one layer instance per position in the network"
+        )
+    factors = getattr(weight, "grad_factors", None) or []
+    weight.grad_factors = [*factors, (d, inputs)]
+    weight._current_grad_sample = d.new_zeros(()).expand(len(d), *weight.shape)

@@ -33,6 +33,7 @@ from fedmarket.privacy.accounting import (
     steps_per_epoch,
 )
 from fedmarket.privacy.config import PrivacySettings
+from fedmarket.privacy.factored import FactoredDPOptimizer
 
 
 @dataclass(frozen=True)
@@ -160,6 +161,10 @@ class PrivateTraining:
         backward they would be mixed into the next call's batch, so they go too.
         """
         plain = self.module.to_standard_module()
+        _factored_layers(plain, False)
+        for p in plain.parameters():
+            if "grad_factors" in p.__dict__:
+                del p.grad_factors
         for module in plain.modules():
             for attr in ("activations", "max_batch_len", "_stash"):
                 if attr in module.__dict__:
@@ -234,10 +239,22 @@ def make_private(
         poisson_sampling=settings.poisson_sampling,
         noise_generator=noise_generator,
     )
+    # layers that can leave per-sample gradients as factors do, and the optimiser clips them
+    # without building them (fedmarket/privacy/factored.py); the same clipped sum
+    dp_optimizer = FactoredDPOptimizer.from_dp_optimizer(dp_optimizer)
+    _factored_layers(module, True)
     if settings.poisson_sampling:
         _pin_sampling(loader, dp_optimizer, engine, plan, n=len(data[0]))
     kept = plan.noise_multiplier if plan.calibrated else state.noise_multiplier
     return PrivateTraining(module, dp_optimizer, loader, plan, settings, engine, kept)
+
+
+def _factored_layers(model: nn.Module, on: bool) -> None:
+    """Switch every layer that offers factored per-sample gradients (``BatchedDPLSTM``'s
+    ``factored_grad_sample``) on or off; only ``FactoredDPOptimizer`` reads the factors."""
+    for layer in model.modules():
+        if isinstance(getattr(layer, "factored_grad_sample", None), bool):
+            layer.factored_grad_sample = on
 
 
 def _pin_sampling(
