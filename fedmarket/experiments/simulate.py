@@ -27,9 +27,13 @@ from fedmarket.experiments.ray_runtime import (
     ClientResources,
     StopRequest,
     ray_environment,
-    start_ray,
     stop_at_round_end,
-    stop_ray,
+)
+from fedmarket.experiments.ray_session import (
+    end_runtime,
+    flower_backend,
+    in_session,
+    start_runtime,
 )
 from fedmarket.federated.run_log import RunLog
 from fedmarket.progress import log_file, progress_bar, quiet_flower
@@ -259,9 +263,10 @@ def _run_flower(
             stop_requested=stop.is_set,
             progress=bar,
         )
+        finished = False
         try:
-            start_ray(resources)
-            with stop_at_round_end(stop):
+            start_runtime(resources)  # inside a ray_session, the one its first run started
+            with stop_at_round_end(stop), flower_backend():
                 run_simulation(
                     server_app=server,
                     # the key travels in the pickled closure, to local actors and a joined cluster
@@ -269,16 +274,18 @@ def _run_flower(
                     num_supernodes=n_clients,
                     backend_config=resources.backend_config(),
                 )
+            finished = True
         except RunStopped as stopped:
             raise RunStopped(stopped.run_dir, stopped.committed, stop.signum) from None
         except KeyboardInterrupt:  # the second signal: now, at the last commit
             if not stop.is_set():
                 raise
-            stop_ray()  # first: the actors end, and the round in flight with them
+            end_runtime()  # first: the actors end, and the round in flight with them
             marker = RunDir(plan.run_dir).read_marker() or {}
             committed = int(marker.get("round", plan.offset))
             raise RunStopped(plan.run_dir, committed, stop.signum) from None
-        finally:
-            stop_ray()
+        finally:  # a session keeps Ray for its next run, unless this one ended abnormally
+            if not (finished and in_session()):
+                end_runtime()
     if not federated:
         raise ConfigError("the Flower simulation ended without a result; see the log above")
