@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+CLI = "import sys; from fedmarket.cli import app; app(sys.argv[1:])"  # the tree on PYTHONPATH
 DEFAULT_SWEEP = [
     "--settings",
     "federated-client-dp",
@@ -50,12 +51,7 @@ def sweep(code: Path, data: Path, out: Path, options: list[str]) -> dict[str, fl
     env = {**os.environ, "PYTHONPATH": str(code), "OMP_NUM_THREADS": "1"}
     started = time.perf_counter()
     done = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import sys; from fedmarket.cli import app; app(sys.argv[1:])",
-            *args,
-        ],
+        [sys.executable, "-c", CLI, *args],
         env=env,
         cwd=code,
         capture_output=True,

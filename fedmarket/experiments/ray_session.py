@@ -6,7 +6,9 @@ on a 2-core machine before the first round trains, paid again by every point of 
 sweep and every pass of a user's loop over settings. Inside ``ray_session()`` the first run
 starts Ray and its actors, the runs after it reuse both, and they stop when the outermost
 block ends; a run that ends abnormally (an error, Ctrl-C) stops them at once, and the next
-run starts afresh.
+run starts afresh. A run on its own is a session of one. The start itself overlaps what it
+can (``start_runtime_warm``): the actors are made as soon as Ray is up and import the
+client's code while the driver imports its own.
 
 Flower 1.41 has no option for this: its ``RayBackend.terminate`` ends the actors and calls
 ``ray.shutdown()`` after every run. For a run inside a session fedmarket puts
@@ -23,7 +25,7 @@ from __future__ import annotations
 import logging
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -36,7 +38,7 @@ log = logging.getLogger("fedmarket")
 @dataclass
 class _Runtime:
     """The session's Ray runtime: the resources it was started for and Flower's actor pool
-    (made by the first run's backend, reused by the runs after it)."""
+    (made when it starts, reused by every run after it)."""
 
     resources: ClientResources
     pool: Any = None
@@ -93,6 +95,63 @@ def end_runtime() -> None:
     if runtime is not None and runtime.pool is not None and ray.is_initialized():
         runtime.pool.terminate_all_actors()
     stop_ray()
+
+
+def start_runtime_warm(resources: ClientResources, *, meanwhile: Callable[[], None]) -> None:
+    """Start the session's runtime with its client actors already importing what their
+    first message needs (torch, Flower, fedmarket), while ``meanwhile`` (the driver's own
+    imports) runs in a background thread; raises what either raised.
+
+    Ray starts in this thread, not the background one: the processes it starts are bound
+    to the life of the thread that started them (Linux's parent-death signal), and it sets
+    its SIGTERM handler only from the main thread.
+    """
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            meanwhile()
+        except BaseException as exc:  # raised here, in the caller's thread
+            errors.append(exc)
+
+    thread = threading.Thread(target=run, name="fedmarket-imports", daemon=True)
+    thread.start()
+    try:
+        start_runtime(resources)
+        _warm_actors(resources)
+    finally:
+        thread.join()
+    if errors:
+        raise errors[0]
+
+
+def _warm_actors(resources: ClientResources) -> None:
+    """Flower's actor pool for ``resources``, made now, each actor importing what a client
+    needs; the run's ``KeptRayBackend`` takes it."""
+    runtime = _runtime
+    if runtime is None or runtime.pool is not None:
+        return
+    from flwr.simulation.ray_transport.ray_actor import BasicActorPool, ClientAppActor
+
+    client_resources = resources.backend_config()["client_resources"]
+    pool = BasicActorPool(
+        actor_type=ClientAppActor, client_resources=client_resources, actor_kwargs={}
+    )
+    pool.add_actors_to_pool(pool.actors_capacity)
+    for actor in pool.pool:  # queued before any message; the reference is not needed
+        actor.run.remote(_import_client, None, "warm-up", None)
+    runtime.pool, runtime.pool_resources = pool, dict(client_resources)
+
+
+def _import_client() -> Callable[..., None]:
+    """Run by each new actor as its first task: the ClientApp's imports, and no app."""
+    import clients.app  # noqa: F401  (torch, Flower, Opacus and the client's fedmarket)
+
+    return _no_reply
+
+
+def _no_reply(message: Any, context: Any) -> None:
+    return None
 
 
 @contextmanager

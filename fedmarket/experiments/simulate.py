@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fedmarket.aggregation import check_setup
-from fedmarket.centralised import run_matched_reference
 from fedmarket.checks import check_writable
 from fedmarket.config import RunConfig, parse_overrides
 from fedmarket.data import store
@@ -32,12 +31,10 @@ from fedmarket.experiments.ray_runtime import (
 from fedmarket.experiments.ray_session import (
     end_runtime,
     flower_backend,
-    in_session,
-    start_runtime,
+    ray_session,
+    start_runtime_warm,
 )
-from fedmarket.federated.run_log import RunLog
 from fedmarket.progress import log_file, progress_bar, quiet_flower
-from fedmarket.reporting import write_run_outputs
 from fedmarket.rundir import RunDir
 from fedmarket.threads import apply_threads, choose_threads
 
@@ -111,6 +108,8 @@ def _simulate(
     elif files.federated.exists():
         federated.update(json.loads(files.federated.read_text()))
     else:  # every round was committed, but the process ended before federated.json
+        from fedmarket.federated.run_log import RunLog
+
         run = RunLog(
             plan.cfg,
             plan.run_dir,
@@ -121,6 +120,8 @@ def _simulate(
         )
         federated.update(run.finish(0.0))
     cen, cen_error = _centralised(plan, files, threads) if centralised else (None, None)
+    from fedmarket.reporting import write_run_outputs  # matplotlib: after the rounds
+
     paths = write_run_outputs(plan.run_dir, plan.cfg, federated, cen, centralised_error=cen_error)
     summary = json.loads(paths["summary"].read_text())
     return {"run_dir": plan.run_dir, "summary": summary, "problems": summary["problems"]}
@@ -220,6 +221,8 @@ def _centralised(
     laptop CPU), so it has a bar over its epochs and a line per epoch. Its threads are
     chosen when it starts (the client actors' load is gone by then).
     """
+    from fedmarket.centralised import run_matched_reference
+
     data_dir = Path(plan.cfg.data_dir)
     try:
         with progress_bar("centralised reference", plan.cfg.total_epochs, unit="epochs") as advance:
@@ -243,7 +246,36 @@ def _centralised(
 def _run_flower(
     plan: RunPlan, n_clients: int, federated: dict[str, Any], resources: ClientResources
 ) -> None:
+    """The rounds, on the session's Ray runtime (a run on its own is a session of one): Ray
+    and the client actors start while Flower and the apps load in a background thread."""
     ray_environment()
+    with ray_session():
+        finished = False
+        try:
+            start_runtime_warm(resources, meanwhile=_import_flower_apps)
+            _flower_rounds(plan, n_clients, federated, resources)
+            finished = True
+        finally:  # the session keeps Ray for its next run, unless this one ended abnormally
+            if not finished:
+                end_runtime()
+    if not federated:
+        raise ConfigError("the Flower simulation ended without a result; see the log above")
+
+
+def _import_flower_apps() -> None:
+    """What the rounds import (Flower, torch, the apps: seconds), loaded while Ray starts."""
+    import flwr.simulation  # noqa: F401
+
+    import clients.app  # noqa: F401
+    import server.app  # noqa: F401
+
+
+def _flower_rounds(
+    plan: RunPlan,
+    n_clients: int,
+    federated: dict[str, Any],
+    resources: ClientResources,
+) -> None:
     from flwr.simulation import run_simulation
 
     from clients.app import make_client_app
@@ -263,9 +295,7 @@ def _run_flower(
             stop_requested=stop.is_set,
             progress=bar,
         )
-        finished = False
         try:
-            start_runtime(resources)  # inside a ray_session, the one its first run started
             with stop_at_round_end(stop), flower_backend():
                 run_simulation(
                     server_app=server,
@@ -274,7 +304,6 @@ def _run_flower(
                     num_supernodes=n_clients,
                     backend_config=resources.backend_config(),
                 )
-            finished = True
         except RunStopped as stopped:
             raise RunStopped(stopped.run_dir, stopped.committed, stop.signum) from None
         except KeyboardInterrupt:  # the second signal: now, at the last commit
@@ -284,8 +313,3 @@ def _run_flower(
             marker = RunDir(plan.run_dir).read_marker() or {}
             committed = int(marker.get("round", plan.offset))
             raise RunStopped(plan.run_dir, committed, stop.signum) from None
-        finally:  # a session keeps Ray for its next run, unless this one ended abnormally
-            if not (finished and in_session()):
-                end_runtime()
-    if not federated:
-        raise ConfigError("the Flower simulation ended without a result; see the log above")
