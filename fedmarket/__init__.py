@@ -1,10 +1,10 @@
 """fedmarket: federated, differentially private consumer-behaviour prediction.
 
 ``import fedmarket`` gives the Python API (``fedmarket.api``: ``synth``, ``prepare``,
-``simulate``, ``train_centralised``, ``compare_baselines``, ``tradeoff`` and their result
-types) and ``__version__``. The API loads on first use of one of its names (PEP 562), so
-importing the package costs no torch, Flower or Ray: the CLI and every library module
-import it first, and `fedmarket --help` must stay fast. The lookup is by name at run time,
+``simulate``, ``train_centralised``, ``compare_baselines``, ``tradeoff``, ``ray_session``
+and their result types) and ``__version__``. The API loads on first use of one of its names
+(PEP 562), so importing the package costs no torch, Flower or Ray: the CLI and every library
+module import it first, and `fedmarket --help` must stay fast. The lookup is by name at run time,
 not an import statement, so the floors' contracts see no edge from the package to the API.
 """
 
@@ -24,6 +24,7 @@ _API_NAMES = frozenset(
         "TradeoffResult",
         "compare_baselines",
         "prepare",
+        "ray_session",
         "simulate",
         "synth",
         "tradeoff",

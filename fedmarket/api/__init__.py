@@ -10,6 +10,8 @@ command is also a function here, returning a typed result::
     run = fedmarket.simulate(data=data, run_config={"num-server-rounds": 1, "dp": "none"})
     run.gap["roc_auc"], run.epsilon, run.problems
 
+Runs in a loop share one Ray runtime and its client actors inside ``with ray_session():``.
+
 The pooled reference and the baselines are ``train_centralised`` and ``compare_baselines``:
 ``fedmarket.centralised`` and ``fedmarket.baselines`` are the library's modules of those
 names, which a function of the same name would be shadowed by as soon as they load.
@@ -18,6 +20,7 @@ names, which a function of the same name would be shadowed by as soon as they lo
 from fedmarket.api.data import PreparedData, SyntheticData, prepare, synth
 from fedmarket.api.results import BaselinesResult, CentralisedRun, RunResult, TradeoffResult
 from fedmarket.api.runs import compare_baselines, simulate, tradeoff, train_centralised
+from fedmarket.api.session import ray_session
 
 __all__ = [
     "BaselinesResult",
@@ -28,6 +31,7 @@ __all__ = [
     "TradeoffResult",
     "compare_baselines",
     "prepare",
+    "ray_session",
     "simulate",
     "synth",
     "tradeoff",

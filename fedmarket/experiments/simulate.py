@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fedmarket.aggregation import check_setup
-from fedmarket.centralised import run_matched_reference
 from fedmarket.checks import check_writable
 from fedmarket.config import RunConfig, parse_overrides
 from fedmarket.data import store
@@ -28,13 +27,16 @@ from fedmarket.experiments.ray_runtime import (
     ClientResources,
     StopRequest,
     ray_environment,
-    start_ray,
     stop_at_round_end,
-    stop_ray,
 )
-from fedmarket.federated.run_log import RunLog
+from fedmarket.experiments.ray_session import (
+    end_runtime,
+    flower_backend,
+    ray_session,
+    start_runtime_warm,
+)
+from fedmarket.experiments.run_anchor import anchor_block
 from fedmarket.progress import log_file, progress_bar, quiet_flower
-from fedmarket.reporting import write_run_outputs
 from fedmarket.rundir import RunDir
 from fedmarket.threads import apply_threads, choose_threads
 
@@ -108,6 +110,8 @@ def _simulate(
     elif files.federated.exists():
         federated.update(json.loads(files.federated.read_text()))
     else:  # every round was committed, but the process ended before federated.json
+        from fedmarket.federated.run_log import RunLog
+
         run = RunLog(
             plan.cfg,
             plan.run_dir,
@@ -118,7 +122,9 @@ def _simulate(
         )
         federated.update(run.finish(0.0))
     cen, cen_error = _centralised(plan, files, threads) if centralised else (None, None)
-    anchor = _anchor(plan, files, federated)
+    anchor = anchor_block(plan.cfg, plan.run_dir, federated, plan.fernet)
+    from fedmarket.reporting import write_run_outputs  # matplotlib: after the rounds
+
     paths = write_run_outputs(
         plan.run_dir, plan.cfg, federated, cen, centralised_error=cen_error, anchor=anchor
     )
@@ -220,6 +226,8 @@ def _centralised(
     laptop CPU), so it has a bar over its epochs and a line per epoch. Its threads are
     chosen when it starts (the client actors' load is gone by then).
     """
+    from fedmarket.centralised import run_matched_reference
+
     data_dir = Path(plan.cfg.data_dir)
     try:
         with progress_bar("centralised reference", plan.cfg.total_epochs, unit="epochs") as advance:
@@ -240,59 +248,39 @@ def _centralised(
         return None, f"{type(exc).__name__}: {exc}"
 
 
-def _anchor(plan: RunPlan, files: RunDir, federated: dict[str, Any]) -> dict[str, Any]:
-    """summary.json's ``anchor`` block: BG/NBD fitted across the retailers without pooling
-    (``fedmarket.anchors.in_run``), or why it was skipped (data without a purchase history)
-    or failed; like the reference's, its failure never loses the federated result."""
-    from fedmarket.anchors import AnchorData
-    from fedmarket.anchors.in_run import anchor_privacy, fit_run_anchor
-
-    try:
-        skip = AnchorData.missing(store.read_manifest(Path(plan.cfg.data_dir)))
-        if skip is not None:
-            log.info("BG/NBD anchor skipped: %s", skip)
-            return {"skipped": skip}
-        spent = (federated.get("epsilon") or {}).get("max")
-        privacy = anchor_privacy(plan.cfg, spent, federated.get("delta"))
-        anchor = fit_run_anchor(plan.cfg, files.anchor_scores, privacy=privacy, fernet=plan.fernet)
-    except FedmarketError as exc:
-        log.error("BG/NBD anchor failed: %s", exc)
-        return {"failed": str(exc)}
-    except Exception as exc:  # a bug: keep its traceback in the log, and the run
-        log.exception("BG/NBD anchor failed")
-        return {"failed": f"{type(exc).__name__}: {exc}"}
-    dp = f"client DP, epsilon {anchor.epsilon:g}" if anchor.dp else "no noise"
-    log.info(
-        "BG/NBD anchor: fitted across %d retailers (%s) in %.2f s",
-        anchor.retailers,
-        dp,
-        anchor.fit_s,
-    )
-    return {**anchor.to_dict(), "paired": _paired_with_anchor(plan, anchor.model)}
-
-
-def _paired_with_anchor(plan: RunPlan, model: str) -> dict[str, Any] | None:
-    """Federated minus anchor on the same customers, where it is cheap: DeLong's paired test
-    for a ROC-AUC task (milliseconds); None otherwise, or without federated predictions."""
-    from fedmarket.experiments.compare import FEDERATED, compare_runs
-    from fedmarket.tasks import get_task
-
-    key, _ = get_task(plan.cfg.task).primary_metric
-    if key != "roc_auc" or not RunDir(plan.run_dir).test_scores.is_file():
-        return None
-    try:
-        run = plan.run_dir
-        (paired,) = compare_runs(run, run, kind_a=FEDERATED, kind_b=model, metrics=[key]).results
-    except FedmarketError as exc:  # e.g. federated predictions of an older round's test set
-        log.warning("federated versus the BG/NBD anchor, paired: not computed (%s)", exc)
-        return None
-    return paired.to_dict()
-
-
 def _run_flower(
     plan: RunPlan, n_clients: int, federated: dict[str, Any], resources: ClientResources
 ) -> None:
+    """The rounds, on the session's Ray runtime (a run on its own is a session of one): Ray
+    and the client actors start while Flower and the apps load in a background thread."""
     ray_environment()
+    with ray_session():
+        finished = False
+        try:
+            start_runtime_warm(resources, meanwhile=_import_flower_apps)
+            _flower_rounds(plan, n_clients, federated, resources)
+            finished = True
+        finally:  # the session keeps Ray for its next run, unless this one ended abnormally
+            if not finished:
+                end_runtime()
+    if not federated:
+        raise ConfigError("the Flower simulation ended without a result; see the log above")
+
+
+def _import_flower_apps() -> None:
+    """What the rounds import (Flower, torch, the apps: seconds), loaded while Ray starts."""
+    import flwr.simulation  # noqa: F401
+
+    import clients.app  # noqa: F401
+    import server.app  # noqa: F401
+
+
+def _flower_rounds(
+    plan: RunPlan,
+    n_clients: int,
+    federated: dict[str, Any],
+    resources: ClientResources,
+) -> None:
     from flwr.simulation import run_simulation
 
     from clients.app import make_client_app
@@ -313,8 +301,7 @@ def _run_flower(
             progress=bar,
         )
         try:
-            start_ray(resources)
-            with stop_at_round_end(stop):
+            with stop_at_round_end(stop), flower_backend():
                 run_simulation(
                     server_app=server,
                     # the key travels in the pickled closure, to local actors and a joined cluster
@@ -327,11 +314,7 @@ def _run_flower(
         except KeyboardInterrupt:  # the second signal: now, at the last commit
             if not stop.is_set():
                 raise
-            stop_ray()  # first: the actors end, and the round in flight with them
+            end_runtime()  # first: the actors end, and the round in flight with them
             marker = RunDir(plan.run_dir).read_marker() or {}
             committed = int(marker.get("round", plan.offset))
             raise RunStopped(plan.run_dir, committed, stop.signum) from None
-        finally:
-            stop_ray()
-    if not federated:
-        raise ConfigError("the Flower simulation ended without a result; see the log above")

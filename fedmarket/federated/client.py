@@ -31,8 +31,10 @@ if TYPE_CHECKING:
     from cryptography.fernet import Fernet
 
 # Partitions already read by this process (a Ray actor serves many virtual clients):
-# rounds after the first reuse the arrays instead of reading and decrypting them again.
-_PARTITIONS: dict[tuple[str, int], tuple[store.SplitArrays, store.SplitArrays]] = {}
+# rounds after the first reuse the arrays instead of reading and decrypting them again. An
+# actor kept for the next run of a session (experiments/ray_session.py) keeps them too, so
+# the key names the manifest's version: data prepared again in place is read again.
+_PARTITIONS: dict[tuple[str, int, int], tuple[store.SplitArrays, store.SplitArrays]] = {}
 _PARTITIONS_LOCK = threading.Lock()
 # One model per architecture in this process, reused every round: the global weights are
 # copied into it in place (on the GPU when it trains there) instead of building a new one
@@ -44,7 +46,9 @@ _MODELS: dict[tuple[Any, ...], torch.nn.Module] = {}
 def load_partition(
     data_dir: Path, partition_id: int, fernet: Fernet | None = None
 ) -> tuple[store.SplitArrays, store.SplitArrays]:
-    key = (str(Path(data_dir).resolve()), int(partition_id))
+    where = Path(data_dir).resolve()
+    version = (where / store.MANIFEST_NAME).stat().st_mtime_ns
+    key = (str(where), int(partition_id), version)
     with _PARTITIONS_LOCK:
         if key not in _PARTITIONS:
             _PARTITIONS[key] = (

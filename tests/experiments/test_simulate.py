@@ -15,6 +15,7 @@ import torch
 from opacus.accountants import RDPAccountant
 from opacus.accountants.utils import get_noise_multiplier
 
+import fedmarket.centralised as centralised_module
 from fedmarket.config import RunConfig
 from fedmarket.errors import DataError
 from fedmarket.experiments import simulate as simulate_module
@@ -267,7 +268,8 @@ def test_a_failed_centralised_reference_keeps_the_federated_result(
     def broken(*args, **kwargs):
         raise DataError("pooled partitions unreadable (test)")
 
-    monkeypatch.setattr(simulate_module, "run_matched_reference", broken)
+    # simulate imports it when the reference starts (torch, Opacus: after the rounds)
+    monkeypatch.setattr(centralised_module, "run_matched_reference", broken)
     out = tmp_path / "run"
     result = simulate(
         data=tiny_data, run_config="num-server-rounds=1 dp='none'", out=out, resources=ONE_CPU

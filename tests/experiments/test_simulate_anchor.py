@@ -1,4 +1,4 @@
-"""simulate's BG/NBD anchor stage (``_anchor``) without Flower: its block in summary.json, the
+"""simulate's BG/NBD anchor stage (``anchor_block``) without Flower: its block in summary.json, the
 one-line skip for data without a purchase history, and a failure that keeps the run."""
 
 from __future__ import annotations
@@ -14,10 +14,15 @@ from fedmarket.config import RunConfig
 from fedmarket.data import store
 from fedmarket.data.ingest.mapping import parse_mapping_option
 from fedmarket.data.prepare import PrepareOptions, prepare
-from fedmarket.experiments.simulate import RunPlan, _anchor
+from fedmarket.experiments.run_anchor import anchor_block
+from fedmarket.experiments.simulate import RunPlan
 from fedmarket.predictions import Predictions, write_predictions
 from fedmarket.rundir import RunDir
 from fedmarket.tasks import get_task
+
+
+def _block(plan: RunPlan, federated: dict) -> dict:
+    return anchor_block(plan.cfg, plan.run_dir, federated, plan.fernet)
 
 
 def _plan(data: Path, run: Path, **settings) -> RunPlan:
@@ -28,7 +33,7 @@ def _plan(data: Path, run: Path, **settings) -> RunPlan:
 def test_the_anchor_block_is_fitted_under_the_runs_client_dp(tiny_data, tmp_path):
     run = RunDir(tmp_path / "run")
     federated = {"epsilon": {"max": 7.9}, "delta": 1e-4}
-    block = _anchor(_plan(tiny_data, run.path, dp="client"), run, federated)
+    block = _block(_plan(tiny_data, run.path, dp="client"), federated)
     assert block["model"] == "bg-nbd" and block["dp"] and block["epsilon"] == 8.0
     assert block["delta"] == 1e-4 and block["retailers"] == 3
     assert block["paired"] is None  # no federated test_scores.csv to pair with
@@ -41,7 +46,7 @@ def test_the_anchor_block_is_fitted_under_the_runs_client_dp(tiny_data, tmp_path
         Predictions.pooled(tiny_data, test, task="purchase", model="m", score=score),
     )
     run.config.write_text("{}")
-    paired = _anchor(_plan(tiny_data, run.path, dp="none"), run, {})["paired"]
+    paired = _block(_plan(tiny_data, run.path, dp="none"), {})["paired"]
     fed_auc = roc_auc_score(get_task("purchase").targets(test), score)
     assert paired["metric"] == "roc_auc" and paired["method"] == "delong"
     assert paired["a"] == pytest.approx(fed_auc)
@@ -60,7 +65,7 @@ def test_a_customer_table_skips_the_anchor_in_one_line(tmp_path):
         PrepareOptions(raw=raw, out=data, pseudonym_key=key, mapping=parse_mapping_option(mapping))
     )
     run = RunDir(tmp_path / "run")
-    block = _anchor(_plan(data, run.path, dp="none"), run, {})
+    block = _block(_plan(data, run.path, dp="none"), {})
     assert block == {"skipped": "a customer table has no purchase history for BG/NBD or Pareto/NBD"}
     assert not run.anchor_scores.exists()
 
@@ -73,11 +78,11 @@ def test_a_failed_anchor_is_reported_and_the_run_goes_on(tiny_data, tmp_path, mo
 
     monkeypatch.setattr(in_run, "fit_run_anchor", broken)
     run = RunDir(tmp_path / "run")
-    block = _anchor(_plan(tiny_data, run.path, dp="none"), run, {})
+    block = _block(_plan(tiny_data, run.path, dp="none"), {})
     assert block == {"failed": "RuntimeError: hyp2f1 overflow"}
 
 
 def test_a_count_run_has_no_paired_roc_auc(tiny_data, tmp_path):
     run = RunDir(tmp_path / "run")
-    block = _anchor(_plan(tiny_data, run.path, dp="none", task="purchase-count"), run, {})
+    block = _block(_plan(tiny_data, run.path, dp="none", task="purchase-count"), {})
     assert not block["dp"] and block["paired"] is None and "rmse" in block["test"]

@@ -1,5 +1,6 @@
 import json
 import math
+import os
 
 import numpy as np
 import pytest
@@ -187,6 +188,22 @@ def test_partition_is_read_once_per_process(tiny_data, tmp_path, monkeypatch):
     assert second.train_split is first.train_split and second.test_split is first.test_split
     RetailerClient(cfg, data, 2)
     assert sorted(calls[2:]) == [(2, "test"), (2, "train")]
+
+
+def test_data_prepared_again_in_place_is_read_again(tiny_data, tmp_path, monkeypatch):
+    """A Ray actor kept for the next run of a session keeps its partitions: the cache is
+    keyed by the manifest's version too, so data prepared again at the same path is new."""
+    data = copy_prepared(tiny_data, tmp_path / "again")
+    monkeypatch.setattr(client_mod, "_PARTITIONS", {})
+    cfg = settings(data, dp="none")
+    first = RetailerClient(cfg, data, 0)
+    manifest = data / store.MANIFEST_NAME
+    assert RetailerClient(cfg, data, 0).train_split is first.train_split
+    stat = manifest.stat()
+    os.utime(manifest, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    again = RetailerClient(cfg, data, 0)
+    assert again.train_split is not first.train_split
+    np.testing.assert_array_equal(again.train_split.X, first.train_split.X)
 
 
 def test_missing_partition_files_raise_data_error(tiny_data, tmp_path):

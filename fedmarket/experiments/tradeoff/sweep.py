@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from fedmarket.errors import ConfigError
+from fedmarket.experiments.ray_session import ray_session
 from fedmarket.experiments.tradeoff.points import (
     Point,
     PointRunner,
@@ -55,17 +56,18 @@ def run_sweep(
     if runner is None:
         runner = make_runner(cfg, resolve_sweep_data(cfg))
     skipped = 0
-    for point in runs:
-        record = read_record(cfg.out, point.key)
-        if record is not None and record["status"] == "ok":
-            skipped += 1
-            advance(1, description=f"{point.key} (done before)")
-            continue
-        advance(0, description=point.key)
-        record = run_point(point, runner, cfg.out)
-        if record["status"] != "ok":
-            log.warning("point %s failed: %s", point.key, record["error"])
-        advance(1, description=point.key)
+    with ray_session():  # one Ray runtime and its actors for every federated point
+        for point in runs:
+            record = read_record(cfg.out, point.key)
+            if record is not None and record["status"] == "ok":
+                skipped += 1
+                advance(1, description=f"{point.key} (done before)")
+                continue
+            advance(0, description=point.key)
+            record = run_point(point, runner, cfg.out)
+            if record["status"] != "ok":
+                log.warning("point %s failed: %s", point.key, record["error"])
+            advance(1, description=point.key)
     records = {p.key: read_record(cfg.out, p.key) for p in runs}
     rows = [_row(p, records[p.key]) for p in points]
     failed = [r for r in records.values() if r is not None and r["status"] != "ok"]

@@ -1,0 +1,194 @@
+"""One Ray runtime and one pool of client actors for many simulations in one process.
+
+A simulation on its own starts Ray, creates its client actors (each imports torch, Flower
+and fedmarket when it serves its first message) and shuts all of it down at the end: 10-25 s
+on a 2-core machine before the first round trains, paid again by every point of a trade-off
+sweep and every pass of a user's loop over settings. Inside ``ray_session()`` the first run
+starts Ray and its actors, the runs after it reuse both, and they stop when the outermost
+block ends; a run that ends abnormally (an error, Ctrl-C) stops them at once, and the next
+run starts afresh. A run on its own is a session of one. The start itself overlaps what it
+can (``start_runtime_warm``): the actors are made as soon as Ray is up and import the
+client's code while the driver imports its own.
+
+Flower 1.41 has no option for this: its ``RayBackend.terminate`` ends the actors and calls
+``ray.shutdown()`` after every run. For a run inside a session fedmarket puts
+``KeptRayBackend`` in its place (Flower's ``start_vce`` looks the class up in its module when
+a run starts), which takes its actor pool from the session and leaves it, and Ray, running
+when the run ends. Every message carries its run's ClientApp, so a kept actor serves the next
+run's settings; what an actor keeps is caches keyed by what they hold (partitions by path
+and manifest, models by architecture). A run with other client resources (CPUs, GPUs, Ray
+address; the actors' thread count comes with them) restarts the runtime.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from fedmarket.experiments.ray_runtime import ClientResources, start_ray, stop_ray
+
+log = logging.getLogger("fedmarket")
+
+
+@dataclass
+class _Runtime:
+    """The session's Ray runtime: the resources it was started for and Flower's actor pool
+    (made when it starts, reused by every run after it)."""
+
+    resources: ClientResources
+    pool: Any = None
+    pool_resources: dict[str, Any] | None = None
+
+
+_lock = threading.Lock()
+_depth = 0
+_runtime: _Runtime | None = None
+
+
+@contextmanager
+def ray_session() -> Iterator[None]:
+    """Every simulation in this block (this process) runs on one Ray runtime and one pool of
+    client actors: started by the first, stopped when the outermost block ends. Nests."""
+    global _depth
+    with _lock:
+        _depth += 1
+    try:
+        yield
+    finally:
+        with _lock:
+            _depth -= 1
+            last = _depth == 0
+        if last:
+            end_runtime()
+
+
+def in_session() -> bool:
+    return _depth > 0
+
+
+def start_runtime(resources: ClientResources) -> None:
+    """Ray for a run: the session's runtime when it runs for these resources, else a new
+    one (``start_ray``), which the session keeps."""
+    global _runtime
+    import ray
+
+    if _runtime is not None and _runtime.resources == resources and ray.is_initialized():
+        return
+    end_runtime()
+    start_ray(resources)
+    if in_session():
+        _runtime = _Runtime(resources)
+
+
+def end_runtime() -> None:
+    """Stop the kept client actors and every Ray process this process started."""
+    global _runtime
+    runtime, _runtime = _runtime, None
+    ray = sys.modules.get("ray")
+    if ray is None:  # nothing started Ray in this process (a sweep of centralised points)
+        return
+    if runtime is not None and runtime.pool is not None and ray.is_initialized():
+        runtime.pool.terminate_all_actors()
+    stop_ray()
+
+
+def start_runtime_warm(resources: ClientResources, *, meanwhile: Callable[[], None]) -> None:
+    """Start the session's runtime with its client actors already importing what their
+    first message needs (torch, Flower, fedmarket), while ``meanwhile`` (the driver's own
+    imports) runs in a background thread; raises what either raised.
+
+    Ray starts in this thread, not the background one: the processes it starts are bound
+    to the life of the thread that started them (Linux's parent-death signal), and it sets
+    its SIGTERM handler only from the main thread.
+    """
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            meanwhile()
+        except BaseException as exc:  # raised here, in the caller's thread
+            errors.append(exc)
+
+    thread = threading.Thread(target=run, name="fedmarket-imports", daemon=True)
+    thread.start()
+    try:
+        start_runtime(resources)
+        _warm_actors(resources)
+    finally:
+        thread.join()
+    if errors:
+        raise errors[0]
+
+
+def _warm_actors(resources: ClientResources) -> None:
+    """Flower's actor pool for ``resources``, made now, each actor importing what a client
+    needs; the run's ``KeptRayBackend`` takes it."""
+    runtime = _runtime
+    if runtime is None or runtime.pool is not None:
+        return
+    from flwr.simulation.ray_transport.ray_actor import BasicActorPool, ClientAppActor
+
+    client_resources = resources.backend_config()["client_resources"]
+    pool = BasicActorPool(
+        actor_type=ClientAppActor, client_resources=client_resources, actor_kwargs={}
+    )
+    pool.add_actors_to_pool(pool.actors_capacity)
+    for actor in pool.pool:  # queued before any message; the reference is not needed
+        actor.run.remote(_import_client, None, "warm-up", None)
+    runtime.pool, runtime.pool_resources = pool, dict(client_resources)
+
+
+def _import_client() -> Callable[..., None]:
+    """Run by each new actor as its first task: the ClientApp's imports, and no app."""
+    import clients.app  # noqa: F401  (torch, Flower, Opacus and the client's fedmarket)
+
+    return _no_reply
+
+
+def _no_reply(message: Any, context: Any) -> None:
+    return None
+
+
+@contextmanager
+def flower_backend() -> Iterator[None]:
+    """While a run inside a session goes, Flower's simulation takes ``KeptRayBackend``."""
+    if _runtime is None:
+        yield
+        return
+    from flwr.server.superlink.fleet.vce.backend import raybackend
+
+    original = raybackend.RayBackend
+    raybackend.RayBackend = _kept_backend(original)  # type: ignore[misc]
+    try:
+        yield
+    finally:
+        raybackend.RayBackend = original  # type: ignore[misc]
+
+
+def _kept_backend(base: type) -> type:
+    """Flower's ``RayBackend`` with the session's actor pool, kept when the run ends."""
+
+    class KeptRayBackend(base):  # type: ignore[valid-type,misc]
+        def build(self, app_fn: Any) -> None:
+            runtime = _runtime
+            if runtime is None:  # the session ended under the run: Flower's own way
+                super().build(app_fn)
+                return
+            if runtime.pool is not None and runtime.pool_resources == self.client_resources:
+                self.pool, self.app_fn = runtime.pool, app_fn
+                log.debug("reusing Ray and %d client actors", self.pool.num_actors)
+                return
+            if runtime.pool is not None:  # other per-actor resources: new actors
+                runtime.pool.terminate_all_actors()
+            super().build(app_fn)
+            runtime.pool, runtime.pool_resources = self.pool, dict(self.client_resources)
+
+        def terminate(self) -> None:
+            log.debug("keeping Ray and its client actors for the next run of this session")
+
+    return KeptRayBackend

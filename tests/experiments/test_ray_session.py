@@ -1,0 +1,83 @@
+"""One Ray runtime and its client actors for many simulations in one process."""
+
+import csv
+
+import pytest
+
+from fedmarket.experiments import ray_session
+from fedmarket.experiments.ray_session import in_session
+from fedmarket.experiments.ray_session import ray_session as session
+from fedmarket.experiments.simulate import ClientResources, simulate
+from fedmarket.experiments.tradeoff import SweepConfig, run_sweep
+
+
+def test_sessions_nest_and_a_sweep_runs_its_points_in_one(tmp_path):
+    seen = []
+
+    def runner(point, run_dir):
+        seen.append(in_session())
+        return {}
+
+    assert not in_session()
+    with session():
+        with session():
+            assert in_session()
+        assert in_session()
+    assert not in_session()
+    run_sweep(
+        SweepConfig(out=tmp_path, settings=("centralised-dp",), epsilons=(8.0,)), runner=runner
+    )
+    assert seen and all(seen) and not in_session()
+
+
+def train_losses(run_dir) -> list[float]:
+    with open(run_dir / "rounds.csv") as f:
+        return [float(row["train_loss"]) for row in csv.DictReader(f)]
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("one_torch_thread")
+def test_two_simulations_in_a_session_start_ray_and_the_actors_once(
+    tiny_data, tmp_path, monkeypatch
+):
+    """The second run reuses the first one's Ray and actors, and trains exactly as a run on
+    a fresh runtime does (same seed, same losses); the session's end stops Ray."""
+    import ray
+    from flwr.simulation.ray_transport.ray_actor import BasicActorPool
+
+    inits, pools = [], []
+    real_init, real_pool = ray.init, BasicActorPool.__init__
+
+    def counting_init(*args, **kwargs):
+        inits.append(kwargs)
+        return real_init(*args, **kwargs)
+
+    def counting_pool(self, *args, **kwargs):
+        pools.append(self)
+        real_pool(self, *args, **kwargs)
+
+    monkeypatch.setattr(ray, "init", counting_init)
+    monkeypatch.setattr(BasicActorPool, "__init__", counting_pool)
+    settings = "dp='none' num-server-rounds=2 seed=3"
+
+    def run(name):
+        simulate(
+            data=tiny_data,
+            run_config=settings,
+            out=tmp_path / name,
+            centralised=False,
+            resources=ClientResources(num_cpus=1.0),
+        )
+        return train_losses(tmp_path / name)
+
+    fresh = run("fresh")  # on its own: Ray started and shut down
+    assert len(inits) == 1 and not ray.is_initialized()
+    with session():
+        first = run("first")
+        assert ray.is_initialized()  # kept between the runs
+        second = run("second")
+        assert ray.is_initialized()
+    assert not ray.is_initialized() and ray_session._runtime is None
+    assert len(inits) == 2 and len(pools) == 2  # one each: the lone run and the session
+    # FedAvg sums the replies in the order they arrive: equal up to float32 rounding
+    assert first == pytest.approx(fresh, rel=1e-5) and second == pytest.approx(fresh, rel=1e-5)
