@@ -1,11 +1,12 @@
 """fedmarket: federated, differentially private consumer-behaviour prediction.
 
 ``import fedmarket`` gives the Python API (``fedmarket.api``: ``synth``, ``prepare``,
-``simulate``, ``train_centralised``, ``compare_baselines``, ``tradeoff``, ``ray_session``
-and their result types) and ``__version__``. The API loads on first use of one of its names
-(PEP 562), so importing the package costs no torch, Flower or Ray: the CLI and every library
-module import it first, and `fedmarket --help` must stay fast. The lookup is by name at run time,
-not an import statement, so the floors' contracts see no edge from the package to the API.
+``simulate``, ``train_centralised``, ``compare_baselines``, ``compare``, ``tradeoff``,
+``ray_session`` and their result types) and ``__version__``. The API loads on first use of
+one of its names (PEP 562), so importing the package costs no torch, Flower or Ray: the CLI
+and every library module import it first, and `fedmarket --help` must stay fast. The lookup is
+by name at run time, not an import statement, so the floors' contracts see no edge from the
+package to the API.
 """
 
 from __future__ import annotations
@@ -18,10 +19,12 @@ _API_NAMES = frozenset(
     {
         "BaselinesResult",
         "CentralisedRun",
+        "Comparison",
         "PreparedData",
         "RunResult",
         "SyntheticData",
         "TradeoffResult",
+        "compare",
         "compare_baselines",
         "prepare",
         "ray_session",

@@ -12,11 +12,14 @@ command is also a function here, returning a typed result::
 
 Runs in a loop share one Ray runtime and its client actors inside ``with ray_session():``.
 
+Two results on the same test customers are compared, paired, with ``compare``.
+
 The pooled reference and the baselines are ``train_centralised`` and ``compare_baselines``:
 ``fedmarket.centralised`` and ``fedmarket.baselines`` are the library's modules of those
 names, which a function of the same name would be shadowed by as soon as they load.
 """
 
+from fedmarket.api.compare import Comparison, compare
 from fedmarket.api.data import PreparedData, SyntheticData, prepare, synth
 from fedmarket.api.results import BaselinesResult, CentralisedRun, RunResult, TradeoffResult
 from fedmarket.api.runs import compare_baselines, simulate, tradeoff, train_centralised
@@ -25,10 +28,12 @@ from fedmarket.api.session import ray_session
 __all__ = [
     "BaselinesResult",
     "CentralisedRun",
+    "Comparison",
     "PreparedData",
     "RunResult",
     "SyntheticData",
     "TradeoffResult",
+    "compare",
     "compare_baselines",
     "prepare",
     "ray_session",
