@@ -59,20 +59,28 @@ def delong_interval(
     Midranks give every placement in O(N log N). NaN when either class has fewer than two
     examples (a variance needs two).
     """
-    from scipy.stats import rankdata  # here: the CLI formats intervals without scipy
-
     z = _z(confidence)
-    scores, is_positive = np.asarray(scores, dtype=float), np.asarray(is_positive, dtype=bool)
-    pos, neg = scores[is_positive], scores[~is_positive]
-    m, n = len(pos), len(neg)
+    is_positive = np.asarray(is_positive, dtype=bool)
+    m, n = int(is_positive.sum()), int((~is_positive).sum())
     if m < 2 or n < 2:
         return NAN_INTERVAL
-    rank_all = rankdata(np.concatenate([pos, neg]))
-    pos_place = (rank_all[:m] - rankdata(pos)) / n
-    neg_place = 1.0 - (rank_all[m:] - rankdata(neg)) / m
+    pos_place, neg_place = delong_placements(scores, is_positive)
     auc = float(pos_place.mean())
     se = float(np.sqrt(pos_place.var(ddof=1) / m + neg_place.var(ddof=1) / n))
     return max(0.0, auc - z * se), min(1.0, auc + z * se)
+
+
+def delong_placements(scores: Any, is_positive: Any) -> tuple[np.ndarray, np.ndarray]:
+    """DeLong's structural components: each positive's placement (the share of negatives it
+    outscores, ties half) and each negative's (the share of positives outscoring it); their
+    means are the AUC. Midranks give them in O(N log N). Needs a positive and a negative."""
+    from scipy.stats import rankdata  # here: the CLI formats intervals without scipy
+
+    scores, is_positive = np.asarray(scores, dtype=float), np.asarray(is_positive, dtype=bool)
+    pos, neg = scores[is_positive], scores[~is_positive]
+    m, n = len(pos), len(neg)
+    rank_all = rankdata(np.concatenate([pos, neg]))
+    return (rank_all[:m] - rankdata(pos)) / n, 1.0 - (rank_all[m:] - rankdata(neg)) / m
 
 
 def average_precision_interval(

@@ -25,10 +25,11 @@ from dataclasses import asdict, dataclass
 from typing import Any, Final
 
 import numpy as np
-from scipy.stats import norm, rankdata
+from scipy.stats import norm
 from sklearn.metrics import average_precision_score
 
 from fedmarket.errors import ConfigError, DataError
+from fedmarket.intervals import delong_placements
 from fedmarket.marketing import lift_at_k
 from fedmarket.names import did_you_mean
 
@@ -82,17 +83,13 @@ def _checked(y: Any, score_a: Any, score_b: Any) -> tuple[np.ndarray, np.ndarray
 def delong_components(y: Any, score: Any) -> tuple[np.ndarray, np.ndarray]:
     """DeLong's structural components (V10 per positive, V01 per negative); their means are
     the AUC. ``y`` is 0/1 (or a count: positive is > 0)."""
-    y, s = np.asarray(y, dtype=np.float64).reshape(-1), np.asarray(score, dtype=np.float64)
-    pos, neg = s.reshape(-1)[y > 0], s.reshape(-1)[y <= 0]
-    m, n = pos.size, neg.size
+    positive = np.asarray(y, dtype=np.float64).reshape(-1) > 0
+    m, n = int(positive.sum()), int((~positive).sum())
     if m == 0 or n == 0:
         raise DataError(
             f"ROC-AUC needs buyers and non-buyers; the customers hold {m} buyers and {n} non-buyers"
         )
-    overall = rankdata(np.concatenate([pos, neg]))  # mid-ranks: ties count half
-    v10 = (overall[:m] - rankdata(pos)) / n
-    v01 = 1.0 - (overall[m:] - rankdata(neg)) / m
-    return v10, v01
+    return delong_placements(np.asarray(score, dtype=np.float64).reshape(-1), positive)
 
 
 def paired_delong(
