@@ -25,7 +25,13 @@ number of transactions in t). Decisions a reader of the table should know:
 """
 
 from fedmarket.anchors.privacy import DEFAULT_CLIPPING, AnchorPrivacy
-from fedmarket.anchors.run import ANCHOR_MODELS, HISTORY_COLUMNS, AnchorData, run_btyd_anchors
+from fedmarket.anchors.run import (
+    ANCHOR_MODELS,
+    HISTORY_COLUMNS,
+    AnchorData,
+    run_btyd_anchors,
+    run_manifest_anchors,
+)
 
 __all__ = [
     "ANCHOR_MODELS",
@@ -34,4 +40,5 @@ __all__ = [
     "AnchorData",
     "AnchorPrivacy",
     "run_btyd_anchors",
+    "run_manifest_anchors",
 ]

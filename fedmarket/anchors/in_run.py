@@ -101,10 +101,7 @@ def fit_run_anchor(
     manifest = store.read_manifest(data_dir)
     data = AnchorData.from_manifest(manifest)
     task = get_task(cfg.task)
-    train_parts = [
-        store.load_split(data_dir, pid, "train", fernet=fernet)
-        for pid in store.partition_ids(manifest)
-    ]
+    train_parts = store.load_partitions(data_dir, "train", store.partition_ids(manifest), fernet)
     histories = [history(p, data) for p in train_parts if len(p)]
     test = store.load_pooled(data_dir, "test", fernet=fernet)
     if privacy is None:

@@ -168,3 +168,30 @@ def run_btyd_anchors(
         if on_row is not None:
             on_row(row)
     return rows
+
+
+def run_manifest_anchors(
+    manifest: dict[str, Any],
+    train_parts: Sequence[SplitArrays],
+    test: SplitArrays,
+    *,
+    task: str,
+    epsilon: float | None = None,
+    seed: int = 0,
+    progress: Callable[[str], None] | None = None,
+    on_row: Callable[[ResultRow], None] | None = None,
+) -> list[ResultRow]:
+    """``run_btyd_anchors`` on prepared data described by ``manifest``, under client DP at
+    ``epsilon`` per retailer (delta 1/(10 n)) when given: what `fedmarket baselines` and
+    ``compare_baselines`` run. The caller checks ``AnchorData.missing(manifest)`` first."""
+    privacy = None if epsilon is None else AnchorPrivacy.for_retailers(epsilon, train_parts)
+    return run_btyd_anchors(
+        train_parts,
+        test,
+        task=task,
+        data=AnchorData.from_manifest(manifest),
+        privacy=privacy,
+        seed=seed,
+        progress=progress,
+        on_row=on_row,
+    )

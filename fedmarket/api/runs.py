@@ -184,9 +184,7 @@ def compare_baselines(
     data, where = Path(data), optional_path(out)
     fernet = data_key(data, encryption_key_file, where)
     manifest = store.read_manifest(data)
-    train_parts = [
-        store.load_split(data, pid, "train", fernet=fernet) for pid in store.partition_ids(manifest)
-    ]
+    train_parts = store.load_partitions(data, "train", store.partition_ids(manifest), fernet)
     train = store.SplitArrays.concat(train_parts)
     test = store.load_pooled(data, "test", fernet=fernet)
     with progress_bar("classical baselines", None, unit="models", enabled=progress) as advance:
@@ -198,21 +196,16 @@ def compare_baselines(
             models=classical,
             progress=lambda name: advance(1, description=name),
         )
-    from fedmarket.anchors import AnchorData, AnchorPrivacy, run_btyd_anchors
+    from fedmarket.anchors import AnchorData, run_manifest_anchors
 
     if anchors and AnchorData.missing(manifest) is None:
-        privacy = (
-            AnchorPrivacy.for_retailers(anchor_epsilon, train_parts)
-            if anchor_epsilon is not None
-            else None
-        )
         with progress_bar("customer-base anchors", None, unit="fits", enabled=progress) as step:
-            rows += run_btyd_anchors(
+            rows += run_manifest_anchors(
+                manifest,
                 train_parts,
                 test,
                 task=task,
-                data=AnchorData.from_manifest(manifest),
-                privacy=privacy,
+                epsilon=anchor_epsilon,
                 seed=seed,
                 progress=lambda name: step(1, description=name),
             )

@@ -77,9 +77,7 @@ def baselines_cmd(
         AnchorPrivacy(anchor_epsilon, 1e-5)
     fernet = prepared_data_fernet(data, encryption_key_file, outside=[out])
     manifest = store.read_manifest(data)
-    train_parts = [
-        store.load_split(data, pid, "train", fernet=fernet) for pid in store.partition_ids(manifest)
-    ]
+    train_parts = store.load_partitions(data, "train", store.partition_ids(manifest), fernet)
     test = store.load_pooled(data, "test", fernet=fernet)
     tracker = open_tracker(target)
     rows: list[bl.ResultRow] = []
@@ -149,20 +147,19 @@ def check_names(task: str, sequence_models: str, count_loss: str = "poisson") ->
 def _anchor_rows(manifest, train_parts, test, task, epsilon, seed, keep) -> None:
     """BG/NBD and Pareto/NBD rows (pooled, federated, and federated under DP when
     ``epsilon`` is given), or a line saying why the data cannot have them."""
-    from fedmarket.anchors import AnchorData, AnchorPrivacy, run_btyd_anchors
+    from fedmarket.anchors import AnchorData, run_manifest_anchors
 
     skip = AnchorData.missing(manifest)
     if skip:
         console.print(f"customer-base anchors skipped: {skip}", highlight=False)
         return
-    privacy = None if epsilon is None else AnchorPrivacy.for_retailers(epsilon, train_parts)
     with progress_bar("customer-base anchors", None, unit="fits") as advance:
-        run_btyd_anchors(
+        run_manifest_anchors(
+            manifest,
             train_parts,
             test,
             task=task,
-            data=AnchorData.from_manifest(manifest),
-            privacy=privacy,
+            epsilon=epsilon,
             seed=seed,
             progress=lambda name: advance(1, description=name),
             on_row=keep,

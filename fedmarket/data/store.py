@@ -258,8 +258,20 @@ def load_pooled(
     fernet: Fernet | None = None,
 ) -> SplitArrays:
     """All customers of a split across partitions, in partition order (the centralised view)."""
+    return SplitArrays.concat(load_partitions(data_dir, split, partitions, fernet, mmap=False))
+
+
+def load_partitions(
+    data_dir: Path,
+    split: str,
+    partitions: Iterable[int] | None = None,
+    fernet: Fernet | None = None,
+    mmap: bool = True,
+) -> list[SplitArrays]:
+    """One split of each partition (every partition by default), in partition order: what
+    a computation that keeps the retailers apart (a federated fit) reads."""
     ids = list(partitions) if partitions is not None else partition_ids(read_manifest(data_dir))
-    return SplitArrays.concat(load_split(data_dir, p, split, fernet, mmap=False) for p in ids)
+    return [load_split(data_dir, p, split, fernet, mmap=mmap) for p in ids]
 
 
 def write_manifest(data_dir: Path, manifest: dict[str, Any]) -> None:
