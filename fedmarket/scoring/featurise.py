@@ -1,0 +1,187 @@
+"""New customers' events turned into a run's model inputs, with the code `data prepare` runs.
+
+Batch scoring (a retailer's whole export) and the service (one customer's recent events as
+JSON) both come here, and both go through the same validator (``validate_events``), the same
+feature builder (``SequenceBuilder``) in the run's window moved to the scoring date, and the
+run's normalisation statistics: a customer gets the same score whichever way it is scored.
+
+Features are built on the retailer's own customer ids. Pseudonymisation would not change a
+feature (ids and sessions are only counted, and HMAC keeps distinct values distinct), and
+scoring happens at the retailer, next to the raw ids the targeting list must name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from fedmarket.data import features
+from fedmarket.data.ingest import loaders, peek
+from fedmarket.data.ingest.mapping import ExportMapping
+from fedmarket.data.ingest.validate import DropReport
+from fedmarket.errors import ConfigError, DataError
+from fedmarket.scoring.run_model import RunModel
+
+Advance = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class ScoringInputs:
+    """Row i of every array is customer ``customer[i]`` (the id as the events spell it)."""
+
+    retailer: str
+    customer: np.ndarray
+    X: np.ndarray  # normalised, (customers, steps, features), float32
+    y_purchase: np.ndarray  # labels in the horizon after ``window.cutoff`` (0 where unseen)
+    y_count: np.ndarray
+    window: features.FeatureWindow
+    n_events: int
+    last_event: pd.Timestamp | None
+    drops: DropReport
+
+    def __len__(self) -> int:
+        return len(self.customer)
+
+    @property
+    def horizon_covered(self) -> bool:
+        """Whether the events reach the end of the horizon, so the labels are outcomes."""
+        return self.last_event is not None and self.last_event >= self.window.horizon_end - (
+            pd.Timedelta(days=1)
+        )
+
+
+def check_event_features(run: RunModel) -> None:
+    """Refuse a run whose inputs are not the event features alone (a joined attribute
+    table): its extra columns are not in an event export."""
+    extra = [n for n in run.feature_names if n not in features.FEATURE_NAMES]
+    if extra or len(run.feature_names) != len(features.FEATURE_NAMES):
+        raise ConfigError(
+            f"{run.run_dir}: the run's model also reads {len(extra)} attribute column(s) "
+            f"({', '.join(extra[:3])}{', ...' if len(extra) > 3 else ''}) joined by "
+            "`data prepare --attributes`; score it with --data PREPARED --partition I"
+        )
+
+
+def default_as_of(last_event: pd.Timestamp) -> pd.Timestamp:
+    """Midnight after the last event: every event counts, as in "score them today"."""
+    return last_event.tz_convert("UTC").normalize() + pd.Timedelta(days=1)
+
+
+def featurise_frames(
+    run: RunModel,
+    frames: Iterable[pd.DataFrame],
+    window: features.FeatureWindow,
+    *,
+    retailer: str,
+    drops: DropReport | None = None,
+    advance: Advance | None = None,
+) -> ScoringInputs:
+    """Validated event frames (``validate_events`` output) of one retailer -> model inputs."""
+    check_event_features(run)
+    builder = features.SequenceBuilder(window, run.count_unit)
+    n_events, last = 0, None
+    for frame in frames:
+        if not len(frame):
+            continue
+        builder.add(frame)
+        n_events += len(frame)
+        t = frame["event_time"].max()
+        last = t if last is None or t > last else last
+        if advance is not None:
+            advance(len(frame))
+    if n_events == 0:
+        raise DataError(f"retailer {retailer}: no valid event to score (see the dropped rows)")
+    feats = builder.finish()
+    return ScoringInputs(
+        retailer=retailer,
+        customer=feats.customer,
+        X=run.norm.apply(feats.X),
+        y_purchase=feats.y_purchase,
+        y_count=feats.y_count,
+        window=window,
+        n_events=n_events,
+        last_event=last,
+        drops=drops if drops is not None else DropReport(),
+    )
+
+
+def featurise_export(
+    run: RunModel,
+    raw: Path,
+    *,
+    mapping: ExportMapping | None = None,
+    as_of: object | None = None,
+    chunksize: int = 500_000,
+    strict: bool = False,
+    advance: Advance | None = None,
+) -> list[ScoringInputs]:
+    """Every retailer's customers in ``raw`` (a file or directory, as `data prepare` reads),
+    featurised as of ``as_of`` (default: the midnight after the last event)."""
+    check_event_features(run)
+    exports = loaders.find_exports(Path(raw), mapping)
+    out = []
+    for retailer in sorted(exports):
+        files = exports[retailer]
+        if as_of is None:
+            last = _last_event(retailer, files, mapping, chunksize)
+            window = run.window_at(default_as_of(last))
+        else:
+            window = run.window_at(_as_of(as_of))
+        drops = DropReport()
+        frames = (
+            chunk
+            for path in files
+            for chunk in loaders.iter_events(
+                path,
+                mapping=mapping,
+                chunksize=chunksize,
+                strict=strict,
+                report=drops,
+                retailer_id=retailer,
+            )
+        )
+        out.append(
+            featurise_frames(run, frames, window, retailer=retailer, drops=drops, advance=advance)
+        )
+    return out
+
+
+def _as_of(value: object) -> pd.Timestamp:
+    try:
+        t = pd.Timestamp(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"--as-of {value!r} is not a date (use YYYY-MM-DD)") from exc
+    t = t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
+    if t != t.normalize():
+        raise ConfigError(
+            f"--as-of {value!r} is not a midnight; features cover whole UTC days, "
+            f"use e.g. {t.normalize():%Y-%m-%d}"
+        )
+    return t
+
+
+def _last_event(
+    retailer: str, files: list[Path], mapping: ExportMapping | None, chunksize: int
+) -> pd.Timestamp:
+    """The latest event: Parquet statistics or the time column alone when the export needs no
+    mapping (an upper bound that includes rows the validator would drop), else validated."""
+    if mapping is None:
+        found = [peek.latest_event_ns(p) for p in files]
+        ns = max((n for n in found if n is not None), default=None)
+        if ns is not None:
+            return pd.Timestamp(ns, unit="ns", tz="UTC")
+    last, drops = None, DropReport()
+    for path in files:
+        for chunk in loaders.iter_events(
+            path, mapping=mapping, chunksize=chunksize, report=drops, retailer_id=retailer
+        ):
+            if len(chunk):
+                t = chunk["event_time"].max()
+                last = t if last is None or t > last else last
+    if last is None:
+        raise DataError(f"retailer {retailer}: no valid event in {', '.join(map(str, files))}")
+    return last

@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fedmarket.data import store
+from fedmarket.data.protect.pseudonyms import Pseudonymiser
+from fedmarket.errors import ConfigError
+from fedmarket.scoring.featurise import featurise_export
+from fedmarket.scoring.run_model import load_run_model
+from tests.conftest import TINY_PREPARE
+
+
+def _prepared_by_pseudonym(data_dir: Path, pid: int) -> tuple[dict[str, int], np.ndarray]:
+    parts = [store.load_split(data_dir, pid, s) for s in store.SPLITS]
+    customers = np.concatenate([np.asarray(p.customer) for p in parts])
+    X = np.concatenate([np.asarray(p.X) for p in parts])
+    return {str(c): i for i, c in enumerate(customers)}, X
+
+
+def test_scoring_at_the_runs_cutoff_rebuilds_the_prepared_inputs(
+    scoring_run: Path, tiny_raw: Path, tiny_data: Path
+) -> None:
+    run = load_run_model(scoring_run)
+    inputs = featurise_export(run, tiny_raw, as_of=run.window.cutoff)
+    manifest = store.read_manifest(tiny_data)
+    assert [i.retailer for i in inputs] == sorted(manifest["retailers"])
+    pseudo = Pseudonymiser(TINY_PREPARE["pseudonym_key"])
+    for pid, found in enumerate(inputs):
+        index, X = _prepared_by_pseudonym(tiny_data, pid)
+        names = pseudo.map(pd.Series(found.customer, dtype="string")).to_numpy(str)
+        assert sorted(names) == sorted(index)  # the same customers, no more, no fewer
+        rows = np.array([index[n] for n in names])
+        np.testing.assert_allclose(found.X, X[rows], atol=1e-6)
+        assert found.window.cutoff == run.window.cutoff
+
+
+def test_default_as_of_is_the_midnight_after_the_last_event(
+    scoring_run: Path, tiny_raw: Path
+) -> None:
+    run = load_run_model(scoring_run)
+    (first, *_) = featurise_export(run, tiny_raw)
+    last = first.last_event
+    assert first.window.cutoff == last.normalize() + pd.Timedelta(days=1)
+    assert not first.horizon_covered
+
+
+def test_as_of_must_be_a_date_at_midnight(scoring_run: Path, tiny_raw: Path) -> None:
+    run = load_run_model(scoring_run)
+    with pytest.raises(ConfigError, match="not a date"):
+        featurise_export(run, tiny_raw, as_of="soon")
+    with pytest.raises(ConfigError, match="not a midnight"):
+        featurise_export(run, tiny_raw, as_of="2020-01-01T05:00Z")

@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fedmarket.data import store
+from fedmarket.errors import ConfigError
+from fedmarket.scoring.run_model import load_run_model
+from fedmarket.training import predict
+
+
+def test_federated_model_scores_like_the_checkpoint(scoring_run: Path, tiny_data: Path) -> None:
+    run = load_run_model(scoring_run)
+    assert run.source == "federated" and run.round == 2
+    test = store.load_split(tiny_data, 0, "test")
+    expected = predict(run.net, np.asarray(test.X), run.task)
+    assert np.array_equal(run.predict(np.asarray(test.X)), expected)
+    assert run.input_shape == np.asarray(test.X).shape[1:]
+
+
+def test_centralised_model_is_the_reference(scoring_run: Path, tiny_data: Path) -> None:
+    fed, cen = load_run_model(scoring_run), load_run_model(scoring_run, "centralised")
+    X = np.asarray(store.load_split(tiny_data, 1, "test").X)
+    assert cen.round is None
+    assert not np.allclose(fed.predict(X), cen.predict(X))
+
+
+def test_bad_source_and_unfinished_run(scoring_run: Path, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="choose one of federated, centralised"):
+        load_run_model(scoring_run, "pooled")
+    run = tmp_path / "run"
+    shutil.copytree(scoring_run, run)
+    (run / "checkpoints" / "latest.json").unlink()
+    with pytest.raises(ConfigError, match="no committed round"):
+        load_run_model(run)
+    shutil.rmtree(run / "centralised")
+    with pytest.raises(ConfigError, match=r"no centralised/model\.pt"):
+        load_run_model(run, "centralised")
+
+
+def test_wrong_input_shape_is_refused(scoring_run: Path) -> None:
+    run = load_run_model(scoring_run)
+    with pytest.raises(ConfigError, match="steps"):
+        run.predict(np.zeros((2, 3, 4), np.float32))
