@@ -23,8 +23,6 @@ from typing import Any
 
 import numpy as np
 from scipy.special import expit, logit
-from sklearn.isotonic import IsotonicRegression
-from sklearn.linear_model import LogisticRegression
 
 from fedmarket.errors import ConfigError, DataError
 from fedmarket.names import did_you_mean
@@ -157,9 +155,13 @@ def fit_calibrator(y_val: object, p_val: object, method: str = "platt") -> Calib
         )
     if method == "platt":
         z = logit(np.clip(p, EPS, 1 - EPS)).reshape(-1, 1)
+        from sklearn.linear_model import LogisticRegression  # fitting only: not at start-up
+
         lr = LogisticRegression(C=np.inf).fit(z, y)  # unpenalised
         params = {"slope": float(lr.coef_[0, 0]), "intercept": float(lr.intercept_[0])}
     else:
+        from sklearn.isotonic import IsotonicRegression
+
         iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(p, y)
         params = {"x": iso.X_thresholds_.tolist(), "y": iso.y_thresholds_.tolist()}
     return Calibrator(method, params, len(y))

@@ -22,6 +22,10 @@ NaN instead of crashing a federated round. The rules, in one place:
 Aggregate the metrics with NaN-aware means (``np.nanmean``) and report how many were NaN; but
 never average ``ONE_TEST_SET_KEYS`` (intervals, counts, totals) across test sets: an average
 of two intervals is not the interval of anything.
+
+scikit-learn and scipy.stats are imported by the functions that use them: a federated
+client imports this module to start, and those two are a second of its start-up that its
+first training does not need.
 """
 
 from __future__ import annotations
@@ -31,21 +35,6 @@ import warnings
 from typing import Final
 
 import numpy as np
-from scipy.stats import NearConstantInputWarning, pearsonr, spearmanr
-from sklearn.metrics import (
-    accuracy_score,
-    average_precision_score,
-    f1_score,
-    log_loss,
-    mean_absolute_error,
-    mean_absolute_percentage_error,
-    precision_recall_curve,
-    precision_score,
-    r2_score,
-    recall_score,
-    roc_auc_score,
-    root_mean_squared_error,
-)
 
 from fedmarket.errors import ConfigError, DataError
 from fedmarket.intervals import (
@@ -162,26 +151,28 @@ def classification_metrics(
     """
     if not 0.0 < threshold < 1.0:
         raise ConfigError(f"threshold={threshold}: must lie strictly between 0 and 1")
+    from sklearn import metrics as skm  # here, not at the top: see the module docstring
+
     t, p = _binary_pair(y_true, y_prob)
     pred = (p >= threshold).astype(np.int64)
     both_classes = np.unique(t).size == 2
     clipped = np.clip(p, PROBABILITY_EPS, 1.0 - PROBABILITY_EPS)
     n_positive = int(t.sum())
-    pr_auc = float(average_precision_score(t, p)) if both_classes else math.nan
+    pr_auc = float(skm.average_precision_score(t, p)) if both_classes else math.nan
     roc_auc_low, roc_auc_high = delong_interval(p, t == 1)
     pr_auc_low, pr_auc_high = average_precision_interval(pr_auc, n_positive)
     return {
-        "accuracy": float(accuracy_score(t, pred)),
-        "precision": float(precision_score(t, pred, zero_division=np.nan)),
-        "recall": float(recall_score(t, pred, zero_division=np.nan)),
-        "f1": float(f1_score(t, pred, zero_division=np.nan)),
-        "roc_auc": float(roc_auc_score(t, p)) if both_classes else math.nan,
+        "accuracy": float(skm.accuracy_score(t, pred)),
+        "precision": float(skm.precision_score(t, pred, zero_division=np.nan)),
+        "recall": float(skm.recall_score(t, pred, zero_division=np.nan)),
+        "f1": float(skm.f1_score(t, pred, zero_division=np.nan)),
+        "roc_auc": float(skm.roc_auc_score(t, p)) if both_classes else math.nan,
         "roc_auc_low": roc_auc_low,
         "roc_auc_high": roc_auc_high,
         "pr_auc": pr_auc,
         "pr_auc_low": pr_auc_low,
         "pr_auc_high": pr_auc_high,
-        "log_loss": float(log_loss(t, clipped, labels=[0, 1])),
+        "log_loss": float(skm.log_loss(t, clipped, labels=[0, 1])),
         "positive_rate": float(t.mean()),
         "predicted_positive_rate": float(pred.mean()),
         "n": len(t),
@@ -203,7 +194,9 @@ def best_f1_threshold(y_true_val: object, y_prob_val: object) -> float:
             "y_true_val has no positives; F1 (and so its best threshold) is "
             "undefined; use a validation split that contains buyers"
         )
-    precision, recall, thresholds = precision_recall_curve(t, p)
+    from sklearn import metrics as skm
+
+    precision, recall, thresholds = skm.precision_recall_curve(t, p)
     # The last precision/recall pair has no threshold (recall 0 by construction).
     precision, recall = precision[:-1], recall[:-1]
     denom = precision + recall
@@ -225,6 +218,8 @@ def regression_metrics(y_true: object, y_pred: object) -> dict[str, float]:
     +0.1 forecasts 10 % too many purchases), what a planner forecasting demand from the sum
     reads; NaN when no test customer bought.
     """
+    from sklearn import metrics as skm
+
     t, p = _pair(y_true, y_pred, "y_pred")
     nonzero = t != 0
     constant = t.size < 2 or np.all(t == t[0])
@@ -232,10 +227,10 @@ def regression_metrics(y_true: object, y_pred: object) -> dict[str, float]:
     total_predicted, total_actual = float(p.sum()), float(t.sum())
     n_positive = int(nonzero.sum())
     return {
-        "mae": float(mean_absolute_error(t, p)),
-        "rmse": float(root_mean_squared_error(t, p)),
-        "r2": math.nan if constant else float(r2_score(t, p)),
-        "mape": float(mean_absolute_percentage_error(t[nonzero], p[nonzero]))
+        "mae": float(skm.mean_absolute_error(t, p)),
+        "rmse": float(skm.root_mean_squared_error(t, p)),
+        "r2": math.nan if constant else float(skm.r2_score(t, p)),
+        "mape": float(skm.mean_absolute_percentage_error(t[nonzero], p[nonzero]))
         if nonzero.any()
         else math.nan,
         "pearson": pearson,
@@ -261,6 +256,8 @@ def _correlations(t: np.ndarray, p: np.ndarray, constant: bool) -> tuple[float, 
     """(Pearson, Spearman) by scipy; NaN, without scipy's warning, when a side is constant."""
     if constant or np.all(p == p[0]):
         return math.nan, math.nan
+    from scipy.stats import NearConstantInputWarning, pearsonr, spearmanr
+
     with warnings.catch_warnings():  # nearly constant predictions (an untrained model):
         warnings.simplefilter("ignore", NearConstantInputWarning)  # a number, not console noise
         return float(pearsonr(t, p).statistic), float(spearmanr(t, p).statistic)

@@ -23,7 +23,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -34,8 +34,10 @@ from fedmarket.data.store import SplitArrays
 from fedmarket.errors import ConfigError, DataError
 from fedmarket.privacy.accounting import AccountantState, steps_per_epoch
 from fedmarket.privacy.config import PrivacySettings
-from fedmarket.privacy.engine import PrivateTraining, make_private
 from fedmarket.tasks import Task
+
+if TYPE_CHECKING:  # the Opacus wiring is imported by DP training only (see fit)
+    from fedmarket.privacy.engine import PrivateTraining
 
 LR_SCHEDULES: tuple[str, ...] = ("cosine", "step", "none")
 _STREAM_VAL, _STREAM_TRAIN = 0, 1
@@ -157,6 +159,8 @@ def fit(
     sampler = torch.Generator().manual_seed(int(seeds[0]))
     priv = None
     if privacy is not None:  # before model.to: a refused budget leaves the model as it was
+        from fedmarket.privacy.engine import make_private  # Opacus: DP training only
+
         priv = make_private(
             model, optimizer, data, privacy, privacy_state,
             batch_size=cfg.batch_size, generator=sampler,

@@ -35,7 +35,6 @@ from fedmarket.deploy.agreement import CONFIG_KEY
 from fedmarket.federated.run_log import RunLog, restore_global_rng
 from fedmarket.models import build_model
 from fedmarket.progress import log_file, quiet_flower
-from fedmarket.reporting import write_run_outputs
 from fedmarket.rundir import RunDir
 from server.consortium import Consortium, agree, deployment_strategy
 from strategies import build_strategy
@@ -120,6 +119,8 @@ def make_server_app(
                 if on_done is not None:
                     on_done(federated)
                 else:
+                    from fedmarket.reporting import write_run_outputs  # matplotlib: at the end
+
                     write_run_outputs(run_dir, cfg, federated, centralised=None)
             log.info("fedmarket: run finished; results in %s", run_dir)
 

@@ -29,14 +29,15 @@ The DP layers stay instances of Opacus' own classes because Opacus recognises th
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
-from opacus.layers import DPGRU, DPLSTM, DPRNN
-from opacus.layers.dp_rnn import DPRNNBase
-from opacus.layers.param_rename import filter_out_old_keys
 from torch import Tensor, nn
 
 from fedmarket.errors import ConfigError
-from fedmarket.models.dp_lstm import BatchedDPLSTM
+
+if TYPE_CHECKING:  # Opacus is imported by the DP form only: a model without DP never loads it
+    from opacus.layers.dp_rnn import DPRNNBase
 
 RECURRENT_KINDS: tuple[str, ...] = ("gru", "lstm", "rnn")
 # False: the fast form; True: the default DP form; "opacus": Opacus' own DP layers everywhere
@@ -44,7 +45,12 @@ RECURRENT_KINDS: tuple[str, ...] = ("gru", "lstm", "rnn")
 DP_FORMS: tuple[bool | str, ...] = (False, True, "opacus")
 
 _FAST: dict[str, type[nn.RNNBase]] = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
-_DP: dict[str, type[DPRNNBase]] = {"lstm": DPLSTM, "gru": DPGRU, "rnn": DPRNN}
+
+
+def _dp_layer_class(kind: str) -> type[DPRNNBase]:
+    from opacus.layers import DPGRU, DPLSTM, DPRNN
+
+    return {"lstm": DPLSTM, "gru": DPGRU, "rnn": DPRNN}[kind]
 
 
 def _drop_cell_keys(module: DPRNNBase, state_dict: dict, prefix: str, local_metadata: dict) -> None:
@@ -75,6 +81,8 @@ def _alias_cell_keys(
 
 def _adopt_torch_layout(dp_layer: DPRNNBase, torch_names: list[str]) -> DPRNNBase:
     """Make ``dp_layer`` save and load exactly the keys, in the order, of its torch twin."""
+    from opacus.layers.param_rename import filter_out_old_keys
+
     opacus_names = sorted(dp_layer.new_to_old)
     if opacus_names != sorted(torch_names):
         raise RuntimeError(
@@ -108,9 +116,11 @@ def recurrent_layer(kind: str, input_size: int, hidden_size: int, *, dp: bool | 
     if not dp:
         return fast
     if kind == "lstm" and dp is True:
+        from fedmarket.models.dp_lstm import BatchedDPLSTM
+
         return BatchedDPLSTM.from_lstm(fast)
     with torch.random.fork_rng(devices=[]):
-        dp_layer = _DP[kind](input_size, hidden_size, num_layers=1, batch_first=True)
+        dp_layer = _dp_layer_class(kind)(input_size, hidden_size, num_layers=1, batch_first=True)
     _adopt_torch_layout(dp_layer, list(fast.state_dict()))
     dp_layer.load_state_dict(fast.state_dict(), strict=True)
     return dp_layer
@@ -146,9 +156,14 @@ class RecurrentStack(nn.Module):
         for index, layer in enumerate(self.layers):
             if index > 0:
                 x = self.between(x)
-            elif isinstance(layer, BatchedDPLSTM) and self.training and not x.requires_grad:
+            elif _is_batched_dp_lstm(layer) and self.training and not x.requires_grad:
                 # an input that needs a gradient makes Opacus' layer hook fire after the
                 # layer's backward, so its grad sampler finds D ready instead of recomputing
                 x = x.detach().requires_grad_(torch.is_grad_enabled())
             x, _ = layer(x)
         return x
+
+
+def _is_batched_dp_lstm(layer: nn.Module) -> bool:
+    # by name, so that the fast form's forward does not import the DP layer (and Opacus)
+    return type(layer).__name__ == "BatchedDPLSTM"

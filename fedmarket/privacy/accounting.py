@@ -17,9 +17,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from opacus.accountants import RDPAccountant, create_accountant
-from opacus.accountants.analysis import rdp as rdp_analysis
-from opacus.accountants.utils import get_noise_multiplier
 
 from fedmarket.checks import integer, number
 from fedmarket.errors import PrivacyError
@@ -124,6 +121,8 @@ def epsilon(state: AccountantState, delta: float) -> float:
         warnings.filterwarnings("ignore", message="Optimal order is the")
         if state.accountant == "rdp":
             return _rdp_epsilon(state.history, delta)
+        from opacus.accountants import create_accountant
+
         accountant = create_accountant(mechanism=state.accountant)
         accountant.history = list(state.history)
         return float(accountant.get_epsilon(delta=delta))
@@ -132,6 +131,9 @@ def epsilon(state: AccountantState, delta: float) -> float:
 @functools.lru_cache(maxsize=4096)
 def _rdp_one_step(noise_multiplier: float, sample_rate: float) -> np.ndarray:
     """One step's RDP at Opacus' default orders; read-only, shared by every caller."""
+    from opacus.accountants import RDPAccountant
+    from opacus.accountants.analysis import rdp as rdp_analysis
+
     rdp = rdp_analysis.compute_rdp(
         q=sample_rate, noise_multiplier=noise_multiplier, steps=1,
         orders=RDPAccountant.DEFAULT_ALPHAS,
@@ -145,6 +147,9 @@ def _rdp_epsilon(history: tuple[Entry, ...], delta: float) -> float:
     each (noise, rate) pair's per-step RDP computed once per process: the fractional orders
     make it the costliest part of a short DP fit (it is read after every epoch), while a
     client's history repeats one pair round after round."""
+    from opacus.accountants import RDPAccountant
+    from opacus.accountants.analysis import rdp as rdp_analysis
+
     rdp = sum([_rdp_one_step(noise, rate) * steps for noise, rate, steps in history])
     eps, _ = rdp_analysis.get_privacy_spent(
         orders=RDPAccountant.DEFAULT_ALPHAS, rdp=rdp, delta=delta
@@ -170,6 +175,8 @@ def calibrate_noise(
     steps at ``sample_rate`` within ``target_epsilon``."""
     if total_steps < 1:
         raise PrivacyError(f"calibrate_noise: total_steps must be >= 1, got {total_steps}")
+    from opacus.accountants.utils import get_noise_multiplier
+
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Optimal order is the")

@@ -50,3 +50,25 @@ def test_help_data_and_keys_commands_load_no_training_stack(tmp_path):
     loaded = json.loads(done.stdout.strip().splitlines()[-1])
     assert (prepared / "manifest.json").is_file()  # the commands did their work
     assert loaded == {" ".join(c[:2]): [] for c in commands}
+
+
+def _loaded_by(module: str) -> list[str]:
+    code = (
+        f"import sys, json; import {module}; "
+        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('opacus', 'sklearn', 'matplotlib', 'mlflow'))))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_flower_apps_start_without_opacus_sklearn_or_matplotlib():
+    # Every client actor imports the ClientApp before its first training, and the driver the
+    # ServerApp: Opacus (DP training only), scikit-learn (evaluation) and matplotlib (the
+    # report at the end) load where they are used, not in every process's start-up.
+    assert _loaded_by("clients.app") == []
+    assert _loaded_by("server.app") == []
