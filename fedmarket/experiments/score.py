@@ -239,10 +239,16 @@ def reliability_path(out: Path) -> Path:
     return out.with_name(f"{out.stem}.reliability.png")
 
 
-def run_score(opts: ScoreOptions, advance: Callable[[int], None] | None = None) -> ScoreResult:
-    """Score, select and write the targeting list; see the module docstring."""
+def run_score(
+    opts: ScoreOptions,
+    advance: Callable[[int], None] | None = None,
+    *,
+    run: RunModel | None = None,
+) -> ScoreResult:
+    """Score, select and write the targeting list; see the module docstring. ``run``: the
+    run's model when the caller loaded it already."""
     fmt = check_options(opts)
-    run = load_run_model(opts.run_dir, opts.source)
+    run = run if run is not None else load_run_model(opts.run_dir, opts.source)
     inputs, calibrator, id_column = _customers(run, opts, advance)
     scored = pd.concat(
         [batch.score_inputs(run, i, calibrator, id_column=id_column) for i in inputs],

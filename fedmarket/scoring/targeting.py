@@ -77,7 +77,7 @@ class SelectionRule:
 
     def describe(self) -> str:
         if self.top_fraction is not None:
-            return f"the top {self.top_fraction:.4g} of customers by score"
+            return f"the top {100 * self.top_fraction:.4g}% of customers by score"
         if self.top_n is not None:
             return f"the top {self.top_n:,} customers by score"
         return (
