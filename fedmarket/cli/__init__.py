@@ -9,6 +9,7 @@ from fedmarket.cli import (  # noqa: F401  (registration)
     audit,
     baselines,
     bench,
+    campaign,
     centralised,
     certs,
     compare,

@@ -261,6 +261,8 @@ def run_score(
         holdout_fraction=opts.holdout_fraction,
         seed=opts.seed,
     )
+    as_of = {i.retailer: f"{i.window.cutoff:%Y-%m-%d}" for i in inputs}
+    targets["as_of"] = targets["retailer"].map(as_of)  # campaign-report's default --from
     check = batch.calibration_on_test(run, calibrator)
     plot = None
     if check is not None:
@@ -277,7 +279,7 @@ def run_score(
         task=run.task.name,
         rows=len(targets),
         summaries=summaries,
-        as_of={i.retailer: f"{i.window.cutoff:%Y-%m-%d}" for i in inputs},
+        as_of=as_of,
         calibration=check,
         calibrator=calibrator,
         reliability_plot=plot,

@@ -74,6 +74,7 @@ def test_one_row_per_customer_with_raw_ids_in_csv_and_parquet(
             "selected",
             "holdout",
             "rank",
+            "as_of",
         ]
         for retailer, part in frame.groupby("retailer"):
             # the customers of the export with an event in the window (as data prepare)
