@@ -115,3 +115,27 @@ def test_bad_places(
     assert "unknown format 'xlsx'" in one_error_line(result)
     result = cli(*base[:1], run_with_scores, *base[1:], "--out", run_with_scores / "t.csv")
     assert "inside the run directory" in one_error_line(result)
+
+
+def test_prepared_partition_with_the_key_file_carries_raw_ids(
+    run_with_scores: Path,  # noqa: F811
+    tiny_data: Path,
+    tiny_raw: Path,
+    tmp_path: Path,
+) -> None:
+    import base64
+
+    from tests.conftest import TINY_PREPARE
+
+    key = tmp_path / "pseudonym.key"
+    key.write_text(base64.b64encode(TINY_PREPARE["pseudonym_key"]).decode())
+    key.chmod(0o600)
+    out = tmp_path / "t.csv"
+    args = ["--data", tiny_data, "--partition", "2", "--top-n", "5", "--out", out]
+    text = ok(cli("score", run_with_scores, *args, "--raw", tiny_raw, "--key-file", key))
+    assert "the retailer's own customer ids" in text
+    frame = pd.read_csv(out, dtype={"customer_id": str})
+    users = set(pd.read_parquet(tiny_raw / "retailer_02" / "events.parquet")["user_id"].astype(str))
+    assert set(frame["customer_id"]) <= users
+    result = cli("score", run_with_scores, *args, "--key-file", key)
+    assert "give --data and --raw" in one_error_line(result)
