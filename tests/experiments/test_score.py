@@ -179,3 +179,88 @@ def test_output_checks(run_with_scores: Path, tmp_path: Path) -> None:
         check_out(run_with_scores / "targets.csv", run_with_scores)
     with pytest.raises(ConfigError, match="a directory"):
         check_out(tmp_path, run_with_scores)
+
+
+@pytest.fixture(scope="module")
+def count_run(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished purchase-count run (Poisson) over ``tiny_data``, without Flower."""
+    import torch  # noqa: F401  (the checkpoint)
+
+    from fedmarket.config import RunConfig
+    from fedmarket.models import build_model
+
+    out = tmp_path_factory.mktemp("count") / "run"
+    cfg = RunConfig.from_mapping(
+        {"data-dir": str(tiny_data), "out-dir": str(out), "dp": "none", "task": "purchase-count"}
+    )
+    files = RunDir(out)
+    out.mkdir(parents=True)
+    files.write_config(cfg)
+    n = store.n_features(store.read_manifest(tiny_data))
+    model = build_model("cnn-lstm", n, task="purchase-count", seed=3)
+    files.save_checkpoint(1, model.state_dict())
+    files.latest_marker.write_text('{"round": 1, "path": "round-0001.pt"}')
+    return out
+
+
+def test_count_run_writes_expected_count_and_its_poisson_propensity(
+    count_run: Path, tiny_raw: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "t.csv"
+    result = run_score(
+        ScoreOptions(
+            run_dir=count_run,
+            out=out,
+            rule=SelectionRule(margin=10.0, contact_cost=2.0),
+            raw=tiny_raw,
+        )
+    )
+    frame = pd.read_csv(out, dtype={RAW_ID: str})
+    assert result.task == "purchase-count" and "expected_count" in frame.columns
+    np.testing.assert_allclose(frame["propensity"], 1 - np.exp(-frame["expected_count"]))
+    # the profit rule reads the expected count: contact when 10 x count > 2
+    np.testing.assert_array_equal(frame["selected"], frame["expected_count"] * 10 > 2)
+    for name, s in result.summaries.items():
+        part = frame[frame["retailer"] == name]
+        chosen = part[part["selected"]]
+        assert s.expected_purchases == pytest.approx(chosen["expected_count"].sum(), rel=1e-6)
+        assert s.expected_profit == pytest.approx(
+            (chosen["expected_count"] * 10 - 2).sum(), rel=1e-6
+        )
+    with pytest.raises(ConfigError, match="purchase counts"):
+        run_score(
+            ScoreOptions(
+                run_dir=count_run,
+                out=tmp_path / "c.csv",
+                rule=SelectionRule(top_n=1),
+                raw=tiny_raw / "retailer_00",
+                calibrate="platt",
+            )
+        )
+
+
+def test_calibrate_on_the_export_one_horizon_back(
+    run_with_scores: Path, tiny_raw: Path, tmp_path: Path
+) -> None:
+    rule = SelectionRule(top_n=10)
+    with pytest.raises(ConfigError, match="3 retailers"):
+        run_score(
+            ScoreOptions(
+                run_dir=run_with_scores,
+                out=tmp_path / "a.csv",
+                rule=rule,
+                raw=tiny_raw,
+                calibrate="isotonic",
+            )
+        )
+    result = run_score(
+        ScoreOptions(
+            run_dir=run_with_scores,
+            out=tmp_path / "b.csv",
+            rule=rule,
+            raw=tiny_raw / "retailer_00",
+            calibrate="isotonic",
+        )
+    )
+    assert result.calibrator is not None and result.calibrator.method == "isotonic"
+    assert result.calibration is not None and result.calibration.after is not None
