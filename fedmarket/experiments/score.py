@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fedmarket.calibration import Calibrator
+from fedmarket.calibration import CALIBRATION_METHODS, Calibrator
 from fedmarket.data import store
 from fedmarket.data.ingest import loaders
 from fedmarket.data.ingest.mapping import ExportMapping
@@ -212,6 +212,15 @@ def check_options(opts: ScoreOptions) -> str:
         raise ConfigError(
             "--as-of with --data: prepared customers are featurised at the run's cut-off; "
             "score --raw EXPORT --as-of DATE to score them on another day"
+        )
+    if opts.calibrate is not None and opts.calibrate not in CALIBRATION_METHODS:
+        raise ConfigError(
+            f"--calibrate {opts.calibrate!r}: choose one of {', '.join(CALIBRATION_METHODS)}"
+        )
+    if not 0.0 <= opts.holdout_fraction < 1.0:
+        raise ConfigError(
+            f"--holdout-fraction {opts.holdout_fraction}: the share of selected customers held "
+            "out lies in [0, 1), e.g. 0.1"
         )
     fmt = output_format(opts.out, opts.fmt)
     check_out(opts.out, opts.run_dir)

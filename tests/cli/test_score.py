@@ -81,6 +81,8 @@ def test_prepared_partition_without_a_key_says_it_carries_pseudonyms(
         (["--top", "10%", "--as-of", "soon"], "not a date"),
         (["--margin", "-2"], "--margin -2"),
         ([], "no selection rule"),
+        (["--top", "10%", "--calibrate", "magic"], "--calibrate 'magic'"),
+        (["--top", "10%", "--holdout-fraction", "1"], "--holdout-fraction 1.0"),
     ],
 )
 def test_bad_options(
