@@ -18,6 +18,7 @@ own ``--calibrate`` map fitted on its labelled customers (``fit_local_calibrator
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -83,10 +84,12 @@ def target_lists(
     seed: int = 0,
 ) -> tuple[pd.DataFrame, dict[str, TargetSummary]]:
     """``scored`` with decile, selected, holdout and rank added, each retailer its own
-    campaign (its own ranks, selection and control group, seeded by ``seed`` and its place
-    in the sorted retailer names), and each retailer's summary."""
+    campaign (its own ranks, selection and control group, seeded by ``seed`` and its name,
+    so a retailer gets the same list whether its export is scored alone or with others),
+    and each retailer's summary."""
     parts, summaries = [], {}
-    for i, (retailer, frame) in enumerate(scored.groupby("retailer", sort=True)):
+    for retailer, frame in scored.groupby("retailer", sort=True):
+        name = zlib.crc32(str(retailer).encode())
         count = frame["expected_count"].to_numpy() if "expected_count" in frame else None
         picked = select(
             frame["propensity"].to_numpy(),
@@ -94,7 +97,7 @@ def target_lists(
             rule,
             expected_count=count,
             holdout_fraction=holdout_fraction,
-            seed=int(np.random.SeedSequence([seed, i]).generate_state(1)[0]),
+            seed=int(np.random.SeedSequence([seed, name]).generate_state(1)[0]),
         )
         picked.index = frame.index
         summaries[str(retailer)] = summarise(

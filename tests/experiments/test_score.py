@@ -264,3 +264,18 @@ def test_calibrate_on_the_export_one_horizon_back(
     )
     assert result.calibrator is not None and result.calibrator.method == "isotonic"
     assert result.calibration is not None and result.calibration.after is not None
+
+
+def test_a_retailers_list_does_not_depend_on_the_other_retailers(
+    run_with_scores: Path, tiny_raw: Path, tmp_path: Path
+) -> None:
+    rule = SelectionRule(top_fraction=0.3)
+    common = {"run_dir": run_with_scores, "rule": rule, "holdout_fraction": 0.3, "seed": 4}
+    run_score(ScoreOptions(out=tmp_path / "all.csv", raw=tiny_raw, **common))
+    run_score(ScoreOptions(out=tmp_path / "one.csv", raw=tiny_raw / "retailer_01", **common))
+    every = pd.read_csv(tmp_path / "all.csv", dtype={RAW_ID: str})
+    one = pd.read_csv(tmp_path / "one.csv", dtype={RAW_ID: str})
+    assert set(one["retailer"]) == {"retailer_01"}
+    pd.testing.assert_frame_equal(
+        every[every["retailer"] == "retailer_01"].reset_index(drop=True), one
+    )
