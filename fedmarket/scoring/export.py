@@ -182,7 +182,9 @@ def export_onnx(scorer: RawScorer, example: np.ndarray, path: Path, model: str =
     x = torch.from_numpy(np.ascontiguousarray(example))
     customers = torch.export.Dim("customers", min=1)
     try:
-        program = torch.export.export(scorer, (x,), dynamic_shapes=({0: customers},))
+        with warnings.catch_warnings():  # nn.LSTM re-assigns _flat_weights: harmless here
+            warnings.simplefilter("ignore")
+            program = torch.export.export(scorer, (x,), dynamic_shapes=({0: customers},))
     except Exception as exc:  # torch raises many types; name the step and the model
         raise _export_failed("onnx", model, "torch.export", exc) from exc
     try:
@@ -229,7 +231,9 @@ def run_onnx(path: Path, raw: np.ndarray, threads: int = 1) -> np.ndarray:
 
 def run_torchscript(path: Path, raw: np.ndarray) -> np.ndarray:
     """The TorchScript file's predictions of raw features (``torch.jit.load``)."""
-    module = torch.jit.load(str(path), map_location="cpu")
+    with warnings.catch_warnings():  # torch 2.13 marks TorchScript deprecated, see above
+        warnings.simplefilter("ignore", DeprecationWarning)
+        module = torch.jit.load(str(path), map_location="cpu")
     with torch.no_grad():
         out = module(torch.from_numpy(np.asarray(raw, np.float32)))
     return out.numpy().astype(np.float64)

@@ -103,6 +103,8 @@ class RawScorer(nn.Module):
         self.net = net.eval()
         self.link = task.prediction  # a plain function of tensors: traced, not stored
         self.calibration = calibration_module(calibrator)
+        # an inference module: its outputs carry no autograd graph, in torch and once exported
+        self.requires_grad_(False)
 
     @classmethod
     def from_run(cls, run: RunModel) -> RawScorer:
