@@ -13,6 +13,7 @@ from fedmarket.cli import (  # noqa: F401  (registration)
     certs,
     compare,
     data,
+    export,
     keys,
     simulate,
     superlink,

@@ -111,10 +111,10 @@ def export_run(
     """Export the run's ``source`` model to ``out/`` in ``fmt``, with its model card; every
     input is checked before anything is written (see the module docstring)."""
     check_format(fmt)
-    if fmt == "onnx":
-        require_onnx()
     out = check_out(out, overwrite)
     run = load_run_model(Path(run_dir), source)
+    if fmt == "onnx":
+        require_onnx()
     scorer = RawScorer.from_run(run)
     data_dir = run.config.data_dir
     fernet = prepared_data_fernet(data_dir, key_file, outside=[run.run_dir])
