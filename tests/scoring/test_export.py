@@ -118,7 +118,13 @@ def test_platt_calibrator_is_folded_in(tiny_data: Path, tmp_path: Path) -> None:
 def test_other_models_and_the_count_task_export(
     tiny_data: Path, tmp_path: Path, model: str, task: str, count_loss: str, fmt: str
 ) -> None:
-    run_dir = make_run(tiny_data, tmp_path / "run", model=model, task=task, count_loss=count_loss)
+    """The purchase model carries an isotonic calibrator: folded in as ramps (ONNX Max/Min)."""
+    cal = None
+    if task == "purchase":
+        cal = Calibrator("isotonic", {"x": [0.3, 0.45, 0.5, 0.7], "y": [0.02, 0.1, 0.1, 0.6]}, 9)
+    run_dir = make_run(
+        tiny_data, tmp_path / "run", model=model, task=task, count_loss=count_loss, calibrator=cal
+    )
     result = export_run(run_dir, fmt, tmp_path / "out")
     raw, expected = _test_customers(run_dir)
     got = export.RUNNERS[fmt](result.model_file, raw)
