@@ -21,6 +21,7 @@ nothing. Files are written to a temporary sibling directory that is renamed into
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 import time
@@ -124,6 +125,9 @@ def export_run(
     reference = run.predict(run.norm.apply(raw))
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod(0o777 & ~umask)  # mkdtemp's 0700 would outlive the rename
     try:
         started = time.perf_counter()
         model_file = tmp / FILE_NAMES[fmt]
