@@ -14,6 +14,7 @@ from fedmarket.cli import (  # noqa: F401  (registration)
     certs,
     compare,
     data,
+    export,
     keys,
     score,
     simulate,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 
+import torch
 from torch import Tensor, nn
 
 
@@ -23,8 +24,11 @@ class Dispersion(nn.Module):
         nn.init.constant_(self.log_alpha.weight, math.log(alpha))
 
     def forward(self, like: Tensor) -> Tensor:
-        """``[B]`` log-alpha, one per row of ``like`` (on its device and dtype)."""
-        return self.log_alpha(like.new_ones(len(like), 1)).squeeze(-1)
+        """``[B]`` log-alpha, one per row of ``like`` (on its device and dtype).
+
+        The ones are shaped like ``like`` rather than sized with ``len(like)``: an exported
+        model (TorchScript trace, ONNX) would freeze a Python ``len`` to the example batch."""
+        return self.log_alpha(torch.ones_like(like).unsqueeze(-1)).squeeze(-1)
 
     @property
     def alpha(self) -> float:
