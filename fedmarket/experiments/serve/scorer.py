@@ -1,0 +1,214 @@
+"""Customers' JSON events to scores, through the code batch scoring runs.
+
+The events become a frame in the event schema and go through ``validate_events`` (the
+validator of `data prepare` and `fedmarket score`), then ``featurise_frames`` in the run's
+window moved to each customer's ``as_of``, then ``RunModel.predict``: the service cannot drift
+from batch scoring, because it has no feature code of its own. A request of many customers is
+one frame, one validation and one model call.
+
+A bad value is refused, never dropped: the batch validator runs first leniently (its fast
+path, which drops exact copies of an event as batch scoring does) and, only when it found a
+problem, again with ``strict=True`` to name the first bad event; its ``RowError`` says which
+row and column, which the service turns into the event's index and field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from fedmarket.data.ingest.schema import EVENT_COLUMNS
+from fedmarket.data.ingest.timestamps import parse_event_time
+from fedmarket.data.ingest.validate import DROP_REASONS, DropReport, RowError, validate_events
+from fedmarket.experiments.serve.decision import Decision
+from fedmarket.experiments.serve.schema import ScoreRequest
+from fedmarket.scoring.featurise import default_as_of, featurise_frames
+from fedmarket.scoring.run_model import RunModel
+
+RETAILER = "service"  # the retailer id the validator stamps on every event; never shown
+Loc = tuple[str | int, ...]
+
+
+class RequestError(Exception):
+    """A request refused with ``status``: where (``loc``, as FastAPI words its own 422s) and
+    what (``msg``); ``kind`` is a stable key (a DROP_REASONS key where the validator found it)."""
+
+    def __init__(self, loc: Loc, msg: str, kind: str, status: int = 422) -> None:
+        super().__init__(msg)
+        self.loc, self.msg, self.kind, self.status = loc, msg, kind, status
+
+    def detail(self) -> dict[str, Any]:
+        return {"loc": list(self.loc), "msg": self.msg, "type": self.kind}
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_events: int = 10_000  # per customer
+    max_customers: int = 1_000  # per batch request
+
+
+class Scorer:
+    """Scores requests with one run's model and one decision rule."""
+
+    def __init__(self, run: RunModel, decision: Decision, limits: Limits) -> None:
+        self.run, self.decision, self.limits = run, decision, limits
+        self.purchase = run.task.name == "purchase"
+
+    def score(self, customers: Sequence[ScoreRequest], prefixes: Sequence[Loc]) -> list[dict]:
+        """One result per customer, in order; ``prefixes[i]`` locates customer i in the body."""
+        if len(customers) > self.limits.max_customers:
+            raise RequestError(
+                ("body", "customers"),
+                f"{len(customers):,} customers; at most {self.limits.max_customers:,} per "
+                "request (--max-customers): split the batch",
+                "too_many_customers",
+                status=413,
+            )
+        frame, starts = self._frame(customers, prefixes)
+        valid = self._validate(frame, customers, starts, prefixes)
+        who = valid["user_id"].astype(np.int64).to_numpy()
+        times = valid["event_time"].array.asi8  # UTC nanoseconds
+        last = np.full(len(customers), np.iinfo(np.int64).min)
+        np.maximum.at(last, who, times)
+        as_of = [self._as_of(c, t) for c, t in zip(customers, last, strict=True)]
+        self._check_before(as_of, who, times, customers, prefixes)
+        X = self._features(valid, who, as_of, prefixes)
+        scores = self.run.predict(X)
+        return [self._result(c, a, s) for c, a, s in zip(customers, as_of, scores, strict=True)]
+
+    def _frame(
+        self, customers: Sequence[ScoreRequest], prefixes: Sequence[Loc]
+    ) -> tuple[pd.DataFrame, np.ndarray]:
+        columns: dict[str, list[Any]] = {c: [] for c in EVENT_COLUMNS}
+        starts = np.zeros(len(customers) + 1, dtype=np.int64)
+        for i, customer in enumerate(customers):
+            if len(customer.events) > self.limits.max_events:
+                raise RequestError(
+                    (*prefixes[i], "events"),
+                    f"{len(customer.events):,} events; at most {self.limits.max_events:,} per "
+                    "customer (--max-events): send the recent ones",
+                    "too_many_events",
+                    status=413,
+                )
+            owner = customer.customer_id
+            for j, event in enumerate(customer.events):
+                if event.user_id is not None:
+                    owner = owner if owner is not None else event.user_id
+                    if event.user_id != owner:
+                        raise RequestError(
+                            (*prefixes[i], "events", j, "user_id"),
+                            "user_id differs from the customer's (customer_id or the first "
+                            "event's user_id): send one customer's events per entry",
+                            "mixed_customers",
+                        )
+                for name in EVENT_COLUMNS:
+                    columns[name].append(getattr(event, name))
+            columns["user_id"][starts[i] :] = [str(i)] * len(customer.events)
+            starts[i + 1] = starts[i] + len(customer.events)
+        frame = pd.DataFrame(
+            {
+                **columns,
+                "product_id": pd.array(columns["product_id"], dtype="Int64"),
+                "category_id": pd.array(columns["category_id"], dtype="Int64"),
+                "price": np.asarray(columns["price"], dtype=np.float64),
+            }
+        )
+        return frame, starts
+
+    def _validate(
+        self,
+        frame: pd.DataFrame,
+        customers: Sequence[ScoreRequest],
+        starts: np.ndarray,
+        prefixes: Sequence[Loc],
+    ) -> pd.DataFrame:
+        report = DropReport()
+        kw = {"source": "request", "row_offset": 0, "retailer_id": RETAILER}
+        valid = validate_events(frame, strict=False, report=report, **kw)
+        if set(report.counts) <= {"duplicate_row"}:
+            return valid  # exact copies dropped, as batch scoring drops them
+        try:
+            validate_events(frame, strict=True, report=DropReport(), **kw)
+        except RowError as exc:
+            i = int(np.searchsorted(starts, exc.position, side="right")) - 1
+            j = exc.position - int(starts[i])
+            event = customers[i].events[j]
+            got = getattr(event, exc.column, None)
+            raise RequestError(
+                (*prefixes[i], "events", j, exc.column),
+                f"{exc.reason}: {DROP_REASONS[exc.reason]} (got {got!r})",
+                exc.reason,
+            ) from None
+        raise AssertionError("lenient validation dropped rows that strict validation accepts")
+
+    def _as_of(self, customer: ScoreRequest, last_ns: int) -> pd.Timestamp:
+        if customer.as_of is not None:
+            return pd.Timestamp(customer.as_of).tz_localize("UTC")
+        return default_as_of(pd.Timestamp(int(last_ns), unit="ns", tz="UTC"))
+
+    def _check_before(
+        self,
+        as_of: list[pd.Timestamp],
+        who: np.ndarray,
+        times: np.ndarray,
+        customers: Sequence[ScoreRequest],
+        prefixes: Sequence[Loc],
+    ) -> None:
+        """No event at or after ``as_of``: those are the future the model predicts."""
+        limit = np.array([a.value for a in as_of], dtype=np.int64)
+        late = times >= limit[who]
+        if not late.any():
+            return
+        i = int(who[np.flatnonzero(late)[0]])
+        raw = pa.array([e.event_time for e in customers[i].events], pa.large_string())
+        ns, _ = parse_event_time(raw, timestamp_format=None, assume_tz=None, source="request")
+        j = int(np.flatnonzero(ns >= limit[i])[0])
+        raise RequestError(
+            (*prefixes[i], "events", j, "event_time"),
+            f"event at {customers[i].events[j].event_time!r} is not before as_of "
+            f"{as_of[i]:%Y-%m-%d} (00:00 UTC); send events up to as_of only, or a later as_of",
+            "event_after_as_of",
+        )
+
+    def _features(
+        self,
+        valid: pd.DataFrame,
+        who: np.ndarray,
+        as_of: list[pd.Timestamp],
+        prefixes: Sequence[Loc],
+    ) -> np.ndarray:
+        """Model inputs in request order: one featurisation per distinct ``as_of``."""
+        X = np.zeros((len(as_of), *self.run.input_shape), dtype=np.float32)
+        dates = np.array([a.value for a in as_of], dtype=np.int64)
+        for day in np.unique(dates):
+            members = np.flatnonzero(dates == day)
+            rows = valid if len(members) == len(as_of) else valid[np.isin(who, members)]
+            window = self.run.window_at(pd.Timestamp(int(day), unit="ns", tz="UTC"))
+            inputs = featurise_frames(self.run, [rows], window, retailer=RETAILER)
+            found = {str(c): k for k, c in enumerate(inputs.customer)}
+            for m in members:
+                if str(m) not in found:
+                    raise RequestError(
+                        (*prefixes[m], "events"),
+                        f"no event in the model's window [{window.start:%Y-%m-%d}, "
+                        f"{window.cutoff:%Y-%m-%d}) ({window.window_days} days before as_of): "
+                        "the model scores customers active in it",
+                        "no_event_in_window",
+                    )
+            X[members] = inputs.X[[found[str(m)] for m in members]]
+        return X
+
+    def _result(self, customer: ScoreRequest, as_of: pd.Timestamp, score: float) -> dict:
+        value = float(score)
+        return {
+            "customer_id": customer.customer_id,
+            "as_of": f"{as_of:%Y-%m-%d}",
+            "propensity": value if self.purchase else None,
+            "expected_count": None if self.purchase else value,
+            "selected": bool(value >= self.decision.threshold),
+        }
