@@ -14,6 +14,7 @@ from fedmarket.cli import (  # noqa: F401  (registration)
     compare,
     data,
     keys,
+    serve,
     simulate,
     superlink,
     tradeoff,

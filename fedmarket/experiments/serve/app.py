@@ -36,11 +36,11 @@ def create_app(
     *,
     decision: Decision,
     token: str | None = None,
-    limits: Limits = Limits(),
+    limits: Limits | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
 ) -> FastAPI:
     """The app serving ``run``'s model; ``token`` None: no authentication."""
-    scorer = Scorer(run, decision, limits)
+    scorer = Scorer(run, decision, limits or Limits())
     card = model_card(run)
     model = {"name": run.model_name, "source": run.source, "round": run.round}
     about = {"decision": decision.to_dict(), "model": model}

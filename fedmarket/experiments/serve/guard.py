@@ -39,15 +39,18 @@ class Guard:
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers") or [])
-        if self._token is not None and scope["path"] not in OPEN_PATHS:
-            if not self._authorised(headers.get(b"authorization", b"")):
-                await _answer(
-                    send,
-                    401,
-                    "missing or wrong bearer token: send 'Authorization: Bearer <token>'",
-                    {"www-authenticate": "Bearer"},
-                )
-                return
+        if (
+            self._token is not None
+            and scope["path"] not in OPEN_PATHS
+            and not self._authorised(headers.get(b"authorization", b""))
+        ):
+            await _answer(
+                send,
+                401,
+                "missing or wrong bearer token: send 'Authorization: Bearer <token>'",
+                {"www-authenticate": "Bearer"},
+            )
+            return
         body = await self._body(headers, receive, send)
         if body is None:
             return
@@ -67,7 +70,7 @@ class Guard:
 
         try:
             await self.app(scope, replay, tracked)
-        except Exception as exc:  # noqa: BLE001  (the point: no exception reaches the caller)
+        except Exception as exc:  # the point: no exception reaches the caller
             frame = traceback.extract_tb(exc.__traceback__)[-1]
             log.error(
                 "internal error on %s %s: %s at %s:%s (values withheld)",

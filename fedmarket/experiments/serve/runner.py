@@ -17,7 +17,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from fedmarket.data.protect.keys import read_secret_text
@@ -42,7 +42,7 @@ class ServeOptions:
     token_file: Path | None = None
     threshold: float | None = None
     top_percent: float | None = None  # default DEFAULT_TOP_PERCENT when no threshold
-    limits: Limits = Limits()
+    limits: Limits = field(default_factory=Limits)
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     encryption_key_file: Path | None = None  # to score the test customers for --top
 

@@ -25,6 +25,7 @@ import pyarrow as pa
 from fedmarket.data.ingest.schema import EVENT_COLUMNS
 from fedmarket.data.ingest.timestamps import parse_event_time
 from fedmarket.data.ingest.validate import DROP_REASONS, DropReport, RowError, validate_events
+from fedmarket.errors import DataError
 from fedmarket.experiments.serve.decision import Decision
 from fedmarket.experiments.serve.schema import ScoreRequest
 from fedmarket.scoring.featurise import default_as_of, featurise_frames
@@ -189,8 +190,11 @@ class Scorer:
             members = np.flatnonzero(dates == day)
             rows = valid if len(members) == len(as_of) else valid[np.isin(who, members)]
             window = self.run.window_at(pd.Timestamp(int(day), unit="ns", tz="UTC"))
-            inputs = featurise_frames(self.run, [rows], window, retailer=RETAILER)
-            found = {str(c): k for k, c in enumerate(inputs.customer)}
+            try:
+                inputs = featurise_frames(self.run, [rows], window, retailer=RETAILER)
+                found = {str(c): k for k, c in enumerate(inputs.customer)}
+            except DataError:  # none of them is active in the window
+                found = {}
             for m in members:
                 if str(m) not in found:
                     raise RequestError(
