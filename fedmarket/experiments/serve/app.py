@@ -21,6 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from fedmarket.errors import FedmarketError
+from fedmarket.experiments.serve.coalesce import Coalescer
 from fedmarket.experiments.serve.decision import Decision
 from fedmarket.experiments.serve.guard import Guard
 from fedmarket.experiments.serve.schema import BatchRequest, ScoreRequest
@@ -40,7 +41,8 @@ def create_app(
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
 ) -> FastAPI:
     """The app serving ``run``'s model; ``token`` None: no authentication."""
-    scorer = Scorer(run, decision, limits or Limits())
+    limits = limits or Limits()
+    scorer = Coalescer(Scorer(run, decision, limits), limits.max_customers)
     card = model_card(run)
     model = {"name": run.model_name, "source": run.source, "round": run.round}
     about = {"decision": decision.to_dict(), "model": model}
@@ -63,12 +65,12 @@ def create_app(
 
     @app.post("/v1/score")
     async def score(request: ScoreRequest) -> dict[str, Any]:
-        return {**scorer.score([request], [("body",)])[0], **about}
+        return {**await scorer.score_one(request), **about}
 
     @app.post("/v1/score/batch")
     async def score_batch(request: BatchRequest) -> dict[str, Any]:
         prefixes = [("body", "customers", i) for i in range(len(request.customers))]
-        return {"results": scorer.score(request.customers, prefixes), **about}
+        return {"results": await scorer.score_many(request.customers, prefixes), **about}
 
     return app
 

@@ -246,3 +246,27 @@ def test_top_percent_cut_selects_that_share_of_the_test_customers(
     assert decision.threshold == pytest.approx(np.sort(scores)[::-1][n_top - 1])
     assert (scores >= decision.threshold).sum() == n_top  # no ties among the scores
     assert f"top 10% of the run's {len(scores):,} test customers" in decision.rule
+
+
+def test_concurrent_requests_are_scored_together_each_with_its_own_answer(
+    served_run: RunModel, busy_customer: Customer, client: TestClient
+) -> None:
+    import asyncio
+
+    import httpx
+
+    _, events = busy_customer
+    bodies = [{"customer_id": str(i), "events": events[: 10 + 5 * i]} for i in range(6)]
+    bodies[3]["events"] = _with(bodies[3]["events"], 2, price=-1.0)
+    alone = [client.post("/v1/score", json=b) for b in bodies]
+    app = create_app(served_run, decision=fixed_decision(served_run, 0.5))
+
+    async def together() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            return await asyncio.gather(*(http.post("/v1/score", json=b) for b in bodies))
+
+    for one, merged in zip(alone, asyncio.run(together()), strict=True):
+        assert merged.status_code == one.status_code
+        assert merged.json() == one.json()
+    assert [a.status_code for a in alone] == [200, 200, 200, 422, 200, 200]
