@@ -14,6 +14,7 @@ from datetime import date
 from pydantic import BaseModel, ConfigDict, Field
 
 MAX_ID_CHARS = 256
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1  # ids are int64 in the event schema
 
 
 class Event(BaseModel):
@@ -27,8 +28,8 @@ class Event(BaseModel):
     )
     event_type: str = Field(max_length=64, description="view, cart, remove_from_cart, purchase")
     price: float
-    product_id: int | None = None
-    category_id: int | None = None
+    product_id: int | None = Field(default=None, ge=_INT64_MIN, le=_INT64_MAX)
+    category_id: int | None = Field(default=None, ge=_INT64_MIN, le=_INT64_MAX)
     category_code: str | None = Field(default=None, max_length=256)
     brand: str | None = Field(default=None, max_length=256)
     user_session: str | None = Field(default=None, max_length=256)
