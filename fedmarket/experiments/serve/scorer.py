@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 import numpy as np
@@ -33,6 +34,7 @@ from fedmarket.scoring.run_model import RunModel
 
 RETAILER = "service"  # the retailer id the validator stamps on every event; never shown
 Loc = tuple[str | int, ...]
+_EARLIEST, _LATEST = date(1971, 1, 1), date(2199, 12, 31)
 
 
 class RequestError(Exception):
@@ -76,7 +78,7 @@ class Scorer:
         times = valid["event_time"].array.asi8  # UTC nanoseconds
         last = np.full(len(customers), np.iinfo(np.int64).min)
         np.maximum.at(last, who, times)
-        as_of = [self._as_of(c, t) for c, t in zip(customers, last, strict=True)]
+        as_of = [self._as_of(c, t, p) for c, t, p in zip(customers, last, prefixes, strict=True)]
         self._check_before(as_of, who, times, customers, prefixes)
         X = self._features(valid, who, as_of, prefixes)
         scores = self.run.predict(X)
@@ -142,10 +144,23 @@ class Scorer:
             ) from None
         raise AssertionError("lenient validation dropped rows that strict validation accepts")
 
-    def _as_of(self, customer: ScoreRequest, last_ns: int) -> pd.Timestamp:
+    def _as_of(self, customer: ScoreRequest, last_ns: int, prefix: Loc) -> pd.Timestamp:
+        as_of: pd.Timestamp | None = None
         if customer.as_of is not None:
-            return pd.Timestamp(customer.as_of).tz_localize("UTC")
-        return default_as_of(pd.Timestamp(int(last_ns), unit="ns", tz="UTC"))
+            if _EARLIEST <= customer.as_of <= _LATEST:
+                as_of = pd.Timestamp(customer.as_of.isoformat(), tz="UTC")
+        else:
+            last = pd.Timestamp(int(last_ns), unit="ns", tz="UTC")
+            if _EARLIEST <= last.date() < _LATEST:
+                as_of = default_as_of(last)
+        if as_of is None:  # pandas' nanosecond times end in 2262; windows reach around as_of
+            raise RequestError(
+                (*prefix, "as_of"),
+                f"as_of (given, or the day after the latest event) must lie in "
+                f"[{_EARLIEST}, {_LATEST}]",
+                "as_of_out_of_range",
+            )
+        return as_of
 
     def _check_before(
         self,

@@ -271,3 +271,14 @@ def test_concurrent_requests_are_scored_together_each_with_its_own_answer(
         assert merged.status_code == one.status_code
         assert merged.json() == one.json()
     assert [a.status_code for a in alone] == [200, 200, 200, 422, 200, 200]
+
+
+@pytest.mark.parametrize(
+    ("as_of", "when"), [("9999-01-01", None), (None, "2262-04-11T00:00:00Z"), ("1000-01-01", None)]
+)
+def test_dates_beyond_what_the_features_can_hold_are_a_422(
+    client: TestClient, as_of: str | None, when: str | None
+) -> None:
+    event = {"event_time": when or "2019-10-15 09:47:09 UTC", "event_type": "view", "price": 3}
+    body = {"events": [event], **({"as_of": as_of} if as_of else {})}
+    _refusal(client.post("/v1/score", json=body), 422, ["body", "as_of"], "as_of_out_of_range")
