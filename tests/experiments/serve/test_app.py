@@ -282,3 +282,14 @@ def test_dates_beyond_what_the_features_can_hold_are_a_422(
     event = {"event_time": when or "2019-10-15 09:47:09 UTC", "event_type": "view", "price": 3}
     body = {"events": [event], **({"as_of": as_of} if as_of else {})}
     _refusal(client.post("/v1/score", json=body), 422, ["body", "as_of"], "as_of_out_of_range")
+
+
+def test_events_of_another_user_are_refused(client: TestClient, busy_customer: Customer) -> None:
+    who, events = busy_customer
+    named = [dict(e, user_id=who) for e in events[:4]]
+    named[2]["user_id"] = "someone-else"
+    body = {"customer_id": who, "events": named}
+    answer = client.post("/v1/score", json=body)
+    _refusal(answer, 422, ["body", "events", 2, "user_id"], "mixed_customers")
+    body["events"] = [dict(e, user_id=who) for e in events[:4]]
+    assert client.post("/v1/score", json=body).status_code == 200
