@@ -16,7 +16,9 @@ flight, sends one customer per request to ``/v1/score`` at each concurrency, bou
 ``--requests`` and ``--seconds`` (after 50 warm-up requests); then ``/v1/score/batch`` with
 ``--batch-size`` customers of the retailer per request. Latency is measured at the client, from
 sending to the whole answer read. The load generator shares the machine with the server: the
-load average is printed with each line. Also printed: the time of each stage of one request in
+load average is printed with each line, and the CPU time per request of the server process
+and of the load generator (over the warm-up and the measured requests), which a loaded machine
+inflates far less than latency. Also printed: the time of each stage of one request in
 process (parse, frame, validation, features, model), the median of 200 calls.
 """
 
@@ -40,6 +42,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 CLI = "import sys; from fedmarket.cli import app; app(sys.argv[1:])"
+WARM_UP = 50  # requests before the measured ones, at each setting
 
 
 def make_run(data: Path, out: Path) -> Path:
@@ -124,6 +127,23 @@ def start_server(run_dir: Path) -> tuple[subprocess.Popen[str], str, float]:
     raise SystemExit("the server exited before it listened")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measured(pid: int, *args: Any) -> dict[str, float]:
+    """``load(*args)`` with the server's and this client's CPU time per request: what the
+    work costs, which a loaded machine inflates far less than it inflates latency."""
+    server0, client0 = cpu_seconds(pid), time.process_time()
+    row = asyncio.run(load(*args))
+    sent = row["requests"] + WARM_UP
+    row["server_cpu_ms_per_request"] = (cpu_seconds(pid) - server0) * 1000 / sent
+    row["client_cpu_ms_per_request"] = (time.process_time() - client0) * 1000 / sent
+    return row
+
+
 async def load(
     url: str, path: str, body: dict, concurrency: int, requests: int, seconds: float
 ) -> dict[str, float]:
@@ -135,7 +155,7 @@ async def load(
     latencies: list[float] = []
     errors = 0
     async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as client:
-        for _ in range(50):  # warm-up: connections, first calls
+        for _ in range(WARM_UP):  # connections, first calls
             await client.post(path, content=payload, headers=headers)
         deadline = time.perf_counter() + seconds
         sent = 0
@@ -224,12 +244,12 @@ def main() -> None:
     results["startup_s"] = startup
     try:
         for c in args.concurrency:
-            row = asyncio.run(load(url, "/v1/score", one, c, args.requests, args.seconds))
+            row = measured(process.pid, url, "/v1/score", one, c, args.requests, args.seconds)
             results[f"score_c{c}"] = row
             print(f"/v1/score      c={c:<3} {_line(row)}", flush=True)
         for c in (1, 4):
             body = {"customers": batch}
-            row = asyncio.run(load(url, "/v1/score/batch", body, c, 200, args.seconds))
+            row = measured(process.pid, url, "/v1/score/batch", body, c, 200, args.seconds)
             row["customers_per_s"] = row["requests_per_s"] * len(batch)
             results[f"batch{len(batch)}_c{c}"] = row
             print(
@@ -248,7 +268,9 @@ def _line(row: dict[str, float]) -> str:
     return (
         f"n={row['requests']:<5} err={row['errors']} p50 {row['p50_ms']:6.2f} ms  "
         f"p95 {row['p95_ms']:6.2f}  p99 {row['p99_ms']:6.2f}  {row['requests_per_s']:7.1f} req/s  "
-        f"load {row['load_avg_1m']:.2f}"
+        f"load {row['load_avg_1m']:.2f}  cpu/request: server "
+        f"{row['server_cpu_ms_per_request']:.1f} ms, "
+        f"client {row['client_cpu_ms_per_request']:.1f} ms"
     )
 
 
