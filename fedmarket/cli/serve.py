@@ -28,8 +28,8 @@ def serve_cmd(
     token_file: Annotated[
         Path | None,
         typer.Option(
-            help="File holding the bearer token callers must send (one line, mode 0600; "
-            "`fedmarket keys new PATH` makes one). /healthz stays open."
+            help="File holding the bearer token callers must send (one line, mode 0600, e.g. "
+            "`(umask 077; openssl rand -base64 32 > PATH)`). /healthz stays open."
         ),
     ] = None,
     threshold: Annotated[
