@@ -60,17 +60,20 @@ def create_app(
         return {"status": "ok"}
 
     @app.get("/v1/model")
-    async def model_info() -> dict[str, Any]:
-        return card
+    async def model_info() -> JSONResponse:
+        return JSONResponse(card)
 
+    # JSONResponse directly: the answers are plain JSON types already, and FastAPI's encoder
+    # would walk them again on every request
     @app.post("/v1/score")
-    async def score(request: ScoreRequest) -> dict[str, Any]:
-        return {**await scorer.score_one(request), **about}
+    async def score(request: ScoreRequest) -> JSONResponse:
+        return JSONResponse({**await scorer.score_one(request), **about})
 
     @app.post("/v1/score/batch")
-    async def score_batch(request: BatchRequest) -> dict[str, Any]:
+    async def score_batch(request: BatchRequest) -> JSONResponse:
         prefixes = [("body", "customers", i) for i in range(len(request.customers))]
-        return {"results": await scorer.score_many(request.customers, prefixes), **about}
+        results = await scorer.score_many(request.customers, prefixes)
+        return JSONResponse({"results": results, **about})
 
     return app
 
