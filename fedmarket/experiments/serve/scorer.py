@@ -80,6 +80,9 @@ class Scorer:
     def __init__(self, run: RunModel, decision: Decision, limits: Limits) -> None:
         self.run, self.decision, self.limits = run, decision, limits
         self.purchase = run.task.name == "purchase"
+        # a Poisson count model implies P(at least one purchase) = 1 - exp(-mean); a
+        # negative-binomial one needs its dispersion, which the scores do not carry
+        self.poisson = not self.purchase and run.config.count_loss == "poisson"
 
     def score(self, customers: Sequence[ScoreRequest], prefixes: Sequence[Loc]) -> list[dict]:
         """One result per customer, in order; ``prefixes[i]`` locates customer i in the body."""
@@ -225,12 +228,15 @@ class Scorer:
             X[members] = inputs.X[[found[str(m)] for m in members]]
         return X
 
+    def _implied(self, mean: float) -> float | None:
+        return float(-np.expm1(-mean)) if self.poisson else None
+
     def _result(self, customer: ScoreRequest, as_of: pd.Timestamp, score: float) -> dict:
         value = float(score)
         return {
             "customer_id": customer.customer_id,
             "as_of": f"{as_of:%Y-%m-%d}",
-            "propensity": value if self.purchase else None,
+            "propensity": value if self.purchase else self._implied(value),
             "expected_count": None if self.purchase else value,
             "selected": bool(value >= self.decision.threshold),
         }

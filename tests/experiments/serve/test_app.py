@@ -293,3 +293,32 @@ def test_events_of_another_user_are_refused(client: TestClient, busy_customer: C
     _refusal(answer, 422, ["body", "events", 2, "user_id"], "mixed_customers")
     body["events"] = [dict(e, user_id=who) for e in events[:4]]
     assert client.post("/v1/score", json=body).status_code == 200
+
+
+def test_a_purchase_count_run_answers_the_expected_count(
+    tiny_data: Path, tmp_path: Path, busy_customer: Customer
+) -> None:
+    from fedmarket.config import RunConfig
+    from fedmarket.data import store
+    from fedmarket.models import build_model
+    from fedmarket.rundir import RunDir
+    from fedmarket.scoring.run_model import load_run_model
+
+    out = tmp_path / "count-run"
+    settings = {"data-dir": str(tiny_data), "out-dir": str(out), "dp": "none"}
+    cfg = RunConfig.from_mapping({**settings, "task": "purchase-count"})
+    files = RunDir(out)
+    out.mkdir()
+    files.write_config(cfg)
+    n_features = store.n_features(store.read_manifest(tiny_data))
+    net = build_model("cnn-lstm", n_features, task="purchase-count", seed=1)
+    files.save_checkpoint(1, net.state_dict())
+    files.latest_marker.write_text('{"round": 1, "path": "round-0001.pt"}')
+    run = load_run_model(out)
+    decision = top_decision(run, 20)
+    assert decision.score == "expected_count"
+    client = TestClient(create_app(run, decision=decision))
+    got = client.post("/v1/score", json={"events": busy_customer[1]}).json()
+    assert got["expected_count"] > 0  # Poisson: P(at least one purchase) = 1 - exp(-mean)
+    assert got["propensity"] == pytest.approx(1 - np.exp(-got["expected_count"]), abs=1e-12)
+    assert got["selected"] is (got["expected_count"] >= decision.threshold)
