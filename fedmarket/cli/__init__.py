@@ -17,6 +17,7 @@ from fedmarket.cli import (  # noqa: F401  (registration)
     export,
     keys,
     score,
+    serve,
     simulate,
     superlink,
     tradeoff,

@@ -223,28 +223,51 @@ def _float32_stack(columns: dict[str, np.ndarray], names: tuple[str, ...]) -> np
     return out
 
 
+# Below this many pairs a sort finds the distinct ones faster than pandas' hash table, whose
+# set-up costs about a millisecond per call: the scoring service builds one customer at a time.
+_SMALL_PAIRS = 4096
+
+
+def _unique_pairs(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct (a, b) pairs, in no particular order."""
+    if len(a) > _SMALL_PAIRS:
+        kept = pd.DataFrame({"a": a, "b": b}).drop_duplicates()
+        return kept["a"].to_numpy(), kept["b"].to_numpy()
+    order = np.lexsort((b, a))
+    a, b = a[order], b[order]
+    new = np.ones(len(a), dtype=bool)
+    new[1:] = (a[1:] != a[:-1]) | (b[1:] != b[:-1])
+    return a[new], b[new]
+
+
 class _KeySet:
     """Deduplicated integer key pairs, compacted whenever the pending rows pile up."""
 
     def __init__(self, compact_rows: int = 4_000_000) -> None:
-        self._parts: list[pd.DataFrame] = []
+        self._parts: list[tuple[np.ndarray, np.ndarray]] = []
         self._pending = 0  # rows added since the last compaction
         self._compacted = 0  # rows the last compaction kept
         self._compact_rows = compact_rows
 
     def add(self, a: np.ndarray, b: np.ndarray) -> None:
-        part = pd.DataFrame({"a": a, "b": b}).drop_duplicates()
+        part = _unique_pairs(np.asarray(a, np.int64), np.asarray(b, np.int64))
         self._parts.append(part)
-        self._pending += len(part)
+        self._pending += len(part[0])
         # Waiting for as many new rows as already kept keeps the total work linear.
         if self._pending > max(self._compact_rows, self._compacted):
-            self._parts = [self.frame()]
-            self._pending, self._compacted = 0, len(self._parts[0])
+            self._parts = [self.pairs()]
+            self._pending, self._compacted = 0, len(self._parts[0][0])
 
-    def frame(self) -> pd.DataFrame:
+    def pairs(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every distinct pair added, as (a, b) arrays."""
         if not self._parts:
-            return pd.DataFrame({"a": np.empty(0, np.int64), "b": np.empty(0, np.int64)})
-        return pd.concat(self._parts, ignore_index=True).drop_duplicates(ignore_index=True)
+            return np.empty(0, np.int64), np.empty(0, np.int64)
+        if len(self._parts) == 1:
+            return self._parts[0]
+        return _unique_pairs(
+            np.concatenate([p[0] for p in self._parts]),
+            np.concatenate([p[1] for p in self._parts]),
+        )
 
 
 def check_count_unit(unit: str) -> str:
@@ -403,20 +426,17 @@ class SequenceBuilder:
         """Horizon purchases per customer in ``count_unit`` (see the module docstring)."""
         if self.count_unit == "transactions":
             return self._labels[:n]
-        pairs = self._label_days.frame()
-        days = pairs["b"].to_numpy()
+        ids, days = self._label_days.pairs()
         if self.count_unit == "periods":
             days = days // self.window.step_days
-        distinct = pd.DataFrame({"a": pairs["a"].to_numpy(), "b": days}).drop_duplicates()
-        return np.bincount(distinct["a"].to_numpy(), minlength=n)
+        return np.bincount(_unique_pairs(ids, days)[0], minlength=n)
 
     def _distinct(self, keys: _KeySet, n_rows: int, divide: int) -> np.ndarray:
         """How many distinct second keys each first key (divided by ``divide``) has."""
-        pairs = keys.frame()
-        first = pairs["a"].to_numpy() // divide
+        a, b = keys.pairs()
+        first = a // divide
         if divide > 1:  # merge steps: distinct over the whole window, not summed per step
-            merged = pd.DataFrame({"a": first, "b": pairs["b"].to_numpy()}).drop_duplicates()
-            first = merged["a"].to_numpy()
+            first = _unique_pairs(first, b)[0]
         return np.bincount(first, minlength=n_rows)
 
     def _sequences(self, order: np.ndarray) -> np.ndarray:

@@ -433,3 +433,22 @@ def test_rejected_chunk_leaves_builder_unchanged() -> None:
     with pytest.raises(DataError, match="price is missing"):
         builder.add(bad)
     assert_same(builder.finish(), build(SMALL, events))
+
+
+def test_distinct_pairs_agree_below_and_above_the_small_size():
+    from fedmarket.data import features
+
+    rng = np.random.default_rng(0)
+    n = features._SMALL_PAIRS * 2
+    a, b = rng.integers(0, 50, n), rng.integers(-(2**62), 2**62, n) % 7
+    big = set(zip(*features._unique_pairs(a, b), strict=True))
+    small = set()
+    for lo in range(0, n, features._SMALL_PAIRS):
+        part = features._unique_pairs(
+            a[lo : lo + features._SMALL_PAIRS], b[lo : lo + features._SMALL_PAIRS]
+        )
+        small |= set(zip(*part, strict=True))
+    assert big == small == set(zip(a, b, strict=True))
+    assert len(features._unique_pairs(a[:100], b[:100])[0]) == len(
+        set(zip(a[:100], b[:100], strict=True))
+    )

@@ -89,6 +89,17 @@ _TEXT = pa.large_string()
 _TO_PANDAS = {pa.string(): pd.StringDtype("pyarrow"), _TEXT: pd.StringDtype("pyarrow")}
 
 
+class RowError(DataError):
+    """A bad row under ``strict=True``: the message for people, and where the row is for code
+    (the scoring service names the event and field of a JSON request from it)."""
+
+    def __init__(self, message: str, *, position: int, reason: str, column: str) -> None:
+        super().__init__(message)
+        self.position = position  # 0-based row of the frame given to validate_events
+        self.reason = reason  # a DROP_REASONS key
+        self.column = column  # the column at fault (the reason itself where none is)
+
+
 @dataclass
 class DropReport:
     """What was dropped, by reason, across chunks and files; ``to_dict()`` goes into the manifest.
@@ -291,10 +302,13 @@ def _record(
         if len(bad):
             pos = int(bad[0])
             reason = list(DROP_REASONS)[codes[pos] - 1]
-            raise DataError(
+            raise RowError(
                 f"{source} data row {row_offset + pos + 1} (1-based, header not counted): "
                 f"{reason} ({DROP_REASONS[reason]}): {_describe(df, pos, reason)}. Fix the export, "
-                f"or run without --strict to drop and count such rows."
+                f"or run without --strict to drop and count such rows.",
+                position=pos,
+                reason=reason,
+                column=_COLUMN_OF.get(reason, reason),
             )
     for code in np.unique(codes[codes != 0]):
         reason = list(DROP_REASONS)[code - 1]

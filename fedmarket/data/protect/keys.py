@@ -110,6 +110,17 @@ def _read_key_file(path: Path, purpose: str) -> str:
         ) from exc
 
 
+def read_secret_text(path: Path, purpose: str) -> str:
+    """One line of secret text (a key, the scoring service's bearer token) from a regular
+    file only its owner may read, stripped; an empty file is refused."""
+    text = _read_key_file(Path(path), purpose).strip()
+    if not text:
+        raise ConfigError(
+            f"{purpose} file {path} is empty; write one with `fedmarket keys new {path}`"
+        )
+    return text
+
+
 def load_key(path: Path | None, env_var: str, *, purpose: str) -> bytes:
     """Load a secret key from ``path`` or, when ``path`` is None, from ``env_var``.
 

@@ -1,0 +1,78 @@
+"""`fedmarket serve`: the real-time scoring service of a finished run, at the retailer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from fedmarket.cli.app import EncryptionKeyFile, app, friendly_errors
+from fedmarket.errors import ConfigError
+from fedmarket.progress import console
+
+_NEEDS = frozenset({"fastapi", "uvicorn", "starlette", "pydantic", "httpx"})
+
+
+@app.command("serve")
+@friendly_errors
+def serve_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="A finished run directory (fedmarket simulate).")],
+    host: Annotated[
+        str, typer.Option(help="Address to listen on; anything but loopback is reachable.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port; 0 picks a free one (printed).")] = 8000,
+    model_source: Annotated[
+        str, typer.Option(help="federated (the global model) or centralised (simulation).")
+    ] = "federated",
+    token_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="File holding the bearer token callers must send (one line, mode 0600, e.g. "
+            "`(umask 077; openssl rand -base64 32 > PATH)`). /healthz stays open."
+        ),
+    ] = None,
+    threshold: Annotated[
+        float | None, typer.Option(help="Select customers whose score is at least this.")
+    ] = None,
+    top: Annotated[
+        float | None,
+        typer.Option(
+            help="Select the score that puts this % of the run's test customers above it "
+            "(default 10, when no --threshold)."
+        ),
+    ] = None,
+    max_events: Annotated[int, typer.Option(help="Most events per customer.")] = 10_000,
+    max_customers: Annotated[int, typer.Option(help="Most customers per batch.")] = 1_000,
+    encryption_key_file: EncryptionKeyFile = None,
+) -> None:
+    """Serve a run's model over HTTP: POST /v1/score, /v1/score/batch; GET /v1/model, /healthz.
+
+    One worker process, torch on one thread: requests are a few milliseconds each and hold
+    the GIL, so more workers would only each load the model and compete for the cores."""
+    try:
+        from fedmarket.experiments.serve.runner import ServeOptions, run_service
+        from fedmarket.experiments.serve.scorer import Limits
+    except ModuleNotFoundError as exc:
+        if exc.name not in _NEEDS:
+            raise
+        raise ConfigError(
+            f"fedmarket serve needs {exc.name}, which is not installed: "
+            "pip install 'fedmarket[serve]'"
+        ) from None
+    if max_events < 1 or max_customers < 1:
+        raise ConfigError("--max-events and --max-customers must be at least 1")
+    options = ServeOptions(
+        run_dir=run_dir,
+        host=host,
+        port=port,
+        model_source=model_source,
+        token_file=token_file,
+        threshold=threshold,
+        top_percent=top,
+        limits=Limits(max_events=max_events, max_customers=max_customers),
+        encryption_key_file=encryption_key_file,
+    )
+    run_service(
+        options, lambda line: console.print(line, markup=False, highlight=False, soft_wrap=True)
+    )

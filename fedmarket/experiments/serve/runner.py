@@ -1,0 +1,123 @@
+"""Start the scoring service: load the run, fix the decision, bind, serve with uvicorn.
+
+One process, one worker, torch on one thread. The model is small and a request's work is a
+few milliseconds of Python, pandas and torch that hold the GIL for most of it, so threads
+would only queue on it, and more worker processes would each load the model and, on the
+2-core machines fedmarket targets, compete with the shop's own software for the same cores.
+Requests are therefore served one at a time on the event loop; throughput grows with the batch
+endpoint, which scores many customers in one model call.
+
+Binding anything but a loopback address makes the service reachable from the network: it then
+warns, and advises ``--token-file``. The access log is off: a line per request is useless for
+a service that answers in milliseconds and must not record who was scored.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fedmarket.data.protect.keys import read_secret_text
+from fedmarket.errors import ConfigError
+from fedmarket.experiments.serve.app import DEFAULT_MAX_BODY_BYTES, create_app
+from fedmarket.experiments.serve.decision import (
+    DEFAULT_TOP_PERCENT,
+    Decision,
+    fixed_decision,
+    top_decision,
+)
+from fedmarket.experiments.serve.scorer import Limits
+from fedmarket.scoring.run_model import RunModel, load_run_model
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    run_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 8000  # 0: a free port, announced
+    model_source: str = "federated"
+    token_file: Path | None = None
+    threshold: float | None = None
+    top_percent: float | None = None  # default DEFAULT_TOP_PERCENT when no threshold
+    limits: Limits = field(default_factory=Limits)
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    encryption_key_file: Path | None = None  # to score the test customers for --top
+
+
+def network_warning(host: str, has_token: bool) -> str | None:
+    """A warning when ``host`` is not a loopback address (None when it is)."""
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if loopback:
+        return None
+    advice = (
+        "callers must send its bearer token; put TLS in front (a reverse proxy)"
+        if has_token
+        else "it answers anyone who can reach it: give it a --token-file"
+    )
+    return f"--host {host}: the service is reachable from the network; {advice}"
+
+
+def decision_for(run: RunModel, options: ServeOptions) -> Decision:
+    if options.threshold is not None and options.top_percent is not None:
+        raise ConfigError("give --threshold or --top, not both")
+    if options.threshold is not None:
+        return fixed_decision(run, options.threshold)
+    top = options.top_percent if options.top_percent is not None else DEFAULT_TOP_PERCENT
+    return top_decision(run, top, options.encryption_key_file)
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket; port 0 picks a free one (read it from ``getsockname``)."""
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"--port {port}: give 0 (a free port) to 65535")
+    try:
+        info = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        sock = socket.socket(info[0], socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(info[4])
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    sock.listen(128)
+    sock.set_inheritable(True)
+    return sock
+
+
+def run_service(options: ServeOptions, announce: Callable[[str], None]) -> None:
+    """Serve until interrupted; ``announce`` gets the warnings and the address."""
+    import torch
+    import uvicorn
+
+    torch.set_num_threads(1)
+    token = None
+    if options.token_file is not None:
+        token = read_secret_text(options.token_file, "service token")
+    run = load_run_model(options.run_dir, options.model_source)
+    decision = decision_for(run, options)
+    app = create_app(
+        run,
+        decision=decision,
+        token=token,
+        limits=options.limits,
+        max_body_bytes=options.max_body_bytes,
+    )
+    warning = network_warning(options.host, token is not None)
+    sock = bind(options.host, options.port)
+    host, port = sock.getsockname()[:2]
+    if warning:
+        announce(f"warning: {warning}")
+    announce(f"decision: {decision.rule}")
+    announce(f"serving {run.model_name} ({run.source}) on http://{_url_host(host)}:{port}")
+    config = uvicorn.Config(
+        app, access_log=False, log_level="warning", lifespan="off", server_header=False
+    )
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
