@@ -18,6 +18,7 @@ from fedmarket.reporting.document import (
     bullets,
     table,
 )
+from fedmarket.reporting.retailers import retailer_blocks
 from fedmarket.reporting.summary import privacy_cost_command
 from fedmarket.reporting.words import num
 
@@ -76,6 +77,7 @@ def report_blocks(
     problems = summary.get("problems") or []
     if problems:
         blocks += [Heading("This run is incomplete"), bullets(problems)]
+    blocks += retailer_blocks(summary)
     blocks += [
         Heading("In short"),
         bullets(

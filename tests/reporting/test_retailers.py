@@ -1,0 +1,91 @@
+"""The report's per-retailer section: a table, a sentence per retailer, and the retailers
+for whom joining does not pay named (the hand-made set of tests/value/test_per_retailer.py)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from fedmarket.config import RunConfig
+from fedmarket.predictions import Predictions, write_predictions
+from fedmarket.reporting.markdown import to_markdown
+from fedmarket.reporting.retailers import retailer_blocks, retailer_sentence, retailer_summary
+from fedmarket.reporting.run_report import report_blocks
+from fedmarket.rundir import RunDir
+from fedmarket.value.per_retailer import compare_retailers, retailers_block
+from tests.reporting.test_markdown import summary as run_summary
+from tests.value.test_per_retailer import FED0, FED1, LOC0, LOC1, predictions
+
+NAMES = {0: "retailer_00", 1: "retailer_01"}
+
+
+def block(local: bool = True) -> dict:
+    rows = compare_retailers(
+        predictions(FED0, FED1), predictions(LOC0, LOC1) if local else None, names=NAMES
+    )
+    return retailers_block(rows, "purchase", local_only="trained" if local else "off: x")
+
+
+def test_a_sentence_per_retailer_in_words():
+    paying, losing = block()["rows"]
+    assert retailer_sentence(paying, "roc_auc", True).startswith(
+        "retailer_00 (5 test customers, 40% buyers): joining raises lift at 10% from 0.0 to "
+        "2.5 and raises ROC-AUC from 0.667 to 1.000 ("
+    )
+    assert retailer_sentence(losing, "roc_auc", True).startswith(
+        "retailer_01 (4 test customers, 50% buyers): joining does not pay: it lowers ROC-AUC "
+        "from 1.000 to 0.250"
+    )
+    assert retailer_sentence(losing, "roc_auc", True).endswith(
+        "; it lowers lift at 10% from 2.0 to 0.0."
+    )
+
+
+def test_the_table_and_the_retailer_joining_does_not_pay_are_in_the_report():
+    text = to_markdown(retailer_blocks({"retailers": block()}))
+    assert text.startswith("## Does joining pay for each retailer?")
+    assert (
+        "| retailer | test customers | base rate | ROC-AUC local-only | ROC-AUC federated | "
+        "difference (95% CI) | lift at 10% local-only | lift at 10% federated |"
+    ) in text
+    assert "| retailer_01 | 4 | 50% | 1.000 | 0.250 | -0.750 (" in text
+    assert "| 2.0 | 0.0 |" in text
+    assert "Joining does not pay, on ROC-AUC, for: retailer_01." in text
+
+
+def test_without_local_only_models_the_table_shows_the_federated_model():
+    text = to_markdown(retailer_blocks({"retailers": block(local=False)}))
+    assert (
+        "| retailer | test customers | base rate | ROC-AUC federated | lift at 10% federated |"
+        in text
+    )
+    assert "No local-only models in this run (off: x)." in text
+    assert "does not pay" not in text
+    assert retailer_blocks({"retailers": None}) == []
+    failed = to_markdown(retailer_blocks({"retailers": {"failed": "damaged file"}}))
+    assert "Not measured: damaged file." in failed
+
+
+def test_the_report_leads_with_the_retailers():
+    text = to_markdown(report_blocks({**run_summary(), "retailers": block()}, []))
+    assert text.index("## Does joining pay for each retailer?") < text.index("## In short")
+
+
+def test_the_summary_block_is_read_from_the_run_directory(tmp_path):
+    files = RunDir(tmp_path)
+    cfg = RunConfig.from_mapping({"data-dir": str(tmp_path / "gone")})
+    assert retailer_summary(files, cfg, "trained") is None  # no federated scores
+    write_predictions(files.test_scores, predictions(FED0, FED1))
+    write_predictions(files.local_only_scores, predictions(LOC0, LOC1))
+    files.local_only_metrics.write_text(
+        json.dumps({"models": [{"partition": 0, "n_train": 20}, {"partition": 1, "n_train": 16}]})
+    )
+    got = retailer_summary(files, cfg, "trained")
+    assert got["not_paying"] == ["partition 1"]  # the data moved: partitions by number
+    assert [r["local_model"]["n_train"] for r in got["rows"]] == [20, 16]
+    off = retailer_summary(files, cfg, "off: the run setting local-only = false")
+    assert off["not_paying"] == [] and off["rows"][0]["local_only"] is None
+    other = Predictions("purchase", "m", np.array([0]), np.array(["x"]), np.ones(1), np.ones(1))
+    write_predictions(files.local_only_scores, other)
+    assert "differ in" in retailer_summary(files, cfg, "trained")["failed"]
