@@ -135,13 +135,6 @@ def retailer_blocks(summary: dict[str, Any]) -> list[Block]:
     rows = block["rows"]
     local = any(r["local_only"] is not None for r in rows)
     label = _label(metric)
-    header = ["retailer", "test customers", "base rate"]
-    if local:
-        header += [f"{label} local-only", f"{label} federated", "difference (95% CI)"]
-        header += [f"{LIFT_LABEL} local-only", f"{LIFT_LABEL} federated"]
-    else:
-        header += [f"{label} federated", f"{LIFT_LABEL} federated"]
-    cells = [_cells(r, metric, local) for r in rows]
     intro = (
         f"Each retailer's own test customers, scored by the federated model and by a "
         f"local-only model: the same model trained on that retailer's data alone, with the "
@@ -155,18 +148,42 @@ def retailer_blocks(summary: dict[str, Any]) -> list[Block]:
             else f" No local-only models in this run ({block['local_only']})."
         )
     )
-    out: list[Block] = [heading, Paragraph(intro), table(header, cells)]
+    out: list[Block] = [heading, Paragraph(intro), table(*retailer_table(block))]
     out.append(bullets([retailer_sentence(r, metric, higher) for r in rows]))
-    if local:
-        losing = block["not_paying"]
-        out.append(
-            Paragraph(
-                f"Joining does not pay, on {label}, for: {', '.join(losing)}."
-                if losing
-                else f"Joining pays every retailer on {label}."
-            )
-        )
+    if verdict := not_paying_sentence(block):
+        out.append(Paragraph(verdict))
     return out
+
+
+def retailer_table(
+    block: dict[str, Any], *, short: bool = False
+) -> tuple[list[str], list[list[str]]]:
+    """(header, rows) of the per-retailer table: report.md and report.html; ``short`` (the
+    screen) leaves out the lift columns."""
+    metric, rows = block["metric"], block["rows"]
+    local = any(r["local_only"] is not None for r in rows)
+    label = _label(metric)
+    header = ["retailer", "test customers", "base rate"]
+    if local:
+        header += [f"{label} local-only", f"{label} federated", "difference (95% CI)"]
+        header += [f"{LIFT_LABEL} local-only", f"{LIFT_LABEL} federated"]
+    else:
+        header += [f"{label} federated", f"{LIFT_LABEL} federated"]
+    cells = [_cells(r, metric, local) for r in rows]
+    if short:
+        keep = [i for i, h in enumerate(header) if not h.startswith(LIFT_LABEL)]
+        return [header[i] for i in keep], [[row[i] for i in keep] for row in cells]
+    return header, cells
+
+
+def not_paying_sentence(block: dict[str, Any]) -> str | None:
+    """Who joining does not pay, by name; None without local-only models to compare."""
+    if not any(r["local_only"] is not None for r in block.get("rows") or []):
+        return None
+    label, losing = _label(block["metric"]), block["not_paying"]
+    if losing:
+        return f"Joining does not pay, on {label}, for: {', '.join(losing)}."
+    return f"Joining pays every retailer on {label}."
 
 
 def _cells(row: dict[str, Any], metric: str, local: bool) -> list[str]:

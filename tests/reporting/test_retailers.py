@@ -10,7 +10,13 @@ import numpy as np
 from fedmarket.config import RunConfig
 from fedmarket.predictions import Predictions, write_predictions
 from fedmarket.reporting.markdown import to_markdown
-from fedmarket.reporting.retailers import retailer_blocks, retailer_sentence, retailer_summary
+from fedmarket.reporting.retailers import (
+    not_paying_sentence,
+    retailer_blocks,
+    retailer_sentence,
+    retailer_summary,
+    retailer_table,
+)
 from fedmarket.reporting.run_report import report_blocks
 from fedmarket.rundir import RunDir
 from fedmarket.value.per_retailer import compare_retailers, retailers_block
@@ -89,3 +95,19 @@ def test_the_summary_block_is_read_from_the_run_directory(tmp_path):
     other = Predictions("purchase", "m", np.array([0]), np.array(["x"]), np.ones(1), np.ones(1))
     write_predictions(files.local_only_scores, other)
     assert "differ in" in retailer_summary(files, cfg, "trained")["failed"]
+
+
+def test_the_short_table_leaves_out_the_lift_columns():
+    header, rows = retailer_table(block(), short=True)
+    assert header == [
+        "retailer",
+        "test customers",
+        "base rate",
+        "ROC-AUC local-only",
+        "ROC-AUC federated",
+        "difference (95% CI)",
+    ]
+    assert rows[0][:5] == ["retailer_00", "5", "40%", "0.667", "1.000"]
+    assert not_paying_sentence(block(local=False)) is None
+    everyone = not_paying_sentence({**block(), "not_paying": []})
+    assert everyone == "Joining pays every retailer on ROC-AUC."
