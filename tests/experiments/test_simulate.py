@@ -173,6 +173,7 @@ def test_end_to_end_no_raw_data(tiny_data, tiny_raw, tmp_path, monkeypatch):
         "anchor/test_scores.csv",
         "local/test_scores.csv",
         "local/metrics.json",
+        "retailer_gains.png",
     ):
         assert (out / plot).stat().st_size > 0
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from fedmarket.config import RunConfig
 from fedmarket.predictions import Predictions, write_predictions
@@ -111,3 +112,21 @@ def test_the_short_table_leaves_out_the_lift_columns():
     assert not_paying_sentence(block(local=False)) is None
     everyone = not_paying_sentence({**block(), "not_paying": []})
     assert everyone == "Joining pays every retailer on ROC-AUC."
+
+
+def test_the_gain_figure_puts_each_retailer_against_its_size_and_base_rate():
+    from fedmarket.reporting.figures import retailer_gains
+
+    got = block()
+    for row, n_train in zip(got["rows"], (20, 16), strict=True):
+        row["local_model"] = {"n_train": n_train}
+    figure = retailer_gains(got)
+    by_size, by_rate = figure.axes
+    # errorbar draws the points as the first line after the zero line
+    x, y = by_size.get_lines()[1].get_data()
+    assert list(x) == [20, 16] and list(y) == pytest.approx([1 - 4 / 6, 0.25 - 1])
+    assert list(by_rate.get_lines()[1].get_data()[0]) == pytest.approx([40.0, 50.0])
+    assert by_size.get_xlabel() == "training customers at the retailer"
+    assert [t.get_text() for t in by_size.texts] == ["retailer_00", "retailer_01"]
+    assert retailer_gains(block(local=False)) is None
+    assert retailer_gains(None) is None
