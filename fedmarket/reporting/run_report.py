@@ -18,7 +18,7 @@ from fedmarket.reporting.document import (
     bullets,
     table,
 )
-from fedmarket.reporting.retailers import retailer_blocks
+from fedmarket.reporting.retailers import retailer_blocks, retailers_in_short
 from fedmarket.reporting.summary import privacy_cost_command
 from fedmarket.reporting.words import num
 
@@ -83,6 +83,7 @@ def report_blocks(
         bullets(
             [
                 *filter(None, [words.chance_warning(summary), words.small_test_caution(summary)]),
+                *filter(None, [retailers_in_short(summary)]),
                 words.federation_sentence(summary),
                 *filter(None, [words.anchor_sentence(summary)]),
                 words.privacy_sentence(summary),

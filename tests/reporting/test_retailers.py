@@ -77,6 +77,12 @@ def test_without_local_only_models_the_table_shows_the_federated_model():
 def test_the_report_leads_with_the_retailers():
     text = to_markdown(report_blocks({**run_summary(), "retailers": block()}, []))
     assert text.index("## Does joining pay for each retailer?") < text.index("## In short")
+    assert (
+        "- Per retailer: joining pays 1 of 2 retailers on ROC-AUC (each on its own test "
+        "customers, against a model trained on its data alone); it does not pay retailer_01."
+    ) in text
+    alone = to_markdown(report_blocks({**run_summary(), "retailers": block(local=False)}, []))
+    assert "Per retailer: joining pays" not in alone
 
 
 def test_the_summary_block_is_read_from_the_run_directory(tmp_path):
