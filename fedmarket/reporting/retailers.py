@@ -29,6 +29,15 @@ from fedmarket.value.per_retailer import (
 )
 
 LIFT_LABEL = "lift at 10%"
+# How the local-only models were trained, by the run's dp setting (fedmarket.value.local_only)
+LOCAL_PRIVACY = {
+    "client": "the same client-DP budget the retailer spends as a client of the run",
+    "central": (
+        "no DP: a retailer's own model never leaves it, and the run's central DP protects "
+        "what the server receives"
+    ),
+    "none": "no DP, as the run",
+}
 
 
 def retailer_summary(
@@ -49,6 +58,7 @@ def retailer_summary(
     except (FedmarketError, ValueError) as exc:
         return {"failed": str(exc)}
     block = retailers_block(rows, cfg.task, local_only=status)
+    block["local_privacy"] = LOCAL_PRIVACY[cfg.dp]
     trained = _local_models(files) if local is not None else {}
     for row in block["rows"]:
         row["local_model"] = trained.get(row["partition"])
@@ -135,19 +145,21 @@ def retailer_blocks(summary: dict[str, Any]) -> list[Block]:
     rows = block["rows"]
     local = any(r["local_only"] is not None for r in rows)
     label = _label(metric)
-    intro = (
-        f"Each retailer's own test customers, scored by the federated model and by a "
-        f"local-only model: the same model trained on that retailer's data alone, with the "
-        f"same training and the same privacy budget. Joining pays when the federated model "
-        f"has the better {label}"
-        + (" (higher is better)." if higher else " (lower is better).")
-        + (
-            " The difference is federated minus local-only; for ROC-AUC its interval is "
-            "DeLong's paired test on the same customers."
-            if local
-            else f" No local-only models in this run ({block['local_only']})."
+    if local:
+        intro = (
+            f"Each retailer's own test customers, scored by the federated model and by a "
+            f"local-only model: the same model trained on that retailer's data alone, with the "
+            f"same training and {block.get('local_privacy') or LOCAL_PRIVACY['client']}. "
+            f"Joining pays when the federated model has the better {label} "
+            f"({'higher' if higher else 'lower'} is better). The difference is federated minus "
+            "local-only; for ROC-AUC its interval is DeLong's paired test on the same customers."
         )
-    )
+    else:
+        intro = (
+            f"Each retailer's own test customers, scored by the federated model. No local-only "
+            f"models in this run ({block['local_only']}): with local-only = true each retailer "
+            "is compared with a model trained on its data alone."
+        )
     out: list[Block] = [heading, Paragraph(intro), table(*retailer_table(block))]
     out.append(bullets([retailer_sentence(r, metric, higher) for r in rows]))
     if verdict := not_paying_sentence(block):
