@@ -259,10 +259,10 @@ def _local_only(plan: RunPlan, files: RunDir, threads: int | None, references: b
     """Each retailer's local-only model (``fedmarket.value.local_only``), after the
     centralised reference, written to RUN/local; what the report says of it: "trained",
     "off: why" or "failed: why" (a failure never loses the federated result). Off with
-    ``local-only = false``, and with ``--no-centralised`` (the trade-off sweep and the bench
+    ``local-only-models = false``, and with ``--no-centralised`` (the trade-off sweep and the bench
     train no reference of either kind)."""
-    if not plan.cfg.local_only:
-        return "off: the run setting local-only = false"
+    if not plan.cfg.local_only_models:
+        return "off: the run setting local-only-models = false"
     if not references:
         return "off: --no-centralised trains neither reference"
     from fedmarket.value.local_only import run_local_only

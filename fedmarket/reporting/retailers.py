@@ -157,8 +157,8 @@ def retailer_blocks(summary: dict[str, Any]) -> list[Block]:
     else:
         intro = (
             f"Each retailer's own test customers, scored by the federated model. No local-only "
-            f"models in this run ({block['local_only']}): with local-only = true each retailer "
-            "is compared with a model trained on its data alone."
+            f"models in this run ({block['local_only']}): with local-only-models = true each "
+            "retailer is compared with a model trained on its data alone."
         )
     out: list[Block] = [heading, Paragraph(intro), table(*retailer_table(block))]
     out.append(bullets([retailer_sentence(r, metric, higher) for r in rows]))

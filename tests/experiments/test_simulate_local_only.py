@@ -24,7 +24,7 @@ def plan(tiny_data, tmp_path, **settings) -> RunPlan:
 
 def test_on_by_default_and_written_to_run_local(tiny_data, tmp_path):
     p = plan(tiny_data, tmp_path, dp="none", **{"num-server-rounds": 1})
-    assert RunConfig.from_mapping({}).local_only is True
+    assert RunConfig.from_mapping({}).local_only_models is True
     assert _local_only(p, RunDir(tmp_path), None, True) == "trained"
     [scores] = read_predictions(RunDir(tmp_path).local_only_scores).values()
     assert sorted(set(scores.partition.tolist())) == [0, 1, 2]
@@ -35,9 +35,9 @@ def test_off_by_the_run_setting_or_without_references(tiny_data, tmp_path, monke
         raise AssertionError("trained although switched off")
 
     monkeypatch.setattr(local_only_module, "run_local_only", never)
-    off = plan(tiny_data, tmp_path, **{"local-only": False})
+    off = plan(tiny_data, tmp_path, **{"local-only-models": False})
     assert _local_only(off, RunDir(tmp_path), None, True) == (
-        "off: the run setting local-only = false"
+        "off: the run setting local-only-models = false"
     )
     on = plan(tiny_data, tmp_path)
     assert _local_only(on, RunDir(tmp_path), None, False) == (
@@ -57,5 +57,5 @@ def test_a_failure_is_reported_and_the_run_goes_on(tiny_data, tmp_path, monkeypa
 
 
 def test_the_setting_is_a_bool():
-    with pytest.raises(ConfigError, match="local-only must be bool"):
-        RunConfig.from_mapping({"local-only": 1})
+    with pytest.raises(ConfigError, match="local-only-models must be bool"):
+        RunConfig.from_mapping({"local-only-models": 1})

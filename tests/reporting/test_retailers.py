@@ -67,7 +67,7 @@ def test_without_local_only_models_the_table_shows_the_federated_model():
         "| retailer | test customers | base rate | ROC-AUC federated | lift at 10% federated |"
         in text
     )
-    assert "No local-only models in this run (off: x): with local-only = true" in text
+    assert "No local-only models in this run (off: x): with local-only-models = true" in text
     assert "does not pay" not in text
     assert retailer_blocks({"retailers": None}) == []
     failed = to_markdown(retailer_blocks({"retailers": {"failed": "damaged file"}}))
@@ -102,7 +102,7 @@ def test_the_summary_block_is_read_from_the_run_directory(tmp_path):
     assert central["local_privacy"].startswith("no DP: a retailer's own model never leaves it")
     text = to_markdown(retailer_blocks({"retailers": central}))
     assert "with the same training and no DP: a retailer's own model never leaves it" in text
-    off = retailer_summary(files, cfg, "off: the run setting local-only = false")
+    off = retailer_summary(files, cfg, "off: the run setting local-only-models = false")
     assert off["not_paying"] == [] and off["rows"][0]["local_only"] is None
     other = Predictions("purchase", "m", np.array([0]), np.array(["x"]), np.ones(1), np.ones(1))
     write_predictions(files.local_only_scores, other)
