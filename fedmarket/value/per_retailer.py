@@ -10,7 +10,9 @@ Per retailer: ROC-AUC with its DeLong interval, PR-AUC, lift at the top 10 % and
 purchase-count, the task's own primary metric (RMSE); the federated minus local-only
 difference of each, and for ROC-AUC its paired DeLong interval (both models scored the same
 customers, ``fedmarket.paired``). Joining *pays* a retailer when the federated model is better
-on the task's primary metric; retailers for whom it does not are listed by name.
+on the task's primary metric; retailers for whom it does not are listed by name, and, for
+ROC-AUC, whether the paired interval excludes 0 (``clear``): a gain or loss within noise is
+said to be.
 """
 
 from __future__ import annotations
@@ -94,6 +96,8 @@ class RetailerValue:
     # federated minus local-only per metric; "roc_auc_paired": DeLong's paired test
     difference: dict[str, Any] | None
     pays: bool | None  # None: no local-only model, or the primary metric undefined
+    # ROC-AUC only: whether DeLong's paired interval excludes 0 (the verdict is not noise)
+    clear: bool | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -118,17 +122,19 @@ def compare_retailers(
         pid = int(partition)
         y, s_fed = part["label"].to_numpy(), part["score"].to_numpy()
         fed_m = retailer_metrics(y, s_fed, task)
-        loc_m = diff = pays = None
+        loc_m = diff = pays = clear = None
         if local_only is not None:
             s_loc = part["score_local"].to_numpy()
             loc_m = retailer_metrics(y, s_loc, task)
             diff = _differences(fed_m, loc_m, (*HEADLINE_KEYS, key))
-            diff["roc_auc_paired"] = _paired(y, s_fed, s_loc)
+            diff["roc_auc_paired"] = paired = _paired(y, s_fed, s_loc)
+            if paired is not None and key == "roc_auc":
+                clear = bool(paired["low"] > 0 or paired["high"] < 0)
             gain = diff.get(key)
             if gain is not None and math.isfinite(gain):
                 pays = bool(gain > 0) if higher else bool(gain < 0)
         name = (names or {}).get(pid, f"partition {pid}")
-        rows.append(RetailerValue(pid, name, fed_m, loc_m, diff, pays))
+        rows.append(RetailerValue(pid, name, fed_m, loc_m, diff, pays, clear))
     return rows
 
 
@@ -183,4 +189,7 @@ def retailers_block(
         "local_only": local_only,
         "rows": [r.to_dict() for r in rows],
         "not_paying": [r.name for r in rows if r.pays is False],
+        # the same two lists where the paired interval excludes 0 (ROC-AUC only)
+        "clearly_paying": [r.name for r in rows if r.pays is True and r.clear],
+        "clearly_not_paying": [r.name for r in rows if r.pays is False and r.clear],
     }

@@ -36,16 +36,15 @@ def block(local: bool = True) -> dict:
 
 def test_a_sentence_per_retailer_in_words():
     paying, losing = block()["rows"]
-    assert retailer_sentence(paying, "roc_auc", True).startswith(
-        "retailer_00 (5 test customers, 40% buyers): joining raises lift at 10% from 0.0 to "
-        "2.5 and raises ROC-AUC from 0.667 to 1.000 ("
+    assert retailer_sentence(paying, "roc_auc", True) == (
+        "retailer_00 (5 test customers, 40% buyers): joining raises ROC-AUC from 0.667 to "
+        "1.000 (0.333 (-0.320 to 0.987) paired), within noise (the paired interval includes "
+        "0); it raises lift at 10% from 0.0 to 2.5."
     )
-    assert retailer_sentence(losing, "roc_auc", True).startswith(
+    assert retailer_sentence(losing, "roc_auc", True) == (
         "retailer_01 (4 test customers, 50% buyers): joining does not pay: it lowers ROC-AUC "
-        "from 1.000 to 0.250"
-    )
-    assert retailer_sentence(losing, "roc_auc", True).endswith(
-        "; it lowers lift at 10% from 2.0 to 0.0."
+        "from 1.000 to 0.250 (-0.750 (-1.443 to -0.057) paired); it lowers lift at 10% from "
+        "2.0 to 0.0."
     )
 
 
@@ -58,7 +57,10 @@ def test_the_table_and_the_retailer_joining_does_not_pay_are_in_the_report():
     ) in text
     assert "| retailer_01 | 4 | 50% | 1.000 | 0.250 | -0.750 (" in text
     assert "| 2.0 | 0.0 |" in text
-    assert "Joining does not pay, on ROC-AUC, for: retailer_01." in text
+    assert (
+        "Joining does not pay, on ROC-AUC, for: retailer_01. Beyond noise (the paired "
+        "interval excludes 0): a loss for retailer_01."
+    ) in text
 
 
 def test_without_local_only_models_the_table_shows_the_federated_model():
@@ -121,8 +123,11 @@ def test_the_short_table_leaves_out_the_lift_columns():
     ]
     assert rows[0][:5] == ["retailer_00", "5", "40%", "0.667", "1.000"]
     assert not_paying_sentence(block(local=False)) is None
-    everyone = not_paying_sentence({**block(), "not_paying": []})
-    assert everyone == "Joining pays every retailer on ROC-AUC."
+    everyone = not_paying_sentence({**block(), "not_paying": [], "clearly_not_paying": []})
+    assert everyone == (
+        "Joining pays every retailer on ROC-AUC. Beyond noise (the paired interval excludes "
+        "0): no retailer, either way."
+    )
 
 
 def test_the_gain_figure_puts_each_retailer_against_its_size_and_base_rate():

@@ -99,8 +99,12 @@ def test_joining_pays_retailer_0_and_not_retailer_1():
         "high": paired.high,
         "p_value": paired.p_value,
     }
+    # the paired intervals: retailer_00's gain includes 0, retailer_01's loss does not
+    assert [r.clear for r in rows] == [False, True]
+    assert (first.difference["roc_auc_paired"]["low"] < 0) and (paired.high < 0)
     block = retailers_block(rows, "purchase")
     assert block["not_paying"] == ["retailer_01"]
+    assert (block["clearly_not_paying"], block["clearly_paying"]) == (["retailer_01"], [])
     assert (block["metric"], block["higher_is_better"]) == ("roc_auc", True)
     assert block["rows"][0]["federated"]["n"] == 5
 
