@@ -53,8 +53,9 @@ def test_each_model_trains_on_its_partitions_customers_alone(tiny_data):
 
 
 def test_under_client_dp_the_budget_is_a_clients(tiny_data):
-    """Same noise as the run's client 0 over its two rounds, and the epsilon the accountant
-    gives for that many steps at that noise: the target, spent, not exceeded."""
+    """The noise calibrated for the run's steps at this retailer's sampling rate, and the
+    epsilon the accountant gives for that many steps at that noise: the target, spent, not
+    exceeded."""
     cfg = config(tiny_data)
     manifest = store.read_manifest(tiny_data)
     n, n_all = manifest["partitions"][0]["train"]["n"], store.n_train_total(manifest)
@@ -68,12 +69,17 @@ def test_under_client_dp_the_budget_is_a_clients(tiny_data):
     assert model.epsilon == pytest.approx(spent, rel=1e-12)
     assert 7.9 < model.epsilon <= 8.0
 
+
+def test_the_budget_equals_what_the_runs_client_spends(tiny_data):
+    """Client 0 of the run over its two rounds: the same noise and the same epsilon."""
+    cfg = config(tiny_data)
+    model, _ = train_local_model(cfg, tiny_data, 0)
     client = RetailerClient(cfg, tiny_data, 0)
     journal, weights = PrivacyJournal(), client.new_model(dp=True).state_dict()
     for rnd in (1, 2):
         outcome = client.train_round(weights, rnd, journal)
         weights = outcome.state_dict
-    assert outcome.metrics["noise-multiplier"] == noise
+    assert outcome.metrics["noise-multiplier"] == model.noise_multiplier
     assert outcome.metrics["epsilon"] == pytest.approx(model.epsilon, rel=1e-12)
 
 
