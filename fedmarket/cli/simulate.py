@@ -55,7 +55,11 @@ def simulate_cmd(
         Path | None, typer.Option(help="Run directory (default runs/simulate-<time>).")
     ] = None,
     centralised: Annotated[
-        bool, typer.Option(help="Also train the matched centralised reference.")
+        bool,
+        typer.Option(
+            help="Also train the matched centralised reference and each retailer's local-only "
+            "model (run setting local-only-models)."
+        ),
     ] = True,
     resume: Annotated[
         Path | None, typer.Option(help="Continue a run directory from its last checkpoint.")
