@@ -5,7 +5,8 @@ consortium: the same model trained on its own training customers, with the run's
 settings (the same total training, rounds x local epochs, batch size and learning rate) and,
 under client DP, the same budget as the retailer spends as a client of the run (the same
 target epsilon or noise multiplier, clipping norm, accountant and delta, over the same number
-of steps). The loop is the one every client and the centralised reference use
+of steps; the noise its client calibrated is read from its journal rather than searched for
+again). The loop is the one every client and the centralised reference use
 (``fedmarket.training.fit``); retailers are trained one after another in this process.
 
 Under central DP (``dp = "central"``) a retailer's own model needs no DP: it never leaves the
@@ -24,8 +25,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from fedmarket.data import store
+from fedmarket.errors import FedmarketError
+from fedmarket.federated.client_state import load_journal
 from fedmarket.models import build_model
 from fedmarket.predictions import Predictions, write_predictions
+from fedmarket.privacy.accounting import AccountantState, sample_rate
 from fedmarket.rundir import LOCAL_ONLY_METRICS, TEST_SCORES, json_safe, write_json
 from fedmarket.tasks import get_task
 from fedmarket.threads import ThreadChoice, apply_threads
@@ -107,7 +111,10 @@ def train_local_model(
         **cfg.model_options(),
     )
     train_cfg = cfg.train_config(epochs=cfg.total_epochs, seed=local_seed(cfg.seed, partition))
-    result = fit(net, train, task, train_cfg, privacy=privacy, progress=progress)
+    state = clients_noise(cfg, partition, len(train)) if privacy is not None else None
+    result = fit(
+        net, train, task, train_cfg, privacy=privacy, privacy_state=state, progress=progress
+    )
     score = predict(net, test.X, task, device=train_cfg.device)
     predictions = Predictions(
         task=cfg.task,
@@ -129,6 +136,30 @@ def train_local_model(
         noise_multiplier=result.noise_multiplier,
     )
     return model, predictions
+
+
+def clients_noise(cfg: RunConfig, partition: int, n_train: int) -> AccountantState | None:
+    """The noise the run's client at this retailer calibrated (its privacy journal in the
+    run's state-dir), as an accountant state with nothing spent: the same target, delta,
+    sampling rate and planned steps give the same noise, and Opacus' search for it costs
+    seconds per retailer. None (calibrate again) without a journal, under a fixed noise
+    multiplier, or where the journal's sampling rate is not this retailer's. ``fit`` still
+    checks the target against the steps this model takes."""
+    if not cfg.state_dir or cfg.target_epsilon == 0:
+        return None
+    try:
+        spent = load_journal(None, cfg.state_dir, partition).latest()
+    except (FedmarketError, OSError):
+        return None
+    rate = sample_rate(n_train, cfg.batch_size)
+    if (
+        spent is None
+        or spent.noise_multiplier is None
+        or spent.accountant != cfg.accountant
+        or {(noise, q) for noise, q, _ in spent.history} != {(spent.noise_multiplier, rate)}
+    ):
+        return None
+    return AccountantState(spent.accountant, (), spent.noise_multiplier)
 
 
 def run_local_only(

@@ -11,7 +11,7 @@ import pytest
 from fedmarket.config import RunConfig
 from fedmarket.data import store
 from fedmarket.federated.client import RetailerClient
-from fedmarket.federated.client_state import PrivacyJournal
+from fedmarket.federated.client_state import PrivacyJournal, save_accountant
 from fedmarket.predictions import read_predictions
 from fedmarket.privacy.accounting import (
     AccountantState,
@@ -21,7 +21,12 @@ from fedmarket.privacy.accounting import (
     steps_per_epoch,
 )
 from fedmarket.rundir import RunDir
-from fedmarket.value.local_only import local_seed, run_local_only, train_local_model
+from fedmarket.value.local_only import (
+    clients_noise,
+    local_seed,
+    run_local_only,
+    train_local_model,
+)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -118,3 +123,29 @@ def test_every_retailer_in_turn_written_for_compare(tiny_data, tmp_path):
 def test_seeds_differ_by_retailer_and_are_reproducible():
     assert local_seed(0, 1) == local_seed(0, 1) != local_seed(0, 2)
     assert local_seed(0, 1) != local_seed(1, 1)
+
+
+def test_the_noise_its_client_calibrated_is_reused(tiny_data, tmp_path, monkeypatch):
+    """With the client's journal in the state-dir, no second search for the same noise; a
+    journal of another sampling rate (or none) is calibrated again."""
+    import fedmarket.privacy.engine as engine
+
+    manifest = store.read_manifest(tiny_data)
+    n, n_all = manifest["partitions"][0]["train"]["n"], store.n_train_total(manifest)
+    cfg = config(tiny_data, **{"state-dir": str(tmp_path)})
+    delta, rate, steps = cfg.client_delta(n_all), sample_rate(n, 32), 2 * steps_per_epoch(n, 32)
+    noise = calibrate_noise(8.0, delta, rate, steps)
+    assert clients_noise(cfg, 0, n) is None  # no journal yet
+    save_accountant(AccountantState("rdp", ((noise, rate, steps),), noise), str(tmp_path), 0)
+    assert clients_noise(cfg, 0, n) == AccountantState("rdp", (), noise)
+    assert clients_noise(cfg, 0, n + 1000) is None  # another retailer's sampling rate
+
+    def searched(*args, **kwargs):
+        raise AssertionError("calibrated again")
+
+    monkeypatch.setattr(engine, "calibrate_noise", searched)
+    model, _ = train_local_model(cfg, tiny_data, 0)
+    assert model.noise_multiplier == noise and model.steps == steps
+    assert model.epsilon == pytest.approx(
+        epsilon_after(AccountantState("rdp"), noise, rate, steps, delta), rel=1e-12
+    )
