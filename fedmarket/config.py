@@ -58,6 +58,7 @@ DEFAULTS: dict[str, Any] = {
     "trim-beta": 0.2,
     "num-malicious-nodes": 0,
     "round-timeout": 600.0,
+    "local-only-models": True,
     "data-dir": "",
     "out-dir": "",
     "state-dir": "",
@@ -93,6 +94,7 @@ SETTINGS_HELP: dict[str, str] = {
     "trim-beta": "share trimmed at each end (FedTrimmedAvg)",
     "num-malicious-nodes": "clients assumed malicious (Krum, MultiKrum, Bulyan)",
     "round-timeout": "seconds to wait for the replies of a round",
+    "local-only-models": "also train each retailer's model on its own data alone (simulate)",
     "data-dir": "prepared data ('': the default retailers)",
     "out-dir": "run directory",
     "state-dir": "where clients keep their privacy journal",
@@ -136,6 +138,7 @@ class RunConfig:
     trim_beta: float
     num_malicious_nodes: int
     round_timeout: float
+    local_only_models: bool
     data_dir: str
     out_dir: str
     state_dir: str

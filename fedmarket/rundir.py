@@ -21,6 +21,9 @@ resume, a later scoring run)::
                                      (the same layout as `fedmarket centralised --out DIR`)
     DIR/baselines.csv, .json, baselines_test_scores.csv   `fedmarket baselines --out DIR`:
                                      the predictions of every model in one long file
+    RUN/local/metrics.json, test_scores.csv   the local-only models (``fedmarket.value``):
+                                     each retailer's model trained on its own data alone,
+                                     and its prediction for each of its test customers
     RUN/anchor/test_scores.csv       the BG/NBD anchor's prediction for each pooled test
                                      customer (``fedmarket.anchors.in_run``), same columns
     RUN/summary.json, report.md, report.html, *.png   the comparison a person reads
@@ -53,6 +56,8 @@ from fedmarket.errors import ConfigError
 # The centralised reference's own directory (RUN/centralised, or `fedmarket centralised --out`).
 CENTRALISED_METRICS = "metrics.json"
 CENTRALISED_MODEL = "model.pt"
+# The local-only models' directory (RUN/local): what each retailer's training did
+LOCAL_ONLY_METRICS = "metrics.json"
 # Post-hoc probability calibration fitted on validation customers (fedmarket.calibration)
 CALIBRATION = "calibration.json"
 # Per-customer test predictions (fedmarket.predictions): in RUN and in RUN/centralised, one
@@ -122,6 +127,20 @@ class RunDir:
     @property
     def centralised_scores(self) -> Path:
         return self.centralised / TEST_SCORES
+
+    @property
+    def local_only(self) -> Path:
+        """The local-only models' directory (``fedmarket.value.local_only``)."""
+        return self.path / "local"
+
+    @property
+    def local_only_metrics(self) -> Path:
+        return self.local_only / LOCAL_ONLY_METRICS
+
+    @property
+    def local_only_scores(self) -> Path:
+        """Each retailer's local-only prediction for each of its test customers."""
+        return self.local_only / TEST_SCORES
 
     @property
     def anchor_scores(self) -> Path:

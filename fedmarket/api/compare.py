@@ -44,9 +44,9 @@ def compare(
     bootstrap: int | None = None,
 ) -> Comparison:
     """Result ``a`` of ``run_a`` against result ``b`` of ``run_b`` (`fedmarket compare`):
-    ``a``/``b`` are ``federated``, ``centralised``, ``bg-nbd`` or a baseline's name (None:
-    the directory's federated, else centralised, else only result); ``metrics`` default to
-    the task's. Refuses results scored on different customers, labels or tasks."""
+    ``a``/``b`` are ``federated``, ``centralised``, ``local-only``, ``bg-nbd`` or a baseline's
+    name (None: the directory's federated, else centralised, else only result); ``metrics``
+    default to the task's. Refuses results scored on different customers, labels or tasks."""
     from fedmarket.experiments.compare import compare_runs
     from fedmarket.paired import DEFAULT_BOOTSTRAP
 

@@ -76,6 +76,19 @@ class RunResult:
         return (self.summary.get("anchor") or {}).get("test")
 
     @property
+    def retailers(self) -> list[dict[str, Any]]:
+        """Per retailer, on its own test customers: the federated and the local-only model's
+        metrics, their difference and whether joining ``pays`` (summary.json's
+        ``retailers``); [] for a run without them (an older run, or a failed comparison)."""
+        return list((self.summary.get("retailers") or {}).get("rows") or [])
+
+    @property
+    def not_paying(self) -> list[str]:
+        """The retailers whose federated model is worse than their local-only model on the
+        task's primary metric."""
+        return list((self.summary.get("retailers") or {}).get("not_paying") or [])
+
+    @property
     def gap(self) -> dict[str, float | None] | None:
         """Federated minus centralised, per metric: the price of not pooling the data."""
         return self.summary.get("gap")

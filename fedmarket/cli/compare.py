@@ -16,7 +16,8 @@ if TYPE_CHECKING:
     from fedmarket.experiments.compare import Comparison, Side
 
 KIND_HELP = (
-    "federated | centralised | bg-nbd (a simulate run's anchor) | a baseline model (e.g. "
+    "federated | centralised | local-only (each retailer's own model) | bg-nbd (a simulate "
+    "run's anchor) | a baseline model (e.g. "
     "logistic-regression); default: "
     "federated, else centralised, else the directory's only result."
 )

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich import box
 from rich.markup import escape
 from rich.table import Table
 
@@ -54,7 +55,11 @@ def simulate_cmd(
         Path | None, typer.Option(help="Run directory (default runs/simulate-<time>).")
     ] = None,
     centralised: Annotated[
-        bool, typer.Option(help="Also train the matched centralised reference.")
+        bool,
+        typer.Option(
+            help="Also train the matched centralised reference and each retailer's local-only "
+            "model (run setting local-only-models)."
+        ),
     ] = True,
     resume: Annotated[
         Path | None, typer.Option(help="Continue a run directory from its last checkpoint.")
@@ -147,6 +152,7 @@ def print_outcome(summary: dict[str, Any], run_dir: Path) -> None:
             gap = (summary.get("gap") or {}).get(key)
             table.add_row(label, _cell(fed_test, key), _cell(cen_test, key), _n(gap))
     console.print(table)
+    _print_retailers(summary)
     for caution in filter(None, (chance_warning(summary), small_test_caution(summary))):
         console.print(f"[bold yellow]- {escape(caution)}[/]", highlight=False)
     for sentence in (federation_sentence, anchor_sentence, privacy_sentence, targeting_in_short):
@@ -157,6 +163,38 @@ def print_outcome(summary: dict[str, Any], run_dir: Path) -> None:
         "rounds.csv, the figures; log.txt: the whole log, Flower's included)",
         highlight=False,
     )
+
+
+def _print_retailers(summary: dict[str, Any]) -> None:
+    """Per retailer, on its own test customers: local-only against federated, and who
+    joining does not pay (report.md has a sentence per retailer)."""
+    from fedmarket.reporting.retailers import not_paying_sentence, retailer_table
+    from fedmarket.reporting.words import LABELS
+
+    block = summary.get("retailers")
+    if not block or "failed" in block or not block.get("rows"):
+        return
+    header, rows = retailer_table(block, short=True)
+    label = LABELS.get(block["metric"], block["metric"])
+    local = len(header) > 4
+    table = Table(
+        title=f"per retailer, each on its own test customers: {label}"
+        + (" (difference: federated minus local-only, 95% interval)" if local else ""),
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        show_edge=False,
+        padding=(0, 1),
+        collapse_padding=True,
+    )
+    names = ["retailer", "customers", "buyers"]
+    names += ["local-only", "federated", "difference"] if local else ["federated"]
+    for i, col in enumerate(names):
+        table.add_column(col, justify="left" if i == 0 else "right", no_wrap=True)
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+    if said := not_paying_sentence(block):
+        console.print(f"- {escape(said)}", highlight=False)
 
 
 def _n(x: float | None) -> str:

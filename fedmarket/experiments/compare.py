@@ -2,8 +2,8 @@
 
 Reads the per-customer predictions (``fedmarket.predictions``) that `fedmarket simulate`,
 `centralised` and `baselines` leave in their directories, finds the result asked for in each
-(``federated``, ``centralised``, ``bg-nbd`` for a simulate run's anchor, or a
-baseline model's name), joins them on (partition,
+(``federated``, ``centralised``, ``local-only`` for a simulate run's per-retailer
+local-only models, ``bg-nbd`` for its anchor, or a baseline model's name), joins them on (partition,
 customer), and computes metric(A) - metric(B) with its interval (``fedmarket.paired``). The
 join is strict: results scored on different customers, with different labels or for
 different tasks are not comparable, and are refused with what to do.
@@ -31,7 +31,7 @@ from fedmarket.paired import (
 from fedmarket.predictions import KEY, Predictions, read_predictions
 from fedmarket.rundir import BASELINE_SCORES, RunDir
 
-FEDERATED, CENTRALISED = "federated", "centralised"
+FEDERATED, CENTRALISED, LOCAL_ONLY = "federated", "centralised", "local-only"
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ class Side:
     """One of the two results: where it was read from."""
 
     run: Path
-    kind: str  # federated | centralised | bg-nbd (a run's anchor) | a baseline model's name
+    kind: str  # federated | centralised | local-only | bg-nbd (a run's anchor) | a baseline
     path: Path
     predictions: Predictions = field(repr=False)
 
@@ -93,6 +93,8 @@ def available(run: Path) -> dict[str, tuple[Path, str | None]]:
         found[FEDERATED if files.holds_run() else CENTRALISED] = (files.test_scores, None)
     if files.centralised_scores.is_file():
         found[CENTRALISED] = (files.centralised_scores, None)
+    if files.local_only_scores.is_file():  # a simulate run's local-only models (RUN/local)
+        found[LOCAL_ONLY] = (files.local_only_scores, None)
     if files.anchor_scores.is_file():  # a simulate run's BG/NBD anchor
         for model in read_predictions(files.anchor_scores):
             found.setdefault(model, (files.anchor_scores, model))

@@ -122,11 +122,18 @@ def _simulate(
         )
         federated.update(run.finish(0.0))
     cen, cen_error = _centralised(plan, files, threads) if centralised else (None, None)
+    local_only = _local_only(plan, files, threads, centralised)
     anchor = anchor_block(plan.cfg, plan.run_dir, federated, plan.fernet)
     from fedmarket.reporting import write_run_outputs  # matplotlib: after the rounds
 
     paths = write_run_outputs(
-        plan.run_dir, plan.cfg, federated, cen, centralised_error=cen_error, anchor=anchor
+        plan.run_dir,
+        plan.cfg,
+        federated,
+        cen,
+        centralised_error=cen_error,
+        anchor=anchor,
+        local_only=local_only,
     )
     summary = json.loads(paths["summary"].read_text())
     return {"run_dir": plan.run_dir, "summary": summary, "problems": summary["problems"]}
@@ -246,6 +253,39 @@ def _centralised(
     except Exception as exc:  # a bug: keep its traceback in the log, and the federated result
         log.exception("centralised reference failed")
         return None, f"{type(exc).__name__}: {exc}"
+
+
+def _local_only(plan: RunPlan, files: RunDir, threads: int | None, references: bool) -> str:
+    """Each retailer's local-only model (``fedmarket.value.local_only``), after the
+    centralised reference, written to RUN/local; what the report says of it: "trained",
+    "off: why" or "failed: why" (a failure never loses the federated result). Off with
+    ``local-only-models = false``, and with ``--no-centralised`` (the trade-off sweep and the bench
+    train no reference of either kind)."""
+    if not plan.cfg.local_only_models:
+        return "off: the run setting local-only-models = false"
+    if not references:
+        return "off: --no-centralised trains neither reference"
+    from fedmarket.value.local_only import run_local_only
+
+    n = len(store.read_manifest(Path(plan.cfg.data_dir))["partitions"])
+    try:
+        total = plan.cfg.total_epochs * n
+        with progress_bar("local-only models", total, unit="epochs") as advance:
+            run_local_only(
+                plan.cfg,
+                Path(plan.cfg.data_dir),
+                files.local_only,
+                fernet=plan.fernet,
+                progress=lambda n=1, **_: advance(n),
+                threads=threads,
+            )
+        return "trained"
+    except FedmarketError as exc:
+        log.error("local-only models failed: %s", exc)
+        return f"failed: {exc}"
+    except Exception as exc:  # a bug: its traceback in the log, the federated result kept
+        log.exception("local-only models failed")
+        return f"failed: {type(exc).__name__}: {exc}"
 
 
 def _run_flower(

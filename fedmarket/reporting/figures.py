@@ -139,6 +139,45 @@ def gains_and_lift(
     )
 
 
+def retailer_gains(block: dict[str, Any] | None) -> Figure | None:
+    """What joining gains each retailer against its size (training customers) and its base
+    rate: federated minus local-only on the task's primary metric, with DeLong's paired
+    interval for ROC-AUC; None without local-only models to compare with."""
+    rows = [
+        r
+        for r in (block or {}).get("rows") or []
+        if _num((r.get("difference") or {}).get(block["metric"]))
+    ]
+    if not rows:
+        return None
+    metric = block["metric"]
+    label = LABELS.get(metric, metric)
+    gain = np.array([r["difference"][metric] for r in rows])
+    sizes = np.array(
+        [(r.get("local_model") or {}).get("n_train") or r["federated"]["n"] for r in rows]
+    )
+    sized_by = "training" if all(r.get("local_model") for r in rows) else "test"
+    base = np.array([r["federated"]["base_rate"] for r in rows])
+    paired = [(r["difference"].get("roc_auc_paired") or {}) for r in rows]
+    errors = None
+    if metric == "roc_auc" and all(_num(p.get("low")) and _num(p.get("high")) for p in paired):
+        errors = np.array([[g - p["low"] for g, p in zip(gain, paired, strict=True)],
+                           [p["high"] - g for g, p in zip(gain, paired, strict=True)]])  # fmt: skip
+    figure, axes = plots.new_panels(2)
+    for ax, x, xlabel in (
+        (axes[0], sizes, f"{sized_by} customers at the retailer"),
+        (axes[1], 100 * base, "buyers among its test customers (%)"),
+    ):
+        ax.axhline(0.0, color="grey", linestyle=":", linewidth=1)
+        ax.errorbar(x, gain, yerr=errors, fmt="o", capsize=3)
+        for xi, gi, r in zip(x, gain, rows, strict=True):
+            ax.annotate(r["name"], (xi, gi), fontsize=6, xytext=(3, 3), textcoords="offset points")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(f"{label}: federated minus local-only")
+    figure.suptitle("What joining gains each retailer, on its own test customers")
+    return figure
+
+
 def learning_curves(
     cfg: RunConfig, rounds: Sequence[dict[str, Any]], history: Sequence[dict[str, Any]] | None
 ) -> Figure | None:
@@ -237,6 +276,19 @@ def write_figures(
             "each model ranks highest (diagonal: random). Right: how many times the base rate "
             f"those contacted buy. Dotted: the top-{TARGETING_K:.0%} cut of the tables."
             f"{anchor_words}{missing}",
+        ),
+        (
+            "retailer_gains",
+            "What joining gains each retailer",
+            lambda: retailer_gains(summary.get("retailers")),
+            f"Each point a retailer: its federated model's {label} minus its local-only "
+            "model's, on its own test customers, against the retailer's size (left) and base "
+            "rate (right); "
+            + (
+                "above the dotted line joining pays; bars: DeLong's paired 95% interval."
+                if key == "roc_auc"
+                else f"{label} is lower for the better model, so below the line joining pays."
+            ),
         ),
         (
             "learning_curves",

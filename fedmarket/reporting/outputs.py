@@ -15,6 +15,7 @@ from fedmarket.config import RunConfig
 from fedmarket.reporting.figures import write_figures
 from fedmarket.reporting.html import to_html
 from fedmarket.reporting.markdown import to_markdown
+from fedmarket.reporting.retailers import retailer_summary
 from fedmarket.reporting.run_report import report_blocks, title
 from fedmarket.reporting.summary import build_summary
 from fedmarket.rundir import RunDir, write_json
@@ -28,12 +29,20 @@ def write_run_outputs(
     *,
     centralised_error: str | None = None,
     anchor: dict[str, Any] | None = None,
+    local_only: str | None = None,
 ) -> dict[str, Path]:
     """summary.json, the figures, report.md and report.html; their paths by kind (figures
-    by name, e.g. ``gains_lift``). ``anchor``: summary.json's BG/NBD block (``build_summary``)."""
+    by name, e.g. ``gains_lift``). ``anchor``: summary.json's BG/NBD block (``build_summary``).
+    ``local_only``: "trained" where RUN/local holds the local-only models' scores, else why
+    not (the per-retailer block then shows the federated model alone)."""
     files = RunDir(run_dir)
     summary = build_summary(
-        cfg, federated, centralised, centralised_error=centralised_error, anchor=anchor
+        cfg,
+        federated,
+        centralised,
+        centralised_error=centralised_error,
+        anchor=anchor,
+        retailers=retailer_summary(files, cfg, local_only),
     )
     paths = {"summary": write_json(files.summary, summary)}
     rounds = files.read_rounds()

@@ -18,6 +18,7 @@ from fedmarket.reporting.document import (
     bullets,
     table,
 )
+from fedmarket.reporting.retailers import retailer_blocks, retailers_in_short
 from fedmarket.reporting.summary import privacy_cost_command
 from fedmarket.reporting.words import num
 
@@ -76,11 +77,13 @@ def report_blocks(
     problems = summary.get("problems") or []
     if problems:
         blocks += [Heading("This run is incomplete"), bullets(problems)]
+    blocks += retailer_blocks(summary)
     blocks += [
         Heading("In short"),
         bullets(
             [
                 *filter(None, [words.chance_warning(summary), words.small_test_caution(summary)]),
+                *filter(None, [retailers_in_short(summary)]),
                 words.federation_sentence(summary),
                 *filter(None, [words.anchor_sentence(summary)]),
                 words.privacy_sentence(summary),

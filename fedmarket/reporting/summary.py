@@ -117,6 +117,7 @@ def run_problems(
     federated: dict[str, Any],
     centralised_error: str | None,
     anchor: dict[str, Any] | None = None,
+    retailers: dict[str, Any] | None = None,
 ) -> list[str]:
     """What makes a run incomplete, one sentence each (empty for a complete run)."""
     problems = []
@@ -136,6 +137,11 @@ def run_problems(
         problems.append(f"the centralised reference failed: {centralised_error}")
     if anchor and "failed" in anchor:
         problems.append(f"the BG/NBD anchor failed: {anchor['failed']} (see log.txt)")
+    status = str((retailers or {}).get("local_only", ""))
+    if status.startswith("failed"):
+        problems.append(f"the local-only models {status} (see log.txt)")
+    if retailers and "failed" in retailers:
+        problems.append(f"the per-retailer comparison failed: {retailers['failed']}")
     return problems
 
 
@@ -146,10 +152,13 @@ def build_summary(
     *,
     centralised_error: str | None = None,
     anchor: dict[str, Any] | None = None,
+    retailers: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """summary.json: one honest comparison on the same test customers, for programs; the
     report renders it for people. ``anchor``: the BG/NBD anchor's block
-    (``RunAnchor.to_dict``, or ``{"skipped": why}`` / ``{"failed": why}``), None without."""
+    (``RunAnchor.to_dict``, or ``{"skipped": why}`` / ``{"failed": why}``), None without.
+    ``retailers``: each retailer's own test customers, federated against local-only
+    (``fedmarket.reporting.retailers``), None without."""
     training_eps = (federated.get("epsilon") or {}).get("max")
     if anchor and anchor.get("dp"):
         anchor = {**anchor, "combined_epsilon": combined_epsilon(training_eps, anchor)}
@@ -163,10 +172,11 @@ def build_summary(
         "delta": federated.get("delta"),
         "gap": None,
         "privacy": privacy,
-        "problems": run_problems(federated, centralised_error, anchor),
+        "problems": run_problems(federated, centralised_error, anchor, retailers),
         "anchor": anchor,
         "threshold_rule": THRESHOLD_RULE,
         "privacy_cost_command": privacy_cost_command(cfg.to_flower()),
+        "retailers": retailers,
     }
     if centralised is not None:
         cen = centralised.to_dict()

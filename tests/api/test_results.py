@@ -127,3 +127,17 @@ def test_baselines_table_keeps_skipped_models_and_picks_the_best():
 )
 def test_numbers_for_people(value: object, text: str):
     assert number(value) == text
+
+
+def test_run_result_reads_each_retailers_value(tmp_path: Path):
+    from tests.reporting.test_retailers import block
+
+    run = RunResult(tmp_path, summary())
+    assert (run.retailers, run.not_paying) == ([], [])  # a run without the block
+    run = RunResult(tmp_path, summary() | {"retailers": block()})
+    assert [(r["name"], r["pays"]) for r in run.retailers] == [
+        ("retailer_00", True),
+        ("retailer_01", False),
+    ]
+    assert run.not_paying == ["retailer_01"]
+    assert RunResult(tmp_path, summary() | {"retailers": {"failed": "x"}}).retailers == []

@@ -335,3 +335,18 @@ def test_the_outcome_warns_when_the_test_set_is_small(tmp_path: Path):
         print_outcome(summary, tmp_path)
     printed = " ".join(captured.get().split())
     assert f"- Caution: the test set has only {report['n_positive']} buyers" in printed
+
+
+def test_the_outcome_shows_each_retailer_and_who_joining_does_not_pay(tmp_path: Path):
+    from fedmarket.cli.simulate import print_outcome
+    from fedmarket.progress import console
+    from tests.reporting.test_markdown import summary as run_summary
+    from tests.reporting.test_retailers import block
+
+    with console.capture() as captured:
+        print_outcome({**run_summary(), "retailers": block()}, tmp_path)
+    printed = " ".join(captured.get().split())
+    assert "per retailer, each on its own test customers: ROC-AUC (difference:" in printed
+    assert "retailer_01 4 50% 1.000 0.250 -0.750 (-1.443 to -0.057)" in printed
+    assert "lift at 10%" not in printed  # the short table: report.md has the lift columns
+    assert "- Joining does not pay, on ROC-AUC, for: retailer_01." in printed

@@ -87,6 +87,24 @@ def test_a_simulate_runs_bg_nbd_anchor_is_a_result_to_compare_with(tmp_path: Pat
     assert "bg-nbd (a simulate run's anchor)" in KIND_HELP
 
 
+def test_a_simulate_runs_local_only_models_are_a_result_to_compare_with(tmp_path: Path):
+    fed, local = predictions("cnn-lstm", 1), predictions("cnn-lstm", 2)
+    run = simulate_dir(tmp_path, fed, predictions("cnn-lstm", 3))
+    write_predictions(RunDir(run).local_only_scores, local)
+    assert set(available(run)) == {"federated", "centralised", "local-only"}
+    result = compare_runs(run, run, kind_b="local-only", metrics=["roc_auc"])
+    [auc] = result.results
+    assert (result.a.kind, result.b.kind, result.b.path) == (
+        "federated",
+        "local-only",
+        RunDir(run).local_only_scores,
+    )
+    assert auc.b == pytest.approx(roc_auc_score(local.label, local.score))
+    from fedmarket.cli.compare import KIND_HELP
+
+    assert "local-only (each retailer's own model)" in KIND_HELP
+
+
 def test_row_order_does_not_matter_and_the_seed_fixes_the_bootstrap(tmp_path: Path):
     run = simulate_dir(tmp_path, predictions("m", 1), predictions("m", 2))
     cen = predictions("m", 2)

@@ -17,6 +17,7 @@ from opacus.accountants.utils import get_noise_multiplier
 
 import fedmarket.centralised as centralised_module
 from fedmarket.config import RunConfig
+from fedmarket.data import store
 from fedmarket.errors import DataError
 from fedmarket.experiments import simulate as simulate_module
 from fedmarket.experiments.compare import compare_runs
@@ -141,6 +142,22 @@ def test_end_to_end_no_raw_data(tiny_data, tiny_raw, tmp_path, monkeypatch):
         "- The classical BG/NBD anchor, fitted across the retailers without pooling under"
         in (out / "report.md").read_text()
     )
+    # each retailer's local-only model, on its own test customers, paired with the federated
+    local = summary["retailers"]
+    manifest = store.read_manifest(tiny_data)
+    assert local["local_only"] == "trained" and local["metric"] == "roc_auc"
+    assert [(r["name"], r["federated"]["n"]) for r in local["rows"]] == [
+        (p["retailer"], p["test"]["n"]) for p in manifest["partitions"]
+    ]
+    assert [r["local_model"]["n_train"] for r in local["rows"]] == [
+        p["train"]["n"] for p in manifest["partitions"]
+    ]
+    assert all(r["local_model"]["epsilon"] <= 8.0 for r in local["rows"])
+    [local_scores] = read_predictions(RunDir(out).local_only_scores).values()
+    assert sorted(local_scores.customer) == sorted(fed_scores.customer)
+    joining = compare_runs(out, out, kind_b="local-only", metrics=["roc_auc"]).results[0]
+    assert joining.a == pytest.approx(fed["test"]["roc_auc"], abs=1e-6)
+    assert "## Does joining pay for each retailer?" in (out / "report.md").read_text()
     assert fed["labels"]["count_unit"] == "transactions"  # the manifest's, named in the report
     assert "the label is 1 if any purchase in the" in (out / "report.md").read_text()
     for plot in (
@@ -154,6 +171,9 @@ def test_end_to_end_no_raw_data(tiny_data, tiny_raw, tmp_path, monkeypatch):
         "centralised/learning_curve.png",
         "centralised/test_scores.csv",
         "anchor/test_scores.csv",
+        "local/test_scores.csv",
+        "local/metrics.json",
+        "retailer_gains.png",
     ):
         assert (out / plot).stat().st_size > 0
 

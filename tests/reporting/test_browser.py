@@ -67,8 +67,13 @@ def test_chromium_shows_every_figure_and_table(make_run, tmp_path):
     seen = rendered(paths["html"], tmp_path)
     assert seen["images"] == 4 and seen["decoded"] == 4, seen
     assert all(width > 300 for width in seen["widths"]), seen
-    assert len(seen["tables"]) == 5 and all(rows > 0 for rows in seen["tables"]), seen
-    assert seen["headings"][:3] == ["In short", "What the model is worth for targeting", "Privacy"]
+    assert len(seen["tables"]) == 6 and all(rows > 0 for rows in seen["tables"]), seen
+    assert seen["headings"][:4] == [
+        "Does joining pay for each retailer?",
+        "In short",
+        "What the model is worth for targeting",
+        "Privacy",
+    ]
 
 
 def test_chromium_shows_an_incomplete_run_problems_first(make_run, tmp_path):
