@@ -287,6 +287,8 @@ class RunConfig:
         """Keyword arguments of ``build_model`` that come from the run config (beyond the
         model's name and task): every place that builds the run's model passes them, so the
         clients, the server and the centralised reference build the same weights."""
+        if self.model == RANKING_MODEL:  # its vocabulary comes from the data (recommend.data)
+            return {}
         return {"count_loss": self.count_loss}
 
     @property

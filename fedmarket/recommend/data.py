@@ -19,6 +19,7 @@ from cryptography.fernet import Fernet
 from fedmarket.data import store
 from fedmarket.data.category_vocab import MANIFEST_KEY, Vocabulary, read_recs
 from fedmarket.errors import DataError
+from fedmarket.names import RANKING_TASK
 
 # A customer with fewer window events (with a category) than this at the cut-off is "cold":
 # evaluated apart from the warm ones. 3: fewer than three events give a GRU almost no order.
@@ -112,3 +113,26 @@ def load_rec_partitions(data_dir: Path, split: str, fernet: Fernet | None = None
     """One split of every partition, in partition order."""
     ids = store.partition_ids(store.read_manifest(data_dir))
     return [load_rec_split(data_dir, p, split, fernet) for p in ids]
+
+
+def model_inputs(
+    manifest: store.Manifest | dict[str, Any], task: str
+) -> tuple[int, dict[str, Any]]:
+    """(features per step, extra ``build_model`` arguments) of ``task``'s model on this data:
+    the recommender reads 3 values per event and needs the vocabulary; every other task the
+    manifest's features and nothing more. The one place the builders of a run's model (clients,
+    server, run log) learn what the data gives the model."""
+    if task == RANKING_TASK:
+        return 3, {"vocabulary": vocabulary_entry(manifest)}
+    return store.n_features(manifest), {}
+
+
+def load_task_split(
+    data_dir: Path, partition: int, split: str, task: str, fernet: Fernet | None = None
+) -> store.SplitArrays | RecSplit:
+    """One split as ``task`` trains on it: the purchase arrays, or the recommender's split
+    (training customers with a target only: the others have nothing to rank)."""
+    if task != RANKING_TASK:
+        return store.load_split(data_dir, partition, split, fernet, mmap=False)
+    rec = load_rec_split(data_dir, partition, split, fernet)
+    return rec.with_targets() if split == "train" else rec
