@@ -32,7 +32,6 @@ from fedmarket.errors import DataError
 # The horizon events that make a category a target: an add-to-cart or a purchase.
 TARGET_EVENTS: tuple[str, ...] = ("cart", "purchase")
 _TARGET_CODES = np.array([EVENT_TYPES.index(e) for e in TARGET_EVENTS])
-_COLUMNS = ("user", "ns", "etype", "code", "brand")
 
 
 @dataclass(frozen=True)
@@ -45,36 +44,29 @@ class CategoryHistories:
     etypes: np.ndarray  # int8 [N, L]: index into EVENT_TYPES, -1 = padding
     brands: np.ndarray  # object [N, L]: brand or None
     n_events: np.ndarray  # int32 [N]: window events with a category code (not only the last L)
-    seen_codes: list[frozenset[str]]  # every category of the window (vocabulary source)
-    seen_brands: list[frozenset[str]]
+    # every distinct (row, category, brand) of the window: what the vocabulary is built from
+    seen: pd.DataFrame
     targets: list[frozenset[str]]  # categories carted or bought in the horizon
 
     def __len__(self) -> int:
         return len(self.customer)
 
-    def take(self, index: np.ndarray) -> CategoryHistories:
-        index = np.asarray(index, dtype=np.int64)
-        return CategoryHistories(
-            self.customer[index],
-            self.codes[index],
-            self.etypes[index],
-            self.brands[index],
-            self.n_events[index],
-            [self.seen_codes[i] for i in index],
-            [self.seen_brands[i] for i in index],
-            [self.targets[i] for i in index],
-        )
-
     @staticmethod
     def concat(parts: list[CategoryHistories]) -> CategoryHistories:
+        starts = np.cumsum([0, *(len(p) for p in parts[:-1])])
         return CategoryHistories(
             np.concatenate([p.customer for p in parts]),
             np.concatenate([p.codes for p in parts]),
             np.concatenate([p.etypes for p in parts]),
             np.concatenate([p.brands for p in parts]),
             np.concatenate([p.n_events for p in parts]),
-            [s for p in parts for s in p.seen_codes],
-            [s for p in parts for s in p.seen_brands],
+            pd.concat(
+                [
+                    p.seen.assign(row=p.seen["row"] + offset)
+                    for p, offset in zip(parts, starts, strict=True)
+                ],
+                ignore_index=True,
+            ),
             [s for p in parts for s in p.targets],
         )
 
@@ -87,7 +79,7 @@ class CategoryHistoryBuilder:
         self._start = window.start.as_unit("ns").value
         self._cutoff = window.cutoff.as_unit("ns").value
         self._horizon_end = window.horizon_end.as_unit("ns").value
-        self._recent = pd.DataFrame({c: pd.Series(dtype=object) for c in _COLUMNS})
+        self._recent: pd.DataFrame | None = None
         self._counts: pd.Series = pd.Series(dtype=np.int64)
         self._seen: list[pd.DataFrame] = []
         self._targets: list[pd.DataFrame] = []
@@ -104,26 +96,36 @@ class CategoryHistoryBuilder:
         horizon = (
             has & (ns >= self._cutoff) & (ns < self._horizon_end) & np.isin(etype, _TARGET_CODES)
         )
-        brand = chunk["brand"] if "brand" in chunk.columns else pd.Series(None, index=chunk.index)
+        keep = window | horizon
+        if not keep.any():
+            return
+        rows = chunk.loc[keep]
+        brand = rows["brand"] if "brand" in rows.columns else pd.Series(None, index=rows.index)
         frame = pd.DataFrame(
             {
-                "user": chunk["user_id"].astype(object).to_numpy(),
-                "ns": ns,
-                "etype": etype.astype(np.int8),
-                "code": chunk["category_code"].astype(object).to_numpy(),
+                "user": rows["user_id"].astype(object).to_numpy(),
+                "ns": ns[keep],
+                "etype": etype[keep].astype(np.int8),
+                "code": rows["category_code"].astype(object).to_numpy(),
                 "brand": brand.astype(object).where(brand.notna(), None).to_numpy(),
             }
         )
-        rows = frame[window]
-        self._targets.append(frame.loc[horizon, ["user", "code"]].drop_duplicates())
-        if rows.empty:
+        in_window = window[keep]
+        self._targets.append(frame.loc[~in_window, ["user", "code"]].drop_duplicates())
+        frame = frame[in_window]
+        if frame.empty:
             return
-        self._counts = self._counts.add(rows.groupby("user").size(), fill_value=0)
-        self._seen.append(rows[["user", "code", "brand"]].drop_duplicates())
-        both = pd.concat([self._recent, rows], ignore_index=True)
-        # a total order (time, then type, code, brand) so chunk order cannot change the history
-        both = both.sort_values(["user", "ns", "etype", "code", "brand"], kind="stable")
-        self._recent = both.groupby("user", sort=False).tail(self.history_length)
+        # a total order (customer, time, type, code, brand) on 64-bit hashes of the strings:
+        # chunk order cannot change the history, and integers sort many times faster
+        for column in ("user", "code", "brand"):
+            frame[f"h_{column}"] = _hash(frame[column])
+        self._counts = self._counts.add(frame.groupby("user").size(), fill_value=0)
+        self._seen.append(frame[["user", "code", "brand"]].drop_duplicates())
+        both = (
+            frame if self._recent is None else pd.concat([self._recent, frame], ignore_index=True)
+        )
+        both = both.sort_values(["h_user", "ns", "etype", "h_code", "h_brand"], kind="stable")
+        self._recent = both.groupby("h_user", sort=False).tail(self.history_length)
 
     def finish(self, customers: np.ndarray) -> CategoryHistories:
         """The histories of ``customers`` (the feature rows' pseudonyms, in their order)."""
@@ -132,28 +134,41 @@ class CategoryHistoryBuilder:
         codes = np.full((n, length), None, dtype=object)
         brands = np.full((n, length), None, dtype=object)
         etypes = np.full((n, length), -1, dtype=np.int8)
-        recent = self._recent[self._recent["user"].isin(row.index)]
+        recent = self._recent if self._recent is not None else pd.DataFrame({"user": []})
+        recent = recent[recent["user"].isin(row.index)]
         if not recent.empty:
             rows = row.loc[recent["user"]].to_numpy()
             # position from the end: the latest event goes to column L - 1
-            back = recent.groupby("user", sort=False).cumcount(ascending=False).to_numpy()
+            back = recent.groupby("h_user", sort=False).cumcount(ascending=False).to_numpy()
             cols = length - 1 - back
             codes[rows, cols] = recent["code"].to_numpy()
             brand = recent["brand"]
             brands[rows, cols] = brand.astype(object).where(brand.notna(), None).to_numpy()
             etypes[rows, cols] = recent["etype"].to_numpy()
         n_events = self._counts.reindex(row.index, fill_value=0).to_numpy().astype(np.int32)
-        seen = _concat(self._seen, ("user", "code", "brand"))
+        seen = _concat(self._seen, ("user", "code", "brand")).drop_duplicates()
+        seen = seen[seen["user"].isin(row.index)]
+        seen = pd.DataFrame(
+            {
+                "row": row.loc[seen["user"]].to_numpy(),
+                "code": seen["code"].to_numpy(),
+                "brand": seen["brand"].to_numpy(),
+            }
+        )
         return CategoryHistories(
             np.asarray(customers),
             codes,
             etypes,
             brands,
             n_events,
-            _sets(seen, "code", row),
-            _sets(seen, "brand", row),
+            seen,
             _sets(_concat(self._targets, ("user", "code")), "code", row),
         )
+
+
+def _hash(values: pd.Series) -> np.ndarray:
+    """Stable 64-bit hashes (None hashes alike): a sort key that does not depend on chunks."""
+    return pd.util.hash_pandas_object(values.astype(str), index=False).to_numpy()
 
 
 def _concat(parts: list[pd.DataFrame], columns: tuple[str, ...]) -> pd.DataFrame:
@@ -166,8 +181,9 @@ def _sets(pairs: pd.DataFrame, column: str, row: pd.Series) -> list[frozenset[st
     """For each customer of ``row`` (pseudonym -> row), the distinct non-null ``column``."""
     out: list[frozenset[str]] = [frozenset()] * len(row)
     pairs = pairs[pairs[column].notna() & pairs["user"].isin(row.index)]
-    for user, values in pairs.groupby("user", sort=False)[column]:
-        out[int(row[user])] = frozenset(values.tolist())
+    sets = pairs.groupby("user", sort=False)[column].agg(frozenset)
+    for index, values in zip(row.loc[sets.index].to_numpy(), sets.to_numpy(), strict=True):
+        out[index] = values
     return out
 
 

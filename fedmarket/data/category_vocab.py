@@ -54,10 +54,12 @@ class Vocabulary:
     @staticmethod
     def build(histories: CategoryHistories, is_test: np.ndarray) -> Vocabulary:
         train = np.flatnonzero(~np.asarray(is_test, dtype=bool))
-        known = sorted(set().union(*(histories.seen_codes[i] for i in train)))
-        everything = set().union(*histories.seen_codes, *histories.targets)
+        seen = histories.seen
+        mine = seen[seen["row"].isin(train)]
+        known = sorted(set(mine["code"].dropna()))
+        everything = set(seen["code"].dropna()).union(*histories.targets)
         new = sorted(everything - set(known))
-        brands = sorted(set().union(*(histories.seen_brands[i] for i in train)))
+        brands = sorted(set(mine["brand"].dropna()))
         parts = sorted({p for code in known for p in prefixes(code)})
         return Vocabulary(
             (*known, *new), len(known), (UNKNOWN, *parts, *(f"brand:{b}" for b in brands))

@@ -75,6 +75,7 @@ def test_chunking_and_order_change_nothing():
     many = build(list(reversed(BASE)), chunks=4)
     assert (one.codes == many.codes).all() and (one.etypes == many.etypes).all()
     assert one.targets == many.targets and one.n_events.tolist() == many.n_events.tolist()
+    assert _seen(one) == _seen(many) and len(_seen(one)) == 4  # a: 3 (code, brand), b: 1
 
 
 @pytest.mark.parametrize(
@@ -90,9 +91,13 @@ def test_events_outside_window_and_horizon_change_nothing(extra):
     before, after = build(BASE), build([*BASE, extra])
     assert (before.codes == after.codes).all() and before.targets == after.targets
     assert (
-        before.seen_codes == after.seen_codes
+        _seen(before) == _seen(after)
         and before.n_events.tolist() == after.n_events.tolist()
     )
+
+
+def _seen(h) -> list:
+    return sorted(map(tuple, h.seen.astype(str).to_numpy().tolist()))
 
 
 def test_the_history_never_sees_the_horizon():
