@@ -90,10 +90,7 @@ def test_chunking_and_order_change_nothing():
 def test_events_outside_window_and_horizon_change_nothing(extra):
     before, after = build(BASE), build([*BASE, extra])
     assert (before.codes == after.codes).all() and before.targets == after.targets
-    assert (
-        _seen(before) == _seen(after)
-        and before.n_events.tolist() == after.n_events.tolist()
-    )
+    assert _seen(before) == _seen(after) and before.n_events.tolist() == after.n_events.tolist()
 
 
 def _seen(h) -> list:
