@@ -73,6 +73,19 @@ def write_recommend_outputs(
     return summary
 
 
+def _new_items(new: dict[str, Any]) -> str:
+    if not new["customers"]:
+        return (
+            f"New items (categories in no training customer's window): {new['items']}; no test "
+            "customer has one as a target, so cold items are not measured on this data."
+        )
+    rates = ", ".join(f"{k} {v:.3f}" for k, v in new.items() if k not in ("customers", "items"))
+    return (
+        f"New items: {new['items']}; of the {new['customers']} test customers with a new item as "
+        f"a target, the share with one in their top 10: {rates}."
+    )
+
+
 def _report(cfg: RunConfig, summary: dict[str, Any], comparison: Any) -> str:
     eps = (summary["federated"].get("epsilon") or {}).get("max")
     privacy = (
@@ -96,6 +109,8 @@ def _report(cfg: RunConfig, summary: dict[str, Any], comparison: Any) -> str:
             comparison.markdown(),
             "",
             f"Cold start: {COLD_START}. Every personalised model's ranking goes through it.",
+            "",
+            _new_items(summary["recommend"]["new_items"]),
             "",
         ]
     for problem in summary["problems"]:

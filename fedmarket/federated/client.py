@@ -116,7 +116,17 @@ class RetailerClient:
     def _model_key(self, dp: bool) -> tuple[Any, ...]:
         # per thread too: two virtual clients trained concurrently never share a model
         cfg = self.cfg
-        return (cfg.model, self.n_features, cfg.task, cfg.count_loss, dp, threading.get_ident())
+        vocabulary = self.data_options.get("vocabulary") or {}
+        data = (tuple(vocabulary.get("items", ())), tuple(vocabulary.get("tokens", ())))
+        return (
+            cfg.model,
+            self.n_features,
+            cfg.task,
+            cfg.count_loss,
+            dp,
+            data,
+            threading.get_ident(),
+        )
 
     def _fit(
         self,

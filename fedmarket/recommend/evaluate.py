@@ -69,3 +69,25 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
 
 def _fmt(value: float) -> str:
     return "n/a" if value is None or not math.isfinite(value) else f"{value:.3f}"
+
+
+def new_item_hit_rate(
+    test: RecSplit, scores: dict[str, np.ndarray], n_known: int
+) -> dict[str, Any]:
+    """Cold items: among test customers with a target that is a new item (first seen after the
+    vocabulary, i.e. not in any training customer's window), the share whose top 10 holds one
+    of those new targets, per model; ``customers`` 0 (and NaN rates) when there are none."""
+    new_targets = test.y_categories[:, n_known:] > 0
+    who = new_targets.any(axis=1)
+    out: dict[str, Any] = {
+        "customers": int(who.sum()),
+        "items": test.y_categories.shape[1] - n_known,
+    }
+    for name, s in scores.items():
+        if not who.any():
+            out[name] = math.nan
+            continue
+        top = np.argsort(-np.asarray(s)[who], axis=1, kind="stable")[:, :10]
+        hit = (top >= n_known) & np.take_along_axis(test.y_categories[who] > 0, top, axis=1)
+        out[name] = float(hit.any(axis=1).mean())
+    return out

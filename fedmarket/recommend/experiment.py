@@ -21,6 +21,7 @@ import torch
 from cryptography.fernet import Fernet
 
 from fedmarket.data import store
+from fedmarket.data.category_vocab import Vocabulary
 from fedmarket.models import build_model
 from fedmarket.privacy.config import PrivacySettings
 from fedmarket.recommend import baselines
@@ -30,7 +31,7 @@ from fedmarket.recommend.data import (
     load_rec_partitions,
     vocabulary_entry,
 )
-from fedmarket.recommend.evaluate import comparison, lift_over, markdown_table
+from fedmarket.recommend.evaluate import comparison, lift_over, markdown_table, new_item_hit_rate
 from fedmarket.tasks import get_task
 from fedmarket.training import TrainConfig, fit, predict
 
@@ -135,5 +136,10 @@ def compare(
         n_test=len(test),
         epsilon=epsilon,
         wall_s=time.perf_counter() - started,
-        notes={"lift": notes},
+        notes={
+            "lift": notes,
+            "new_items": new_item_hit_rate(
+                test, scores, Vocabulary.from_manifest(vocabulary).n_known
+            ),
+        },
     )

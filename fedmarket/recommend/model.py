@@ -75,8 +75,11 @@ class GruNcf(nn.Module):
         number("dropout", dropout, at_least=0.0, below=1.0)
         self.mode, self.n_items = mode, len(vocab.items)
         content = torch.from_numpy(vocab.content())
-        # row n_items: padding (all tokens 0, the zero embedding)
-        self.register_buffer("content", torch.cat([content, torch.zeros_like(content[:1])]))
+        # row n_items: padding (all tokens 0, the zero embedding). Not in the state dict: it is
+        # the data's description of the items, rebuilt from the vocabulary, never averaged.
+        self.register_buffer(
+            "content", torch.cat([content, torch.zeros_like(content[:1])]), persistent=False
+        )
         self.tokens = nn.Embedding(len(vocab.tokens), d, padding_idx=0)
         self.types = nn.Embedding(N_EVENT_TYPES + 1, d, padding_idx=0)
         self.drop = nn.Dropout(dropout)

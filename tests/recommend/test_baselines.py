@@ -78,3 +78,13 @@ def test_comparison_has_warm_and_cold_rows_and_a_table():
     assert lift_over(rows, "perfect", "pop", "mrr") > 0
     table = markdown_table(rows)
     assert "| perfect |" in table and "cold = fewer than 3" in table
+
+
+def test_new_item_hit_rate():
+    from fedmarket.recommend.evaluate import new_item_hit_rate
+
+    # items 2 and 3 are new (n_known=2); customers 1 (target 3) and 2 (target 2) have new targets
+    scores = {"up": np.tile([0.0, 1.0, 2.0, 3.0], (3, 1))}
+    got = new_item_hit_rate(TEST, scores, n_known=2)
+    assert got == {"customers": 2, "items": 2, "up": 1.0}
+    assert new_item_hit_rate(TEST, scores, n_known=4)["customers"] == 0

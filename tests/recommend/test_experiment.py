@@ -96,3 +96,25 @@ def test_simulate_writes_the_comparison(tiny_data, tmp_path, dp):
     if dp == "client":
         assert math.isfinite(summary["recommend"]["centralised_epsilon"])
     assert "## Recommendation metrics" in (out / "report.md").read_text()
+
+
+def test_the_propensity_baselines_command_points_the_recommender_elsewhere():
+    from fedmarket.cli.baselines import check_names
+    from fedmarket.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="fedmarket centralised --task next-categories"):
+        check_names("next-categories", "")
+
+
+def test_the_console_shows_the_comparison(tmp_path):
+    from fedmarket.cli.simulate import print_outcome
+    from fedmarket.progress import console
+
+    row = {"hr@10": 0.5, "ndcg@10": 0.25, "mrr": 0.2, "coverage@10": 1.0, "n_customers": 2.0}
+    table = [
+        {"model": "GRU+NCF (federated)", "customers": c, **row} for c in ("all", "warm", "cold")
+    ]
+    with console.capture() as captured:
+        print_outcome({"recommend": {"table": table}, "problems": []}, tmp_path)
+    out = captured.get()
+    assert "GRU+NCF" in out and "0.2500" in out

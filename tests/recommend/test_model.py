@@ -73,3 +73,9 @@ def test_bad_settings():
         build_model("gru-ncf", 3, task="next-categories", vocabulary=VOCAB, mode="sasrec")
     with pytest.raises(ConfigError, match="3 values"):
         build_model("gru-ncf", 11, task="next-categories", vocabulary=VOCAB)
+
+
+def test_the_item_content_is_not_a_weight():
+    net = build_model("gru-ncf", 3, task="next-categories", seed=0, vocabulary=VOCAB)
+    assert "content" not in net.state_dict()  # never shipped nor averaged by FedAvg
+    assert all(v.is_floating_point() for v in net.state_dict().values())
