@@ -150,6 +150,10 @@ def preflight(cfg: RunConfig) -> int:
     data_dir = Path(cfg.data_dir)
     manifest = store.read_manifest(data_dir)
     store.verify_prepared(data_dir, manifest)
+    if cfg.task == RANKING_TASK:
+        from fedmarket.recommend.data import check_prepared
+
+        check_prepared(data_dir, manifest)
     n_clients = len(manifest["partitions"])
     check_setup(cfg, n_clients, warn=False)  # the strategy warns once, when it is built
     return n_clients

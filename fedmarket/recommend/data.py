@@ -17,7 +17,13 @@ import numpy as np
 from cryptography.fernet import Fernet
 
 from fedmarket.data import store
-from fedmarket.data.category_vocab import MANIFEST_KEY, Vocabulary, read_recs
+from fedmarket.data.category_vocab import (
+    MANIFEST_KEY,
+    RECS_ENCRYPTED,
+    RECS_NAME,
+    Vocabulary,
+    read_recs,
+)
 from fedmarket.errors import DataError
 from fedmarket.names import RANKING_TASK
 
@@ -136,3 +142,17 @@ def load_task_split(
         return store.load_split(data_dir, partition, split, fernet, mmap=False)
     rec = load_rec_split(data_dir, partition, split, fernet)
     return rec.with_targets() if split == "train" else rec
+
+
+def check_prepared(data_dir: Path, manifest: store.Manifest) -> None:
+    """Before a run of task next-categories starts: the vocabulary and every split's
+    ``recs.npz`` are there (a DataError naming the first missing one, and how to make it)."""
+    vocabulary_entry(manifest)
+    for pid in store.partition_ids(manifest):
+        for split in store.SPLITS:
+            directory = store.split_dir(data_dir, pid, split)
+            if not ((directory / RECS_NAME).exists() or (directory / RECS_ENCRYPTED).exists()):
+                raise DataError(
+                    f"{directory / RECS_NAME}: missing; task next-categories needs the "
+                    "recommender's files of every split: re-run `fedmarket data prepare`"
+                )

@@ -156,3 +156,18 @@ def test_prepare_writes_recs_next_to_the_splits(tiny_data):
             arrays = store.load_split(tiny_data, p, split)
             assert len(recs["hist_item"]) == len(arrays) == len(recs["target_indptr"]) - 1
             assert recs["hist_item"].max() < len(entry["items"])
+
+
+def test_encrypted_recs_need_the_key_and_match_the_plain_ones(tiny_data, tiny_encrypted):
+    from fedmarket.data import store
+    from fedmarket.data.category_vocab import read_recs
+    from fedmarket.data.protect import keys
+    from fedmarket.errors import DataError
+
+    fernet = keys.fernet_from_key(tiny_encrypted.key_text.encode())
+    directory = store.split_dir(tiny_encrypted.data, 0, "train")
+    with pytest.raises(DataError, match="encrypted"):
+        read_recs(directory)
+    plain = read_recs(store.split_dir(tiny_data, 0, "train"))
+    for name, value in read_recs(directory, fernet).items():
+        np.testing.assert_array_equal(value, plain[name], err_msg=name)

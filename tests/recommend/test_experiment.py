@@ -118,3 +118,17 @@ def test_the_console_shows_the_comparison(tmp_path):
         print_outcome({"recommend": {"table": table}, "problems": []}, tmp_path)
     out = captured.get()
     assert "GRU+NCF" in out and "0.2500" in out
+
+
+def test_preflight_checks_the_recommenders_files(tiny_data, tmp_path):
+    from fedmarket.experiments.simulate import preflight
+    from tests.conftest import copy_prepared
+
+    data = copy_prepared(tiny_data, tmp_path / "data")
+    cfg = RunConfig.from_mapping(
+        {"data-dir": str(data), "task": "next-categories", "model": "gru-ncf", "dp": "none"}
+    )
+    assert preflight(cfg) == 3
+    (data / "partitions" / "2" / "test" / "recs.npz").unlink()
+    with pytest.raises(DataError, match=r"recs\.npz: missing"):
+        preflight(cfg)
