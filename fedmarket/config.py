@@ -23,7 +23,15 @@ from typing import TYPE_CHECKING, Any
 from fedmarket.aggregation import RULE_NAMES, check_rule_name
 from fedmarket.checks import integer, is_int, number
 from fedmarket.errors import ConfigError
-from fedmarket.names import ACCOUNTANTS, COUNT_LOSSES, MODELS, TASKS, did_you_mean
+from fedmarket.names import (
+    ACCOUNTANTS,
+    COUNT_LOSSES,
+    MODELS,
+    RANKING_MODEL,
+    RANKING_TASK,
+    TASKS,
+    did_you_mean,
+)
 
 if TYPE_CHECKING:
     from fedmarket.privacy.config import PrivacySettings
@@ -212,6 +220,12 @@ class RunConfig:
                     f"run config: {key} {value!r} is unknown; {did_you_mean(value, known)}"
                     f"known: {', '.join(known)}"
                 )
+        if (self.task == RANKING_TASK) != (self.model == RANKING_MODEL):
+            raise ConfigError(
+                f"run config: task {self.task!r} with model {self.model!r}: the recommender's "
+                f"task {RANKING_TASK!r} is trained by model {RANKING_MODEL!r} only, and that "
+                "model predicts nothing else; set both or neither"
+            )
         if self.count_loss != "poisson" and self.task != "purchase-count":
             raise ConfigError(
                 f"run config: count-loss={self.count_loss!r} is the loss of task "
@@ -276,6 +290,8 @@ class RunConfig:
         """Keyword arguments of ``build_model`` that come from the run config (beyond the
         model's name and task): every place that builds the run's model passes them, so the
         clients, the server and the centralised reference build the same weights."""
+        if self.model == RANKING_MODEL:  # its vocabulary comes from the data (recommend.data)
+            return {}
         return {"count_loss": self.count_loss}
 
     @property

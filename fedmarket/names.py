@@ -15,8 +15,10 @@ import difflib
 import re
 from collections.abc import Iterable
 
-MODELS: tuple[str, ...] = ("cnn-lstm", "lstm", "gru", "rnn", "mlp")
-TASKS: tuple[str, ...] = ("purchase", "purchase-count")
+MODELS: tuple[str, ...] = ("cnn-lstm", "lstm", "gru", "rnn", "mlp", "gru-ncf")
+TASKS: tuple[str, ...] = ("purchase", "purchase-count", "next-categories")
+# the recommender: its task and its model go together (fedmarket.recommend)
+RANKING_TASK, RANKING_MODEL = "next-categories", "gru-ncf"
 ACCOUNTANTS: tuple[str, ...] = ("rdp", "prv")
 # The loss of task purchase-count (fedmarket.negbin): Poisson, or negative binomial (NB2)
 # with a learned dispersion for over-dispersed counts.

@@ -30,6 +30,8 @@ from fedmarket.metrics import (
 )
 from fedmarket.names import did_you_mean
 from fedmarket.negbin import NegativeBinomialNLLLoss
+from fedmarket.recommend.loss import SampledBPRLoss
+from fedmarket.recommend.metrics import RANKING_KEYS, ranking_metrics
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,7 @@ class Task:
     metric_keys: tuple[str, ...]  # the keys ``metrics`` returns
     primary_metric: tuple[str, bool]  # (metric key, higher is better): ranks models
     loss_name: str = "loss"  # the training loss in words, for figures' axes
+    target_ndim: int = 1  # 2: one 0/1 column per item (a ranking task, next-categories)
 
     def loss(self, reduction: str = "mean") -> nn.Module:
         """A fresh loss module on (raw score, target)."""
@@ -67,6 +70,8 @@ class Task:
         non-buyers it is NaN, with the same keys, so readers need no special case.
         """
         report: dict[str, Any] = dict(self.metrics(y_true, prediction))
+        if self.target_ndim == 2:  # a ranking: lift and capture of buyers do not apply
+            return report
         y_buy = (np.asarray(y_true) > 0).astype(np.float64)
         if 0 < y_buy.sum() < len(y_buy):
             report.update(marketing_report(y_buy, prediction))
@@ -78,9 +83,17 @@ class Task:
 
     def targets(self, split: SplitArrays) -> np.ndarray:
         """The label vector as float32; DataError if a value cannot be a label of this task."""
-        y = np.asarray(getattr(split, self.target), dtype=np.float32)
-        if y.ndim != 1:
-            raise DataError(f"{self.target}: expected a 1-D label vector, got shape {y.shape}")
+        try:
+            y = np.asarray(getattr(split, self.target), dtype=np.float32)
+        except AttributeError:
+            raise DataError(
+                f"task {self.name!r} reads {self.target!r}, which this split does not hold"
+                + (" (load it with fedmarket.recommend.data)" if self.target_ndim == 2 else "")
+            ) from None
+        if y.ndim != self.target_ndim:
+            raise DataError(
+                f"{self.target}: expected a {self.target_ndim}-D label array, got shape {y.shape}"
+            )
         problem = self._check(y)
         if problem is not None:
             raise DataError(f"{self.target}: {problem}; re-run `fedmarket data prepare`")
@@ -166,6 +179,19 @@ TASKS: dict[str, Task] = {
         REGRESSION_KEYS,
         ("rmse", False),
         "Poisson or negative-binomial negative log-likelihood",
+    ),
+    "next-categories": Task(
+        "next-categories",
+        "y_categories",
+        "which categories the customer will cart or buy in the horizon (a ranking)",
+        lambda reduction: SampledBPRLoss(reduction),
+        torch.sigmoid,
+        _check_binary,
+        ranking_metrics,
+        RANKING_KEYS,
+        ("ndcg@10", True),
+        "BPR with sampled negatives",
+        target_ndim=2,
     ),
 }
 

@@ -35,6 +35,7 @@ from fedmarket.deploy.agreement import CONFIG_KEY
 from fedmarket.federated.run_log import RunLog, restore_global_rng
 from fedmarket.models import build_model
 from fedmarket.progress import log_file, quiet_flower
+from fedmarket.recommend.data import model_inputs
 from fedmarket.rundir import RunDir
 from server.consortium import Consortium, agree, deployment_strategy
 from strategies import build_strategy
@@ -70,6 +71,12 @@ class Federation:
     @property
     def n_features(self) -> int:
         return store.n_features(self.manifest) if self.manifest else len(FEATURE_NAMES)
+
+    def model_inputs(self, task: str) -> tuple[int, dict[str, Any]]:
+        """(features per step, extra model arguments) of the task's model on this data."""
+        if self.manifest is None:
+            return self.n_features, {}
+        return model_inputs(self.manifest, task)
 
     @property
     def shared_config(self) -> dict[str, str]:
@@ -219,7 +226,7 @@ def run_rounds(
         if federation.consortium is not None
         else build_strategy(cfg, num_nodes=federation.num_nodes, recorder=run)
     )
-    weights = resume.weights or initial_weights(cfg, federation.n_features)
+    weights = resume.weights or initial_weights(cfg, *federation.model_inputs(cfg.task))
 
     def evaluate_fn(server_round: int, arrays: ArrayRecord) -> MetricRecord | None:
         metrics = run.evaluate_global(server_round, arrays)
@@ -243,10 +250,18 @@ def run_rounds(
     return run.finish(time.perf_counter() - started)
 
 
-def initial_weights(cfg: RunConfig, n_features: int) -> dict:
-    """The seeded initial global model, the same for every run with this seed."""
+def initial_weights(
+    cfg: RunConfig, n_features: int, data_options: dict[str, Any] | None = None
+) -> dict:
+    """The seeded initial global model, the same for every run with this seed;
+    ``data_options``: what the data adds to the model (``recommend.data.model_inputs``)."""
     return build_model(
-        cfg.model, n_features, task=cfg.task, seed=cfg.seed, **cfg.model_options()
+        cfg.model,
+        n_features,
+        task=cfg.task,
+        seed=cfg.seed,
+        **cfg.model_options(),
+        **(data_options or {}),
     ).state_dict()
 
 

@@ -144,7 +144,7 @@ def test_a_name_close_to_nothing_gets_no_guess():
         RunConfig.from_mapping({"model": "transformer"})
     assert "did you mean" not in str(info.value)
     assert str(info.value) == (
-        "run config: model 'transformer' is unknown; known: cnn-lstm, lstm, gru, rnn, mlp"
+        "run config: model 'transformer' is unknown; known: cnn-lstm, lstm, gru, rnn, mlp, gru-ncf"
     )
 
 
@@ -270,3 +270,12 @@ def test_count_loss_is_checked_and_reaches_the_model_options():
         RunConfig.from_mapping({"task": "purchase-count", "count-loss": "negbin"})
     with pytest.raises(ConfigError, match=r"count-loss='negative-binomial'.*task is 'purchase'"):
         RunConfig.from_mapping({"count-loss": "negative-binomial"})
+
+
+def test_the_recommender_task_and_model_go_together():
+    with pytest.raises(ConfigError, match="set both or neither"):
+        RunConfig.from_mapping({"task": "next-categories"})
+    with pytest.raises(ConfigError, match="set both or neither"):
+        RunConfig.from_mapping({"model": "gru-ncf"})
+    cfg = RunConfig.from_mapping({"task": "next-categories", "model": "gru-ncf"})
+    assert (cfg.task, cfg.model) == ("next-categories", "gru-ncf")

@@ -30,7 +30,7 @@ def _split(y_purchase, y_count) -> SplitArrays:
 def test_known_tasks_and_targets():
     split = _split([0, 1, 1], [0, 2, 5])
     purchase, count = get_task("purchase"), get_task("purchase-count")
-    assert set(TASKS) == {"purchase", "purchase-count"}
+    assert set(TASKS) == {"purchase", "purchase-count", "next-categories"}
     np.testing.assert_array_equal(purchase.targets(split), [0, 1, 1])
     np.testing.assert_array_equal(count.targets(split), [0, 2, 5])
     assert purchase.targets(split).dtype == np.float32

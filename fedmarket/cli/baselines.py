@@ -16,7 +16,7 @@ from rich.markup import escape
 from fedmarket.cli.app import EncryptionKeyFile, Threads, app, friendly_errors
 from fedmarket.cli.tracking import Experiment, TrackingUri, say_tracked
 from fedmarket.errors import ConfigError
-from fedmarket.names import MODELS, TASKS, did_you_mean
+from fedmarket.names import MODELS, RANKING_TASK, TASKS, did_you_mean
 from fedmarket.progress import console, progress_bar
 
 
@@ -130,6 +130,12 @@ def check_names(task: str, sequence_models: str, count_loss: str = "poisson") ->
     if task not in TASKS:
         raise ConfigError(
             f"--task: unknown task {task!r}; {did_you_mean(task, TASKS)}known: {', '.join(TASKS)}"
+        )
+    if task == RANKING_TASK:
+        raise ConfigError(
+            f"--task {task}: the recommender's baselines (popularity, co-occurrence kNN, ALS) "
+            f"run with `fedmarket centralised --task {task} --model gru-ncf` and in every "
+            f"`fedmarket simulate` run of that task"
         )
     names = [m.strip() for m in sequence_models.split(",") if m.strip()]
     for name in names:

@@ -20,7 +20,7 @@ from fedmarket.cli.app import Command, EncryptionKeyFile, Threads, app, friendly
 from fedmarket.cli.tracking import Experiment, TrackingUri, say_tracked
 from fedmarket.config import DEFAULTS, RunConfig, parse_overrides
 from fedmarket.errors import ConfigError
-from fedmarket.names import did_you_mean
+from fedmarket.names import RANKING_TASK, did_you_mean
 from fedmarket.progress import console, progress_bar
 
 # The run settings centralised training has; the rest (rounds, strategies, server-side DP,
@@ -138,7 +138,8 @@ def centralised_cmd(
         str, typer.Option(help="cnn-lstm | lstm | gru | rnn (run setting model).")
     ] = "cnn-lstm",
     task: Annotated[
-        str, typer.Option(help="purchase | purchase-count (run setting task).")
+        str,
+        typer.Option(help="purchase | purchase-count | next-categories (run setting task)."),
     ] = "purchase",
     count_loss: Annotated[
         str,
@@ -211,6 +212,9 @@ def centralised_cmd(
         patience=patience,
         seed=cfg.seed,
     )
+    if cfg.task == RANKING_TASK:
+        _recommend(data, out, train_cfg, privacy, fernet)
+        return
     with progress_bar(f"training {cfg.model}", epochs, unit="epochs") as advance:
         result = run_centralised(
             data,
@@ -236,6 +240,26 @@ def centralised_cmd(
     say_notes(result, cfg)
     console.print(f"wrote {', '.join(str(p) for p in paths.values())}")
     say_tracked(tracker, target)
+
+
+def _recommend(data: Path, out: Path, train_cfg: Any, privacy: Any, fernet: Any) -> None:
+    """Task next-categories: GRU+NCF, GRU-only and NCF-only trained centralised, with the
+    baselines, warm and cold apart; written as OUT/recommend.json and OUT/report.md."""
+    from fedmarket.recommend.experiment import compare
+    from fedmarket.rundir import json_safe, write_json
+
+    result = compare(
+        data,
+        train_cfg,
+        privacy=privacy,
+        fernet=fernet,
+        on_model=lambda name: console.print(f"training {name}", highlight=False),
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "recommend.json", json_safe(result.to_dict()))
+    (out / "report.md").write_text(f"# next-categories (centralised)\n\n{result.markdown()}\n")
+    console.print(result.markdown(), highlight=False)
+    console.print(f"wrote {out / 'recommend.json'}, {out / 'report.md'}")
 
 
 def say_notes(result: Any, cfg: RunConfig) -> None:

@@ -70,6 +70,12 @@ def data_prepare(
     window_days: Annotated[int, typer.Option(help="Days of history per example.")] = 56,
     step_days: Annotated[int, typer.Option(help="Days per time step.")] = 2,
     horizon_days: Annotated[int, typer.Option(help="Label horizon after the cut-off.")] = 7,
+    history_length: Annotated[
+        int,
+        typer.Option(
+            help="Task next-categories: category events kept per customer (the GRU's input)."
+        ),
+    ] = 20,
     count_unit: Annotated[
         str,
         typer.Option(
@@ -142,6 +148,7 @@ def data_prepare(
         window_days=window_days,
         step_days=step_days,
         horizon_days=horizon_days,
+        history_length=history_length,
         count_unit=count_unit,
         cutoff=cutoff,
         test_fraction=test_fraction,

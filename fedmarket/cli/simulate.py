@@ -126,8 +126,30 @@ CONSOLE_METRICS = {
 }
 
 
+def print_recommend_outcome(summary: dict[str, Any], run_dir: Path) -> None:
+    """A recommender run (task next-categories): its comparison with the baselines."""
+    table = Table(title="recommendation on the pooled test customers (all / warm / cold)")
+    for col in ("model", "HR@10", "NDCG@10", "MRR", "NDCG@10 warm", "NDCG@10 cold"):
+        table.add_column(col, justify="left" if col == "model" else "right")
+    rows = (summary.get("recommend") or {}).get("table") or []
+    by_model: dict[str, dict[str, dict[str, Any]]] = {}
+    for row in rows:
+        by_model.setdefault(row["model"], {})[row["customers"]] = row
+    for name, seg in by_model.items():
+        cells = [seg["all"]["hr@10"], seg["all"]["ndcg@10"], seg["all"]["mrr"]]
+        cells += [seg["warm"]["ndcg@10"], seg["cold"]["ndcg@10"]]
+        table.add_row(name, *(_n(c) for c in cells))
+    console.print(table)
+    for problem in summary.get("problems") or []:
+        console.print(f"[bold yellow]- {escape(problem)}[/]", highlight=False)
+    console.print(f"run directory: {run_dir}: report.md, summary.json, rounds.csv", highlight=False)
+
+
 def print_outcome(summary: dict[str, Any], run_dir: Path) -> None:
     """The comparison table, the report's three answers, and where the report is."""
+    if "recommend" in summary:
+        print_recommend_outcome(summary, run_dir)
+        return
     from fedmarket.reporting.words import (
         anchor_sentence,
         chance_warning,

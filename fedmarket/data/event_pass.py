@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from fedmarket.data import features
+from fedmarket.data import categories, features
 from fedmarket.data.ingest import advice, loaders, peek
 from fedmarket.data.ingest.validate import DropReport
 from fedmarket.data.protect import anonymise
@@ -41,6 +41,7 @@ class Scan:
     last: pd.Timestamp | None  # latest valid event, whatever the window
     first: pd.Timestamp | None = None  # earliest valid event, whatever the window
     n_in_window: int = 0  # valid events in [window start, cut-off)
+    categories: categories.CategoryHistoryBuilder | None = None  # task next-categories
 
 
 def scan_all(
@@ -188,6 +189,7 @@ def scan_retailer(
 ) -> Scan:
     drops = DropReport()
     builder = features.SequenceBuilder(window, opts.count_unit)
+    histories = categories.CategoryHistoryBuilder(window, opts.history_length)
     n_events, n_in_window, first, last = 0, 0, None, None
     for chunk in _valid_chunks(retailer, files, opts, drops):
         times = chunk["event_time"]
@@ -195,10 +197,12 @@ def scan_retailer(
         first = lo if first is None or lo < first else first
         last = hi if last is None or hi > last else last
         n_in_window += int(((times >= window.start) & (times < window.cutoff)).sum())
-        builder.add(anonymise.anonymise_events(chunk, pseudonymiser))
+        released = anonymise.anonymise_events(chunk, pseudonymiser)
+        builder.add(released)
+        histories.add(released)
         n_events += len(chunk)
         advance(len(chunk))
-    return Scan(builder, drops, n_events, last, first, n_in_window)
+    return Scan(builder, drops, n_events, last, first, n_in_window, histories)
 
 
 def _valid_chunks(

@@ -19,7 +19,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from fedmarket.data import event_pass, features, normalise, partition, store
+from fedmarket.data import (
+    categories,
+    category_vocab,
+    event_pass,
+    features,
+    normalise,
+    partition,
+    store,
+)
 from fedmarket.data.ingest import customers, loaders
 from fedmarket.data.ingest.mapping import ExportMapping
 from fedmarket.data.ingest.table import TableMapping
@@ -57,6 +65,7 @@ class PrepareOptions:
     overwrite: bool = False
     static: StaticAttributes | None = None  # a customer table's attributes, joined
     btyd_inputs: bool = False  # BG/NBD's per-customer predictions as inputs (data.btyd_inputs)
+    history_length: int = 20  # task next-categories: category events kept per customer
 
     def __post_init__(self) -> None:
         if not 0.0 < self.test_fraction < 1.0:
@@ -119,11 +128,14 @@ def prepare(opts: PrepareOptions, advance: Advance | None = None) -> PrepareResu
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     partitions_meta = _write_partitions(tmp, per_retailer, retailers, assignment, stats, opts)
+    recommend = _write_recs(tmp, per_retailer, retailers, assignment, opts)
     for retailer, r in per_retailer.items():
         if r.customers is not None:
             _write_customers(tmp / "customers", retailer, r.customers, opts.fernet)
 
     manifest = _manifest(opts, window, retailers, per_retailer, stats, partitions_meta)
+    if recommend is not None:
+        manifest[category_vocab.MANIFEST_KEY] = recommend
     if opts.static is not None:  # a customer table's attributes onto every step (and agg)
         from fedmarket.data.static_join import join_static
 
@@ -151,6 +163,7 @@ class RetailerPreparation:
     n_events: int
     customers: pd.DataFrame | None
     kanon: dict[str, Any] | None
+    categories: categories.CategoryHistories | None = None  # task next-categories
 
 
 def _check_output_dir(out: Path, overwrite: bool) -> None:
@@ -204,6 +217,10 @@ def _finish_retailer(
     is_test = np.zeros(len(feats.customer), dtype=bool)
     is_test[rng.permutation(len(feats.customer))[:n_test]] = True
     customers, kanon = _anonymise_customer_table(retailer, files, pseudonymiser, opts, window)
+    histories = None
+    if scanned.categories is not None:
+        histories = scanned.categories.finish(feats.customer)
+        categories.check_lengths(histories, len(feats.customer), retailer)
     return RetailerPreparation(
         feats,
         is_test,
@@ -212,6 +229,7 @@ def _finish_retailer(
         scanned.n_events,
         customers,
         kanon,
+        histories,
     )
 
 
@@ -287,6 +305,30 @@ def _write_partitions(
         }
         meta.append(entry)
     return meta
+
+
+def _write_recs(
+    tmp: Path,
+    results: dict[str, RetailerPreparation],
+    retailers: list[str],
+    assignment: np.ndarray,
+    opts: PrepareOptions,
+) -> dict[str, Any] | None:
+    """Task next-categories' files next to each split (``fedmarket.data.category_vocab``) and
+    the manifest entry; None (nothing written) when the events carry no category code."""
+    parts = [results[r].categories for r in retailers]
+    if any(p is None for p in parts) or not categories.has_taxonomy(parts):  # type: ignore[arg-type]
+        return None
+    pooled = categories.CategoryHistories.concat(parts)  # type: ignore[arg-type]
+    is_test = np.concatenate([results[r].is_test for r in retailers])
+    vocab = category_vocab.Vocabulary.build(pooled, is_test)
+    encoded = category_vocab.encode(pooled, vocab)
+    for pid in range(int(assignment.max()) + 1):
+        for split, mask in (("train", ~is_test), ("test", is_test)):
+            idx = np.flatnonzero((assignment == pid) & mask)
+            directory = store.split_dir(tmp, pid, split)
+            category_vocab.write_recs(directory, category_vocab.take(encoded, idx), opts.fernet)
+    return vocab.to_manifest(opts.history_length)
 
 
 def _write_customers(

@@ -36,6 +36,7 @@ from fedmarket.experiments.ray_session import (
     start_runtime_warm,
 )
 from fedmarket.experiments.run_anchor import anchor_block
+from fedmarket.names import RANKING_TASK
 from fedmarket.progress import log_file, progress_bar, quiet_flower
 from fedmarket.rundir import RunDir
 from fedmarket.threads import apply_threads, choose_threads
@@ -121,6 +122,13 @@ def _simulate(
             fernet=plan.fernet,
         )
         federated.update(run.finish(0.0))
+    if plan.cfg.task == RANKING_TASK:  # a ranking has its own comparison and report
+        from fedmarket.experiments.recommend_run import write_recommend_outputs
+
+        summary = write_recommend_outputs(
+            plan.cfg, plan.run_dir, federated, centralised=centralised, fernet=plan.fernet
+        )
+        return {"run_dir": plan.run_dir, "summary": summary, "problems": summary["problems"]}
     cen, cen_error = _centralised(plan, files, threads) if centralised else (None, None)
     local_only = _local_only(plan, files, threads, centralised)
     anchor = anchor_block(plan.cfg, plan.run_dir, federated, plan.fernet)
@@ -149,6 +157,10 @@ def preflight(cfg: RunConfig) -> int:
     data_dir = Path(cfg.data_dir)
     manifest = store.read_manifest(data_dir)
     store.verify_prepared(data_dir, manifest)
+    if cfg.task == RANKING_TASK:
+        from fedmarket.recommend.data import check_prepared
+
+        check_prepared(data_dir, manifest)
     n_clients = len(manifest["partitions"])
     check_setup(cfg, n_clients, warn=False)  # the strategy warns once, when it is built
     return n_clients

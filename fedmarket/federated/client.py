@@ -22,8 +22,10 @@ from fedmarket.errors import BudgetExhaustedError
 from fedmarket.federated.client_state import PrivacyJournal, update_digest
 from fedmarket.metrics import ONE_TEST_SET_KEYS
 from fedmarket.models import build_model
+from fedmarket.names import RANKING_TASK
 from fedmarket.privacy import accounting
 from fedmarket.privacy.accounting import AccountantState
+from fedmarket.recommend.data import load_task_split, model_inputs
 from fedmarket.tasks import get_task
 from fedmarket.training import FitResult, TrainConfig, fit, predict
 
@@ -34,7 +36,7 @@ if TYPE_CHECKING:
 # rounds after the first reuse the arrays instead of reading and decrypting them again. An
 # actor kept for the next run of a session (experiments/ray_session.py) keeps them too, so
 # the key names the manifest's version: data prepared again in place is read again.
-_PARTITIONS: dict[tuple[str, int, int], tuple[store.SplitArrays, store.SplitArrays]] = {}
+_PARTITIONS: dict[tuple[str, int, int, str], tuple[Any, Any]] = {}
 _PARTITIONS_LOCK = threading.Lock()
 # One model per architecture in this process, reused every round: the global weights are
 # copied into it in place (on the GPU when it trains there) instead of building a new one
@@ -44,16 +46,18 @@ _MODELS: dict[tuple[Any, ...], torch.nn.Module] = {}
 
 
 def load_partition(
-    data_dir: Path, partition_id: int, fernet: Fernet | None = None
-) -> tuple[store.SplitArrays, store.SplitArrays]:
+    data_dir: Path, partition_id: int, fernet: Fernet | None = None, task: str = "purchase"
+) -> tuple[Any, Any]:
+    """The partition's (train, test) splits as ``task`` reads them (``recommend.data``)."""
     where = Path(data_dir).resolve()
     version = (where / store.MANIFEST_NAME).stat().st_mtime_ns
-    key = (str(where), int(partition_id), version)
+    kind = "ranking" if task == RANKING_TASK else "arrays"
+    key = (str(where), int(partition_id), version, kind)
     with _PARTITIONS_LOCK:
         if key not in _PARTITIONS:
-            _PARTITIONS[key] = (
-                store.load_split(data_dir, partition_id, "train", fernet, mmap=False),
-                store.load_split(data_dir, partition_id, "test", fernet, mmap=False),
+            _PARTITIONS[key] = tuple(  # type: ignore[assignment]
+                load_task_split(data_dir, partition_id, split, task, fernet)
+                for split in ("train", "test")
             )
         return _PARTITIONS[key]
 
@@ -79,8 +83,8 @@ class RetailerClient:
         self.cfg = cfg
         self.partition_id = int(partition_id)
         manifest = store.read_manifest(data_dir)
-        self.n_features = store.n_features(manifest)
-        self.train_split, self.test_split = load_partition(data_dir, partition_id, fernet)
+        self.n_features, self.data_options = model_inputs(manifest, cfg.task)
+        self.train_split, self.test_split = load_partition(data_dir, partition_id, fernet, cfg.task)
         self.task = get_task(cfg.task)
         self.privacy = cfg.privacy(store.n_train_total(manifest))
 
@@ -92,6 +96,7 @@ class RetailerClient:
             dp=dp,
             seed=self.cfg.seed,
             **self.cfg.model_options(),
+            **self.data_options,
         )
 
     def model_with(self, weights: dict[str, torch.Tensor], dp: bool) -> torch.nn.Module:
@@ -111,7 +116,17 @@ class RetailerClient:
     def _model_key(self, dp: bool) -> tuple[Any, ...]:
         # per thread too: two virtual clients trained concurrently never share a model
         cfg = self.cfg
-        return (cfg.model, self.n_features, cfg.task, cfg.count_loss, dp, threading.get_ident())
+        vocabulary = self.data_options.get("vocabulary") or {}
+        data = (tuple(vocabulary.get("items", ())), tuple(vocabulary.get("tokens", ())))
+        return (
+            cfg.model,
+            self.n_features,
+            cfg.task,
+            cfg.count_loss,
+            dp,
+            data,
+            threading.get_ident(),
+        )
 
     def _fit(
         self,

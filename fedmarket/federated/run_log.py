@@ -27,8 +27,10 @@ from fedmarket.data import store
 from fedmarket.errors import ConfigError, RunStopped
 from fedmarket.metrics import interval_keys
 from fedmarket.models import build_model
+from fedmarket.names import RANKING_TASK
 from fedmarket.predictions import Predictions, pooled_partitions, write_predictions
 from fedmarket.privacy.central import central_epsilon, default_central_delta
+from fedmarket.recommend.data import RecSplit, load_rec_partitions, model_inputs
 from fedmarket.rundir import RunDir, write_json
 from fedmarket.tasks import get_task
 from fedmarket.training import predict
@@ -87,18 +89,23 @@ class RunLog:
         self.task = get_task(cfg.task)
         self.test = None
         self.n_features = None
+        self.data_options: dict[str, Any] = {}  # what the data adds to the model's arguments
         self.n_train_total = None
         self.test_partition: np.ndarray | None = None  # each pooled test customer's partition
         self.partition_ids: list[int] = []  # the partitions expected to take part
         self.labels: dict[str, Any] | None = None  # the manifest's: what the labels count
         if data_dir is not None:
             manifest = store.read_manifest(data_dir)
-            self.n_features = store.n_features(manifest)
+            self.n_features, self.data_options = model_inputs(manifest, cfg.task)
             self.n_train_total = store.n_train_total(manifest)
             self.partition_ids = store.partition_ids(manifest)
             self.labels = manifest.get("labels")
-            self.test = store.load_pooled(data_dir, "test", fernet=fernet)
-            self.test_partition = pooled_partitions(data_dir, "test", len(self.test))
+            if cfg.task == RANKING_TASK:  # the recommender's split (fedmarket.recommend)
+                self.test = RecSplit.concat(load_rec_partitions(data_dir, "test", fernet))
+                self.test_partition = self.test.partition
+            else:
+                self.test = store.load_pooled(data_dir, "test", fernet=fernet)
+                self.test_partition = pooled_partitions(data_dir, "test", len(self.test))
         self.rows: dict[int, dict[str, Any]] = {}
         self.epsilon_by_client: dict[int, float] = {}
         # rounds in which each partition's update was aggregated (a client that never
@@ -202,10 +209,13 @@ class RunLog:
             task=self.cfg.task,
             dp=False,
             **self.cfg.model_options(),
+            **self.data_options,
         )
         model.load_state_dict(weights, strict=True)
         y = self.task.targets(self.test)
         score = predict(model, self.test.X, self.task)
+        if self.task.target_ndim == 2:  # a ranking: its comparison is the run's recommend.json
+            return self.task.report(y, score)
         self._scores = Predictions(
             task=self.task.name,
             model=self.cfg.model,

@@ -24,6 +24,14 @@ from fedmarket.models.mlp import MLPModel
 from fedmarket.models.sequence import SequenceModel
 from fedmarket.names import did_you_mean
 
+
+def _gru_ncf(n_features: int, **kwargs: Any) -> nn.Module:
+    # imported on use: fedmarket.recommend.model builds on fedmarket.models.recurrent
+    from fedmarket.recommend.model import GruNcf
+
+    return GruNcf(n_features, **kwargs)
+
+
 _RECURRENT_DEFAULTS: dict[str, Any] = {
     "hidden_size": 50,
     "num_layers": 2,
@@ -86,6 +94,22 @@ MODEL_REGISTRY: Mapping[str, ModelSpec] = MappingProxyType(
             ),
             "MLP over the flattened steps (2 x 64 ReLU, dropout 0.1): for customer tables "
             "(one step); n_steps = the window's steps on event data",
+        ),
+        "gru-ncf": ModelSpec(
+            _gru_ncf,
+            MappingProxyType(
+                {
+                    "vocabulary": None,
+                    "mode": "gru-ncf",
+                    "embedding_dim": 32,
+                    "hidden_size": 64,
+                    "mlp_size": 64,
+                    "dropout": 0.1,
+                }
+            ),
+            "task next-categories: GRU (64) over the category events -> customer state, NCF "
+            "(GMF + MLP 64) over (state, content embedding of each item, 32); mode gru / ncf "
+            "for the GRU-only and NCF-only ablations; needs vocabulary=manifest['recommend']",
         ),
     }
 )

@@ -639,10 +639,10 @@ def test_encrypted_prepare_matches_plain_and_needs_the_key(
     assert enc.manifest["encrypted"] is True
     files = [p for p in enc.out.rglob("*") if p.is_file() and p.name != store.MANIFEST_NAME]
     assert files and all(p.name.endswith(".enc") for p in files)
-    for path in files:  # every file is a Fernet token over a .npy or Parquet file
+    for path in files:  # every file is a Fernet token over a .npy, .npz (zip) or Parquet file
         # (searching the token's base64 text for b"PAR1" would match by chance in large files)
         plain = fernet.decrypt(path.read_bytes())
-        assert plain.startswith((b"\x93NUMPY", b"PAR1"))
+        assert plain.startswith((b"\x93NUMPY", b"PAR1", b"PK\x03\x04"))
     with pytest.raises(DataError, match="prepared data is encrypted"):
         store.load_split(enc.out, 0, "train")
     for r in RETAILERS:  # the released customer tables are encrypted too, and decrypt to the same

@@ -15,13 +15,13 @@ F = 11
 
 
 def test_available_models_lists_all_sorted() -> None:
-    assert available_models() == ["cnn-lstm", "gru", "lstm", "mlp", "rnn"]
+    assert available_models() == ["cnn-lstm", "gru", "gru-ncf", "lstm", "mlp", "rnn"]
     assert all(MODEL_REGISTRY[name].description for name in available_models())
 
 
 def test_unknown_model_names_the_known_ones() -> None:
     with pytest.raises(
-        ConfigError, match=r"unknown model 'x'; known: cnn-lstm, gru, lstm, mlp, rnn"
+        ConfigError, match=r"unknown model 'x'; known: cnn-lstm, gru, gru-ncf, lstm, mlp, rnn"
     ):
         build_model("x", F)
     with pytest.raises(ConfigError, match=r"unknown model 'LSTM'; did you mean 'lstm'\?"):

@@ -1,0 +1,201 @@
+"""The recommender's inputs and labels: each customer's category history and next categories.
+
+Task ``next-categories`` asks, for each customer at the cut-off, which categories of the shared
+``category_code`` taxonomy the customer will cart or buy in the horizon
+``[cutoff, cutoff + horizon_days)``. Its input is the customer's last ``history_length``
+window events that carry a category code, in time order, each with its event type and brand.
+The same windows as the purchase labels (``fedmarket.data.features``) bound both: an event
+before the window start or after the horizon changes nothing, and the history never sees the
+horizon.
+
+:class:`CategoryHistoryBuilder` streams a retailer's chunks next to the ``SequenceBuilder`` and
+keeps only the last ``history_length`` events per customer, the (customer, category) and
+(customer, brand) pairs of the window (for the vocabulary) and the horizon's target pairs:
+memory grows with customers x ``history_length``, not with events.
+
+The vocabulary (``fedmarket.data.category_vocab``) is built from training customers only, so a
+category seen only in test windows or in a horizon is a *new item*, represented by its content.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from fedmarket.checks import integer
+from fedmarket.data.features import FeatureWindow
+from fedmarket.data.ingest.schema import EVENT_TYPES
+from fedmarket.errors import DataError
+
+# The horizon events that make a category a target: an add-to-cart or a purchase.
+TARGET_EVENTS: tuple[str, ...] = ("cart", "purchase")
+_TARGET_CODES = np.array([EVENT_TYPES.index(e) for e in TARGET_EVENTS])
+
+
+@dataclass(frozen=True)
+class CategoryHistories:
+    """Row i is customer ``customer[i]``: its history (oldest first, ``None``-padded at the
+    front), event types (-1 for padding), brands, window event count and target categories."""
+
+    customer: np.ndarray  # str [N]
+    codes: np.ndarray  # object [N, L]: category_code or None
+    etypes: np.ndarray  # int8 [N, L]: index into EVENT_TYPES, -1 = padding
+    brands: np.ndarray  # object [N, L]: brand or None
+    n_events: np.ndarray  # int32 [N]: window events with a category code (not only the last L)
+    # every distinct (row, category, brand) of the window: what the vocabulary is built from
+    seen: pd.DataFrame
+    targets: list[frozenset[str]]  # categories carted or bought in the horizon
+
+    def __len__(self) -> int:
+        return len(self.customer)
+
+    @staticmethod
+    def concat(parts: list[CategoryHistories]) -> CategoryHistories:
+        starts = np.cumsum([0, *(len(p) for p in parts[:-1])])
+        return CategoryHistories(
+            np.concatenate([p.customer for p in parts]),
+            np.concatenate([p.codes for p in parts]),
+            np.concatenate([p.etypes for p in parts]),
+            np.concatenate([p.brands for p in parts]),
+            np.concatenate([p.n_events for p in parts]),
+            pd.concat(
+                [
+                    p.seen.assign(row=p.seen["row"] + offset)
+                    for p, offset in zip(parts, starts, strict=True)
+                ],
+                ignore_index=True,
+            ),
+            [s for p in parts for s in p.targets],
+        )
+
+
+class CategoryHistoryBuilder:
+    """Streams validated, pseudonymised event chunks (any order) into :class:`CategoryHistories`."""
+
+    def __init__(self, window: FeatureWindow, history_length: int = 20) -> None:
+        self.history_length = integer("--history-length", history_length, at_least=1)
+        self._start = window.start.as_unit("ns").value
+        self._cutoff = window.cutoff.as_unit("ns").value
+        self._horizon_end = window.horizon_end.as_unit("ns").value
+        self._recent: pd.DataFrame | None = None
+        self._counts: pd.Series = pd.Series(dtype=np.int64)
+        self._seen: list[pd.DataFrame] = []
+        self._targets: list[pd.DataFrame] = []
+
+    def add(self, chunk: pd.DataFrame) -> None:
+        """Fold one chunk in; rows without a category code are no item and are skipped."""
+        if "category_code" not in chunk.columns or chunk.empty:
+            return
+        ns = chunk["event_time"].dt.tz_convert("UTC").dt.tz_localize(None)
+        ns = ns.to_numpy(dtype="datetime64[ns]").view(np.int64)
+        etype = pd.Index(EVENT_TYPES).get_indexer(chunk["event_type"].astype(object))
+        has = chunk["category_code"].notna().to_numpy() & (etype >= 0)
+        window = has & (ns >= self._start) & (ns < self._cutoff)
+        horizon = (
+            has & (ns >= self._cutoff) & (ns < self._horizon_end) & np.isin(etype, _TARGET_CODES)
+        )
+        keep = window | horizon
+        if not keep.any():
+            return
+        rows = chunk.loc[keep]
+        brand = rows["brand"] if "brand" in rows.columns else pd.Series(None, index=rows.index)
+        frame = pd.DataFrame(
+            {
+                "user": rows["user_id"].astype(object).to_numpy(),
+                "ns": ns[keep],
+                "etype": etype[keep].astype(np.int8),
+                "code": rows["category_code"].astype(object).to_numpy(),
+                "brand": brand.astype(object).where(brand.notna(), None).to_numpy(),
+            }
+        )
+        in_window = window[keep]
+        self._targets.append(frame.loc[~in_window, ["user", "code"]].drop_duplicates())
+        frame = frame[in_window]
+        if frame.empty:
+            return
+        # a total order (customer, time, type, code, brand) on 64-bit hashes of the strings:
+        # chunk order cannot change the history, and integers sort many times faster
+        for column in ("user", "code", "brand"):
+            frame[f"h_{column}"] = _hash(frame[column])
+        self._counts = self._counts.add(frame.groupby("user").size(), fill_value=0)
+        self._seen.append(frame[["user", "code", "brand"]].drop_duplicates())
+        both = (
+            frame if self._recent is None else pd.concat([self._recent, frame], ignore_index=True)
+        )
+        both = both.sort_values(["h_user", "ns", "etype", "h_code", "h_brand"], kind="stable")
+        self._recent = both.groupby("h_user", sort=False).tail(self.history_length)
+
+    def finish(self, customers: np.ndarray) -> CategoryHistories:
+        """The histories of ``customers`` (the feature rows' pseudonyms, in their order)."""
+        n, length = len(customers), self.history_length
+        row = pd.Series(np.arange(n), index=pd.Index(customers, dtype=object))
+        codes = np.full((n, length), None, dtype=object)
+        brands = np.full((n, length), None, dtype=object)
+        etypes = np.full((n, length), -1, dtype=np.int8)
+        recent = self._recent if self._recent is not None else pd.DataFrame({"user": []})
+        recent = recent[recent["user"].isin(row.index)]
+        if not recent.empty:
+            rows = row.loc[recent["user"]].to_numpy()
+            # position from the end: the latest event goes to column L - 1
+            back = recent.groupby("h_user", sort=False).cumcount(ascending=False).to_numpy()
+            cols = length - 1 - back
+            codes[rows, cols] = recent["code"].to_numpy()
+            brand = recent["brand"]
+            brands[rows, cols] = brand.astype(object).where(brand.notna(), None).to_numpy()
+            etypes[rows, cols] = recent["etype"].to_numpy()
+        n_events = self._counts.reindex(row.index, fill_value=0).to_numpy().astype(np.int32)
+        seen = _concat(self._seen, ("user", "code", "brand")).drop_duplicates()
+        seen = seen[seen["user"].isin(row.index)]
+        seen = pd.DataFrame(
+            {
+                "row": row.loc[seen["user"]].to_numpy(),
+                "code": seen["code"].to_numpy(),
+                "brand": seen["brand"].to_numpy(),
+            }
+        )
+        return CategoryHistories(
+            np.asarray(customers),
+            codes,
+            etypes,
+            brands,
+            n_events,
+            seen,
+            _sets(_concat(self._targets, ("user", "code")), "code", row),
+        )
+
+
+def _hash(values: pd.Series) -> np.ndarray:
+    """Stable 64-bit hashes (None hashes alike): a sort key that does not depend on chunks."""
+    return pd.util.hash_pandas_object(values.astype(str), index=False).to_numpy()
+
+
+def _concat(parts: list[pd.DataFrame], columns: tuple[str, ...]) -> pd.DataFrame:
+    if not parts:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
+    return pd.concat(parts, ignore_index=True)
+
+
+def _sets(pairs: pd.DataFrame, column: str, row: pd.Series) -> list[frozenset[str]]:
+    """For each customer of ``row`` (pseudonym -> row), the distinct non-null ``column``."""
+    out: list[frozenset[str]] = [frozenset()] * len(row)
+    pairs = pairs[pairs[column].notna() & pairs["user"].isin(row.index)]
+    sets = pairs.groupby("user", sort=False)[column].agg(frozenset)
+    for index, values in zip(row.loc[sets.index].to_numpy(), sets.to_numpy(), strict=True):
+        out[index] = values
+    return out
+
+
+def has_taxonomy(histories: list[CategoryHistories]) -> bool:
+    """Whether any customer has a category-coded window event: without one there is no
+    recommender data to write (an export without ``category_code``)."""
+    return any(bool(h.n_events.sum()) for h in histories)
+
+
+def check_lengths(histories: CategoryHistories, n: int, retailer: str) -> None:
+    if len(histories) != n:
+        raise DataError(
+            f"retailer {retailer}: {len(histories)} category histories for {n} customers; "
+            "this is a bug in fedmarket's data preparation, please report it"
+        )
