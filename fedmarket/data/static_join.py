@@ -102,6 +102,7 @@ def join_static(
             agg=np.concatenate([arrays.agg, agg_attr], axis=1),
             y_purchase=arrays.y_purchase,
             y_count=arrays.y_count,
+            y_active=arrays.y_active,
             customer=arrays.customer,
         )
         store.write_split(store.split_dir(data_dir, key[0], key[1]), joined, fernet)

@@ -3,7 +3,8 @@ event data, so every model, the federated simulation, DP and the baselines need 
 
 A table becomes a one-step sequence: ``X[n, 1, F]`` holds a customer's encoded attributes
 (``fedmarket.data.table_encoding``), ``agg[n, F]`` the same columns unscaled, ``y_count`` the
-label and ``y_purchase`` = label > 0 (a 0/1 label is both). Customer ids are pseudonymised with
+label and ``y_purchase`` = label > 0 (a 0/1 label is both). A table knows no horizon events
+beyond its label, so ``y_active`` = ``y_purchase`` and both churn tasks read 1 - (label > 0). Customer ids are pseudonymised with
 the retailer's key exactly as event data's are; raw ids are never written.
 
 Splits: per retailer, per customer, seeded (``--seed`` and the retailer's name, as for events)
@@ -143,6 +144,7 @@ def _write_partitions(tmp, parts, retailers, assignment, opts) -> list[dict[str,
         agg=np.concatenate([parts[r]["agg"] for r in retailers]),
         y_purchase=np.concatenate([(parts[r]["y"] > 0).astype(np.float32) for r in retailers]),
         y_count=np.concatenate([parts[r]["y"] for r in retailers]),
+        y_active=np.concatenate([(parts[r]["y"] > 0).astype(np.float32) for r in retailers]),
         customer=np.concatenate([parts[r]["customer"] for r in retailers]),
     )
     is_test = np.concatenate([parts[r]["is_test"] for r in retailers])
@@ -175,7 +177,8 @@ def _manifest(opts, mapping, plan, encoding, parts, retailers, unseen, labels, m
             "customer": mapping.customer,
             "label": mapping.label,
             "label_kind": "binary" if binary else "count",
-            "labels": "y_count = label, y_purchase = label > 0",
+            "labels": "y_count = label, y_purchase = y_active = label > 0, "
+            "y_churn = y_churn_inactive = 1 - (label > 0)",
             "attributes": "all" if mapping.attributes == table_io.ALL else "listed",
             "inferred": dict(plan.inferred),
             "inference_rule": INFERENCE_RULE if mapping.attributes == table_io.ALL else None,
