@@ -16,7 +16,12 @@ import re
 from collections.abc import Iterable
 
 MODELS: tuple[str, ...] = ("cnn-lstm", "lstm", "gru", "rnn", "mlp")
-TASKS: tuple[str, ...] = ("purchase", "purchase-count")
+TASKS: tuple[str, ...] = ("purchase", "purchase-count", "churn", "churn-inactive")
+# The 0/1 tasks: binary cross-entropy, probabilities, classification metrics, calibration.
+BINARY_TASKS: tuple[str, ...] = ("purchase", "churn", "churn-inactive")
+# The churn tasks: the positive class is the customer who lapses, so a ranking by P(buy)
+# (the BTYD anchor's) is turned around: P(churn) = 1 - P(buy).
+CHURN_TASKS: tuple[str, ...] = ("churn", "churn-inactive")
 ACCOUNTANTS: tuple[str, ...] = ("rdp", "prv")
 # The loss of task purchase-count (fedmarket.negbin): Poisson, or negative binomial (NB2)
 # with a learned dispersion for over-dispersed counts.

@@ -4,8 +4,9 @@ event data, so every model, the federated simulation, DP and the baselines need 
 A table becomes a one-step sequence: ``X[n, 1, F]`` holds a customer's encoded attributes
 (``fedmarket.data.table_encoding``), ``agg[n, F]`` the same columns unscaled, ``y_count`` the
 label and ``y_purchase`` = label > 0 (a 0/1 label is both). A table knows no horizon events
-beyond its label, so ``y_active`` = ``y_purchase`` and both churn tasks read 1 - (label > 0). Customer ids are pseudonymised with
-the retailer's key exactly as event data's are; raw ids are never written.
+beyond its label, so ``y_active`` = ``y_purchase`` and both churn tasks read 1 - (label > 0).
+Customer ids are pseudonymised with the retailer's key exactly as event data's are; raw ids
+are never written.
 
 Splits: per retailer, per customer, seeded (``--seed`` and the retailer's name, as for events)
 and stratified by bought-or-not, so train and test keep each retailer's buyer share; the

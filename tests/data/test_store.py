@@ -222,7 +222,10 @@ def test_read_manifest_bad_json_names_the_line(tmp_path: Path) -> None:
 def test_read_manifest_wrong_schema_version(tmp_path: Path, version: object) -> None:
     body = {"partitions": []} if version is None else {"schema_version": version, "partitions": []}
     (tmp_path / store.MANIFEST_NAME).write_text(json.dumps(body))
-    with pytest.raises(DataError, match=rf"schema version {version!r}, this fedmarket reads 3.*re-run `fedmarket data prepare`"):
+    with pytest.raises(
+        DataError,
+        match=rf"schema version {version!r}, this fedmarket reads 3.*re-run `fedmarket data prep",
+    ):
         store.read_manifest(tmp_path)
 
 
