@@ -27,7 +27,13 @@ def baselines_cmd(
     out: Annotated[
         Path, typer.Option(help="Directory for baselines.csv / .json (a row per finished model).")
     ],
-    task: Annotated[str, typer.Option(help="purchase | purchase-count.")] = "purchase",
+    task: Annotated[
+        str,
+        typer.Option(
+            help="purchase | purchase-count | churn (active before the cut-off, no purchase "
+            "in the horizon) | churn-inactive (no event at all in the horizon)."
+        ),
+    ] = "purchase",
     count_loss: Annotated[
         str,
         typer.Option(
@@ -54,6 +60,14 @@ def baselines_cmd(
             "retailer (clipped, noised sums; delta 1/(10 n))."
         ),
     ] = None,
+    generative: Annotated[
+        bool,
+        typer.Option(
+            help="Fit the GAN rows too: the semi-supervised GAN classifier and GAN minority "
+            "oversampling before logistic regression and gradient boosting (0/1 tasks)."
+        ),
+    ] = True,
+    gan_epochs: Annotated[int, typer.Option(help="Epochs of each GAN.")] = 20,
     encryption_key_file: EncryptionKeyFile = None,
     tracking_uri: TrackingUri = None,
     experiment: Experiment = "fedmarket",
@@ -62,6 +76,9 @@ def baselines_cmd(
     """Classical models on aggregate features next to the sequence models, same test customers."""
     # before the data are read or a model trained
     names = check_names(task, sequence_models, count_loss)
+    from fedmarket.generative.ssgan import GANConfig
+
+    gan_cfg = GANConfig(epochs=gan_epochs)  # a bad --gan-epochs: an error now
     from fedmarket.threads import choose_threads
 
     choice = choose_threads(threads)  # a bad --threads or $FEDMARKET_THREADS: an error now
@@ -97,6 +114,8 @@ def baselines_cmd(
                 progress=lambda name: advance(1, description=name),
                 on_row=keep,
             )
+        if generative:
+            _generative_rows(train_parts, test, task, seed, gan_cfg, keep)
         if anchors:
             _anchor_rows(manifest, train_parts, test, task, anchor_epsilon, seed, keep)
         if names:
@@ -113,6 +132,8 @@ def baselines_cmd(
         "sequence-models": ",".join(names),
         "anchors": anchors,
         "anchor-epsilon": anchor_epsilon,
+        "generative": generative,
+        "gan-epochs": gan_epochs,
         "epochs": epochs,
         "seed": seed,
     }
@@ -142,6 +163,23 @@ def check_names(task: str, sequence_models: str, count_loss: str = "poisson") ->
 
     RunConfig.from_mapping({"task": task, "count-loss": count_loss}, where="--count-loss")
     return names
+
+
+def _generative_rows(train_parts, test, task, seed, cfg, keep) -> None:
+    """The GAN rows on the classical rows' features and customers."""
+    from fedmarket.data.store import SplitArrays
+    from fedmarket.generative.rows import run_generative_baselines
+
+    with progress_bar("generative baselines", None, unit="models") as advance:
+        run_generative_baselines(
+            SplitArrays.concat(train_parts),
+            test,
+            task=task,
+            seed=seed,
+            cfg=cfg,
+            progress=lambda name: advance(1, description=name),
+            on_row=keep,
+        )
 
 
 def _anchor_rows(manifest, train_parts, test, task, epsilon, seed, keep) -> None:
