@@ -165,6 +165,7 @@ def compare_baselines(
     anchor_epsilon: float | None = None,
     generative: bool = True,
     gan_epochs: int = 20,
+    gan_epsilon: float | None = None,
     encryption_key_file: PathLike | None = None,
     progress: bool = True,
     tracking_uri: PathLike | None = None,
@@ -176,7 +177,8 @@ def compare_baselines(
     (pooled and federated over the partitions; skipped for a customer table, which has no
     purchase history); ``anchor_epsilon`` adds their federated fit under client DP at that
     epsilon per retailer; ``generative`` adds the GAN rows (the semi-supervised GAN classifier
-    and GAN minority oversampling, ``gan_epochs`` each; skipped rows for counts);
+    and GAN minority oversampling, ``gan_epochs`` each; skipped rows for counts;
+    ``gan_epsilon`` adds the GAN classifier under DP-SGD on its discriminator);
     ``out`` writes baselines.csv and .json.
     ``tracking_uri`` logs a parent MLflow run with a child run per model."""
     tracker = _tracker(tracking_uri, experiment)
@@ -212,6 +214,7 @@ def compare_baselines(
                 task=task,
                 seed=seed,
                 cfg=gan_cfg,
+                epsilon=gan_epsilon,
                 progress=lambda name: gen(1, description=name),
             )
     from fedmarket.anchors import AnchorData, run_manifest_anchors
@@ -240,6 +243,7 @@ def compare_baselines(
         "anchor-epsilon": anchor_epsilon,
         "generative": generative,
         "gan-epochs": gan_epochs,
+        "gan-epsilon": gan_epsilon,
         "epochs": epochs,
         "seed": seed,
     }

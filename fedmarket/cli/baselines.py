@@ -68,6 +68,13 @@ def baselines_cmd(
         ),
     ] = True,
     gan_epochs: Annotated[int, typer.Option(help="Epochs of each GAN.")] = 20,
+    gan_epsilon: Annotated[
+        float | None,
+        typer.Option(
+            help="Also fit the GAN classifier with DP-SGD on its discriminator at this "
+            "epsilon per customer (row ssgan-dp; delta 1/(10 n))."
+        ),
+    ] = None,
     encryption_key_file: EncryptionKeyFile = None,
     tracking_uri: TrackingUri = None,
     experiment: Experiment = "fedmarket",
@@ -79,6 +86,10 @@ def baselines_cmd(
     from fedmarket.generative.ssgan import GANConfig
 
     gan_cfg = GANConfig(epochs=gan_epochs)  # a bad --gan-epochs: an error now
+    if gan_epsilon is not None:  # a bad --gan-epsilon too
+        from fedmarket.privacy.config import PrivacySettings
+
+        PrivacySettings(target_epsilon=gan_epsilon)
     from fedmarket.threads import choose_threads
 
     choice = choose_threads(threads)  # a bad --threads or $FEDMARKET_THREADS: an error now
@@ -115,7 +126,7 @@ def baselines_cmd(
                 on_row=keep,
             )
         if generative:
-            _generative_rows(train_parts, test, task, seed, gan_cfg, keep)
+            _generative_rows(train_parts, test, task, seed, gan_cfg, gan_epsilon, keep)
         if anchors:
             _anchor_rows(manifest, train_parts, test, task, anchor_epsilon, seed, keep)
         if names:
@@ -134,6 +145,7 @@ def baselines_cmd(
         "anchor-epsilon": anchor_epsilon,
         "generative": generative,
         "gan-epochs": gan_epochs,
+        "gan-epsilon": gan_epsilon,
         "epochs": epochs,
         "seed": seed,
     }
@@ -165,7 +177,7 @@ def check_names(task: str, sequence_models: str, count_loss: str = "poisson") ->
     return names
 
 
-def _generative_rows(train_parts, test, task, seed, cfg, keep) -> None:
+def _generative_rows(train_parts, test, task, seed, cfg, epsilon, keep) -> None:
     """The GAN rows on the classical rows' features and customers."""
     from fedmarket.data.store import SplitArrays
     from fedmarket.generative.rows import run_generative_baselines
@@ -177,6 +189,7 @@ def _generative_rows(train_parts, test, task, seed, cfg, keep) -> None:
             task=task,
             seed=seed,
             cfg=cfg,
+            epsilon=epsilon,
             progress=lambda name: advance(1, description=name),
             on_row=keep,
         )

@@ -5,6 +5,10 @@ features, training customers and test customers of the classical rows.
 * ``gan-oversampled-<classifier>``: a registered classical classifier fitted after GAN
   minority oversampling (``fedmarket.generative.oversample``); its twin without synthetic
   rows is the classical row of the same name, so the table shows what the GAN adds.
+* ``ssgan-dp``, when an epsilon is given: the same classifier with DP-SGD on its
+  discriminator (``fedmarket.generative.private``), epsilon and delta in its note and
+  metrics. Pooled, centralised DP over the training customers: a reference for what DP
+  costs the GAN, not a federated fit.
 
 Inputs are the classical baselines' inputs (``fedmarket.baselines.aggregate_features``: the
 signed log1p of the per-customer aggregates). The models are classifiers: for
@@ -30,9 +34,11 @@ from fedmarket.errors import ConfigError, DataError
 from fedmarket.generative.oversample import gan_oversample
 from fedmarket.generative.ssgan import GANConfig, SSGANClassifier
 from fedmarket.names import BINARY_TASKS, did_you_mean
+from fedmarket.privacy.config import PrivacySettings
 from fedmarket.tasks import get_task
 
 FAMILY: Final[str] = "generative"
+PRIVATE_MODEL: Final[str] = "ssgan-dp"
 OVERSAMPLED: Final[tuple[str, ...]] = ("logistic-regression", "gradient-boosting")
 GENERATIVE_MODELS: Final[tuple[str, ...]] = (
     "ssgan",
@@ -69,6 +75,18 @@ def _ssgan(cfg, seed, x_train, y_train, x_test) -> tuple[np.ndarray, str]:
     return model.predict_proba(x_test)[:, 1], note
 
 
+def _private_ssgan(cfg, seed, privacy, x_train, y_train, x_test):
+    model = SSGANClassifier(cfg, seed, privacy).fit(x_train, y_train)
+    note = (
+        f"ssgan with DP-SGD on the discriminator (Opacus): epsilon {model.epsilon:.3g}, delta "
+        f"{model.delta:.3g} per training customer, clip {privacy.max_grad_norm:g}; the "
+        f"generator learns only through it (non-saturating loss, no feature matching); "
+        f"{_config_words(cfg)}"
+    )
+    extra = {"epsilon": float(model.epsilon), "delta": float(model.delta)}
+    return model.predict_proba(x_test)[:, 1], note, extra
+
+
 def _oversampled(task, name, cfg, seed, x_train, y_train, x_test) -> tuple[np.ndarray, str]:
     classifier = name.removeprefix("gan-oversampled-")
     grown = gan_oversample(x_train, y_train, cfg=cfg, seed=seed)
@@ -89,12 +107,17 @@ def run_generative_baselines(
     seed: int,
     models: Sequence[str] | None = None,
     cfg: GANConfig | None = None,
+    epsilon: float | None = None,
     progress: Callable[[str], None] | None = None,
     on_row: Callable[[ResultRow], None] | None = None,
 ) -> list[ResultRow]:
     """One row per generative model, fitted on ``train.agg`` and scored on ``test.agg``
-    like the classical rows (``fit_seconds``: the whole fit, GAN included)."""
+    like the classical rows (``fit_seconds``: the whole fit, GAN included); ``epsilon``
+    adds ``ssgan-dp`` (delta 1/(10 n))."""
     names = check_generative_models(models)
+    privacy = None if epsilon is None else PrivacySettings(target_epsilon=epsilon)
+    if privacy is not None:
+        names.append(PRIVATE_MODEL)
     cfg = cfg or GANConfig()
     rows: list[ResultRow] = []
     binary = get_task(task).name in BINARY_TASKS
@@ -115,12 +138,17 @@ def run_generative_baselines(
             row = ResultRow(name, FAMILY, {}, 0.0, f"skipped: a classifier; task {task} counts")
         else:
             start = time.perf_counter()
+            extra: dict[str, float] = {}
             if name == "ssgan":
                 prediction, note = _ssgan(cfg, seed, x_train, y_train, x_test)
+            elif name == PRIVATE_MODEL:
+                prediction, note, extra = _private_ssgan(
+                    cfg, seed, privacy, x_train, y_train, x_test
+                )
             else:
                 prediction, note = _oversampled(task, name, cfg, seed, x_train, y_train, x_test)
             seconds = time.perf_counter() - start
-            metrics = evaluate_predictions(task, y_test, prediction)
+            metrics = evaluate_predictions(task, y_test, prediction) | extra
             row = ResultRow(name, FAMILY, metrics, seconds, note, prediction)
         rows.append(row)
         if on_row is not None:

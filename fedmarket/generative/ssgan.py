@@ -29,6 +29,7 @@ from torch.nn import functional as F
 
 from fedmarket.checks import integer, number
 from fedmarket.errors import DataError
+from fedmarket.privacy.config import PrivacySettings
 
 
 @dataclass(frozen=True)
@@ -115,7 +116,7 @@ def seeded_init(module: nn.Module, generator: torch.Generator) -> None:
             nn.init.uniform_(layer.bias, -bound, bound, generator=generator)
 
 
-def _unsupervised_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+def unsupervised_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
     """-log D(x) - log(1 - D(G(z))) with D = Z / (Z + 1), Z = sum exp(logits), in stable form:
     -log D = softplus(lse) - lse and -log(1 - D) = softplus(lse)."""
     lse_real = torch.logsumexp(real_logits, dim=1)
@@ -125,11 +126,17 @@ def _unsupervised_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> 
 
 class SSGANClassifier:
     """Fit on labelled training rows, then ``predict_proba`` like a scikit-learn classifier
-    (``classes_`` = 0.0, 1.0)."""
+    (``classes_`` = 0.0, 1.0). With ``privacy`` the discriminator trains under DP-SGD
+    (``fedmarket.generative.private``) and ``epsilon``/``delta`` say what it spent."""
 
-    def __init__(self, cfg: GANConfig | None = None, seed: int = 0) -> None:
+    def __init__(
+        self, cfg: GANConfig | None = None, seed: int = 0, privacy: PrivacySettings | None = None
+    ) -> None:
         self.cfg = cfg or GANConfig()
         self.seed = seed
+        self.privacy = privacy
+        self.epsilon: float | None = None
+        self.delta: float | None = None
         self.classes_ = np.array([0.0, 1.0])
         self._disc: Discriminator | None = None
         self._scale: Standardiser | None = None
@@ -147,6 +154,19 @@ class SSGANClassifier:
         disc, gen = Discriminator(cfg, x.shape[1], 2), generator_net(cfg, x.shape[1])
         seeded_init(disc, g)
         seeded_init(gen, g)
+        if self.privacy is not None:
+            from fedmarket.generative.private import train_private
+
+            disc, self.epsilon, self.delta = train_private(
+                disc, gen, (xt, yt), cfg, self.privacy, g, self.seed
+            )
+        else:
+            self._train(disc, gen, xt, yt, g)
+        self._disc = disc.eval()
+        return self
+
+    def _train(self, disc, gen, xt, yt, g) -> None:
+        cfg = self.cfg
         opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.lr, betas=(0.5, 0.999))
         opt_g = torch.optim.Adam(gen.parameters(), lr=cfg.lr, betas=(0.5, 0.999))
         for _ in range(cfg.epochs):
@@ -155,7 +175,7 @@ class SSGANClassifier:
                 z = torch.randn(len(idx), cfg.latent_dim, generator=g)
                 real_logits, _ = disc(real)
                 fake_logits, _ = disc(gen(z).detach())
-                loss_d = F.cross_entropy(real_logits, yt[idx]) + _unsupervised_loss(
+                loss_d = F.cross_entropy(real_logits, yt[idx]) + unsupervised_loss(
                     real_logits, fake_logits
                 )
                 opt_d.zero_grad()
@@ -167,8 +187,6 @@ class SSGANClassifier:
                 opt_g.zero_grad()
                 loss_g.backward()
                 opt_g.step()
-        self._disc = disc.eval()
-        return self
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         """[rows, 2]: P(class 0), P(class 1) given the customer is real (softmax over K)."""

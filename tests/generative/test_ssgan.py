@@ -9,7 +9,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from fedmarket.errors import ConfigError, DataError
-from fedmarket.generative.ssgan import GANConfig, SSGANClassifier, _unsupervised_loss
+from fedmarket.generative.ssgan import GANConfig, SSGANClassifier, unsupervised_loss
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -46,13 +46,13 @@ def test_same_seed_same_probabilities_other_seed_other() -> None:
     assert not np.array_equal(a, c)
 
 
-def test_unsupervised_loss_hand_computed() -> None:
+def testunsupervised_loss_hand_computed() -> None:
     # logits 0, 0: Z = 2, D = 2/3: -log D = log 1.5; fake logits log 1, log 1 -> Z = 2,
     # -log(1 - D) = log 3
     real = torch.zeros(1, 2)
     fake = torch.zeros(1, 2)
     expected = np.log(1.5) + np.log(3.0)
-    assert float(_unsupervised_loss(real, fake)) == pytest.approx(expected, rel=1e-6)
+    assert float(unsupervised_loss(real, fake)) == pytest.approx(expected, rel=1e-6)
 
 
 def test_bad_input_is_refused() -> None:
