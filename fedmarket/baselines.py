@@ -354,8 +354,11 @@ def render_table(rows: Sequence[ResultRow], task: str) -> Table:
     scored = [r.metrics[key] for r in rows if not math.isnan(r.metrics.get(key, math.nan))]
     best = (max if higher else min)(scored) if scored else None
     warning = caution(rows)
+    rates = [r.metrics["positive_rate"] for r in rows if "positive_rate" in r.metrics]
+    # the base rate beside the metrics: accuracy and F1 mean little without it (87 % churn)
+    base = f"; base rate {rates[0]:.1%} on the test customers" if rates else ""
     table = Table(
-        title=f"Baselines: {task} ({key}, {'higher' if higher else 'lower'} is better)",
+        title=f"Baselines: {task} ({key}, {'higher' if higher else 'lower'} is better{base})",
         caption=f"Caution: {warning}." if warning else None,
         box=box.SIMPLE_HEAD,  # no vertical rules: a cell with its interval keeps one line
         pad_edge=False,

@@ -72,6 +72,8 @@ def test_rows_join_the_classical_table(tmp_path) -> None:
     text = console.export_text()
     for name in ("logistic-regression", "generative", *GENERATIVE_MODELS):
         assert name in text
+    rate = float(np.mean(test.y_purchase))
+    assert f"base rate {rate:.1%} on the test customers" in text
     csv_path, _ = write_results(rows, tmp_path)
     assert csv_path.read_text().count("generative") == 3
 
