@@ -83,13 +83,13 @@ def baselines_cmd(
     """Classical models on aggregate features next to the sequence models, same test customers."""
     # before the data are read or a model trained
     names = check_names(task, sequence_models, count_loss)
+    from fedmarket.checks import integer, number
     from fedmarket.generative.ssgan import GANConfig
 
-    gan_cfg = GANConfig(epochs=gan_epochs)  # a bad --gan-epochs: an error now
-    if gan_epsilon is not None:  # a bad --gan-epsilon too
-        from fedmarket.privacy.config import PrivacySettings
-
-        PrivacySettings(target_epsilon=gan_epsilon)
+    # a bad --gan-epochs or --gan-epsilon: an error now, named as the option
+    gan_cfg = GANConfig(epochs=integer("--gan-epochs", gan_epochs, at_least=1))
+    if gan_epsilon is not None:
+        number("--gan-epsilon", gan_epsilon, above=0.0)
     from fedmarket.threads import choose_threads
 
     choice = choose_threads(threads)  # a bad --threads or $FEDMARKET_THREADS: an error now
