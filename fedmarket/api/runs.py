@@ -205,18 +205,7 @@ def compare_baselines(
             progress=lambda name: advance(1, description=name),
         )
     if generative:
-        from fedmarket.generative.rows import run_generative_baselines
-
-        with progress_bar("generative baselines", None, unit="models", enabled=progress) as gen:
-            rows += run_generative_baselines(
-                train,
-                test,
-                task=task,
-                seed=seed,
-                cfg=gan_cfg,
-                epsilon=gan_epsilon,
-                progress=lambda name: gen(1, description=name),
-            )
+        rows += _generative_rows(train, test, task, seed, gan_cfg, gan_epsilon, progress)
     from fedmarket.anchors import AnchorData, run_manifest_anchors
 
     if anchors and AnchorData.missing(manifest) is None:
@@ -345,6 +334,23 @@ def _log_centralised(
             }
         )
     log_centralised(tracker, metrics, settings, out=out)
+
+
+def _generative_rows(train, test, task, seed, cfg, epsilon, progress) -> list[ResultRow]:
+    """The GAN rows, as `fedmarket baselines` fits them."""
+    from fedmarket.generative.rows import run_generative_baselines
+    from fedmarket.progress import progress_bar
+
+    with progress_bar("generative baselines", None, unit="models", enabled=progress) as step:
+        return run_generative_baselines(
+            train,
+            test,
+            task=task,
+            seed=seed,
+            cfg=cfg,
+            epsilon=epsilon,
+            progress=lambda name: step(1, description=name),
+        )
 
 
 def _sequence_row(

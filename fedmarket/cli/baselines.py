@@ -8,7 +8,7 @@ that finished; the sequence models take minutes each.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -18,6 +18,9 @@ from fedmarket.cli.tracking import Experiment, TrackingUri, say_tracked
 from fedmarket.errors import ConfigError
 from fedmarket.names import MODELS, TASKS, did_you_mean
 from fedmarket.progress import console, progress_bar
+
+if TYPE_CHECKING:
+    from fedmarket.generative.ssgan import GANConfig
 
 
 @app.command("baselines")
@@ -83,13 +86,7 @@ def baselines_cmd(
     """Classical models on aggregate features next to the sequence models, same test customers."""
     # before the data are read or a model trained
     names = check_names(task, sequence_models, count_loss)
-    from fedmarket.checks import integer, number
-    from fedmarket.generative.ssgan import GANConfig
-
-    # a bad --gan-epochs or --gan-epsilon: an error now, named as the option
-    gan_cfg = GANConfig(epochs=integer("--gan-epochs", gan_epochs, at_least=1))
-    if gan_epsilon is not None:
-        number("--gan-epsilon", gan_epsilon, above=0.0)
+    gan_cfg = _gan_config(gan_epochs, gan_epsilon)
     from fedmarket.threads import choose_threads
 
     choice = choose_threads(threads)  # a bad --threads or $FEDMARKET_THREADS: an error now
@@ -116,15 +113,7 @@ def baselines_cmd(
         bl.write_test_scores(rows, data, test, out, task)
 
     try:
-        with progress_bar("classical baselines", None, unit="models") as advance:
-            bl.run_classical_baselines(
-                store.SplitArrays.concat(train_parts),
-                test,
-                task=task,
-                seed=seed,
-                progress=lambda name: advance(1, description=name),
-                on_row=keep,
-            )
+        _classical_rows(train_parts, test, task, seed, keep)
         if generative:
             _generative_rows(train_parts, test, task, seed, gan_cfg, gan_epsilon, keep)
         if anchors:
@@ -175,6 +164,32 @@ def check_names(task: str, sequence_models: str, count_loss: str = "poisson") ->
 
     RunConfig.from_mapping({"task": task, "count-loss": count_loss}, where="--count-loss")
     return names
+
+
+def _gan_config(epochs: int, epsilon: float | None) -> GANConfig:
+    """The GANs' settings; a bad --gan-epochs or --gan-epsilon is an error named as the
+    option, before any data is read."""
+    from fedmarket.checks import integer, number
+    from fedmarket.generative.ssgan import GANConfig
+
+    if epsilon is not None:
+        number("--gan-epsilon", epsilon, above=0.0)
+    return GANConfig(epochs=integer("--gan-epochs", epochs, at_least=1))
+
+
+def _classical_rows(train_parts, test, task, seed, keep) -> None:
+    from fedmarket.baselines import run_classical_baselines
+    from fedmarket.data.store import SplitArrays
+
+    with progress_bar("classical baselines", None, unit="models") as advance:
+        run_classical_baselines(
+            SplitArrays.concat(train_parts),
+            test,
+            task=task,
+            seed=seed,
+            progress=lambda name: advance(1, description=name),
+            on_row=keep,
+        )
 
 
 def _generative_rows(train_parts, test, task, seed, cfg, epsilon, keep) -> None:
