@@ -133,7 +133,7 @@ def _by_pseudonym(
 ) -> pd.DataFrame:
     customer = str(mapping.customer)
     ids = table_io.customer_ids(rows[customer], customer, rows)
-    keep = [c for c in rows.columns if c not in (customer, mapping.label)]
+    keep = [c for c in rows.columns if c not in (customer, mapping.target)]
     return rows[keep].set_index(pd.Index(pseudonymiser.map(ids).to_numpy(dtype=str)))
 
 
