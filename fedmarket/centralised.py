@@ -21,6 +21,7 @@ from fedmarket.data import store
 from fedmarket.errors import ConfigError
 from fedmarket.marketing import cumulative_gains
 from fedmarket.models import build_model
+from fedmarket.names import BINARY_TASKS
 from fedmarket.predictions import Predictions, write_predictions
 from fedmarket.privacy.config import PrivacySettings
 from fedmarket.rundir import (
@@ -189,10 +190,10 @@ def _check_calibrate(calibrate: str | None, task: str, train_cfg: TrainConfig) -
     """Before training: calibration is of probabilities, fitted on validation customers."""
     if calibrate is None:
         return
-    if task != "purchase":
+    if task not in BINARY_TASKS:
         raise ConfigError(
             f"--calibrate: calibration maps probabilities, and task {task!r} predicts counts; "
-            "use it with task 'purchase'"
+            f"use it with a 0/1 task ({', '.join(BINARY_TASKS)})"
         )
     if train_cfg.val_fraction == 0:
         raise ConfigError(

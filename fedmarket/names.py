@@ -16,7 +16,18 @@ import re
 from collections.abc import Iterable
 
 MODELS: tuple[str, ...] = ("cnn-lstm", "lstm", "gru", "rnn", "mlp", "gru-ncf")
-TASKS: tuple[str, ...] = ("purchase", "purchase-count", "next-categories")
+TASKS: tuple[str, ...] = (
+    "purchase",
+    "purchase-count",
+    "churn",
+    "churn-inactive",
+    "next-categories",
+)
+# The 0/1 tasks: binary cross-entropy, probabilities, classification metrics, calibration.
+BINARY_TASKS: tuple[str, ...] = ("purchase", "churn", "churn-inactive")
+# The churn tasks: the positive class is the customer who lapses, so a ranking by P(buy)
+# (the BTYD anchor's) is turned around: P(churn) = 1 - P(buy).
+CHURN_TASKS: tuple[str, ...] = ("churn", "churn-inactive")
 # the recommender: its task and its model go together (fedmarket.recommend)
 RANKING_TASK, RANKING_MODEL = "next-categories", "gru-ncf"
 ACCOUNTANTS: tuple[str, ...] = ("rdp", "prv")

@@ -31,7 +31,7 @@ from sklearn.metrics import average_precision_score
 from fedmarket.errors import ConfigError, DataError
 from fedmarket.intervals import delong_placements
 from fedmarket.marketing import lift_at_k
-from fedmarket.names import did_you_mean
+from fedmarket.names import BINARY_TASKS, did_you_mean
 
 SMALL_TEST: Final[int] = 30  # positives or negatives below which intervals are rough
 DEFAULT_BOOTSTRAP: Final[int] = 2000
@@ -233,16 +233,16 @@ def _pearson(y: np.ndarray, s: np.ndarray) -> float:
 
 
 METRICS: Final[dict[str, Metric]] = {
-    "roc_auc": Metric(_roc_auc, ("purchase", "purchase-count"), True, "ROC-AUC (DeLong)"),
-    "pr_auc": Metric(_pr_auc, ("purchase", "purchase-count"), True, "average precision"),
-    "lift_at_10": Metric(_lift_at_10, ("purchase", "purchase-count"), True, "lift at 10%"),
+    "roc_auc": Metric(_roc_auc, (*BINARY_TASKS, "purchase-count"), True, "ROC-AUC (DeLong)"),
+    "pr_auc": Metric(_pr_auc, (*BINARY_TASKS, "purchase-count"), True, "average precision"),
+    "lift_at_10": Metric(_lift_at_10, (*BINARY_TASKS, "purchase-count"), True, "lift at 10%"),
     "rmse": Metric(_rmse, ("purchase-count",), False, "root mean squared error"),
     "mae": Metric(_mae, ("purchase-count",), False, "mean absolute error"),
     "pearson": Metric(_pearson, ("purchase-count",), True, "Pearson's r"),
 }
 # What `fedmarket compare` reports when no metric is named.
 DEFAULT_METRICS: Final[dict[str, tuple[str, ...]]] = {
-    "purchase": ("roc_auc", "pr_auc", "lift_at_10"),
+    **dict.fromkeys(BINARY_TASKS, ("roc_auc", "pr_auc", "lift_at_10")),
     "purchase-count": ("rmse", "pearson", "lift_at_10"),
 }
 

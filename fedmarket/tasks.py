@@ -28,7 +28,7 @@ from fedmarket.metrics import (
     classification_metrics,
     regression_metrics,
 )
-from fedmarket.names import did_you_mean
+from fedmarket.names import BINARY_TASKS, did_you_mean
 from fedmarket.negbin import NegativeBinomialNLLLoss
 from fedmarket.recommend.loss import SampledBPRLoss
 from fedmarket.recommend.metrics import RANKING_KEYS, ranking_metrics
@@ -49,6 +49,14 @@ class Task:
     primary_metric: tuple[str, bool]  # (metric key, higher is better): ranks models
     loss_name: str = "loss"  # the training loss in words, for figures' axes
     target_ndim: int = 1  # 2: one 0/1 column per item (a ranking task, next-categories)
+    positives: str = "buyers"  # who the positive class is, in a report's words
+    acts: str = "buy"  # what the positives do ("of them buy", "of them churn")
+    classes: tuple[str, str] = ("no purchase", "purchase")  # label 0, label 1 in words
+
+    @property
+    def binary(self) -> bool:
+        """A 0/1 label: probabilities, BCE, classification metrics, calibration."""
+        return self.name in BINARY_TASKS
 
     def loss(self, reduction: str = "mean") -> nn.Module:
         """A fresh loss module on (raw score, target)."""
@@ -64,10 +72,11 @@ class Task:
 
     def report(self, y_true: np.ndarray, prediction: np.ndarray) -> dict[str, Any]:
         """The task's metrics plus lift, capture and precision/recall/F1 at the top-k cut
-        for buyers: the one test report everywhere.
+        for the positives (buyers; churners for churn: targeting likely churners for
+        retention): the one test report everywhere.
 
-        Lift is defined on "buys at all" (count > 0) for every task; without both buyers and
-        non-buyers it is NaN, with the same keys, so readers need no special case.
+        Lift is defined on "label > 0" for every task (buys at all, for purchase-count);
+        without both classes it is NaN, with the same keys, so readers need no special case.
         """
         report: dict[str, Any] = dict(self.metrics(y_true, prediction))
         if self.target_ndim == 2:  # a ranking: lift and capture of buyers do not apply
@@ -155,11 +164,12 @@ def _count_link(score: torch.Tensor) -> torch.Tensor:
     return torch.exp(score[:, 0] if score.dim() == 2 else score)
 
 
-TASKS: dict[str, Task] = {
-    "purchase": Task(
-        "purchase",
-        "y_purchase",
-        "will the customer buy in the horizon (probability)",
+def _binary(name: str, target: str, description: str, **words: Any) -> Task:
+    """A 0/1 task: purchase's loss, link, checks and metrics on another label."""
+    return Task(
+        name,
+        target,
+        description,
         _bce,
         torch.sigmoid,
         _check_binary,
@@ -167,6 +177,19 @@ TASKS: dict[str, Task] = {
         (*CLASSIFICATION_KEYS, "ece"),
         ("roc_auc", True),
         "binary cross-entropy",
+        **words,
+    )
+
+
+_CHURN_WORDS: dict[str, Any] = {
+    "positives": "churners",
+    "acts": "churn",
+    "classes": ("stays", "churns"),
+}
+
+TASKS: dict[str, Task] = {
+    "purchase": _binary(
+        "purchase", "y_purchase", "will the customer buy in the horizon (probability)"
     ),
     "purchase-count": Task(
         "purchase-count",
@@ -179,6 +202,22 @@ TASKS: dict[str, Task] = {
         REGRESSION_KEYS,
         ("rmse", False),
         "Poisson or negative-binomial negative log-likelihood",
+    ),
+    # Churn as marketing uses it: an active customer who stops buying. "No event at all"
+    # is the stricter option (browsing without buying is not lapsing): its own task name,
+    # so a run's config, its report and its label say which definition it used.
+    "churn": _binary(
+        "churn",
+        "y_churn",
+        "will a customer active before the cut-off buy nothing in the horizon (probability)",
+        **_CHURN_WORDS,
+    ),
+    "churn-inactive": _binary(
+        "churn-inactive",
+        "y_churn_inactive",
+        "will a customer active before the cut-off have no event at all in the horizon "
+        "(probability)",
+        **_CHURN_WORDS,
     ),
     "next-categories": Task(
         "next-categories",

@@ -60,7 +60,7 @@ def test_logistic_regression_separable_vs_random() -> None:
     assert noise.metrics["roc_auc"] == pytest.approx(0.5, abs=0.05)
 
 
-@pytest.mark.parametrize("task", ["purchase", "purchase-count"])
+@pytest.mark.parametrize("task", ["purchase", "purchase-count", "churn"])
 def test_every_registered_model_runs(task: str) -> None:
     rng = np.random.default_rng(1)
     train, test = make_split(150, rng), make_split(60, rng)
@@ -77,10 +77,28 @@ def test_every_registered_model_runs(task: str) -> None:
             continue
         assert tuple(row.metrics) == keys
         assert row.metrics["n"] == 60 and row.fit_seconds >= 0
-        if task == "purchase":
+        if task in ("purchase", "churn"):
             assert row.metrics["roc_auc"] > 0.65, row.model  # easy, but 150 rows stop the MLP early
         else:
             assert row.metrics["rmse"] < np.std(test.y_count), row.model  # beats the mean
+
+
+def test_classifiers_include_gradient_boosting_nb_knn_mlp() -> None:
+    for task in ("purchase", "churn", "churn-inactive"):
+        assert {"gradient-boosting", "naive-bayes", "knn", "mlp"} <= set(model_names(task))
+    assert "gradient-boosting" in model_names("purchase-count")
+
+
+def test_churn_is_purchase_turned_around() -> None:
+    """On churn the classifiers see the churn label (1 - y_purchase): the same ranking
+    turned around, so ROC-AUC is the same and the base rate is 1 minus the purchase one."""
+    rng = np.random.default_rng(4)
+    train, test = make_split(300, rng), make_split(200, rng)
+    (buy,) = run_classical_baselines(train, test, task="purchase", seed=0, models=["naive-bayes"])
+    (churn,) = run_classical_baselines(train, test, task="churn", seed=0, models=["naive-bayes"])
+    assert churn.metrics["roc_auc"] == pytest.approx(buy.metrics["roc_auc"], abs=1e-9)
+    assert churn.metrics["positive_rate"] == pytest.approx(1 - buy.metrics["positive_rate"])
+    np.testing.assert_allclose(churn.prediction, 1 - buy.prediction, atol=1e-9)
 
 
 def test_seed_makes_results_repeatable() -> None:
@@ -105,7 +123,7 @@ def test_bad_model_name_lists_known_ones() -> None:
             split, split, task="purchase", seed=0, models=["poisson-regression"]
         )
     with pytest.raises(ConfigError, match="unknown task"):
-        run_classical_baselines(split, split, task="churn", seed=0)
+        run_classical_baselines(split, split, task="chrun", seed=0)
 
 
 def test_bad_data() -> None:

@@ -63,7 +63,7 @@ def test_replace_revalidates_and_takes_either_spelling():
         ({"evaluate-every": 0}, "evaluate-every"),
         ({"fraction-evaluate": 1.5}, "fraction-evaluate"),
         ({"model": "transformer"}, "model"),
-        ({"task": "churn"}, "task"),
+        ({"task": "retention"}, "task"),
         ({"strategy": "fedsgd"}, "strategy"),
         ({"dp": "local"}, "dp"),
         ({"accountant": "gdp"}, "accountant"),

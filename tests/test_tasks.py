@@ -30,7 +30,13 @@ def _split(y_purchase, y_count) -> SplitArrays:
 def test_known_tasks_and_targets():
     split = _split([0, 1, 1], [0, 2, 5])
     purchase, count = get_task("purchase"), get_task("purchase-count")
-    assert set(TASKS) == {"purchase", "purchase-count", "next-categories"}
+    assert set(TASKS) == {
+        "purchase",
+        "purchase-count",
+        "churn",
+        "churn-inactive",
+        "next-categories",
+    }
     np.testing.assert_array_equal(purchase.targets(split), [0, 1, 1])
     np.testing.assert_array_equal(count.targets(split), [0, 2, 5])
     assert purchase.targets(split).dtype == np.float32
@@ -39,8 +45,47 @@ def test_known_tasks_and_targets():
 
 
 def test_unknown_task_lists_known_ones():
-    with pytest.raises(ConfigError, match="purchase, purchase-count"):
-        get_task("churn")
+    with pytest.raises(ConfigError, match="purchase, purchase-count, churn, churn-inactive"):
+        get_task("retention")
+    with pytest.raises(ConfigError, match=r"unknown task 'chrun'; did you mean 'churn'"):
+        get_task("chrun")
+
+
+def test_churn_tasks_read_the_derived_labels():
+    split = SplitArrays(
+        X=np.zeros((4, 2, 3), np.float32),
+        agg=np.zeros((4, 1), np.float32),
+        y_purchase=np.array([1, 0, 0, 0], np.float32),
+        y_count=np.array([2, 0, 0, 0], np.float32),
+        customer=np.array(["a", "b", "c", "d"]),
+        y_active=np.array([1, 1, 0, 1], np.float32),
+    )
+    churn, inactive = get_task("churn"), get_task("churn-inactive")
+    np.testing.assert_array_equal(churn.targets(split), [0, 1, 1, 1])
+    np.testing.assert_array_equal(inactive.targets(split), [0, 0, 1, 0])
+    assert churn.targets(split).dtype == np.float32
+    assert churn.binary and inactive.binary and get_task("purchase").binary
+    assert not get_task("purchase-count").binary
+    assert (churn.positives, churn.acts, churn.classes) == (
+        "churners",
+        "churn",
+        ("stays", "churns"),
+    )
+
+
+def test_churn_metrics_and_loss_are_purchase_ones():
+    y, p = [0, 1, 1, 0], [0.2, 0.7, 0.6, 0.4]
+    for name in ("churn", "churn-inactive"):
+        task = get_task(name)
+        assert task.metrics(y, p) == get_task("purchase").metrics(y, p)
+        assert task.metric_keys == get_task("purchase").metric_keys
+        assert task.primary_metric == ("roc_auc", True)
+        score, target = torch.tensor([0.0]), torch.tensor([1.0])
+        assert float(task.loss()(score, target)) == pytest.approx(math.log(2))
+    # lift is on the churners: the two churners ranked first give lift 1 / base rate 0.5
+    report = get_task("churn").report(np.array(y, np.float32), np.array(p))
+    assert report["base_rate"] == pytest.approx(0.5)
+    assert report["roc_auc"] == pytest.approx(1.0)
 
 
 def test_purchase_loss_and_link_hand_computed():
@@ -84,8 +129,8 @@ def test_metrics_and_ranking_come_from_the_task():
     assert get_task("purchase-count").metrics([1, 2], [1, 3]) == regression_metrics([1, 2], [1, 3])
     assert get_task("purchase").metric_keys == (*CLASSIFICATION_KEYS, "ece")
     assert get_task("purchase-count").metric_keys == REGRESSION_KEYS
-    with pytest.raises(ConfigError, match="known tasks: purchase, purchase-count"):
-        get_task("churn")
+    with pytest.raises(ConfigError, match="known tasks: purchase, purchase-count, churn"):
+        get_task("loyalty")
     with pytest.raises(ConfigError, match=r"unknown task 'purchases'; did you mean 'purchase'"):
         get_task("purchases")
 

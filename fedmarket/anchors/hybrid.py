@@ -24,11 +24,12 @@ from fedmarket.baselines import (
 )
 from fedmarket.btyd import CustomerHistory
 from fedmarket.data.store import SplitArrays
+from fedmarket.names import BINARY_TASKS
 from fedmarket.tasks import get_task
 
 # The learner each task gets: the simplest well-behaved one, so a gain is the inputs' doing.
 HYBRID_LEARNER: Final[dict[str, str]] = {
-    "purchase": "logistic-regression",
+    **dict.fromkeys(BINARY_TASKS, "logistic-regression"),
     "purchase-count": "poisson-regression",
 }
 

@@ -16,6 +16,7 @@ from fedmarket.baselines import ResultRow, evaluate_predictions
 from fedmarket.btyd import MODELS, CustomerHistory, fit_federated, from_aggregates, local_sums
 from fedmarket.data.store import SplitArrays
 from fedmarket.errors import ConfigError
+from fedmarket.names import BINARY_TASKS, CHURN_TASKS
 from fedmarket.tasks import get_task
 
 WEEK_DAYS: Final[float] = 7.0
@@ -70,9 +71,12 @@ def history(split: SplitArrays, data: AnchorData) -> CustomerHistory:
 
 def predict(fit: Any, customers: CustomerHistory, task: str, data: AnchorData) -> np.ndarray:
     """The task's prediction for each customer over the horizon: P(buy) for ``purchase``,
-    the expected number of transactions (customer-days) for ``purchase-count``."""
-    if task == "purchase":
-        return np.asarray(fit.p_purchase(data.horizon_weeks, customers), dtype=np.float64)
+    1 - P(buy) for the churn tasks (for ``churn-inactive`` a ranking, not its probability:
+    the model sees purchases only), the expected number of transactions (customer-days) for
+    ``purchase-count``."""
+    if task in BINARY_TASKS:
+        p_buy = np.asarray(fit.p_purchase(data.horizon_weeks, customers), dtype=np.float64)
+        return 1.0 - p_buy if task in CHURN_TASKS else p_buy
     return np.asarray(fit.expected_transactions(data.horizon_weeks, customers), dtype=np.float64)
 
 

@@ -163,6 +163,9 @@ def compare_baselines(
     seed: int = 0,
     anchors: bool = True,
     anchor_epsilon: float | None = None,
+    generative: bool = True,
+    gan_epochs: int = 20,
+    gan_epsilon: float | None = None,
     encryption_key_file: PathLike | None = None,
     progress: bool = True,
     tracking_uri: PathLike | None = None,
@@ -173,14 +176,19 @@ def compare_baselines(
     ``classical`` None is every registered model; ``anchors`` adds BG/NBD and Pareto/NBD
     (pooled and federated over the partitions; skipped for a customer table, which has no
     purchase history); ``anchor_epsilon`` adds their federated fit under client DP at that
-    epsilon per retailer; ``out`` writes baselines.csv and .json.
+    epsilon per retailer; ``generative`` adds the GAN rows (the semi-supervised GAN classifier
+    and GAN minority oversampling, ``gan_epochs`` each; skipped rows for counts;
+    ``gan_epsilon`` adds the GAN classifier under DP-SGD on its discriminator);
+    ``out`` writes baselines.csv and .json.
     ``tracking_uri`` logs a parent MLflow run with a child run per model."""
     tracker = _tracker(tracking_uri, experiment)
     from fedmarket.baselines import run_classical_baselines, write_results, write_test_scores
     from fedmarket.data import store
+    from fedmarket.generative.ssgan import GANConfig
     from fedmarket.progress import progress_bar
     from fedmarket.tracking import log_baselines
 
+    gan_cfg = GANConfig(epochs=gan_epochs)  # a bad gan_epochs: an error before any data is read
     data, where = Path(data), optional_path(out)
     fernet = data_key(data, encryption_key_file, where)
     manifest = store.read_manifest(data)
@@ -196,6 +204,8 @@ def compare_baselines(
             models=classical,
             progress=lambda name: advance(1, description=name),
         )
+    if generative:
+        rows += _generative_rows(train, test, task, seed, gan_cfg, gan_epsilon, progress)
     from fedmarket.anchors import AnchorData, run_manifest_anchors
 
     if anchors and AnchorData.missing(manifest) is None:
@@ -220,6 +230,9 @@ def compare_baselines(
         "sequence-models": names,
         "anchors": anchors,
         "anchor-epsilon": anchor_epsilon,
+        "generative": generative,
+        "gan-epochs": gan_epochs,
+        "gan-epsilon": gan_epsilon,
         "epochs": epochs,
         "seed": seed,
     }
@@ -321,6 +334,23 @@ def _log_centralised(
             }
         )
     log_centralised(tracker, metrics, settings, out=out)
+
+
+def _generative_rows(train, test, task, seed, cfg, epsilon, progress) -> list[ResultRow]:
+    """The GAN rows, as `fedmarket baselines` fits them."""
+    from fedmarket.generative.rows import run_generative_baselines
+    from fedmarket.progress import progress_bar
+
+    with progress_bar("generative baselines", None, unit="models", enabled=progress) as step:
+        return run_generative_baselines(
+            train,
+            test,
+            task=task,
+            seed=seed,
+            cfg=cfg,
+            epsilon=epsilon,
+            progress=lambda name: step(1, description=name),
+        )
 
 
 def _sequence_row(

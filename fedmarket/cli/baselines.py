@@ -8,7 +8,7 @@ that finished; the sequence models take minutes each.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -19,6 +19,9 @@ from fedmarket.errors import ConfigError
 from fedmarket.names import MODELS, RANKING_TASK, TASKS, did_you_mean
 from fedmarket.progress import console, progress_bar
 
+if TYPE_CHECKING:
+    from fedmarket.generative.ssgan import GANConfig
+
 
 @app.command("baselines")
 @friendly_errors
@@ -27,7 +30,13 @@ def baselines_cmd(
     out: Annotated[
         Path, typer.Option(help="Directory for baselines.csv / .json (a row per finished model).")
     ],
-    task: Annotated[str, typer.Option(help="purchase | purchase-count.")] = "purchase",
+    task: Annotated[
+        str,
+        typer.Option(
+            help="purchase | purchase-count | churn (active before the cut-off, no purchase "
+            "in the horizon) | churn-inactive (no event at all in the horizon)."
+        ),
+    ] = "purchase",
     count_loss: Annotated[
         str,
         typer.Option(
@@ -54,6 +63,21 @@ def baselines_cmd(
             "retailer (clipped, noised sums; delta 1/(10 n))."
         ),
     ] = None,
+    generative: Annotated[
+        bool,
+        typer.Option(
+            help="Fit the GAN rows too: the semi-supervised GAN classifier and GAN minority "
+            "oversampling before logistic regression and gradient boosting (0/1 tasks)."
+        ),
+    ] = True,
+    gan_epochs: Annotated[int, typer.Option(help="Epochs of each GAN.")] = 20,
+    gan_epsilon: Annotated[
+        float | None,
+        typer.Option(
+            help="Also fit the GAN classifier with DP-SGD on its discriminator at this "
+            "epsilon per customer (row ssgan-dp; delta 1/(10 n))."
+        ),
+    ] = None,
     encryption_key_file: EncryptionKeyFile = None,
     tracking_uri: TrackingUri = None,
     experiment: Experiment = "fedmarket",
@@ -62,6 +86,7 @@ def baselines_cmd(
     """Classical models on aggregate features next to the sequence models, same test customers."""
     # before the data are read or a model trained
     names = check_names(task, sequence_models, count_loss)
+    gan_cfg = _gan_config(gan_epochs, gan_epsilon)
     from fedmarket.threads import choose_threads
 
     choice = choose_threads(threads)  # a bad --threads or $FEDMARKET_THREADS: an error now
@@ -88,15 +113,9 @@ def baselines_cmd(
         bl.write_test_scores(rows, data, test, out, task)
 
     try:
-        with progress_bar("classical baselines", None, unit="models") as advance:
-            bl.run_classical_baselines(
-                store.SplitArrays.concat(train_parts),
-                test,
-                task=task,
-                seed=seed,
-                progress=lambda name: advance(1, description=name),
-                on_row=keep,
-            )
+        _classical_rows(train_parts, test, task, seed, keep)
+        if generative:
+            _generative_rows(train_parts, test, task, seed, gan_cfg, gan_epsilon, keep)
         if anchors:
             _anchor_rows(manifest, train_parts, test, task, anchor_epsilon, seed, keep)
         if names:
@@ -113,6 +132,9 @@ def baselines_cmd(
         "sequence-models": ",".join(names),
         "anchors": anchors,
         "anchor-epsilon": anchor_epsilon,
+        "generative": generative,
+        "gan-epochs": gan_epochs,
+        "gan-epsilon": gan_epsilon,
         "epochs": epochs,
         "seed": seed,
     }
@@ -148,6 +170,50 @@ def check_names(task: str, sequence_models: str, count_loss: str = "poisson") ->
 
     RunConfig.from_mapping({"task": task, "count-loss": count_loss}, where="--count-loss")
     return names
+
+
+def _gan_config(epochs: int, epsilon: float | None) -> GANConfig:
+    """The GANs' settings; a bad --gan-epochs or --gan-epsilon is an error named as the
+    option, before any data is read."""
+    from fedmarket.checks import integer, number
+    from fedmarket.generative.ssgan import GANConfig
+
+    if epsilon is not None:
+        number("--gan-epsilon", epsilon, above=0.0)
+    return GANConfig(epochs=integer("--gan-epochs", epochs, at_least=1))
+
+
+def _classical_rows(train_parts, test, task, seed, keep) -> None:
+    from fedmarket.baselines import run_classical_baselines
+    from fedmarket.data.store import SplitArrays
+
+    with progress_bar("classical baselines", None, unit="models") as advance:
+        run_classical_baselines(
+            SplitArrays.concat(train_parts),
+            test,
+            task=task,
+            seed=seed,
+            progress=lambda name: advance(1, description=name),
+            on_row=keep,
+        )
+
+
+def _generative_rows(train_parts, test, task, seed, cfg, epsilon, keep) -> None:
+    """The GAN rows on the classical rows' features and customers."""
+    from fedmarket.data.store import SplitArrays
+    from fedmarket.generative.rows import run_generative_baselines
+
+    with progress_bar("generative baselines", None, unit="models") as advance:
+        run_generative_baselines(
+            SplitArrays.concat(train_parts),
+            test,
+            task=task,
+            seed=seed,
+            cfg=cfg,
+            epsilon=epsilon,
+            progress=lambda name: advance(1, description=name),
+            on_row=keep,
+        )
 
 
 def _anchor_rows(manifest, train_parts, test, task, epsilon, seed, keep) -> None:

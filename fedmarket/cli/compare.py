@@ -10,6 +10,7 @@ from rich.table import Table
 
 from fedmarket.cli.app import app, friendly_errors
 from fedmarket.errors import ConfigError
+from fedmarket.names import TASKS
 from fedmarket.progress import console
 
 if TYPE_CHECKING:
@@ -59,14 +60,17 @@ def compare_cmd(
         run_a, run_b, kind_a=a, kind_b=b, metrics=metrics, seed=seed, resamples=bootstrap
     )
     console.print(table(result))
+    from fedmarket.tasks import get_task
+
+    who = get_task(result.task).positives if result.task in TASKS else "buyers"  # churners
     console.print(
-        f"{result.n:,} test customers in both, {result.positives:,} buyers and "
-        f"{result.negatives:,} non-buyers; A - B {_methods(result)}.",
+        f"{result.n:,} test customers in both, {result.positives:,} {who} and "
+        f"{result.negatives:,} non-{who}; A - B {_methods(result)}.",
         highlight=False,
     )
     if result.small_test:
         console.print(
-            f"[yellow]warning:[/] fewer than 30 buyers or non-buyers "
+            f"[yellow]warning:[/] fewer than 30 {who} or non-{who} "
             f"({result.positives} and {result.negatives}): the intervals are rough; compare "
             "on more test customers for a firm answer",
             highlight=False,

@@ -169,7 +169,11 @@ def print_outcome(summary: dict[str, Any], run_dir: Path) -> None:
     )
     for col in ("metric", "federated", "centralised", "gap"):
         table.add_column(col, justify="left" if col == "metric" else "right")
+    from fedmarket.tasks import get_task
+
+    positives = get_task(summary["config"]["task"]).positives  # churners, for churn
     for key, label in CONSOLE_METRICS.items():
+        label = label.replace("buyers", positives)
         if key in fed_test or key in cen_test:
             gap = (summary.get("gap") or {}).get(key)
             table.add_row(label, _cell(fed_test, key), _cell(cen_test, key), _n(gap))

@@ -78,6 +78,7 @@ def join_btyd_inputs(
                 agg=np.concatenate([arrays.agg, extra], axis=1),
                 y_purchase=arrays.y_purchase,
                 y_count=arrays.y_count,
+                y_active=arrays.y_active,
                 customer=arrays.customer,
             )
             store.write_split(store.split_dir(data_dir, pid, split), joined, fernet)

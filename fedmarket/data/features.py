@@ -1,4 +1,4 @@
-"""Per-customer step sequences, aggregates and purchase labels from one retailer's events.
+"""Per-customer step sequences, aggregates and horizon labels from one retailer's events.
 
 Time is cut at ``cutoff``: features come only from the feature window
 ``[cutoff - window_days, cutoff)`` and labels only from the horizon
@@ -17,7 +17,10 @@ with customers x steps, not with events (dense accumulators: about 400 bytes per
 events), ``customer-days`` (distinct UTC days with a purchase: the unit of the customer-base
 literature, BG/NBD and Pareto/NBD, where several order lines of one day are one transaction) or
 ``periods`` (distinct step-length periods of the horizon with a purchase, counted from the
-cut-off; the last one may be shorter).
+cut-off; the last one may be shorter). ``y_active`` is 1 when the customer has any event (a
+view, a cart, a removal or a purchase) in the horizon: the churn tasks read it (``churn`` =
+no purchase in the horizon, ``churn-inactive`` = no event at all; every customer kept is
+active in the feature window by construction).
 """
 
 from __future__ import annotations
@@ -178,6 +181,7 @@ class CustomerFeatures:
     agg: np.ndarray
     y_purchase: np.ndarray
     y_count: np.ndarray
+    y_active: np.ndarray
 
     def __len__(self) -> int:
         return len(self.customer)
@@ -296,6 +300,7 @@ class SequenceBuilder:
         self._last = np.zeros((0, window.n_steps, 2), np.int64)  # last event, last purchase
         self._first = np.zeros((0, 2), np.int64)  # first event, first purchase in the window
         self._labels = np.zeros(0, np.int64)
+        self._active = np.zeros(0, np.int64)  # events of any type in the horizon
         self._sessions = _KeySet()  # (id * T + step, session hash)
         self._categories = _KeySet()  # (id * T + step, category_id)
         self._days = _KeySet()  # (id, day in window)
@@ -315,7 +320,7 @@ class SequenceBuilder:
         ns = _utc_ns(chunk["event_time"])
         codes = _event_codes(chunk["event_type"])
         in_window = (ns >= self._start) & (ns < self._cutoff)
-        in_horizon = (ns >= self._cutoff) & (ns < self._horizon_end) & (codes == _PURCHASE)
+        in_horizon = (ns >= self._cutoff) & (ns < self._horizon_end)
         keep = in_window | in_horizon
         users = chunk["user_id"][keep]
         _no_missing(users, "user_id")
@@ -326,7 +331,10 @@ class SequenceBuilder:
             return
         ids = self._register(users)
         window_rows = in_window[keep]
-        self._add_labels(ids[~window_rows], ns[in_horizon])
+        bought = codes[in_horizon] == _PURCHASE
+        horizon_ids = ids[~window_rows]
+        np.add.at(self._active, horizon_ids, 1)
+        self._add_labels(horizon_ids[bought], ns[in_horizon][bought])
         self._add_window(rows, ids[window_rows], ns[in_window], codes[in_window])
 
     def _check_retailer(self, chunk: pd.DataFrame) -> None:
@@ -364,6 +372,7 @@ class SequenceBuilder:
 
         self._counts, self._money = grown(self._counts, 0), grown(self._money, 0)
         self._last, self._labels = grown(self._last, _NONE), grown(self._labels, 0)
+        self._active = grown(self._active, 0)
         self._first = grown(self._first, _NEVER)
 
     def _add_labels(self, ids: np.ndarray, ns: np.ndarray) -> None:
@@ -420,6 +429,7 @@ class SequenceBuilder:
             agg=self._aggregates(order),
             y_purchase=(y_count > 0).astype(np.float32),
             y_count=y_count,
+            y_active=(self._active[:n][order] > 0).astype(np.float32),
         )
 
     def _counts_in_unit(self, n: int) -> np.ndarray:

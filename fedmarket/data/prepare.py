@@ -281,6 +281,7 @@ def _write_partitions(
         agg=np.concatenate([f.agg for f in feats]),
         y_purchase=np.concatenate([f.y_purchase for f in feats]),
         y_count=np.concatenate([f.y_count for f in feats]),
+        y_active=np.concatenate([f.y_active for f in feats]),
         customer=np.concatenate([f.customer for f in feats]),
     )
     is_test = np.concatenate([results[r].is_test for r in retailers])
@@ -354,7 +355,8 @@ def _split_summary(part: store.SplitArrays) -> dict[str, Any]:
 
 
 def labels_manifest(count_unit: str, window: features.FeatureWindow) -> dict[str, Any]:
-    """The manifest's ``labels`` entry: what y_purchase and y_count mean, in words too."""
+    """The manifest's ``labels`` entry: what y_purchase, y_count, y_active and the churn
+    labels derived from them mean, in words too."""
     counted = {
         "transactions": "purchase events (order lines)",
         "customer-days": "distinct UTC days with a purchase",
@@ -364,6 +366,11 @@ def labels_manifest(count_unit: str, window: features.FeatureWindow) -> dict[str
         "count_unit": count_unit,
         "y_count": f"{counted} in the {window.horizon_days} days after the cut-off",
         "y_purchase": f"1 if any purchase in the {window.horizon_days} days after the cut-off",
+        "y_active": f"1 if any event in the {window.horizon_days} days after the cut-off",
+        "y_churn": f"1 if active in the {window.window_days}-day window before the cut-off "
+        f"and no purchase in the {window.horizon_days} days after it (1 - y_purchase)",
+        "y_churn_inactive": f"1 if active in the {window.window_days}-day window before the "
+        f"cut-off and no event at all in the {window.horizon_days} days after it (1 - y_active)",
     }
 
 

@@ -102,6 +102,7 @@ def join_static(
             agg=np.concatenate([arrays.agg, agg_attr], axis=1),
             y_purchase=arrays.y_purchase,
             y_count=arrays.y_count,
+            y_active=arrays.y_active,
             customer=arrays.customer,
         )
         store.write_split(store.split_dir(data_dir, key[0], key[1]), joined, fernet)
@@ -132,7 +133,7 @@ def _by_pseudonym(
 ) -> pd.DataFrame:
     customer = str(mapping.customer)
     ids = table_io.customer_ids(rows[customer], customer, rows)
-    keep = [c for c in rows.columns if c not in (customer, mapping.label)]
+    keep = [c for c in rows.columns if c not in (customer, mapping.target)]
     return rows[keep].set_index(pd.Index(pseudonymiser.map(ids).to_numpy(dtype=str)))
 
 

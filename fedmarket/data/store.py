@@ -9,6 +9,8 @@ The layout is the contract between `fedmarket data prepare` and everything that 
                                                                    the horizon
     DIR/partitions/<id>/<split>/y_count.npy     float32 [N]        purchases in the horizon, in
                                                                    the manifest's labels.count_unit
+    DIR/partitions/<id>/<split>/y_active.npy    float32 [N]        1.0 if the customer has any
+                                                                   event in the horizon
     DIR/partitions/<id>/<split>/customer.npy    <U64    [N]        keyed pseudonym (never a raw id)
 
 A customer table (``kind = "table"`` mapping) fills the same files with one time step (T = 1)
@@ -36,11 +38,12 @@ from cryptography.fernet import Fernet, InvalidToken
 from fedmarket.errors import ConfigError, DataError
 
 # 2: three more aggregates (first_event_days, first_purchase_days, purchase_days) and the
-# manifest's ``labels`` (count unit); a version-1 directory is refused: prepare it again.
-SCHEMA_VERSION = 2
+# manifest's ``labels`` (count unit); 3: ``y_active`` (any event in the horizon, the label of
+# task churn-inactive). An older directory is refused: prepare it again.
+SCHEMA_VERSION = 3
 SPLITS = ("train", "test")
 MANIFEST_NAME = "manifest.json"
-_ARRAYS = ("X", "agg", "y_purchase", "y_count", "customer")
+_ARRAYS = ("X", "agg", "y_purchase", "y_count", "y_active", "customer")
 ENCRYPTED_SUFFIX = ".npy.enc"
 
 
@@ -85,15 +88,23 @@ class Manifest(TypedDict, total=False):
 
 @dataclass(frozen=True)
 class SplitArrays:
-    """One split of one partition; row i of every array is the same customer."""
+    """One split of one partition; row i of every array is the same customer.
+
+    ``y_active`` (any event in the horizon) defaults to ``y_purchase`` where a source knows
+    only purchases (a purchase is an event): a customer table, a hand-built split. The churn
+    labels are derived, not stored, so they can never disagree with the purchase label.
+    """
 
     X: np.ndarray
     agg: np.ndarray
     y_purchase: np.ndarray
     y_count: np.ndarray
     customer: np.ndarray
+    y_active: np.ndarray | None = None
 
     def __post_init__(self) -> None:
+        if self.y_active is None:
+            object.__setattr__(self, "y_active", self.y_purchase)
         n = len(self.X)
         for f in fields(self):
             if len(getattr(self, f.name)) != n:
@@ -104,6 +115,16 @@ class SplitArrays:
 
     def __len__(self) -> int:
         return len(self.X)
+
+    @property
+    def y_churn(self) -> np.ndarray:
+        """1.0 for a customer active in the feature window who buys nothing in the horizon."""
+        return 1.0 - np.asarray(self.y_purchase, dtype=np.float32)
+
+    @property
+    def y_churn_inactive(self) -> np.ndarray:
+        """1.0 for a customer active in the feature window with no event in the horizon."""
+        return 1.0 - np.asarray(self.y_active, dtype=np.float32)
 
     @staticmethod
     def concat(parts: Iterable[SplitArrays]) -> SplitArrays:

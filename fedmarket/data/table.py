@@ -3,8 +3,13 @@ event data, so every model, the federated simulation, DP and the baselines need 
 
 A table becomes a one-step sequence: ``X[n, 1, F]`` holds a customer's encoded attributes
 (``fedmarket.data.table_encoding``), ``agg[n, F]`` the same columns unscaled, ``y_count`` the
-label and ``y_purchase`` = label > 0 (a 0/1 label is both). Customer ids are pseudonymised with
-the retailer's key exactly as event data's are; raw ids are never written.
+label and ``y_purchase`` = label > 0 (a 0/1 label is both). A table knows no horizon events
+beyond its label, so ``y_active`` = ``y_purchase`` and both churn tasks read 1 - (label > 0).
+A churn table maps its 0/1 churn column as ``churn`` instead of ``label``: then every label
+array holds 1 - churn ("stays"), so tasks ``churn`` and ``churn-inactive`` read the column
+itself (and ``purchase`` reads "stays").
+Customer ids are pseudonymised with the retailer's key exactly as event data's are; raw ids
+are never written.
 
 Splits: per retailer, per customer, seeded (``--seed`` and the retailer's name, as for events)
 and stratified by bought-or-not, so train and test keep each retailer's buyer share; the
@@ -52,11 +57,11 @@ def prepare_table(opts: PrepareOptions) -> PrepareResult:
             "--attributes joins a customer table to event data; this --raw is itself a table: "
             "list its attributes in its own mapping instead"
         )
-    if mapping.label is None:
+    if mapping.target is None:
         raise ConfigError(
             f"{mapping.source}: a customer table prepared on its own needs key 'label' (the column "
-            "to predict); a table of attributes alone joins event data with `data prepare "
-            "--attributes`"
+            "to predict; or 'churn', a 0/1 churn column); a table of attributes alone joins event "
+            "data with `data prepare --attributes`"
         )
     frames = table_io.read_retailers(opts.raw, mapping)
     _check_output_dir(opts.out, opts.overwrite)
@@ -67,7 +72,7 @@ def prepare_table(opts: PrepareOptions) -> PrepareResult:
     labels = np.concatenate([parts[r]["y"] for r in retailers])
     if len(np.unique(labels > 0)) < 2:
         raise DataError(
-            f"{opts.raw}: label column {mapping.label!r} says every customer "
+            f"{opts.raw}: label column {mapping.target!r} says every customer "
             f"{'bought' if labels.all() else 'did not buy'}; there is nothing to learn"
         )
     train_rows = pd.concat([frames[r][~parts[r]["is_test"]] for r in retailers])
@@ -109,15 +114,28 @@ def _retailer(
         raise DataError(
             f"retailer {retailer}: {len(rows)} customer(s); need at least 2 for a train/test split"
         )
-    customer, label = str(mapping.customer), str(mapping.label)  # both required by the mapping
+    customer, label = str(mapping.customer), str(mapping.target)  # both required
     ids = table_io.customer_ids(rows[customer], customer, rows)
     y = table_io.labels(rows[label], label, rows)
+    if mapping.churn is not None:
+        y = _stays(y, label, rows)
     rng = np.random.default_rng(np.random.SeedSequence([opts.seed, _stable_index(retailer)]))
     return {
         "customer": pseudonymiser.map(ids).to_numpy(dtype=str),
         "y": y,
         "is_test": stratified_test_mask(y > 0, opts.test_fraction, rng),
     }
+
+
+def _stays(churn: np.ndarray, name: str, rows: pd.DataFrame) -> np.ndarray:
+    """1 - churn, the label arrays' "stays" (so the churn tasks read the column itself)."""
+    bad = np.flatnonzero(churn > 1)
+    if bad.size:
+        raise DataError(
+            f"{rows[table_io.WHERE_KEY].iloc[bad[0]]}: churn column {name!r} holds "
+            f"{churn[bad[0]]:g} ({bad.size} row(s)); churn must be 0/1 (1 = churned)"
+        )
+    return (1.0 - churn).astype(np.float32)
 
 
 def stratified_test_mask(
@@ -143,6 +161,7 @@ def _write_partitions(tmp, parts, retailers, assignment, opts) -> list[dict[str,
         agg=np.concatenate([parts[r]["agg"] for r in retailers]),
         y_purchase=np.concatenate([(parts[r]["y"] > 0).astype(np.float32) for r in retailers]),
         y_count=np.concatenate([parts[r]["y"] for r in retailers]),
+        y_active=np.concatenate([(parts[r]["y"] > 0).astype(np.float32) for r in retailers]),
         customer=np.concatenate([parts[r]["customer"] for r in retailers]),
     )
     is_test = np.concatenate([parts[r]["is_test"] for r in retailers])
@@ -173,9 +192,15 @@ def _manifest(opts, mapping, plan, encoding, parts, retailers, unseen, labels, m
         "aggregate_names": names,
         "table": {
             "customer": mapping.customer,
-            "label": mapping.label,
-            "label_kind": "binary" if binary else "count",
-            "labels": "y_count = label, y_purchase = label > 0",
+            "label": mapping.target,
+            "label_kind": "churn" if mapping.churn is not None else "binary" if binary else "count",
+            "labels": (
+                "y_purchase = y_count = y_active = 1 - churn (stays), "
+                "y_churn = y_churn_inactive = churn"
+                if mapping.churn is not None
+                else "y_count = label, y_purchase = y_active = label > 0, "
+                "y_churn = y_churn_inactive = 1 - (label > 0)"
+            ),
             "attributes": "all" if mapping.attributes == table_io.ALL else "listed",
             "inferred": dict(plan.inferred),
             "inference_rule": INFERENCE_RULE if mapping.attributes == table_io.ALL else None,

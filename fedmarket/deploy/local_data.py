@@ -49,7 +49,7 @@ NODE_DATA_PATH = "data-path"
 NODE_CACHE_DIR = "cache-dir"
 NODE_KEY_FILE = "key-file"
 NODE_MAPPING = "mapping"
-_ARRAYS = ("X", "agg", "y_purchase", "y_count", "customer", "is_test")
+_ARRAYS = ("X", "agg", "y_purchase", "y_count", "y_active", "customer", "is_test")
 
 
 @dataclass(frozen=True)
@@ -209,6 +209,7 @@ class LocalRetailer:
                 agg=f.agg,
                 y_purchase=f.y_purchase,
                 y_count=f.y_count,
+                y_active=f.y_active,
                 customer=f.customer,
                 is_test=result.is_test,
             )
@@ -222,6 +223,7 @@ class LocalRetailer:
             agg=local.split.agg,
             y_purchase=local.split.y_purchase,
             y_count=local.split.y_count,
+            y_active=local.split.y_active,
             customer=local.split.customer,
         )
         entry: dict[str, Any] = {"id": self.partition_id, "retailer": self.retailer}

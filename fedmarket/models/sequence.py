@@ -22,7 +22,7 @@ from fedmarket.checks import integer, number
 from fedmarket.errors import ConfigError, DataError
 from fedmarket.models.dispersion import Dispersion
 from fedmarket.models.recurrent import RECURRENT_KINDS, RecurrentStack
-from fedmarket.names import COUNT_LOSSES, did_you_mean
+from fedmarket.names import BINARY_TASKS, COUNT_LOSSES, did_you_mean
 from fedmarket.tasks import get_task
 
 
@@ -35,7 +35,7 @@ def _head_bias(task: str, base_rate: Any) -> float:
     if base_rate is None:
         return 0.0
     name = f"model hyper-parameter 'base_rate' for task {task!r}"
-    if task == "purchase":
+    if task in BINARY_TASKS:
         rate = number(
             name, base_rate, above=0.0, below=1.0, numpy=True, must="a share of buyers in (0, 1)"
         )

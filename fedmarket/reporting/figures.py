@@ -19,6 +19,7 @@ from fedmarket.centralised import LOSS_LABELS, CentralisedResult
 from fedmarket.config import RunConfig
 from fedmarket.errors import DataError
 from fedmarket.marketing import TARGETING_K, cumulative_gains
+from fedmarket.names import BINARY_TASKS
 from fedmarket.reporting.document import Image
 from fedmarket.reporting.words import LABELS
 from fedmarket.rundir import RunDir, read_scores
@@ -198,7 +199,7 @@ def learning_curves(
         for r in rounds
     ]
     fed_keys = [k for k in ("train_loss", "test_loss") if any(_num(r[k]) for r in fed_rows)]
-    if cfg.task != "purchase":
+    if cfg.task not in BINARY_TASKS:
         fed_keys = [k for k in fed_keys if k == "train_loss"]  # log loss is not its loss
     panels = [p for p in (("cen", cen_keys), ("fed", fed_keys)) if p[1]]
     if not panels:

@@ -21,6 +21,7 @@ from fedmarket.reporting.document import (
 from fedmarket.reporting.retailers import retailer_blocks, retailers_in_short
 from fedmarket.reporting.summary import privacy_cost_command
 from fedmarket.reporting.words import num
+from fedmarket.tasks import get_task
 
 # The metric tables, in the order a reader should trust them: ranking metrics need no
 # threshold; the top-k cut is the decision a campaign takes (marketing.THRESHOLD_RULE);
@@ -152,14 +153,20 @@ def _counted(summary: dict[str, Any]) -> str:
 
 def _targeting(summary: dict[str, Any]) -> list[Block]:
     blocks: list[Block] = [Heading("What the model is worth for targeting")]
+    task = summary["config"]["task"]
     for name, test in zip(("federated", "centralised"), words.tests(summary), strict=True):
         rows = words.lift_rows(test)
         if rows:
             blocks.append(Paragraph(f"The {name} model:"))
-            blocks.append(bullets([f"{words.targeting_sentence(rows[k])}." for k in sorted(rows)]))
+            blocks.append(
+                bullets([f"{words.targeting_sentence(rows[k], task)}." for k in sorted(rows)])
+            )
     if len(blocks) == 1:
+        positives = get_task(task).positives
         blocks.append(
-            Paragraph("Not measured: the test customers hold no buyers, or no model finished.")
+            Paragraph(
+                f"Not measured: the test customers hold no {positives}, or no model finished."
+            )
         )
     return blocks
 
@@ -215,8 +222,9 @@ def _metric_tables(summary: dict[str, Any]) -> list[Block]:
         rule = summary.get("threshold_rule") or THRESHOLD_RULE
         blocks += [Paragraph(f"{rule} Lift and capture at each k:"), *cut]
     if half := rows(AT_HALF_KEYS):
-        blocks += [Paragraph(words.half_note(fed_test, cen_test)), *half]
-        if accuracy := words.accuracy_sentence(fed_test, cen_test):
+        task = summary["config"]["task"]
+        blocks += [Paragraph(words.half_note(fed_test, cen_test, task)), *half]
+        if accuracy := words.accuracy_sentence(fed_test, cen_test, task):
             blocks.append(Paragraph(accuracy))
     return blocks
 

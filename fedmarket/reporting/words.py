@@ -97,9 +97,10 @@ def _in_campaign_terms(summary: dict[str, Any]) -> str:
     fed, cen = (lift_rows(test).get(round(TARGETING_K, 9)) for test in tests(summary))
     if fed is None or cen is None:
         return ""
+    positives = get_task(summary["config"]["task"]).positives
     return (
         f"; contacting the top {pct(TARGETING_K)}, the federated model reaches "
-        f"{pct(fed['capture_rate'])} of the buyers against {pct(cen['capture_rate'])} "
+        f"{pct(fed['capture_rate'])} of the {positives} against {pct(cen['capture_rate'])} "
         f"(lift {fed['lift']:.1f}x against {cen['lift']:.1f}x)"
     )
 
@@ -136,9 +137,10 @@ def small_test_caution(summary: dict[str, Any]) -> str | None:
 
 def test_customers(summary: dict[str, Any]) -> str:
     """``1,000 customers, 120 buyers``: what the tables are measured on ('' if unknown)."""
+    positives = get_task(summary["config"]["task"]).positives
     for test in tests(summary):
         if finite(test.get("n")) and finite(test.get("n_positive")):
-            return f"{int(test['n']):,} customers, {int(test['n_positive']):,} buyers"
+            return f"{int(test['n']):,} customers, {int(test['n_positive']):,} {positives}"
     return ""
 
 
@@ -208,13 +210,16 @@ def what_leaves_a_retailer(summary: dict[str, Any]) -> str:
     return text
 
 
-def targeting_sentence(row: dict[str, Any]) -> str:
+def targeting_sentence(row: dict[str, Any], task: str = "purchase") -> str:
     """One lift-table row as a marketer reads it: how many are contacted, the share of all
-    buyers they reach, how often they buy, and how much better than random that is."""
+    buyers (churners, for a retention campaign) they reach, how often they buy (churn), and
+    how much better than random that is."""
+    t = get_task(task)
     return (
         f"contacting the top {pct(row['k'])} ({row['n_targeted']} customers) reaches "
-        f"{pct(row['capture_rate'])} of the buyers (capture rate); {pct(row['conversion_rate'])} "
-        f"of them buy against a {pct(row['base_rate'])} base rate, {row['lift']:.1f}x random"
+        f"{pct(row['capture_rate'])} of the {t.positives} (capture rate); "
+        f"{pct(row['conversion_rate'])} of them {t.acts} against a {pct(row['base_rate'])} "
+        f"base rate, {row['lift']:.1f}x random"
     )
 
 
@@ -231,30 +236,40 @@ def targeting_in_short(summary: dict[str, Any]) -> str:
     for name, test in zip(("federated", "centralised"), tests(summary), strict=True):
         row = lift_rows(test).get(round(TARGETING_K, 9))
         if row is not None:
-            return f"Targeting with the {name} model: {targeting_sentence(row)}."
-    return "Targeting: not measured (the test customers hold no buyers, or no model finished)."
+            return (
+                f"Targeting with the {name} model: "
+                f"{targeting_sentence(row, summary['config']['task'])}."
+            )
+    positives = get_task(summary["config"]["task"]).positives
+    return (
+        f"Targeting: not measured (the test customers hold no {positives}, or no model finished)."
+    )
 
 
-def half_note(fed_test: dict[str, Any], cen_test: dict[str, Any]) -> str:
+def half_note(fed_test: dict[str, Any], cen_test: dict[str, Any], task: str = "purchase") -> str:
     counts = [
         f"{name} {round(t['predicted_positive_rate'] * t['n'])} of {t['n']}"
         for name, t in (("federated", fed_test), ("centralised", cen_test))
         if finite(t.get("predicted_positive_rate")) and finite(t.get("n"))
     ]
-    predicted = f" (customers predicted buyers: {', '.join(counts)})" if counts else ""
+    t = get_task(task)
+    predicted = f" (customers predicted {t.positives}: {', '.join(counts)})" if counts else ""
     return (
-        "At the fixed threshold 0.5, for reference only: on a rare purchase it predicts few "
-        f"or no buyers{predicted}, so these say little about the model:"
+        f"At the fixed threshold 0.5, for reference only: on a rare {t.classes[1]} it predicts "
+        f"few or no {t.positives}{predicted}, so these say little about the model:"
     )
 
 
-def accuracy_sentence(fed_test: dict[str, Any], cen_test: dict[str, Any]) -> str:
+def accuracy_sentence(
+    fed_test: dict[str, Any], cen_test: dict[str, Any], task: str = "purchase"
+) -> str:
     """Accuracy next to what predicting the majority class for everyone scores: at a 13 %
     base rate 0.87 is what a model that never predicts a buyer gets."""
     base = fed_test.get("base_rate", cen_test.get("base_rate"))
     if not finite(base):
         return ""
-    majority, label = (1 - base, "no purchase") if base <= 0.5 else (base, "purchase")
+    classes = get_task(task).classes
+    majority, label = (1 - base, classes[0]) if base <= 0.5 else (base, classes[1])
     said = [
         f"{name} accuracy {t['accuracy']:.3g}"
         for name, t in (("federated", fed_test), ("centralised", cen_test))

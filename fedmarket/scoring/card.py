@@ -74,6 +74,11 @@ def _output_meaning(run: RunModel) -> str:
             f"probability that the customer purchases in the {run.window.horizon_days} days "
             "after the scoring date"
         )
+    if run.task.binary:  # the churn tasks
+        return (
+            f"probability that the customer {run.task.acts}s ({run.task.description}); the "
+            f"horizon is the {run.window.horizon_days} days after the scoring date"
+        )
     return (
         f"expected number of purchases ({run.count_unit}) in the {run.window.horizon_days} "
         "days after the scoring date"

@@ -293,7 +293,7 @@ def export_block(
                 f"log1p on {', '.join(LOG1P_FEATURES)}; then (x - mean) / std with "
                 "inputs.normalisation"
             ),
-            "link": "sigmoid" if run.task.name == "purchase" else "exp of the log-mean",
+            "link": "sigmoid" if run.task.binary else "exp of the log-mean",
             "calibration": None if cal is None else cal.method,
         },
         "verification": {

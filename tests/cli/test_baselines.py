@@ -13,6 +13,7 @@ import fedmarket.centralised as centralised_module
 from fedmarket.baselines import model_names
 from fedmarket.data.protect.keys import ENCRYPTION_KEY_ENV
 from fedmarket.errors import DataError
+from fedmarket.generative.rows import GENERATIVE_MODELS
 from tests.cli.output import cli, ok, one_error_line, plain
 from tests.conftest import EncryptedData
 
@@ -69,8 +70,9 @@ def test_each_model_is_on_disk_as_it_finishes(
     assert one_error_line(result) == "error: gru broke"
     models = read_csv(tmp_path / "out")
     assert models[-1] == "lstm" and set(model_names("purchase")) <= set(models)
-    # the customer-base anchors come after the classical models, pooled then federated
+    # the GAN rows, then the customer-base anchors, pooled then federated
     assert models[len(model_names("purchase")) : -1] == [
+        *GENERATIVE_MODELS,
         "bg-nbd",
         "bg-nbd federated",
         "pareto-nbd",
@@ -101,6 +103,12 @@ def read_csv(out: Path) -> list[str]:
             "error: --task: unknown task 'purchases'; did you mean 'purchase' or 'purchase-count'?",
         ),
         (
+            ["--task", "chrun"],
+            "error: --task: unknown task 'chrun'; did you mean 'churn'",
+        ),
+        (["--gan-epochs", "0"], "error: --gan-epochs must be a positive integer, got 0"),
+        (["--gan-epsilon", "-1"], "error: --gan-epsilon must be a positive finite number"),
+        (
             ["--task", "purchase-count", "--count-loss", "negbin"],
             "error: --count-loss: count-loss 'negbin' is unknown; known: poisson, negative-bin",
         ),
@@ -117,3 +125,19 @@ def test_an_unknown_name_is_refused_before_anything_is_trained(
     line = one_error_line(cli("baselines", "--data", tiny_data, "--out", tmp_path / "o", *options))
     assert line.startswith(message), line
     assert not (tmp_path / "o").exists()
+
+
+def test_churn_table_with_the_gan_rows(tiny_data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "churn"
+    printed = ok(
+        cli(
+            "baselines", "--data", tiny_data, "--out", out, "--task", "churn",
+            "--sequence-models", "", "--no-anchors", "--gan-epochs", "2",
+            "--seed", "1",
+        )
+    )  # fmt: skip
+    assert read_csv(out) == [*model_names("churn"), *GENERATIVE_MODELS]
+    rows = {r["model"]: r for r in json.loads((out / "baselines.json").read_text())}
+    rate = rows["ssgan"]["metrics"]["positive_rate"]
+    assert rate > 0.5  # most customers of the tiny data buy nothing in the horizon
+    assert f"base rate {rate:.1%} on the test customers" in " ".join(printed.split())

@@ -121,7 +121,15 @@ def test_baselines_log_a_parent_run_and_a_child_per_model(tiny_data: Path, tmp_p
     for row in rows:
         child = children[row["model"]]
         assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
-        assert child.data.params["family"] == row["family"] in ("classical", "customer-base")
+        assert (
+            child.data.params["family"]
+            == row["family"]
+            in (
+                "classical",
+                "customer-base",
+                "generative",
+            )
+        )
         assert child.data.params["task"] == "purchase"
         if row["roc_auc"]:
             assert child.data.metrics["roc_auc"] == pytest.approx(float(row["roc_auc"]))

@@ -73,7 +73,7 @@ def build(
 def assert_same(
     a: CustomerFeatures,
     b: CustomerFeatures,
-    names: tuple[str, ...] = ("customer", "X", "agg", "y_purchase", "y_count"),
+    names: tuple[str, ...] = ("customer", "X", "agg", "y_purchase", "y_count", "y_active"),
 ) -> None:
     for name in names:
         np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
@@ -186,7 +186,59 @@ def test_hand_computed_example() -> None:
         np.testing.assert_allclose(agg[name], value, rtol=1e-6, err_msg=name)
     np.testing.assert_array_equal(f.y_count, [2, 0])
     np.testing.assert_array_equal(f.y_purchase, [1, 0])
-    assert f.y_count.dtype == f.y_purchase.dtype == np.float32
+    np.testing.assert_array_equal(f.y_active, [1, 0])
+    assert f.y_count.dtype == f.y_purchase.dtype == f.y_active.dtype == np.float32
+
+
+# ---- churn labels: hand-built event log --------------------------------------------------
+
+# SMALL: window [11-01, 11-15), horizon [11-15, 11-22).
+CHURN_ROWS = [
+    ("2019-11-05T00:00", "view", "a", 1.0, "s1", 1),
+    ("2019-11-16T00:00", "purchase", "a", 1.0, "s1", 1),  # a buys: neither churn
+    ("2019-11-05T00:00", "view", "b", 1.0, "s2", 1),
+    ("2019-11-20T00:00", "view", "b", 1.0, "s2", 1),  # b only browses: churn, not inactive
+    ("2019-11-05T00:00", "purchase", "c", 1.0, "s3", 1),
+    ("2019-11-22T00:00", "purchase", "c", 1.0, "s3", 1),  # horizon end: c is inactive
+    ("2019-11-14T23:59", "cart", "d", 1.0, "s4", 1),
+    ("2019-11-15T00:00", "remove_from_cart", "d", 1.0, "s4", 1),  # at the cut-off: active
+    ("2019-11-16T00:00", "view", "e", 1.0, "s5", 1),  # only after the cut-off: no row
+]
+
+
+def test_churn_labels_hand_built() -> None:
+    f = build(SMALL, frame(CHURN_ROWS))
+    assert f.customer.tolist() == ["a", "b", "c", "d"]
+    np.testing.assert_array_equal(f.y_purchase, [1, 0, 0, 0])
+    np.testing.assert_array_equal(f.y_active, [1, 1, 0, 1])
+    # the churn labels are 1 - these (fedmarket.data.store.SplitArrays.y_churn*)
+    np.testing.assert_array_equal(1 - f.y_purchase, [0, 1, 1, 1])
+    np.testing.assert_array_equal(1 - f.y_active, [0, 0, 1, 0])
+
+
+def test_churn_labels_ignore_events_outside_the_horizon() -> None:
+    base = build(SMALL, frame(CHURN_ROWS))
+    outside = frame(
+        [
+            ("2019-11-22T00:00", "purchase", "b", 1.0, "s9", 1),  # after the horizon
+            ("2019-12-30T00:00", "view", "c", 1.0, "s9", 1),
+            ("2019-10-31T23:59", "purchase", "c", 1.0, "s9", 1),  # before the window
+            ("2019-11-10T00:00", "purchase", "b", 5.0, "s9", 1),  # before the cut-off
+            ("2019-11-14T23:59", "view", "c", 5.0, "s9", 1),
+        ]
+    )
+    changed = build(SMALL, frame(CHURN_ROWS), outside)
+    assert_same(changed, base, names=("customer", "y_purchase", "y_count", "y_active"))
+    assert not np.array_equal(changed.X, base.X)  # the window events did reach the features
+
+
+def test_horizon_events_never_reach_the_features() -> None:
+    base = build(SMALL, frame(CHURN_ROWS))
+    horizon = frame([("2019-11-18T00:00", kind, "c", 50.0, "s8", 2) for kind in EVENT_TYPES])
+    changed = build(SMALL, frame(CHURN_ROWS), horizon)
+    assert_same(changed, base, names=("customer", "X", "agg"))
+    np.testing.assert_array_equal(changed.y_active, [1, 1, 1, 1])
+    np.testing.assert_array_equal(changed.y_purchase, [1, 0, 1, 0])
 
 
 @pytest.mark.parametrize(
@@ -274,6 +326,9 @@ def test_matches_reference_implementation() -> None:
     counts = horizon.groupby("user_id").size().reindex(users, fill_value=0).to_numpy()
     np.testing.assert_array_equal(f.y_count, counts)
     np.testing.assert_array_equal(f.y_purchase, counts > 0)
+    any_event = events[(t >= w.cutoff) & (t < w.horizon_end)]["user_id"].unique()
+    np.testing.assert_array_equal(f.y_active, np.isin(users, any_event))
+    assert (f.y_active > f.y_purchase).any()  # browsing without buying exists here
     # aggregates are the step sums where summing is right
     agg = dict(zip(AGGREGATE_NAMES, f.agg.T, strict=True))
     np.testing.assert_allclose(agg["views"], X[..., 0].sum(axis=1))

@@ -97,7 +97,7 @@ def schemes(raw: Path, root: Path, prepared: PrepareResult) -> dict[str, Path]:
 def test_manifest_window_names_and_counts(prepared: PrepareResult, raw: Path) -> None:
     m = prepared.manifest
     assert m == store.read_manifest(prepared.out)
-    assert m["schema_version"] == store.SCHEMA_VERSION == 2
+    assert m["schema_version"] == store.SCHEMA_VERSION == 3
     assert m["feature_names"] == list(features.FEATURE_NAMES)
     assert m["aggregate_names"] == list(features.AGGREGATE_NAMES)
     # 70 days from 2019-10-01: the last events are on 2019-12-09, so the default cut-off is the
@@ -115,6 +115,11 @@ def test_manifest_window_names_and_counts(prepared: PrepareResult, raw: Path) ->
         "count_unit": "transactions",
         "y_count": "purchase events (order lines) in the 7 days after the cut-off",
         "y_purchase": "1 if any purchase in the 7 days after the cut-off",
+        "y_active": "1 if any event in the 7 days after the cut-off",
+        "y_churn": "1 if active in the 56-day window before the cut-off and no purchase in the "
+        "7 days after it (1 - y_purchase)",
+        "y_churn_inactive": "1 if active in the 56-day window before the cut-off and no event at "
+        "all in the 7 days after it (1 - y_active)",
     }
     assert m["split"] == {"test_fraction": 0.2, "unit": "customer", "seed": 0}
     assert m["partitioning"] == {"scheme": "natural", "n_partitions": 3, "alpha": None, "seed": 0}
@@ -145,6 +150,7 @@ def test_manifest_partition_sizes_and_rates_match_the_arrays(prepared: PrepareRe
             assert a.X.shape == (n, 8, len(features.FEATURE_NAMES)) and a.X.dtype == np.float32
             assert a.agg.shape == (n, len(features.AGGREGATE_NAMES)) and a.agg.dtype == np.float32
             np.testing.assert_array_equal(a.y_purchase, (a.y_count > 0).astype(np.float32))
+            assert a.y_active.dtype == np.float32 and (a.y_active >= a.y_purchase).all()
             assert np.isfinite(a.X).all() and (a.agg >= 0).all()
         assert entry["retailers"] == {entry["retailer"]: total}
         assert m["retailers"][entry["retailer"]]["customers"] == total
@@ -163,7 +169,7 @@ def raw_features(raw: Path, window: features.FeatureWindow) -> features.Customer
     return features.CustomerFeatures(
         *(
             np.concatenate([getattr(p, k) for p in parts])
-            for k in ("customer", "X", "agg", "y_purchase", "y_count")
+            for k in ("customer", "X", "agg", "y_purchase", "y_count", "y_active")
         )
     )
 

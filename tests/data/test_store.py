@@ -26,11 +26,12 @@ def arrays(n: int, offset: int = 0) -> SplitArrays:
         y_purchase=(rows % 2).astype(np.float32),
         y_count=rows.astype(np.float32),
         customer=np.array([f"{r:064x}" for r in rows]),
+        y_active=((rows % 3) > 0).astype(np.float32),
     )
 
 
 def assert_same(a: SplitArrays, b: SplitArrays) -> None:
-    for name in ("X", "agg", "y_purchase", "y_count", "customer"):
+    for name in ("X", "agg", "y_purchase", "y_count", "y_active", "customer"):
         left, right = np.asarray(getattr(a, name)), np.asarray(getattr(b, name))
         assert left.dtype == right.dtype, name
         np.testing.assert_array_equal(left, right, err_msg=name)
@@ -58,6 +59,18 @@ def test_split_arrays_length_mismatch_names_the_array() -> None:
         SplitArrays(good.X, good.agg, good.y_purchase, good.y_count[:3], good.customer)
     with pytest.raises(DataError, match=r"customer has 5"):
         SplitArrays(good.X, good.agg, good.y_purchase, good.y_count, np.array(["a"] * 5))
+
+
+def test_churn_labels_derive_from_purchase_and_activity() -> None:
+    a = arrays(6)  # y_purchase 0 1 0 1 0 1; y_active 0 1 1 0 1 1
+    np.testing.assert_array_equal(a.y_churn, [1, 0, 1, 0, 1, 0])
+    np.testing.assert_array_equal(a.y_churn_inactive, [1, 0, 0, 1, 0, 0])
+    assert a.y_churn.dtype == a.y_churn_inactive.dtype == np.float32
+    only_purchases = SplitArrays(a.X, a.agg, a.y_purchase, a.y_count, a.customer)
+    np.testing.assert_array_equal(only_purchases.y_active, a.y_purchase)  # a purchase is an event
+    np.testing.assert_array_equal(only_purchases.y_churn_inactive, a.y_churn)
+    with pytest.raises(DataError, match=r"y_active has 2"):
+        SplitArrays(a.X, a.agg, a.y_purchase, a.y_count, a.customer, a.y_active[:2])
 
 
 def test_split_arrays_len_take_and_concat() -> None:
@@ -90,6 +103,7 @@ def test_plain_round_trip_is_memory_mapped(tmp_path: Path) -> None:
         "X.npy",
         "agg.npy",
         "customer.npy",
+        "y_active.npy",
         "y_count.npy",
         "y_purchase.npy",
     ]
@@ -111,6 +125,7 @@ def test_encrypted_round_trip_and_key_errors(tmp_path: Path) -> None:
         "X.npy.enc",
         "agg.npy.enc",
         "customer.npy.enc",
+        "y_active.npy.enc",
         "y_count.npy.enc",
         "y_purchase.npy.enc",
     ]
@@ -188,7 +203,7 @@ def test_write_manifest_puts_schema_version_first(tmp_path: Path) -> None:
     text = (tmp_path / store.MANIFEST_NAME).read_text()
     assert list(json.loads(text)) == ["schema_version", "partitions", "note"]
     manifest = store.read_manifest(tmp_path)
-    assert manifest["schema_version"] == store.SCHEMA_VERSION == 2
+    assert manifest["schema_version"] == store.SCHEMA_VERSION == 3
     assert store.partition_ids(manifest) == [0, 2]
 
 
@@ -203,11 +218,14 @@ def test_read_manifest_bad_json_names_the_line(tmp_path: Path) -> None:
         store.read_manifest(tmp_path)
 
 
-@pytest.mark.parametrize("version", [1, 3, 0, "2", None])
+@pytest.mark.parametrize("version", [1, 2, 4, 0, "3", None])
 def test_read_manifest_wrong_schema_version(tmp_path: Path, version: object) -> None:
     body = {"partitions": []} if version is None else {"schema_version": version, "partitions": []}
     (tmp_path / store.MANIFEST_NAME).write_text(json.dumps(body))
-    with pytest.raises(DataError, match=rf"schema version {version!r}, this fedmarket reads 2"):
+    with pytest.raises(
+        DataError,
+        match=rf"schema version {version!r}, this fedmarket reads 3.*re-run `fedmarket data prep",
+    ):
         store.read_manifest(tmp_path)
 
 

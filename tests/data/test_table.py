@@ -18,6 +18,7 @@ from fedmarket.data import store
 from fedmarket.data.ingest.mapping import parse_mapping_option
 from fedmarket.data.prepare import PrepareOptions, PrepareResult, prepare
 from fedmarket.errors import ConfigError, DataError
+from fedmarket.tasks import get_task
 
 KEY = hashlib.sha256(b"fedmarket table test key").digest()
 
@@ -244,3 +245,36 @@ def test_encrypted_at_rest_like_event_data(tmp_path: Path) -> None:
         b = store.load_pooled(tmp_path / "sealed", split, fernet=fernet)
         np.testing.assert_array_equal(a.X, b.X)
         np.testing.assert_array_equal(a.customer, b.customer)
+
+
+def test_a_churn_table_maps_its_churn_column(tmp_path: Path) -> None:
+    """``churn`` in place of ``label``: the churn tasks read the column itself."""
+    (tmp_path / "shop.csv").write_text(SMALL_CSV.replace("Response", "Churn"))
+    mapping = LISTED.replace("label=Response", "churn=Churn")
+    m = run(tmp_path / "shop.csv", tmp_path / "out", mapping, test_fraction=0.3).manifest
+    assert (m["table"]["label"], m["table"]["label_kind"]) == ("Churn", "churn")
+    raw = pd.read_csv(tmp_path / "shop.csv", dtype=str)
+    churned = {pseudonym(r.ID): float(r.Churn) for r in raw.itertuples()}
+    for split in both_splits(tmp_path / "out"):
+        expected = [churned[str(c)] for c in split.customer]
+        np.testing.assert_array_equal(get_task("churn").targets(split), expected)
+        np.testing.assert_array_equal(get_task("churn-inactive").targets(split), expected)
+
+
+@pytest.mark.parametrize(
+    ("mapping", "error", "message"),
+    [
+        (LISTED + ",churn=Kidhome", ConfigError, "label .* or churn .*, not both"),
+        (
+            "kind=table,customer=ID,churn=Income,categorical=Education;Kidhome",
+            DataError,
+            "churn column 'Income' holds 10 .*churn must be 0/1",
+        ),
+        (LISTED.replace("label=Response", "churn=Income"), ConfigError, "cannot also be in"),
+    ],
+)
+def test_bad_churn_mappings_are_refused(tmp_path: Path, mapping, error, message) -> None:
+    (tmp_path / "shop.csv").write_text(SMALL_CSV.replace("c2,,", "c2,5,"))
+    with pytest.raises(error, match=message):
+        run(tmp_path / "shop.csv", tmp_path / "out", mapping)
+    assert not (tmp_path / "out").exists()

@@ -98,9 +98,9 @@ def test_bad_conv_values_are_named(hparams: dict, named: str) -> None:
 
 
 def test_bad_task_features_and_seed() -> None:
-    known = "known tasks: purchase, purchase-count"
-    with pytest.raises(ConfigError, match=f"unknown task 'churn'; {known}"):
-        build_model("lstm", F, task="churn")
+    known = "known tasks: purchase, purchase-count, churn, churn-inactive"
+    with pytest.raises(ConfigError, match=f"unknown task 'retention'; {known}"):
+        build_model("lstm", F, task="retention")
     with pytest.raises(ConfigError, match="n_features"):
         build_model("lstm", 0)
     with pytest.raises(ConfigError, match="seed"):

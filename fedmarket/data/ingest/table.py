@@ -56,6 +56,7 @@ class TableMapping:
     kind: str = TABLE_KIND
     customer: str | None = None
     label: str | None = None
+    churn: str | None = None  # a 0/1 churn column, in place of label (the churn tasks' label)
     numeric: tuple[str, ...] = ()
     categorical: tuple[str, ...] = ()
     attributes: str | None = None
@@ -74,8 +75,15 @@ class TableMapping:
             raise ConfigError(f"{where}: a table mapping has kind = {TABLE_KIND!r}")
         if not isinstance(self.customer, str) or not self.customer.strip():
             raise ConfigError(f"{where}: kind=table needs key 'customer' naming a column")
-        if self.label is not None and (not isinstance(self.label, str) or not self.label.strip()):
-            raise ConfigError(f"{where}: label must name a column, got {self.label!r}")
+        for key in ("label", "churn"):
+            value = getattr(self, key)
+            if value is not None and (not isinstance(value, str) or not value.strip()):
+                raise ConfigError(f"{where}: {key} must name a column, got {value!r}")
+        if self.label is not None and self.churn is not None:
+            raise ConfigError(
+                f"{where}: give label (bought or not, or a count) or churn (1 = the customer "
+                "churned), not both: a table holds one label"
+            )
         if self.retailer is not None and (not isinstance(self.retailer, str) or not self.retailer):
             raise ConfigError(f"{where}: retailer must name a column, got {self.retailer!r}")
         if self.attributes not in (None, ALL):
@@ -107,14 +115,19 @@ class TableMapping:
                 if column in seen:
                     raise ConfigError(f"{where}: column {column!r} is in {seen[column]} and {key}")
                 seen[column] = key
-        for key in ("customer", "label", "retailer"):
+        for key in ("customer", "label", "churn", "retailer"):
             if getattr(self, key) in seen:
                 raise ConfigError(
                     f"{where}: {key} column {getattr(self, key)!r} cannot also be in "
                     f"{seen[getattr(self, key)]}"
                 )
-        if len({self.customer, self.label}) < 2:
+        if self.customer in (self.label, self.churn):
             raise ConfigError(f"{where}: customer and label must be different columns")
+
+    @property
+    def target(self) -> str | None:
+        """The label column, whichever key names it (``label`` or ``churn``)."""
+        return self.label if self.label is not None else self.churn
 
 
 _KEYS: Final[tuple[str, ...]] = tuple(
@@ -211,13 +224,13 @@ def plan_columns(frames: dict[str, pd.DataFrame], mapping: TableMapping) -> Colu
     """The attribute columns and their types, checked against every retailer's file."""
     rows = pd.concat(list(frames.values()), ignore_index=True)
     where = mapping.source
-    for key in ("customer", "label", *_LISTS):
+    for key in ("customer", "label", "churn", *_LISTS):
         names = getattr(mapping, key)
         for name in [names] if isinstance(names, str) else names or ():
             _column(rows, name, key, where)
     inferred: dict[str, str] = {}
     if mapping.attributes == ALL:
-        taken = {mapping.customer, mapping.label, mapping.retailer, *mapping.exclude}
+        taken = {mapping.customer, mapping.target, mapping.retailer, *mapping.exclude}
         taken |= {RETAILER_KEY, WHERE_KEY}
         for name in rows.columns:
             if name in taken or name in mapping.numeric or name in mapping.categorical:

@@ -38,13 +38,13 @@ class Decision:
 
 
 def output_name(run: RunModel) -> str:
-    return "propensity" if run.task.name == "purchase" else "expected_count"
+    return "propensity" if run.task.binary else "expected_count"
 
 
 def fixed_decision(run: RunModel, threshold: float) -> Decision:
     if not math.isfinite(threshold) or threshold < 0:
         raise ConfigError(f"--threshold {threshold}: give a finite score >= 0")
-    if run.task.name == "purchase" and threshold > 1:
+    if run.task.binary and threshold > 1:
         raise ConfigError(f"--threshold {threshold}: a propensity threshold lies in [0, 1]")
     return Decision(float(threshold), f"score >= {threshold:g} (--threshold)", output_name(run))
 
