@@ -12,6 +12,7 @@ from fedmarket.cli import (  # noqa: F401  (registration)
     centralised,
     certs,
     compare,
+    contribution,
     data,
     keys,
     simulate,
