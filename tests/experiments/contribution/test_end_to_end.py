@@ -47,7 +47,9 @@ def test_leave_one_out_through_federated_runs(tiny_data, tmp_path):
         assert entry["value"] == pytest.approx(expected)
         spent = result["privacy"]["retailers"][pid]
         assert spent["coalition_runs"] == 2
-        assert spent["run_epsilon"] < spent["total_epsilon"] <= spent["run_epsilon"] + spent[
-            "valuation_epsilon_sum"
-        ] + 1e-9
+        assert (
+            spent["run_epsilon"]
+            < spent["total_epsilon"]
+            <= spent["run_epsilon"] + spent["valuation_epsilon_sum"] + 1e-9
+        )
     assert files.contribution_figure.is_file()
