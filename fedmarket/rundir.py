@@ -30,6 +30,7 @@ resume, a later scoring run)::
     RUN/contribution/contribution.json, .md, .png   each retailer's value, its standard
                                      error and the privacy the valuation spent
     RUN/contribution/views/<key>/, runs/<key>/   each coalition's data view and run directory
+    RUN/contribution/settings.json   the rounds every recorded coalition trained (one per dir)
     RUN/log.txt                      the run's whole log at DEBUG: fedmarket's, Flower's, and
                                      the Python warnings kept off the terminal (appended on resume)
 
@@ -165,6 +166,11 @@ class RunDir:
     @property
     def contribution_records(self) -> Path:
         return self.contribution / "coalitions.jsonl"
+
+    @property
+    def contribution_settings(self) -> Path:
+        """The settings every recorded coalition was trained with (their rounds)."""
+        return self.contribution / "settings.json"
 
     @property
     def contribution_json(self) -> Path:

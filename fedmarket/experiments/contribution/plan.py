@@ -81,9 +81,10 @@ def make_plan(cfg: ContributionConfig) -> Plan:
             f"{files.path}: the run has {len(players)} retailer; a contribution compares "
             "retailers, so it needs a run of at least 2"
         )
+    rounds = cfg.rounds or run.num_server_rounds
+    _check_recorded_rounds(files, rounds)
     known = values_known(read_records(files.contribution_records))
     needed = runs_needed(players, cfg.method, set(known), cfg.permutations, cfg.seed)
-    rounds = cfg.rounds or run.num_server_rounds
     names = {
         int(p["id"]): str(p.get("retailer") or f"partition {p['id']}")
         for p in manifest["partitions"]
@@ -107,6 +108,27 @@ def _check_options(cfg: ContributionConfig) -> None:
         raise ConfigError(f"--max-runs {cfg.max_runs}: a number of runs, 0 or more")
     if cfg.rounds is not None and cfg.rounds < 1:
         raise ConfigError(f"--rounds {cfg.rounds}: at least 1 round")
+
+
+def coalition_settings(rounds: int) -> dict[str, Any]:
+    """What makes recorded coalition values comparable: the rounds they trained."""
+    return {"rounds": rounds}
+
+
+def _check_recorded_rounds(files: RunDir, rounds: int) -> None:
+    path = files.contribution_settings
+    if not path.is_file():
+        return
+    try:
+        before = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return  # a torn file: written again before the first run
+    if before != coalition_settings(rounds):
+        raise ConfigError(
+            f"{files.contribution} holds coalitions trained with {before.get('rounds')} rounds, "
+            f"this call would train {rounds}: their values are not comparable. Give "
+            f"--rounds {before.get('rounds')}, or move {files.contribution} away to start over"
+        )
 
 
 def _seconds_per_round(federated: dict[str, Any]) -> float | None:

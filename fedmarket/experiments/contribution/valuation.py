@@ -34,10 +34,15 @@ from fedmarket.experiments.contribution.coalition import (
     model_metric,
     signed,
 )
-from fedmarket.experiments.contribution.plan import ContributionConfig, Plan, make_plan
+from fedmarket.experiments.contribution.plan import (
+    ContributionConfig,
+    Plan,
+    coalition_settings,
+    make_plan,
+)
 from fedmarket.experiments.contribution.privacy import privacy_spent
 from fedmarket.experiments.ray_session import ray_session
-from fedmarket.rundir import RunDir
+from fedmarket.rundir import RunDir, write_json
 from fedmarket.tasks import get_task
 
 log = logging.getLogger("fedmarket")
@@ -62,6 +67,7 @@ def run_contribution(
     test = store.load_pooled(plan.data_dir, "test", fernet=plan.fernet)
     grand_metric, empty = model_metric(files.path, test, task), empty_metric(task, test)
     runner = runner or make_runner(plan, test, task)
+    write_json(files.contribution_settings, coalition_settings(plan.rounds))
     records = read_records(files.contribution_records)
     started = [0]
 

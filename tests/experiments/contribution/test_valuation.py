@@ -84,6 +84,8 @@ def test_leave_one_out_records_outputs_and_resume(tiny_data, tmp_path):
     )
     assert again.trained == []  # every coalition was recorded: nothing is trained twice
     assert make_plan(ContributionConfig(run, "shapley", permutations=50)).needed == 3
+    with pytest.raises(ConfigError, match="trained with 2 rounds, this call would train 1"):
+        make_plan(ContributionConfig(run, "loo", rounds=1))
 
 
 def test_a_failed_coalition_is_recorded_and_tried_again(tiny_data, tmp_path):
