@@ -80,6 +80,11 @@ def _notes(result: dict[str, Any]) -> list[str]:
         f"Coalition runs: {runs['ok']} finished ({runs['trained_now']} trained in this call), "
         f"{result['coalition_wall_s']:.0f} s of training in all."
     ]
+    if result["method"] == "loo":
+        notes.append(
+            "Leave-one-out trains each coalition once: its run-to-run noise (seed, DP noise) "
+            "is not measured, so no standard error is given."
+        )
     if result["method"] == "shapley":
         notes.append(
             f"Permutations: {result['permutations_used']} of {result['permutations']} "
@@ -111,7 +116,8 @@ def bar_chart(result: dict[str, Any], path: Path) -> Path:
         ax.bar(names, values, yerr=errors, capsize=4, color="C0")
         ax.axhline(0, color="0.3", linewidth=0.8)
         ax.set_ylabel(f"contribution to {result['metric']}")
-        ax.set_title(f"{result['method']}: value per retailer (±2 SE)")
+        bars = " (±2 SE)" if any(errors) else ""
+        ax.set_title(f"{result['method']}: value per retailer{bars}")
         ax.tick_params(axis="x", labelrotation=30)
         return save_figure(figure, path)
 

@@ -56,7 +56,8 @@ class CachedGame:
 
 @dataclass(frozen=True)
 class Estimate:
-    """Each player's value and its standard error (0 where exact, NaN where unknown)."""
+    """Each player's value and its standard error (0 where exact; NaN where not estimated:
+    leave-one-out, one run per coalition, or a player without two marginals)."""
 
     method: str
     values: dict[int, float]
@@ -82,7 +83,9 @@ def leave_one_out(game: CachedGame) -> Estimate:
             values[player] = math.nan
         except BudgetSpent:
             values[player], stopped = math.nan, True
-    return Estimate("loo", values, dict.fromkeys(game.players, 0.0), stopped_early=stopped)
+    # one run per coalition: its run-to-run noise (seed, DP noise) is not measured, so no SE
+    se = dict.fromkeys(game.players, math.nan)
+    return Estimate("loo", values, se, stopped_early=stopped)
 
 
 def exact_shapley(game: CachedGame) -> Estimate:
