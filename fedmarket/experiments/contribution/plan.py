@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -64,7 +64,8 @@ class Plan:
 def make_plan(cfg: ContributionConfig) -> Plan:
     """Every check a valuation needs, before Ray and before any write."""
     _check_options(cfg)
-    files = RunDir(Path(cfg.run_dir))
+    cfg = replace(cfg, run_dir=Path(cfg.run_dir).resolve())  # records name absolute paths
+    files = RunDir(cfg.run_dir)
     run = files.read_config()
     if not files.federated.is_file() or files.read_marker() is None:
         raise ConfigError(

@@ -61,8 +61,9 @@ def run_contribution(
     view of the coalition's data); ``advance(n, description=)`` is told about each run.
     """
     plan = plan or make_plan(cfg)
+    cfg = plan.cfg  # its run directory resolved
     advance = advance or (lambda n=1, description=None: None)
-    files = RunDir(Path(cfg.run_dir))
+    files = RunDir(cfg.run_dir)
     task = get_task(plan.run.task)
     test = store.load_pooled(plan.data_dir, "test", fernet=plan.fernet)
     grand_metric, empty = model_metric(files.path, test, task), empty_metric(task, test)

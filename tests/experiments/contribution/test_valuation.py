@@ -64,16 +64,19 @@ class FakeRuns:
         return {"value": value, "metric": value, "epsilon": {str(m): 1.5 for m in members}}
 
 
-def test_leave_one_out_records_outputs_and_resume(tiny_data, tmp_path):
+def test_leave_one_out_records_outputs_and_resume(tiny_data, tmp_path, monkeypatch):
     run = finished_run(tmp_path / "run", tiny_data)
     fake = FakeRuns()
-    result = run_contribution(ContributionConfig(run, "loo"), runner=fake)
+    monkeypatch.chdir(tmp_path)  # a relative RUN_DIR: the records name absolute paths
+    result = run_contribution(ContributionConfig(Path("run"), "loo"), runner=fake)
     grand = result["grand_metric"]
     for p, others in ((0, (1, 2)), (1, (0, 2)), (2, (0, 1))):
         assert result["retailers"][str(p)]["value"] == pytest.approx(grand - VALUES[others])
     assert sorted(map(sorted, fake.trained)) == [[0, 1], [0, 2], [1, 2]]
     files = RunDir(run)
-    assert len(read_records(files.contribution_records)) == 3
+    records = read_records(files.contribution_records)
+    assert len(records) == 3
+    assert all(Path(r["run_dir"]).is_absolute() for r in records.values())
     for path in (files.contribution_json, files.contribution_md, files.contribution_figure):
         assert path.is_file()
     assert "no DP" in files.contribution_md.read_text()
