@@ -45,6 +45,14 @@ def markdown(result: dict[str, Any]) -> str:
             f"(--rounds), the run {result['run_rounds']}; the grand coalition is the run.",
             "",
         ]
+    if not _beats_empty(result):
+        lines += [
+            f"**Caution**: the whole consortium's model ({metric} "
+            f"{result['grand_metric']:.4f}) is no better than no model "
+            f"({result['empty_metric']:.4f}); the values below say little about the retailers "
+            "(too little data or training for the run's DP noise).",
+            "",
+        ]
     lines += [*_table(result), "", *_notes(result)]
     privacy = result.get("privacy") or {}
     lines += ["", "## Privacy", "", privacy.get("statement", ""), ""]
@@ -63,6 +71,13 @@ def markdown(result: dict[str, Any]) -> str:
         lines.append("")
         lines.append(f"ε at the customer-level δ = {_n(privacy.get('delta'), '.3g')}.")
     return "\n".join(lines) + "\n"
+
+
+def _beats_empty(result: dict[str, Any]) -> bool:
+    grand, empty = result["grand_metric"], result.get("empty_metric")
+    if not (_finite(grand) and _finite(empty)):
+        return True
+    return grand > empty if result["higher_is_better"] else grand < empty
 
 
 def _table(result: dict[str, Any]) -> list[str]:

@@ -92,6 +92,7 @@ def run_contribution(
     with ray_session():  # one Ray runtime and its actors for every coalition
         estimate = _estimate(game, cfg)
     result = _result(plan, task.primary_metric, grand_metric, estimate, records, started[0])
+    result["empty_metric"] = empty
     result["privacy"] = privacy_spent(plan, records)
     result["paths"] = {k: str(v) for k, v in write_outputs(files, result).items()}
     return result

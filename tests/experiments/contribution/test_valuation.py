@@ -79,7 +79,9 @@ def test_leave_one_out_records_outputs_and_resume(tiny_data, tmp_path, monkeypat
     assert all(Path(r["run_dir"]).is_absolute() for r in records.values())
     for path in (files.contribution_json, files.contribution_md, files.contribution_figure):
         assert path.is_file()
-    assert "no DP" in files.contribution_md.read_text()
+    text = files.contribution_md.read_text()
+    assert "no DP" in text
+    assert ("Caution" in text) == (result["grand_metric"] <= 0.5)
     again = FakeRuns()
     assert (
         run_contribution(ContributionConfig(run, "loo"), runner=again)["retailers"]
