@@ -78,7 +78,9 @@ def _statement(dp: str) -> str:
         return (
             "Computed from DP runs only: every coalition run used the run's own client-DP "
             "settings (no non-private run of a retailer's data was made to value it); each "
-            "run's epsilon counts against the retailer's budget."
+            "run's epsilon counts against the retailer's budget. The epsilons here are the "
+            "federated training's; the BG/NBD anchor each run also fits (under its own client "
+            "DP, reported in that run's summary) is a further release, not counted here."
         )
     if dp == "central":
         return (
