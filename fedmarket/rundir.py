@@ -28,6 +28,12 @@ resume, a later scoring run)::
                                      customer (``fedmarket.anchors.in_run``), same columns
     RUN/summary.json, report.md, report.html, *.png   the comparison a person reads
     RUN/audit.json                   the membership-inference audit
+    RUN/contribution/coalitions.jsonl   `fedmarket contribution`: one line per trained
+                                     coalition (members, value, wall_s, epsilon per client)
+    RUN/contribution/contribution.json, .md, .png   each retailer's value, its standard
+                                     error and the privacy the valuation spent
+    RUN/contribution/views/<key>/, runs/<key>/   each coalition's data view and run directory
+    RUN/contribution/settings.json   the rounds every recorded coalition trained (one per dir)
     RUN/log.txt                      the run's whole log at DEBUG: fedmarket's, Flower's, and
                                      the Python warnings kept off the terminal (appended on resume)
 
@@ -170,6 +176,39 @@ class RunDir:
     @property
     def log(self) -> Path:
         return self.path / "log.txt"
+
+    @property
+    def contribution(self) -> Path:
+        """`fedmarket contribution`'s directory: records, results, coalition runs."""
+        return self.path / "contribution"
+
+    @property
+    def contribution_records(self) -> Path:
+        return self.contribution / "coalitions.jsonl"
+
+    @property
+    def contribution_settings(self) -> Path:
+        """The settings every recorded coalition was trained with (their rounds)."""
+        return self.contribution / "settings.json"
+
+    @property
+    def contribution_json(self) -> Path:
+        return self.contribution / "contribution.json"
+
+    @property
+    def contribution_md(self) -> Path:
+        return self.contribution / "contribution.md"
+
+    @property
+    def contribution_figure(self) -> Path:
+        return self.contribution / "contribution.png"
+
+    def coalition_view(self, key: str) -> Path:
+        """A coalition's prepared-data view (``fedmarket.data.subset``)."""
+        return self.contribution / "views" / key
+
+    def coalition_run(self, key: str) -> Path:
+        return self.contribution / "runs" / key
 
     def holds_run(self) -> bool:
         return self.config.exists()

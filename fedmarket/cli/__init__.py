@@ -13,6 +13,7 @@ from fedmarket.cli import (  # noqa: F401  (registration)
     centralised,
     certs,
     compare,
+    contribution,
     data,
     export,
     keys,
