@@ -64,6 +64,17 @@ def _locked(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def _current_schema(manifest: Path) -> bool:
+    import json
+
+    from fedmarket.data.store import SCHEMA_VERSION
+
+    try:
+        return json.loads(manifest.read_text()).get("schema_version") == SCHEMA_VERSION
+    except (OSError, ValueError):
+        return False
+
+
 def ensure_default_data(stage: Stage | None = None, log: Callable[[str], None] = print) -> Path:
     """Synthesise and prepare the default retailers once (safe against concurrent callers).
 
@@ -81,11 +92,15 @@ def ensure_default_data(stage: Stage | None = None, log: Callable[[str], None] =
     raw = prepared.parent / "raw"
     with _locked(prepared.parent / ".lock"):
         if (prepared / "manifest.json").is_file():
-            return prepared
-        log(f"synthesising the default retailers into {raw} (once per machine)")
+            if _current_schema(prepared / "manifest.json"):
+                return prepared
+            # prepared by an older fedmarket: the synthetic raw data is still good and only
+            # the features are rebuilt (a user's own data is refused with the command instead)
+            log(f"{prepared} was prepared by an older fedmarket; preparing it again")
         if raw.exists() and not (raw / "synth.json").exists():
             raise ConfigError(f"{raw} exists but holds no synthetic data; remove it")
         if not (raw / "synth.json").exists():
+            log(f"synthesising the default retailers into {raw} (once per machine)")
             customers = sum(p.n_customers for p in plan_retailers(**DEFAULT_SYNTH))
             with show("synthesising customers", customers, "customers") as advance:
                 generate_retailers(raw, **DEFAULT_SYNTH, progress=advance)

@@ -31,3 +31,30 @@ def test_default_data_shows_customers_then_events(tmp_path, monkeypatch: pytest.
     assert prep_total is None and events > customers  # event rows: counted, no total
     assert defaults.ensure_default_data(stage, log=lambda _: None) == prepared
     assert len(stages) == 2  # once per machine
+
+
+def test_default_data_of_an_older_schema_is_prepared_again(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+):
+    # An upgraded fedmarket must not stop the main job with "re-run data prepare" for data
+    # it made itself: the raw synthetic data is kept, the features are rebuilt.
+    import json
+
+    from fedmarket.data import store
+
+    monkeypatch.setenv("FEDMARKET_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("FEDMARKET_PSEUDONYM_KEY", "k" * 64)
+    monkeypatch.setattr(
+        defaults, "DEFAULT_SYNTH", {"n_retailers": 2, "n_customers": 60, "days": 70, "seed": 0}
+    )
+    prepared = defaults.ensure_default_data(log=lambda _: None)
+    manifest = prepared / "manifest.json"
+    old = {**json.loads(manifest.read_text()), "schema_version": store.SCHEMA_VERSION - 1}
+    manifest.write_text(json.dumps(old))
+    synth = (prepared.parent / "raw" / "synth.json").stat().st_mtime_ns
+    said: list[str] = []
+    assert defaults.ensure_default_data(log=said.append) == prepared
+    assert store.read_manifest(prepared)["schema_version"] == store.SCHEMA_VERSION
+    assert (prepared.parent / "raw" / "synth.json").stat().st_mtime_ns == synth  # not redrawn
+    assert any("older fedmarket" in line for line in said)
+    assert not any("synthesising" in line for line in said)
