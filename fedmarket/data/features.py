@@ -30,6 +30,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from fedmarket.checks import integer
 from fedmarket.data.ingest.schema import EVENT_TYPES, RETAILER_COLUMN
@@ -94,6 +96,7 @@ _PURCHASE = EVENT_TYPES.index("purchase")
 _VIEW = EVENT_TYPES.index("view")
 _NONE = -1  # "no event yet" in the last-time accumulators (offsets are >= 0)
 _NEVER = np.iinfo(np.int64).max  # "no event yet" in the first-time accumulators
+_EVENT_TYPES_ARROW = pa.array(EVENT_TYPES, pa.large_string())
 
 
 @dataclass(frozen=True)
@@ -193,14 +196,22 @@ def _utc_ns(times: pd.Series) -> np.ndarray:
             f"event_time has dtype {times.dtype}; it must be tz-aware UTC "
             f"(validate and load events with fedmarket's loaders first)"
         )
+    if times.dtype.unit == "ns":  # the validator's unit: the stored values are UTC already
+        return times.array.asi8
     naive = times.dt.tz_convert("UTC").dt.tz_localize(None)
     return naive.to_numpy(dtype="datetime64[ns]").view(np.int64)
 
 
 def _event_codes(types: pd.Series) -> np.ndarray:
-    found, uniques = pd.factorize(types)  # map the few distinct values, not every row
-    known = pd.Index(EVENT_TYPES).get_indexer(uniques)
-    codes = np.where(found < 0, -1, known[found]).astype(np.int64)
+    if isinstance(types.dtype, pd.StringDtype) and types.dtype.storage == "pyarrow":
+        # the validator's dtype: one Arrow kernel, no pandas hash table to set up
+        arrow = pa.array(types.array)
+        found = pc.index_in(arrow, value_set=_EVENT_TYPES_ARROW)
+        codes = pc.fill_null(found, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+    else:
+        found, uniques = pd.factorize(types)  # map the few distinct values, not every row
+        known = pd.Index(EVENT_TYPES).get_indexer(uniques)
+        codes = np.where(found < 0, -1, known[found]).astype(np.int64)
     if (codes < 0).any():
         bad = types[codes < 0]
         raise DataError(
@@ -215,6 +226,14 @@ def _no_missing(values: pd.Series, column: str) -> None:
     if missing.any():
         raise DataError(
             f"{column} is missing in row {values.index[missing][0]}; validate the events first"
+        )
+
+
+def _no_missing_array(values: Any, index: pd.Index, column: str) -> None:
+    missing = np.asarray(pd.isna(values), dtype=bool)
+    if missing.any():
+        raise DataError(
+            f"{column} is missing in row {index[missing][0]}; validate the events first"
         )
 
 
@@ -324,8 +343,9 @@ class SequenceBuilder:
         keep = in_window | in_horizon
         users = chunk["user_id"][keep]
         _no_missing(users, "user_id")
-        rows = chunk.loc[in_window, ["price", "user_session", "category_id"]]
-        _no_missing(rows["price"], "price")
+        # the window's columns as arrays: a frame's .loc costs more than 30 events' work
+        rows = {c: chunk[c].array[in_window] for c in ("price", "user_session", "category_id")}
+        _no_missing_array(rows["price"], chunk.index[in_window], "price")
         self._check_retailer(chunk)  # every check passed: only now change any state
         if not keep.any():
             return
@@ -363,7 +383,9 @@ class SequenceBuilder:
     def _grow(self, n: int) -> None:
         if n <= len(self._labels):
             return
-        size = max(n, 2 * len(self._labels), 1024)
+        # doubling keeps the copies linear; no floor, so one customer (the scoring service)
+        # does not allocate and fill accumulators for a thousand
+        size = max(n, 2 * len(self._labels))
 
         def grown(a: np.ndarray, fill: int) -> np.ndarray:
             out = np.full((size, *a.shape[1:]), fill, a.dtype)
@@ -381,13 +403,13 @@ class SequenceBuilder:
             self._label_days.add(ids, (ns - self._cutoff) // _DAY_NS)
 
     def _add_window(
-        self, rows: pd.DataFrame, ids: np.ndarray, ns: np.ndarray, codes: np.ndarray
+        self, rows: dict[str, Any], ids: np.ndarray, ns: np.ndarray, codes: np.ndarray
     ) -> None:
         n_steps = self.window.n_steps
         offset = ns - self._start
         cell = ids * n_steps + offset // self._step_ns
         np.add.at(self._counts.reshape(-1), cell * len(EVENT_TYPES) + codes, 1)
-        price = rows["price"].to_numpy(dtype=np.float64)
+        price = np.asarray(rows["price"], dtype=np.float64)
         micro = np.rint(price * _MICRO).astype(np.int64)
         money = self._money.reshape(-1)
         bought, viewed = codes == _PURCHASE, codes == _VIEW
@@ -400,12 +422,13 @@ class SequenceBuilder:
         np.minimum.at(first, ids * 2, offset)
         np.minimum.at(first, ids[bought] * 2 + 1, offset[bought])
         sessions = rows["user_session"]
-        has = sessions.notna().to_numpy()
-        hashed = pd.util.hash_pandas_object(sessions[has], index=False).to_numpy().view(np.int64)
+        has = ~np.asarray(pd.isna(sessions), dtype=bool)
+        # hash_pandas_object's hash of the values (index=False), without building a Series
+        hashed = pd.util.hash_array(sessions[has]).view(np.int64)
         self._sessions.add(cell[has], hashed)  # 64-bit hashes: a collision is ~N^2/2^65 unlikely
         category = rows["category_id"]
-        has = category.notna().to_numpy()
-        self._categories.add(cell[has], category[has].to_numpy(dtype=np.int64))
+        has = ~np.asarray(pd.isna(category), dtype=bool)
+        self._categories.add(cell[has], np.asarray(category[has], dtype=np.int64))
         self._days.add(ids, offset // _DAY_NS)
         self._purchase_days.add(ids[bought], offset[bought] // _DAY_NS)
 

@@ -507,3 +507,67 @@ def test_distinct_pairs_agree_below_and_above_the_small_size():
     assert len(features._unique_pairs(a[:100], b[:100])[0]) == len(
         set(zip(a[:100], b[:100], strict=True))
     )
+
+
+def _random_events(rng: np.random.Generator, n: int) -> pd.DataFrame:
+    """n events of the validator's dtypes (Arrow strings, nanoseconds) around CUTOFF."""
+    offsets = rng.integers(-60 * 86_400, 10 * 86_400, n) * 10**9
+    sessions = rng.choice(np.array(["s1", "s2", "s3", "s4", None], dtype=object), n)
+    df = pd.DataFrame(
+        {
+            "event_time": pd.to_datetime(CUTOFF.value + offsets, utc=True),
+            "event_type": pd.array(rng.choice(EVENT_TYPES, n), dtype="string[pyarrow]"),
+            "product_id": rng.integers(0, 50, n),
+            "category_id": rng.integers(0, 6, n),
+            "category_code": pd.array([None] * n, dtype="string[pyarrow]"),
+            "brand": pd.array([None] * n, dtype="string[pyarrow]"),
+            "price": np.round(rng.uniform(0, 300, n), 2),
+            "user_id": pd.array(rng.integers(0, max(n // 8, 2), n).astype(str), "string[pyarrow]"),
+            "user_session": pd.array(sessions, dtype="string[pyarrow]"),
+        }
+    )
+    df[RETAILER_COLUMN] = pd.array(["r1"] * n, dtype="string[pyarrow]")
+    return df
+
+
+def _general_dtypes(df: pd.DataFrame) -> pd.DataFrame:
+    """The same events in the dtypes of the general path: Python strings, microseconds."""
+    out = df.astype({c: "string[python]" for c in ("event_type", "user_id", "user_session")})
+    out["event_time"] = out["event_time"].dt.as_unit("us")
+    return out
+
+
+@pytest.mark.parametrize("n", [1, 7, 30, 500, 6000])
+@pytest.mark.parametrize("count_unit", ["transactions", "customer-days"])
+def test_fast_paths_equal_general_path_on_random_events(n: int, count_unit: str) -> None:
+    """The Arrow/nanosecond shortcuts (the scoring service's small frames) give exactly what
+    the general pandas path gives, in one chunk or several, on small and large frames."""
+    rng = np.random.default_rng(n)
+    events = _random_events(rng, n)
+    results = []
+    for df in (events, _general_dtypes(events)):
+        for chunks in (1, 3):
+            builder = SequenceBuilder(FeatureWindow(CUTOFF), count_unit)
+            for part in np.array_split(np.arange(n), chunks):
+                builder.add(df.iloc[part])
+            results.append(builder.finish())
+    first = results[0]
+    for other in results[1:]:
+        np.testing.assert_array_equal(other.customer, first.customer)
+        for name in ("X", "agg", "y_purchase", "y_count", "y_active"):
+            np.testing.assert_array_equal(getattr(other, name), getattr(first, name))
+
+
+def test_unknown_event_type_is_refused_on_the_arrow_path() -> None:
+    df = _random_events(np.random.default_rng(0), 5)
+    df.loc[3, "event_type"] = "refund"
+    with pytest.raises(DataError, match=r"event_type 'refund' \(row 3\)"):
+        SequenceBuilder(FeatureWindow(CUTOFF)).add(df)
+
+
+def test_missing_price_is_refused_with_its_row() -> None:
+    df = _random_events(np.random.default_rng(1), 40)
+    df["event_time"] = pd.Timestamp(CUTOFF) - pd.Timedelta(days=1)
+    df.loc[17, "price"] = np.nan
+    with pytest.raises(DataError, match=r"price is missing in row 17"):
+        SequenceBuilder(FeatureWindow(CUTOFF)).add(df)
