@@ -34,6 +34,9 @@ from fedmarket.training import predict
 SOURCES: Final[tuple[str, ...]] = ("federated", "centralised")
 
 
+_ONE_CALL: Final[int] = 4096  # rows per model call (training.predict's default batch size)
+
+
 @dataclass(frozen=True)
 class RunModel:
     """One trained model of a run and everything needed to feed it new customers."""
@@ -86,7 +89,14 @@ class RunModel:
                 f"scoring input has shape {X.shape}; the run's model reads "
                 f"(customers, {self.input_shape[0]} steps, {self.input_shape[1]} features)"
             )
-        out = predict(self.net, X, self.task, device="cpu")
+        if 0 < len(X) <= _ONE_CALL and not self.net.training:
+            # the service's few rows: the one model call predict() makes, without its per-call
+            # device move and mode switches (walks of the module tree) and with inference_mode
+            with torch.inference_mode():
+                scores = self.net(torch.from_numpy(np.ascontiguousarray(X)))
+                out = self.task.prediction(scores).numpy().astype(np.float64)
+        else:
+            out = predict(self.net, X, self.task, device="cpu", batch_size=_ONE_CALL)
         if calibrated and self.calibrator is not None:
             out = self.calibrator.apply(out)
         return out

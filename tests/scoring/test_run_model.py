@@ -45,3 +45,16 @@ def test_wrong_input_shape_is_refused(scoring_run: Path) -> None:
     run = load_run_model(scoring_run)
     with pytest.raises(ConfigError, match="steps"):
         run.predict(np.zeros((2, 3, 4), np.float32))
+
+
+@pytest.mark.parametrize("rows", [1, 3, 50])
+def test_few_rows_path_equals_training_predict(scoring_run: Path, rows: int) -> None:
+    """The service's direct inference_mode call gives exactly training.predict's scores."""
+    run = load_run_model(scoring_run)
+    rng = np.random.default_rng(rows)
+    X = rng.normal(size=(rows, *run.input_shape)).astype(np.float32)
+    got = run.predict(X, calibrated=False)
+    assert got.dtype == np.float64 and got.shape == (rows,)
+    assert np.array_equal(got, predict(run.net, X, run.task))
+    assert not run.net.training
+    assert np.array_equal(run.predict(X[:0], calibrated=False), np.zeros(0))
