@@ -360,7 +360,11 @@ class SequenceBuilder:
     def _check_retailer(self, chunk: pd.DataFrame) -> None:
         if RETAILER_COLUMN not in chunk.columns or chunk.empty:
             return
-        seen = set(chunk[RETAILER_COLUMN].dropna().unique())
+        column = chunk[RETAILER_COLUMN]
+        if isinstance(column.dtype, pd.StringDtype) and column.dtype.storage == "pyarrow":
+            seen = set(pc.unique(pa.array(column.array)).drop_null().to_pylist())
+        else:
+            seen = set(column.dropna().unique())
         if self._retailer is not None:
             seen.add(self._retailer)
         if len(seen) > 1:

@@ -571,3 +571,17 @@ def test_missing_price_is_refused_with_its_row() -> None:
     df.loc[17, "price"] = np.nan
     with pytest.raises(DataError, match=r"price is missing in row 17"):
         SequenceBuilder(FeatureWindow(CUTOFF)).add(df)
+
+
+@pytest.mark.parametrize("arrow", [True, False])
+def test_two_retailers_are_refused_on_either_path(arrow: bool) -> None:
+    df = _random_events(np.random.default_rng(2), 6)
+    df = df if arrow else _general_dtypes(df).astype({RETAILER_COLUMN: "string[python]"})
+    df.loc[4, RETAILER_COLUMN] = "r2"
+    with pytest.raises(DataError, match=r"several retailers \(\['r1', 'r2'\]\)"):
+        SequenceBuilder(FeatureWindow(CUTOFF)).add(df)
+    df.loc[4, RETAILER_COLUMN] = None  # a missing retailer is not another one
+    builder = SequenceBuilder(FeatureWindow(CUTOFF))
+    builder.add(df)
+    with pytest.raises(DataError, match=r"several retailers \(\['other', 'r1'\]\)"):
+        builder.add(df.assign(**{RETAILER_COLUMN: "other"}))
