@@ -74,6 +74,27 @@ def test_the_service_scores_as_batch_scoring_does(
     )
 
 
+def test_single_requests_of_every_size_score_as_batch_scoring_does(
+    client: TestClient, served_run: RunModel, retailer_events: tuple[Path, pd.DataFrame]
+) -> None:
+    """Customers with the fewest, a random few and the most events, one per request (the
+    builder's and the model's small-input paths), each exactly as batch scoring scores it."""
+    export, events = retailer_events
+    as_of = events["event_time"].max().normalize() + pd.Timedelta(days=1)
+    expected = _batch_scores(served_run, export, as_of)
+    counts = events[events["user_id"].astype(str).isin(expected)]["user_id"].value_counts()
+    rng = np.random.default_rng(15)
+    picked = [counts.index[-1], counts.index[0], *rng.choice(counts.index, 6, replace=False)]
+    for customer in map(str, picked):
+        body = {
+            "as_of": f"{as_of:%Y-%m-%d}",
+            "events": as_json(events[events["user_id"] == customer]),
+        }
+        answer = client.post("/v1/score", json=body)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["propensity"] == pytest.approx(expected[customer], abs=1e-6)
+
+
 def _refusal(answer: Any, status: int, loc: list[Any], kind: str) -> str:
     assert answer.status_code == status, answer.text
     body = answer.json()
