@@ -86,6 +86,7 @@ _COLUMN_OF: Final[dict[str, str]] = {
     "missing_retailer_id": RETAILER_COLUMN,
 }
 _TEXT = pa.large_string()
+_THREADED_ROWS = 4096  # below this many rows the frame is converted on the calling thread
 _TO_PANDAS = {pa.string(): pd.StringDtype("pyarrow"), _TEXT: pd.StringDtype("pyarrow")}
 
 
@@ -435,4 +436,6 @@ def validate_events(
         out = {name: arr.filter(unique) for name, arr in out.items()}
     report.rows_read += n
     report.rows_kept += int(keep.sum() - repeat.sum())
-    return pa.table(out).to_pandas(types_mapper=_TO_PANDAS.get)
+    # Arrow's thread pool costs more than it saves on the scoring service's few rows
+    threads = n > _THREADED_ROWS
+    return pa.table(out).to_pandas(types_mapper=_TO_PANDAS.get, use_threads=threads)

@@ -278,3 +278,26 @@ def test_as_text_of_numbers_equals_the_trimmed_text(values: pa.Array) -> None:
     text = pc.utf8_trim_whitespace(pc.cast(numbers, pa.large_string()))
     expected = pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.large_string()), text)
     assert as_text(values).equals(expected)
+
+
+def test_small_and_large_frames_give_the_same_rows() -> None:
+    """A frame under the threaded-conversion size gives exactly the rows the same events give
+    inside a large frame (seeded random events, some bad, some repeated)."""
+    rng = np.random.default_rng(15)
+    n = 5000
+    rows = [
+        {
+            "event_time": f"2019-10-{rng.integers(1, 29):02d} {rng.integers(0, 24):02d}:00:00 UTC",
+            "event_type": rng.choice(["view", "cart", "purchase", "remove_from_cart", "bogus"]),
+            "product_id": str(rng.integers(1, 40)),
+            "price": rng.choice(["1.50", "20", "-3", "", "7.25"]),
+            "user_id": str(rng.integers(1, 200)),
+            "user_session": rng.choice(["s1", "s2", ""]),
+        }
+        for _ in range(n)
+    ]
+    large = run(frame(*rows))
+    small = run(frame(*rows[:40]))
+    assert 0 < len(small) < 40
+    expected = large.iloc[: len(small)].reset_index(drop=True)
+    pd.testing.assert_frame_equal(small, expected)
