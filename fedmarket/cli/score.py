@@ -12,6 +12,7 @@ from rich.table import Table
 
 from fedmarket.cli.app import app, friendly_errors
 from fedmarket.errors import ConfigError
+from fedmarket.names import CHURN_TASKS
 from fedmarket.progress import console, progress_bar
 
 if TYPE_CHECKING:
@@ -139,7 +140,8 @@ def _key(key_file: Path | None, data: Path | None, raw: Path | None) -> bytes | 
 def print_score(result: ScoreResult, rule: str) -> None:
     grid = Table(title=f"Targeting list: {rule}")
     profit = any(s.expected_profit is not None for s in result.summaries.values())
-    headers = ["retailer", "scored", "contacted", "held out", "exp. buyers", "lift"]
+    who = "churners" if result.task in CHURN_TASKS else "buyers"  # the positive class
+    headers = ["retailer", "scored", "contacted", "held out", f"exp. {who}", "lift"]
     for header in headers + (["exp. profit"] if profit else []):
         left = header == "retailer"
         grid.add_column(header, justify="left" if left else "right", no_wrap=left)
@@ -153,8 +155,8 @@ def print_score(result: ScoreResult, rule: str) -> None:
     dates = sorted(set(result.as_of.values()))
     console.print(f"scored as of {', '.join(dates)} (features up to that midnight)")
     console.print(
-        "lift: the contacted's mean purchase probability over everyone's (random contact); "
-        "expected buyers: the sum of their probabilities (the model's, not an outcome)",
+        f"lift: the contacted's mean probability over everyone's (random contact); expected "
+        f"{who}: the sum of their probabilities (the model's, not an outcome)",
         highlight=False,
     )
     console.print(
@@ -179,7 +181,7 @@ def print_calibration(result: ScoreResult) -> None:
     if check is None:
         console.print(
             "[yellow]warning:[/] the run kept no per-customer test predictions; the expected "
-            "buyers and profit take the probabilities at their word, unchecked",
+            "counts and profit take the probabilities at their word, unchecked",
             highlight=False,
         )
         return
@@ -196,7 +198,7 @@ def print_calibration(result: ScoreResult) -> None:
     if check.high:
         console.print(
             f"[yellow]warning:[/] ECE {check.ece:.3f} > 0.05: the probabilities are off, and "
-            "the expected buyers, lift and profit with them; calibrate at the retailer, e.g. "
+            "the expected counts, lift and profit with them; calibrate at the retailer, e.g. "
             "--calibrate isotonic (fitted on its own labelled customers, which never leave)",
             highlight=False,
         )

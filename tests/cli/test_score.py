@@ -141,3 +141,11 @@ def test_prepared_partition_with_the_key_file_carries_raw_ids(
     assert set(frame["customer_id"]) <= users
     result = cli("score", run_with_scores, *args, "--key-file", key)
     assert "give --data and --raw" in one_error_line(result)
+
+
+def test_a_churn_run_speaks_of_churners(tiny_data: Path, tiny_raw: Path, tmp_path: Path) -> None:
+    from tests.scoring.conftest import make_run
+
+    run = make_run(tiny_data, tmp_path / "run", task="churn")
+    text = ok(cli("score", run, "--raw", tiny_raw, "--top", "10%", "--out", tmp_path / "t.csv"))
+    assert "exp. churners" in text and "buyers" not in text
