@@ -108,6 +108,12 @@ def load_run_model(run_dir: Path, source: str = "federated") -> RunModel:
         raise ConfigError(f"--model-source {source!r}: choose one of {', '.join(SOURCES)}")
     files = RunDir(Path(run_dir))
     cfg = files.read_config()
+    if get_task(cfg.task).target_ndim != 1:
+        raise ConfigError(
+            f"{files.path}: a {cfg.task} run ranks items for each customer; scoring, export and "
+            "the service take runs that score customers (purchase, purchase-count, churn, "
+            "churn-inactive): its recommendations are in the run's report"
+        )
     data_dir = Path(cfg.data_dir)
     if not (data_dir / store.MANIFEST_NAME).is_file():
         raise ConfigError(

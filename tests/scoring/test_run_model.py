@@ -58,3 +58,18 @@ def test_few_rows_path_equals_training_predict(scoring_run: Path, rows: int) -> 
     assert np.array_equal(got, predict(run.net, X, run.task))
     assert not run.net.training
     assert np.array_equal(run.predict(X[:0], calibrated=False), np.zeros(0))
+
+
+def test_a_recommendation_run_is_refused_with_what_is_scored(
+    scoring_run: Path, tmp_path: Path
+) -> None:
+    import json
+
+    run = tmp_path / "run"
+    shutil.copytree(scoring_run, run)
+    config = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(
+        json.dumps({**config, "task": "next-categories", "model": "gru-ncf"})
+    )
+    with pytest.raises(ConfigError, match="ranks items for each customer"):
+        load_run_model(run)
