@@ -20,6 +20,7 @@ import pandas as pd
 
 from fedmarket.data import categories, features
 from fedmarket.data.ingest import advice, loaders, peek
+from fedmarket.data.ingest.mapping import ExportMapping
 from fedmarket.data.ingest.validate import DropReport
 from fedmarket.data.protect import anonymise
 from fedmarket.errors import ConfigError, DataError
@@ -127,15 +128,10 @@ def _cutoff(opts: PrepareOptions, exports: dict[str, list[Path]]) -> pd.Timestam
         except ValueError as exc:
             raise ConfigError(f"--cutoff {opts.cutoff!r} is not a date (use YYYY-MM-DD)") from exc
         return cutoff.tz_localize("UTC") if cutoff.tzinfo is None else cutoff.tz_convert("UTC")
-    bound = None
-    if opts.mapping is None:  # a mapping may rename, combine or ignore rows: no cheap bound
-        found = [peek.latest_event_ns(p) for files in exports.values() for p in files]
-        bound = max((ns for ns in found if ns is not None), default=None)
-    last = (
-        last_event_time(exports, opts)
-        if bound is None
-        else pd.Timestamp(bound, unit="ns", tz="UTC")
-    )
+    drops = DropReport()
+    last = latest_event(exports, opts.mapping, opts.chunksize, strict=opts.strict, drops=drops)
+    if last is None:
+        raise DataError(all_dropped(opts, drops))
     return features.default_cutoff(last, opts.horizon_days)
 
 
@@ -163,19 +159,57 @@ def all_dropped(opts: PrepareOptions, drops: DropReport) -> str:
     return advice.all_dropped(str(opts.raw), drops, mapping_given=opts.mapping is not None)
 
 
+def latest_event(
+    exports: dict[str, list[Path]],
+    mapping: ExportMapping | None,
+    chunksize: int,
+    *,
+    strict: bool = False,
+    drops: DropReport | None = None,
+) -> pd.Timestamp | None:
+    """The latest event of ``exports`` (retailer -> files), as cheaply as it can be known.
+
+    Without a mapping: an upper bound from Parquet statistics or the event_time column alone
+    (``peek``), which counts rows the validator would drop; `data prepare` checks the cut-off
+    it gives after its pass (module docstring), scoring takes it as "today". With a mapping
+    (it may rename, combine or ignore rows), or where no file gives a bound: the exact latest
+    valid event, by validating every row. None where no row is valid (``drops`` says why).
+    """
+    if mapping is None:
+        found = [peek.latest_event_ns(p) for files in exports.values() for p in files]
+        bound = max((ns for ns in found if ns is not None), default=None)
+        if bound is not None:
+            return pd.Timestamp(bound, unit="ns", tz="UTC")
+    return _validated_latest(
+        exports, mapping, chunksize, strict, drops if drops is not None else DropReport()
+    )
+
+
 def last_event_time(exports: dict[str, list[Path]], opts: PrepareOptions) -> pd.Timestamp:
     """The latest valid event, by validating every row: the exact value, and the slow way.
 
     ``prepare`` gets it from its one pass instead (``scan_all``); this is for callers that
-    need only this number (a SuperNode's describe stage) and for exports behind a mapping.
+    need only this number (a SuperNode's describe stage).
     """
-    last, drops = None, DropReport()
-    for retailer, files in exports.items():
-        for chunk in _valid_chunks(retailer, files, opts, drops):
-            t = chunk["event_time"].max()
-            last = t if last is None or t > last else last
+    drops = DropReport()
+    last = _validated_latest(exports, opts.mapping, opts.chunksize, opts.strict, drops)
     if last is None:
         raise DataError(all_dropped(opts, drops))
+    return last
+
+
+def _validated_latest(
+    exports: dict[str, list[Path]],
+    mapping: ExportMapping | None,
+    chunksize: int,
+    strict: bool,
+    drops: DropReport,
+) -> pd.Timestamp | None:
+    last = None
+    for retailer, files in exports.items():
+        for chunk in _valid_chunks(retailer, files, drops, mapping, chunksize, strict):
+            t = chunk["event_time"].max()
+            last = t if last is None or t > last else last
     return last
 
 
@@ -191,7 +225,7 @@ def scan_retailer(
     builder = features.SequenceBuilder(window, opts.count_unit)
     histories = categories.CategoryHistoryBuilder(window, opts.history_length)
     n_events, n_in_window, first, last = 0, 0, None, None
-    for chunk in _valid_chunks(retailer, files, opts, drops):
+    for chunk in _valid_chunks(retailer, files, drops, opts.mapping, opts.chunksize, opts.strict):
         times = chunk["event_time"]
         lo, hi = times.min(), times.max()
         first = lo if first is None or lo < first else first
@@ -206,15 +240,20 @@ def scan_retailer(
 
 
 def _valid_chunks(
-    retailer: str, files: list[Path], opts: PrepareOptions, drops: DropReport
+    retailer: str,
+    files: list[Path],
+    drops: DropReport,
+    mapping: ExportMapping | None,
+    chunksize: int,
+    strict: bool,
 ) -> Iterator[pd.DataFrame]:
     """A retailer's validated, non-empty event chunks, file by file; drops go to ``drops``."""
     for path in files:
         for chunk in loaders.iter_events(
             path,
-            mapping=opts.mapping,
-            chunksize=opts.chunksize,
-            strict=opts.strict,
+            mapping=mapping,
+            chunksize=chunksize,
+            strict=strict,
             report=drops,
             retailer_id=retailer,
         ):

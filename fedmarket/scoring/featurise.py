@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fedmarket.data import features
-from fedmarket.data.ingest import loaders, peek
+from fedmarket.data import event_pass, features
+from fedmarket.data.ingest import loaders
 from fedmarket.data.ingest.mapping import ExportMapping
 from fedmarket.data.ingest.validate import DropReport
 from fedmarket.errors import ConfigError, DataError
@@ -167,21 +167,9 @@ def _as_of(value: object) -> pd.Timestamp:
 def _last_event(
     retailer: str, files: list[Path], mapping: ExportMapping | None, chunksize: int
 ) -> pd.Timestamp:
-    """The latest event: Parquet statistics or the time column alone when the export needs no
-    mapping (an upper bound that includes rows the validator would drop), else validated."""
-    if mapping is None:
-        found = [peek.latest_event_ns(p) for p in files]
-        ns = max((n for n in found if n is not None), default=None)
-        if ns is not None:
-            return pd.Timestamp(ns, unit="ns", tz="UTC")
-    last, drops = None, DropReport()
-    for path in files:
-        for chunk in loaders.iter_events(
-            path, mapping=mapping, chunksize=chunksize, report=drops, retailer_id=retailer
-        ):
-            if len(chunk):
-                t = chunk["event_time"].max()
-                last = t if last is None or t > last else last
+    """The latest event as `data prepare` takes it for its default cut-off (an upper bound
+    when the export needs no mapping, else validated: ``event_pass.latest_event``)."""
+    last = event_pass.latest_event({retailer: files}, mapping, chunksize)
     if last is None:
         raise DataError(f"retailer {retailer}: no valid event in {', '.join(map(str, files))}")
     return last

@@ -20,6 +20,7 @@ import pytest
 from fedmarket.data import event_pass, features, store
 from fedmarket.data.ingest import loaders, peek
 from fedmarket.data.ingest import mapping as mapping_module
+from fedmarket.data.ingest.validate import DropReport
 from fedmarket.data.prepare import PrepareOptions, PrepareResult, prepare
 from fedmarket.data.synth.generate import generate_retailers
 from fedmarket.errors import DataError
@@ -72,7 +73,7 @@ def test_one_pass_equals_the_two_pass_reference(raw: Path, tmp_path: Path) -> No
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(event_pass, "scan_retailer", counted)
-        mp.setattr(event_pass, "last_event_time", pytest.fail)  # no validating first pass
+        mp.setattr(event_pass, "_validated_latest", pytest.fail)  # no validating first pass
         one = prepare(options(raw, tmp_path / "one"))
     assert calls == ["retailer_00", "retailer_01"]  # each retailer's events read once
     assert_same_prepared(one, two_pass_reference(raw, tmp_path / "two"))
@@ -113,6 +114,50 @@ def test_invalid_latest_rows_make_a_second_pass_with_the_exact_cutoff(
     assert_same_prepared(one, reference)
     assert pd.Timestamp(one.manifest["window"]["cutoff"]) < late.normalize() - pd.Timedelta(days=2)
     assert one.manifest["dropped_rows"]["dropped"]["unknown_event_type"] == 5
+
+
+def test_latest_event_is_the_bound_without_a_mapping_and_exact_with_one(
+    raw: Path, tmp_path: Path
+) -> None:
+    dirty = tmp_path / "raw"
+    shutil.copytree(raw, dirty)
+    late = add_invalid_late_rows(
+        raw / "retailer_01" / "events.parquet", dirty / "retailer_01" / "events.parquet"
+    )
+    exports = loaders.find_exports(dirty)
+    exact = event_pass.last_event_time(exports, options(dirty, tmp_path / "out"))
+    assert exact < late
+    assert event_pass.latest_event(exports, None, 1000) == late  # the bound counts bad rows
+    mapping = mapping_module.parse_mapping_option("kind=rees46")
+    drops = DropReport()
+    assert event_pass.latest_event(exports, mapping, 1000, drops=drops) == exact
+    assert drops.counts == {"unknown_event_type": 5}
+
+
+def test_latest_event_is_none_when_no_row_is_valid(tmp_path: Path) -> None:
+    raw = tiny_export(tmp_path / "raw", october(12))  # no time zone: every row dropped
+    drops = DropReport()
+    assert event_pass.latest_event(loaders.find_exports(raw), None, 5, drops=drops) is None
+    assert drops.counts == {"missing_timezone": 12}
+    with pytest.raises(DataError, match="all 12 of 12 rows were dropped"):
+        prepare(options(raw, tmp_path / "out"))
+
+
+def test_prepare_cuts_off_at_the_latest_event(raw: Path, tmp_path: Path, monkeypatch) -> None:
+    """`data prepare`'s default cut-off is made from ``latest_event`` (scoring's default date
+    is too: tests/scoring/test_featurise.py), so the two cannot drift apart."""
+    seen = []
+
+    def spy(exports, mapping, chunksize, **kw):
+        seen.append(event_pass_latest(exports, mapping, chunksize, **kw))
+        return seen[-1]
+
+    event_pass_latest = event_pass.latest_event
+    monkeypatch.setattr(event_pass, "latest_event", spy)
+    result = prepare(options(raw, tmp_path / "out"))
+    assert len(seen) == 1
+    expected = features.default_cutoff(seen[0], WINDOW["horizon_days"])
+    assert pd.Timestamp(result.manifest["window"]["cutoff"]) == expected
 
 
 def test_explicit_cutoff_reads_no_bound(raw: Path, tmp_path: Path, monkeypatch) -> None:

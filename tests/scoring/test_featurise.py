@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fedmarket.data import store
+from fedmarket.data import event_pass, store
 from fedmarket.data.protect.pseudonyms import Pseudonymiser
-from fedmarket.errors import ConfigError
-from fedmarket.scoring.featurise import featurise_export
+from fedmarket.errors import ConfigError, DataError
+from fedmarket.scoring.featurise import default_as_of, featurise_export
 from fedmarket.scoring.run_model import load_run_model
 from tests.conftest import TINY_PREPARE
 
@@ -46,6 +46,34 @@ def test_default_as_of_is_the_midnight_after_the_last_event(
     last = first.last_event
     assert first.window.cutoff == last.normalize() + pd.Timedelta(days=1)
     assert not first.horizon_covered
+
+
+def test_default_as_of_is_made_from_the_latest_event_prepare_uses(
+    scoring_run: Path, tiny_raw: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Scoring and `data prepare` take the data's end from the one ``latest_event``."""
+    real, seen = event_pass.latest_event, []
+
+    def spy(exports, mapping, chunksize, **kw):
+        seen.append((sorted(exports), real(exports, mapping, chunksize, **kw)))
+        return seen[-1][1]
+
+    monkeypatch.setattr(event_pass, "latest_event", spy)
+    inputs = featurise_export(load_run_model(scoring_run), tiny_raw)
+    assert [retailers for retailers, _ in seen] == [[i.retailer] for i in inputs]
+    for found, (_, last) in zip(inputs, seen, strict=True):
+        assert found.window.cutoff == default_as_of(last)
+
+
+def test_an_export_with_no_valid_event_is_refused(scoring_run: Path, tmp_path: Path) -> None:
+    shop = tmp_path / "raw" / "shop"
+    shop.mkdir(parents=True)
+    (shop / "events.csv").write_text(
+        "event_time,event_type,product_id,category_id,category_code,brand,price,user_id,"
+        "user_session\n2019-10-01 00:00:00,view,1,2,,,9.5,7,s1\n"
+    )
+    with pytest.raises(DataError, match="retailer shop: no valid event in "):
+        featurise_export(load_run_model(scoring_run), tmp_path / "raw")
 
 
 def test_as_of_must_be_a_date_at_midnight(scoring_run: Path, tiny_raw: Path) -> None:
