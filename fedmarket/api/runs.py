@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,9 +21,6 @@ from fedmarket.api.results import BaselinesResult, CentralisedRun, RunResult, Tr
 DEFAULT_EXPERIMENT = "fedmarket"  # fedmarket.tracking's; not imported here, to stay light
 
 if TYPE_CHECKING:
-    from cryptography.fernet import Fernet
-
-    from fedmarket.baselines import ResultRow
     from fedmarket.privacy.config import PrivacySettings
     from fedmarket.tracking import Tracker
     from fedmarket.training import TrainConfig
@@ -157,6 +155,7 @@ def compare_baselines(
     data: PathLike,
     out: PathLike | None = None,
     task: str = "purchase",
+    count_loss: str = "poisson",
     sequence_models: Sequence[str] | str = ("cnn-lstm", "lstm", "gru"),
     classical: Sequence[str] | None = None,
     epochs: int = 20,
@@ -170,6 +169,7 @@ def compare_baselines(
     progress: bool = True,
     tracking_uri: PathLike | None = None,
     experiment: str = DEFAULT_EXPERIMENT,
+    threads: int | None = None,
 ) -> BaselinesResult:
     """Classical models on per-customer aggregates next to the sequence models, on the same
     test customers (`fedmarket baselines`): whether the sequence is worth its cost.
@@ -179,66 +179,41 @@ def compare_baselines(
     epsilon per retailer; ``generative`` adds the GAN rows (the semi-supervised GAN classifier
     and GAN minority oversampling, ``gan_epochs`` each; skipped rows for counts;
     ``gan_epsilon`` adds the GAN classifier under DP-SGD on its discriminator);
+    ``count_loss`` is ``--count-loss`` (a negative-binomial row is named MODEL-nb);
+    ``threads``: torch's threads for the sequence models, as ``--threads``;
     ``out`` writes baselines.csv and .json.
     ``tracking_uri`` logs a parent MLflow run with a child run per model."""
+    from fedmarket.baseline_suite import SuiteData, SuiteSettings, baseline_rows, check_names
+
+    names = check_names(task, items(sequence_models), count_loss)
     tracker = _tracker(tracking_uri, experiment)
-    from fedmarket.baselines import run_classical_baselines, write_results, write_test_scores
-    from fedmarket.data import store
+    from fedmarket.baselines import write_results, write_test_scores
     from fedmarket.generative.ssgan import GANConfig
     from fedmarket.progress import progress_bar
     from fedmarket.tracking import log_baselines
 
     gan_cfg = GANConfig(epochs=gan_epochs)  # a bad gan_epochs: an error before any data is read
     data, where = Path(data), optional_path(out)
-    fernet = data_key(data, encryption_key_file, where)
-    manifest = store.read_manifest(data)
-    train_parts = store.load_partitions(data, "train", store.partition_ids(manifest), fernet)
-    train = store.SplitArrays.concat(train_parts)
-    test = store.load_pooled(data, "test", fernet=fernet)
-    with progress_bar("classical baselines", None, unit="models", enabled=progress) as advance:
-        rows = run_classical_baselines(
-            train,
-            test,
-            task=task,
-            seed=seed,
-            models=classical,
-            progress=lambda name: advance(1, description=name),
-        )
-    if generative:
-        rows += _generative_rows(train, test, task, seed, gan_cfg, gan_epsilon, progress)
-    from fedmarket.anchors import AnchorData, run_manifest_anchors
-
-    if anchors and AnchorData.missing(manifest) is None:
-        with progress_bar("customer-base anchors", None, unit="fits", enabled=progress) as step:
-            rows += run_manifest_anchors(
-                manifest,
-                train_parts,
-                test,
-                task=task,
-                epsilon=anchor_epsilon,
-                seed=seed,
-                progress=lambda name: step(1, description=name),
-            )
-    for name in items(sequence_models):
-        rows.append(_sequence_row(data, name, task, epochs, seed, fernet, progress))
+    inputs = SuiteData.load(data, data_key(data, encryption_key_file, where))
+    suite = SuiteSettings(
+        task=task,
+        seed=seed,
+        classical=None if classical is None else tuple(classical),
+        generative=generative,
+        gan=gan_cfg,
+        gan_epsilon=gan_epsilon,
+        anchors=anchors,
+        anchor_epsilon=anchor_epsilon,
+        sequence_models=tuple(names),
+        count_loss=count_loss,
+        epochs=epochs,
+    )
+    bars = partial(progress_bar, enabled=progress)
+    rows = baseline_rows(inputs, suite, threads=threads, bars=bars)
     paths = dict(zip(("csv", "json"), write_results(rows, where), strict=True)) if where else {}
     if where is not None:
-        paths["test_scores"] = write_test_scores(rows, data, test, where, task)
-    names = ",".join(items(sequence_models))
-    settings = {
-        "task": task,
-        "sequence-models": names,
-        "anchors": anchors,
-        "anchor-epsilon": anchor_epsilon,
-        "generative": generative,
-        "gan-epochs": gan_epochs,
-        "gan-epsilon": gan_epsilon,
-        "epochs": epochs,
-        "seed": seed,
-    }
-    if classical is not None:
-        settings["classical"] = ",".join(classical)
-    log_baselines(tracker, rows, settings, out=where)
+        paths["test_scores"] = write_test_scores(rows, data, inputs.test, where, task)
+    log_baselines(tracker, rows, suite.params(), out=where)
     return BaselinesResult.from_rows(rows, task, paths)
 
 
@@ -334,49 +309,3 @@ def _log_centralised(
             }
         )
     log_centralised(tracker, metrics, settings, out=out)
-
-
-def _generative_rows(train, test, task, seed, cfg, epsilon, progress) -> list[ResultRow]:
-    """The GAN rows, as `fedmarket baselines` fits them."""
-    from fedmarket.generative.rows import run_generative_baselines
-    from fedmarket.progress import progress_bar
-
-    with progress_bar("generative baselines", None, unit="models", enabled=progress) as step:
-        return run_generative_baselines(
-            train,
-            test,
-            task=task,
-            seed=seed,
-            cfg=cfg,
-            epsilon=epsilon,
-            progress=lambda name: step(1, description=name),
-        )
-
-
-def _sequence_row(
-    data: Path,
-    model: str,
-    task: str,
-    epochs: int,
-    seed: int,
-    fernet: Fernet | None,
-    progress: bool,
-) -> ResultRow:
-    """One sequence model as a baselines row, trained as `fedmarket baselines` trains it."""
-    from fedmarket.baselines import ResultRow
-    from fedmarket.centralised import run_centralised
-    from fedmarket.progress import progress_bar
-    from fedmarket.training import TrainConfig
-
-    cfg = TrainConfig(
-        epochs=epochs, batch_size=256, lr=3e-3, lr_schedule="cosine", patience=3, seed=seed
-    )
-    with progress_bar(f"training {model}", epochs, unit="epochs", enabled=progress) as advance:
-        result = run_centralised(
-            data, model=model, task=task, train_cfg=cfg, fernet=fernet, progress=advance
-        )
-    metrics = {k: v for k, v in result.test.items() if isinstance(v, int | float)}
-    notes = f"{result.epochs_run} epochs"
-    return ResultRow(
-        model, "sequence", metrics, result.wall_s, notes, prediction=result.test_scores[1]
-    )

@@ -13,10 +13,9 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.markup import escape
 
+from fedmarket.baseline_suite import check_names
 from fedmarket.cli.app import EncryptionKeyFile, Threads, app, friendly_errors
 from fedmarket.cli.tracking import Experiment, TrackingUri, say_tracked
-from fedmarket.errors import ConfigError
-from fedmarket.names import MODELS, RANKING_TASK, TASKS, did_you_mean
 from fedmarket.progress import console, progress_bar
 
 if TYPE_CHECKING:
@@ -95,81 +94,44 @@ def baselines_cmd(
     target = tracking_target(tracking_uri, experiment)
     from fedmarket import baselines as bl
     from fedmarket.anchors import AnchorPrivacy
-    from fedmarket.data import store
+    from fedmarket.baseline_suite import SuiteData, SuiteSettings, baseline_rows
     from fedmarket.data.protect.keys import prepared_data_fernet
 
     if anchor_epsilon is not None:  # a bad epsilon is an error before any data is read
         AnchorPrivacy(anchor_epsilon, 1e-5)
     fernet = prepared_data_fernet(data, encryption_key_file, outside=[out])
-    manifest = store.read_manifest(data)
-    train_parts = store.load_partitions(data, "train", store.partition_ids(manifest), fernet)
-    test = store.load_pooled(data, "test", fernet=fernet)
+    inputs = SuiteData.load(data, fernet)
     tracker = open_tracker(target)
     rows: list[bl.ResultRow] = []
 
     def keep(row: bl.ResultRow) -> None:
         rows.append(row)
         bl.write_results(rows, out)
-        bl.write_test_scores(rows, data, test, out, task)
+        bl.write_test_scores(rows, data, inputs.test, out, task)
 
+    suite = SuiteSettings(
+        task=task,
+        seed=seed,
+        generative=generative,
+        gan=gan_cfg,
+        gan_epsilon=gan_epsilon,
+        anchors=anchors,
+        anchor_epsilon=anchor_epsilon,
+        sequence_models=tuple(names),
+        count_loss=count_loss,
+        epochs=epochs,
+    )
     try:
-        _classical_rows(train_parts, test, task, seed, keep)
-        if generative:
-            _generative_rows(train_parts, test, task, seed, gan_cfg, gan_epsilon, keep)
-        if anchors:
-            _anchor_rows(manifest, train_parts, test, task, anchor_epsilon, seed, keep)
-        if names:
-            console.print(choice.describe(), highlight=False)
-        for name in names:
-            keep(_sequence_row(data, name, task, count_loss, epochs, seed, fernet, choice))
+        baseline_rows(inputs, suite, threads=choice, bars=progress_bar, say=_say, on_row=keep)
     except BaseException:  # stopped or failed: say what was kept, then report as usual
         if rows:
             console.print(f"kept {len(rows)} finished model(s) in {out / 'baselines.csv'}")
         raise
-    settings = {
-        "task": task,
-        "count-loss": count_loss,
-        "sequence-models": ",".join(names),
-        "anchors": anchors,
-        "anchor-epsilon": anchor_epsilon,
-        "generative": generative,
-        "gan-epochs": gan_epochs,
-        "gan-epsilon": gan_epsilon,
-        "epochs": epochs,
-        "seed": seed,
-    }
-    log_baselines(tracker, rows, settings, out=out)
+    log_baselines(tracker, rows, suite.params(), out=out)
     console.print(bl.render_table(rows, task))
     console.print(escape(bl.render_notes(rows)), highlight=False)
     console.print(f"wrote baselines.csv, .json and baselines_test_scores.csv in {out}")
     say_tracked(tracker, target)
-
-
-def check_names(task: str, sequence_models: str, count_loss: str = "poisson") -> list[str]:
-    """The sequence models of ``--sequence-models``; a clear error for an unknown task or
-    model (with the closest name), or a --count-loss the task does not take (checked as the
-    run setting count-loss), before anything is trained."""
-    if task not in TASKS:
-        raise ConfigError(
-            f"--task: unknown task {task!r}; {did_you_mean(task, TASKS)}known: {', '.join(TASKS)}"
-        )
-    if task == RANKING_TASK:
-        raise ConfigError(
-            f"--task {task}: the recommender's baselines (popularity, co-occurrence kNN, ALS) "
-            f"run with `fedmarket centralised --task {task} --model gru-ncf` and in every "
-            f"`fedmarket simulate` run of that task"
-        )
-    names = [m.strip() for m in sequence_models.split(",") if m.strip()]
-    for name in names:
-        if name not in MODELS:
-            raise ConfigError(
-                f"--sequence-models: unknown model {name!r}; {did_you_mean(name, MODELS)}"
-                f"known: {', '.join(MODELS)}"
-            )
-    from fedmarket.config import RunConfig
-
-    RunConfig.from_mapping({"task": task, "count-loss": count_loss}, where="--count-loss")
-    return names
 
 
 def _gan_config(epochs: int, epsilon: float | None) -> GANConfig:
@@ -183,83 +145,5 @@ def _gan_config(epochs: int, epsilon: float | None) -> GANConfig:
     return GANConfig(epochs=integer("--gan-epochs", epochs, at_least=1))
 
 
-def _classical_rows(train_parts, test, task, seed, keep) -> None:
-    from fedmarket.baselines import run_classical_baselines
-    from fedmarket.data.store import SplitArrays
-
-    with progress_bar("classical baselines", None, unit="models") as advance:
-        run_classical_baselines(
-            SplitArrays.concat(train_parts),
-            test,
-            task=task,
-            seed=seed,
-            progress=lambda name: advance(1, description=name),
-            on_row=keep,
-        )
-
-
-def _generative_rows(train_parts, test, task, seed, cfg, epsilon, keep) -> None:
-    """The GAN rows on the classical rows' features and customers."""
-    from fedmarket.data.store import SplitArrays
-    from fedmarket.generative.rows import run_generative_baselines
-
-    with progress_bar("generative baselines", None, unit="models") as advance:
-        run_generative_baselines(
-            SplitArrays.concat(train_parts),
-            test,
-            task=task,
-            seed=seed,
-            cfg=cfg,
-            epsilon=epsilon,
-            progress=lambda name: advance(1, description=name),
-            on_row=keep,
-        )
-
-
-def _anchor_rows(manifest, train_parts, test, task, epsilon, seed, keep) -> None:
-    """BG/NBD and Pareto/NBD rows (pooled, federated, and federated under DP when
-    ``epsilon`` is given), or a line saying why the data cannot have them."""
-    from fedmarket.anchors import AnchorData, run_manifest_anchors
-
-    skip = AnchorData.missing(manifest)
-    if skip:
-        console.print(f"customer-base anchors skipped: {skip}", highlight=False)
-        return
-    with progress_bar("customer-base anchors", None, unit="fits") as advance:
-        run_manifest_anchors(
-            manifest,
-            train_parts,
-            test,
-            task=task,
-            epsilon=epsilon,
-            seed=seed,
-            progress=lambda name: advance(1, description=name),
-            on_row=keep,
-        )
-
-
-def _sequence_row(data, name, task, count_loss, epochs, seed, fernet, choice):
-    """One sequence model trained centrally on the same training customers (named MODEL-nb
-    under the negative-binomial count loss)."""
-    from fedmarket.baselines import ResultRow
-    from fedmarket.centralised import run_centralised
-    from fedmarket.training import TrainConfig
-
-    cfg = TrainConfig(
-        epochs=epochs, batch_size=256, lr=3e-3, lr_schedule="cosine", patience=3, seed=seed
-    )
-    with progress_bar(f"training {name}", epochs, unit="epochs") as advance:
-        result = run_centralised(
-            data,
-            model=name,
-            task=task,
-            train_cfg=cfg,
-            hparams={"count_loss": count_loss},
-            fernet=fernet,
-            progress=advance,
-            threads=choice,
-        )
-    metrics = {k: v for k, v in result.test.items() if isinstance(v, int | float)}
-    notes, prediction = f"{result.epochs_run} epochs", result.test_scores[1]
-    label = f"{name}-nb" if count_loss == "negative-binomial" else name
-    return ResultRow(label, "sequence", metrics, result.wall_s, notes, prediction)
+def _say(line: str) -> None:
+    console.print(line, highlight=False)
