@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from fedmarket.checks import integer
 from fedmarket.data.ingest.mapping import ExportMapping
 from fedmarket.experiments.score import RAW_ID, check_out, output_format, write_targets
 from fedmarket.scoring.rec_featurise import featurise_rec_export
@@ -50,6 +51,7 @@ class RecScoreResult:
 
 def check_rec_options(opts: RecScoreOptions) -> str:
     """What can be checked before reading data; the output format."""
+    integer("--top-k", opts.top_k, at_least=1)
     fmt = output_format(opts.out, opts.fmt)
     check_out(opts.out, opts.run_dir)
     return fmt
