@@ -19,7 +19,7 @@ by time, type, category and brand).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +51,17 @@ class RecInputs:
 
     def __len__(self) -> int:
         return len(self.customer)
+
+    def take(self, index: np.ndarray) -> RecInputs:
+        """Rows ``index`` of every per-customer array, in that order."""
+        index = np.asarray(index, dtype=np.int64)
+        return replace(
+            self,
+            customer=self.customer[index],
+            X=self.X[index],
+            n_events=self.n_events[index],
+            bought=self.bought[index],
+        )
 
 
 def featurise_rec_frames(

@@ -32,6 +32,7 @@ from torch import nn
 from fedmarket.config import RunConfig
 from fedmarket.data import features, store
 from fedmarket.data.category_vocab import Vocabulary
+from fedmarket.data.protect.keys import prepared_data_fernet
 from fedmarket.errors import ConfigError
 from fedmarket.models import build_model
 from fedmarket.names import RANKING_TASK
@@ -103,10 +104,11 @@ def is_ranking_run(run_dir: Path) -> bool:
 
 
 def load_rec_model(
-    run_dir: Path, source: str = "federated", fernet: Fernet | None = None
+    run_dir: Path, source: str = "federated", key_file: Path | None = None
 ) -> RecModel:
-    """The run's ``source`` recommender; ``fernet`` reads encrypted prepared data (the
-    training customers' targets make the cold-start popularity)."""
+    """The run's ``source`` recommender. Encrypted prepared data (the training customers'
+    targets make the cold-start popularity) opens with ``key_file`` or
+    $FEDMARKET_ENCRYPTION_KEY (``prepared_data_fernet``)."""
     if source not in SOURCES:
         raise ConfigError(f"--model-source {source!r}: choose one of {', '.join(SOURCES)}")
     files = RunDir(Path(run_dir))
@@ -125,6 +127,7 @@ def load_rec_model(
         )
     manifest = store.read_manifest(data_dir)
     entry = vocabulary_entry(manifest)
+    fernet = prepared_data_fernet(data_dir, key_file, outside=[files.path])
     if source == "federated":
         net, rnd = _federated(files, cfg, entry)
     else:
