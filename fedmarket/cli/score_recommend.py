@@ -15,24 +15,29 @@ from rich.table import Table
 from fedmarket.errors import ConfigError
 from fedmarket.progress import console, progress_bar
 
-# the targeting list's options, which a ranking of categories has no use for
+# the targeting list's options, which a ranking of categories has no use for: given when not
+# None (and, for the two numbers that default to 0, not 0)
 _PROPENSITY_ONLY = {
     "--top": "top",
     "--top-n": "top_n",
     "--margin": "margin",
+    "--contact-cost": "contact_cost",
     "--holdout-fraction": "holdout_fraction",
     "--calibrate": "calibrate",
     "--data": "data",
     "--partition": "partition",
     "--key-file": "key_file",
 }
+_ZERO_DEFAULT = frozenset({"contact_cost", "holdout_fraction"})
 
 
 def check_recommend_options(given: dict[str, Any]) -> None:
     """Refuse the targeting list's options on a recommendation run, and a run without --raw."""
-    wrong = [flag for flag, name in _PROPENSITY_ONLY.items() if given.get(name)]
-    if given.get("contact_cost"):
-        wrong.append("--contact-cost")
+    wrong = [
+        flag
+        for flag, name in _PROPENSITY_ONLY.items()
+        if given.get(name) is not None and not (name in _ZERO_DEFAULT and given[name] == 0)
+    ]
     if wrong:
         raise ConfigError(
             f"{', '.join(wrong)}: the run ranks categories for each customer (task "

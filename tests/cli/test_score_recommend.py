@@ -45,6 +45,7 @@ def test_score_writes_every_customers_top_k_and_prints_the_summary(
         (("--top", "10%"), "--top: the run ranks categories"),
         (("--margin", "2", "--contact-cost", "1"), "--margin, --contact-cost"),
         (("--top-k", "0"), "--top-k must be a positive integer"),
+        (("--partition", "0"), "--partition: the run ranks"),
     ],
 )
 def test_a_recommendation_run_refuses_the_targeting_options(
