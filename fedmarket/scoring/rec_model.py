@@ -186,7 +186,7 @@ def _federated(files: RunDir, cfg: RunConfig, vocabulary: dict[str, Any]) -> tup
     net = build_model(
         cfg.model, 3, task=RANKING_TASK, dp=False, vocabulary=vocabulary, **cfg.model_options()
     )
-    net.load_state_dict(checkpoint[1], strict=True)
+    _load(net, checkpoint[1], files.checkpoint(checkpoint[0]))
     return net, checkpoint[0]
 
 
@@ -200,5 +200,18 @@ def _centralised(files: RunDir, vocabulary: dict[str, Any]) -> nn.Module:
     blob = torch.load(path, weights_only=True)
     hparams = {k: v for k, v in blob["hparams"].items() if k != "vocabulary"}
     net = build_model(blob["model"], 3, task=RANKING_TASK, vocabulary=vocabulary, **hparams)
-    net.load_state_dict(blob["state_dict"], strict=True)
+    _load(net, blob["state_dict"], path)
     return net
+
+
+def _load(net: nn.Module, weights: dict[str, torch.Tensor], path: Path) -> None:
+    try:
+        net.load_state_dict(weights, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[1].strip() if "\n" in str(exc) else str(exc)
+        raise ConfigError(
+            f"{path}: the weights do not fit the model built from the run's config and its "
+            f"prepared data's vocabulary ({first}); was it written by another fedmarket "
+            "version, or is data-dir another preparation? Score with the version and data "
+            "the run was made with"
+        ) from None

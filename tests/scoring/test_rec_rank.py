@@ -170,3 +170,21 @@ def test_centralised_and_bad_input(
         load_rec_model(scoring_run)
     with pytest.raises(ConfigError, match="--top-k"):
         rank_inputs(model, RecInputs.__new__(RecInputs), k=0)
+
+
+def test_weights_that_do_not_fit_the_model_are_refused(rec_run: Path, tmp_path: Path) -> None:
+    import shutil
+
+    import torch
+
+    from fedmarket.errors import ConfigError
+
+    run = tmp_path / "run"
+    shutil.copytree(rec_run, run)
+    files = RunDir(run)
+    path = files.checkpoint(2)
+    blob = torch.load(path, weights_only=True)
+    blob["state_dict"]["content"] = torch.zeros(3)  # as an older version saved it
+    torch.save(blob, path)
+    with pytest.raises(ConfigError, match=r"round-0002\.pt: the weights do not fit"):
+        load_rec_model(run)
