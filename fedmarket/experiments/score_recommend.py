@@ -67,7 +67,12 @@ def run_recommend_score(
     fmt = check_rec_options(opts)
     model = model if model is not None else load_rec_model(opts.run_dir, opts.source)
     inputs = featurise_rec_export(
-        model, opts.raw, mapping=opts.mapping, as_of=opts.as_of, advance=advance
+        model,
+        opts.raw,
+        mapping=opts.mapping,
+        as_of=opts.as_of,
+        advance=advance,
+        bought=opts.exclude_bought,
     )
     frames, summaries = [], {}
     for part in inputs:

@@ -8,8 +8,9 @@ scoring date and under the RUN's vocabulary: a category the run never saw is rea
 ``encode`` reads it, as no item (index -1, its event type and brand still counted), and
 ``unseen_events`` says how many history events that was.
 
-Also kept: which categories each customer bought in the window (purchase events, the whole
-window rather than the last ``history_length`` events), for ``--exclude-bought``.
+Also kept, when asked (``bought=True``): which categories each customer bought in the window
+(purchase events, the whole window rather than the last ``history_length`` events), for
+``--exclude-bought``; a tenth of the cost of one customer's request in the service.
 
 As for propensity scoring (``fedmarket.scoring.featurise``), the retailer's own ids are used:
 pseudonyms would change neither a history nor its order (each customer's events are ordered
@@ -44,7 +45,7 @@ class RecInputs:
     customer: np.ndarray
     X: np.ndarray  # float32 [N, L, 3]: the model's input (encode_inputs of recs.npz arrays)
     n_events: np.ndarray  # int32 [N]: window events with a category code
-    bought: sp.csr_matrix  # bool [N, V]: categories of the vocabulary bought in the window
+    bought: sp.csr_matrix | None  # bool [N, V]: categories bought in the window (if asked)
     window: features.FeatureWindow
     unseen_events: int  # history events whose category is not in the run's vocabulary
     drops: DropReport = field(default_factory=DropReport)
@@ -60,7 +61,7 @@ class RecInputs:
             customer=self.customer[index],
             X=self.X[index],
             n_events=self.n_events[index],
-            bought=self.bought[index],
+            bought=None if self.bought is None else self.bought[index],
         )
 
 
@@ -72,8 +73,10 @@ def featurise_rec_frames(
     retailer: str,
     drops: DropReport | None = None,
     advance: Advance | None = None,
+    bought: bool = False,
 ) -> RecInputs:
-    """Validated event frames (``validate_events`` output) of one retailer -> inputs."""
+    """Validated event frames (``validate_events`` output) of one retailer -> inputs;
+    ``bought``: with the categories each customer bought in the window."""
     customers = features.SequenceBuilder(window, str(model.manifest.get("labels", {}).get(
         "count_unit", "transactions")))  # fmt: skip
     histories = categories.CategoryHistoryBuilder(window, model.history_length)
@@ -84,7 +87,8 @@ def featurise_rec_frames(
             continue
         customers.add(frame)
         histories.add(frame)
-        purchases.append(_window_purchases(frame, window))
+        if bought:
+            purchases.append(_window_purchases(frame, window))
         n_events += len(frame)
         if advance is not None:
             advance(len(frame))
@@ -100,7 +104,7 @@ def featurise_rec_frames(
         customer=np.asarray(who),
         X=encode_inputs(arrays),
         n_events=arrays["n_events"],
-        bought=_bought(purchases, who, model.vocabulary.items),
+        bought=_bought(purchases, who, model.vocabulary.items) if bought else None,
         window=window,
         unseen_events=int(unseen.sum()),
         drops=drops if drops is not None else DropReport(),
@@ -116,6 +120,7 @@ def featurise_rec_export(
     chunksize: int = 500_000,
     strict: bool = False,
     advance: Advance | None = None,
+    bought: bool = False,
 ) -> list[RecInputs]:
     """Every retailer's customers in ``raw`` (a file or directory, as `data prepare` reads),
     as of ``as_of`` (default: the midnight after the retailer's last event)."""
@@ -144,7 +149,13 @@ def featurise_rec_export(
         )
         out.append(
             featurise_rec_frames(
-                model, frames, window, retailer=retailer, drops=drops, advance=advance
+                model,
+                frames,
+                window,
+                retailer=retailer,
+                drops=drops,
+                advance=advance,
+                bought=bought,
             )
         )
     return out

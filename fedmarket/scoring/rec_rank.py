@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from fedmarket.checks import integer
+from fedmarket.errors import ConfigError
 from fedmarket.recommend.data import COLD_EVENTS
 from fedmarket.scoring.rec_featurise import RecInputs
 from fedmarket.scoring.rec_model import ONE_CALL, RecModel
@@ -44,6 +45,8 @@ def rank_inputs(
     """Every customer's top ``k`` categories (see the module docstring), ``ONE_CALL``
     customers per model call."""
     k = min(integer("--top-k", k, at_least=1), len(model.items))
+    if exclude_bought and inputs.bought is None:
+        raise ConfigError("exclude_bought needs the window's purchases: featurise with bought=True")
     n = len(inputs)
     item = np.full((n, k), -1, dtype=np.int64)
     score = np.full((n, k), np.nan)
@@ -54,7 +57,7 @@ def rank_inputs(
         empty = inputs.n_events[lo:hi] == 0
         s[empty] = fallback  # baselines.with_cold_start
         if exclude_bought:
-            s[inputs.bought[lo:hi].toarray()] = -np.inf
+            s[inputs.bought[lo:hi].toarray()] = -np.inf  # type: ignore[index]
         top = np.argsort(-s, axis=1, kind="stable")[:, :k]
         got = np.take_along_axis(s, top, axis=1)
         left = np.isfinite(got)

@@ -33,7 +33,7 @@ def model(rec_run: Path) -> RecModel:
 
 @pytest.fixture(scope="module")
 def at_cutoff(model: RecModel, tiny_raw: Path) -> list[RecInputs]:
-    return featurise_rec_export(model, tiny_raw, as_of=model.window.cutoff)
+    return featurise_rec_export(model, tiny_raw, as_of=model.window.cutoff, bought=True)
 
 
 def _test_rows(inputs: RecInputs, data: Path, partition: int) -> np.ndarray:
@@ -133,8 +133,10 @@ def test_cold_customers_get_their_retailers_popularity(model: RecModel, tiny_raw
 
 
 def test_exclude_bought_leaves_out_the_windows_purchases(
-    model: RecModel, at_cutoff: list[RecInputs]
+    model: RecModel, at_cutoff: list[RecInputs], tiny_raw: Path
 ) -> None:
+    from fedmarket.errors import ConfigError
+
     inputs = at_cutoff[0]
     k = len(model.items)
     every = rank_inputs(model, inputs, k=k)
@@ -147,6 +149,10 @@ def test_exclude_bought_leaves_out_the_windows_purchases(
         assert list(got) == kept
         assert np.isnan(fresh.score[i][len(kept) :]).all()
     assert len(ranked_rows(model, inputs, fresh)) == len(inputs) * k - int(bought.sum())
+    (plain,) = featurise_rec_export(model, tiny_raw, as_of=model.window.cutoff)[:1]
+    assert plain.bought is None and np.array_equal(plain.X, inputs.X)
+    with pytest.raises(ConfigError, match="bought=True"):
+        rank_inputs(model, plain, exclude_bought=True)
 
 
 def test_centralised_and_bad_input(

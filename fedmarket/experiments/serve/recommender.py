@@ -69,7 +69,7 @@ class RecScorer(Scorer):
         as_of = [self._as_of(c, t, p) for c, t, p in zip(customers, last, prefixes, strict=True)]
         self._check_before(as_of, who, times, customers, prefixes)
         out: list[dict[str, Any]] = [{} for _ in customers]
-        for members, inputs in self._histories(valid, who, as_of, prefixes):
+        for members, inputs in self._histories(valid, who, as_of, prefixes, exclude_bought):
             ranked = rank_inputs(self.model, inputs, k=k, exclude_bought=exclude_bought)
             items = self.model.items
             for row, m in enumerate(members):
@@ -93,6 +93,7 @@ class RecScorer(Scorer):
         who: np.ndarray,
         as_of: list[pd.Timestamp],
         prefixes: Sequence[Loc],
+        bought: bool,
     ) -> list[tuple[np.ndarray, RecInputs]]:
         """(customers, their inputs in that order): one featurisation per distinct ``as_of``."""
         dates = np.array([a.value for a in as_of], dtype=np.int64)
@@ -102,7 +103,9 @@ class RecScorer(Scorer):
             rows = valid if len(members) == len(as_of) else valid[np.isin(who, members)]
             window = self.model.window_at(pd.Timestamp(int(day), unit="ns", tz="UTC"))
             try:
-                inputs = featurise_rec_frames(self.model, [rows], window, retailer=self.retailer)
+                inputs = featurise_rec_frames(
+                    self.model, [rows], window, retailer=self.retailer, bought=bought
+                )
                 found = {str(c): k for k, c in enumerate(inputs.customer)}
             except DataError:  # none of them is active in the window
                 found = {}

@@ -40,7 +40,7 @@ def _batch_lists(
     model: RecModel, export: Path, as_of: pd.Timestamp, k: int, **kw: Any
 ) -> dict[str, tuple[list[str], np.ndarray]]:
     """`fedmarket score`'s lists of the export's customers: id -> (categories, scores)."""
-    (inputs,) = featurise_rec_export(model, export, as_of=as_of)
+    (inputs,) = featurise_rec_export(model, export, as_of=as_of, bought=True)
     ranked = rank_inputs(model, inputs, k=k, **kw)
     return {
         str(c): ([model.items[i] for i in ranked.item[r] if i >= 0], ranked.score[r])
