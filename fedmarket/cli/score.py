@@ -68,9 +68,41 @@ def score_cmd(
             "(--data's training split, or the export one horizon back); they never leave."
         ),
     ] = None,
+    top_k: Annotated[
+        int | None,
+        typer.Option(help="Recommendation run: categories per customer (default 10)."),
+    ] = None,
+    exclude_bought: Annotated[
+        bool,
+        typer.Option(help="Recommendation run: leave out categories bought in the window."),
+    ] = False,
 ) -> None:
-    """Score a retailer's customers with a run's model and write its targeting list."""
+    """Score a retailer's customers with a run's model and write its targeting list (a
+    recommendation run: each customer's top-k categories)."""
     from fedmarket.data.ingest.mapping import mapping_option
+    from fedmarket.scoring.rec_model import is_ranking_run
+
+    if is_ranking_run(run_dir):
+        from fedmarket.cli.score_recommend import check_recommend_options, score_recommendations
+
+        check_recommend_options(locals())
+        score_recommendations(
+            run_dir,
+            out,
+            raw,  # type: ignore[arg-type]  (checked)
+            mapping=mapping_option(mapping),
+            as_of=as_of,
+            source=model_source,
+            fmt=fmt,
+            top_k=10 if top_k is None else top_k,
+            exclude_bought=exclude_bought,
+        )
+        return
+    if top_k is not None or exclude_bought:
+        raise ConfigError(
+            "--top-k and --exclude-bought rank categories: they apply to a recommendation run "
+            "(task next-categories); this run scores customers (use --top, --top-n, --margin)"
+        )
     from fedmarket.experiments.score import ScoreOptions, check_options, run_score
     from fedmarket.scoring.run_model import load_run_model
     from fedmarket.scoring.targeting import SelectionRule

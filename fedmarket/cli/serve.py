@@ -45,8 +45,17 @@ def serve_cmd(
     max_events: Annotated[int, typer.Option(help="Most events per customer.")] = 10_000,
     max_customers: Annotated[int, typer.Option(help="Most customers per batch.")] = 1_000,
     encryption_key_file: EncryptionKeyFile = None,
+    retailer: Annotated[
+        str | None,
+        typer.Option(
+            help="A recommendation run: the retailer served, whose popularity ranks a "
+            "customer without history (default: every retailer's)."
+        ),
+    ] = None,
 ) -> None:
     """Serve a run's model over HTTP: POST /v1/score, /v1/score/batch; GET /v1/model, /healthz.
+
+    A recommendation run answers each customer's top categories (?k=10, at most 100).
 
     One worker process, torch on one thread: requests are a few milliseconds each and hold
     the GIL, so more workers would only each load the model and compete for the cores."""
@@ -72,6 +81,7 @@ def serve_cmd(
         top_percent=top,
         limits=Limits(max_events=max_events, max_customers=max_customers),
         encryption_key_file=encryption_key_file,
+        retailer=retailer,
     )
     run_service(
         options, lambda line: console.print(line, markup=False, highlight=False, soft_wrap=True)

@@ -19,6 +19,7 @@ from typing import Any, Final
 from fedmarket.config import DEFAULTS, format_overrides
 from fedmarket.data import store
 from fedmarket.rundir import RunDir, json_safe
+from fedmarket.scoring.rec_model import RecModel
 from fedmarket.scoring.run_model import RunModel
 
 CARD_VERSION: Final[int] = 1
@@ -53,6 +54,56 @@ def model_card(run: RunModel) -> dict[str, Any]:
             "training_data": _training_data(run.manifest),
             "metrics": _metrics(RunDir(run.run_dir), run.source),
             "privacy": _privacy(RunDir(run.run_dir), cfg),
+            "run_config": {k: v for k, v in cfg.items() if k not in _PATHS},
+            "command": run_command(cfg),
+        }
+    )
+
+
+def recommendation_card(model: RecModel) -> dict[str, Any]:
+    """The card of a recommendation run's model (task next-categories): what it ranks, what
+    it reads, how cold customers are ranked, and its ranking metrics, warm and cold."""
+    from fedmarket import __version__
+    from fedmarket.recommend.data import COLD_EVENTS
+    from fedmarket.recommend.experiment import COLD_START
+
+    cfg = model.config.to_flower()
+    files = RunDir(model.run_dir)
+    table = (_read(files.summary).get("recommend") or {}).get("table") or []
+    name = "GRU+NCF (federated)" if model.source == "federated" else "GRU+NCF (centralised)"
+    w = model.window
+    return json_safe(
+        {
+            "card_version": CARD_VERSION,
+            "fedmarket_version": __version__,
+            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "model": {"name": model.model_name, "source": model.source, "round": model.round},
+            "task": {
+                "name": model.task.name,
+                "description": model.task.description,
+                "ranks": "categories",
+                "output": "for each customer, the run's categories ranked by the model's "
+                f"score: the ones most likely carted or bought in the {w.horizon_days} days "
+                "after the scoring date first",
+                "horizon_days": w.horizon_days,
+                "cold_start": COLD_START,
+                "cold_threshold_events": COLD_EVENTS,
+            },
+            "inputs": {
+                "history_length": model.history_length,
+                "events": "the customer's last window events with a category code, oldest "
+                "first: category, event type, brand",
+                "window_days": w.window_days,
+                "trained_cutoff": w.cutoff.isoformat(),
+                "categories": list(model.items),
+                "known_categories": model.vocabulary.n_known,
+            },
+            "training_data": _training_data(model.manifest),
+            "metrics": {
+                **_metrics(files, model.source),
+                "ranking": [r for r in table if r.get("model") == name],
+            },
+            "privacy": _privacy(files, cfg),
             "run_config": {k: v for k, v in cfg.items() if k not in _PATHS},
             "command": run_command(cfg),
         }

@@ -127,10 +127,10 @@ def featurise_export(
     for retailer in sorted(exports):
         files = exports[retailer]
         if as_of is None:
-            last = _last_event(retailer, files, mapping, chunksize)
+            last = latest_event(retailer, files, mapping, chunksize)
             window = run.window_at(default_as_of(last))
         else:
-            window = run.window_at(_as_of(as_of))
+            window = run.window_at(parse_as_of(as_of))
         drops = DropReport()
         frames = (
             chunk
@@ -150,7 +150,7 @@ def featurise_export(
     return out
 
 
-def _as_of(value: object) -> pd.Timestamp:
+def parse_as_of(value: object) -> pd.Timestamp:
     try:
         t = pd.Timestamp(value)
     except (TypeError, ValueError) as exc:
@@ -164,7 +164,7 @@ def _as_of(value: object) -> pd.Timestamp:
     return t
 
 
-def _last_event(
+def latest_event(
     retailer: str, files: list[Path], mapping: ExportMapping | None, chunksize: int
 ) -> pd.Timestamp:
     """The latest event as `data prepare` takes it for its default cut-off (an upper bound

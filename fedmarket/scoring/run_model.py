@@ -110,9 +110,10 @@ def load_run_model(run_dir: Path, source: str = "federated") -> RunModel:
     cfg = files.read_config()
     if get_task(cfg.task).target_ndim != 1:
         raise ConfigError(
-            f"{files.path}: a {cfg.task} run ranks items for each customer; scoring, export and "
-            "the service take runs that score customers (purchase, purchase-count, churn, "
-            "churn-inactive): its recommendations are in the run's report"
+            f"{files.path}: a {cfg.task} run ranks items for each customer; `fedmarket score` "
+            "and `fedmarket serve` give its top-k categories (fedmarket.scoring.rec_model), "
+            "export and the propensity paths take runs that score customers (purchase, "
+            "purchase-count, churn, churn-inactive)"
         )
     data_dir = Path(cfg.data_dir)
     if not (data_dir / store.MANIFEST_NAME).is_file():
@@ -122,7 +123,7 @@ def load_run_model(run_dir: Path, source: str = "federated") -> RunModel:
             "data-dir is, or pass --data with a copy of it"
         )
     manifest = store.read_manifest(data_dir)
-    window = _window(manifest, data_dir)
+    window = manifest_window(manifest, data_dir)
     norm = NormStats.from_dict(manifest["normalisation"])
     if source == "federated":
         net, rnd, calibrator = _federated(files, cfg, manifest)
@@ -143,7 +144,7 @@ def load_run_model(run_dir: Path, source: str = "federated") -> RunModel:
     )
 
 
-def _window(manifest: store.Manifest, data_dir: Path) -> features.FeatureWindow:
+def manifest_window(manifest: store.Manifest, data_dir: Path) -> features.FeatureWindow:
     w: dict[str, Any] | None = manifest.get("window")  # type: ignore[assignment]
     if not w or manifest.get("kind") == "table":
         raise ConfigError(

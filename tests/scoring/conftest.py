@@ -66,3 +66,44 @@ def make_run(
 @pytest.fixture(scope="session")
 def scoring_run(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_run(tiny_data, tmp_path_factory.mktemp("scoring") / "run", centralised={})
+
+
+def make_rec_run(data: Path, out: Path, *, centralised: bool = False) -> Path:
+    """A next-categories run directory over ``data``: a seeded, untrained gru-ncf as its
+    round-2 global model (and, with ``centralised``, another seed as the centralised one)."""
+    from fedmarket.recommend.data import vocabulary_entry
+
+    cfg = RunConfig.from_mapping(
+        {
+            "data-dir": str(data),
+            "out-dir": str(out),
+            "dp": "none",
+            "model": "gru-ncf",
+            "task": "next-categories",
+        }
+    )
+    files = RunDir(out)
+    out.mkdir(parents=True)
+    files.write_config(cfg)
+    vocabulary = vocabulary_entry(store.read_manifest(data))
+
+    def net(seed: int) -> torch.nn.Module:
+        return build_model("gru-ncf", 3, task="next-categories", seed=seed, vocabulary=vocabulary)
+
+    files.save_checkpoint(2, net(1).state_dict())
+    files.latest_marker.write_text('{"round": 2, "path": "round-0002.pt"}')
+    if centralised:
+        files.centralised.mkdir()
+        blob = {
+            "model": "gru-ncf",
+            "task": "next-categories",
+            "state_dict": net(2).state_dict(),
+            "hparams": {},
+        }
+        torch.save(blob, files.centralised_model)
+    return out
+
+
+@pytest.fixture(scope="session")
+def rec_run(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_rec_run(tiny_data, tmp_path_factory.mktemp("rec") / "run", centralised=True)

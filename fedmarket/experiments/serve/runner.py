@@ -29,7 +29,9 @@ from fedmarket.experiments.serve.decision import (
     fixed_decision,
     top_decision,
 )
+from fedmarket.experiments.serve.recommend_service import recommend_service
 from fedmarket.experiments.serve.scorer import Limits
+from fedmarket.scoring.rec_model import is_ranking_run
 from fedmarket.scoring.run_model import RunModel, load_run_model
 
 
@@ -45,6 +47,7 @@ class ServeOptions:
     limits: Limits = field(default_factory=Limits)
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     encryption_key_file: Path | None = None  # to score the test customers for --top
+    retailer: str | None = None  # a recommendation run: whose popularity ranks cold customers
 
 
 def network_warning(host: str, has_token: bool) -> str | None:
@@ -97,22 +100,26 @@ def run_service(options: ServeOptions, announce: Callable[[str], None]) -> None:
     token = None
     if options.token_file is not None:
         token = read_secret_text(options.token_file, "service token")
-    run = load_run_model(options.run_dir, options.model_source)
-    decision = decision_for(run, options)
-    app = create_app(
-        run,
-        decision=decision,
-        token=token,
-        limits=options.limits,
-        max_body_bytes=options.max_body_bytes,
-    )
+    if is_ranking_run(options.run_dir):
+        app, serving, note = recommend_service(options, token)
+    else:
+        run = load_run_model(options.run_dir, options.model_source)
+        decision = decision_for(run, options)
+        app = create_app(
+            run,
+            decision=decision,
+            token=token,
+            limits=options.limits,
+            max_body_bytes=options.max_body_bytes,
+        )
+        serving, note = f"{run.model_name} ({run.source})", f"decision: {decision.rule}"
     warning = network_warning(options.host, token is not None)
     sock = bind(options.host, options.port)
     host, port = sock.getsockname()[:2]
     if warning:
         announce(f"warning: {warning}")
-    announce(f"decision: {decision.rule}")
-    announce(f"serving {run.model_name} ({run.source}) on http://{_url_host(host)}:{port}")
+    announce(note)
+    announce(f"serving {serving} on http://{_url_host(host)}:{port}")
     config = uvicorn.Config(
         app, access_log=False, log_level="warning", lifespan="off", server_header=False
     )
