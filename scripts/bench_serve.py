@@ -3,7 +3,7 @@
 Usage::
 
     .venv/bin/python scripts/bench_serve.py --raw RAW (--run RUN_DIR | --data PREPARED)
-        [--requests 2000] [--seconds 30] [--concurrency 1 8 32] [--batch-size 100]
+        [--requests 2000] [--seconds 30] [--concurrency 1 8 32] [--batch-size 100 (0: none)]
         [--out /tmp/fedmarket-bench-serve]
 
 The server is ``fedmarket serve RUN --port 0`` in its own process (one worker, as shipped).
@@ -210,11 +210,11 @@ def stages(run_dir: Path, body: dict, repeats: int = 200) -> dict[str, float]:
     prefixes = [("body",)]
     for _ in range(repeats):
         request = timed("json + pydantic", ScoreRequest.model_validate_json, raw)
-        frame, starts = timed("events to frame", scorer._frame, [request], prefixes)
-        valid = timed("validate_events", scorer._validate, frame, [request], starts, prefixes)
+        columns, starts = timed("events to columns", scorer._columns, [request], prefixes)
+        valid = timed("validate_columns", scorer._validate, columns, [request], starts, prefixes)
         who = valid["user_id"].astype(np.int64).to_numpy()
         as_of = [pd.Timestamp(request.as_of).tz_localize("UTC")]
-        X = timed("featurise_frames", scorer._features, valid, who, as_of, prefixes)
+        X = timed("featurise_as_of", scorer._features, valid, who, as_of, prefixes)
         timed("model (predict)", run.predict, X)
         timed("whole score()", scorer.score, [request], prefixes)
     return {name: statistics.median(v) for name, v in times.items()}
@@ -228,7 +228,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
-    parser.add_argument("--batch-size", type=int, default=100)
+    parser.add_argument("--batch-size", type=int, default=100, help="0: no batch requests")
     parser.add_argument("--out", type=Path, default=Path("/tmp/fedmarket-bench-serve"))
     args = parser.parse_args()
     if args.run is None and args.data is None:
@@ -247,7 +247,7 @@ def main() -> None:
             row = measured(process.pid, url, "/v1/score", one, c, args.requests, args.seconds)
             results[f"score_c{c}"] = row
             print(f"/v1/score      c={c:<3} {_line(row)}", flush=True)
-        for c in (1, 4):
+        for c in (1, 4) if batch else ():
             body = {"customers": batch}
             row = measured(process.pid, url, "/v1/score/batch", body, c, 200, args.seconds)
             row["customers_per_s"] = row["requests_per_s"] * len(batch)
