@@ -19,7 +19,7 @@ sending to the whole answer read. The load generator shares the machine with the
 load average is printed with each line, and the CPU time per request of the server process
 and of the load generator (over the warm-up and the measured requests), which a loaded machine
 inflates far less than latency. Also printed: the time of each stage of one request in
-process (parse, frame, validation, features, model), the median of 200 calls.
+process (parse, columns, validation, features, model), the median of 200 calls.
 """
 
 from __future__ import annotations

@@ -24,6 +24,9 @@ local times that do not exist or repeat at a DST change are ``ambiguous_local_ti
 
 Parsing uses pyarrow compute kernels: on this 2-core machine they parse the REES46 text about
 twenty times faster than ``pd.to_datetime``; pandas handles the rarer ISO 8601 and custom formats.
+For a few rows of plain Python values (the scoring service's requests) those kernels are fixed
+cost: ``validate_small.validate_columns`` applies these rules in a loop, with this module's
+reasons, messages and report (``record_drops``), and hands anything it cannot judge exactly here.
 """
 
 from __future__ import annotations
