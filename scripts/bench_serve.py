@@ -4,6 +4,7 @@ Usage::
 
     .venv/bin/python scripts/bench_serve.py --raw RAW (--run RUN_DIR | --data PREPARED)
         [--requests 2000] [--seconds 30] [--concurrency 1 8 32] [--batch-size 100 (0: none)]
+        [--stub-scoring]
         [--out /tmp/fedmarket-bench-serve]
 
 The server is ``fedmarket serve RUN --port 0`` in its own process (one worker, as shipped).
@@ -42,6 +43,14 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 CLI = "import sys; from fedmarket.cli import app; app(sys.argv[1:])"
+# --stub-scoring: every customer gets a fixed answer, so what is measured is the HTTP floor
+# (uvicorn, the app, the body, the hand-off to the scoring thread), not the scoring
+STUB = """
+from fedmarket.experiments.serve.scorer import Scorer
+ANSWER = {"customer_id": None, "as_of": "2020-01-01", "propensity": 0.5,
+          "expected_count": None, "selected": True}
+Scorer.score = lambda self, customers, prefixes: [dict(ANSWER) for _ in customers]
+"""
 WARM_UP = 50  # requests before the measured ones, at each setting
 
 
@@ -108,11 +117,11 @@ def _json(rows: pd.DataFrame) -> list[dict[str, Any]]:
     return out
 
 
-def start_server(run_dir: Path) -> tuple[subprocess.Popen[str], str, float]:
+def start_server(run_dir: Path, stub: bool = False) -> tuple[subprocess.Popen[str], str, float]:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "NO_COLOR": "1"}
     t0 = time.perf_counter()
     process = subprocess.Popen(
-        [sys.executable, "-c", CLI, "serve", str(run_dir), "--port", "0"],
+        [sys.executable, "-c", (STUB if stub else "") + CLI, "serve", str(run_dir), "--port", "0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -229,6 +238,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--batch-size", type=int, default=100, help="0: no batch requests")
+    parser.add_argument(
+        "--stub-scoring", action="store_true", help="fixed answers: the HTTP layer's own cost"
+    )
     parser.add_argument("--out", type=Path, default=Path("/tmp/fedmarket-bench-serve"))
     args = parser.parse_args()
     if args.run is None and args.data is None:
@@ -240,7 +252,7 @@ def main() -> None:
     results: dict[str, Any] = {"events_per_customer": n_events, "stages_ms": stages(run_dir, one)}
     for name, ms in results["stages_ms"].items():
         print(f"  in process: {name:<24} {ms:7.2f} ms")
-    process, url, startup = start_server(run_dir)
+    process, url, startup = start_server(run_dir, args.stub_scoring)
     results["startup_s"] = startup
     try:
         for c in args.concurrency:
