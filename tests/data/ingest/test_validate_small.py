@@ -179,3 +179,27 @@ def test_declined_inputs_and_large_ones_go_to_the_general_validator(
     report = DropReport()
     out = validate_columns(_columns(events), strict=False, report=report, **KW)
     assert len(out) == 4 and report.rows_kept == 4
+
+
+@pytest.mark.parametrize(
+    "time",
+    [
+        "2020-03-01T00:00:00+18:59",
+        "2020-03-01T00:00:00-18:59",
+        "2020-03-01 00:00:00+00:59",
+        "2020-03-01T00:00:00.5-07:30",
+        "1678-01-01T00:00:00+18:00",  # 1677-12-31 in UTC, still within nanosecond range
+        "2261-12-31T23:59:59.999999999-18:00",
+        "2020-02-29 23:59:59 UTC",
+        "2019-02-29 23:59:59 UTC",  # no such day: declined, the general path refuses it
+        "2020-03-01 00:00:00z",  # lower-case z: declined, the general path refuses it
+        "2020-03-01T00:00:00 UTC",  # declined: pandas reads it
+    ],
+)
+def test_edge_times_as_the_general_validator(time: str) -> None:
+    columns = {"event_time": [time], "event_type": ["view"], "price": [1.0], "user_id": ["1"]}
+    slow, slow_report = _general(columns, strict=False)
+    fast_report = DropReport()
+    fast = validate_columns(columns, strict=False, report=fast_report, **KW)
+    pd.testing.assert_frame_equal(fast, slow)
+    assert fast_report.to_dict() == slow_report.to_dict()
