@@ -4,7 +4,7 @@ Usage::
 
     .venv/bin/python scripts/bench_serve.py --raw RAW (--run RUN_DIR | --data PREPARED)
         [--requests 2000] [--seconds 30] [--concurrency 1 8 32] [--batch-size 100 (0: none)]
-        [--stub-scoring]
+        [--stub-scoring] [--onnx]
         [--out /tmp/fedmarket-bench-serve]
 
 The server is ``fedmarket serve RUN --port 0`` in its own process (one worker, as shipped).
@@ -117,11 +117,14 @@ def _json(rows: pd.DataFrame) -> list[dict[str, Any]]:
     return out
 
 
-def start_server(run_dir: Path, stub: bool = False) -> tuple[subprocess.Popen[str], str, float]:
+def start_server(
+    run_dir: Path, stub: bool = False, onnx: bool = False
+) -> tuple[subprocess.Popen[str], str, float]:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "NO_COLOR": "1"}
     t0 = time.perf_counter()
     process = subprocess.Popen(
-        [sys.executable, "-c", (STUB if stub else "") + CLI, "serve", str(run_dir), "--port", "0"],
+        [sys.executable, "-c", (STUB if stub else "") + CLI, "serve", str(run_dir), "--port", "0"]
+        + (["--onnx"] if onnx else []),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -238,6 +241,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--batch-size", type=int, default=100, help="0: no batch requests")
+    parser.add_argument("--onnx", action="store_true", help="fedmarket serve --onnx")
     parser.add_argument(
         "--stub-scoring", action="store_true", help="fixed answers: the HTTP layer's own cost"
     )
@@ -252,7 +256,7 @@ def main() -> None:
     results: dict[str, Any] = {"events_per_customer": n_events, "stages_ms": stages(run_dir, one)}
     for name, ms in results["stages_ms"].items():
         print(f"  in process: {name:<24} {ms:7.2f} ms")
-    process, url, startup = start_server(run_dir, args.stub_scoring)
+    process, url, startup = start_server(run_dir, args.stub_scoring, args.onnx)
     results["startup_s"] = startup
     try:
         for c in args.concurrency:

@@ -14,8 +14,10 @@ caller but a 500 with a generic message (``guard``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -41,10 +43,12 @@ def create_app(
     token: str | None = None,
     limits: Limits | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    predict: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> FastAPI:
-    """The app serving ``run``'s model; ``token`` None: no authentication."""
+    """The app serving ``run``'s model; ``token`` None: no authentication; ``predict``:
+    ``run.predict`` in another runtime (``scoring.onnx_model``)."""
     limits = limits or Limits()
-    scorer = Coalescer(Scorer(run, decision, limits), limits.max_customers)
+    scorer = Coalescer(Scorer(run, decision, limits, predict), limits.max_customers)
     card = model_card(run)
     model = {"name": run.model_name, "source": run.source, "round": run.round}
     about = {"decision": decision.to_dict(), "model": model}

@@ -45,6 +45,7 @@ class ServeOptions:
     limits: Limits = field(default_factory=Limits)
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     encryption_key_file: Path | None = None  # to score the test customers for --top
+    onnx: bool = False  # model calls in ONNX Runtime (scoring.onnx_model)
 
 
 def network_warning(host: str, has_token: bool) -> str | None:
@@ -99,12 +100,22 @@ def run_service(options: ServeOptions, announce: Callable[[str], None]) -> None:
         token = read_secret_text(options.token_file, "service token")
     run = load_run_model(options.run_dir, options.model_source)
     decision = decision_for(run, options)
+    predict = None
+    if options.onnx:
+        from fedmarket.scoring.onnx_model import OnnxModel
+
+        model = OnnxModel(run)
+        predict = model.predict
+        announce(
+            f"model calls: ONNX Runtime (max difference from PyTorch {model.max_abs_diff:.1g})"
+        )
     app = create_app(
         run,
         decision=decision,
         token=token,
         limits=options.limits,
         max_body_bytes=options.max_body_bytes,
+        predict=predict,
     )
     warning = network_warning(options.host, token is not None)
     sock = bind(options.host, options.port)

@@ -15,7 +15,7 @@ row and column, which the service turns into the event's index and field.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -79,9 +79,17 @@ class Limits:
 class Scorer:
     """Scores requests with one run's model and one decision rule."""
 
-    def __init__(self, run: RunModel, decision: Decision, limits: Limits) -> None:
+    def __init__(
+        self,
+        run: RunModel,
+        decision: Decision,
+        limits: Limits,
+        predict: Callable[[np.ndarray], np.ndarray] | None = None,
+    ) -> None:
+        """``predict``: ``run.predict`` in another runtime (``scoring.onnx_model``)."""
         self.run, self.decision, self.limits = run, decision, limits
         self.count = is_count(run)
+        self.predict = predict
 
     def score(self, customers: Sequence[ScoreRequest], prefixes: Sequence[Loc]) -> list[dict]:
         """One result per customer, in order; ``prefixes[i]`` locates customer i in the body."""
@@ -103,7 +111,7 @@ class Scorer:
         self._check_before(as_of, who, times, customers, prefixes)
         X = self._features(valid, who, as_of, prefixes)
         # the targeting list's rule (scoring.batch), so both paths give a customer one answer
-        p, counts = propensities(self.run, X)
+        p, counts = propensities(self.run, X, predict=self.predict)
         scores = counts if self.count else p
         return [
             self._result(c, a, float(q), float(s))
