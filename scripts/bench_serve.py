@@ -3,7 +3,8 @@
 Usage::
 
     .venv/bin/python scripts/bench_serve.py --raw RAW (--run RUN_DIR | --data PREPARED)
-        [--requests 2000] [--seconds 30] [--concurrency 1 8 32] [--batch-size 100]
+        [--requests 2000] [--seconds 30] [--concurrency 1 8 32] [--batch-size 100 (0: none)]
+        [--stub-scoring] [--onnx]
         [--out /tmp/fedmarket-bench-serve]
 
 The server is ``fedmarket serve RUN --port 0`` in its own process (one worker, as shipped).
@@ -19,7 +20,7 @@ sending to the whole answer read. The load generator shares the machine with the
 load average is printed with each line, and the CPU time per request of the server process
 and of the load generator (over the warm-up and the measured requests), which a loaded machine
 inflates far less than latency. Also printed: the time of each stage of one request in
-process (parse, frame, validation, features, model), the median of 200 calls.
+process (parse, columns, validation, features, model), the median of 200 calls.
 """
 
 from __future__ import annotations
@@ -42,6 +43,14 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 CLI = "import sys; from fedmarket.cli import app; app(sys.argv[1:])"
+# --stub-scoring: every customer gets a fixed answer, so what is measured is the HTTP floor
+# (uvicorn, the app, the body, the hand-off to the scoring thread), not the scoring
+STUB = """
+from fedmarket.experiments.serve.scorer import Scorer
+ANSWER = {"customer_id": None, "as_of": "2020-01-01", "propensity": 0.5,
+          "expected_count": None, "selected": True}
+Scorer.score = lambda self, customers, prefixes: [dict(ANSWER) for _ in customers]
+"""
 WARM_UP = 50  # requests before the measured ones, at each setting
 
 
@@ -108,11 +117,14 @@ def _json(rows: pd.DataFrame) -> list[dict[str, Any]]:
     return out
 
 
-def start_server(run_dir: Path) -> tuple[subprocess.Popen[str], str, float]:
+def start_server(
+    run_dir: Path, stub: bool = False, onnx: bool = False
+) -> tuple[subprocess.Popen[str], str, float]:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "NO_COLOR": "1"}
     t0 = time.perf_counter()
     process = subprocess.Popen(
-        [sys.executable, "-c", CLI, "serve", str(run_dir), "--port", "0"],
+        [sys.executable, "-c", (STUB if stub else "") + CLI, "serve", str(run_dir), "--port", "0"]
+        + (["--onnx"] if onnx else []),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -210,11 +222,11 @@ def stages(run_dir: Path, body: dict, repeats: int = 200) -> dict[str, float]:
     prefixes = [("body",)]
     for _ in range(repeats):
         request = timed("json + pydantic", ScoreRequest.model_validate_json, raw)
-        frame, starts = timed("events to frame", scorer._frame, [request], prefixes)
-        valid = timed("validate_events", scorer._validate, frame, [request], starts, prefixes)
+        columns, starts = timed("events to columns", scorer._columns, [request], prefixes)
+        valid = timed("validate_columns", scorer._validate, columns, [request], starts, prefixes)
         who = valid["user_id"].astype(np.int64).to_numpy()
         as_of = [pd.Timestamp(request.as_of).tz_localize("UTC")]
-        X = timed("featurise_frames", scorer._features, valid, who, as_of, prefixes)
+        X = timed("featurise_as_of", scorer._features, valid, who, as_of, prefixes)
         timed("model (predict)", run.predict, X)
         timed("whole score()", scorer.score, [request], prefixes)
     return {name: statistics.median(v) for name, v in times.items()}
@@ -228,7 +240,11 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
-    parser.add_argument("--batch-size", type=int, default=100)
+    parser.add_argument("--batch-size", type=int, default=100, help="0: no batch requests")
+    parser.add_argument("--onnx", action="store_true", help="fedmarket serve --onnx")
+    parser.add_argument(
+        "--stub-scoring", action="store_true", help="fixed answers: the HTTP layer's own cost"
+    )
     parser.add_argument("--out", type=Path, default=Path("/tmp/fedmarket-bench-serve"))
     args = parser.parse_args()
     if args.run is None and args.data is None:
@@ -240,14 +256,14 @@ def main() -> None:
     results: dict[str, Any] = {"events_per_customer": n_events, "stages_ms": stages(run_dir, one)}
     for name, ms in results["stages_ms"].items():
         print(f"  in process: {name:<24} {ms:7.2f} ms")
-    process, url, startup = start_server(run_dir)
+    process, url, startup = start_server(run_dir, args.stub_scoring, args.onnx)
     results["startup_s"] = startup
     try:
         for c in args.concurrency:
             row = measured(process.pid, url, "/v1/score", one, c, args.requests, args.seconds)
             results[f"score_c{c}"] = row
             print(f"/v1/score      c={c:<3} {_line(row)}", flush=True)
-        for c in (1, 4):
+        for c in (1, 4) if batch else ():
             body = {"customers": batch}
             row = measured(process.pid, url, "/v1/score/batch", body, c, 200, args.seconds)
             row["customers_per_s"] = row["requests_per_s"] * len(batch)

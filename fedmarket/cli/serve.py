@@ -44,6 +44,14 @@ def serve_cmd(
     ] = None,
     max_events: Annotated[int, typer.Option(help="Most events per customer.")] = 10_000,
     max_customers: Annotated[int, typer.Option(help="Most customers per batch.")] = 1_000,
+    onnx: Annotated[
+        bool,
+        typer.Option(
+            "--onnx",
+            help="Score with ONNX Runtime: an in-memory export of the model, checked against "
+            "PyTorch at start-up (about 30 s more); needs pip install 'fedmarket[export]'.",
+        ),
+    ] = False,
     encryption_key_file: EncryptionKeyFile = None,
     retailer: Annotated[
         str | None,
@@ -82,6 +90,7 @@ def serve_cmd(
         limits=Limits(max_events=max_events, max_customers=max_customers),
         encryption_key_file=encryption_key_file,
         retailer=retailer,
+        onnx=onnx,
     )
     run_service(
         options, lambda line: console.print(line, markup=False, highlight=False, soft_wrap=True)

@@ -19,7 +19,7 @@ own ``--calibrate`` map fitted on its labelled customers (``fit_local_calibrator
 from __future__ import annotations
 
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,11 +44,15 @@ def is_count(run: RunModel) -> bool:
 
 
 def propensities(
-    run: RunModel, X: np.ndarray, calibrator: Calibrator | None = None
+    run: RunModel,
+    X: np.ndarray,
+    calibrator: Calibrator | None = None,
+    predict: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """(P(buy), expected count or None) of normalised inputs ``X``; ``calibrator`` (a
-    retailer's own) is applied after the run's."""
-    out = run.predict(X)
+    retailer's own) is applied after the run's; ``predict``: another runtime's
+    ``run.predict`` (the service's ONNX model)."""
+    out = (predict or run.predict)(X)
     if is_count(run):
         count = np.clip(out, 0.0, None)
         return -np.expm1(-count), count

@@ -109,6 +109,44 @@ def featurise_frames(
     )
 
 
+class NoEventInWindow(DataError):
+    """Customer ``customer`` (its number among those featurised) has no event in ``window``."""
+
+    def __init__(self, customer: int, window: features.FeatureWindow) -> None:
+        super().__init__(
+            f"no event in the model's window [{window.start:%Y-%m-%d}, "
+            f"{window.cutoff:%Y-%m-%d}) ({window.window_days} days before as_of): "
+            "the model scores customers active in it"
+        )
+        self.customer, self.window = customer, window
+
+
+def featurise_as_of(
+    run: RunModel, events: pd.DataFrame, customer: np.ndarray, as_of: np.ndarray, *, retailer: str
+) -> np.ndarray:
+    """Model inputs of customers ``0..len(as_of)-1``, each in the run's window moved to its
+    own ``as_of`` (UTC nanoseconds): one ``featurise_frames`` per distinct date.
+
+    ``events`` is validated (``validate_events``) with ``customer[i]`` the number of row i's
+    customer. Raises ``NoEventInWindow`` for the first customer without an event in its window.
+    """
+    X = np.zeros((len(as_of), *run.input_shape), dtype=np.float32)
+    for day in np.unique(as_of):
+        members = np.flatnonzero(as_of == day)
+        rows = events if len(members) == len(as_of) else events[np.isin(customer, members)]
+        window = run.window_at(pd.Timestamp(int(day), unit="ns", tz="UTC"))
+        try:
+            inputs = featurise_frames(run, [rows], window, retailer=retailer)
+            found = {str(c): k for k, c in enumerate(inputs.customer)}
+        except DataError:  # none of them is active in the window
+            found = {}
+        for m in members:
+            if str(m) not in found:
+                raise NoEventInWindow(int(m), window)
+        X[members] = inputs.X[[found[str(m)] for m in members]]
+    return X
+
+
 def featurise_export(
     run: RunModel,
     raw: Path,

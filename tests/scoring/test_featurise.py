@@ -7,9 +7,17 @@ import pandas as pd
 import pytest
 
 from fedmarket.data import event_pass, store
+from fedmarket.data.ingest import loaders
+from fedmarket.data.ingest.validate import DropReport
 from fedmarket.data.protect.pseudonyms import Pseudonymiser
 from fedmarket.errors import ConfigError, DataError
-from fedmarket.scoring.featurise import default_as_of, featurise_export
+from fedmarket.scoring.featurise import (
+    NoEventInWindow,
+    default_as_of,
+    featurise_as_of,
+    featurise_export,
+    featurise_frames,
+)
 from fedmarket.scoring.run_model import load_run_model
 from tests.conftest import TINY_PREPARE
 
@@ -82,3 +90,33 @@ def test_as_of_must_be_a_date_at_midnight(scoring_run: Path, tiny_raw: Path) -> 
         featurise_export(run, tiny_raw, as_of="soon")
     with pytest.raises(ConfigError, match="not a midnight"):
         featurise_export(run, tiny_raw, as_of="2020-01-01T05:00Z")
+
+
+def test_customers_scored_at_their_own_dates_as_when_scored_alone(
+    scoring_run: Path, tiny_raw: Path
+) -> None:
+    run = load_run_model(scoring_run)
+    exports = loaders.find_exports(tiny_raw, None)
+    retailer = sorted(exports)[0]
+    frames = loaders.iter_events(exports[retailer][0], report=DropReport(), retailer_id=retailer)
+    events = pd.concat(list(frames))
+    busiest = events["user_id"].value_counts().index[:3]
+    cutoff = run.window.cutoff.value
+    day = pd.Timedelta(days=1).value
+    as_of = np.array([cutoff, cutoff - 3 * day, cutoff], dtype=np.int64)
+    frames = []
+    for k, who in enumerate(busiest):  # customers renamed 0, 1, 2 (their place in as_of)
+        mine = events[(events["user_id"] == who) & (events["event_time"].array.asi8 < as_of[k])]
+        frames.append(mine.assign(user_id=pd.array([str(k)] * len(mine), dtype="string")))
+    rows = pd.concat(frames, ignore_index=True)
+    who = rows["user_id"].astype(np.int64).to_numpy()
+    X = featurise_as_of(run, rows, who, as_of, retailer=retailer)
+    for k, frame in enumerate(frames):
+        window = run.window_at(pd.Timestamp(int(as_of[k]), unit="ns", tz="UTC"))
+        alone = featurise_frames(run, [frame], window, retailer=retailer)
+        np.testing.assert_array_equal(X[k], alone.X[0])
+    late = as_of.copy()
+    late[1] = cutoff + 400 * day  # no event of customer 1 in that window
+    with pytest.raises(NoEventInWindow, match="no event in the model's window") as refused:
+        featurise_as_of(run, rows, who, late, retailer=retailer)
+    assert refused.value.customer == 1 and refused.value.window.cutoff.value == late[1]

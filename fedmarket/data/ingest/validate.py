@@ -24,11 +24,16 @@ local times that do not exist or repeat at a DST change are ``ambiguous_local_ti
 
 Parsing uses pyarrow compute kernels: on this 2-core machine they parse the REES46 text about
 twenty times faster than ``pd.to_datetime``; pandas handles the rarer ISO 8601 and custom formats.
+For a few rows of plain Python values (the scoring service's requests) those kernels are fixed
+cost: ``validate_small.validate_columns`` applies these rules in a loop, with this module's
+reasons, messages and report (``record_drops``), and hands anything it cannot judge exactly here.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Final
 
 import numpy as np
@@ -69,8 +74,8 @@ DROP_REASONS: Final[dict[str, str]] = {
 # apply_mapping() never drops rows; problems it finds travel to validate_events() in these columns.
 ISSUE_COLUMN: Final[str] = "_issue"
 ISSUE_DETAIL_COLUMN: Final[str] = "_issue_detail"
-_CODE: Final[dict[str, int]] = {reason: i + 1 for i, reason in enumerate(DROP_REASONS)}
-_COLUMN_OF: Final[dict[str, str]] = {
+DROP_CODES: Final[dict[str, int]] = {reason: i + 1 for i, reason in enumerate(DROP_REASONS)}
+REASON_COLUMN: Final[dict[str, str]] = {
     "missing_user_id": "user_id",
     "missing_timestamp": "event_time",
     "unparseable_timestamp": "event_time",
@@ -280,43 +285,50 @@ def _describe(df: pd.DataFrame, pos: int, reason: str) -> str:
     if issue is not None and not pd.isna(issue) and issue == reason:  # found by the mapping
         detail = df[ISSUE_DETAIL_COLUMN].iloc[pos] if ISSUE_DETAIL_COLUMN in df else None
         return reason if detail is None or pd.isna(detail) else str(detail)
-    column = _COLUMN_OF.get(reason, reason)
-    value = df[column].iloc[pos] if column in df else None
+    column = REASON_COLUMN.get(reason, reason)
+    return describe_cell(column, df[column].iloc[pos] if column in df else None)
+
+
+def describe_cell(column: str, value: object) -> str:
+    """``column='value'`` as a drop example or a strict error shows the input's cell."""
     return f"{column}={None if value is None or pd.isna(value) else value!r}"
 
 
 def _flag(codes: np.ndarray, mask: np.ndarray, reason: str) -> None:
-    codes[(codes == 0) & mask] = _CODE[reason]
+    codes[(codes == 0) & mask] = DROP_CODES[reason]
 
 
-def _record(
+def record_drops(
     codes: np.ndarray,
-    df: pd.DataFrame,
+    describe: Callable[[int, str], str],
     source: str,
     row_offset: int,
     strict: bool,
     report: DropReport,
 ) -> None:
-    """Raise on the first bad row under strict; otherwise count every reason with examples."""
+    """Raise on the first bad row under strict; otherwise count every reason with examples.
+
+    ``codes`` holds ``DROP_CODES`` per row (0: kept); ``describe(row, reason)`` words the cell.
+    """
     if strict:
-        bad = np.flatnonzero((codes != 0) & (codes != _CODE["ignored_event_type"]))
+        bad = np.flatnonzero((codes != 0) & (codes != DROP_CODES["ignored_event_type"]))
         if len(bad):
             pos = int(bad[0])
             reason = list(DROP_REASONS)[codes[pos] - 1]
             raise RowError(
                 f"{source} data row {row_offset + pos + 1} (1-based, header not counted): "
-                f"{reason} ({DROP_REASONS[reason]}): {_describe(df, pos, reason)}. Fix the export, "
+                f"{reason} ({DROP_REASONS[reason]}): {describe(pos, reason)}. Fix the export, "
                 f"or run without --strict to drop and count such rows.",
                 position=pos,
                 reason=reason,
-                column=_COLUMN_OF.get(reason, reason),
+                column=REASON_COLUMN.get(reason, reason),
             )
     for code in np.unique(codes[codes != 0]):
         reason = list(DROP_REASONS)[code - 1]
         positions = np.flatnonzero(codes == code)
         report.add(reason, len(positions))
         for pos in positions[: report.max_examples]:
-            desc = _describe(df, int(pos), reason)
+            desc = describe(int(pos), reason)
             report.add(reason, 0, f"{source} row {row_offset + int(pos) + 1}: {desc}")
 
 
@@ -400,7 +412,7 @@ def validate_events(
         else:
             ids[column] = np.zeros(n, dtype=np.int64)
     retailer = _retailer_ids(df, retailer_id, source, codes)
-    _record(codes, df, source, row_offset, strict, report)
+    record_drops(codes, partial(_describe, df), source, row_offset, strict, report)
 
     keep = codes == 0
     mask = pa.array(keep)
@@ -430,12 +442,17 @@ def validate_events(
         repeat[:] = False
     if repeat.any():
         dup_codes = np.zeros(n, dtype=np.int8)
-        dup_codes[np.flatnonzero(keep)[repeat]] = _CODE["duplicate_row"]
-        _record(dup_codes, df, source, row_offset, strict, report)
+        dup_codes[np.flatnonzero(keep)[repeat]] = DROP_CODES["duplicate_row"]
+        record_drops(dup_codes, partial(_describe, df), source, row_offset, strict, report)
         unique = pa.array(~repeat)
         out = {name: arr.filter(unique) for name, arr in out.items()}
     report.rows_read += n
     report.rows_kept += int(keep.sum() - repeat.sum())
+    return to_frame(out)
+
+
+def to_frame(columns: dict[str, pa.Array]) -> pd.DataFrame:
+    """The validator's output frame from its Arrow columns (pyarrow-backed strings)."""
     # Arrow's thread pool costs more than it saves on the scoring service's few rows
-    threads = n > _THREADED_ROWS
-    return pa.table(out).to_pandas(types_mapper=_TO_PANDAS.get, use_threads=threads)
+    threads = len(next(iter(columns.values()))) > _THREADED_ROWS
+    return pa.table(columns).to_pandas(types_mapper=_TO_PANDAS.get, use_threads=threads)

@@ -14,13 +14,17 @@ caller but a 500 with a generic message (``guard``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from fedmarket.errors import FedmarketError
+from fedmarket.experiments.serve.body import parse_body
 from fedmarket.experiments.serve.coalesce import Coalescer
 from fedmarket.experiments.serve.decision import Decision
 from fedmarket.experiments.serve.guard import Guard
@@ -39,10 +43,12 @@ def create_app(
     token: str | None = None,
     limits: Limits | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    predict: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> FastAPI:
-    """The app serving ``run``'s model; ``token`` None: no authentication."""
+    """The app serving ``run``'s model; ``token`` None: no authentication; ``predict``:
+    ``run.predict`` in another runtime (``scoring.onnx_model``)."""
     limits = limits or Limits()
-    scorer = Coalescer(Scorer(run, decision, limits), limits.max_customers)
+    scorer = Coalescer(Scorer(run, decision, limits, predict), limits.max_customers)
     card = model_card(run)
     model = {"name": run.model_name, "source": run.source, "round": run.round}
     about = {"decision": decision.to_dict(), "model": model}
@@ -63,19 +69,40 @@ def create_app(
     async def model_info() -> JSONResponse:
         return JSONResponse(card)
 
-    # JSONResponse directly: the answers are plain JSON types already, and FastAPI's encoder
-    # would walk them again on every request
-    @app.post("/v1/score")
-    async def score(request: ScoreRequest) -> JSONResponse:
-        return JSONResponse({**await scorer.score_one(request), **about})
+    # The body is read by ``parse_body`` (one pydantic-core pass, FastAPI's refusals) and the
+    # answer is a JSONResponse of plain JSON types: FastAPI's body handling and encoder cost
+    # more than the scoring of a merged request. The models still document the body.
+    @app.post("/v1/score", openapi_extra=_documents(ScoreRequest))
+    async def score(request: Request) -> JSONResponse:
+        body = parse_body(ScoreRequest, await request.body(), request.headers.get("content-type"))
+        return JSONResponse({**await scorer.score_one(body), **about})
 
-    @app.post("/v1/score/batch")
-    async def score_batch(request: BatchRequest) -> JSONResponse:
-        prefixes = [("body", "customers", i) for i in range(len(request.customers))]
-        results = await scorer.score_many(request.customers, prefixes)
+    @app.post("/v1/score/batch", openapi_extra=_documents(BatchRequest))
+    async def score_batch(request: Request) -> JSONResponse:
+        body = parse_body(BatchRequest, await request.body(), request.headers.get("content-type"))
+        prefixes = [("body", "customers", i) for i in range(len(body.customers))]
+        results = await scorer.score_many(body.customers, prefixes)
         return JSONResponse({"results": results, **about})
 
     return app
+
+
+def _documents(model: type[BaseModel]) -> dict[str, Any]:
+    """The OpenAPI request body of a route that reads its body itself (definitions inlined:
+    the models nest, they do not recurse)."""
+    schema = model.model_json_schema()
+    defs = schema.pop("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            if ref.startswith("#/$defs/"):
+                return inline(defs[ref.removeprefix("#/$defs/")])
+            return {k: inline(v) for k, v in node.items()}
+        return [inline(v) for v in node] if isinstance(node, list) else node
+
+    content = {"application/json": {"schema": inline(schema)}}
+    return {"requestBody": {"required": True, "content": content}}
 
 
 def where(loc: list[Any] | tuple[Any, ...]) -> str:

@@ -60,8 +60,8 @@ class RecScorer(Scorer):
                 "too_many_customers",
                 status=413,
             )
-        frame, starts = self._frame(customers, prefixes)
-        valid = self._validate(frame, customers, starts, prefixes)
+        columns, starts = self._columns(customers, prefixes)
+        valid = self._validate(columns, customers, starts, prefixes)
         who = valid["user_id"].astype(np.int64).to_numpy()
         times = valid["event_time"].array.asi8
         last = np.full(len(customers), np.iinfo(np.int64).min)

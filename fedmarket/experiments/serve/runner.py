@@ -48,6 +48,7 @@ class ServeOptions:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     encryption_key_file: Path | None = None  # to score the test customers for --top
     retailer: str | None = None  # a recommendation run: whose popularity ranks cold customers
+    onnx: bool = False  # model calls in ONNX Runtime (scoring.onnx_model)
 
 
 def network_warning(host: str, has_token: bool) -> str | None:
@@ -101,18 +102,14 @@ def run_service(options: ServeOptions, announce: Callable[[str], None]) -> None:
     if options.token_file is not None:
         token = read_secret_text(options.token_file, "service token")
     if is_ranking_run(options.run_dir):
+        if options.onnx:
+            raise ConfigError(
+                "serve: --onnx scores propensity runs; a recommendation run ranks categories "
+                "with its PyTorch model. Leave out --onnx."
+            )
         app, serving, note = recommend_service(options, token)
     else:
-        run = load_run_model(options.run_dir, options.model_source)
-        decision = decision_for(run, options)
-        app = create_app(
-            run,
-            decision=decision,
-            token=token,
-            limits=options.limits,
-            max_body_bytes=options.max_body_bytes,
-        )
-        serving, note = f"{run.model_name} ({run.source})", f"decision: {decision.rule}"
+        app, serving, note = _propensity_service(options, token, announce)
     warning = network_warning(options.host, token is not None)
     sock = bind(options.host, options.port)
     host, port = sock.getsockname()[:2]
@@ -124,6 +121,32 @@ def run_service(options: ServeOptions, announce: Callable[[str], None]) -> None:
         app, access_log=False, log_level="warning", lifespan="off", server_header=False
     )
     uvicorn.Server(config).run(sockets=[sock])
+
+
+def _propensity_service(
+    options: ServeOptions, token: str | None, announce: Callable[[str], None]
+) -> tuple[object, str, str]:
+    """The app for a propensity run, with its label and its decision rule."""
+    run = load_run_model(options.run_dir, options.model_source)
+    decision = decision_for(run, options)
+    predict = None
+    if options.onnx:
+        from fedmarket.scoring.onnx_model import OnnxModel
+
+        model = OnnxModel(run)
+        predict = model.predict
+        announce(
+            f"model calls: ONNX Runtime (max difference from PyTorch {model.max_abs_diff:.1g})"
+        )
+    app = create_app(
+        run,
+        decision=decision,
+        token=token,
+        limits=options.limits,
+        max_body_bytes=options.max_body_bytes,
+        predict=predict,
+    )
+    return app, f"{run.model_name} ({run.source})", f"decision: {decision.rule}"
 
 
 def _url_host(host: str) -> str:

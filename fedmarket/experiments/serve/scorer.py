@@ -1,10 +1,11 @@
 """Customers' JSON events to scores, through the code batch scoring runs.
 
-The events become a frame in the event schema and go through ``validate_events`` (the
-validator of `data prepare` and `fedmarket score`), then ``featurise_frames`` in the run's
-window moved to each customer's ``as_of``, then ``RunModel.predict``: the service cannot drift
-from batch scoring, because it has no feature code of its own. A request of many customers is
-one frame, one validation and one model call.
+The events become columns in the event schema and go through ``validate_columns`` (the
+validator of `data prepare` and `fedmarket score`, with its few-rows path that skips pandas),
+then ``featurise_as_of`` (``featurise_frames`` in the run's window moved to each customer's
+``as_of``), then ``RunModel.predict``: the service cannot drift from batch scoring, because it
+has no feature code of its own. A request of many customers is one frame, one validation and
+one model call.
 
 A bad value is refused, never dropped: the batch validator runs first leniently (its fast
 path, which drops exact copies of an event as batch scoring does) and, only when it found a
@@ -14,7 +15,7 @@ row and column, which the service turns into the event's index and field.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -25,12 +26,12 @@ import pyarrow as pa
 
 from fedmarket.data.ingest.schema import EVENT_COLUMNS
 from fedmarket.data.ingest.timestamps import parse_event_time
-from fedmarket.data.ingest.validate import DROP_REASONS, DropReport, RowError, validate_events
-from fedmarket.errors import DataError
+from fedmarket.data.ingest.validate import DROP_REASONS, DropReport, RowError
+from fedmarket.data.ingest.validate_small import validate_columns
 from fedmarket.experiments.serve.decision import Decision
 from fedmarket.experiments.serve.schema import ScoreRequest
 from fedmarket.scoring.batch import is_count, propensities
-from fedmarket.scoring.featurise import default_as_of, featurise_frames
+from fedmarket.scoring.featurise import NoEventInWindow, default_as_of, featurise_as_of
 from fedmarket.scoring.run_model import RunModel
 
 RETAILER = "service"  # the retailer id the validator stamps on every event; never shown
@@ -78,9 +79,17 @@ class Limits:
 class Scorer:
     """Scores requests with one run's model and one decision rule."""
 
-    def __init__(self, run: RunModel, decision: Decision, limits: Limits) -> None:
+    def __init__(
+        self,
+        run: RunModel,
+        decision: Decision,
+        limits: Limits,
+        predict: Callable[[np.ndarray], np.ndarray] | None = None,
+    ) -> None:
+        """``predict``: ``run.predict`` in another runtime (``scoring.onnx_model``)."""
         self.run, self.decision, self.limits = run, decision, limits
         self.count = is_count(run)
+        self.predict = predict
 
     def score(self, customers: Sequence[ScoreRequest], prefixes: Sequence[Loc]) -> list[dict]:
         """One result per customer, in order; ``prefixes[i]`` locates customer i in the body."""
@@ -92,8 +101,8 @@ class Scorer:
                 "too_many_customers",
                 status=413,
             )
-        frame, starts = self._frame(customers, prefixes)
-        valid = self._validate(frame, customers, starts, prefixes)
+        columns, starts = self._columns(customers, prefixes)
+        valid = self._validate(columns, customers, starts, prefixes)
         who = valid["user_id"].astype(np.int64).to_numpy()
         times = valid["event_time"].array.asi8  # UTC nanoseconds
         last = np.full(len(customers), np.iinfo(np.int64).min)
@@ -102,16 +111,18 @@ class Scorer:
         self._check_before(as_of, who, times, customers, prefixes)
         X = self._features(valid, who, as_of, prefixes)
         # the targeting list's rule (scoring.batch), so both paths give a customer one answer
-        p, counts = propensities(self.run, X)
+        p, counts = propensities(self.run, X, predict=self.predict)
         scores = counts if self.count else p
         return [
             self._result(c, a, float(q), float(s))
             for c, a, q, s in zip(customers, as_of, p, scores, strict=True)
         ]
 
-    def _frame(
+    def _columns(
         self, customers: Sequence[ScoreRequest], prefixes: Sequence[Loc]
-    ) -> tuple[pd.DataFrame, np.ndarray]:
+    ) -> tuple[dict[str, list[Any]], np.ndarray]:
+        """The events as the validator's columns of plain values, and where each customer's
+        events start among them."""
         sizes = [len(c.events) for c in customers]
         for i, size in enumerate(sizes):
             if size > self.limits.max_events:
@@ -124,28 +135,27 @@ class Scorer:
                 )
             _check_owner(customers[i], prefixes[i])
         events = [e for c in customers for e in c.events]
-        columns = {name: [getattr(e, name) for e in events] for name in _EVENT_FIELDS}
+        columns: dict[str, list[Any]] = {
+            name: [getattr(e, name) for e in events] for name in _EVENT_FIELDS
+        }
         # the validator's user ids: the customer's place in the request
         columns["user_id"] = [str(i) for i, size in enumerate(sizes) for _ in range(size)]
-        # object columns, as a CSV reader's text arrives: the validator parses and types them
-        # (a third of the cost of typed pandas columns, which it would convert again)
-        frame = pd.DataFrame(columns, dtype=object)
-        return frame, np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)])
+        return columns, np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)])
 
     def _validate(
         self,
-        frame: pd.DataFrame,
+        columns: dict[str, list[Any]],
         customers: Sequence[ScoreRequest],
         starts: np.ndarray,
         prefixes: Sequence[Loc],
     ) -> pd.DataFrame:
         report = DropReport()
         kw = {"source": "request", "row_offset": 0, "retailer_id": RETAILER}
-        valid = validate_events(frame, strict=False, report=report, **kw)
+        valid = validate_columns(columns, strict=False, report=report, **kw)
         if set(report.counts) <= {"duplicate_row"}:
             return valid  # exact copies dropped, as batch scoring drops them
         try:
-            validate_events(frame, strict=True, report=DropReport(), **kw)
+            validate_columns(columns, strict=True, report=DropReport(), **kw)
         except RowError as exc:
             i = int(np.searchsorted(starts, exc.position, side="right")) - 1
             j = exc.position - int(starts[i])
@@ -207,29 +217,14 @@ class Scorer:
         as_of: list[pd.Timestamp],
         prefixes: Sequence[Loc],
     ) -> np.ndarray:
-        """Model inputs in request order: one featurisation per distinct ``as_of``."""
-        X = np.zeros((len(as_of), *self.run.input_shape), dtype=np.float32)
+        """Model inputs in request order, each customer in the window before its ``as_of``."""
         dates = np.array([a.value for a in as_of], dtype=np.int64)
-        for day in np.unique(dates):
-            members = np.flatnonzero(dates == day)
-            rows = valid if len(members) == len(as_of) else valid[np.isin(who, members)]
-            window = self.run.window_at(pd.Timestamp(int(day), unit="ns", tz="UTC"))
-            try:
-                inputs = featurise_frames(self.run, [rows], window, retailer=RETAILER)
-                found = {str(c): k for k, c in enumerate(inputs.customer)}
-            except DataError:  # none of them is active in the window
-                found = {}
-            for m in members:
-                if str(m) not in found:
-                    raise RequestError(
-                        (*prefixes[m], "events"),
-                        f"no event in the model's window [{window.start:%Y-%m-%d}, "
-                        f"{window.cutoff:%Y-%m-%d}) ({window.window_days} days before as_of): "
-                        "the model scores customers active in it",
-                        "no_event_in_window",
-                    )
-            X[members] = inputs.X[[found[str(m)] for m in members]]
-        return X
+        try:
+            return featurise_as_of(self.run, valid, who, dates, retailer=RETAILER)
+        except NoEventInWindow as exc:
+            raise RequestError(
+                (*prefixes[exc.customer], "events"), str(exc), "no_event_in_window"
+            ) from None
 
     def _result(
         self, customer: ScoreRequest, as_of: pd.Timestamp, propensity: float, value: float
