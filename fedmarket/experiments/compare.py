@@ -5,8 +5,9 @@ Reads the per-customer predictions (``fedmarket.predictions``) that `fedmarket s
 (``federated``, ``centralised``, ``local-only`` for a simulate run's per-retailer
 local-only models, ``personal`` for its personalised models, ``bg-nbd`` for its anchor, or a
 baseline model's name), joins them on (partition, customer), and computes metric(A) -
-metric(B) with its interval (``fedmarket.paired``). The join is strict: results scored on different customers, with different labels or for
-different tasks are not comparable, and are refused with what to do.
+metric(B) with its interval (``fedmarket.paired``). The join is strict: results scored on
+different customers, with different labels or for different tasks are not comparable, and
+are refused with what to do.
 """
 
 from __future__ import annotations
