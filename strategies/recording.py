@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from logging import INFO, WARNING
 from typing import Literal, Protocol
 
-from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
+from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
 from flwr.common.logger import log
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
@@ -226,15 +226,16 @@ class RecordingStrategy(Strategy):
 
 
 def complete_reply(msg: Message, sent: ArrayRecord) -> Message:
-    """``msg`` with the arrays it left out taken from ``sent`` (the global model of the round),
-    in ``sent``'s order; an error reply, or one without arrays, as it is."""
+    """A copy of ``msg`` with the arrays it left out taken from ``sent`` (the global model of
+    the round), in ``sent``'s order; an error reply, or one without arrays, as it is."""
     if msg.has_error() or "arrays" not in msg.content:
         return msg
     own = msg.content["arrays"]
     if list(own.keys()) == list(sent.keys()):
         return msg
-    msg.content["arrays"] = ArrayRecord({k: own[k] if k in own else sent[k] for k in sent})
-    return msg
+    content = RecordDict(dict(msg.content.items()))  # the client's reply stays as it came
+    content["arrays"] = ArrayRecord({k: own[k] if k in own else sent[k] for k in sent})
+    return Message(content=content, metadata=msg.metadata)
 
 
 def _reply_order(msg: Message) -> tuple[int, int]:
