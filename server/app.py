@@ -37,6 +37,7 @@ from fedmarket.models import build_model
 from fedmarket.progress import log_file, quiet_flower
 from fedmarket.recommend.data import model_inputs
 from fedmarket.rundir import RunDir, write_json
+from fedmarket.value.personal import with_personal_epsilon
 from server.consortium import Consortium, agree, deployment_strategy
 from server.personalise import personalise
 from strategies import build_strategy
@@ -261,6 +262,7 @@ def run_rounds(
     federated = run.finish(time.perf_counter() - started)
     if personal is not None:
         federated["personal"] = personal
+        federated["epsilon"] = with_personal_epsilon(federated["epsilon"], run_dir)
         write_json(RunDir(run_dir).federated, federated)
     return federated
 

@@ -194,6 +194,7 @@ def retailer_blocks(summary: dict[str, Any]) -> list[Block]:
                 f"The personalised models ({method}, {PERSONAL_WORDS.get(method, method)}) are "
                 "scored on the same customers; their difference is against local-only (against "
                 "federated without local-only models)."
+                + (FEDPER_NOTE if method == "fedper" else "")
                 + (
                     " Every personal step is charged to the retailer's own privacy budget, "
                     "within its target (each client's epsilon: RUN/personal/metrics.json)."
@@ -232,6 +233,11 @@ def retailers_in_short(summary: dict[str, Any]) -> str | None:
     return f"{text}; it does not pay {', '.join(losing)}." if losing else f"{text}."
 
 
+FEDPER_NOTE = (
+    " Under fedper there is no whole global model: the federated column is the shared body "
+    "with the initial head, which no retailer sent and no round trained; the personalised "
+    "column is the model each retailer uses."
+)
 PERSONAL_WORDS = {
     "finetune": "the final global model fine-tuned on the retailer's own training customers",
     "fedper": "the shared body with the retailer's private head, which never left it",

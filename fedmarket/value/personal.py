@@ -10,6 +10,7 @@ local-only models'. In a deployment only RUN/personal/metrics.json is written.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -54,7 +55,8 @@ def write_personal(
 ) -> dict[str, Any]:
     """RUN/personal/metrics.json (each client's reply) and, where every listed partition's
     scores are in ``state_dir``, RUN/personal/test_scores.csv; the block federated.json keeps
-    (``method``, ``status``: "scored", "metrics only" or "failed: ...")."""
+    (``method``, ``status``: "scored", "metrics only" or "failed: ...", and under client DP
+    ``epsilon_max``: the largest cumulative epsilon of a client, personal steps included)."""
     files = RunDir(run_dir)
     files.personal.mkdir(parents=True, exist_ok=True)
     clients = sorted(per_client, key=lambda m: m.get("partition-id", -1))
@@ -66,4 +68,29 @@ def write_personal(
         status = "failed: " + "; ".join(failures)
     block = {"method": method, "status": status, "clients": clients}
     write_json(files.personal_metrics, json_safe(block))
-    return {"method": method, "status": status}
+    out: dict[str, Any] = {"method": method, "status": status}
+    spent = [float(c["epsilon"]) for c in clients if "epsilon" in c]
+    if spent:  # each client's cumulative epsilon: its rounds and its personal steps
+        out["epsilon_max"] = max(spent)
+    return out
+
+
+def with_personal_epsilon(epsilon: Mapping[str, Any], run_dir: Path) -> dict[str, Any]:
+    """federated.json's ``epsilon`` block counting the personal steps too: each client's
+    epsilon is everything it spent on its data (DESIGN.md), so a fine-tune after the last
+    round raises it. A client's epsilon is the larger of its rounds' and its personal reply's.
+    """
+    out = dict(epsilon)
+    files = RunDir(run_dir)
+    if not files.personal_metrics.is_file() or "per_client" not in out:
+        return out
+    clients = json.loads(files.personal_metrics.read_text()).get("clients") or []
+    per_client = dict(out["per_client"] or {})
+    for c in clients:
+        if "epsilon" in c and "partition-id" in c:
+            key = str(int(c["partition-id"]))
+            per_client[key] = max(float(c["epsilon"]), float(per_client.get(key) or 0.0))
+    out["per_client"] = per_client
+    if per_client:
+        out["max"] = max(float(v) for v in per_client.values())
+    return out

@@ -31,7 +31,10 @@ def test_each_method_writes_personal_scores_and_the_report_column(
 
     files = RunDir(tmp_path)
     federated = json.loads(files.federated.read_text())
-    assert federated["personal"] == {"method": method, "status": "scored"}
+    assert {k: federated["personal"][k] for k in ("method", "status")} == {
+        "method": method,
+        "status": "scored",
+    }
     [mine] = read_predictions(files.personal_scores).values()
     [fed] = read_predictions(files.test_scores).values()
     assert sorted(zip(mine.partition, mine.customer, strict=True)) == sorted(
@@ -40,9 +43,12 @@ def test_each_method_writes_personal_scores_and_the_report_column(
     clients = json.loads(files.personal_metrics.read_text())["clients"]
     assert sorted(c["partition-id"] for c in clients) == [0, 1, 2]
     if dp == "client":  # the fine-tune's steps are in each client's cumulative epsilon
-        rounds = federated["epsilon"]["per_client"]
+        rounds = files.read_marker()["epsilon_by_client"]
+        total = federated["epsilon"]["per_client"]
         for c in clients:
-            assert rounds[str(int(c["partition-id"]))] < c["epsilon"] <= cfg.target_epsilon
+            pid = str(int(c["partition-id"]))
+            assert rounds[pid] < c["epsilon"] == total[pid] <= cfg.target_epsilon
+        assert federated["personal"]["epsilon_max"] == federated["epsilon"]["max"]
     report = (tmp_path / "report.md").read_text()
     assert "ROC-AUC personalised" in report and f"personalised model ({method})" in report
     comparison = compare_runs(tmp_path, tmp_path, kind_a="personal", kind_b="federated")
