@@ -253,7 +253,7 @@ def test_proximal_gradient_pulls_toward_the_anchor_by_hand():
         net.bias.fill_(2.0)
     anchor = {"weight": torch.tensor([[1.0, 1.0, 0.5]]), "bias": torch.tensor([0.0])}
     penalty = 0.1 / 2 * sum(((p - anchor[n]) ** 2).sum() for n, p in net.named_parameters())
-    assert float(penalty) == pytest.approx(0.6)
+    assert float(penalty.detach()) == pytest.approx(0.6)
     penalty.backward()
     autograd = {n: p.grad.clone() for n, p in net.named_parameters()}
     net.zero_grad()
