@@ -19,12 +19,19 @@ from fedmarket.config import RunConfig
 from fedmarket.data.protect.keys import prepared_data_fernet
 from fedmarket.defaults import resolve_data_dir
 from fedmarket.errors import BudgetExhaustedError
+from fedmarket.federated import personal
 from fedmarket.federated.client import RetailerClient
-from fedmarket.federated.client_state import load_journal, save_journal
+from fedmarket.federated.client_state import PrivacyJournal, load_journal, save_journal
+from fedmarket.predictions import write_predictions
+from fedmarket.privacy import accounting
 from fedmarket.threads import apply_threads
 from strategies import DECLINED_CODE
 
 _STATE_KEY = "fedmarket"
+# The final message of a personalised run (an evaluate message whose config names the
+# method, server.personalise): each client builds its personalised model and scores its own
+# test customers.
+PERSONALISE_KEY = "personalise"
 
 
 def make_client_app(fixed: RunConfig | None = None, *, fernet: Fernet | None = None) -> ClientApp:
@@ -63,7 +70,11 @@ def make_client_app(fixed: RunConfig | None = None, *, fernet: Fernet | None = N
         server_round = int(config["server-round"]) + int(config.get("round-offset", 0))
         state_dir, pid = client.cfg.state_dir, client.partition_id
         journal = load_journal(context.state.get(_STATE_KEY), state_dir, pid)
-        weights = msg.content["arrays"].to_torch_state_dict()
+        received = msg.content["arrays"].to_torch_state_dict()
+        method = client.cfg.personalisation
+        weights = received
+        if method == "fedper":  # the global body with this retailer's own head
+            weights = personal.with_head(received, _kept(context, client, personal.HEAD))
         try:
             outcome = client.train_round(
                 weights,
@@ -71,20 +82,66 @@ def make_client_app(fixed: RunConfig | None = None, *, fernet: Fernet | None = N
                 journal,
                 proximal_mu=float(config.get("proximal-mu", 0.0)),
             )
+            if method == "ditto":  # the personal model, pulled toward the global one
+                own = _kept(context, client, personal.DITTO) or received
+                mine = personal.train_personal(
+                    client,
+                    own,
+                    journal,
+                    personal.PERSONAL_KEY + server_round,
+                    anchor=received,
+                    lam=client.cfg.ditto_lambda,
+                )
+                _keep(context, client, personal.DITTO, mine.state_dict)
+                if "epsilon" in mine.metrics:
+                    outcome.metrics["epsilon"] = mine.metrics["epsilon"]
         except BudgetExhaustedError as exc:
             return Message(Error(code=DECLINED_CODE, reason=f"declined: {exc}"), reply_to=msg)
-        if outcome.privacy_state is not None:  # persisted before the update leaves
-            record = save_journal(journal, state_dir, pid)
-            context.state[_STATE_KEY] = ConfigRecord({"accountant": record})
+        sent = outcome.state_dict
+        if method == "fedper":  # the head stays here; only the body leaves
+            sent, head = personal.body_and_head(client.cfg.model, outcome.state_dict)
+            _keep(context, client, personal.HEAD, head)
+        _save(context, journal, outcome.privacy_state is not None, state_dir, pid)
         content = RecordDict(
-            {"arrays": ArrayRecord(outcome.state_dict), "metrics": MetricRecord(outcome.metrics)}
+            {"arrays": ArrayRecord(sent), "metrics": MetricRecord(outcome.metrics)}
         )
         return Message(content=content, reply_to=msg)
 
     @app.evaluate()
     def evaluate(msg: Message, context: Context) -> Message:
         client = retailer(msg, context)
-        metrics = client.evaluate(msg.content["arrays"].to_torch_state_dict())
+        weights = msg.content["arrays"].to_torch_state_dict()
+        method = str(msg.content["config"].get(PERSONALISE_KEY, ""))
+        if method:
+            return personalise(msg, context, client, weights, method)
+        metrics = client.evaluate(weights)
+        return Message(content=RecordDict({"metrics": MetricRecord(metrics)}), reply_to=msg)
+
+    def personalise(
+        msg: Message, context: Context, client: RetailerClient, weights: dict, method: str
+    ) -> Message:
+        """The run's last message: this retailer's personalised model, scored on its own test
+        customers; their scores stay here (state-dir), the aggregate metrics are replied."""
+        state_dir, pid = client.cfg.state_dir, client.partition_id
+        journal = load_journal(context.state.get(_STATE_KEY), state_dir, pid)
+        try:
+            if method == "finetune":
+                tuned = personal.train_personal(client, weights, journal, personal.PERSONAL_KEY)
+                _save(context, journal, tuned.privacy_state is not None, state_dir, pid)
+                mine = tuned.state_dict
+            elif method == "fedper":
+                mine = personal.with_head(weights, _kept(context, client, personal.HEAD))
+            else:
+                mine = _kept(context, client, personal.DITTO) or weights
+        except BudgetExhaustedError as exc:
+            return Message(Error(code=DECLINED_CODE, reason=f"declined: {exc}"), reply_to=msg)
+        metrics, predictions = personal.score(client, mine)
+        if (spent := journal.latest()) is not None and client.privacy is not None:
+            metrics["epsilon"] = float(accounting.epsilon(spent, client.privacy.delta))
+        if state_dir:
+            path = personal.scores_file(state_dir, pid)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_predictions(path, predictions)
         return Message(content=RecordDict({"metrics": MetricRecord(metrics)}), reply_to=msg)
 
     @app.query()
@@ -93,6 +150,30 @@ def make_client_app(fixed: RunConfig | None = None, *, fernet: Fernet | None = N
         return answer_query(msg, context)
 
     return app
+
+
+def _kept(context: Context, client: RetailerClient, kind: str) -> dict | None:
+    """What the client kept of ``kind`` (a head, a personal model): its state-dir file if
+    there is one, else Flower's context.state, else None."""
+    state_dir, pid = client.cfg.state_dir, client.partition_id
+    kept = personal.load_weights(state_dir, pid, kind)
+    if kept is None and f"{_STATE_KEY}-{kind}" in context.state:
+        kept = context.state[f"{_STATE_KEY}-{kind}"].to_torch_state_dict()
+    return kept
+
+
+def _keep(context: Context, client: RetailerClient, kind: str, weights: dict) -> None:
+    context.state[f"{_STATE_KEY}-{kind}"] = ArrayRecord(weights)
+    personal.save_weights(weights, client.cfg.state_dir, client.partition_id, kind)
+
+
+def _save(
+    context: Context, journal: PrivacyJournal, charged: bool, state_dir: str, pid: int
+) -> None:
+    """Persist the journal before the reply leaves (nothing to persist without DP)."""
+    if charged:
+        record = save_journal(journal, state_dir, pid)
+        context.state[_STATE_KEY] = ConfigRecord({"accountant": record})
 
 
 app = make_client_app()

@@ -38,6 +38,9 @@ if TYPE_CHECKING:
     from fedmarket.training import TrainConfig
 
 DP_MODES = ("none", "client", "central")
+# Personalised models (fedmarket.federated.personal): none, fine-tuning of the final global
+# model, FedPer's private head, Ditto's proximally regularised personal model.
+PERSONALISATIONS = ("none", "finetune", "fedper", "ditto")
 
 DEFAULTS: dict[str, Any] = {
     "num-server-rounds": 3,
@@ -67,6 +70,9 @@ DEFAULTS: dict[str, Any] = {
     "num-malicious-nodes": 0,
     "round-timeout": 600.0,
     "local-only-models": True,
+    "personalisation": "none",
+    "personal-epochs": 1,
+    "ditto-lambda": 0.1,
     "data-dir": "",
     "out-dir": "",
     "state-dir": "",
@@ -103,6 +109,9 @@ SETTINGS_HELP: dict[str, str] = {
     "num-malicious-nodes": "clients assumed malicious (Krum, MultiKrum, Bulyan)",
     "round-timeout": "seconds to wait for the replies of a round",
     "local-only-models": "also train each retailer's model on its own data alone (simulate)",
+    "personalisation": ", ".join(PERSONALISATIONS) + ": each retailer's personalised model",
+    "personal-epochs": "epochs of personal training (finetune: once; ditto: every round)",
+    "ditto-lambda": "Ditto's pull of the personal model toward the global one",
     "data-dir": "prepared data ('': the default retailers)",
     "out-dir": "run directory",
     "state-dir": "where clients keep their privacy journal",
@@ -147,6 +156,9 @@ class RunConfig:
     num_malicious_nodes: int
     round_timeout: float
     local_only_models: bool
+    personalisation: str
+    personal_epochs: int
+    ditto_lambda: float
     data_dir: str
     out_dir: str
     state_dir: str
@@ -180,6 +192,7 @@ class RunConfig:
         for key, low in (
             ("num-server-rounds", 1),
             ("local-epochs", 1),
+            ("personal-epochs", 1),
             ("batch-size", 1),
             ("evaluate-every", 1),
             ("min-train-replies", 1),
@@ -204,6 +217,7 @@ class RunConfig:
             "central-noise-multiplier",
             "proximal-mu",
             "server-momentum",
+            "ditto-lambda",
         ):
             number(f"run config: {key}", getattr(self, key.replace("-", "_")), at_least=0.0)
         number("run config: delta", self.delta, at_least=0.0, below=1.0)
@@ -214,6 +228,7 @@ class RunConfig:
             ("count-loss", self.count_loss, COUNT_LOSSES),
             ("dp", self.dp, DP_MODES),
             ("accountant", self.accountant, ACCOUNTANTS),
+            ("personalisation", self.personalisation, PERSONALISATIONS),
         ):
             if value not in known:
                 raise ConfigError(
@@ -225,6 +240,12 @@ class RunConfig:
                 f"run config: task {self.task!r} with model {self.model!r}: the recommender's "
                 f"task {RANKING_TASK!r} is trained by model {RANKING_MODEL!r} only, and that "
                 "model predicts nothing else; set both or neither"
+            )
+        if self.personalisation != "none" and self.task == RANKING_TASK:
+            raise ConfigError(
+                f"run config: personalisation={self.personalisation!r} scores each retailer's "
+                f"customers, and task {RANKING_TASK!r} ranks items; leave personalisation at "
+                "'none' for the recommender"
             )
         if self.count_loss != "poisson" and self.task != "purchase-count":
             raise ConfigError(
@@ -298,6 +319,17 @@ class RunConfig:
     def total_epochs(self) -> int:
         """Passes over a retailer's customers in the whole run: rounds x local epochs."""
         return self.num_server_rounds * self.local_epochs
+
+    @property
+    def client_epochs(self) -> int:
+        """Passes over a retailer's customers its privacy budget covers: the rounds' epochs
+        plus personalisation's (finetune: ``personal-epochs`` once after the last round;
+        ditto: ``personal-epochs`` every round for the personal model; fedper: none, its
+        private head trains inside the rounds). Each client calibrates its noise for this
+        many, so the run's whole training, personal steps included, stays within the target.
+        """
+        extra = {"finetune": 1, "ditto": self.num_server_rounds}.get(self.personalisation, 0)
+        return self.total_epochs + extra * self.personal_epochs
 
     def train_config(self, *, epochs: int | None = None, seed: int | None = None) -> TrainConfig:
         """One training job with the run's batch size and learning rate, no validation split:

@@ -74,7 +74,10 @@ def did_you_mean(name: object, choices: Iterable[str]) -> str:
     It ends with a space so a message can put it before its list of known names:
     ``f"unknown model {name!r}; {did_you_mean(name, MODELS)}known: ..."``.
     """
-    found = closest(name, choices)
+    choices = list(choices)
+    kebab = str(name).replace("_", "-")
+    # snake_case for a kebab-case key is one answer, not one of several close ones
+    found = [kebab] if kebab != name and kebab in choices else closest(name, choices)
     return f"did you mean {either(found)}? " if found else ""
 
 

@@ -24,6 +24,10 @@ resume, a later scoring run)::
     RUN/local/metrics.json, test_scores.csv   the local-only models (``fedmarket.value``):
                                      each retailer's model trained on its own data alone,
                                      and its prediction for each of its test customers
+    RUN/personal/metrics.json, test_scores.csv   the personalised models (``personalisation``,
+                                     ``fedmarket.value.personal``): each retailer's metrics
+                                     and, in simulation, its prediction for each of its test
+                                     customers (gathered from the clients' state-dir)
     RUN/anchor/test_scores.csv       the BG/NBD anchor's prediction for each pooled test
                                      customer (``fedmarket.anchors.in_run``), same columns
     RUN/summary.json, report.md, report.html, *.png   the comparison a person reads
@@ -147,6 +151,20 @@ class RunDir:
     def local_only_scores(self) -> Path:
         """Each retailer's local-only prediction for each of its test customers."""
         return self.local_only / TEST_SCORES
+
+    @property
+    def personal(self) -> Path:
+        """The personalised models' directory (``fedmarket.value.personal``)."""
+        return self.path / "personal"
+
+    @property
+    def personal_metrics(self) -> Path:
+        return self.personal / LOCAL_ONLY_METRICS
+
+    @property
+    def personal_scores(self) -> Path:
+        """Each retailer's personalised prediction for each of its test customers."""
+        return self.personal / TEST_SCORES
 
     @property
     def anchor_scores(self) -> Path:

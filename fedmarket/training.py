@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -129,6 +129,7 @@ def fit(
     privacy_state: AccountantState | None = None,
     planned_epochs: int | None = None,
     proximal_mu: float = 0.0,
+    proximal_anchor: Mapping[str, torch.Tensor] | None = None,
     progress: Callable[..., None] | None = None,
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
 ) -> FitResult:
@@ -142,7 +143,8 @@ def fit(
     model is touched. The history's losses and metrics are not privatised; only the
     weights carry the DP guarantee, and selecting the best epoch on validation data is
     outside it. ``proximal_mu`` > 0 adds FedProx's ``(mu / 2) ||w - w_start||^2`` to the
-    objective, ``w_start`` being the weights ``model`` holds on entry (the global model).
+    objective, ``w_start`` being the weights ``model`` holds on entry (the global model),
+    or ``proximal_anchor`` where given (Ditto: a personal model pulled toward the global one).
     ``progress(1, description=...)`` and ``on_epoch(history_row)`` are called after every
     epoch (a bar; a log line with the losses and epsilon so far).
     """
@@ -169,7 +171,7 @@ def fit(
         )  # fmt: skip
     try:
         model.to(device)
-        prox = _proximal(model, proximal_mu)
+        prox = proximal_gradient(model, proximal_mu, proximal_anchor)
         with _scoped_torch_rng(int(seeds[2]), device):
             loop = _train_loop(
                 model, optimizer, priv, data, val_t, task, cfg, sampler, prox, (progress, on_epoch)
@@ -312,15 +314,29 @@ def _epoch_dp(
     return total, seen, steps
 
 
-def _proximal(model: nn.Module, mu: float) -> Callable[[], None] | None:
-    """FedProx: add the gradient of (mu / 2) ||w - w_start||^2, i.e. mu (w - w_start).
+def proximal_gradient(
+    model: nn.Module, mu: float, anchor: Mapping[str, torch.Tensor] | None = None
+) -> Callable[[], None] | None:
+    """A hook adding the gradient of (mu / 2) ||w - w_0||^2, i.e. mu (w - w_0), to
+    ``model``'s gradients; ``w_0`` is ``anchor`` (a state dict: Ditto's global model) or the
+    weights ``model`` holds now (FedProx's start of the round). None when ``mu`` is 0.
 
     Applied to the gradients rather than the loss so that under DP it comes after
     clipping and noise (it does not depend on any customer's data).
     """
     if mu == 0:
         return None
-    pairs = [(p, p.detach().clone()) for p in model.parameters() if p.requires_grad]
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if anchor is None:
+        pairs = [(p, p.detach().clone()) for _, p in named]
+    else:
+        missing = [n for n, _ in named if n not in anchor]
+        if missing:
+            raise ConfigError(
+                f"proximal anchor lacks parameter(s) {', '.join(missing[:3])} of the model; "
+                "pass the state dict of the same architecture"
+            )
+        pairs = [(p, anchor[n].detach().to(p.device, p.dtype).clone()) for n, p in named]
 
     def add_proximal_gradient() -> None:
         with torch.no_grad():

@@ -36,8 +36,10 @@ from fedmarket.federated.run_log import RunLog, restore_global_rng
 from fedmarket.models import build_model
 from fedmarket.progress import log_file, quiet_flower
 from fedmarket.recommend.data import model_inputs
-from fedmarket.rundir import RunDir
+from fedmarket.rundir import RunDir, write_json
+from fedmarket.value.personal import with_personal_epsilon
 from server.consortium import Consortium, agree, deployment_strategy
+from server.personalise import personalise
 from strategies import build_strategy
 
 log = logging.getLogger("fedmarket")
@@ -236,7 +238,7 @@ def run_rounds(
         restore_global_rng(resume.rng)
     else:
         pin_flower_randomness(cfg.seed)
-    strategy.start(
+    result = strategy.start(
         grid=grid,
         initial_arrays=ArrayRecord(weights),
         num_rounds=cfg.num_server_rounds - resume.round_offset,
@@ -247,7 +249,22 @@ def run_rounds(
         evaluate_config=ConfigRecord(federation.shared_config),
         evaluate_fn=evaluate_fn,
     )
-    return run.finish(time.perf_counter() - started)
+    personal = None
+    if cfg.personalisation != "none":
+        partitions = (
+            [int(p["id"]) for p in federation.manifest["partitions"]]
+            if federation.manifest
+            else None
+        )
+        personal = personalise(
+            grid, cfg, result.arrays, run_dir, federation.shared_config, partitions
+        )
+    federated = run.finish(time.perf_counter() - started)
+    if personal is not None:
+        federated["personal"] = personal
+        federated["epsilon"] = with_personal_epsilon(federated["epsilon"], run_dir)
+        write_json(RunDir(run_dir).federated, federated)
+    return federated
 
 
 def initial_weights(

@@ -78,6 +78,12 @@ class SecAggSettings:
                 f"run config: SecAgg+ aggregates a (weighted) mean; strategy "
                 f"{cfg.strategy!r} is not available with it, use 'fedavg'"
             )
+        if cfg.personalisation != "none":
+            raise ConfigError(
+                f"run config: personalisation={cfg.personalisation!r} is not available with "
+                "SecAgg+ (its legacy workflow sends no personalisation message and masks whole "
+                "models); run it with the main app (server/app.py) or leave it at 'none'"
+            )
         settings = SecAggSettings(*(float(secagg[k]) for k in SECAGG_DEFAULTS))
         if not 0 < settings.num_shares <= 1 or not 0 < settings.reconstruction_threshold <= 1:
             raise ConfigError(

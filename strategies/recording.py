@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from logging import INFO, WARNING
 from typing import Literal, Protocol
 
-from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
+from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
 from flwr.common.logger import log
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
@@ -127,15 +127,25 @@ class RecordingStrategy(Strategy):
     """
 
     def __init__(
-        self, inner: Strategy, *, min_train_replies: int = 1, recorder: RoundRecorder | None = None
+        self,
+        inner: Strategy,
+        *,
+        min_train_replies: int = 1,
+        recorder: RoundRecorder | None = None,
+        partial_replies: bool = False,
     ) -> None:
         integer("RecordingStrategy: min_train_replies", min_train_replies, at_least=0)
         super().__init__()
         self.inner = inner
         self.min_train_replies = min_train_replies
         self.recorder = recorder
+        # FedPer: replies hold the body alone (the head stays at the retailer); the global
+        # model's own values of the keys a reply leaves out complete it, so every rule
+        # aggregates the body and leaves the (public, never trained) global head as it was
+        self.partial_replies = partial_replies
         self._sent: dict[tuple[Phase, int], int] = {}
         self._configured: dict[tuple[Phase, int], float] = {}
+        self._global: dict[int, ArrayRecord] = {}
 
     def __repr__(self) -> str:
         return f"RecordingStrategy({self.inner!r})"
@@ -154,6 +164,8 @@ class RecordingStrategy(Strategy):
         messages = list(self.inner.configure_train(server_round, arrays, config, grid))
         self._sent[("train", server_round)] = len(messages)
         self._configured[("train", server_round)] = time.perf_counter()
+        if self.partial_replies:
+            self._global[server_round] = arrays
         return messages
 
     def configure_evaluate(
@@ -188,6 +200,9 @@ class RecordingStrategy(Strategy):
             )
             arrays, metrics = None, None
         else:
+            sent = self._global.pop(server_round, None)
+            if sent is not None:
+                replies = [complete_reply(msg, sent) for msg in replies]
             arrays, metrics = self.inner.aggregate_train(server_round, replies)
             summary = replace(summary, aggregate_s=time.perf_counter() - arrived)
         if self.recorder is not None:
@@ -208,6 +223,19 @@ class RecordingStrategy(Strategy):
         if self.recorder is not None:
             self.recorder.on_evaluate(summary, metrics)
         return metrics
+
+
+def complete_reply(msg: Message, sent: ArrayRecord) -> Message:
+    """A copy of ``msg`` with the arrays it left out taken from ``sent`` (the global model of
+    the round), in ``sent``'s order; an error reply, or one without arrays, as it is."""
+    if msg.has_error() or "arrays" not in msg.content:
+        return msg
+    own = msg.content["arrays"]
+    if list(own.keys()) == list(sent.keys()):
+        return msg
+    content = RecordDict(dict(msg.content.items()))  # the client's reply stays as it came
+    content["arrays"] = ArrayRecord({k: own[k] if k in own else sent[k] for k in sent})
+    return Message(content=content, metadata=msg.metadata)
 
 
 def _reply_order(msg: Message) -> tuple[int, int]:

@@ -125,7 +125,12 @@ def build_strategy(
             num_sampled_clients=train_m,
         )
         min_replies = max(min_replies, train_m)
-    return RecordingStrategy(strategy, min_train_replies=min_replies, recorder=recorder)
+    return RecordingStrategy(
+        strategy,
+        min_train_replies=min_replies,
+        recorder=recorder,
+        partial_replies=cfg.personalisation == "fedper",
+    )
 
 
 def aggregate_client_metrics(records: list[RecordDict], weighted_by_key: str) -> MetricRecord:

@@ -58,6 +58,8 @@ def test_replace_revalidates_and_takes_either_spelling():
         ({"learning-rate": math.nan}, "learning-rate"),
         ({"num-server-rounds": 0}, "num-server-rounds"),
         ({"fraction-train": 0.0}, "fraction-train"),
+        ({"personal-epochs": 0}, "personal-epochs"),
+        ({"ditto-lambda": -0.1}, "ditto-lambda"),
         ({"fraction-train": 1.5}, "fraction-train"),
         ({"fraction-evaluate": -0.1}, "fraction-evaluate"),
         ({"evaluate-every": 0}, "evaluate-every"),
@@ -131,6 +133,11 @@ def test_several_unknown_keys_each_get_their_suggestion():
         ({"dp": "clients"}, "dp 'clients' is unknown; did you mean 'client'? known: none,"),
         ({"strategy": "fedprx"}, "unknown strategy 'fedprx'; did you mean 'fedprox'?"),
         ({"accountant": "rpd"}, "accountant 'rpd' is unknown; did you mean 'rdp'?"),
+        (
+            {"personalisation": "fedprer"},
+            "personalisation 'fedprer' is unknown; did you mean 'fedper'? known: none, "
+            "finetune, fedper, ditto",
+        ),
     ],
 )
 def test_an_unknown_name_is_answered_with_the_closest_names(values, message):
@@ -279,3 +286,10 @@ def test_the_recommender_task_and_model_go_together():
         RunConfig.from_mapping({"model": "gru-ncf"})
     cfg = RunConfig.from_mapping({"task": "next-categories", "model": "gru-ncf"})
     assert (cfg.task, cfg.model) == ("next-categories", "gru-ncf")
+
+
+def test_personalisation_is_refused_for_the_recommender():
+    with pytest.raises(ConfigError, match="personalisation='ditto' scores each retailer's"):
+        RunConfig.from_mapping(
+            {"task": "next-categories", "model": "gru-ncf", "personalisation": "ditto"}
+        )

@@ -239,3 +239,53 @@ def test_proximal_term_keeps_weights_near_the_start(dp):
     assert _drift(start, held.state_dict) < 0.25 * _drift(start, free.state_dict)
     with pytest.raises(ConfigError, match="proximal_mu"):
         fit(small(dp=dp), data, PURCHASE, cfg, privacy=privacy, proximal_mu=-1.0)
+
+
+def test_proximal_gradient_pulls_toward_the_anchor_by_hand():
+    """(lam / 2) ||w - w0||^2 has gradient lam (w - w0): w = (3, -1, 0.5), w0 = (1, 1, 0.5),
+    lam = 0.1 -> (0.2, -0.2, 0); the bias, at 2 against 0, adds 0.2. The penalty itself,
+    0.05 (4 + 4 + 0 + 4) = 0.6, is what autograd of the same expression gives."""
+    from fedmarket.training import proximal_gradient
+
+    net = torch.nn.Linear(3, 1)
+    with torch.no_grad():
+        net.weight.copy_(torch.tensor([[3.0, -1.0, 0.5]]))
+        net.bias.fill_(2.0)
+    anchor = {"weight": torch.tensor([[1.0, 1.0, 0.5]]), "bias": torch.tensor([0.0])}
+    penalty = 0.1 / 2 * sum(((p - anchor[n]) ** 2).sum() for n, p in net.named_parameters())
+    assert float(penalty.detach()) == pytest.approx(0.6)
+    penalty.backward()
+    autograd = {n: p.grad.clone() for n, p in net.named_parameters()}
+    net.zero_grad()
+    for p in net.parameters():
+        p.grad = torch.zeros_like(p)
+    proximal_gradient(net, 0.1, anchor)()
+    assert net.weight.grad[0].tolist() == pytest.approx([0.2, -0.2, 0.0])
+    assert net.bias.grad.tolist() == pytest.approx([0.2])
+    for n, p in net.named_parameters():
+        torch.testing.assert_close(p.grad, autograd[n])
+    # without an anchor the pull is toward the weights held when the hook was made
+    hook = proximal_gradient(net, 0.1)
+    with torch.no_grad():
+        net.bias.fill_(3.0)
+    net.bias.grad.zero_()
+    hook()
+    assert net.bias.grad.tolist() == pytest.approx([0.1])
+    assert proximal_gradient(net, 0.0, anchor) is None
+    with pytest.raises(ConfigError, match="anchor lacks parameter"):
+        proximal_gradient(net, 0.1, {"weight": anchor["weight"]})
+
+
+def test_fit_with_a_strong_anchor_stays_near_it():
+    """Ditto's personal model, started away from the global one, ends nearer it the larger
+    lambda is."""
+    train = toy(256)
+    anchor = small(seed=1).state_dict()
+    distances = []
+    for lam in (0.0, 50.0):
+        net = small(seed=0)
+        fit(net, train, get_task("purchase"), TrainConfig(epochs=3, batch_size=32, lr=0.01, seed=0),
+            proximal_mu=lam, proximal_anchor=anchor)  # fmt: skip
+        state = net.state_dict()
+        distances.append(sum(float(((state[k] - anchor[k]) ** 2).sum()) for k in anchor))
+    assert distances[1] < 0.5 * distances[0]

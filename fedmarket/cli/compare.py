@@ -17,7 +17,8 @@ if TYPE_CHECKING:
     from fedmarket.experiments.compare import Comparison, Side
 
 KIND_HELP = (
-    "federated | centralised | local-only (each retailer's own model) | bg-nbd (a simulate "
+    "federated | centralised | local-only (each retailer's own model) | personal (each "
+    "retailer's personalised model) | bg-nbd (a simulate "
     "run's anchor) | a baseline model (e.g. "
     "logistic-regression); default: "
     "federated, else centralised, else the directory's only result."

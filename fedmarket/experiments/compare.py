@@ -3,10 +3,11 @@
 Reads the per-customer predictions (``fedmarket.predictions``) that `fedmarket simulate`,
 `centralised` and `baselines` leave in their directories, finds the result asked for in each
 (``federated``, ``centralised``, ``local-only`` for a simulate run's per-retailer
-local-only models, ``bg-nbd`` for its anchor, or a baseline model's name), joins them on (partition,
-customer), and computes metric(A) - metric(B) with its interval (``fedmarket.paired``). The
-join is strict: results scored on different customers, with different labels or for
-different tasks are not comparable, and are refused with what to do.
+local-only models, ``personal`` for its personalised models, ``bg-nbd`` for its anchor, or a
+baseline model's name), joins them on (partition, customer), and computes metric(A) -
+metric(B) with its interval (``fedmarket.paired``). The join is strict: results scored on
+different customers, with different labels or for different tasks are not comparable, and
+are refused with what to do.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from fedmarket.predictions import KEY, Predictions, read_predictions
 from fedmarket.rundir import BASELINE_SCORES, RunDir
 
 FEDERATED, CENTRALISED, LOCAL_ONLY = "federated", "centralised", "local-only"
+PERSONAL = "personal"  # a simulate run's personalised models (run setting personalisation)
 
 
 @dataclass(frozen=True)
@@ -39,7 +41,8 @@ class Side:
     """One of the two results: where it was read from."""
 
     run: Path
-    kind: str  # federated | centralised | local-only | bg-nbd (a run's anchor) | a baseline
+    # federated | centralised | local-only | personal | bg-nbd (a run's anchor) | a baseline
+    kind: str
     path: Path
     predictions: Predictions = field(repr=False)
 
@@ -95,6 +98,8 @@ def available(run: Path) -> dict[str, tuple[Path, str | None]]:
         found[CENTRALISED] = (files.centralised_scores, None)
     if files.local_only_scores.is_file():  # a simulate run's local-only models (RUN/local)
         found[LOCAL_ONLY] = (files.local_only_scores, None)
+    if files.personal_scores.is_file():  # its personalised models (RUN/personal)
+        found[PERSONAL] = (files.personal_scores, None)
     if files.anchor_scores.is_file():  # a simulate run's BG/NBD anchor
         for model in read_predictions(files.anchor_scores):
             found.setdefault(model, (files.anchor_scores, model))

@@ -144,7 +144,7 @@ class RetailerClient:
             cfg,
             privacy=self.privacy,
             privacy_state=privacy_state,
-            planned_epochs=self.cfg.total_epochs if self.privacy is not None else None,
+            planned_epochs=self.cfg.client_epochs if self.privacy is not None else None,
             proximal_mu=proximal_mu,
         )
 
@@ -199,17 +199,30 @@ class RetailerClient:
         the round afterwards; the caller persists it only when the reply is sent."""
         base = journal.base_for(server_round)
         outcome = self.train(weights, server_round, base, proximal_mu=proximal_mu)
+        return self.charge(server_round, base, outcome, journal)
+
+    def charge(
+        self,
+        key: int,
+        base: AccountantState | None,
+        outcome: TrainOutcome,
+        journal: PrivacyJournal,
+    ) -> TrainOutcome:
+        """Record ``outcome`` (trained from ``base``) in ``journal`` under ``key`` (a round,
+        or a personal step: ``federated.personal``): ``outcome`` with the epsilon of all
+        spent, or BudgetExhaustedError where a retrained, different release would pass the
+        target."""
         if outcome.privacy_state is None or self.privacy is None:
             return outcome
         released = update_digest(outcome.state_dict)
-        spent = journal.charge(server_round, base, outcome.privacy_state, released)
+        spent = journal.charge(key, base, outcome.privacy_state, released)
         if spent == outcome.privacy_state:
             return outcome
         eps = accounting.epsilon(spent, self.privacy.delta)
         target = self.privacy.target_epsilon
         if target is not None and eps > target * (1 + 1e-9):
             raise BudgetExhaustedError(
-                f"round {server_round} was trained again with a different result; releasing "
+                f"round {key} was trained again with a different result; releasing "
                 f"it too would spend epsilon {eps:.3f} in all, above the target {target}"
             )
         return TrainOutcome(outcome.state_dict, {**outcome.metrics, "epsilon": eps}, spent)

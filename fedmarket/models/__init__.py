@@ -10,7 +10,9 @@ from fedmarket.models.registry import (
     ModelSpec,
     available_models,
     build_model,
+    head_keys,
     model_hparams,
+    split_head,
 )
 from fedmarket.models.sequence import SequenceModel
 
@@ -22,5 +24,7 @@ __all__ = [
     "SequenceModel",
     "available_models",
     "build_model",
+    "head_keys",
     "model_hparams",
+    "split_head",
 ]

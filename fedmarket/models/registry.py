@@ -8,7 +8,7 @@ anything not listed is rejected, so a typo fails loudly instead of training the 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
@@ -41,13 +41,23 @@ _RECURRENT_DEFAULTS: dict[str, Any] = {
 }
 
 
+# The final layer of every model that predicts per customer: its ``head`` module, mapping
+# the body's representation of a customer to the task's output. FedPer keeps it private.
+_HEAD = ("head.", "dispersion.")
+
+
 @dataclass(frozen=True)
 class ModelSpec:
-    """How to build one named model: constructor(n_features, task=, dp=, **defaults)."""
+    """How to build one named model: constructor(n_features, task=, dp=, **defaults).
+
+    ``head``: the state-dict prefixes of the model's head (its final layer(s)), the part a
+    FedPer client keeps private (``head_keys``); () where the model has none to personalise.
+    """
 
     constructor: Callable[..., nn.Module]
     defaults: Mapping[str, Any]
     description: str
+    head: tuple[str, ...] = _HEAD
 
 
 MODEL_REGISTRY: Mapping[str, ModelSpec] = MappingProxyType(
@@ -110,6 +120,7 @@ MODEL_REGISTRY: Mapping[str, ModelSpec] = MappingProxyType(
             "task next-categories: GRU (64) over the category events -> customer state, NCF "
             "(GMF + MLP 64) over (state, content embedding of each item, 32); mode gru / ncf "
             "for the GRU-only and NCF-only ablations; needs vocabulary=manifest['recommend']",
+            (),  # ranks items; no per-customer head to personalise
         ),
     }
 )
@@ -127,6 +138,35 @@ def _spec(name: str) -> ModelSpec:
             f"known: {', '.join(available_models())}"
         )
     return MODEL_REGISTRY[name]
+
+
+def head_keys(name: str, keys: Iterable[str]) -> list[str]:
+    """The keys among ``keys`` (a state dict's) that belong to model ``name``'s head.
+
+    The one definition of "head" (``ModelSpec.head``): FedPer's client keeps these and sends
+    the rest. An error for a model without a head, or keys that hold none of it (another
+    architecture's state dict).
+    """
+    prefixes = _spec(name).head
+    if not prefixes:
+        raise ConfigError(f"model {name!r} has no head to keep private; use another model")
+    keys = list(keys)
+    head = [k for k in keys if k.startswith(prefixes)]
+    if not head or len(head) == len(keys):
+        raise ConfigError(
+            f"model {name!r}: the state dict's keys ({', '.join(keys[:3])}, ...) do not split "
+            f"into a body and a head ({', '.join(prefixes)}); is it this model's?"
+        )
+    return head
+
+
+def split_head(
+    name: str, state_dict: Mapping[str, torch.Tensor]
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """(body, head) of model ``name``'s ``state_dict``, each in the state dict's order."""
+    head = set(head_keys(name, state_dict))
+    body = {k: v for k, v in state_dict.items() if k not in head}
+    return body, {k: v for k, v in state_dict.items() if k in head}
 
 
 def model_hparams(name: str) -> dict[str, Any]:

@@ -145,8 +145,8 @@ def clients_noise(cfg: RunConfig, partition: int, n_train: int) -> AccountantSta
     seconds per retailer. None (calibrate again) without a journal, under a fixed noise
     multiplier, or where the journal's sampling rate is not this retailer's. ``fit`` still
     checks the target against the steps this model takes."""
-    if not cfg.state_dir or cfg.target_epsilon == 0:
-        return None
+    if not cfg.state_dir or cfg.target_epsilon == 0 or cfg.client_epochs != cfg.total_epochs:
+        return None  # the clients' noise also covered personal steps: calibrate its own
     try:
         spent = load_journal(None, cfg.state_dir, partition).latest()
     except (FedmarketError, OSError):

@@ -98,6 +98,10 @@ class RetailerValue:
     pays: bool | None  # None: no local-only model, or the primary metric undefined
     # ROC-AUC only: whether DeLong's paired interval excludes 0 (the verdict is not noise)
     clear: bool | None = None
+    # the personalised model (run setting personalisation): its metrics, and it minus the
+    # local-only model (else minus the federated model) per metric, with the paired ROC-AUC
+    personal: dict[str, float] | None = None
+    personal_difference: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -108,14 +112,18 @@ def compare_retailers(
     local_only: Predictions | None,
     *,
     names: Mapping[int, str] | None = None,
+    personal: Predictions | None = None,
 ) -> list[RetailerValue]:
     """Per partition of ``federated``: its metrics, the local-only model's on the same
     customers (joined on (partition, customer); a customer missing from either, or a label
-    that differs, is an error: the two were not scored on the same test set)."""
+    that differs, is an error: the two were not scored on the same test set), and the
+    personalised model's, compared with local-only (or, without it, with federated)."""
     task = federated.task
     fed = federated.frame()
     if local_only is not None:
         fed = _joined(fed, local_only)
+    if personal is not None:
+        fed = _joined(fed, personal, "personal")
     key, higher = get_task(task).primary_metric
     rows = []
     for partition, part in fed.groupby("partition", sort=True):
@@ -133,26 +141,36 @@ def compare_retailers(
             gain = diff.get(key)
             if gain is not None and math.isfinite(gain):
                 pays = bool(gain > 0) if higher else bool(gain < 0)
+        mine = mine_diff = None
+        if personal is not None:
+            s_mine = part["score_personal"].to_numpy()
+            mine = retailer_metrics(y, s_mine, task)
+            base, s_base = (loc_m, part["score_local"].to_numpy()) if loc_m else (fed_m, s_fed)
+            mine_diff = _differences(mine, base, (*HEADLINE_KEYS, key))
+            mine_diff["roc_auc_paired"] = _paired(y, s_mine, s_base)
+            mine_diff["against"] = "local-only" if loc_m else "federated"
         name = (names or {}).get(pid, f"partition {pid}")
-        rows.append(RetailerValue(pid, name, fed_m, loc_m, diff, pays, clear))
+        rows.append(RetailerValue(pid, name, fed_m, loc_m, diff, pays, clear, mine, mine_diff))
     return rows
 
 
-def _joined(fed: pd.DataFrame, local_only: Predictions) -> pd.DataFrame:
-    loc = local_only.frame()[[*KEY, "label", "score"]]
-    merged = fed.merge(loc, on=list(KEY), how="outer", suffixes=("", "_local"), indicator=True)
+def _joined(fed: pd.DataFrame, other: Predictions, kind: str = "local") -> pd.DataFrame:
+    """``fed`` with ``other``'s score as column ``score_<kind>``, customer by customer."""
+    loc = other.frame()[[*KEY, "label", "score"]]
+    merged = fed.merge(loc, on=list(KEY), how="outer", suffixes=("", f"_{kind}"), indicator=True)
     missing = int((merged["_merge"] != "both").sum())
+    what = "local-only" if kind == "local" else kind
     if missing:
         raise DataError(
-            f"the federated and local-only predictions differ in {missing} test customer(s); "
+            f"the federated and {what} predictions differ in {missing} test customer(s); "
             "they were not scored on the same test set (a run directory mixed from two runs?)"
         )
-    if not np.array_equal(merged["label"].to_numpy(), merged["label_local"].to_numpy()):
+    if not np.array_equal(merged["label"].to_numpy(), merged[f"label_{kind}"].to_numpy()):
         raise DataError(
-            "the federated and local-only predictions give the same customer different labels; "
+            f"the federated and {what} predictions give the same customer different labels; "
             "they come from different prepared data"
         )
-    return merged.drop(columns=["_merge", "label_local"])
+    return merged.drop(columns=["_merge", f"label_{kind}"])
 
 
 def _differences(

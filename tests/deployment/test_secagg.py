@@ -102,6 +102,8 @@ def test_central_dp_and_other_strategies_are_refused(tmp_path):
         server_side.SecAggSettings.split(run_config(tmp_path, dp="central"))
     with pytest.raises(ConfigError, match="not available"):
         server_side.SecAggSettings.split(run_config(tmp_path, strategy="krum"))
+    with pytest.raises(ConfigError, match="personalisation='fedper' is not available"):
+        server_side.SecAggSettings.split(run_config(tmp_path, personalisation="fedper"))
     with pytest.raises(ConfigError, match="fractions"):
         server_side.SecAggSettings.split(run_config(tmp_path, **{"secagg-num-shares": 1.5}))
 

@@ -159,3 +159,31 @@ PARAM_COUNTS = {
 def test_parameter_counts(name: str, dp: bool) -> None:
     model = build_model(name, F, dp=dp)
     assert sum(p.numel() for p in model.parameters()) == PARAM_COUNTS[name]
+
+
+@pytest.mark.parametrize("name", ["cnn-lstm", "lstm", "gru", "rnn", "mlp"])
+def test_the_head_is_the_final_layer_of_every_per_customer_model(name) -> None:
+    from fedmarket.models import head_keys, split_head
+
+    state = build_model(name, F, seed=0).state_dict()
+    assert head_keys(name, state) == ["head.weight", "head.bias"]
+    body, head = split_head(name, state)
+    assert list(head) == ["head.weight", "head.bias"]
+    assert list(body) == [k for k in state if not k.startswith("head.")]
+    assert body and all(torch.equal(body[k], state[k]) for k in body)
+    # the negative binomial's dispersion is an output layer too: it stays with the head
+    counts = build_model(name, F, task="purchase-count", seed=0, count_loss="negative-binomial")
+    assert set(head_keys(name, counts.state_dict())) == {
+        "head.weight",
+        "head.bias",
+        "dispersion.log_alpha.weight",
+    }
+
+
+def test_a_head_split_refuses_a_model_without_head_or_another_models_weights() -> None:
+    from fedmarket.models import head_keys
+
+    with pytest.raises(ConfigError, match="model 'gru-ncf' has no head"):
+        head_keys("gru-ncf", ["a.weight"])
+    with pytest.raises(ConfigError, match="do not split into a body and a head"):
+        head_keys("gru", ["encoder.weight", "decoder.weight"])

@@ -146,3 +146,29 @@ def test_the_gain_figure_puts_each_retailer_against_its_size_and_base_rate():
     assert [t.get_text() for t in by_size.texts] == ["retailer_00", "retailer_01"]
     assert retailer_gains(block(local=False)) is None
     assert retailer_gains(None) is None
+
+
+def test_the_personalised_model_gets_a_column_and_a_sentence_each(tmp_path):
+    files = RunDir(tmp_path)
+    cfg = RunConfig.from_mapping({"data-dir": str(tmp_path / "gone"), "personalisation": "ditto"})
+    write_predictions(files.test_scores, predictions(FED0, FED1))
+    write_predictions(files.local_only_scores, predictions(LOC0, LOC1))
+    write_predictions(files.personal_scores, predictions(FED0, LOC1))
+    got = retailer_summary(files, cfg, "trained")
+    assert got["personal"] == "ditto"
+    text = to_markdown(retailer_blocks({"retailers": got}))
+    assert (
+        "| lift at 10% local-only | lift at 10% federated | ROC-AUC personalised | "
+        "personalised difference (95% CI) |"
+    ) in text
+    assert "| partition 1 | 4 | 50% | 1.000 | 0.250 | -0.750 (" in text
+    assert "| 2.0 | 0.0 | 1.000 | 0.000 (0.000-0.000) |" in text
+    assert (
+        "it lowers lift at 10% from 2.0 to 0.0. Its personalised model (ditto) gives ROC-AUC "
+        "1.000 and lift at 10% 2.0: 0.000 (0.000-0.000) against local-only."
+    ) in text
+    assert "Every personal step is charged to the retailer's own privacy budget" in text
+    # a run without personalisation ignores a stray file; dp='none' claims no budget
+    assert "personal" not in retailer_summary(files, cfg.replace(personalisation="none"), "trained")
+    plain = retailer_summary(files, cfg.replace(dp="none"), "trained")
+    assert "privacy budget" not in to_markdown(retailer_blocks({"retailers": plain}))

@@ -146,3 +146,24 @@ def test_partitions_are_named_by_their_one_retailer():
         ]
     }
     assert partition_names(manifest) == {0: "retailer_00", 1: "partition 1"}
+
+
+def test_the_personalised_model_is_compared_with_local_only_else_federated():
+    # personal: the federated scores at retailer 0, the local-only ones at retailer 1 (both
+    # rank every buyer first: ROC-AUC 1); against local-only 1 - 4/6 and 0, against
+    # federated 0 and 1 - 1/4
+    mine = predictions(FED0, LOC1, order=slice(None, None, -1))
+    rows = compare_retailers(predictions(FED0, FED1), predictions(LOC0, LOC1), personal=mine)
+    assert [r.personal["roc_auc"] for r in rows] == [1.0, 1.0]
+    assert [r.personal_difference["roc_auc"] for r in rows] == pytest.approx([1 - 4 / 6, 0.0])
+    assert {r.personal_difference["against"] for r in rows} == {"local-only"}
+    assert rows[0].personal_difference["lift_at_10"] == pytest.approx(2.5)
+    paired = paired_delong(Y0, FED0, LOC0)
+    assert rows[0].personal_difference["roc_auc_paired"]["difference"] == paired.difference
+    alone = compare_retailers(predictions(FED0, FED1), None, personal=mine)
+    assert [r.personal_difference["roc_auc"] for r in alone] == pytest.approx([0.0, 0.75])
+    assert {r.personal_difference["against"] for r in alone} == {"federated"}
+    assert compare_retailers(predictions(FED0, FED1), None)[0].personal is None
+    other = predictions(FED0, FED1, order=slice(0, 8))  # a customer short
+    with pytest.raises(DataError, match="federated and personal predictions differ in 1"):
+        compare_retailers(predictions(FED0, FED1), None, personal=other)
