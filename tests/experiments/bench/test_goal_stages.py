@@ -104,3 +104,27 @@ def test_stages_can_be_skipped_and_the_scale_point_skips_the_goal_stages(tmp_pat
     assert stages(some) == ["throughput", "startup", "contention", "prepare", "overhead"]
     scale = BenchConfig.scale_point(tmp_path, skip=("throughput",))
     assert stages(scale) == ["floor", "federated", "floor-dp", "federated-dp"]
+
+
+@pytest.mark.slow
+def test_cli_bench_measures_the_goal_stages(tmp_path: Path):
+    """A real quick run of the start-up, contention, prepare and overhead stages (the sweep's
+    is the same child-process pattern, four federated runs longer): each goal gets a figure
+    and a verdict, and the table says so."""
+    from typer.testing import CliRunner
+
+    from fedmarket.cli import app
+
+    args = ["bench", "--quick", "--out", str(tmp_path), "--clients", "2", "--customers", "256"]
+    result = CliRunner().invoke(app, [*args, "--skip", "federated,throughput,sweep"])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "bench.json").read_text())
+    goals = {g["key"]: g for g in report["goals"]}
+    for key in ("startup_s", "contended_over_idle", "prepare_over_raw_read"):
+        assert goals[key]["value"] > 0 and goals[key]["met"] in (True, False)
+    assert goals["overhead_per_client_round_ms"]["met"] in (True, False)
+    assert goals["sweep_wall_over_training"]["met"] is None
+    assert [p["clients_per_round"] for p in report["overhead"]["points"]] == [2, 4, 8]
+    assert set(report["contention"]["paths"]) == {"fast", "dp"}
+    assert report["startup"]["to_round_s"] < report["startup"]["wall_s"]
+    assert "issue #20's goals" in result.output and "skipped" in result.output
