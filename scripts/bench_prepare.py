@@ -19,61 +19,12 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import os
 import pstats
-import shutil
-import statistics
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
-import pandas as pd
-
-from fedmarket.data.ingest import loaders
 from fedmarket.data.prepare import PrepareOptions, prepare
-
-_KEY = b"bench-prepare-key-not-a-secret!!"  # fixed: pseudonym cost does not depend on the key
-_CHILD = f"""
-import sys, time
-from pathlib import Path
-import fedmarket
-from fedmarket.data.prepare import PrepareOptions, prepare
-print(fedmarket.__file__)
-start = time.perf_counter()
-prepare(PrepareOptions(raw=Path(sys.argv[1]), out=Path(sys.argv[2]), pseudonym_key={_KEY!r}))
-print(time.perf_counter() - start)
-"""
-
-
-def raw_read(raw: Path) -> float:
-    """Seconds to read what prepare reads, with pandas' defaults."""
-    start = time.perf_counter()
-    for files in loaders.find_exports(raw).values():
-        for path in files:
-            pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
-            for table in sorted(path.parent.glob("customers.*")):
-                pd.read_csv(table, dtype=str)
-    return time.perf_counter() - start
-
-
-def timed_prepare(raw: Path, out: Path, source: Path) -> float:
-    """Seconds of one prepare call, in a child process that imports fedmarket from ``source``."""
-    env = {**os.environ, "PYTHONPATH": str(source)}
-    done = subprocess.run(
-        [sys.executable, "-c", _CHILD, str(raw), str(out)],
-        env=env,
-        cwd=out.parent,  # not the checkout: python -c puts the current directory first
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    shutil.rmtree(out, ignore_errors=True)
-    imported, seconds = done.stdout.strip().splitlines()[-2:]
-    if not Path(imported).is_relative_to(source):
-        raise SystemExit(f"the child imported {imported}, not fedmarket from {source}")
-    return float(seconds)
+from fedmarket.experiments.bench.prepare_ratio import KEY, prepare_against_read, print_table
 
 
 def main() -> None:
@@ -87,22 +38,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "prepared"
         if args.profile:
-            options = PrepareOptions(raw=args.raw, out=out, pseudonym_key=_KEY)
+            options = PrepareOptions(raw=args.raw, out=out, pseudonym_key=KEY)
             profile = cProfile.Profile()
             profile.runcall(prepare, options)
             pstats.Stats(profile).sort_stats("cumulative").print_stats(40)
             return
         sources = {"prepare": here, **({"baseline": args.baseline} if args.baseline else {})}
-        times: dict[str, list[float]] = {"raw read": [], **{name: [] for name in sources}}
-        for _ in range(args.repeats):
-            times["raw read"].append(raw_read(args.raw))
-            for name, source in sources.items():
-                times[name].append(timed_prepare(args.raw, out, source))
-    floor = statistics.median(times["raw read"])
-    for name, values in times.items():
-        median = statistics.median(values)
-        runs = " ".join(f"{v:.2f}" for v in values)
-        print(f"{name:9s} s: {runs}  median {median:.2f}  / raw read {median / floor:.1f}x")
+        print_table(prepare_against_read(args.raw, out, args.repeats, sources))
 
 
 if __name__ == "__main__":

@@ -18,54 +18,13 @@ round). A benchmark, not a test; the machine's load is printed with each line.
 from __future__ import annotations
 
 import argparse
-import csv
-import json
-import os
-import shutil
 import statistics
-import subprocess
-import sys
-import time
-from datetime import datetime
 from pathlib import Path
 
+from fedmarket.experiments.bench.fresh import load_average
+from fedmarket.experiments.bench.startup import measure_startup
+
 ROOT = Path(__file__).resolve().parents[1]
-CLI = "import sys; from fedmarket.cli import app; app(sys.argv[1:])"  # the tree on PYTHONPATH
-SETTINGS = "num-server-rounds=2 dp='none'"
-
-
-def one_run(code: Path, data: Path, out: Path) -> dict[str, float]:
-    if out.exists():
-        shutil.rmtree(out)
-    args = ["simulate", "--data", str(data), "--out", str(out), "--no-centralised"]
-    args += ["--run-config", SETTINGS]
-    env = {**os.environ, "PYTHONPATH": str(code), "OMP_NUM_THREADS": "1"}
-    started = time.time()
-    done = subprocess.run(
-        [sys.executable, "-c", CLI, *args],
-        env=env,
-        cwd=code,
-        capture_output=True,
-        text=True,
-    )
-    wall = time.time() - started
-    if done.returncode != 0:
-        sys.exit(f"{code}: simulate failed\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
-    round_one = next(
-        line for line in (out / "log.txt").read_text().splitlines() if "[ROUND 1/" in line
-    )
-    stamp = datetime.strptime(round_one[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
-    with open(out / "rounds.csv") as f:
-        rows = list(csv.DictReader(f))
-    clients = len(json.loads((data / "manifest.json").read_text())["partitions"])
-    slots = min(clients, len(os.sched_getaffinity(0)))
-    training = float(rows[0]["client_train_s_sum"]) / slots
-    return {
-        "startup_s": stamp - started + float(rows[0]["train_wait_s"]) - training,
-        "to_round_s": stamp - started,
-        "wall_s": wall,
-        "round2_s": float(rows[1]["elapsed_s"]) - float(rows[0]["elapsed_s"]),
-    }
 
 
 def main() -> None:
@@ -80,12 +39,11 @@ def main() -> None:
     print("rep  code      start-up s  to [ROUND 1] s  wall s  round 2 s  load")
     for rep in range(ns.repeats):
         for name, code in trees if rep % 2 == 0 else trees[::-1]:
-            r = one_run(code, ns.data.resolve(), ns.out / f"{name}-{rep}")
+            r = measure_startup(ns.data.resolve(), ns.out / f"{name}-{rep}", code)
             got[name].append(r)
-            load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
             print(
                 f"{rep:<4} {name:<9} {r['startup_s']:>10.1f} {r['to_round_s']:>15.1f} "
-                f"{r['wall_s']:>7.1f} {r['round2_s']:>10.2f}  {load}",
+                f"{r['wall_s']:>7.1f} {r['round2_s']:>10.2f}  {load_average()}",
                 flush=True,
             )
     for name, runs in got.items():

@@ -43,9 +43,18 @@ def bench_cmd(
     dp: Annotated[
         bool, typer.Option(help="Also measure the DP-SGD floor and federated run.")
     ] = True,
+    skip: Annotated[
+        str,
+        typer.Option(
+            help="Stages not to run, comma-separated: federated (floor against federated), "
+            "throughput, startup, sweep, contention, prepare, overhead."
+        ),
+    ] = "",
     threads: Threads = None,
 ) -> None:
-    """Performance: centralised floor, federated run with the same work, DP-SGD throughput."""
+    """Performance: every figure of issue #20's goals (centralised floor against the
+    federated run, DP-SGD throughput, start-up, a sweep, contended training, prepare, overhead
+    per client), each beside its goal."""
     from fedmarket.experiments.bench import BenchConfig, run_bench, stages
 
     if quick and scale:
@@ -67,6 +76,7 @@ def bench_cmd(
         client_gpus=client_gpus,
         dp=dp,
         threads=threads,
+        skip=tuple(name.strip() for name in skip.split(",") if name.strip()),
     )
     if quick:
         cfg = BenchConfig.quick_mode(out, **changes)
@@ -86,7 +96,9 @@ def bench_cmd(
     )
     with progress_bar("bench", len(stages(cfg)), unit="stages") as advance:
         report = run_bench(cfg, advance=advance)
-    console.print(_table(report))
+    if report["federated"]:
+        console.print(_table(report))
+    console.print(_goals_table(report))
     console.print(f"wrote {out / 'bench.json'} ({report['wall_s']:.0f} s in all)")
 
 
@@ -121,7 +133,9 @@ def _table(report: dict) -> Table:
     ]
     for label, cell in rows:
         table.add_row(label, *(cell(k) for k in feds))
-    tp = report["dp_throughput"]
+    tp = report.get("dp_throughput")
+    if not tp:
+        return table
     table.caption = (
         f"DP-SGD throughput {tp['dp']['samples_per_s']:,.0f} samples/s against the fast "
         f"path's {tp['fast']['samples_per_s']:,.0f}: "
@@ -132,6 +146,21 @@ def _table(report: dict) -> Table:
             f" (with Opacus' DPLSTM: {tp['dp_opacus']['samples_per_s']:,.0f} samples/s, "
             f"{100 * report['ratios']['dp_opacus_over_fast_throughput']:.0f}%)"
         )
+    return table
+
+
+def _goals_table(report: dict) -> Table:
+    """Each goal of issue #20 beside what this run measured (load average at start/end)."""
+    table = Table(
+        title=f"issue #20's goals (load average {report['load_at_start']} at the start, "
+        f"{report['load_at_end']} at the end)"
+    )
+    for name, justify in (("goal", "left"), ("target", "right"), ("measured", "right")):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    table.add_column("")
+    for goal in report["goals"]:
+        verdict = {True: "[green]met[/]", False: "[red]not met[/]", None: "skipped"}[goal["met"]]
+        table.add_row(goal["goal"], goal["target"], goal["shown"], verdict)
     return table
 
 

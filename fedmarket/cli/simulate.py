@@ -69,7 +69,11 @@ def simulate_cmd(
         float, typer.Option(help="GPU share per client actor (0.25: four per GPU).")
     ] = 0.0,
     ray_address: Annotated[
-        str | None, typer.Option(help="Join a running Ray cluster (e.g. 'auto').")
+        str | None,
+        typer.Option(
+            help="Join a running Ray cluster: 'auto' (started here with `ray start --head`) "
+            "or the head's HOST:PORT; the client actors are placed over its nodes."
+        ),
     ] = None,
     encryption_key_file: EncryptionKeyFile = None,
     tracking_uri: TrackingUri = None,

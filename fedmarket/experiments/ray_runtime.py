@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 import signal
 import sys
 import threading
@@ -49,6 +50,8 @@ class ClientResources:
             )
         if self.num_gpus < 0:
             raise ConfigError(f"--client-gpus must be >= 0, got {self.num_gpus}")
+        if self.ray_address is not None:
+            check_ray_address(self.ray_address)
 
     @property
     def threads(self) -> int:
@@ -76,6 +79,25 @@ class ClientResources:
             },
             "init_args": init_args,
         }
+
+
+_HOST_PORT = re.compile(r"^(ray://)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$")
+
+
+def check_ray_address(address: str) -> None:
+    """``--ray-address``: 'auto' (the cluster started on this machine with `ray start`),
+    'local' (a new one, as without the option) or the head's ``HOST:PORT`` (Ray's GCS port,
+    6379 by default; ``ray://HOST:PORT`` for Ray Client). Checked before Ray starts, so a
+    typo is one line, not Ray's connection traceback after the data checks."""
+    if address in ("auto", "local"):
+        return
+    match = _HOST_PORT.match(address)
+    if match is None or not 0 < int(match.group(3)) < 65536:
+        raise ConfigError(
+            f"--ray-address {address!r} is not a Ray address: give 'auto' (the cluster "
+            "`ray start --head` started on this machine), 'local', or the head node's "
+            "HOST:PORT, e.g. 10.0.0.5:6379"
+        )
 
 
 class StopRequest:

@@ -81,3 +81,31 @@ def test_two_simulations_in_a_session_start_ray_and_the_actors_once(
     assert len(inits) == 2 and len(pools) == 2  # one each: the lone run and the session
     # FedAvg sums the replies in the order they arrive: equal up to float32 rounding
     assert first == pytest.approx(fresh, rel=1e-5) and second == pytest.approx(fresh, rel=1e-5)
+
+
+def test_flowers_message_queues_poll_briefly_inside_a_session(monkeypatch):
+    """Flower's threads wait ``get(timeout=1.0)`` on empty queues before they see that a run
+    has ended; inside a session they wait ``QUEUE_POLL_S``, and Flower's own class is back
+    after the run."""
+    import queue
+    import time
+
+    from flwr.server.superlink.fleet.vce import vce_api
+    from flwr.server.superlink.fleet.vce.backend import raybackend
+
+    prompt = ray_session.PromptQueue()
+    started = time.perf_counter()
+    with pytest.raises(queue.Empty):
+        prompt.get(timeout=1.0)
+    assert time.perf_counter() - started < 0.5  # 0.02 s asked; a busy machine is slow to wake
+    prompt.put("reply")
+    assert prompt.get(timeout=1.0) == "reply" and prompt.empty()
+
+    original_queue, original_backend = vce_api.Queue, raybackend.RayBackend
+    with ray_session.flower_backend():  # no session: Flower's own classes
+        assert vce_api.Queue is original_queue
+    monkeypatch.setattr(ray_session, "_runtime", ray_session._Runtime(ClientResources()))
+    with ray_session.flower_backend():
+        assert vce_api.Queue is ray_session.PromptQueue
+        assert raybackend.RayBackend.__name__ == "KeptRayBackend"
+    assert vce_api.Queue is original_queue and raybackend.RayBackend is original_backend

@@ -35,3 +35,16 @@ def test_client_actors_get_threads_from_their_cpus(monkeypatch):
     monkeypatch.setenv("PYTHONPATH", "")
     ray_runtime.start_ray(ClientResources(num_cpus=2.0))
     assert started["runtime_env"]["env_vars"]["FEDMARKET_THREADS"] == "2"
+
+
+def test_a_ray_address_is_checked_before_ray_starts():
+    import pytest
+
+    from fedmarket.errors import ConfigError
+
+    for good in ("auto", "local", "10.0.0.5:6379", "head.example.org:6379", "ray://head:10001"):
+        assert ClientResources(ray_address=good).backend_config()["init_args"]["address"] == good
+    assert "address" not in ClientResources().backend_config()["init_args"]
+    for bad in ("", "10.0.0.5", "head:port", "head:0", "head:70000", "http://head:6379", " auto"):
+        with pytest.raises(ConfigError, match="is not a Ray address"):
+            ClientResources(ray_address=bad)

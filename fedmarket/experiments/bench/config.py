@@ -14,6 +14,11 @@ from fedmarket.models import available_models
 from fedmarket.names import did_you_mean
 from fedmarket.threads import choose_threads
 
+# What `--skip` names: the floor against the federated run, DP-SGD throughput, and one stage
+# per other goal of issue #20 (`goal_stages`).
+STAGES = ("federated", "throughput", "startup", "sweep", "contention", "prepare", "overhead")
+GOAL_ONLY = STAGES[2:]  # the scale point measures what scale changes, not these
+
 
 @dataclass(frozen=True)
 class BenchConfig:
@@ -44,9 +49,16 @@ class BenchConfig:
     seed: int = 0
     quick: bool = False
     threads: int | None = None  # torch threads of the floor (and the driver): fedmarket.threads
+    skip: tuple[str, ...] = ()  # stages not to run (STAGES)
 
     def __post_init__(self) -> None:
         choose_threads(self.threads)  # a bad --threads or $FEDMARKET_THREADS: an error now
+        unknown = [name for name in self.skip if name not in STAGES]
+        if unknown:
+            raise ConfigError(
+                f"bench --skip: unknown stage {unknown[0]!r}; "
+                f"{did_you_mean(unknown[0], STAGES)}the stages are {', '.join(STAGES)}"
+            )
         if self.model not in available_models():
             raise ConfigError(
                 f"bench --model: unknown model {self.model!r}; "
@@ -96,6 +108,7 @@ class BenchConfig:
     def scale_point(cls, out: Path, **changes: Any) -> BenchConfig:
         """The issue's scale point: 1,000 retailers (10 per round), 1,000,000 customers."""
         values = {"clients": 1000, "customers": 1000, "clients_per_round": 10, "rounds": 3}
+        changes["skip"] = tuple(dict.fromkeys([*GOAL_ONLY, *changes.get("skip", ())]))
         return cls(out=out, **{**values, **changes})
 
     @property
@@ -110,6 +123,9 @@ class BenchConfig:
             return self.client_gpus
         return 0.25 if self.torch_device == "cuda" else 0.0
 
+    def runs(self, stage: str) -> bool:
+        return stage not in self.skip
+
     @property
     def per_round(self) -> int:
         return self.clients_per_round or self.clients
@@ -123,6 +139,7 @@ class BenchConfig:
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
         out["out"] = str(self.out)
+        out["skip"] = list(self.skip)
         out["resolved_device"] = self.torch_device
         out["resolved_client_gpus"] = self.gpus_per_client
         return out

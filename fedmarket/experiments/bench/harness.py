@@ -1,9 +1,11 @@
-"""`fedmarket bench`: the floor, the federated run and DP-SGD throughput in one report.
+"""`fedmarket bench`: every figure issue #20's goals are stated in, in one report.
 
-The ratios are what the performance targets are stated in, so they are measured side by
-side in one process on one machine: federated steady-state round time over the floor's
-epoch time (same customers, model, batch and device), and DP-SGD samples per second over
-the fast path's.
+The ratios are measured side by side in one run on one machine: federated steady-state
+round time over the floor's epoch time (same customers, model, batch and device), DP-SGD
+samples per second over the fast path's, and the stages of `goal_stages` (start-up, a
+sweep's wall over its training, contended over idle training, prepare over the raw read,
+overhead per client per round). Each is judged against its goal (`goals`); any stage can be
+skipped.
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ from typing import Any
 import torch
 
 from fedmarket.experiments.bench.config import BenchConfig
+from fedmarket.experiments.bench.fresh import load_average
+from fedmarket.experiments.bench.goal_stages import GOAL_STAGES, goal_ratios
+from fedmarket.experiments.bench.goals import judge
 from fedmarket.experiments.bench.stages import federated, floor, steady
 from fedmarket.experiments.bench.throughput import measure_throughput
 from fedmarket.experiments.bench.workload import ensure_workload
@@ -29,10 +34,13 @@ Advance = Callable[..., None]
 
 
 def stages(cfg: BenchConfig) -> list[str]:
-    names = ["floor", "federated"]
-    if cfg.dp:
-        names += ["floor-dp", "federated-dp"]
-    return [*names, "throughput"]
+    """The progress steps, in order."""
+    names = []
+    if cfg.runs("federated"):
+        names += ["floor", "federated"] + (["floor-dp", "federated-dp"] if cfg.dp else [])
+    if cfg.runs("throughput"):
+        names.append("throughput")
+    return [*names, *(name for name in GOAL_STAGES if cfg.runs(name))]
 
 
 def run_bench(cfg: BenchConfig, advance: Advance | None = None) -> dict[str, Any]:
@@ -53,10 +61,11 @@ def run_bench(cfg: BenchConfig, advance: Advance | None = None) -> dict[str, Any
         "machine": machine(),
         "command": " ".join(["fedmarket", *sys.argv[1:]]) if sys.argv else None,
         "config": cfg.to_json(),
+        "load_at_start": load_average(),
         "floor": {},
         "federated": {},
     }
-    for dp in (False, True) if cfg.dp else (False,):
+    for dp in ((False, True) if cfg.dp else (False,)) if cfg.runs("federated") else ():
         label = "dp" if dp else "nodp"
         advance(0, description=f"floor ({label})")
         report["floor"][label] = floor(cfg, data_dir, dp=dp)
@@ -67,10 +76,18 @@ def run_bench(cfg: BenchConfig, advance: Advance | None = None) -> dict[str, Any
             shutil.rmtree(run_dir)
         report["federated"][label] = federated(cfg, data_dir, run_dir, dp=dp)
         advance(1)
-    advance(0, description="DP-SGD throughput")
-    report["dp_throughput"] = throughput(cfg)
-    advance(1)
+    if cfg.runs("throughput"):
+        advance(0, description="DP-SGD throughput")
+        report["dp_throughput"] = throughput(cfg)
+        advance(1)
+    for name, stage in GOAL_STAGES.items():
+        if cfg.runs(name):
+            advance(0, description=name)
+            report[name] = stage(cfg, data_dir)
+            advance(1)
     report["ratios"] = ratios(report)
+    report["goals"] = judge(report["ratios"])
+    report["load_at_end"] = load_average()
     report["wall_s"] = time.perf_counter() - started
     (cfg.out / "bench.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
@@ -96,9 +113,10 @@ def throughput(cfg: BenchConfig) -> dict[str, Any]:
 
 
 def ratios(report: dict[str, Any]) -> dict[str, Any]:
-    """The targets' ratios: federated/floor (steady rounds) and DP/fast throughput."""
+    """The goals' figures: federated/floor (steady rounds), DP/fast throughput and those of
+    the stages that ran."""
     out: dict[str, Any] = {}
-    for label, fed in report["federated"].items():
+    for label, fed in report.get("federated", {}).items():
         floor_epoch = report["floor"][label]["epoch_s"]
         rounds = fed["per_round"]
         # the floor evaluates nothing, so its epoch is set against the round without the
@@ -108,13 +126,14 @@ def ratios(report: dict[str, Any]) -> dict[str, Any]:
         out[f"federated_overhead_share_{label}"] = steady(rounds, "overhead_s") / steady(
             rounds, "round_s"
         )
-    tp = report["dp_throughput"]
-    out["dp_over_fast_throughput"] = tp["dp"]["samples_per_s"] / tp["fast"]["samples_per_s"]
-    if "dp_opacus" in tp:
-        out["dp_opacus_over_fast_throughput"] = (
-            tp["dp_opacus"]["samples_per_s"] / tp["fast"]["samples_per_s"]
-        )
-    return out
+    tp = report.get("dp_throughput")
+    if tp:
+        out["dp_over_fast_throughput"] = tp["dp"]["samples_per_s"] / tp["fast"]["samples_per_s"]
+        if "dp_opacus" in tp:
+            out["dp_opacus_over_fast_throughput"] = (
+                tp["dp_opacus"]["samples_per_s"] / tp["fast"]["samples_per_s"]
+            )
+    return {**out, **goal_ratios(report)}
 
 
 def machine() -> dict[str, Any]:

@@ -28,6 +28,7 @@ from fedmarket.experiments.bench.workload import TEST_CUSTOMERS, ensure_workload
         ({"client_cpus": 0}, "--client-cpus"),
         ({"device": "tpu"}, "--device"),
         ({"device": "cpu", "client_gpus": 0.5}, "same device"),
+        ({"skip": ("sweeps",)}, "did you mean 'sweep'"),
     ],
 )
 def test_bad_config_is_a_clear_error(tmp_path: Path, changes, message):
@@ -129,6 +130,7 @@ def test_peak_memory_sees_an_allocation():
 @pytest.mark.slow
 def test_cli_bench_writes_the_report(tmp_path: Path):
     args = ["bench", "--quick", "--out", str(tmp_path), "--clients", "2", "--customers", "256"]
+    args += ["--skip", "startup,sweep,contention,prepare,overhead"]  # tests/.../test_goal_stages.py
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "bench.json").read_text())
