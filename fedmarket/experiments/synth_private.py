@@ -4,9 +4,11 @@ utility, fidelity and privacy measured on the real customers they stand for.
 1. A label-conditioned DP VAE (``fedmarket.generative.dpvae``; why a VAE and not the GAN:
    its docstring) is trained federatedly over the retailers' training customers, DP-SGD at
    each retailer with its own accountant (``fedmarket.generative.federated_generator``).
-2. ``customers`` synthetic customers are sampled and written as a Parquet table: flattened
-   event-feature sequences plus the task's label, no ids (``synthetic_table``). Sampling is
-   post-processing: the table carries each retailer's epsilon, and nothing more.
+2. ``customers`` synthetic customers are sampled, clipped to each feature's possible range
+   (known from the manifest: no count below 0, no "days since" beyond the window), and
+   written as a Parquet table: flattened event-feature sequences plus the task's label, no
+   ids (``synthetic_table``). Sampling and clipping are post-processing: the table carries
+   each retailer's epsilon, and nothing more.
 3. Utility: each utility model (logistic regression, gradient boosting; fedmarket.baselines'
    definitions) is trained once on the real training customers and once on the synthetic
    ones, both tested on the same real held-out customers: ROC-AUC with DeLong intervals and
@@ -111,7 +113,12 @@ def synth_private(
         RetailerRows,
         train_federated_generator,
     )
-    from fedmarket.generative.synthetic_table import synthetic_frame, write_table
+    from fedmarket.generative.synthetic_table import (
+        clip_to_bounds,
+        feature_bounds,
+        synthetic_frame,
+        write_table,
+    )
 
     data_dir, out = Path(data_dir), Path(out)
     manifest = store.read_manifest(data_dir)
@@ -133,6 +140,9 @@ def synth_private(
     real_y = np.concatenate([r.y for r in rows])
     n_synth = settings.customers or len(real_x)
     syn_x, syn_y = fit.sample(n_synth, seed=settings.seed + 1)
+    bounds = feature_bounds(manifest)
+    if bounds is not None:  # post-processing with the manifest's public metadata
+        syn_x = clip_to_bounds(syn_x, bounds, n_steps)
     out.mkdir(parents=True, exist_ok=True)
     write_table(synthetic_frame(syn_x, syn_y, names, n_steps, settings.task), out / TABLE)
     test_x, test_y = _flat_labelled(test, settings.task)
@@ -144,6 +154,7 @@ def synth_private(
         "n_real_train": len(real_x),
         "n_real_test": len(test_x),
         "n_synthetic": n_synth,
+        "clipped_to_feature_ranges": bounds is not None,
         "columns": len(names) * n_steps + 1,
         "table": TABLE,
         "utility": utility(real_x, real_y, syn_x, syn_y, test_x, test_y, settings),

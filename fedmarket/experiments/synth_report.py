@@ -37,7 +37,7 @@ def _utility(report: dict[str, Any]) -> list[str]:
             for m in (real, syn)
         ]
         d = with_interval(diff["difference"], diff["low"], diff["high"])
-        lines.append(f"| {name} | {cells[0]} | {cells[1]} | {d} | {_n(diff['p_value'])} |")
+        lines.append(f"| {name} | {cells[0]} | {cells[1]} | {d} | {_n(diff['p_value'], '.2g')} |")
     return lines
 
 
@@ -120,9 +120,16 @@ def render_markdown(report: dict[str, Any]) -> str:
         "",
         f"`{report['table']}`: {report['n_synthetic']:,} synthetic customers, "
         f"{report['columns']} columns (flattened event-feature sequences and the "
-        f"{report['task']} label), no ids. Data: `{report['data_dir']}`, seed {report['seed']}.",
+        f"{report['task']} label), no ids. Data: `{report['data_dir']}`, seed {report['seed']}."
+        + (
+            " Sampled rows are clipped to each feature's possible range (from the manifest: no "
+            "count below 0, no 'days since' past the window)."
+            if report.get("clipped_to_feature_ranges")
+            else ""
+        ),
         "",
-        f"Generator: {gen['model']} (latent {gen['latent_dim']}, width {gen['hidden']}), "
+        f"Generator: {gen['model']} (latent {gen['latent_dim']}, "
+        f"{'linear' if gen['hidden'] == 0 else 'MLP width ' + str(gen['hidden'])}), "
         f"FedAvg over the retailers for {gen['rounds']} rounds of {gen['local_epochs']} local "
         f"epoch(s), batch {gen['batch_size']}, clip {gen['max_grad_norm']:g}.",
         "",

@@ -15,10 +15,22 @@ Why a VAE and not the GAN of ``fedmarket.generative.ssgan``/``private``:
 * The price: a Gaussian decoder blurs sharp and zero-inflated marginals (most customers have
   no event in most time steps). The fidelity report measures how much (KS, Wasserstein).
 
+Why linear by default (``hidden = 0``: a linear encoder and decoder, i.e. probabilistic PCA
+with a class shift): DP-SGD clips each customer's whole gradient to one norm and adds the
+same noise to every weight, so the fewer the weights, the more of a customer's signal each
+one keeps. With two 64-wide hidden layers (~51,000 weights over 308 features) the noise
+swamped the class signal: on the 4-retailer data at epsilon 4, classifiers trained on its
+synthetic customers ranked real test customers at or below chance (test ROC-AUC 0.31-0.67
+over configurations and seeds), while the linear model (~5,600 weights) reached 0.60
+(logistic regression) and 0.75 (gradient boosting) against 0.81 and 0.82 trained on the real
+customers. Without DP the MLP VAE reached 0.75 and 0.79: the loss is DP's, not the model's.
+
 The model, per customer with flattened features ``x`` (T x F) and 0/1 label ``y``:
 
 * encoder ``q(z | x, y)``: an MLP to the mean and log-variance of a ``latent_dim`` Gaussian;
-* decoder ``p(x | z, y)``: an MLP to the mean, with one learned log-sigma per feature;
+* decoder ``p(x | z, y)``: an MLP of ``(z, y)`` plus a learned per-feature shift for ``y = 1``
+  (a class's mean offset the decoder need not discover through one input among many), with
+  one learned log-sigma per feature;
 * label prior ``p(y)``: one learned logit. It is part of the same per-customer loss, so the
   synthetic table's class balance is learned under the same DP guarantee as everything else
   (no label count is released outside DP). The logit and the log-sigmas are ``Linear`` layers
@@ -52,18 +64,18 @@ LOG_SIGMA_RANGE = (-4.0, 2.0)  # decoder noise of standardised features: 0.02 to
 class GeneratorConfig:
     """Sizes and schedule of the DP VAE and of its federated training."""
 
-    latent_dim: int = 8
-    hidden: int = 64
+    latent_dim: int = 4
+    hidden: int = 0  # 0: linear encoder and decoder (probabilistic PCA); > 0: two-layer MLPs
     rounds: int = 10
     local_epochs: int = 3
     batch_size: int = 128
-    lr: float = 1e-3
-    head_lr: float = 1e-2  # the label prior and the log-sigmas: one number each, learn fast
+    lr: float = 3e-3
+    head_lr: float = 1e-2  # the label prior, log-sigmas and class shift: few weights each
     max_grad_norm: float = 1.0
 
     def __post_init__(self) -> None:
         integer("generator latent_dim", self.latent_dim, at_least=1)
-        integer("generator hidden", self.hidden, at_least=2)
+        integer("generator hidden", self.hidden, at_least=0)
         integer("generator rounds", self.rounds, at_least=1)
         integer("generator local_epochs", self.local_epochs, at_least=1)
         integer("generator batch_size", self.batch_size, at_least=2)
@@ -73,6 +85,8 @@ class GeneratorConfig:
 
 
 def _mlp(n_in: int, hidden: int, n_out: int) -> nn.Sequential:
+    if hidden == 0:  # linear: with a linear decoder the VAE is probabilistic PCA
+        return nn.Sequential(nn.Linear(n_in, n_out))
     return nn.Sequential(
         nn.Linear(n_in, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
         nn.Linear(hidden, n_out),
@@ -89,13 +103,14 @@ class ConditionalVAE(nn.Module):
         self.decoder = _mlp(cfg.latent_dim + 1, cfg.hidden, n_features)
         self.log_sigma = nn.Linear(1, n_features)  # on a column of ones: per-feature noise
         self.label_logit = nn.Linear(1, 1)  # on a column of ones: the label prior
+        self.class_shift = nn.Linear(1, n_features)  # on y: a class's mean shift
 
     def forward(self, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
         y = y.reshape(-1, 1).to(x.dtype)
         ones = torch.ones_like(y)
         mu_z, logvar_z = self.encoder(torch.cat([x, y], dim=1)).chunk(2, dim=1)
         z = mu_z + torch.exp(0.5 * logvar_z) * eps
-        mean = self.decoder(torch.cat([z, y], dim=1))
+        mean = self.decoder(torch.cat([z, y], dim=1)) + self.class_shift(y)
         log_sigma = self.log_sigma(ones).clamp(*LOG_SIGMA_RANGE)
         rec = (0.5 * ((x - mean) * torch.exp(-log_sigma)).pow(2) + log_sigma).sum(dim=1)
         kl = 0.5 * (mu_z.pow(2) + logvar_z.exp() - 1.0 - logvar_z).sum(dim=1)
@@ -111,16 +126,21 @@ class ConditionalVAE(nn.Module):
         ones = torch.ones(n, 1)
         y = torch.bernoulli(torch.sigmoid(self.label_logit(ones)), generator=generator)
         z = torch.randn(n, self.latent_dim, generator=generator)
-        mean = self.decoder(torch.cat([z, y], dim=1))
+        mean = self.decoder(torch.cat([z, y], dim=1)) + self.class_shift(y)
         sigma = torch.exp(self.log_sigma(ones).clamp(*LOG_SIGMA_RANGE))
         return mean + sigma * torch.randn(mean.shape, generator=generator), y.squeeze(1)
 
     def param_groups(self, cfg: GeneratorConfig) -> list[dict]:
-        """The networks at ``cfg.lr``, the label prior and log-sigmas at ``cfg.head_lr``: under
-        DP noise Adam moves every weight by about its learning rate per step, which keeps the
-        networks' random walk small only with a small rate, while the two heads (few weights,
-        a strong signal) then barely leave their start."""
-        heads = [*self.log_sigma.parameters(), *self.label_logit.parameters()]
+        """The networks at ``cfg.lr``, the heads (label prior, log-sigmas, class shift) at
+        ``cfg.head_lr``: under DP noise Adam moves every weight by about its learning rate
+        per step, which keeps the networks' random walk small only with a small rate, while
+        the heads (one weight per feature or fewer, each fed by every customer) then barely
+        leave their start."""
+        heads = [
+            *self.log_sigma.parameters(),
+            *self.label_logit.parameters(),
+            *self.class_shift.parameters(),
+        ]
         nets = [*self.encoder.parameters(), *self.decoder.parameters()]
         return [{"params": nets, "lr": cfg.lr}, {"params": heads, "lr": cfg.head_lr}]
 

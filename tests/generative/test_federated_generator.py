@@ -77,3 +77,12 @@ def test_bad_input_fails_before_training() -> None:
         RetailerRows("x", np.zeros((3, 2)), np.array([0.0, 2.0, 1.0]))
     with pytest.raises(ConfigError, match="rounds"):
         GeneratorConfig(rounds=0)
+
+
+def test_hidden_zero_is_linear_and_smaller() -> None:
+    linear = ConditionalVAE(308, GeneratorConfig())  # the default: probabilistic PCA + heads
+    mlp = ConditionalVAE(308, GeneratorConfig(hidden=64, latent_dim=8))
+    assert [type(m).__name__ for m in linear.decoder] == ["Linear"]
+    n = sum(p.numel() for p in linear.parameters())
+    assert n == (309 * 8 + 8) + (5 * 308 + 308) + 2 * (308 + 308) + 2
+    assert n < sum(p.numel() for p in mlp.parameters()) / 9  # 5,562 against 51,162
