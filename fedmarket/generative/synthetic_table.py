@@ -80,24 +80,26 @@ def feature_bounds(manifest: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]
     if not norm or not window or manifest.get("kind") == "table":
         return None
     features, log1p = list(norm["features"]), set(norm.get("log1p", ()))
-    mean, std = np.asarray(norm["mean"], np.float64), np.asarray(norm["std"], np.float64)
-    never = float(window["window_days"] + window["step_days"])
-    low = (0.0 - mean) / std  # log1p(0) = 0 too
-    high = np.array(
-        [
-            (np.log1p(never) if f in log1p else never) if f.startswith("days_since") else np.inf
-            for f in features
-        ]
-    )
-    high = np.where(np.isfinite(high), (high - mean) / std, np.inf)
+    # float32 arithmetic in prepare's order (fedmarket.data.normalise), so a clipped value
+    # equals a real customer's "none" exactly, not to the last bit only
+    mean, std = np.asarray(norm["mean"], np.float32), np.asarray(norm["std"], np.float32)
+    never = np.float32(window["window_days"] + window["step_days"])
+    low = (np.float32(0.0) - mean) / std  # log1p(0) = 0 too
+    high = np.full(len(features), np.inf, dtype=np.float32)
+    for j, name in enumerate(features):
+        if name.startswith("days_since"):
+            top = np.log1p(never) if name in log1p else never
+            high[j] = (top - mean[j]) / std[j]
     return low, high
 
 
 def clip_to_bounds(
     x: np.ndarray, bounds: tuple[np.ndarray, np.ndarray], n_steps: int
 ) -> np.ndarray:
-    """Flattened rows [n, T * F] clipped to each base feature's (low, high), every step."""
-    low, high = (np.tile(np.asarray(b, np.float64), n_steps) for b in bounds)
+    """Flattened rows [n, T * F] clipped to each base feature's (low, high), every step,
+    rounded to float32 as the table stores them."""
+    low, high = (np.tile(np.asarray(b, np.float32), n_steps) for b in bounds)
     if np.asarray(x).shape[1] != len(low):
         raise DataError(f"rows of {np.asarray(x).shape[1]} columns, bounds for {len(low)}")
-    return np.clip(np.asarray(x, np.float64), low, high)
+    # in float32, the table's (and the prepared data's) precision
+    return np.clip(np.asarray(x, np.float32), low, high).astype(np.float64)
