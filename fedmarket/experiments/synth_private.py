@@ -30,8 +30,6 @@ The normalisation statistics in the manifest (training customers' mean and std, 
 
 from __future__ import annotations
 
-import json
-import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -40,9 +38,20 @@ import numpy as np
 
 from fedmarket.checks import integer, number
 from fedmarket.data import store
+from fedmarket.data.protect.keys import prepared_data_fernet
 from fedmarket.errors import ConfigError, DataError
+from fedmarket.experiments.synth_report import render_markdown
 from fedmarket.generative.dpvae import GeneratorConfig
+from fedmarket.generative.federated_generator import RetailerRows, train_federated_generator
+from fedmarket.generative.fidelity import fidelity_figure
+from fedmarket.generative.synthetic_table import (
+    clip_to_bounds,
+    feature_bounds,
+    synthetic_frame,
+    write_table,
+)
 from fedmarket.names import BINARY_TASKS, did_you_mean
+from fedmarket.rundir import RunDir, write_json
 
 TABLE: Final[str] = "synthetic_customers.parquet"
 REPORT_JSON: Final[str] = "synth_report.json"
@@ -82,8 +91,6 @@ def resolve_inputs(
     if (run_dir is None) == (data is None):
         raise ConfigError("synth-private: give a run directory or --data PREPARED (one of them)")
     if run_dir is not None:
-        from fedmarket.rundir import RunDir
-
         cfg = RunDir(Path(run_dir)).read_config()  # ConfigError where it is not a run
         return Path(cfg.data_dir), Path(out) if out else Path(run_dir) / RUN_SUBDIR, cfg.task
     if out is None:
@@ -108,18 +115,6 @@ def synth_private(
 ) -> dict[str, Any]:
     """Train, sample, write the table, measure; returns the report (also written as JSON and
     Markdown next to the table). ``advance()`` is called after each federated round."""
-    from fedmarket.data.protect.keys import prepared_data_fernet
-    from fedmarket.generative.federated_generator import (
-        RetailerRows,
-        train_federated_generator,
-    )
-    from fedmarket.generative.synthetic_table import (
-        clip_to_bounds,
-        feature_bounds,
-        synthetic_frame,
-        write_table,
-    )
-
     data_dir, out = Path(data_dir), Path(out)
     manifest = store.read_manifest(data_dir)
     fernet = prepared_data_fernet(data_dir, key_file, outside=[out])
@@ -128,10 +123,7 @@ def synth_private(
     parts = store.load_partitions(data_dir, "train", ids, fernet, mmap=False)
     test = store.load_pooled(data_dir, "test", ids, fernet)
     n_steps = int(parts[0].X.shape[1])
-    rows = []
-    for pid, entry, part in zip(ids, manifest["partitions"], parts, strict=True):
-        x, y = _flat_labelled(part, settings.task)
-        rows.append(RetailerRows(str(entry.get("retailer", f"partition {pid}")), x, y))
+    rows = _retailer_rows(manifest, parts, settings.task)
     fit = train_federated_generator(
         rows, settings.generator, target_epsilon=settings.epsilon, seed=settings.seed,
         advance=advance,
@@ -160,18 +152,23 @@ def synth_private(
         "utility": utility(real_x, real_y, syn_x, syn_y, test_x, test_y, settings),
         "fidelity": fidelity_report(real_x, real_y, syn_x, syn_y, test_x, test_y, names),
         "privacy": privacy_report(fit, data_dir, syn_x, settings, fernet),
+        "figure": FIGURE,
     }
-    from fedmarket.generative.fidelity import fidelity_figure
-
     fidelity_figure(real_x, syn_x, names, n_steps, out / FIGURE)
-    report["figure"] = FIGURE
-    from fedmarket.rundir import write_json
-
     write_json(out / REPORT_JSON, report)
-    from fedmarket.experiments.synth_report import render_markdown
-
     (out / REPORT_MD).write_text(render_markdown(report))
     return report
+
+
+def _retailer_rows(
+    manifest: store.Manifest, parts: list[store.SplitArrays], task: str
+) -> list[RetailerRows]:
+    """Each partition's training customers, named by its retailer where it has one."""
+    rows = []
+    for entry, part in zip(manifest["partitions"], parts, strict=True):
+        x, y = _flat_labelled(part, task)
+        rows.append(RetailerRows(str(entry.get("retailer", f"partition {entry['id']}")), x, y))
+    return rows
 
 
 def utility(real_x, real_y, syn_x, syn_y, test_x, test_y, settings) -> dict[str, Any]:
@@ -245,11 +242,3 @@ def privacy_report(fit, data_dir, syn_x, settings, fernet) -> dict[str, Any]:
             "median_dcr_nonmembers": float(np.median(distances[1])),
         },
     }
-
-
-def finite_or_none(value: float) -> float | None:
-    return value if isinstance(value, int | float) and math.isfinite(value) else None
-
-
-def read_report(out: Path) -> dict[str, Any]:
-    return json.loads((Path(out) / REPORT_JSON).read_text())
