@@ -30,28 +30,43 @@ The normalisation statistics in the manifest (training customers' mean and std, 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
+from sklearn.neighbors import NearestNeighbors
 
+from fedmarket.baselines import evaluate_predictions, fit_and_predict
 from fedmarket.checks import integer, number
 from fedmarket.data import store
 from fedmarket.data.protect.keys import prepared_data_fernet
 from fedmarket.errors import ConfigError, DataError
 from fedmarket.experiments.synth_report import render_markdown
 from fedmarket.generative.dpvae import GeneratorConfig
-from fedmarket.generative.federated_generator import RetailerRows, train_federated_generator
-from fedmarket.generative.fidelity import fidelity_figure
+from fedmarket.generative.federated_generator import (
+    FederatedGenerator,
+    RetailerRows,
+    train_federated_generator,
+)
+from fedmarket.generative.fidelity import fidelity, fidelity_figure
 from fedmarket.generative.synthetic_table import (
     clip_to_bounds,
+    column_names,
     feature_bounds,
+    flatten,
     synthetic_frame,
     write_table,
 )
 from fedmarket.names import BINARY_TASKS, did_you_mean
+from fedmarket.paired import paired_delong
+from fedmarket.privacy.membership import attack_metrics, membership_samples
 from fedmarket.rundir import RunDir, write_json
+from fedmarket.tasks import get_task
+
+if TYPE_CHECKING:
+    from cryptography.fernet import Fernet
 
 TABLE: Final[str] = "synthetic_customers.parquet"
 REPORT_JSON: Final[str] = "synth_report.json"
@@ -99,9 +114,6 @@ def resolve_inputs(
 
 
 def _flat_labelled(split: store.SplitArrays, task: str) -> tuple[np.ndarray, np.ndarray]:
-    from fedmarket.generative.synthetic_table import flatten
-    from fedmarket.tasks import get_task
-
     return flatten(split.X), np.asarray(get_task(task).targets(split), dtype=np.float64)
 
 
@@ -111,7 +123,7 @@ def synth_private(
     settings: SynthSettings,
     *,
     key_file: Path | None = None,
-    advance: Any = None,
+    advance: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     """Train, sample, write the table, measure; returns the report (also written as JSON and
     Markdown next to the table). ``advance()`` is called after each federated round."""
@@ -171,12 +183,17 @@ def _retailer_rows(
     return rows
 
 
-def utility(real_x, real_y, syn_x, syn_y, test_x, test_y, settings) -> dict[str, Any]:
+def utility(
+    real_x: np.ndarray,
+    real_y: np.ndarray,
+    syn_x: np.ndarray,
+    syn_y: np.ndarray,
+    test_x: np.ndarray,
+    test_y: np.ndarray,
+    settings: SynthSettings,
+) -> dict[str, Any]:
     """Per utility model: test metrics trained on real and on synthetic, the paired
     difference of ROC-AUC (synthetic - real) on the same test customers."""
-    from fedmarket.baselines import evaluate_predictions, fit_and_predict
-    from fedmarket.paired import paired_delong
-
     result: dict[str, Any] = {}
     for name in UTILITY_MODELS:
         if np.unique(syn_y).size < 2:
@@ -194,11 +211,16 @@ def utility(real_x, real_y, syn_x, syn_y, test_x, test_y, settings) -> dict[str,
     return result
 
 
-def fidelity_report(real_x, real_y, syn_x, syn_y, test_x, test_y, names) -> dict[str, Any]:
+def fidelity_report(
+    real_x: np.ndarray,
+    real_y: np.ndarray,
+    syn_x: np.ndarray,
+    syn_y: np.ndarray,
+    test_x: np.ndarray,
+    test_y: np.ndarray,
+    names: list[str],
+) -> dict[str, Any]:
     """Synthetic against real training customers, and the real-vs-real reference."""
-    from fedmarket.generative.fidelity import fidelity
-    from fedmarket.generative.synthetic_table import column_names
-
     columns = column_names(names, real_x.shape[1] // len(names))
     synthetic = fidelity(real_x, syn_x, columns)
     reference = fidelity(real_x, test_x, columns)
@@ -213,13 +235,14 @@ def fidelity_report(real_x, real_y, syn_x, syn_y, test_x, test_y, names) -> dict
     }
 
 
-def privacy_report(fit, data_dir, syn_x, settings, fernet) -> dict[str, Any]:
+def privacy_report(
+    fit: FederatedGenerator,
+    data_dir: Path,
+    syn_x: np.ndarray,
+    settings: SynthSettings,
+    fernet: Fernet | None,
+) -> dict[str, Any]:
     """Each retailer's epsilon, the delta, and the DCR membership audit of the table."""
-    from sklearn.neighbors import NearestNeighbors
-
-    from fedmarket.generative.synthetic_table import flatten
-    from fedmarket.privacy.membership import attack_metrics, membership_samples
-
     members, nonmembers = membership_samples(data_dir, seed=settings.seed, fernet=fernet)
     nn = NearestNeighbors(n_neighbors=1).fit(syn_x)
     distances = [nn.kneighbors(flatten(s.X))[0][:, 0] for s in (members, nonmembers)]
