@@ -23,8 +23,9 @@ swamped the class signal: on the 4-retailer data at epsilon 4, classifiers train
 synthetic customers ranked real test customers at or below chance (test ROC-AUC 0.31-0.67
 over configurations and seeds), while the linear model (~5,600 weights) reached 0.60
 (logistic regression) and 0.75 (gradient boosting) against 0.81 and 0.82 trained on the real
-customers (before the clipping of ``synthetic_table``; BENCHMARKS.md has the figures
-after). Without DP the MLP VAE reached 0.75 and 0.79: the loss is DP's, not the model's.
+customers (seed 0, before the clipping of ``synthetic_table``; BENCHMARKS.md has the
+figures after, over seeds: they vary widely). Without DP the MLP VAE reached 0.75 and 0.79:
+the loss is DP's, not the model's.
 
 The model, per customer with flattened features ``x`` (T x F) and 0/1 label ``y``:
 
