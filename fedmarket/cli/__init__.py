@@ -21,6 +21,7 @@ from fedmarket.cli import (  # noqa: F401  (registration)
     serve,
     simulate,
     superlink,
+    synth_private,
     tradeoff,
 )
 from fedmarket.cli.app import app

@@ -36,6 +36,7 @@ def test_help_data_and_keys_commands_load_no_training_stack(tmp_path):
         ["--version"],
         ["simulate", "--help"],
         ["tradeoff", "--help"],
+        ["synth-private", "--help"],
         ["keys", "new", key],
         ["data", "synth", "--out", str(raw), "--retailers", "2", "--customers", "60"],
         ["data", "prepare", "--raw", str(raw), "--out", str(prepared), "--key-file", key],
