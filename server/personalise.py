@@ -60,11 +60,29 @@ def personalise(
         failures.append(f"{len(messages) - len(replies)} client(s) did not reply in time")
     for failure in failures:
         log.warning("personalisation: %s", failure)
-    return write_personal(
+    block = write_personal(
         run_dir,
         cfg.personalisation,
         per_client,
         failures,
         state_dir=cfg.state_dir if partitions is not None else "",
         partitions=partitions or (),
+    )
+    if hint := scores_hint(cfg, partitions, block["status"]):
+        log.info("%s", hint)
+    return block
+
+
+def scores_hint(cfg: RunConfig, partitions: list[int] | None, status: str) -> str | None:
+    """Why RUN/personal has no test_scores.csv where the server reads the prepared data (a
+    simulation, `flwr run` included) but the run has no ``state-dir``: each client kept its
+    scores nowhere, so there is nothing to gather and the report has no personalised column.
+    `fedmarket simulate` always sets one; under `flwr run` it is the user's to set."""
+    if partitions is None or cfg.state_dir or status != "metrics only":
+        return None
+    return (
+        "personalisation: only each client's aggregate metrics are in RUN/personal/"
+        "metrics.json; the clients kept no per-customer scores because the run has no "
+        "state-dir: add state-dir='DIR' to --run-config for RUN/personal/test_scores.csv "
+        "and the report's personalised column"
     )

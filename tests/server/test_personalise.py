@@ -11,13 +11,16 @@ from fedmarket.experiments.compare import compare_runs
 from fedmarket.models import build_model
 from fedmarket.predictions import read_predictions
 from fedmarket.rundir import RunDir
+from fedmarket.value.personal import write_personal
 from server.app import make_server_app
+from server.personalise import scores_hint
 from tests.flower_helpers import InProcessGrid, pretend_running_task
 from tests.server.test_app import server_context, settings
 
-pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
+pytestmark = [pytest.mark.usefixtures("one_torch_thread")]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("method", "dp"), [("finetune", "client"), ("fedper", "none"), ("ditto", "none")]
 )
@@ -67,3 +70,32 @@ def test_each_method_writes_personal_scores_and_the_report_column(
         torch.testing.assert_close(saved["head.weight"], initial["head.weight"], rtol=0, atol=1e-6)
         assert not torch.equal(saved["recurrent.layers.0.weight_ih_l0"],
                                initial["recurrent.layers.0.weight_ih_l0"])  # fmt: skip
+
+
+def test_a_simulation_without_state_dir_says_how_to_get_the_scores(tiny_data, tmp_path):
+    # `flwr run` (found by running it): no state-dir, so no client kept its scores; the
+    # run said nothing about why RUN/personal/test_scores.csv and the column were missing
+    cfg = settings(tiny_data, tmp_path, personalisation="finetune", **{"state-dir": ""})
+    clients = [{"partition-id": 0.0, "roc_auc": 0.7}, {"partition-id": 1.0, "roc_auc": 0.6}]
+    block = write_personal(tmp_path, "finetune", clients, [], state_dir="", partitions=[0, 1])
+    assert block == {"method": "finetune", "status": "metrics only"}
+    assert not RunDir(tmp_path).personal_scores.exists()
+    hint = scores_hint(cfg, [0, 1], block["status"])
+    assert hint is not None and "state-dir='DIR'" in hint and "test_scores.csv" in hint
+
+
+@pytest.mark.parametrize(
+    ("state_dir", "partitions", "status"),
+    [
+        ("set", [0, 1], "metrics only"),  # set, but a client left no scores: not this cause
+        ("", None, "metrics only"),  # SuperNodes on their own machines: scores stay there
+        ("", [0, 1], "scored"),
+        ("", [0, 1], "failed: node 3: boom"),
+    ],
+)
+def test_no_state_dir_hint_where_it_is_not_the_cause(
+    tiny_data, tmp_path, state_dir, partitions, status
+):
+    value = str(tmp_path / "state") if state_dir else ""
+    cfg = settings(tiny_data, tmp_path, personalisation="fedper", **{"state-dir": value})
+    assert scores_hint(cfg, partitions, status) is None
