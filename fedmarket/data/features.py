@@ -305,7 +305,13 @@ def check_count_unit(unit: str) -> str:
 
 
 class SequenceBuilder:
-    """Streams event chunks (any order, any size) into :class:`CustomerFeatures`."""
+    """Streams event chunks (any order, any size) into :class:`CustomerFeatures`.
+
+    A chunk of up to ``few_rows.SMALL_ROWS`` events in the validator's dtypes (the scoring
+    service's one customer) is read as plain arrays (``few_rows.read``) instead of through
+    pandas and Arrow calls whose fixed cost outweighs a few rows' work; both readings feed the
+    same accumulators (``_fold``), so the features are defined once.
+    """
 
     def __init__(self, window: FeatureWindow, count_unit: str = "transactions") -> None:
         self.window = window
