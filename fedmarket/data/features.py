@@ -34,6 +34,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from fedmarket.checks import integer
+from fedmarket.data import few_rows
 from fedmarket.data.ingest.schema import EVENT_TYPES, RETAILER_COLUMN
 from fedmarket.errors import ConfigError, DataError
 
@@ -304,14 +305,21 @@ def check_count_unit(unit: str) -> str:
 
 
 class SequenceBuilder:
-    """Streams event chunks (any order, any size) into :class:`CustomerFeatures`."""
+    """Streams event chunks (any order, any size) into :class:`CustomerFeatures`.
+
+    A chunk of up to ``few_rows.SMALL_ROWS`` events in the validator's dtypes (the scoring
+    service's one customer) is read as plain arrays (``few_rows.read``) instead of through
+    pandas and Arrow calls whose fixed cost outweighs a few rows' work; both readings feed the
+    same accumulators (``_fold``), so the features are defined once.
+    """
 
     def __init__(self, window: FeatureWindow, count_unit: str = "transactions") -> None:
         self.window = window
         self.count_unit = check_count_unit(count_unit)
-        self._start = window.start.as_unit("ns").value
-        self._cutoff = window.cutoff.as_unit("ns").value
-        self._horizon_end = window.horizon_end.as_unit("ns").value
+        self._cutoff = window.cutoff.as_unit("ns").value  # a midnight: days are exact
+        self._start = self._cutoff - window.window_days * _DAY_NS
+        self._horizon_end = self._cutoff + window.horizon_days * _DAY_NS
+        self.last_ns: int | None = None  # the latest event_time added, in or out of the window
         self._step_ns = window.step_days * _DAY_NS
         self._ids: dict[str, int] = {}  # pseudonym -> dense id, in order of first sight
         self._counts = np.zeros((0, window.n_steps, len(EVENT_TYPES)), np.int64)
@@ -336,6 +344,10 @@ class SequenceBuilder:
                 f"event chunk lacks column(s) {', '.join(missing)}; expected the "
                 f"REES46 event schema (fedmarket.data.ingest.schema.EVENT_COLUMNS)"
             )
+        small = few_rows.read(chunk)  # a few rows as plain arrays (the scoring service)
+        if small is not None:
+            self._add_small(small)
+            return
         ns = _utc_ns(chunk["event_time"])
         codes = _event_codes(chunk["event_type"])
         in_window = (ns >= self._start) & (ns < self._cutoff)
@@ -347,10 +359,47 @@ class SequenceBuilder:
         rows = {c: chunk[c].array[in_window] for c in ("price", "user_session", "category_id")}
         _no_missing_array(rows["price"], chunk.index[in_window], "price")
         self._check_retailer(chunk)  # every check passed: only now change any state
+        self._see(ns)
+        if keep.any():
+            self._fold(self._register(users), ns, codes, in_window, in_horizon, rows)
+
+    def _add_small(self, a: few_rows.EventArrays) -> None:
+        """``add`` for a chunk ``few_rows.read`` could read (checked there)."""
+        ns = a.ns
+        in_window = (ns >= self._start) & (ns < self._cutoff)
+        in_horizon = (ns >= self._cutoff) & (ns < self._horizon_end)
+        keep = in_window | in_horizon
+        self._check_retailers(a.retailers)
+        self._see(ns)
         if not keep.any():
             return
-        ids = self._register(users)
-        window_rows = in_window[keep]
+        table = self._ids  # dense ids in order of first sight, as ``_register`` gives them
+        kept = [u for u, k in zip(a.user, keep.tolist(), strict=True) if k]
+        ids = np.array([table.setdefault(u, len(table)) for u in kept], dtype=np.int64)
+        self._grow(len(table))
+        rows = {
+            "price": a.price[in_window],
+            "user_session": a.session[in_window],
+            "category_id": a.category[in_window],
+        }
+        self._fold(ids, ns, a.codes, in_window, in_horizon, rows)
+
+    def _see(self, ns: np.ndarray) -> None:
+        if len(ns):
+            latest = int(ns.max())
+            self.last_ns = latest if self.last_ns is None else max(self.last_ns, latest)
+
+    def _fold(
+        self,
+        ids: np.ndarray,
+        ns: np.ndarray,
+        codes: np.ndarray,
+        in_window: np.ndarray,
+        in_horizon: np.ndarray,
+        rows: dict[str, Any],
+    ) -> None:
+        """The kept rows' dense ``ids`` and the window's ``rows`` into the accumulators."""
+        window_rows = in_window[in_window | in_horizon]
         bought = codes[in_horizon] == _PURCHASE
         horizon_ids = ids[~window_rows]
         np.add.at(self._active, horizon_ids, 1)
@@ -365,6 +414,11 @@ class SequenceBuilder:
             seen = set(pc.unique(pa.array(column.array)).drop_null().to_pylist())
         else:
             seen = set(column.dropna().unique())
+        self._check_retailers(seen)
+
+    def _check_retailers(self, seen: set[Any]) -> None:
+        """One retailer per builder: ``seen`` (a chunk's retailer ids) and any earlier one."""
+        seen = set(seen)
         if self._retailer is not None:
             seen.add(self._retailer)
         if len(seen) > 1:
@@ -427,8 +481,12 @@ class SequenceBuilder:
         np.minimum.at(first, ids[bought] * 2 + 1, offset[bought])
         sessions = rows["user_session"]
         has = ~np.asarray(pd.isna(sessions), dtype=bool)
-        # hash_pandas_object's hash of the values (index=False), without building a Series
-        hashed = pd.util.hash_array(sessions[has]).view(np.int64)
+        # hash_pandas_object's hash of the values (index=False), without building a Series;
+        # the same hashes either way, but hashing the distinct values first only pays on many
+        # rows (its hash table costs ~0.2 ms)
+        sessions = sessions[has]
+        hashed = pd.util.hash_array(sessions, categorize=len(sessions) > _SMALL_PAIRS)
+        hashed = hashed.view(np.int64)
         self._sessions.add(cell[has], hashed)  # 64-bit hashes: a collision is ~N^2/2^65 unlikely
         category = rows["category_id"]
         has = ~np.asarray(pd.isna(category), dtype=bool)

@@ -83,19 +83,18 @@ def featurise_frames(
     """Validated event frames (``validate_events`` output) of one retailer -> model inputs."""
     check_event_features(run)
     builder = features.SequenceBuilder(window, run.count_unit)
-    n_events, last = 0, None
+    n_events = 0
     for frame in frames:
         if not len(frame):
             continue
         builder.add(frame)
         n_events += len(frame)
-        t = frame["event_time"].max()
-        last = t if last is None or t > last else last
         if advance is not None:
             advance(len(frame))
-    if n_events == 0:
+    if n_events == 0 or builder.last_ns is None:
         raise DataError(f"retailer {retailer}: no valid event to score (see the dropped rows)")
     feats = builder.finish()
+    last = pd.Timestamp(builder.last_ns, unit="ns", tz="UTC")
     return ScoringInputs(
         retailer=retailer,
         customer=feats.customer,
