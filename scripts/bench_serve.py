@@ -4,7 +4,7 @@ Usage::
 
     .venv/bin/python scripts/bench_serve.py --raw RAW (--run RUN_DIR | --data PREPARED)
         [--requests 2000] [--seconds 30] [--concurrency 1 8 32] [--batch-size 100 (0: none)]
-        [--stub-scoring] [--onnx]
+        [--stub-scoring] [--onnx] [--rates R ...]
         [--out /tmp/fedmarket-bench-serve]
 
 The server is ``fedmarket serve RUN --port 0`` in its own process (one worker, as shipped).
@@ -157,8 +157,19 @@ def measured(pid: int, *args: Any) -> dict[str, float]:
 
 
 async def load(
-    url: str, path: str, body: dict, concurrency: int, requests: int, seconds: float
+    url: str,
+    path: str,
+    body: dict,
+    concurrency: int,
+    requests: int,
+    seconds: float,
+    rate: float | None = None,
 ) -> dict[str, float]:
+    """Closed loop (``rate`` None): each client sends its next request when the last is
+    answered, so latency at saturation is concurrency / throughput (Little's law). Open loop:
+    each client sends ``rate`` requests per second on a seeded Poisson schedule, and latency
+    runs from the scheduled send time, so a request delayed behind a slow one counts its wait
+    (no coordinated omission)."""
     import httpx
 
     payload = json.dumps(body).encode()
@@ -172,17 +183,23 @@ async def load(
         deadline = time.perf_counter() + seconds
         sent = 0
 
-        async def worker() -> None:
+        async def worker(seed: int) -> None:
             nonlocal sent, errors
+            gaps = np.random.default_rng(seed)
+            due = time.perf_counter()
             while sent < requests and time.perf_counter() < deadline:
                 sent += 1
                 t0 = time.perf_counter()
+                if rate is not None:
+                    due += gaps.exponential(1.0 / rate)
+                    await asyncio.sleep(max(0.0, due - t0))
+                    t0 = due
                 answer = await client.post(path, content=payload, headers=headers)
                 latencies.append(time.perf_counter() - t0)
                 errors += answer.status_code != 200
 
         t0 = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        await asyncio.gather(*(worker(i) for i in range(concurrency)))
         wall = time.perf_counter() - t0
     ms = np.array(latencies) * 1000
     return {
@@ -193,6 +210,7 @@ async def load(
         "p99_ms": float(np.percentile(ms, 99)),
         "requests_per_s": len(ms) / wall,
         "load_avg_1m": os.getloadavg()[0],
+        "offered_per_s": None if rate is None else rate * concurrency,
     }
 
 
@@ -243,6 +261,13 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=100, help="0: no batch requests")
     parser.add_argument("--onnx", action="store_true", help="fedmarket serve --onnx")
     parser.add_argument(
+        "--rates",
+        type=float,
+        nargs="+",
+        default=[],
+        help="also open-loop runs: each client sends R requests/s (Poisson), per R given",
+    )
+    parser.add_argument(
         "--stub-scoring", action="store_true", help="fixed answers: the HTTP layer's own cost"
     )
     parser.add_argument("--out", type=Path, default=Path("/tmp/fedmarket-bench-serve"))
@@ -263,6 +288,12 @@ def main() -> None:
             row = measured(process.pid, url, "/v1/score", one, c, args.requests, args.seconds)
             results[f"score_c{c}"] = row
             print(f"/v1/score      c={c:<3} {_line(row)}", flush=True)
+            for r in args.rates:
+                row = measured(
+                    process.pid, url, "/v1/score", one, c, args.requests, args.seconds, r
+                )
+                results[f"score_c{c}_rate{r:g}"] = row
+                print(f"/v1/score      c={c:<3} {r * c:5.0f}/s offered {_line(row)}", flush=True)
         for c in (1, 4) if batch else ():
             body = {"customers": batch}
             row = measured(process.pid, url, "/v1/score/batch", body, c, 200, args.seconds)
