@@ -1,0 +1,157 @@
+"""Where personalisation pays under label and quantity skew (issue #16).
+
+For each partitioning of the raw exports (natural; Dirichlet label skew; quantity skew) and
+each personalisation method, runs `fedmarket simulate` once (the federated model, each
+retailer's local-only model and its personalised model), then gathers per retailer its
+training customers, base rate and ROC-AUC gains over its local-only model
+(``fedmarket.value.gains``) into DIR/gains.csv, and draws DIR/gains.png (gain against size
+and base rate). Resumable: a prepared partitioning or a finished run under DIR is reused,
+an interrupted run is resumed from its last round.
+
+    python scripts/personalisation_skew.py --raw RAW --out DIR [--methods finetune,fedper,ditto]
+        [--partitions natural,dirichlet:0.1,dirichlet:1.0,quantity:0.5] [--clients 8]
+        [--rounds 2] [--model cnn-lstm] [--run-config "target-epsilon=8.0"]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from fedmarket.config import PERSONALISATIONS
+from fedmarket.data.prepare import PrepareOptions, prepare
+from fedmarket.data.protect.keys import resolve_pseudonym_key
+from fedmarket.errors import FedmarketError
+from fedmarket.rundir import RunDir
+from fedmarket.value.gains import gains_plot, retailer_gains
+
+SCHEMES = ("natural", "iid", "dirichlet", "quantity")
+
+
+def parse_setting(text: str) -> tuple[str, float | None]:
+    """``dirichlet:0.1`` -> ("dirichlet", 0.1); ``natural`` -> ("natural", None)."""
+    scheme, _, alpha = text.strip().partition(":")
+    if scheme not in SCHEMES:
+        raise SystemExit(f"--partitions: {text!r}: the scheme must be one of {SCHEMES}")
+    if scheme in ("dirichlet", "quantity"):
+        try:
+            return scheme, float(alpha or 0.5)
+        except ValueError:
+            raise SystemExit(f"--partitions: {text!r}: alpha must be a number") from None
+    return scheme, None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--raw", type=Path, required=True, help="raw exports (data synth)")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--methods", default="finetune,fedper,ditto")
+    parser.add_argument("--partitions", default="natural,dirichlet:0.1,dirichlet:1.0,quantity:0.5")
+    parser.add_argument("--clients", type=int, default=8, help="partitions of a skewed split")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--model", default="cnn-lstm")
+    parser.add_argument("--run-config", default="", help="more run settings for every run")
+    args = parser.parse_args()
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    bad = [m for m in methods if m not in PERSONALISATIONS or m == "none"]
+    if bad or not methods:
+        raise SystemExit(f"--methods: {bad or 'none given'}; choose from {PERSONALISATIONS[1:]}")
+    settings = [s.strip() for s in args.partitions.split(",") if s.strip()]
+    parsed = {s: parse_setting(s) for s in settings}
+    logging.basicConfig(level=logging.WARNING)
+    os.environ.setdefault("FLWR_LOG_LEVEL", "WARNING")
+    from fedmarket.experiments.simulate import simulate  # Flower and Ray: after the checks
+
+    key = resolve_pseudonym_key(None, [args.raw, args.out])
+    tables, failed = [], []
+    total, done = len(settings) * len(methods), 0
+    for setting, (scheme, alpha) in parsed.items():
+        data = args.out / f"data-{setting.replace(':', '-')}"
+        if not (data / "manifest.json").is_file():
+            print(f"[prepare] {setting} -> {data}", flush=True)
+            prepare(
+                PrepareOptions(
+                    raw=args.raw,
+                    out=data,
+                    scheme=scheme,
+                    alpha=alpha if alpha is not None else 0.5,
+                    n_partitions=None if scheme == "natural" else args.clients,
+                    pseudonym_key=key,
+                    overwrite=True,
+                )
+            )
+        for method in methods:
+            done += 1
+            run = RunDir(args.out / f"{setting.replace(':', '-')}-{method}")
+            where = f"[{done}/{total}] {setting} {method}"
+            if not run.summary.is_file():
+                settings_text = (
+                    f"num-server-rounds={args.rounds} model='{args.model}' "
+                    f"personalisation='{method}' {args.run_config}"
+                ).strip()
+                start = time.monotonic()
+                print(f"{where}: simulate {settings_text} -> {run.path}", flush=True)
+                if run.holds_run() and run.read_marker() is None:
+                    shutil.rmtree(run.path)  # stopped before its first round: start again
+                try:
+                    if run.holds_run():
+                        simulate(data=None, resume=run.path)
+                    else:
+                        simulate(data=data, run_config=settings_text, out=run.path)
+                except FedmarketError as exc:
+                    print(f"{where}: FAILED: {exc}", file=sys.stderr, flush=True)
+                    failed.append(where)
+                    continue
+                print(f"{where}: done in {time.monotonic() - start:.0f} s", flush=True)
+            else:
+                print(f"{where}: finished before, reused", flush=True)
+            try:
+                tables.append(retailer_gains(run.path, data_dir=data, setting=setting))
+            except FedmarketError as exc:
+                print(f"{where}: no gains: {exc}", file=sys.stderr, flush=True)
+                failed.append(where)
+    if not tables:
+        raise SystemExit("no run gave gains; see the messages above")
+    table = pd.concat(tables, ignore_index=True)
+    table.to_csv(args.out / "gains.csv", index=False, float_format="%.4f")
+    figure = gains_plot(table, args.out / "gains.png")
+    print(f"gains table: {args.out / 'gains.csv'}; figure: {figure}")
+    print(markdown(table))
+    if failed:
+        print(f"incomplete: {', '.join(failed)}", file=sys.stderr)
+        sys.exit(1)
+
+
+def markdown(table: pd.DataFrame) -> str:
+    """The table BENCHMARKS.md shows: one row per setting, retailer and method."""
+    lines = [
+        "| partitions | retailer | train customers | base rate | local-only | federated "
+        "| method | personalised | fed - local (95% CI) | pers - local (95% CI) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in table.itertuples():
+        fed = _gap(r.gain_federated, r.gain_federated_low, r.gain_federated_high)
+        mine = _gap(r.gain_personal, r.gain_personal_low, r.gain_personal_high)
+        lines.append(
+            f"| {r.setting} | {r.name} | {r.n_train} | {r.base_rate:.1%} | "
+            f"{r.roc_auc_local:.3f} | {r.roc_auc_federated:.3f} | {r.method} | "
+            f"{r.roc_auc_personal:.3f} | {fed} | {mine} |"
+        )
+    return "\n".join(lines)
+
+
+def _gap(value: float, low: float, high: float) -> str:
+    if pd.isna(value):
+        return "n/a"
+    return f"{value:+.3f}" + ("" if pd.isna(low) else f" ({low:+.3f}, {high:+.3f})")
+
+
+if __name__ == "__main__":
+    main()
