@@ -22,6 +22,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -70,63 +71,86 @@ def main() -> None:
     from fedmarket.experiments.simulate import simulate  # Flower and Ray: after the checks
 
     key = resolve_pseudonym_key(None, [args.raw, args.out])
+    data = {s: prepared(args, s, scheme, alpha, key) for s, (scheme, alpha) in parsed.items()}
     tables, failed = [], []
     total, done = len(settings) * len(methods), 0
-    for setting, (scheme, alpha) in parsed.items():
-        data = args.out / f"data-{setting.replace(':', '-')}"
-        if not (data / "manifest.json").is_file():
-            print(f"[prepare] {setting} -> {data}", flush=True)
-            prepare(
-                PrepareOptions(
-                    raw=args.raw,
-                    out=data,
-                    scheme=scheme,
-                    alpha=alpha if alpha is not None else 0.5,
-                    n_partitions=None if scheme == "natural" else args.clients,
-                    pseudonym_key=key,
-                    overwrite=True,
-                )
-            )
-        for method in methods:
+    # method by method: a cut-short sweep still has natural and skewed runs of one method
+    for method in methods:
+        for setting in settings:
             done += 1
-            run = RunDir(args.out / f"{setting.replace(':', '-')}-{method}")
             where = f"[{done}/{total}] {setting} {method}"
-            if not run.summary.is_file():
-                settings_text = (
-                    f"num-server-rounds={args.rounds} model='{args.model}' "
-                    f"personalisation='{method}' {args.run_config}"
-                ).strip()
-                start = time.monotonic()
-                print(f"{where}: simulate {settings_text} -> {run.path}", flush=True)
-                if run.holds_run() and run.read_marker() is None:
-                    shutil.rmtree(run.path)  # stopped before its first round: start again
-                try:
-                    if run.holds_run():
-                        simulate(data=None, resume=run.path)
-                    else:
-                        simulate(data=data, run_config=settings_text, out=run.path)
-                except FedmarketError as exc:
-                    print(f"{where}: FAILED: {exc}", file=sys.stderr, flush=True)
-                    failed.append(where)
-                    continue
-                print(f"{where}: done in {time.monotonic() - start:.0f} s", flush=True)
-            else:
-                print(f"{where}: finished before, reused", flush=True)
+            run = RunDir(args.out / f"{setting.replace(':', '-')}-{method}")
             try:
-                tables.append(retailer_gains(run.path, data_dir=data, setting=setting))
+                run_once(simulate, run, data[setting], args, method, where)
+                tables.append(retailer_gains(run.path, data_dir=data[setting], setting=setting))
             except FedmarketError as exc:
-                print(f"{where}: no gains: {exc}", file=sys.stderr, flush=True)
+                print(f"{where}: FAILED: {exc}", file=sys.stderr, flush=True)
                 failed.append(where)
+                continue
+            write_outputs(tables, settings, args.out)  # after every run: partial results
     if not tables:
         raise SystemExit("no run gave gains; see the messages above")
-    table = pd.concat(tables, ignore_index=True)
-    table.to_csv(args.out / "gains.csv", index=False, float_format="%.4f")
-    figure = gains_plot(table, args.out / "gains.png")
-    print(f"gains table: {args.out / 'gains.csv'}; figure: {figure}")
+    table = write_outputs(tables, settings, args.out)
+    print(f"gains table: {args.out / 'gains.csv'}; figure: {args.out / 'gains.png'}")
     print(markdown(table))
     if failed:
         print(f"incomplete: {', '.join(failed)}", file=sys.stderr)
         sys.exit(1)
+
+
+def prepared(
+    args: argparse.Namespace, setting: str, scheme: str, alpha: float | None, key: bytes
+) -> Path:
+    """The prepared directory of one partitioning (made once, reused after)."""
+    data = args.out / f"data-{setting.replace(':', '-')}"
+    if not (data / "manifest.json").is_file():
+        print(f"[prepare] {setting} -> {data}", flush=True)
+        prepare(
+            PrepareOptions(
+                raw=args.raw,
+                out=data,
+                scheme=scheme,
+                alpha=alpha if alpha is not None else 0.5,
+                n_partitions=None if scheme == "natural" else args.clients,
+                pseudonym_key=key,
+                overwrite=True,
+            )
+        )
+    return data
+
+
+def run_once(
+    simulate: Any, run: RunDir, data: Path, args: argparse.Namespace, method: str, where: str
+) -> None:
+    """One `fedmarket simulate` run; a finished one is reused, an interrupted one resumed."""
+    if run.summary.is_file():
+        print(f"{where}: finished before, reused", flush=True)
+        return
+    settings_text = (
+        f"num-server-rounds={args.rounds} model='{args.model}' "
+        f"personalisation='{method}' {args.run_config}"
+    ).strip()
+    start = time.monotonic()
+    print(f"{where}: simulate {settings_text} -> {run.path}", flush=True)
+    if run.holds_run() and run.read_marker() is None:
+        shutil.rmtree(run.path)  # stopped before its first round: start again
+    if run.holds_run():
+        simulate(data=None, resume=run.path)
+    else:
+        simulate(data=data, run_config=settings_text, out=run.path)
+    print(f"{where}: done in {time.monotonic() - start:.0f} s", flush=True)
+
+
+def write_outputs(tables: list[pd.DataFrame], settings: list[str], out: Path) -> pd.DataFrame:
+    """DIR/gains.csv and DIR/gains.png of the runs so far, by setting, then method."""
+    table = pd.concat(tables, ignore_index=True)
+    order = {s: i for i, s in enumerate(settings)}
+    table = table.sort_values(
+        ["setting", "partition", "method"], key=lambda c: c.map(order) if c.name == "setting" else c
+    ).reset_index(drop=True)
+    table.to_csv(out / "gains.csv", index=False, float_format="%.4f")
+    gains_plot(table, out / "gains.png")
+    return table
 
 
 def markdown(table: pd.DataFrame) -> str:
