@@ -179,6 +179,8 @@ def gains_plot(
         )
     if table.empty:
         raise ConfigError("gains_plot: the gains table is empty; nothing to plot")
+    from matplotlib.ticker import FuncFormatter, PercentFormatter
+
     from fedmarket import plots  # matplotlib only where a figure is drawn
 
     settings = list(dict.fromkeys(table["setting"]))
@@ -189,6 +191,11 @@ def gains_plot(
             ax.axhline(0.0, color="grey", linestyle="--", linewidth=1)
             _points(ax, table, x, colours)
         size.set(xscale="log", xlabel="retailer's training customers (log)")
+        whole = FuncFormatter(lambda v, _: f"{v:,.0f}")  # 500, not 5 x 10^2
+        size.xaxis.set_major_formatter(whole)
+        size.xaxis.set_minor_formatter(whole)
+        size.tick_params(axis="x", which="minor", labelsize=7)
+        rate.xaxis.set_major_formatter(PercentFormatter(1.0))
         rate.set(xlabel="retailer's base rate (share of training customers who buy)")
         for ax in (size, rate):
             ax.set_ylabel("ROC-AUC gain over its local-only model")
