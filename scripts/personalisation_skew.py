@@ -87,10 +87,10 @@ def main() -> None:
                 print(f"{where}: FAILED: {exc}", file=sys.stderr, flush=True)
                 failed.append(where)
                 continue
-            write_outputs(tables, settings, args.out)  # after every run: partial results
+            write_outputs(tables, settings, methods, args.out)  # after every run: partial results
     if not tables:
         raise SystemExit("no run gave gains; see the messages above")
-    table = write_outputs(tables, settings, args.out)
+    table = write_outputs(tables, settings, methods, args.out)
     print(f"gains table: {args.out / 'gains.csv'}; figure: {args.out / 'gains.png'}")
     print(markdown(table))
     if failed:
@@ -141,12 +141,16 @@ def run_once(
     print(f"{where}: done in {time.monotonic() - start:.0f} s", flush=True)
 
 
-def write_outputs(tables: list[pd.DataFrame], settings: list[str], out: Path) -> pd.DataFrame:
-    """DIR/gains.csv and DIR/gains.png of the runs so far, by setting, then method."""
+def write_outputs(
+    tables: list[pd.DataFrame], settings: list[str], methods: list[str], out: Path
+) -> pd.DataFrame:
+    """DIR/gains.csv and DIR/gains.png of the runs so far, in the order asked for: by
+    setting, retailer, then method."""
     table = pd.concat(tables, ignore_index=True)
-    order = {s: i for i, s in enumerate(settings)}
+    order = {"setting": settings, "method": methods}
     table = table.sort_values(
-        ["setting", "partition", "method"], key=lambda c: c.map(order) if c.name == "setting" else c
+        ["setting", "partition", "method"],
+        key=lambda c: c.map({v: i for i, v in enumerate(order[c.name])}) if c.name in order else c,
     ).reset_index(drop=True)
     table.to_csv(out / "gains.csv", index=False, float_format="%.4f")
     gains_plot(table, out / "gains.png")
@@ -154,27 +158,52 @@ def write_outputs(tables: list[pd.DataFrame], settings: list[str], out: Path) ->
 
 
 def markdown(table: pd.DataFrame) -> str:
-    """The table BENCHMARKS.md shows: one row per setting, retailer and method."""
-    lines = [
-        "| partitions | retailer | train customers | base rate | local-only | federated "
-        "| method | personalised | fed - local (95% CI) | pers - local (95% CI) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in table.itertuples():
-        fed = _gap(r.gain_federated, r.gain_federated_low, r.gain_federated_high)
-        mine = _gap(r.gain_personal, r.gain_personal_low, r.gain_personal_high)
+    """The table BENCHMARKS.md shows: one row per setting and retailer, each method's
+    personalised gain in a column (ROC-AUC minus local-only; * where DeLong's paired 95 %
+    interval excludes 0). The federated gain is the first method's run's (each run trains its
+    own federated model). Retailers whose test customers hold one class are left out (their
+    ROC-AUC is undefined) and counted below the table."""
+    methods = list(dict.fromkeys(table["method"]))
+    header = (
+        "| partitions | retailer | train customers | base rate | test customers "
+        "| local-only ROC-AUC | federated - local | "
+        + " | ".join(f"{m} - local" for m in methods)
+        + " |"
+    )
+    lines = [header, "|" + "---|" * (7 + len(methods))]
+    undefined: dict[str, int] = {}
+    for (setting, _), rows in table.groupby(["setting", "partition"], sort=False):
+        first = rows.iloc[0]
+        if pd.isna(first.roc_auc_local):
+            undefined[setting] = undefined.get(setting, 0) + 1
+            continue
+        fed = _gap(first.gain_federated, first.gain_federated_low, first.gain_federated_high)
+        mine = {
+            r.method: _gap(r.gain_personal, r.gain_personal_low, r.gain_personal_high)
+            for r in rows.itertuples()
+        }
         lines.append(
-            f"| {r.setting} | {r.name} | {r.n_train} | {r.base_rate:.1%} | "
-            f"{r.roc_auc_local:.3f} | {r.roc_auc_federated:.3f} | {r.method} | "
-            f"{r.roc_auc_personal:.3f} | {fed} | {mine} |"
+            f"| {setting} | {first['name']} | {first.n_train:,} | {first.base_rate:.1%} | "
+            f"{first.n_test:,} | {first.roc_auc_local:.3f} | {fed} | "
+            + " | ".join(mine.get(m, "-") for m in methods)
+            + " |"
+        )
+    if undefined:
+        lines.append("")
+        lines.append(
+            "Left out (test customers of one class, ROC-AUC undefined): "
+            + ", ".join(f"{n} retailer(s) of {s}" for s, n in undefined.items())
+            + "."
         )
     return "\n".join(lines)
 
 
 def _gap(value: float, low: float, high: float) -> str:
+    """``+0.021*``: the difference, starred where its paired interval excludes 0."""
     if pd.isna(value):
         return "n/a"
-    return f"{value:+.3f}" + ("" if pd.isna(low) else f" ({low:+.3f}, {high:+.3f})")
+    clear = not pd.isna(low) and (low > 0 or high < 0)
+    return f"{value:+.3f}" + ("*" if clear else "")
 
 
 if __name__ == "__main__":
