@@ -193,14 +193,21 @@ def gains_plot(
         size.set(xscale="log", xlabel="retailer's training customers (log)")
         whole = FuncFormatter(lambda v, _: f"{v:,.0f}")  # 500, not 5 x 10^2
         size.xaxis.set_major_formatter(whole)
-        size.xaxis.set_minor_formatter(whole)
+        # minor ticks labelled at 2 and 5 x 10^k only, where they do not run together
+        size.xaxis.set_minor_formatter(
+            FuncFormatter(lambda v, _: f"{v:,.0f}" if f"{v:.0e}"[0] in "25" else "")
+        )
         size.tick_params(axis="x", which="minor", labelsize=7)
         rate.xaxis.set_major_formatter(PercentFormatter(1.0))
         rate.set(xlabel="retailer's base rate (share of training customers who buy)")
         for ax in (size, rate):
             ax.set_ylabel("ROC-AUC gain over its local-only model")
-        handles, labels = size.get_legend_handles_labels()
-        figure.legend(handles, labels, loc="outside lower center", ncols=4, fontsize=7)
+        figure.legend(
+            handles=_legend(colours, list(dict.fromkeys(table["method"]))),
+            loc="outside lower center",
+            ncols=max(len(colours), len(set(table["method"])) + 1),
+            fontsize=7,
+        )
         figure.suptitle(title)
         return plots.save_figure(figure, path)
 
@@ -218,7 +225,7 @@ def _points(ax: Any, table: pd.DataFrame, x: str, colours: dict[str, str]) -> No
             marker="x",
             color=colour,
             alpha=0.6,
-            label=f"{setting}: federated",
+            label="_",
         )
         for method, part in rows.groupby("method", sort=False):
             ax.scatter(
@@ -228,5 +235,29 @@ def _points(ax: Any, table: pd.DataFrame, x: str, colours: dict[str, str]) -> No
                 color=colour,
                 edgecolor="black",
                 linewidth=0.4,
-                label=f"{setting}: {method}",
+                label="_",
             )
+
+
+def _legend(colours: dict[str, str], methods: list[str]) -> list[Any]:
+    """One entry per partition setting (its colour) and per model (its marker), not one per
+    pair."""
+    from matplotlib.lines import Line2D
+
+    entries = [
+        Line2D([], [], marker="o", linestyle="", color=c, label=s) for s, c in colours.items()
+    ]
+    entries.append(Line2D([], [], marker="x", linestyle="", color="grey", label="federated"))
+    entries += [
+        Line2D(
+            [],
+            [],
+            marker=MARKERS.get(m, "D"),
+            linestyle="",
+            color="grey",
+            markeredgecolor="black",
+            label=f"{m} (personalised)",
+        )
+        for m in methods
+    ]
+    return entries
