@@ -49,6 +49,7 @@ class SuiteSettings:
     seed: int = 0
     classical: tuple[str, ...] | None = None  # None: every registered model of the task
     generative: bool = True
+    generative_models: tuple[str, ...] | None = None  # None: every GAN row
     gan: GANConfig | None = None  # None: GANConfig()
     gan_epsilon: float | None = None
     anchors: bool = True
@@ -74,6 +75,8 @@ class SuiteSettings:
         }
         if self.classical is not None:
             out["classical"] = ",".join(self.classical)
+        if self.generative_models is not None:
+            out["generative-models"] = ",".join(self.generative_models)
         return out
 
 
@@ -176,6 +179,7 @@ def baseline_rows(
                 inputs.test,
                 task=settings.task,
                 seed=settings.seed,
+                models=settings.generative_models,
                 cfg=settings.gan,
                 epsilon=settings.gan_epsilon,
                 progress=lambda name: advance(1, description=name),

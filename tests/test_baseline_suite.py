@@ -99,7 +99,7 @@ def test_each_runner_gets_the_settings_and_its_rows_come_in_order(
     settings = SuiteSettings(
         task="purchase-count", seed=4, classical=("lr", "nb"), gan=gan, gan_epsilon=2.0,
         anchor_epsilon=3.0, sequence_models=("lstm", "gru"), count_loss="negative-binomial",
-        epochs=2,
+        epochs=2, generative_models=("ssgan",),
     )  # fmt: skip
     rows = baseline_rows(
         SuiteData.load(tiny_data),
@@ -115,7 +115,7 @@ def test_each_runner_gets_the_settings_and_its_rows_come_in_order(
     common = {"task": "purchase-count", "seed": 4}
     assert calls[:3] == [
         ("classical", {**common, "models": ("lr", "nb")}),
-        ("generative", {**common, "cfg": gan, "epsilon": 2.0}),
+        ("generative", {**common, "models": ("ssgan",), "cfg": gan, "epsilon": 2.0}),
         ("customer-base", {**common, "epsilon": 3.0}),
     ]
     for _, kwargs in calls[3:]:
@@ -229,5 +229,24 @@ def test_params_name_the_settings_as_the_command_does() -> None:
         "epochs": 20,
         "seed": 3,
     }
-    picked = SuiteSettings(classical=("naive-bayes", "knn")).params()
+    picked = SuiteSettings(
+        classical=("naive-bayes", "knn"), generative_models=("ssgan-seq", "ssgan")
+    ).params()
     assert picked["classical"] == "naive-bayes,knn" and picked["gan-epochs"] is None
+    assert picked["generative-models"] == "ssgan-seq,ssgan"
+
+
+def test_the_gan_rows_chosen_by_name_are_the_ones_fitted(tiny_data: Path) -> None:
+    settings = SuiteSettings(
+        task="churn",
+        classical=("naive-bayes",),
+        generative_models=("ssgan-seq",),
+        gan=GANConfig(epochs=1),
+        anchors=False,
+    )
+    rows = baseline_rows(SuiteData.load(tiny_data), settings)
+    assert [(r.model, r.family) for r in rows] == [
+        ("naive-bayes", "classical"),
+        ("ssgan-seq", "generative"),
+    ]
+    assert "the flattened event-feature sequence" in rows[1].notes

@@ -163,6 +163,7 @@ def compare_baselines(
     anchors: bool = True,
     anchor_epsilon: float | None = None,
     generative: bool = True,
+    generative_models: Sequence[str] | str | None = None,
     gan_epochs: int = 20,
     gan_epsilon: float | None = None,
     encryption_key_file: PathLike | None = None,
@@ -178,7 +179,9 @@ def compare_baselines(
     purchase history); ``anchor_epsilon`` adds their federated fit under client DP at that
     epsilon per retailer; ``generative`` adds the GAN rows (the semi-supervised GAN classifier
     and GAN minority oversampling, ``gan_epochs`` each; skipped rows for counts;
-    ``gan_epsilon`` adds the GAN classifier under DP-SGD on its discriminator);
+    ``generative_models`` picks some by name, as ``--generative-models``: ``ssgan``,
+    ``ssgan-seq`` (the event-feature sequence and the aggregates), ``gan-oversampled-...``;
+    ``gan_epsilon`` adds the GAN classifiers under DP-SGD on their discriminator);
     ``count_loss`` is ``--count-loss`` (a negative-binomial row is named MODEL-nb);
     ``threads``: torch's threads for the sequence models, as ``--threads``;
     ``out`` writes baselines.csv and .json.
@@ -188,11 +191,13 @@ def compare_baselines(
     names = check_names(task, items(sequence_models), count_loss)
     tracker = _tracker(tracking_uri, experiment)
     from fedmarket.baselines import write_results, write_test_scores
+    from fedmarket.generative.rows import check_generative_models
     from fedmarket.generative.ssgan import GANConfig
     from fedmarket.progress import progress_bar
     from fedmarket.tracking import log_baselines
 
     gan_cfg = GANConfig(epochs=gan_epochs)  # a bad gan_epochs: an error before any data is read
+    gan_names = None if generative_models is None else check_generative_models(generative_models)
     data, where = Path(data), optional_path(out)
     inputs = SuiteData.load(data, data_key(data, encryption_key_file, where))
     suite = SuiteSettings(
@@ -200,6 +205,7 @@ def compare_baselines(
         seed=seed,
         classical=None if classical is None else tuple(classical),
         generative=generative,
+        generative_models=None if gan_names is None else tuple(gan_names),
         gan=gan_cfg,
         gan_epsilon=gan_epsilon,
         anchors=anchors,

@@ -69,12 +69,20 @@ def baselines_cmd(
             "oversampling before logistic regression and gradient boosting (0/1 tasks)."
         ),
     ] = True,
+    generative_models: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated GAN rows (default: all): ssgan (aggregates), ssgan-seq "
+            "(the event-feature sequence and the aggregates), gan-oversampled-logistic-"
+            "regression, gan-oversampled-gradient-boosting."
+        ),
+    ] = None,
     gan_epochs: Annotated[int, typer.Option(help="Epochs of each GAN.")] = 20,
     gan_epsilon: Annotated[
         float | None,
         typer.Option(
-            help="Also fit the GAN classifier with DP-SGD on its discriminator at this "
-            "epsilon per customer (row ssgan-dp; delta 1/(10 n))."
+            help="Also fit the GAN classifiers with DP-SGD on their discriminator at this "
+            "epsilon per customer (rows ssgan-dp, ssgan-seq-dp; delta 1/(10 n))."
         ),
     ] = None,
     encryption_key_file: EncryptionKeyFile = None,
@@ -86,6 +94,7 @@ def baselines_cmd(
     # before the data are read or a model trained
     names = check_names(task, sequence_models, count_loss)
     gan_cfg = _gan_config(gan_epochs, gan_epsilon)
+    gan_names = _gan_names(generative_models)
     from fedmarket.threads import choose_threads
 
     choice = choose_threads(threads)  # a bad --threads or $FEDMARKET_THREADS: an error now
@@ -113,6 +122,7 @@ def baselines_cmd(
         task=task,
         seed=seed,
         generative=generative,
+        generative_models=gan_names,
         gan=gan_cfg,
         gan_epsilon=gan_epsilon,
         anchors=anchors,
@@ -143,6 +153,20 @@ def _gan_config(epochs: int, epsilon: float | None) -> GANConfig:
     if epsilon is not None:
         number("--gan-epsilon", epsilon, above=0.0)
     return GANConfig(epochs=integer("--gan-epochs", epochs, at_least=1))
+
+
+def _gan_names(text: str | None) -> tuple[str, ...] | None:
+    """The GAN rows of --generative-models (None: all); a bad name is an error named as the
+    option, before any data is read."""
+    if text is None:
+        return None
+    from fedmarket.errors import ConfigError
+    from fedmarket.generative.rows import check_generative_models
+
+    try:
+        return tuple(check_generative_models(text))
+    except ConfigError as exc:
+        raise ConfigError(f"--generative-models: {exc}") from None
 
 
 def _say(line: str) -> None:

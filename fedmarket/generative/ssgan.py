@@ -34,7 +34,9 @@ from fedmarket.privacy.config import PrivacySettings
 
 @dataclass(frozen=True)
 class GANConfig:
-    """Sizes and schedule shared by the GAN models (small: aggregates have ~14 columns)."""
+    """Sizes and schedule shared by the GAN models (small: aggregates have ~14 columns).
+    ``ssgan-seq``'s wider input (T x F sequence cells + aggregates, 322 on a 28-step set)
+    keeps the same width: 128 instead of 64 changed its ROC-AUC by 0.005 (BENCHMARKS.md)."""
 
     latent_dim: int = 16
     hidden: int = 64

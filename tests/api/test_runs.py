@@ -146,22 +146,25 @@ def test_compare_baselines_is_the_baselines_command(tiny_data: Path, tmp_path: P
     table = result.table.set_index("model")
     anchors = ["bg-nbd", "bg-nbd federated", "pareto-nbd", "pareto-nbd federated"]
     anchors.append("logistic-regression + bg-nbd")
-    gans = ["ssgan", "gan-oversampled-logistic-regression", "gan-oversampled-gradient-boosting"]
+    gans = ["ssgan", "ssgan-seq"]
+    gans += ["gan-oversampled-logistic-regression", "gan-oversampled-gradient-boosting"]
     assert list(table.index) == ["logistic-regression", "naive-bayes", *gans, *anchors, "lstm"]
     assert list(table["family"]) == (
-        ["classical"] * 2 + ["generative"] * 3 + ["customer-base"] * 5 + ["sequence"]
+        ["classical"] * 2 + ["generative"] * 4 + ["customer-base"] * 5 + ["sequence"]
     )
     metrics = [c for c in table.columns if c not in ("family", "fit_seconds", "notes")]
     pd.testing.assert_frame_equal(table[metrics], by_cli.loc[table.index, metrics])
     written = pd.read_csv(result.paths["csv"]).set_index("model")
     pd.testing.assert_frame_equal(written[metrics], table[metrics])
     assert result.best == table["roc_auc"].idxmax()
-    assert repr(result) == f"BaselinesResult(purchase: 11 models, best {result.best})"
+    assert repr(result) == f"BaselinesResult(purchase: 12 models, best {result.best})"
 
 
 def test_compare_baselines_reports_an_unknown_model(tiny_data: Path):
     with pytest.raises(ConfigError, match="unknown baseline model"):
         fedmarket.compare_baselines(data=tiny_data, classical=["xgboost"], sequence_models=[])
+    with pytest.raises(ConfigError, match="'ssgan-sq'; did you mean 'ssgan-seq'"):
+        fedmarket.compare_baselines(data=tiny_data, generative_models="ssgan-sq")
 
 
 # --- tradeoff ---------------------------------------------------------------------------

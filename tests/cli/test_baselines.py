@@ -107,6 +107,15 @@ def read_csv(out: Path) -> list[str]:
             "error: --task: unknown task 'chrun'; did you mean 'churn'",
         ),
         (["--gan-epochs", "0"], "error: --gan-epochs must be a positive integer, got 0"),
+        (
+            ["--generative-models", "ssgan,ssgan-sq"],
+            "error: --generative-models: unknown generative model 'ssgan-sq'; did you mean "
+            "'ssgan-seq'",
+        ),
+        (
+            ["--generative-models", "ssgan-seq-dp"],
+            "error: --generative-models: generative model 'ssgan-seq-dp' is not chosen by name",
+        ),
         (["--gan-epsilon", "-1"], "error: --gan-epsilon must be a positive finite number"),
         (
             ["--task", "purchase-count", "--count-loss", "negbin"],
@@ -141,3 +150,18 @@ def test_churn_table_with_the_gan_rows(tiny_data: Path, tmp_path: Path) -> None:
     rate = rows["ssgan"]["metrics"]["positive_rate"]
     assert rate > 0.5  # most customers of the tiny data buy nothing in the horizon
     assert f"base rate {rate:.1%} on the test customers" in " ".join(printed.split())
+
+
+def test_gan_rows_by_name_and_their_dp_twins(tiny_data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "picked"
+    ok(
+        cli(
+            "baselines", "--data", tiny_data, "--out", out, "--task", "churn",
+            "--sequence-models", "", "--no-anchors", "--gan-epochs", "1",
+            "--generative-models", "ssgan-seq,ssgan", "--gan-epsilon", "8",
+        )
+    )  # fmt: skip
+    gans = read_csv(out)[len(model_names("churn")) :]
+    assert gans == ["ssgan-seq", "ssgan", "ssgan-seq-dp", "ssgan-dp"]
+    rows = {r["model"]: r for r in json.loads((out / "baselines.json").read_text())}
+    assert 0 < rows["ssgan-seq-dp"]["metrics"]["epsilon"] <= 8
