@@ -26,7 +26,7 @@ def export_cmd(
         str,
         typer.Option(
             "--format",
-            help="onnx (ONNX Runtime, opset 20; needs pip install 'fedmarket[export]') or "
+            help="onnx (ONNX Runtime, opset 20; needs pip install 'fedmarket\\[export]') or "
             "torchscript (torch.jit.load).",
         ),
     ] = "onnx",

@@ -49,7 +49,7 @@ def serve_cmd(
         typer.Option(
             "--onnx",
             help="Score with ONNX Runtime: an in-memory export of the model, checked against "
-            "PyTorch at start-up (about 30 s more); needs pip install 'fedmarket[export]'.",
+            "PyTorch at start-up (about 30 s more); needs pip install 'fedmarket\\[export]'.",
         ),
     ] = False,
     encryption_key_file: EncryptionKeyFile = None,

@@ -48,3 +48,25 @@ def test_every_command_suggests_through_the_app():
         for c in group.registered_commands
     ]
     assert commands and all(issubclass(c.cls, Command) for c in commands)
+
+
+def _all_commands(command, path=()):
+    """Every (name path, click command) under ``command``, groups walked."""
+    yield path, command
+    for name, sub in getattr(command, "commands", {}).items():
+        yield from _all_commands(sub, (*path, name))
+
+
+def test_no_help_text_loses_brackets_to_rich_markup():
+    """The help is rich markup: an unescaped ``'fedmarket[export]'`` printed as
+    ``'fedmarket'``, dropping the extra a user must install; brackets are written ``\\[``."""
+    from rich.text import Text
+    from typer.main import get_command
+
+    lost = []
+    for path, command in _all_commands(get_command(app)):
+        texts = [command.help or ""] + [getattr(p, "help", None) or "" for p in command.params]
+        for text in texts:
+            if Text.from_markup(text).plain != text.replace("\\[", "["):
+                lost.append((" ".join(path), text))
+    assert lost == []
