@@ -20,12 +20,15 @@ nothing. Files are written to a temporary sibling directory that is renamed into
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import shutil
 import tempfile
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -182,6 +185,27 @@ def _export_failed(fmt: str, model: str, step: str, exc: Exception) -> Fedmarket
     )
 
 
+# torch's ONNX exporter logs a warning per torchvision op when torchvision is absent (it is
+# not a dependency: no fedmarket model uses its ops), four lines on every export.
+_EXPORTER_LOGGER: Final = "torch.onnx._internal.exporter._registration"
+
+
+@contextlib.contextmanager
+def quiet_onnx_exporter() -> Iterator[None]:
+    """Silence the exporter's notes while it runs: Python warnings, and the registry's
+    "torchvision is not installed" log lines, which say nothing about a fedmarket model
+    (the export is checked against PyTorch afterwards either way)."""
+    logger = logging.getLogger(_EXPORTER_LOGGER)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
+
+
 def export_onnx(scorer: RawScorer, example: np.ndarray, path: Path, model: str = "") -> None:
     """``torch.export`` with a dynamic batch axis, then ONNX opset :data:`OPSET`."""
     x = torch.from_numpy(np.ascontiguousarray(example))
@@ -193,8 +217,7 @@ def export_onnx(scorer: RawScorer, example: np.ndarray, path: Path, model: str =
     except Exception as exc:  # torch raises many types; name the step and the model
         raise _export_failed("onnx", model, "torch.export", exc) from exc
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with quiet_onnx_exporter():
             onnx_program = torch.onnx.export(
                 program,
                 (x,),

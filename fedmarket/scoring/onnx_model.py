@@ -11,7 +11,6 @@ applies it. Needs the ``export`` extra.
 
 from __future__ import annotations
 
-import warnings
 from typing import Final
 
 import numpy as np
@@ -19,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from fedmarket.errors import ConfigError
-from fedmarket.scoring.export import OPSET, require_onnx
+from fedmarket.scoring.export import OPSET, quiet_onnx_exporter, require_onnx
 from fedmarket.scoring.run_model import RunModel
 from fedmarket.tasks import Task
 
@@ -47,8 +46,7 @@ class OnnxModel:
         module = _Scores(run.net, run.task).eval()
         example = torch.zeros((2, *run.input_shape), dtype=torch.float32)
         customers = torch.export.Dim("customers", min=1)
-        with warnings.catch_warnings():  # the exporter's notes; the result is checked below
-            warnings.simplefilter("ignore")
+        with quiet_onnx_exporter():  # the exporter's notes; the result is checked below
             program = torch.export.export(module, (example,), dynamic_shapes=({0: customers},))
             exported = torch.onnx.export(
                 program,

@@ -246,3 +246,27 @@ def test_a_file_that_disagrees_with_pytorch_is_not_kept(
     with pytest.raises(FedmarketError, match=r"differs from PyTorch by .* nothing was written"):
         export_run(scoring_run, "torchscript", tmp_path / "out")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_quiet_onnx_exporter_drops_the_registry_notes_and_restores_its_level() -> None:
+    """torch's exporter logs "torchvision is not installed" four times per export; inside
+    the context those lines are dropped, outside the logger is as it was."""
+    import logging
+
+    logger = logging.getLogger("torch.onnx._internal.exporter._registration")
+    seen: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record.getMessage())
+
+    handler, before = Keep(), logger.level
+    logger.addHandler(handler)
+    try:
+        with export.quiet_onnx_exporter():
+            logger.warning("torchvision is not installed. Skipping torchvision::nms")
+        assert seen == [] and logger.level == before
+        logger.warning("after")
+        assert seen == ["after"]
+    finally:
+        logger.removeHandler(handler)
