@@ -109,6 +109,12 @@ def run_service(options: ServeOptions, announce: Callable[[str], None]) -> None:
             )
         app, serving, note = recommend_service(options, token)
     else:
+        if options.retailer is not None:
+            raise ConfigError(
+                f"serve: --retailer {options.retailer!r} names whose popularity ranks a customer "
+                "without history in a recommendation run (task next-categories); this run "
+                "scores each customer's propensity. Leave out --retailer."
+            )
         app, serving, note = _propensity_service(options, token, announce)
     warning = network_warning(options.host, token is not None)
     sock = bind(options.host, options.port)

@@ -145,6 +145,13 @@ def test_a_readable_token_file_and_two_rules_are_refused(scoring_run: Path, tmp_
     assert done.exit_code == 2 and "not both" in done.output
 
 
+def test_retailer_is_refused_for_a_propensity_run(scoring_run: Path) -> None:
+    """--retailer only means something to a recommendation run; it was silently ignored."""
+    done = CliRunner().invoke(app, ["serve", str(scoring_run), "--retailer", "retailer_00"])
+    assert done.exit_code == 2, done.output
+    assert "--retailer 'retailer_00'" in done.output and "Leave out --retailer" in done.output
+
+
 def test_missing_serve_extra_names_the_install(
     scoring_run: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
