@@ -39,5 +39,5 @@ def test_an_option_the_sweep_sets_is_not_pointed_to_run_config():
     )
     assert usage_error(cli("tradeoff", "--out", "o", "--local-epoch", "2")) == (
         "No such option '--local-epoch'. Run settings are set with --run-config, e.g. "
-        '--run-config "local-epochs=2".'
+        '--run-config "local-epochs=2" or "personal-epochs=2".'
     )
