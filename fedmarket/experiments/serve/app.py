@@ -74,17 +74,38 @@ def create_app(
     # more than the scoring of a merged request. The models still document the body.
     @app.post("/v1/score", openapi_extra=_documents(ScoreRequest))
     async def score(request: Request) -> JSONResponse:
+        if request.query_params:  # the fast path: no query, nothing to check
+            _refuse_recommend_query(request)
         body = parse_body(ScoreRequest, await request.body(), request.headers.get("content-type"))
         return JSONResponse({**await scorer.score_one(body), **about})
 
     @app.post("/v1/score/batch", openapi_extra=_documents(BatchRequest))
     async def score_batch(request: Request) -> JSONResponse:
+        if request.query_params:
+            _refuse_recommend_query(request)
         body = parse_body(BatchRequest, await request.body(), request.headers.get("content-type"))
         prefixes = [("body", "customers", i) for i in range(len(body.customers))]
         results = await scorer.score_many(body.customers, prefixes)
         return JSONResponse({"results": results, **about})
 
     return app
+
+
+# The recommendation service's query (recommend_app.py): a propensity run would ignore it and
+# answer as though the caller had not asked, so it is refused.
+RECOMMEND_QUERY = ("k", "exclude_bought")
+
+
+def _refuse_recommend_query(request: Request) -> None:
+    """A 422 naming ``?k=`` / ``?exclude_bought=`` sent to a propensity run."""
+    for name in RECOMMEND_QUERY:
+        if name in request.query_params:
+            raise RequestError(
+                ("query", name),
+                f"?{name}= applies to recommendation runs only (task next-categories); this "
+                "service scores propensity: leave it out",
+                "recommend_only",
+            )
 
 
 def _documents(model: type[BaseModel]) -> dict[str, Any]:

@@ -343,3 +343,19 @@ def test_a_purchase_count_run_answers_the_expected_count(
     assert got["expected_count"] > 0  # Poisson: P(at least one purchase) = 1 - exp(-mean)
     assert got["propensity"] == pytest.approx(1 - np.exp(-got["expected_count"]), abs=1e-12)
     assert got["selected"] is (got["expected_count"] >= decision.threshold)
+
+
+@pytest.mark.parametrize(
+    ("path", "query"),
+    [("/v1/score", "k=3"), ("/v1/score/batch", "exclude_bought=true"), ("/v1/score", "k=3&x=1")],
+)
+def test_a_recommendation_query_is_refused_on_a_propensity_run(
+    client: TestClient, busy_customer: Customer, path: str, query: str
+) -> None:
+    _, events = busy_customer
+    body = {"events": events} if path == "/v1/score" else {"customers": [{"events": events}]}
+    name = query.split("=")[0]
+    answer = client.post(f"{path}?{query}", json=body)
+    error = _refusal(answer, 422, ["query", name], "recommend_only")
+    assert f"?{name}= applies to recommendation runs only" in error
+    assert client.post(f"{path}?other=1", json=body).status_code == 200  # other queries pass
