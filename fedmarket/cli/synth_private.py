@@ -43,6 +43,9 @@ def synth_private_cmd(
     seed: Annotated[
         int, typer.Option(help="Seed of the generator, its DP noise and sampling.")
     ] = 0,
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace an earlier synthetic table in the output directory.")
+    ] = False,
     encryption_key_file: EncryptionKeyFile = None,
     threads: Threads = None,
 ) -> None:
@@ -57,7 +60,7 @@ def synth_private_cmd(
     )
     from fedmarket.generative.dpvae import GeneratorConfig
 
-    data_dir, out_dir, run_task = resolve_inputs(run_dir, data, out)
+    data_dir, out_dir, run_task = resolve_inputs(run_dir, data, out, overwrite=overwrite)
     settings = SynthSettings(
         task=task or run_task or "purchase",
         epsilon=epsilon,

@@ -100,17 +100,32 @@ class SynthSettings:
 
 
 def resolve_inputs(
-    run_dir: Path | None, data: Path | None, out: Path | None
+    run_dir: Path | None, data: Path | None, out: Path | None, *, overwrite: bool = False
 ) -> tuple[Path, Path, str | None]:
-    """(prepared data, output directory, the run's task or None) from RUN_DIR or --data."""
+    """(prepared data, output directory, the run's task or None) from RUN_DIR or --data; an
+    earlier table in the output is refused here, before any training, unless ``overwrite``."""
     if (run_dir is None) == (data is None):
         raise ConfigError("synth-private: give a run directory or --data PREPARED (one of them)")
     if run_dir is not None:
         cfg = RunDir(Path(run_dir)).read_config()  # ConfigError where it is not a run
-        return Path(cfg.data_dir), Path(out) if out else Path(run_dir) / RUN_SUBDIR, cfg.task
+        out_dir = Path(out) if out else Path(run_dir) / RUN_SUBDIR
+        return Path(cfg.data_dir), check_out(out_dir, overwrite), cfg.task
     if out is None:
         raise ConfigError("synth-private: with --data, say where to write with --out DIR")
-    return Path(data), Path(out), None  # type: ignore[arg-type]
+    return Path(data), check_out(Path(out), overwrite), None  # type: ignore[arg-type]
+
+
+def check_out(out: Path, overwrite: bool) -> Path:
+    """``out`` where it can take the table: a shared table is not silently replaced (the rule
+    of ``fedmarket export``'s --out, on the table this command writes)."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"synth-private: --out {out} is a file; give a directory")
+    if (out / TABLE).exists() and not overwrite:
+        raise ConfigError(
+            f"synth-private: {out} already holds {TABLE} from an earlier run; pass --overwrite "
+            "to replace it, or choose another --out"
+        )
+    return out
 
 
 def _flat_labelled(split: store.SplitArrays, task: str) -> tuple[np.ndarray, np.ndarray]:

@@ -23,6 +23,14 @@ def test_epsilon_must_be_positive(tiny_data: Path, tmp_path: Path) -> None:
     assert not any(tmp_path.iterdir())  # nothing written
 
 
+def test_an_earlier_table_is_refused_before_training(tiny_data: Path, tmp_path: Path) -> None:
+    table = tmp_path / "synthetic_customers.parquet"
+    table.write_bytes(b"earlier")
+    line = one_error_line(cli("synth-private", "--data", tiny_data, "--out", tmp_path))
+    assert "already holds synthetic_customers.parquet" in line and "--overwrite" in line
+    assert table.read_bytes() == b"earlier"  # untouched
+
+
 def test_data_needs_out(tiny_data: Path) -> None:
     assert "--out" in one_error_line(cli("synth-private", "--data", tiny_data))
 

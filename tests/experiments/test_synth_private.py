@@ -52,6 +52,21 @@ def test_inputs_come_from_a_run_directory_or_data_and_out(tmp_path: Path) -> Non
     )
 
 
+def test_an_earlier_table_is_replaced_only_with_overwrite(tmp_path: Path) -> None:
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "notes.txt").write_text("not a table")  # other files do not count
+    assert resolve_inputs(None, tmp_path, out)[1] == out
+    (out / "synthetic_customers.parquet").write_bytes(b"earlier")
+    with pytest.raises(
+        ConfigError, match=r"already holds synthetic_customers\.parquet.*--overwrite"
+    ):
+        resolve_inputs(None, tmp_path, out)
+    assert resolve_inputs(None, tmp_path, out, overwrite=True)[1] == out
+    with pytest.raises(ConfigError, match="is a file"):
+        resolve_inputs(None, tmp_path, out / "notes.txt")
+
+
 @pytest.mark.slow
 @pytest.mark.usefixtures("one_torch_thread")
 def test_small_run_writes_table_and_measures_it(tiny_data: Path, tmp_path: Path) -> None:
