@@ -197,16 +197,17 @@ def print_outcome(summary: dict[str, Any], run_dir: Path) -> None:
 
 def _print_retailers(summary: dict[str, Any]) -> None:
     """Per retailer, on its own test customers: local-only against federated, and who
-    joining does not pay (report.md has a sentence per retailer)."""
+    joining does not pay, and the personalised models' figure where the run trained them
+    (report.md has a sentence per retailer)."""
     from fedmarket.reporting.retailers import not_paying_sentence, retailer_table
     from fedmarket.reporting.words import LABELS
 
     block = summary.get("retailers")
     if not block or "failed" in block or not block.get("rows"):
         return
-    header, rows = retailer_table(block, short=True)
+    _, rows = retailer_table(block, short=True)
     label = LABELS.get(block["metric"], block["metric"])
-    local = len(header) > 4
+    local = any(r["local_only"] is not None for r in block["rows"])
     table = Table(
         title=f"per retailer, each on its own test customers: {label}"
         + (" (difference: federated minus local-only, 95% interval)" if local else ""),
@@ -221,10 +222,15 @@ def _print_retailers(summary: dict[str, Any]) -> None:
     for i, col in enumerate(names):
         table.add_column(col, justify="left" if i == 0 else "right", no_wrap=True)
     for row in rows:
-        table.add_row(*row)
+        table.add_row(*row[: len(names)])  # the personalised cells: a line of their own
     console.print(table)
     if said := not_paying_sentence(block):
         console.print(f"- {escape(said)}", highlight=False)
+    if method := block.get("personal"):  # 80 columns have no room for two more in the table
+        against = "local-only" if local else "federated"
+        each = "; ".join(f"{row[0]} {row[-2]}, {row[-1]}" for row in rows)
+        line = f"Personalised models ({method}), {label} and difference from {against}: {each}."
+        console.print(f"- {escape(line)}", highlight=False)
 
 
 def _n(x: float | None) -> str:

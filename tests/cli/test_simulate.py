@@ -350,3 +350,35 @@ def test_the_outcome_shows_each_retailer_and_who_joining_does_not_pay(tmp_path: 
     assert "retailer_01 4 50% 1.000 0.250 -0.750 (-1.443 to -0.057)" in printed
     assert "lift at 10%" not in printed  # the short table: report.md has the lift columns
     assert "- Joining does not pay, on ROC-AUC, for: retailer_01." in printed
+
+
+def test_the_outcome_shows_the_personalised_model_against_local_only(tmp_path: Path):
+    from fedmarket.cli.simulate import print_outcome
+    from fedmarket.progress import console
+    from fedmarket.value.per_retailer import compare_retailers, retailers_block
+    from tests.reporting.test_markdown import summary as run_summary
+    from tests.reporting.test_retailers import FED0, FED1, LOC0, LOC1, NAMES, predictions
+
+    rows = compare_retailers(
+        predictions(FED0, FED1),
+        predictions(LOC0, LOC1),
+        names=NAMES,
+        personal=(rows_p := predictions(FED0, LOC1)),
+    )
+    block = retailers_block(rows, "purchase", local_only="trained")
+    block["personal"] = "ditto"
+    with console.capture() as captured:
+        print_outcome({**run_summary(), "retailers": block}, tmp_path)
+    printed = " ".join(captured.get().split())
+    assert "retailer_01 4 50% 1.000 0.250 -0.750 (-1.443 to -0.057) - Joining" in printed
+    assert (
+        "- Personalised models (ditto), ROC-AUC and difference from local-only: retailer_00 "
+        "1.000, 0.333 (-0.320 to 0.987); retailer_01 1.000, 0.000 (0.000-0.000)."
+    ) in printed
+    alone = compare_retailers(predictions(FED0, FED1), None, names=NAMES, personal=rows_p)
+    no_local = retailers_block(alone, "purchase", local_only="off: x") | {"personal": "ditto"}
+    with console.capture() as captured:
+        print_outcome({**run_summary(), "retailers": no_local}, tmp_path)
+    printed = " ".join(captured.get().split())
+    assert "retailer_01 4 50% 0.250 - Personalised models (ditto), ROC-AUC and " in printed
+    assert "difference from federated: retailer_00 1.000, 0.000" in printed
