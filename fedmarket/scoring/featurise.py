@@ -12,7 +12,7 @@ scoring happens at the retailer, next to the raw ids the targeting list must nam
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -159,15 +159,33 @@ def featurise_export(
     """Every retailer's customers in ``raw`` (a file or directory, as `data prepare` reads),
     featurised as of ``as_of`` (default: the midnight after the last event)."""
     check_event_features(run)
+    return [
+        featurise_frames(run, frames, window, retailer=retailer, drops=drops, advance=advance)
+        for retailer, window, frames, drops in retailer_frames(
+            raw, run.window_at, mapping=mapping, as_of=as_of, chunksize=chunksize, strict=strict
+        )
+    ]
+
+
+def retailer_frames(
+    raw: Path,
+    window_at: Callable[[pd.Timestamp], features.FeatureWindow],
+    *,
+    mapping: ExportMapping | None,
+    as_of: object | None,
+    chunksize: int,
+    strict: bool,
+) -> Iterator[tuple[str, features.FeatureWindow, Iterable[pd.DataFrame], DropReport]]:
+    """Each retailer of ``raw`` in order: its model window as of ``as_of`` (default: the
+    midnight after its last event), its validated event chunks (lazy) and their drop report.
+    The one walk over an export that propensity and recommendation scoring share."""
     exports = loaders.find_exports(Path(raw), mapping)
-    out = []
     for retailer in sorted(exports):
         files = exports[retailer]
         if as_of is None:
-            last = latest_event(retailer, files, mapping, chunksize)
-            window = run.window_at(default_as_of(last))
+            window = window_at(default_as_of(latest_event(retailer, files, mapping, chunksize)))
         else:
-            window = run.window_at(parse_as_of(as_of))
+            window = window_at(parse_as_of(as_of))
         drops = DropReport()
         frames = (
             chunk
@@ -181,10 +199,7 @@ def featurise_export(
                 retailer_id=retailer,
             )
         )
-        out.append(
-            featurise_frames(run, frames, window, retailer=retailer, drops=drops, advance=advance)
-        )
-    return out
+        yield retailer, window, frames, drops
 
 
 def parse_as_of(value: object) -> pd.Timestamp:

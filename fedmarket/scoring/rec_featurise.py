@@ -28,12 +28,11 @@ import pandas as pd
 import scipy.sparse as sp
 
 from fedmarket.data import categories, category_vocab, features
-from fedmarket.data.ingest import loaders
 from fedmarket.data.ingest.mapping import ExportMapping
 from fedmarket.data.ingest.validate import DropReport
 from fedmarket.errors import DataError
 from fedmarket.recommend.data import encode_inputs
-from fedmarket.scoring.featurise import Advance, default_as_of, latest_event, parse_as_of
+from fedmarket.scoring.featurise import Advance, retailer_frames
 from fedmarket.scoring.rec_model import RecModel
 
 
@@ -124,41 +123,20 @@ def featurise_rec_export(
 ) -> list[RecInputs]:
     """Every retailer's customers in ``raw`` (a file or directory, as `data prepare` reads),
     as of ``as_of`` (default: the midnight after the retailer's last event)."""
-    exports = loaders.find_exports(Path(raw), mapping)
-    out = []
-    for retailer in sorted(exports):
-        files = exports[retailer]
-        if as_of is None:
-            window = model.window_at(
-                default_as_of(latest_event(retailer, files, mapping, chunksize))
-            )
-        else:
-            window = model.window_at(parse_as_of(as_of))
-        drops = DropReport()
-        frames = (
-            chunk
-            for path in files
-            for chunk in loaders.iter_events(
-                path,
-                mapping=mapping,
-                chunksize=chunksize,
-                strict=strict,
-                report=drops,
-                retailer_id=retailer,
-            )
+    return [
+        featurise_rec_frames(
+            model,
+            frames,
+            window,
+            retailer=retailer,
+            drops=drops,
+            advance=advance,
+            bought=bought,
         )
-        out.append(
-            featurise_rec_frames(
-                model,
-                frames,
-                window,
-                retailer=retailer,
-                drops=drops,
-                advance=advance,
-                bought=bought,
-            )
+        for retailer, window, frames, drops in retailer_frames(
+            raw, model.window_at, mapping=mapping, as_of=as_of, chunksize=chunksize, strict=strict
         )
-    return out
+    ]
 
 
 def _window_purchases(frame: pd.DataFrame, window: features.FeatureWindow) -> pd.DataFrame:
