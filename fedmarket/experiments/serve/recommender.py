@@ -52,22 +52,7 @@ class RecScorer(Scorer):
         exclude_bought: bool = False,
     ) -> list[dict[str, Any]]:
         """One result per customer, in order: its ``k`` best categories with their scores."""
-        if len(customers) > self.limits.max_customers:
-            raise RequestError(
-                ("body", "customers"),
-                f"{len(customers):,} customers; at most {self.limits.max_customers:,} per "
-                "request (--max-customers): split the batch",
-                "too_many_customers",
-                status=413,
-            )
-        columns, starts = self._columns(customers, prefixes)
-        valid = self._validate(columns, customers, starts, prefixes)
-        who = valid["user_id"].astype(np.int64).to_numpy()
-        times = valid["event_time"].array.asi8
-        last = np.full(len(customers), np.iinfo(np.int64).min)
-        np.maximum.at(last, who, times)
-        as_of = [self._as_of(c, t, p) for c, t, p in zip(customers, last, prefixes, strict=True)]
-        self._check_before(as_of, who, times, customers, prefixes)
+        valid, who, as_of = self._checked(customers, prefixes)
         out: list[dict[str, Any]] = [{} for _ in customers]
         for members, inputs in self._histories(valid, who, as_of, prefixes, exclude_bought):
             ranked = rank_inputs(self.model, inputs, k=k, exclude_bought=exclude_bought)

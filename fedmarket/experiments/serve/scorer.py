@@ -93,6 +93,22 @@ class Scorer:
 
     def score(self, customers: Sequence[ScoreRequest], prefixes: Sequence[Loc]) -> list[dict]:
         """One result per customer, in order; ``prefixes[i]`` locates customer i in the body."""
+        valid, who, as_of = self._checked(customers, prefixes)
+        X = self._features(valid, who, as_of, prefixes)
+        # the targeting list's rule (scoring.batch), so both paths give a customer one answer
+        p, counts = propensities(self.run, X, predict=self.predict)
+        scores = counts if self.count else p
+        return [
+            self._result(c, a, float(q), float(s))
+            for c, a, q, s in zip(customers, as_of, p, scores, strict=True)
+        ]
+
+    def _checked(
+        self, customers: Sequence[ScoreRequest], prefixes: Sequence[Loc]
+    ) -> tuple[pd.DataFrame, np.ndarray, list[pd.Timestamp]]:
+        """The request's valid events, each one's customer (its place in the request) and each
+        customer's as-of date; a RequestError naming the field for anything refused. Shared by
+        the propensity and the recommendation services."""
         if len(customers) > self.limits.max_customers:
             raise RequestError(
                 ("body", "customers"),
@@ -109,14 +125,7 @@ class Scorer:
         np.maximum.at(last, who, times)
         as_of = [self._as_of(c, t, p) for c, t, p in zip(customers, last, prefixes, strict=True)]
         self._check_before(as_of, who, times, customers, prefixes)
-        X = self._features(valid, who, as_of, prefixes)
-        # the targeting list's rule (scoring.batch), so both paths give a customer one answer
-        p, counts = propensities(self.run, X, predict=self.predict)
-        scores = counts if self.count else p
-        return [
-            self._result(c, a, float(q), float(s))
-            for c, a, q, s in zip(customers, as_of, p, scores, strict=True)
-        ]
+        return valid, who, as_of
 
     def _columns(
         self, customers: Sequence[ScoreRequest], prefixes: Sequence[Loc]
