@@ -52,6 +52,13 @@ def serve_cmd(
             "PyTorch at start-up (about 30 s more); needs pip install 'fedmarket\\[export]'.",
         ),
     ] = False,
+    workers: Annotated[
+        int,
+        typer.Option(
+            help="Processes answering on the port, each loading the model: one per core "
+            "the service may use (each scores on one)."
+        ),
+    ] = 1,
     encryption_key_file: EncryptionKeyFile = None,
     retailer: Annotated[
         str | None,
@@ -65,8 +72,8 @@ def serve_cmd(
 
     A recommendation run answers each customer's top categories (?k=10, at most 100).
 
-    One worker process, torch on one thread: requests are a few milliseconds each and hold
-    the GIL, so more workers would only each load the model and compete for the cores."""
+    Torch on one thread per process: a request is a few milliseconds that hold the GIL, so
+    one process scores on one core; --workers N runs N of them on the same port."""
     try:
         from fedmarket.experiments.serve.runner import ServeOptions, run_service
         from fedmarket.experiments.serve.scorer import Limits
@@ -91,6 +98,7 @@ def serve_cmd(
         encryption_key_file=encryption_key_file,
         retailer=retailer,
         onnx=onnx,
+        workers=workers,
     )
     run_service(
         options, lambda line: console.print(line, markup=False, highlight=False, soft_wrap=True)

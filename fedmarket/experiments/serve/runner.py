@@ -1,11 +1,14 @@
 """Start the scoring service: load the run, fix the decision, bind, serve with uvicorn.
 
-One process, one worker, torch on one thread. The model is small and a request's work is a
-few milliseconds of Python, pandas and torch that hold the GIL for most of it, so threads
-would only queue on it, and more worker processes would each load the model and, on the
-2-core machines fedmarket targets, compete with the shop's own software for the same cores.
-Requests are therefore served one at a time on the event loop; throughput grows with the batch
-endpoint, which scores many customers in one model call.
+One process by default, torch on one thread. A request's work is a few milliseconds of
+Python, pandas and torch that hold the GIL for most of it, so threads would only queue on it;
+concurrent requests are merged into one model call instead (``coalesce``), and throughput
+grows with the batch endpoint. A machine with a spare core can run ``--workers N`` processes
+on the same socket (``workers``), each loading the model.
+
+Before serving, the heap left by the imports and the model (about half a million objects) is
+frozen out of the garbage collector's reach: a full collection over it costs about 0.3 s of
+CPU, which a request that triggers one would wait for (the tail of the latency).
 
 Binding anything but a loopback address makes the service reachable from the network: it then
 warns, and advises ``--token-file``. The access log is off: a line per request is useless for
@@ -14,6 +17,7 @@ a service that answers in milliseconds and must not record who was scored.
 
 from __future__ import annotations
 
+import gc
 import ipaddress
 import socket
 from collections.abc import Callable
@@ -49,6 +53,14 @@ class ServeOptions:
     encryption_key_file: Path | None = None  # to score the test customers for --top
     retailer: str | None = None  # a recommendation run: whose popularity ranks cold customers
     onnx: bool = False  # model calls in ONNX Runtime (scoring.onnx_model)
+    workers: int = 1  # processes serving the socket, each with the model
+
+
+def settle_heap() -> None:
+    """Collect once, then freeze what is left (imports, the model) out of later collections:
+    a full collection over it is the largest pause a request could otherwise meet."""
+    gc.collect()
+    gc.freeze()
 
 
 def network_warning(host: str, has_token: bool) -> str | None:
@@ -95,12 +107,51 @@ def bind(host: str, port: int) -> socket.socket:
 def run_service(options: ServeOptions, announce: Callable[[str], None]) -> None:
     """Serve until interrupted; ``announce`` gets the warnings and the address."""
     import torch
-    import uvicorn
 
     torch.set_num_threads(1)
+    if options.workers < 1:
+        raise ConfigError(f"--workers {options.workers}: give 1 or more processes")
     token = None
     if options.token_file is not None:
         token = read_secret_text(options.token_file, "service token")
+    app, serving, note, decision = build_service(options, token, announce)
+    warning = network_warning(options.host, token is not None)
+    sock = bind(options.host, options.port)
+    host, port = sock.getsockname()[:2]
+    if warning:
+        announce(f"warning: {warning}")
+    announce(note)
+    if options.workers > 1:
+        announce(f"{options.workers} worker processes, each loading the model")
+    announce(f"serving {serving} on http://{_url_host(host)}:{port}")
+    if options.workers == 1:
+        settle_heap()
+        serve_app(app, [sock])
+    else:
+        from fedmarket.experiments.serve.workers import WorkerSpec, serve_in_workers
+
+        del app  # each worker builds its own, with the decision fixed here
+        serve_in_workers(WorkerSpec(options, token, decision), sock)
+
+
+def serve_app(app: object, sockets: list[socket.socket]) -> None:
+    """uvicorn on ``sockets`` until a signal; no access log (no customer in any log)."""
+    import uvicorn
+
+    config = uvicorn.Config(
+        app, access_log=False, log_level="warning", lifespan="off", server_header=False
+    )
+    uvicorn.Server(config).run(sockets=sockets)
+
+
+def build_service(
+    options: ServeOptions,
+    token: str | None,
+    announce: Callable[[str], None],
+    decision: Decision | None = None,
+) -> tuple[object, str, str, Decision | None]:
+    """(the app, what it serves, a line about it, the propensity decision) for the run;
+    ``decision`` given: used as it is (a worker gets the one its parent fixed)."""
     if is_ranking_run(options.run_dir):
         if options.onnx:
             raise ConfigError(
@@ -108,33 +159,25 @@ def run_service(options: ServeOptions, announce: Callable[[str], None]) -> None:
                 "with its PyTorch model. Leave out --onnx."
             )
         app, serving, note = recommend_service(options, token)
-    else:
-        if options.retailer is not None:
-            raise ConfigError(
-                f"serve: --retailer {options.retailer!r} names whose popularity ranks a customer "
-                "without history in a recommendation run (task next-categories); this run "
-                "scores each customer's propensity. Leave out --retailer."
-            )
-        app, serving, note = _propensity_service(options, token, announce)
-    warning = network_warning(options.host, token is not None)
-    sock = bind(options.host, options.port)
-    host, port = sock.getsockname()[:2]
-    if warning:
-        announce(f"warning: {warning}")
-    announce(note)
-    announce(f"serving {serving} on http://{_url_host(host)}:{port}")
-    config = uvicorn.Config(
-        app, access_log=False, log_level="warning", lifespan="off", server_header=False
-    )
-    uvicorn.Server(config).run(sockets=[sock])
+        return app, serving, note, None
+    if options.retailer is not None:
+        raise ConfigError(
+            f"serve: --retailer {options.retailer!r} names whose popularity ranks a customer "
+            "without history in a recommendation run (task next-categories); this run "
+            "scores each customer's propensity. Leave out --retailer."
+        )
+    return _propensity_service(options, token, announce, decision)
 
 
 def _propensity_service(
-    options: ServeOptions, token: str | None, announce: Callable[[str], None]
-) -> tuple[object, str, str]:
-    """The app for a propensity run, with its label and its decision rule."""
+    options: ServeOptions,
+    token: str | None,
+    announce: Callable[[str], None],
+    decision: Decision | None,
+) -> tuple[object, str, str, Decision]:
+    """The app for a propensity run, with its label, its decision rule and the decision."""
     run = load_run_model(options.run_dir, options.model_source)
-    decision = decision_for(run, options)
+    decision = decision or decision_for(run, options)
     predict = None
     if options.onnx:
         from fedmarket.scoring.onnx_model import OnnxModel
@@ -152,7 +195,7 @@ def _propensity_service(
         max_body_bytes=options.max_body_bytes,
         predict=predict,
     )
-    return app, f"{run.model_name} ({run.source})", f"decision: {decision.rule}"
+    return app, f"{run.model_name} ({run.source})", f"decision: {decision.rule}", decision
 
 
 def _url_host(host: str) -> str:
