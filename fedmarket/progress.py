@@ -122,13 +122,21 @@ class _OwnWarnings(logging.Filter):
         return found is None or found.group(1) in OWN_PACKAGES
 
 
+# What Flower's console drops and the level it shows from: log_to_console's, kept for the
+# quiet_flower() each run makes once Flower is imported (often after log_to_console, when
+# Flower's console handler did not exist yet).
+_flower_console: list[tuple[tuple[str, ...], int]] = [(FLOWER_NOTICES, logging.WARNING)]
+
+
 def log_to_console(
     level: int, *, drop_flower: tuple[str, ...] = (), flower_level: int = logging.WARNING
 ) -> None:
     """fedmarket's log on the console through rich, at ``level``; Flower's console shows its
     records at ``flower_level`` and above, less its notices and any containing one of
-    ``drop_flower``. Calling it again replaces, never stacks, the handlers and filters (the
-    CLI's commands may run several times in one process)."""
+    ``drop_flower``, until the next call: every ``quiet_flower()`` of the runs the command
+    starts (each simulate of a bench or a sweep) applies these. Calling it again replaces,
+    never stacks, the handlers and filters (the CLI's commands may run several times in one
+    process)."""
     logger = logging.getLogger("fedmarket")
     for old in [h for h in logger.handlers if isinstance(h, _ConsoleHandler)]:
         logger.removeHandler(old)
@@ -137,17 +145,21 @@ def log_to_console(
     logger.addHandler(handler)
     logger.setLevel(min(level, logger.level or level))
     logger.propagate = False  # flwr/ray install root handlers; print each line once
-    quiet_flower(FLOWER_NOTICES + drop_flower, flower_level)
+    _flower_console[0] = (FLOWER_NOTICES + drop_flower, flower_level)
+    quiet_flower()
 
 
-def quiet_flower(drop: tuple[str, ...] = FLOWER_NOTICES, level: int = logging.WARNING) -> None:
-    """Flower's console: each record once, at ``level`` and above, less ``drop``.
+def quiet_flower() -> None:
+    """Flower's console: each record once, at the level and less the texts ``log_to_console``
+    last asked for (Flower's notices, from WARNING, when nothing did).
 
     Opacus calls ``logging.basicConfig`` when it is imported, so every Flower record also
     reached the root logger's handler and was printed twice (with DEBUG lines among them):
     Flower's logger stops propagating, and its own console handler is filtered instead of
-    the logger, so a file handler on it still receives everything.
+    the logger, so a file handler on it still receives everything. Called again (by every
+    run once Flower is imported), it replaces its filter with the same settings.
     """
+    drop, level = _flower_console[0]
     flower = logging.getLogger("flwr")
     flower.propagate = False
     for old in [f for f in flower.filters if isinstance(f, _FlowerConsole)]:

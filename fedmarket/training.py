@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import math
 import time
-import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -294,24 +293,9 @@ def _epoch_fast(
 def _epoch_dp(
     priv: PrivateTraining, loss_fn: nn.Module, prox: Callable[[], None] | None
 ) -> tuple[float, int, int]:
-    total, seen, steps = 0.0, 0, 0
-    with warnings.catch_warnings():
-        # Opacus' backward hooks on the first layer fire although the input needs no
-        # gradient; torch warns about it on every step, harmlessly.
-        warnings.filterwarnings("ignore", message="Full backward hook is firing")
-        for xb, yb in priv.loader:
-            steps += 1
-            if len(xb) == 0:
-                priv.empty_step(prox)
-                continue
-            priv.optimizer.zero_grad(set_to_none=True)
-            loss = loss_fn(priv.module(xb), yb)
-            loss.backward()
-            priv.step(prox)
-            total += float(loss.detach()) * len(xb)
-            seen += len(xb)
-    priv.optimizer.zero_grad(set_to_none=True)
-    return total, seen, steps
+    from fedmarket.privacy.epochs import private_epochs
+
+    return private_epochs(priv, 1, lambda xb, yb: loss_fn(priv.module(xb), yb), after_noise=prox)
 
 
 def proximal_gradient(

@@ -106,3 +106,48 @@ def test_a_bar_inside_another_goes_when_it_is_done(capsys):
             sweep(1)
     err = capsys.readouterr().err
     assert "2/2 runs" in err and "rounds" not in err
+
+
+@pytest.fixture
+def console_settings(monkeypatch):
+    """log_to_console's Flower settings, put back after the test."""
+    from fedmarket import progress
+
+    monkeypatch.setattr(progress, "_flower_console", list(progress._flower_console))
+
+
+def test_a_command_s_flower_filter_holds_for_every_run_it_starts(flower_terminal, console_settings):
+    """`fedmarket bench`: its filter is set before Flower is imported (no Flower console
+    handler yet), and each simulate it starts calls quiet_flower() once Flower is there;
+    every one of them keeps the bench's drops."""
+    from fedmarket.progress import quiet_flower
+
+    flower = logging.getLogger("flwr")
+    flower.removeHandler(flower_console)  # as before `import flwr`
+    try:
+        log_to_console(logging.WARNING, drop_flower=("fraction_evaluate is set to 0.0",))
+    finally:
+        flower.addHandler(flower_console)  # Flower imported by the first simulate
+    for run in ("first", "second", "third"):
+        quiet_flower()  # each simulate's
+        flower.warning("fraction_evaluate is set to 0.0: federated evaluation skipped")
+        flower.info("configure_train: Sampled 3 nodes (out of 3)")
+        flower.warning("%s run: a client did not answer", run)
+    terminal = flower_terminal.getvalue()
+    assert "fraction_evaluate" not in terminal and "Sampled 3 nodes" not in terminal
+    for run in ("first", "second", "third"):
+        assert terminal.count(f"{run} run: a client did not answer") == 1
+    assert sum(isinstance(f, logging.Filter) for f in flower_console.filters) == 1
+
+
+def test_the_next_command_replaces_the_drops(flower_terminal, console_settings):
+    from fedmarket.progress import quiet_flower
+
+    log_to_console(logging.WARNING, drop_flower=("fraction_evaluate is set to 0.0",))
+    log_to_console(logging.INFO)  # e.g. `fedmarket simulate` next, in the same process
+    quiet_flower()
+    flower = logging.getLogger("flwr")
+    flower.warning("fraction_evaluate is set to 0.0: federated evaluation skipped")
+    flower.warning("DEPRECATED FEATURE: run_simulation")
+    terminal = flower_terminal.getvalue()
+    assert "fraction_evaluate" in terminal and "DEPRECATED" not in terminal

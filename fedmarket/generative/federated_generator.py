@@ -21,7 +21,6 @@ The arithmetic is FedAvg's, and nothing but weights leaves a retailer's function
 from __future__ import annotations
 
 import copy
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import cast
@@ -35,6 +34,7 @@ from fedmarket.generative.ssgan import seeded_init
 from fedmarket.privacy.accounting import AccountantState, epsilon, steps_per_epoch
 from fedmarket.privacy.config import PrivacySettings, default_delta
 from fedmarket.privacy.engine import make_private
+from fedmarket.privacy.epochs import private_epochs
 
 
 @dataclass(frozen=True)
@@ -168,18 +168,13 @@ def local_round(
         noise_generator=torch.Generator().manual_seed(seeds[1]),
         total_steps_planned=cfg.rounds * per_round, steps_now=per_round,
     )  # fmt: skip
+
+    def batch_loss(xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+        eps = torch.randn(len(xb), cfg.latent_dim, generator=g)
+        return priv.module(xb, yb, eps).mean()
+
     try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Full backward hook is firing")
-            for _ in range(cfg.local_epochs):
-                for xb, yb in priv.loader:
-                    if len(xb) == 0:
-                        priv.empty_step()
-                        continue
-                    priv.optimizer.zero_grad(set_to_none=True)
-                    eps = torch.randn(len(xb), cfg.latent_dim, generator=g)
-                    priv.module(xb, yb, eps).mean().backward()
-                    priv.step()
+        private_epochs(priv, cfg.local_epochs, batch_loss)
         new_state = priv.state
     finally:
         plain = priv.close()

@@ -21,7 +21,6 @@ Epsilon is accounted by the project's accountant over every step (``PrivateTrain
 
 from __future__ import annotations
 
-import warnings
 from typing import cast
 
 import torch
@@ -32,6 +31,7 @@ from fedmarket.generative.ssgan import Discriminator, GANConfig, unsupervised_lo
 from fedmarket.privacy.accounting import steps_per_epoch
 from fedmarket.privacy.config import PrivacySettings
 from fedmarket.privacy.engine import make_private
+from fedmarket.privacy.epochs import private_epochs
 
 
 def train_private(
@@ -56,36 +56,28 @@ def train_private(
         total_steps_planned=steps, steps_now=steps,
     )  # fmt: skip
     n_fake, g = cfg.batch_size, generator
+
+    def batch_loss(xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+        real = xb + cfg.input_noise * torch.randn(xb.shape, generator=g)
+        fake = gen(torch.randn(n_fake, cfg.latent_dim, generator=g)).detach()
+        logits, _ = priv.module(torch.cat([real, fake]))
+        real_logits, fake_logits = logits[: len(xb)], logits[len(xb) :]
+        return F.cross_entropy(real_logits, yb) + unsupervised_loss(real_logits, fake_logits)
+
+    def generator_step() -> None:
+        priv.module.disable_hooks()  # the generator's step is post-processing
+        try:
+            fake_logits, _ = priv.module(gen(torch.randn(n_fake, cfg.latent_dim, generator=g)))
+            lse = torch.logsumexp(fake_logits, dim=1)
+            loss_g = (F.softplus(lse) - lse).mean()  # -log D(G(z))
+            opt_g.zero_grad()
+            loss_g.backward()
+            opt_g.step()
+        finally:
+            priv.module.enable_hooks()
+
     try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Full backward hook is firing")
-            for _ in range(cfg.epochs):
-                for xb, yb in priv.loader:
-                    if len(xb) == 0:
-                        priv.empty_step()
-                        continue
-                    priv.optimizer.zero_grad(set_to_none=True)
-                    real = xb + cfg.input_noise * torch.randn(xb.shape, generator=g)
-                    fake = gen(torch.randn(n_fake, cfg.latent_dim, generator=g)).detach()
-                    logits, _ = priv.module(torch.cat([real, fake]))
-                    real_logits, fake_logits = logits[: len(xb)], logits[len(xb) :]
-                    loss = F.cross_entropy(real_logits, yb) + unsupervised_loss(
-                        real_logits, fake_logits
-                    )
-                    loss.backward()
-                    priv.step()
-                    priv.module.disable_hooks()  # the generator's step is post-processing
-                    try:
-                        fake_logits, _ = priv.module(
-                            gen(torch.randn(n_fake, cfg.latent_dim, generator=g))
-                        )
-                        lse = torch.logsumexp(fake_logits, dim=1)
-                        loss_g = (F.softplus(lse) - lse).mean()  # -log D(G(z))
-                        opt_g.zero_grad()
-                        loss_g.backward()
-                        opt_g.step()
-                    finally:
-                        priv.module.enable_hooks()
+        private_epochs(priv, cfg.epochs, batch_loss, after_step=generator_step)
         spent, delta = priv.epsilon(), priv.plan.delta
     finally:
         plain = priv.close()

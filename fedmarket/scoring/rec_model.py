@@ -39,7 +39,7 @@ from fedmarket.names import RANKING_TASK
 from fedmarket.recommend import baselines
 from fedmarket.recommend.data import RecSplit, load_rec_partitions, vocabulary_entry
 from fedmarket.rundir import RunDir
-from fedmarket.scoring.run_model import SOURCES, manifest_window
+from fedmarket.scoring.run_model import manifest_window, run_with_manifest
 from fedmarket.tasks import Task, get_task
 from fedmarket.training import predict
 
@@ -103,29 +103,25 @@ def is_ranking_run(run_dir: Path) -> bool:
     return RunDir(Path(run_dir)).read_config().task == RANKING_TASK
 
 
+def _customer_run(files: RunDir, cfg: RunConfig) -> str | None:
+    """Why a run that scores customers is not loaded here (None for a ranking run)."""
+    if cfg.task == RANKING_TASK:
+        return None
+    return (
+        f"{files.path}: a {cfg.task} run scores customers, not categories; its scores "
+        "come from fedmarket.scoring.run_model"
+    )
+
+
 def load_rec_model(
     run_dir: Path, source: str = "federated", key_file: Path | None = None
 ) -> RecModel:
     """The run's ``source`` recommender. Encrypted prepared data (the training customers'
     targets make the cold-start popularity) opens with ``key_file`` or
     $FEDMARKET_ENCRYPTION_KEY (``prepared_data_fernet``)."""
-    if source not in SOURCES:
-        raise ConfigError(f"--model-source {source!r}: choose one of {', '.join(SOURCES)}")
-    files = RunDir(Path(run_dir))
-    cfg = files.read_config()
-    if cfg.task != RANKING_TASK:
-        raise ConfigError(
-            f"{files.path}: a {cfg.task} run scores customers, not categories; its scores "
-            "come from fedmarket.scoring.run_model"
-        )
-    data_dir = Path(cfg.data_dir)
-    if not (data_dir / store.MANIFEST_NAME).is_file():
-        raise ConfigError(
-            f"{files.path}: the run's prepared data {data_dir} is not there (its manifest "
-            "holds the window and the vocabulary the model needs); rank where the run's "
-            "data-dir is"
-        )
-    manifest = store.read_manifest(data_dir)
+    files, cfg, data_dir, manifest = run_with_manifest(
+        run_dir, source, holds="the window and the vocabulary", refuse=_customer_run
+    )
     entry = vocabulary_entry(manifest)
     fernet = prepared_data_fernet(data_dir, key_file, outside=[files.path])
     if source == "federated":

@@ -13,9 +13,10 @@ it: a retailer of a real consortium never has it, it exists in simulation).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import numpy as np
 import torch
@@ -102,27 +103,63 @@ class RunModel:
         return out
 
 
-def load_run_model(run_dir: Path, source: str = "federated") -> RunModel:
-    """The run's ``source`` model; clear errors for an unfinished run or missing data."""
+class OpenedRun(NamedTuple):
+    """What every model loader reads first: the run's files, its settings and its data's
+    manifest."""
+
+    files: RunDir
+    config: RunConfig
+    data_dir: Path  # the run's prepared data (config.json's data-dir)
+    manifest: store.Manifest
+
+
+def run_with_manifest(
+    run_dir: Path,
+    source: str,
+    *,
+    holds: str,
+    refuse: Callable[[RunDir, RunConfig], str | None] = lambda files, cfg: None,
+) -> OpenedRun:
+    """The run at ``run_dir`` and its prepared data's manifest, checked before any weights load.
+
+    Both loaders (propensity, recommendation) open a run the same way, so their errors read
+    alike: ``source`` must be one of SOURCES; ``refuse`` returns why this loader does not take
+    the run's task (None: it does); the manifest must be where ``data-dir`` says, since it
+    holds ``holds`` (said in the error) the model needs."""
     if source not in SOURCES:
         raise ConfigError(f"--model-source {source!r}: choose one of {', '.join(SOURCES)}")
     files = RunDir(Path(run_dir))
     cfg = files.read_config()
-    if get_task(cfg.task).target_ndim != 1:
-        raise ConfigError(
-            f"{files.path}: a {cfg.task} run ranks items for each customer; `fedmarket score` "
-            "and `fedmarket serve` give its top-k categories (fedmarket.scoring.rec_model), "
-            "export and the propensity paths take runs that score customers (purchase, "
-            "purchase-count, churn, churn-inactive)"
-        )
+    reason = refuse(files, cfg)
+    if reason is not None:
+        raise ConfigError(reason)
     data_dir = Path(cfg.data_dir)
     if not (data_dir / store.MANIFEST_NAME).is_file():
         raise ConfigError(
-            f"{files.path}: the run's prepared data {data_dir} is not there (its manifest "
-            "holds the window and normalisation the model needs); score where the run's "
-            "data-dir is, or pass --data with a copy of it"
+            f"{files.path}: the run's prepared data {data_dir} (config.json's data-dir) is not "
+            f"there; its manifest holds {holds} the model needs. Load the run where that "
+            "directory is, or copy the prepared data there"
         )
-    manifest = store.read_manifest(data_dir)
+    return OpenedRun(files, cfg, data_dir, store.read_manifest(data_dir))
+
+
+def _ranking_run(files: RunDir, cfg: RunConfig) -> str | None:
+    """Why a run that ranks items is not loaded here (None for a run that scores customers)."""
+    if get_task(cfg.task).target_ndim == 1:
+        return None
+    return (
+        f"{files.path}: a {cfg.task} run ranks items for each customer; `fedmarket score` "
+        "and `fedmarket serve` give its top-k categories (fedmarket.scoring.rec_model), "
+        "export and the propensity paths take runs that score customers (purchase, "
+        "purchase-count, churn, churn-inactive)"
+    )
+
+
+def load_run_model(run_dir: Path, source: str = "federated") -> RunModel:
+    """The run's ``source`` model; clear errors for an unfinished run or missing data."""
+    files, cfg, data_dir, manifest = run_with_manifest(
+        run_dir, source, holds="the window and normalisation", refuse=_ranking_run
+    )
     window = manifest_window(manifest, data_dir)
     norm = NormStats.from_dict(manifest["normalisation"])
     if source == "federated":

@@ -73,3 +73,49 @@ def test_a_recommendation_run_is_refused_with_what_is_scored(
     )
     with pytest.raises(ConfigError, match="ranks items for each customer"):
         load_run_model(run)
+
+
+def _moved_data(run_dir: Path, tmp_path: Path, task: str | None = None) -> Path:
+    """A copy of ``run_dir`` whose config.json's data-dir names a directory that is not there."""
+    import json
+
+    run = tmp_path / run_dir.name
+    shutil.copytree(run_dir, run)
+    config = json.loads((run / "config.json").read_text())
+    config["data-dir"] = str(tmp_path / "moved")
+    if task is not None:
+        config |= {"task": task, "model": "gru-ncf"}
+    (run / "config.json").write_text(json.dumps(config))
+    return run
+
+
+def test_both_loaders_say_the_same_when_the_prepared_data_is_gone(
+    scoring_run: Path, rec_run: Path, tmp_path: Path
+) -> None:
+    """One wording for both loaders: what (the data-dir is not there), where (the run, the
+    path), why it is needed and how to fix it."""
+    from fedmarket.scoring.rec_model import load_rec_model
+
+    for load, run, holds in [
+        (load_run_model, scoring_run, "the window and normalisation"),
+        (load_rec_model, rec_run, "the window and the vocabulary"),
+    ]:
+        copy = _moved_data(run, tmp_path / load.__name__)
+        with pytest.raises(ConfigError) as info:
+            load(copy)
+        assert str(info.value) == (
+            f"{copy}: the run's prepared data {tmp_path / load.__name__ / 'moved'} "
+            f"(config.json's data-dir) is not there; its manifest holds {holds} the model "
+            "needs. Load the run where that directory is, or copy the prepared data there"
+        )
+
+
+def test_the_task_and_the_source_are_checked_before_the_data(
+    scoring_run: Path, tmp_path: Path
+) -> None:
+    run = _moved_data(scoring_run, tmp_path)
+    with pytest.raises(ConfigError, match="choose one of federated, centralised"):
+        load_run_model(run, "pooled")
+    ranking = _moved_data(scoring_run, tmp_path / "ranking", task="next-categories")
+    with pytest.raises(ConfigError, match="ranks items for each customer"):
+        load_run_model(ranking)
