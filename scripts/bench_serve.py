@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from wrk_load import wrk_load
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -52,6 +53,7 @@ ANSWER = {"customer_id": None, "as_of": "2020-01-01", "propensity": 0.5,
 Scorer.score = lambda self, customers, prefixes: [dict(ANSWER) for _ in customers]
 """
 WARM_UP = 50  # requests before the measured ones, at each setting
+GENERATOR = ["httpx"]  # --generator: the asyncio httpx loop, or wrk (scripts/wrk_load.py)
 
 
 def make_run(data: Path, out: Path) -> Path:
@@ -118,13 +120,14 @@ def _json(rows: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def start_server(
-    run_dir: Path, stub: bool = False, onnx: bool = False
+    run_dir: Path, stub: bool = False, onnx: bool = False, workers: int = 1
 ) -> tuple[subprocess.Popen[str], str, float]:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "NO_COLOR": "1"}
     t0 = time.perf_counter()
     process = subprocess.Popen(
         [sys.executable, "-c", (STUB if stub else "") + CLI, "serve", str(run_dir), "--port", "0"]
-        + (["--onnx"] if onnx else []),
+        + (["--onnx"] if onnx else [])
+        + (["--workers", str(workers)] if workers > 1 else []),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -140,14 +143,26 @@ def start_server(
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of process ``pid`` so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU seconds so far of process ``pid`` and its workers (--workers)."""
+    import psutil
+
+    root = psutil.Process(pid)
+    return sum(sum(p.cpu_times()[:2]) for p in [root, *root.children(recursive=True)])
 
 
 def measured(pid: int, *args: Any) -> dict[str, float]:
     """``load(*args)`` with the server's and this client's CPU time per request: what the
     work costs, which a loaded machine inflates far less than it inflates latency."""
+    if GENERATOR[0] == "wrk":  # closed loop; CPU from the end of its warm-up
+        url, path, body, concurrency, _requests, seconds = args[:6]
+        start: list[float] = []
+        row = wrk_load(
+            url, path, body, concurrency, seconds, lambda: start.append(cpu_seconds(pid))
+        )
+        row["server_cpu_ms_per_request"] = (
+            (cpu_seconds(pid) - start[0]) * 1000 / max(row["requests"], 1)
+        )
+        return row
     server0, client0 = cpu_seconds(pid), time.process_time()
     row = asyncio.run(load(*args))
     sent = row["requests"] + WARM_UP
@@ -270,10 +285,20 @@ def main() -> None:
     parser.add_argument(
         "--stub-scoring", action="store_true", help="fixed answers: the HTTP layer's own cost"
     )
+    parser.add_argument("--workers", type=int, default=1, help="fedmarket serve --workers N")
+    parser.add_argument(
+        "--generator",
+        choices=["httpx", "wrk"],
+        default="httpx",
+        help="closed-loop load from the asyncio httpx loop, or from wrk (C; apt-get install wrk)",
+    )
     parser.add_argument("--out", type=Path, default=Path("/tmp/fedmarket-bench-serve"))
     args = parser.parse_args()
     if args.run is None and args.data is None:
         parser.error("give --run RUN_DIR or --data PREPARED")
+    if args.generator == "wrk" and args.rates:
+        parser.error("--rates (open loop) runs on the httpx generator; wrk is closed loop")
+    GENERATOR[0] = args.generator
     args.out.mkdir(parents=True, exist_ok=True)
     run_dir = args.run or make_run(args.data, args.out)
     one, batch, n_events = customers(args.raw, run_dir, args.batch_size)
@@ -281,7 +306,7 @@ def main() -> None:
     results: dict[str, Any] = {"events_per_customer": n_events, "stages_ms": stages(run_dir, one)}
     for name, ms in results["stages_ms"].items():
         print(f"  in process: {name:<24} {ms:7.2f} ms")
-    process, url, startup = start_server(run_dir, args.stub_scoring, args.onnx)
+    process, url, startup = start_server(run_dir, args.stub_scoring, args.onnx, args.workers)
     results["startup_s"] = startup
     try:
         for c in args.concurrency:

@@ -121,17 +121,18 @@ def run_service(options: ServeOptions, announce: Callable[[str], None]) -> None:
     if warning:
         announce(f"warning: {warning}")
     announce(note)
-    if options.workers > 1:
-        announce(f"{options.workers} worker processes, each loading the model")
-    announce(f"serving {serving} on http://{_url_host(host)}:{port}")
+    serving_line = f"serving {serving} on http://{_url_host(host)}:{port}"
     if options.workers == 1:
+        announce(serving_line)
         settle_heap()
         serve_app(app, [sock])
     else:
         from fedmarket.experiments.serve.workers import WorkerSpec, serve_in_workers
 
+        announce(f"starting {options.workers} worker processes, each loading the model")
         del app  # each worker builds its own, with the decision fixed here
-        serve_in_workers(WorkerSpec(options, token, decision), sock)
+        spec = WorkerSpec(options, token, decision)
+        serve_in_workers(spec, sock, lambda: announce(serving_line))
 
 
 def serve_app(app: object, sockets: list[socket.socket]) -> None:

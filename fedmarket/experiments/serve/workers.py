@@ -16,8 +16,12 @@ customers a single time).
 from __future__ import annotations
 
 import functools
+import multiprocessing
 import socket
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from fedmarket.experiments.serve.decision import Decision
 from fedmarket.experiments.serve.runner import ServeOptions
@@ -36,8 +40,9 @@ class WorkerSpec:
     decision: Decision | None  # None: a recommendation run (no decision)
 
 
-def serve_in_workers(spec: WorkerSpec, sock: socket.socket) -> None:
-    """Run ``spec.options.workers`` processes on ``sock`` until a signal."""
+def serve_in_workers(spec: WorkerSpec, sock: socket.socket, ready: Callable[[], None]) -> None:
+    """Run ``spec.options.workers`` processes on ``sock`` until a signal; ``ready()`` once
+    every worker has built its app (before, a caller would wait for a worker to load)."""
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
@@ -49,12 +54,21 @@ def serve_in_workers(spec: WorkerSpec, sock: socket.socket) -> None:
         log_level="warning",
         timeout_worker_healthcheck=HEALTH_CHECK_TIMEOUT_S,
     )
-    target = functools.partial(serve_worker, spec)
+    built = multiprocessing.get_context("spawn").Semaphore(0)
+
+    def announce_when_built() -> None:
+        for _ in range(spec.options.workers):
+            built.acquire()
+        ready()
+
+    threading.Thread(target=announce_when_built, daemon=True).start()
+    target = functools.partial(serve_worker, spec, built)
     Multiprocess(config, target=target, sockets=[sock]).run()
 
 
-def serve_worker(spec: WorkerSpec, sockets: list[socket.socket]) -> None:
-    """In a worker process: the app from ``spec``, then uvicorn on the inherited socket."""
+def serve_worker(spec: WorkerSpec, built: Any, sockets: list[socket.socket]) -> None:
+    """In a worker process: the app from ``spec``, then uvicorn on the inherited socket;
+    ``built`` (a semaphore) released once the app is ready."""
     import torch
 
     from fedmarket.experiments.serve.runner import build_service, serve_app, settle_heap
@@ -62,4 +76,5 @@ def serve_worker(spec: WorkerSpec, sockets: list[socket.socket]) -> None:
     torch.set_num_threads(1)
     app = build_service(spec.options, spec.token, lambda _line: None, spec.decision)[0]
     settle_heap()
+    built.release()
     serve_app(app, sockets)

@@ -40,7 +40,7 @@ def test_two_workers_answer_alike_and_stop_together(scoring_run: Path, busy_cust
             seen.append(line)
             found = re.search(r"on (http://127\.0\.0\.1:\d+)", line)
             url = found.group(1) if found else None
-        assert "2 worker processes" in "".join(seen)
+        assert "starting 2 worker processes" in "".join(seen)
         body = {"customer_id": who, "events": events[:30]}
         with httpx.Client(base_url=url, timeout=120) as http:
             # new connections: the kernel spreads them over the workers
