@@ -47,14 +47,16 @@ def bench_cmd(
         str,
         typer.Option(
             help="Stages not to run, comma-separated: federated (floor against federated), "
-            "throughput, startup, sweep, contention, prepare, overhead."
+            "throughput, startup, sweep, contention, prepare, overhead, quickstart (against a "
+            "Flower quickstart-style app), pfl (against pfl-research; needs the compare extra)."
         ),
     ] = "",
     threads: Threads = None,
 ) -> None:
     """Performance: every figure of issue #20's goals (centralised floor against the
     federated run, DP-SGD throughput, start-up, a sweep, contended training, prepare, overhead
-    per client), each beside its goal."""
+    per client, fedmarket against a Flower quickstart-style app and pfl-research), each beside
+    its goal."""
     from fedmarket.experiments.bench import BenchConfig, run_bench, stages
 
     if quick and scale:
