@@ -54,12 +54,19 @@ def test_a_stamped_run_splits_into_start_rounds_and_wall():
     ]
     got = stamped_split(rounds, started=1000.0, wall=15.0)
     # round 1 ended at 1010; rounds 2 and 3 took 2.0 and 1.0
-    assert got == {"wall_s": 15.0, "to_round_s": 7.5, "round_s": 1.5, "roc_auc": 0.86}
+    assert got == {
+        "wall_s": 15.0,
+        "to_round_s": 7.5,
+        "round1_done_s": 10.0,
+        "round_s": 1.5,
+        "roc_auc": 0.86,
+    }
 
 
 def test_a_fedmarket_run_splits_from_its_log_and_rounds(tmp_path: Path):
     (tmp_path / "log.txt").write_text(
         "2026-12-02 01:00:03,000 | INFO | starting\n2026-12-02 01:00:09,500 | INFO | [ROUND 1/3]\n"
+        "2026-12-02 01:00:12,250 | INFO | [ROUND 2/3]\n"
     )
     (tmp_path / "rounds.csv").write_text(
         "round,elapsed_s,test_roc_auc\n1,10.0,0.80\n2,10.75,0.85\n3,11.75,0.8565\n"
@@ -67,16 +74,45 @@ def test_a_fedmarket_run_splits_from_its_log_and_rounds(tmp_path: Path):
     started = datetime(2026, 12, 2, 1, 0, 2).timestamp()
     got = fedmarket_split(tmp_path, started, wall=20.0)
     assert got["to_round_s"] == pytest.approx(7.5)
+    assert got["round1_done_s"] == pytest.approx(10.25)
     assert got["round_s"] == pytest.approx((0.75 + 1.0) / 2)
     assert got["wall_s"] == 20.0 and got["roc_auc"] == pytest.approx(0.8565)
 
 
 def _runs():
     return [
-        {"name": "fedmarket", "wall_s": 40.0, "to_round_s": 20.0, "round_s": 0.5, "roc_auc": 0.8},
-        {"name": "quickstart", "wall_s": 50.0, "to_round_s": 30.0, "round_s": 1.0, "roc_auc": 0.8},
-        {"name": "quickstart", "wall_s": 60.0, "to_round_s": 28.0, "round_s": 2.0, "roc_auc": 0.9},
-        {"name": "fedmarket", "wall_s": 44.0, "to_round_s": 22.0, "round_s": 0.7, "roc_auc": 0.9},
+        {
+            "name": "fedmarket",
+            "wall_s": 40.0,
+            "to_round_s": 20.0,
+            "round1_done_s": 30.0,
+            "round_s": 0.5,
+            "roc_auc": 0.8,
+        },
+        {
+            "name": "quickstart",
+            "wall_s": 50.0,
+            "to_round_s": 30.0,
+            "round1_done_s": 60.0,
+            "round_s": 1.0,
+            "roc_auc": 0.8,
+        },
+        {
+            "name": "quickstart",
+            "wall_s": 60.0,
+            "to_round_s": 28.0,
+            "round1_done_s": 40.0,
+            "round_s": 2.0,
+            "roc_auc": 0.9,
+        },
+        {
+            "name": "fedmarket",
+            "wall_s": 44.0,
+            "to_round_s": 22.0,
+            "round1_done_s": 32.0,
+            "round_s": 0.7,
+            "roc_auc": 0.9,
+        },
     ]
 
 
@@ -85,6 +121,7 @@ def test_the_summary_sets_fedmarkets_medians_against_the_others():
     assert got["medians"]["fedmarket"] == {
         "wall_s": 42.0,
         "to_round_s": 21.0,
+        "round1_done_s": 31.0,
         "round_s": 0.6,
         "roc_auc": pytest.approx(0.85),
     }
@@ -92,6 +129,7 @@ def test_the_summary_sets_fedmarkets_medians_against_the_others():
     ratio = got["ratios"]["quickstart"]
     assert ratio["wall_s"] == pytest.approx(42.0 / 55.0)
     assert ratio["to_round_s"] == pytest.approx(21.0 / 29.0)
+    assert ratio["round1_done_s"] == pytest.approx(31.0 / 50.0)
     assert ratio["round_s"] == pytest.approx(0.6 / 1.5)
     text = table(got, "quickstart")
     assert "| end-to-end wall, s | 42.00 | 55.00 | 0.76x |" in text
