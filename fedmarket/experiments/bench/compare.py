@@ -14,7 +14,8 @@ in the shared machine's load falls on both; medians of each figure are compared:
   round 1, so
 * ``round1_done_s``: from the start to the end of round 1 (its evaluation included) is the
   fair time to the first result;
-* ``round_s``: a steady round, the median of rounds 2.. (round 1 also starts the actors).
+* ``round_s``: a steady round, the median of rounds 2.. (round 1 also starts the actors);
+* ``tail_s``: from the end of the last round to the process's end (reports, shutdown).
 
 The ROC-AUC of the final model shows that the same work was done.
 """
@@ -36,12 +37,13 @@ from fedmarket.config import format_overrides
 from fedmarket.errors import ConfigError, FedmarketError
 from fedmarket.experiments.bench.fresh import load_average, read_rounds, run_command
 
-FIGURES = ("wall_s", "to_round_s", "round1_done_s", "round_s")
+FIGURES = ("wall_s", "to_round_s", "round1_done_s", "round_s", "tail_s")
 WORDS = (
     "end-to-end wall, s",
     "start to round 1 (Flower's [ROUND 1/ line), s",
     "start to the end of round 1, s",
     "steady round (median of 2..), s",
+    "after the last round, s",
 )
 DEFAULTS: dict[str, Any] = {"rounds": 3, "epochs": 1, "batch_size": 64, "lr": 0.003, "seed": 0}
 TREE = Path(__file__).resolve().parents[3]  # the source tree holding fedmarket/
@@ -73,6 +75,7 @@ def stamped_split(rounds: list[dict[str, float]], started: float, wall: float) -
         "to_round_s": ends[0] - started,
         "round1_done_s": ends[1] - started,
         "round_s": steady_round(ends[1:]),
+        "tail_s": started + wall - ends[-1],
         "roc_auc": float(rows[-1]["roc_auc"]),
     }
 
@@ -88,11 +91,14 @@ def fedmarket_split(run_dir: Path, started: float, wall: float) -> dict[str, Any
         return datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp() - started
 
     rows = read_rounds(run_dir)
+    ends = [float(r["elapsed_s"]) for r in rows]
+    round1_done = stamp("[ROUND 2/")  # logged once round 1 is evaluated
     return {
         "wall_s": wall,
         "to_round_s": stamp("[ROUND 1/"),
-        "round1_done_s": stamp("[ROUND 2/"),  # logged once round 1 is evaluated
-        "round_s": steady_round([float(r["elapsed_s"]) for r in rows]),
+        "round1_done_s": round1_done,
+        "round_s": steady_round(ends),
+        "tail_s": wall - (round1_done + ends[-1] - ends[0]),
         "roc_auc": float(rows[-1]["test_roc_auc"]),
     }
 

@@ -59,6 +59,7 @@ def test_a_stamped_run_splits_into_start_rounds_and_wall():
         "to_round_s": 7.5,
         "round1_done_s": 10.0,
         "round_s": 1.5,
+        "tail_s": 2.0,  # the process ended at 1015, the last round at 1013
         "roc_auc": 0.86,
     }
 
@@ -76,6 +77,8 @@ def test_a_fedmarket_run_splits_from_its_log_and_rounds(tmp_path: Path):
     assert got["to_round_s"] == pytest.approx(7.5)
     assert got["round1_done_s"] == pytest.approx(10.25)
     assert got["round_s"] == pytest.approx((0.75 + 1.0) / 2)
+    # round 1 ended 10.25 s in, round 3 1.75 s later: 12.0 s of the 20.0 s wall
+    assert got["tail_s"] == pytest.approx(20.0 - 12.0)
     assert got["wall_s"] == 20.0 and got["roc_auc"] == pytest.approx(0.8565)
 
 
@@ -86,6 +89,7 @@ def _runs():
             "wall_s": 40.0,
             "to_round_s": 20.0,
             "round1_done_s": 30.0,
+            "tail_s": 10.0,
             "round_s": 0.5,
             "roc_auc": 0.8,
         },
@@ -94,6 +98,7 @@ def _runs():
             "wall_s": 50.0,
             "to_round_s": 30.0,
             "round1_done_s": 60.0,
+            "tail_s": 5.0,
             "round_s": 1.0,
             "roc_auc": 0.8,
         },
@@ -102,6 +107,7 @@ def _runs():
             "wall_s": 60.0,
             "to_round_s": 28.0,
             "round1_done_s": 40.0,
+            "tail_s": 7.0,
             "round_s": 2.0,
             "roc_auc": 0.9,
         },
@@ -110,6 +116,7 @@ def _runs():
             "wall_s": 44.0,
             "to_round_s": 22.0,
             "round1_done_s": 32.0,
+            "tail_s": 12.0,
             "round_s": 0.7,
             "roc_auc": 0.9,
         },
@@ -123,6 +130,7 @@ def test_the_summary_sets_fedmarkets_medians_against_the_others():
         "to_round_s": 21.0,
         "round1_done_s": 31.0,
         "round_s": 0.6,
+        "tail_s": 11.0,
         "roc_auc": pytest.approx(0.85),
     }
     assert got["medians"]["quickstart"]["wall_s"] == 55.0
@@ -131,6 +139,7 @@ def test_the_summary_sets_fedmarkets_medians_against_the_others():
     assert ratio["to_round_s"] == pytest.approx(21.0 / 29.0)
     assert ratio["round1_done_s"] == pytest.approx(31.0 / 50.0)
     assert ratio["round_s"] == pytest.approx(0.6 / 1.5)
+    assert ratio["tail_s"] == pytest.approx(11.0 / 6.0)
     text = table(got, "quickstart")
     assert "| end-to-end wall, s | 42.00 | 55.00 | 0.76x |" in text
     with pytest.raises(FedmarketError, match="no fedmarket run"):
