@@ -66,31 +66,11 @@ class PflNet(nn.Module):
         return {"loss": Weighted(float(loss) * len(y), len(y))}
 
 
-def run(data: Path, out: Path, settings: dict[str, Any]) -> None:
-    require_pfl()
-    from pfl.aggregate.simulate import SimulatedBackend
-    from pfl.aggregate.weighting import WeightByDatapoints
-    from pfl.algorithm import FederatedAveraging, NNAlgorithmParams
+def _timings(data: Path, rounds: list[dict[str, float]]) -> Any:
+    """A pfl callback: the pooled test ROC-AUC and the time, before training (round 0) and
+    after every central iteration, appended to ``rounds``."""
     from pfl.callback.base import TrainingProcessCallback
-    from pfl.data.dataset import Dataset
-    from pfl.data.federated_dataset import FederatedDataset
-    from pfl.data.sampling import get_user_sampler
-    from pfl.hyperparam import NNEvalHyperParams, NNTrainHyperParams
     from pfl.metrics import Metrics
-    from pfl.model.pytorch import PyTorchModel
-
-    from fedmarket.data import store
-
-    torch.manual_seed(settings["seed"])
-    np.random.seed(settings["seed"])
-    ids = store.partition_ids(store.read_manifest(data))
-    rounds: list[dict[str, float]] = []
-
-    def make_dataset(user_id: Any) -> Dataset:
-        split = store.load_split(data, int(user_id), "train")
-        X = np.asarray(split.X, dtype=np.float32)
-        y = np.asarray(split.y_purchase, dtype=np.float32)
-        return Dataset(raw_data=[torch.from_numpy(X), torch.from_numpy(y)], user_id=str(user_id))
 
     class Timings(TrainingProcessCallback):
         def _stamp(self, model: Any, server_round: int) -> None:
@@ -108,15 +88,48 @@ def run(data: Path, out: Path, settings: dict[str, Any]) -> None:
             self._stamp(model, central_iteration + 1)
             return False, Metrics()
 
+    return Timings()
+
+
+def _federated_data(data: Path, ids: list[int]) -> Any:
+    """One pfl user per retailer, its training customers read when pfl asks for them."""
+    from pfl.data.dataset import Dataset
+    from pfl.data.federated_dataset import FederatedDataset
+    from pfl.data.sampling import get_user_sampler
+
+    from fedmarket.data import store
+
+    def make_dataset(user_id: Any) -> Dataset:
+        split = store.load_split(data, int(user_id), "train")
+        X = np.asarray(split.X, dtype=np.float32)
+        y = np.asarray(split.y_purchase, dtype=np.float32)
+        return Dataset(raw_data=[torch.from_numpy(X), torch.from_numpy(y)], user_id=str(user_id))
+
+    return FederatedDataset(make_dataset, get_user_sampler("minimize_reuse", [str(i) for i in ids]))
+
+
+def run(data: Path, out: Path, settings: dict[str, Any]) -> None:
+    require_pfl()
+    from pfl.aggregate.simulate import SimulatedBackend
+    from pfl.aggregate.weighting import WeightByDatapoints
+    from pfl.algorithm import FederatedAveraging, NNAlgorithmParams
+    from pfl.hyperparam import NNEvalHyperParams, NNTrainHyperParams
+    from pfl.model.pytorch import PyTorchModel
+
+    from fedmarket.data import store
+
+    torch.manual_seed(settings["seed"])
+    np.random.seed(settings["seed"])
+    ids = store.partition_ids(store.read_manifest(data))
+    rounds: list[dict[str, float]] = []
     net = PflNet(make_net(data, settings["seed"]))
     model = PyTorchModel(
         model=net,
         local_optimizer_create=torch.optim.Adam,
         central_optimizer=torch.optim.SGD(net.parameters(), lr=1.0),
     )
-    sampler = get_user_sampler("minimize_reuse", [str(i) for i in ids])
     backend = SimulatedBackend(
-        training_data=FederatedDataset(make_dataset, sampler),
+        training_data=_federated_data(data, ids),
         val_data=None,
         postprocessors=[WeightByDatapoints()],
     )
@@ -135,7 +148,7 @@ def run(data: Path, out: Path, settings: dict[str, Any]) -> None:
             local_batch_size=settings["batch_size"],
         ),
         model_eval_params=NNEvalHyperParams(local_batch_size=settings["batch_size"]),
-        callbacks=[Timings()],
+        callbacks=[_timings(data, rounds)],
     )
     out.mkdir(parents=True, exist_ok=True)
     (out / TIMINGS).write_text(json.dumps({"rounds": rounds}, indent=1))
