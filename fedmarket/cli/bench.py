@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from fedmarket.cli.app import Threads, app, friendly_errors
@@ -162,7 +163,8 @@ def _goals_table(report: dict) -> Table:
     table.add_column("")
     for goal in report["goals"]:
         verdict = {True: "[green]met[/]", False: "[red]not met[/]", None: "skipped"}[goal["met"]]
-        table.add_row(goal["goal"], goal["target"], goal["shown"], verdict)
+        # escaped: a note names an extra in brackets (fedmarket[compare]), not markup
+        table.add_row(goal["goal"], goal["target"], escape(goal["shown"]), verdict)
     return table
 
 
