@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from fedmarket.cli.app import Threads, app, friendly_errors
@@ -47,14 +48,16 @@ def bench_cmd(
         str,
         typer.Option(
             help="Stages not to run, comma-separated: federated (floor against federated), "
-            "throughput, startup, sweep, contention, prepare, overhead."
+            "throughput, startup, sweep, contention, prepare, overhead, quickstart (against a "
+            "Flower quickstart-style app), pfl (against pfl-research; needs the compare extra)."
         ),
     ] = "",
     threads: Threads = None,
 ) -> None:
     """Performance: every figure of issue #20's goals (centralised floor against the
     federated run, DP-SGD throughput, start-up, a sweep, contended training, prepare, overhead
-    per client), each beside its goal."""
+    per client, fedmarket against a Flower quickstart-style app and pfl-research), each beside
+    its goal."""
     from fedmarket.experiments.bench import BenchConfig, run_bench, stages
 
     if quick and scale:
@@ -160,7 +163,8 @@ def _goals_table(report: dict) -> Table:
     table.add_column("")
     for goal in report["goals"]:
         verdict = {True: "[green]met[/]", False: "[red]not met[/]", None: "skipped"}[goal["met"]]
-        table.add_row(goal["goal"], goal["target"], goal["shown"], verdict)
+        # escaped: a note names an extra in brackets (fedmarket[compare]), not markup
+        table.add_row(goal["goal"], goal["target"], escape(goal["shown"]), verdict)
     return table
 
 

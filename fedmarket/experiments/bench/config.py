@@ -16,7 +16,17 @@ from fedmarket.threads import choose_threads
 
 # What `--skip` names: the floor against the federated run, DP-SGD throughput, and one stage
 # per other goal of issue #20 (`goal_stages`).
-STAGES = ("federated", "throughput", "startup", "sweep", "contention", "prepare", "overhead")
+STAGES = (
+    "federated",
+    "throughput",
+    "startup",
+    "sweep",
+    "contention",
+    "prepare",
+    "overhead",
+    "quickstart",
+    "pfl",
+)
 GOAL_ONLY = STAGES[2:]  # the scale point measures what scale changes, not these
 
 

@@ -12,6 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from fedmarket.experiments.bench.compare import compare as compare_runs
+from fedmarket.experiments.bench.compare import pfl_missing, settings_of
 from fedmarket.experiments.bench.config import BenchConfig
 from fedmarket.experiments.bench.contention import training_paths
 from fedmarket.experiments.bench.fresh import load_average
@@ -53,12 +55,35 @@ def overhead(cfg: BenchConfig, data: Path) -> dict[str, Any]:
     return {**got, "load": load_average()}
 
 
+PFL_SKIPPED = "skipped: install fedmarket[compare]"
+
+
+def _compare(cfg: BenchConfig, data: Path, other: str) -> dict[str, Any]:
+    """fedmarket against ``other`` on the bench's workload: the bench's rounds, batch size
+    and seed, one epoch a round, alternated once (--quick) or three times."""
+    settings = settings_of(rounds=cfg.rounds, batch_size=cfg.batch_size, seed=cfg.seed)
+    return compare_runs(data, cfg.out / f"compare-{other}", other, 1 if cfg.quick else 3, settings)
+
+
+def quickstart(cfg: BenchConfig, data: Path) -> dict[str, Any]:
+    return _compare(cfg, data, "quickstart")
+
+
+def pfl(cfg: BenchConfig, data: Path) -> dict[str, Any]:
+    """Only where this interpreter has pfl-research (the optional extra ``compare``)."""
+    if pfl_missing() is not None:
+        return {"skipped": PFL_SKIPPED}
+    return _compare(cfg, data, "pfl")
+
+
 GOAL_STAGES: dict[str, Callable[[BenchConfig, Path], dict[str, Any]]] = {
     "startup": startup,
     "sweep": sweep,
     "contention": contention,
     "prepare": prepare,
     "overhead": overhead,
+    "quickstart": quickstart,
+    "pfl": pfl,
 }
 
 
@@ -75,4 +100,17 @@ def goal_ratios(report: dict[str, Any]) -> dict[str, float]:
         out["prepare_over_raw_read"] = report["prepare"]["over_raw_read"]["prepare"]
     if "overhead" in report:
         out["overhead_per_client_round_ms"] = report["overhead"]["per_client_round_ms"]
+    for other in ("quickstart", "pfl"):
+        ratio = report.get(other, {}).get("ratios", {}).get(other)
+        if ratio is not None:
+            out[f"fedmarket_over_{other}_wall"] = ratio["wall_s"]
+            out[f"fedmarket_over_{other}_round"] = ratio["round_s"]
     return out
+
+
+def goal_notes(report: dict[str, Any]) -> dict[str, str]:
+    """What to show for a goal whose stage ran but could not measure it (pfl not installed)."""
+    if "skipped" in report.get("pfl", {}):
+        note = report["pfl"]["skipped"]
+        return {"fedmarket_over_pfl_wall": note, "fedmarket_over_pfl_round": note}
+    return {}

@@ -45,11 +45,18 @@ GOALS = (
     Goal("dp_over_fast_throughput", "DP-SGD / fast path throughput", 0.5, False, "%"),
     Goal("overhead_per_client_round_ms", "overhead per client per round", 3.0, True, "ms"),
     Goal("federated_over_floor_nodp", "federated / floor, steady round (GPU goal)", 1.25, True),
+    Goal(
+        "fedmarket_over_quickstart_wall", "fedmarket / Flower quickstart-style app, wall", 0.8, True
+    ),
+    Goal("fedmarket_over_pfl_wall", "fedmarket / pfl-research, end-to-end wall", 1.0, True),
+    Goal("fedmarket_over_pfl_round", "fedmarket / pfl-research, steady round", 1.0, True),
 )
 
 
-def judge(ratios: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every goal with its measured value (None when its stage did not run) and verdict."""
+def judge(ratios: dict[str, Any], notes: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """Every goal with its measured value (None when its stage did not run) and verdict;
+    ``notes``: what to show instead of "not measured" for a goal (why it was skipped)."""
+    notes = notes or {}
     out = []
     for goal in GOALS:
         value = ratios.get(goal.key)
@@ -59,7 +66,9 @@ def judge(ratios: dict[str, Any]) -> list[dict[str, Any]]:
                 "goal": goal.what,
                 "target": goal.target_text(),
                 "value": value,
-                "shown": "not measured" if value is None else goal.value_text(value),
+                "shown": notes.get(goal.key, "not measured")
+                if value is None
+                else goal.value_text(value),
                 "met": None if value is None else goal.met(float(value)),
             }
         )

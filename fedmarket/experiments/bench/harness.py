@@ -23,7 +23,7 @@ import torch
 
 from fedmarket.experiments.bench.config import BenchConfig
 from fedmarket.experiments.bench.fresh import load_average
-from fedmarket.experiments.bench.goal_stages import GOAL_STAGES, goal_ratios
+from fedmarket.experiments.bench.goal_stages import GOAL_STAGES, goal_notes, goal_ratios
 from fedmarket.experiments.bench.goals import judge
 from fedmarket.experiments.bench.stages import federated, floor, steady
 from fedmarket.experiments.bench.throughput import measure_throughput
@@ -86,7 +86,7 @@ def run_bench(cfg: BenchConfig, advance: Advance | None = None) -> dict[str, Any
             report[name] = stage(cfg, data_dir)
             advance(1)
     report["ratios"] = ratios(report)
-    report["goals"] = judge(report["ratios"])
+    report["goals"] = judge(report["ratios"], goal_notes(report))
     report["load_at_end"] = load_average()
     report["wall_s"] = time.perf_counter() - started
     (cfg.out / "bench.json").write_text(json.dumps(report, indent=2) + "\n")

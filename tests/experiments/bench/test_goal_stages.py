@@ -99,9 +99,18 @@ def test_stages_can_be_skipped_and_the_scale_point_skips_the_goal_stages(tmp_pat
         "contention",
         "prepare",
         "overhead",
+        "quickstart",
+        "pfl",
     ]
-    some = BenchConfig(out=tmp_path, skip=("federated", "sweep"), dp=False)
-    assert stages(some) == ["throughput", "startup", "contention", "prepare", "overhead"]
+    some = BenchConfig(out=tmp_path, skip=("federated", "sweep", "pfl"), dp=False)
+    assert stages(some) == [
+        "throughput",
+        "startup",
+        "contention",
+        "prepare",
+        "overhead",
+        "quickstart",
+    ]
     scale = BenchConfig.scale_point(tmp_path, skip=("throughput",))
     assert stages(scale) == ["floor", "federated", "floor-dp", "federated-dp"]
 
@@ -116,7 +125,7 @@ def test_cli_bench_measures_the_goal_stages(tmp_path: Path):
     from fedmarket.cli import app
 
     args = ["bench", "--quick", "--out", str(tmp_path), "--clients", "2", "--customers", "256"]
-    result = CliRunner().invoke(app, [*args, "--skip", "federated,throughput,sweep"])
+    result = CliRunner().invoke(app, [*args, "--skip", "federated,throughput,sweep,quickstart,pfl"])
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "bench.json").read_text())
     goals = {g["key"]: g for g in report["goals"]}
