@@ -119,6 +119,10 @@ def stages(run_dir: Path, body: dict[str, Any], k: int, repeats: int = 200) -> d
         timed("model (RecModel.scores)", model.scores, inputs.X)
         timed("rank_inputs (model, top k)", rank_inputs, model, inputs, k=k)
         timed("whole recommend()", scorer.recommend, [request], prefixes, k=k)
+        timed(
+            "whole recommend(exclude_bought)", scorer.recommend, [request], prefixes, k=k,
+            exclude_bought=True,
+        )  # fmt: skip
     return {name: statistics.median(v) for name, v in times.items()}
 
 
