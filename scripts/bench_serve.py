@@ -78,11 +78,30 @@ def make_run(data: Path, out: Path) -> Path:
 
 def customers(raw: Path, run_dir: Path, batch_size: int) -> tuple[dict, list[dict], int]:
     """(the typical customer's request, a batch of requests, its number of events)."""
-    from fedmarket.data.ingest import loaders
-    from fedmarket.data.ingest.validate import DropReport
     from fedmarket.scoring.run_model import load_run_model
 
     window_days = load_run_model(run_dir).window.window_days
+    recent, as_of, typical, counts = typical_customer(raw, window_days)
+    by_customer = dict(list(recent.groupby("user_id", observed=True)))
+    rng = np.random.default_rng(0)
+    picked = rng.choice(counts.index.to_numpy(), size=min(batch_size, len(counts)), replace=False)
+
+    def request(who: object) -> dict[str, Any]:
+        return request_body(by_customer[who], who, as_of)
+
+    return request(typical), [request(w) for w in picked], int(counts[typical])
+
+
+def typical_customer(
+    raw: Path, window_days: int
+) -> tuple[pd.DataFrame, pd.Timestamp, object, pd.Series]:
+    """(the first retailer of ``raw``'s events in the window before ``as_of``, ``as_of`` (the
+    midnight after the export's last event), the typical customer (the median number of
+    events in that window), every customer's number of events in it). Shared by the
+    propensity and the recommendation benchmarks, so both send the same customer."""
+    from fedmarket.data.ingest import loaders
+    from fedmarket.data.ingest.validate import DropReport
+
     exports = loaders.find_exports(raw)
     retailer = sorted(exports)[0]
     frames = loaders.iter_events(exports[retailer][0], report=DropReport(), retailer_id=retailer)
@@ -91,15 +110,13 @@ def customers(raw: Path, run_dir: Path, batch_size: int) -> tuple[dict, list[dic
     recent = events[events["event_time"] >= as_of - pd.Timedelta(days=window_days)]
     counts = recent["user_id"].value_counts()
     typical = counts.index[np.argsort(counts.to_numpy())[len(counts) // 2]]
-    by_customer = dict(list(recent.groupby("user_id", observed=True)))
-    rng = np.random.default_rng(0)
-    picked = rng.choice(counts.index.to_numpy(), size=min(batch_size, len(counts)), replace=False)
+    return recent, as_of, typical, counts
 
-    def request(who: object) -> dict[str, Any]:
-        rows = by_customer[who].sort_values("event_time")
-        return {"customer_id": str(who), "as_of": f"{as_of:%Y-%m-%d}", "events": _json(rows)}
 
-    return request(typical), [request(w) for w in picked], int(counts[typical])
+def request_body(rows: pd.DataFrame, who: object, as_of: pd.Timestamp) -> dict[str, Any]:
+    """One customer's request: ``rows`` (its events) in time order, as JSON values."""
+    rows = rows.sort_values("event_time")
+    return {"customer_id": str(who), "as_of": f"{as_of:%Y-%m-%d}", "events": _json(rows)}
 
 
 def _json(rows: pd.DataFrame) -> list[dict[str, Any]]:

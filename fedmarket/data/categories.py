@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from fedmarket.checks import integer
+from fedmarket.data import few_rows
 from fedmarket.data.features import FeatureWindow
 from fedmarket.data.ingest.schema import EVENT_TYPES
 from fedmarket.errors import DataError
@@ -72,7 +73,13 @@ class CategoryHistories:
 
 
 class CategoryHistoryBuilder:
-    """Streams validated, pseudonymised event chunks (any order) into :class:`CategoryHistories`."""
+    """Streams validated, pseudonymised event chunks (any order) into :class:`CategoryHistories`.
+
+    A lone chunk of up to ``few_rows.SMALL_ROWS`` events (the scoring service's one customer)
+    is kept until ``finish`` and folded there by ``few_categories`` in plain Python, which
+    gives this class's result exactly without pandas' fixed cost per call; a second chunk sends
+    it down the general path first.
+    """
 
     def __init__(self, window: FeatureWindow, history_length: int = 20) -> None:
         self.history_length = integer("--history-length", history_length, at_least=1)
@@ -83,11 +90,28 @@ class CategoryHistoryBuilder:
         self._counts: pd.Series = pd.Series(dtype=np.int64)
         self._seen: list[pd.DataFrame] = []
         self._targets: list[pd.DataFrame] = []
+        # a lone chunk of a few rows (the scoring service's one customer), read at ``finish``
+        # by ``few_categories`` unless another chunk comes; the caller must not change it
+        self._pending: pd.DataFrame | None = None
+        self._folded = False
 
     def add(self, chunk: pd.DataFrame) -> None:
         """Fold one chunk in; rows without a category code are no item and are skipped."""
         if "category_code" not in chunk.columns or chunk.empty:
             return
+        if not self._folded and self._pending is None and len(chunk) <= few_rows.SMALL_ROWS:
+            self._pending = chunk
+            return
+        self._flush()
+        self._fold(chunk)
+
+    def _flush(self) -> None:
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            self._fold(pending)
+
+    def _fold(self, chunk: pd.DataFrame) -> None:
+        self._folded = True
         ns = chunk["event_time"].dt.tz_convert("UTC").dt.tz_localize(None)
         ns = ns.to_numpy(dtype="datetime64[ns]").view(np.int64)
         etype = pd.Index(EVENT_TYPES).get_indexer(chunk["event_type"].astype(object))
@@ -118,7 +142,7 @@ class CategoryHistoryBuilder:
         # a total order (customer, time, type, code, brand) on 64-bit hashes of the strings:
         # chunk order cannot change the history, and integers sort many times faster
         for column in ("user", "code", "brand"):
-            frame[f"h_{column}"] = _hash(frame[column])
+            frame[f"h_{column}"] = sort_hash(frame[column])
         self._counts = self._counts.add(frame.groupby("user").size(), fill_value=0)
         self._seen.append(frame[["user", "code", "brand"]].drop_duplicates())
         both = (
@@ -129,6 +153,14 @@ class CategoryHistoryBuilder:
 
     def finish(self, customers: np.ndarray) -> CategoryHistories:
         """The histories of ``customers`` (the feature rows' pseudonyms, in their order)."""
+        if self._pending is not None:
+            from fedmarket.data import few_categories  # it builds on this module
+
+            small = few_categories.read(self._pending)
+            if small is not None:
+                bounds = (self._start, self._cutoff, self._horizon_end)
+                return few_categories.histories(small, bounds, self.history_length, customers)
+            self._flush()
         n, length = len(customers), self.history_length
         row = pd.Series(np.arange(n), index=pd.Index(customers, dtype=object))
         codes = np.full((n, length), None, dtype=object)
@@ -166,7 +198,7 @@ class CategoryHistoryBuilder:
         )
 
 
-def _hash(values: pd.Series) -> np.ndarray:
+def sort_hash(values: pd.Series) -> np.ndarray:
     """Stable 64-bit hashes (None hashes alike): a sort key that does not depend on chunks."""
     return pd.util.hash_pandas_object(values.astype(str), index=False).to_numpy()
 

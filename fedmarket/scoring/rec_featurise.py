@@ -22,18 +22,21 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from fedmarket.data import categories, category_vocab, features
+from fedmarket.data import categories, category_vocab, features, few_rows
 from fedmarket.data.ingest.mapping import ExportMapping
 from fedmarket.data.ingest.validate import DropReport
 from fedmarket.errors import DataError
 from fedmarket.recommend.data import encode_inputs
 from fedmarket.scoring.featurise import Advance, retailer_frames
 from fedmarket.scoring.rec_model import RecModel
+
+Pairs = tuple[list[Any], list[Any]]  # (customer, category code) of window purchases
 
 
 @dataclass(frozen=True)
@@ -79,7 +82,7 @@ def featurise_rec_frames(
     customers = features.SequenceBuilder(window, str(model.manifest.get("labels", {}).get(
         "count_unit", "transactions")))  # fmt: skip
     histories = categories.CategoryHistoryBuilder(window, model.history_length)
-    purchases: list[pd.DataFrame] = []
+    purchases: list[Pairs] = []
     n_events = 0
     for frame in frames:
         if not len(frame):
@@ -139,34 +142,53 @@ def featurise_rec_export(
     ]
 
 
-def _window_purchases(frame: pd.DataFrame, window: features.FeatureWindow) -> pd.DataFrame:
+def _window_purchases(frame: pd.DataFrame, window: features.FeatureWindow) -> Pairs:
     """(user, code) of the frame's purchases with a category code in the window."""
     if "category_code" not in frame.columns:
-        return pd.DataFrame({"user": [], "code": []})
+        return [], []
     t = frame["event_time"]
+    if len(frame) <= few_rows.SMALL_ROWS and isinstance(t.dtype, pd.DatetimeTZDtype):
+        # a few rows (the service's one customer): plain lists, not pandas' fixed costs
+        ns = t.array.as_unit("ns").asi8.tolist()
+        lo, hi = window.start.as_unit("ns").value, window.cutoff.as_unit("ns").value
+        kinds = few_rows.values(frame["event_type"])
+        codes = few_rows.values(frame["category_code"])
+        users = few_rows.values(frame["user_id"])
+        keep = [
+            i
+            for i, (k, c, n) in enumerate(zip(kinds, codes, ns, strict=True))
+            if k == "purchase" and c is not None and lo <= n < hi
+        ]
+        return [users[i] for i in keep], [codes[i] for i in keep]
     keep = (
         (frame["event_type"].astype(object) == "purchase").to_numpy()
         & frame["category_code"].notna().to_numpy()
         & ((t >= window.start) & (t < window.cutoff)).to_numpy()
     )
     rows = frame.loc[keep]
-    return pd.DataFrame(
+    pairs = pd.DataFrame(
         {
             "user": rows["user_id"].astype(object).to_numpy(),
             "code": rows["category_code"].astype(object).to_numpy(),
         }
     ).drop_duplicates()
+    return pairs["user"].tolist(), pairs["code"].tolist()
 
 
-def _bought(
-    purchases: list[pd.DataFrame], customers: np.ndarray, items: tuple[str, ...]
-) -> sp.csr_matrix:
-    pairs = pd.concat(purchases, ignore_index=True) if purchases else pd.DataFrame()
+def _bought(purchases: list[Pairs], customers: np.ndarray, items: tuple[str, ...]) -> sp.csr_matrix:
+    """bool [customers, items]: True where the customer bought the item in the window."""
+    row = {c: i for i, c in enumerate(np.asarray(customers, dtype=object).tolist())}
+    col = {c: j for j, c in enumerate(items)}
+    cells = sorted(
+        {
+            (row[u], col[c])
+            for users, codes in purchases
+            for u, c in zip(users, codes, strict=True)
+            if u in row and c in col
+        }
+    )
     shape = (len(customers), len(items))
-    if pairs.empty:
+    if not cells:
         return sp.csr_matrix(shape, dtype=bool)
-    row = pd.Index(np.asarray(customers, dtype=object)).get_indexer(pairs["user"].astype(object))
-    col = pd.Index(items).get_indexer(pairs["code"])
-    keep = (row >= 0) & (col >= 0)
-    data = np.ones(int(keep.sum()), dtype=bool)
-    return sp.csr_matrix((data, (row[keep], col[keep])), shape=shape)
+    r, c = np.array(cells, dtype=np.int64).T
+    return sp.csr_matrix((np.ones(len(cells), dtype=bool), (r, c)), shape=shape)

@@ -95,7 +95,15 @@ class RecModel:
             )
         if not len(X):
             return np.zeros((0, len(self.items)))
-        return np.asarray(predict(self.net, X, self.task, device="cpu"), dtype=np.float64)
+        if len(X) <= ONE_CALL and not self.net.training:
+            # the service's few rows: the one model call predict() makes, without its per-call
+            # device move and mode switches (walks of the module tree; a fifth of the call)
+            with torch.inference_mode():
+                scores = self.net(torch.from_numpy(np.ascontiguousarray(X)))
+                return self.task.prediction(scores).numpy().astype(np.float64)
+        return np.asarray(
+            predict(self.net, X, self.task, device="cpu", batch_size=ONE_CALL), dtype=np.float64
+        )
 
 
 def is_ranking_run(run_dir: Path) -> bool:

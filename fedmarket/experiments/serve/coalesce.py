@@ -17,19 +17,32 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Protocol
 
 from fedmarket.errors import FedmarketError
 from fedmarket.experiments.serve.schema import ScoreRequest
-from fedmarket.experiments.serve.scorer import Loc, RequestError, Scorer
+from fedmarket.experiments.serve.scorer import Loc, RequestError
 
 _ONE: Loc = ("body",)
 
 
+class Scores(Protocol):
+    """What a coalescer calls: ``Scorer.score``'s signature (the recommender's too)."""
+
+    def score(
+        self, customers: Sequence[ScoreRequest], prefixes: Sequence[Loc]
+    ) -> list[dict[str, Any]]: ...
+
+
 class Coalescer:
-    def __init__(self, scorer: Scorer, max_customers: int) -> None:
+    """``executor``: the one worker thread, when several coalescers share it (the
+    recommender's, one per ``k`` and ``exclude_bought``)."""
+
+    def __init__(
+        self, scorer: Scores, max_customers: int, executor: ThreadPoolExecutor | None = None
+    ) -> None:
         self.scorer, self.max_customers = scorer, max_customers
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="fedmarket-score")
+        self._executor = executor or ThreadPoolExecutor(1, thread_name_prefix="fedmarket-score")
         self._loop: asyncio.AbstractEventLoop | None = None
         self._queue: asyncio.Queue[tuple[ScoreRequest, asyncio.Future[Any]]] | None = None
         self._consumer: asyncio.Task[None] | None = None

@@ -3,7 +3,9 @@
 ``POST /v1/score`` takes one customer's recent events (the propensity service's body) and
 answers ``recommendations: [{category, score}, ...]``, its ``k`` best categories (query ``k``,
 1 to ``MAX_K``, default 10; ``exclude_bought=true`` leaves out the categories it bought in the
-window), with ``cold`` (fewer than 3 category events in the window) and the model;
+window), with ``cold`` (fewer than 3 category events in the window) and the model; such
+requests that arrive together (with the same ``k`` and ``exclude_bought``) are ranked in one
+call (``coalesce.Coalescer``, as the propensity service does);
 ``POST /v1/score/batch`` does the same for many customers in one model call; ``GET /v1/model``
 is the recommender's card (``task.ranks``: categories) and ``GET /healthz`` liveness. The
 same guard (token, body size, no 500 with internals) and the same 4xx shape as the propensity
@@ -21,6 +23,7 @@ from fastapi import FastAPI, Query
 from fastapi.responses import JSONResponse
 
 from fedmarket.experiments.serve.app import DEFAULT_MAX_BODY_BYTES, _add_error_handlers
+from fedmarket.experiments.serve.coalesce import Coalescer
 from fedmarket.experiments.serve.guard import Guard
 from fedmarket.experiments.serve.recommender import DEFAULT_K, MAX_K, RecScorer
 from fedmarket.experiments.serve.schema import BatchRequest, ScoreRequest
@@ -65,6 +68,16 @@ def create_recommend_app(
             executor, lambda: scorer.recommend(requests, prefixes, k=k, exclude_bought=exclude)
         )
 
+    # single-customer requests that arrive together are ranked in one call (as the propensity
+    # service merges them), one queue per (k, exclude_bought), all on the one thread
+    queues: dict[tuple[int, bool], Coalescer] = {}
+
+    def queue(k: int, exclude: bool) -> Coalescer:
+        if (k, exclude) not in queues:
+            ranking = _Ranking(scorer, k, exclude)
+            queues[k, exclude] = Coalescer(ranking, limits.max_customers, executor)
+        return queues[k, exclude]
+
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
@@ -77,7 +90,7 @@ def create_recommend_app(
     async def score(
         request: ScoreRequest, k: int = _K, exclude_bought: bool = _EXCLUDE
     ) -> JSONResponse:
-        (result,) = await ranked([request], [("body",)], k, exclude_bought)
+        result = await queue(k, exclude_bought).score_one(request)
         return JSONResponse({**result, **about})
 
     @app.post("/v1/score/batch")
@@ -89,3 +102,14 @@ def create_recommend_app(
         return JSONResponse({"results": results, **about})
 
     return app
+
+
+class _Ranking:
+    """``Scorer.score``'s signature for the coalescer: ``RecScorer.recommend`` at one ``k``
+    and ``exclude_bought``."""
+
+    def __init__(self, scorer: RecScorer, k: int, exclude: bool) -> None:
+        self.scorer, self.k, self.exclude = scorer, k, exclude
+
+    def score(self, customers: Sequence[ScoreRequest], prefixes: Sequence[Loc]) -> list[dict]:
+        return self.scorer.recommend(customers, prefixes, k=self.k, exclude_bought=self.exclude)

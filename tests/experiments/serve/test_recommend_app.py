@@ -143,3 +143,55 @@ def test_the_service_options_of_a_recommendation_run(rec_run: Path) -> None:  # 
         recommend_service(ServeOptions(run_dir=rec_run, retailer="nobody"), None)
     _, serving, note = recommend_service(ServeOptions(run_dir=rec_run, retailer=RETAILER), None)
     assert "recommendations" in serving and "retailer retailer_00's popularity" in note
+
+
+def test_concurrent_requests_are_ranked_together_each_with_its_own_answer(
+    client: TestClient, model: RecModel, retailer_events: tuple[Path, pd.DataFrame]
+) -> None:
+    """Requests sent at once (merged per k and exclude_bought by the coalescer) get what each
+    gets alone: the same categories, scores to 1e-6 (one model call for several rows), the
+    same refusals."""
+    import asyncio
+
+    import httpx
+
+    _, events = retailer_events
+    as_of = events["event_time"].max().normalize() + pd.Timedelta(days=1)
+    who = list(events["user_id"].value_counts().index[:6].map(str))
+    bodies = [
+        {
+            "customer_id": c,
+            "as_of": f"{as_of:%Y-%m-%d}",
+            "events": as_json(events[events["user_id"] == c]),
+        }
+        for c in who
+    ]
+    bodies[2] = {**bodies[2], "as_of": "2000-01-01"}  # events after as_of: a 422
+    paths = [
+        "/v1/score?k=5",
+        "/v1/score?k=5",
+        "/v1/score?k=5",
+        "/v1/score",
+        "/v1/score?k=5&exclude_bought=true",
+        "/v1/score?k=5",
+    ]
+    alone = [client.post(p, json=b) for p, b in zip(paths, bodies, strict=True)]
+    app = create_recommend_app(model, retailer=RETAILER)
+
+    async def together() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            return await asyncio.gather(
+                *(http.post(p, json=b) for p, b in zip(paths, bodies, strict=True))
+            )
+
+    assert [a.status_code for a in alone] == [200, 200, 422, 200, 200, 200]
+    for one, merged in zip(alone, asyncio.run(together()), strict=True):
+        assert merged.status_code == one.status_code
+        a, b = one.json(), merged.json()
+        if one.status_code != 200:
+            assert a == b
+            continue
+        ra, rb = a.pop("recommendations"), b.pop("recommendations")
+        assert a == b and [r["category"] for r in ra] == [r["category"] for r in rb]
+        np.testing.assert_allclose([r["score"] for r in ra], [r["score"] for r in rb], atol=1e-6)
