@@ -8,12 +8,13 @@ Usage::
 On a shared machine wall seconds move with the other users' load; CPU seconds move much
 less. Each run is ``simulate --no-centralised --run-config "num-server-rounds=2 dp='none'"``
 in a fresh interpreter (this tree, then ``--baseline``, alternated), with a logging hook
-that, at Flower's ``[ROUND 1/`` line and at round 1's train results, sums the CPU time of
-the driver and of every process under it (Ray's, the client actors; read every 0.2 s, so
-a process that ended, such as a Ray worker never used, keeps its last reading). Start-up
-CPU = the sum at round 1's results less round 2's training (the clients' summed ``fit``
-seconds, one thread each: the same work as round 1's, without its first-call costs). On an
-idle 2-core machine the start-up's wall time is at least half of it.
+that, at Flower's ``[ROUND 1/`` and ``[ROUND 2/`` lines and at each round's train results,
+sums the CPU time of the driver and of every process under it (Ray's, the client actors;
+read every 0.2 s, so a process that ended, such as a Ray worker never used, keeps its last reading). Start-up
+CPU = the sum at round 1's train results less what round 2's training phase took (from
+``[ROUND 2/`` to its train results, every process: the same work as round 1's, without
+the first-call costs). On an idle 2-core machine the start-up's wall time is at least half
+of it.
 """
 
 from __future__ import annotations
@@ -46,7 +47,12 @@ threading.Thread(target=poll, daemon=True).start()
 class Hook(logging.Handler):
     def emit(self, record):
         text = record.getMessage()
-        for key, name in (("[ROUND 1/", "round1"), ("round 1 train:", "trained1")):
+        for key, name in (
+            ("[ROUND 1/", "round1"),
+            ("round 1 train:", "trained1"),
+            ("[ROUND 2/", "round2"),
+            ("round 2 train:", "trained2"),
+        ):
             if key in text and name not in marks:
                 marks[name] = (time.time() - started, cpu())
 logging.getLogger("flwr").addHandler(Hook())
@@ -72,11 +78,7 @@ def run(code: Path, data: Path, out: Path) -> dict[str, float]:
     )
     line = next(x for x in done.stdout.splitlines() if x.startswith("MARKS "))
     marks = json.loads(line[6:])
-    import csv
-
-    with open(out / "rounds.csv") as f:
-        rows = list(csv.DictReader(f))
-    steady = float(rows[1]["client_train_s_sum"])
+    steady = marks["trained2"][1] - marks["round2"][1]  # a round's training, every process
     return {
         "to_round_s": marks["round1"][0],
         "cpu_to_round_s": marks["round1"][1],
