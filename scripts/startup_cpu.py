@@ -10,11 +10,11 @@ less. Each run is ``simulate --no-centralised --run-config "num-server-rounds=2 
 in a fresh interpreter (this tree, then ``--baseline``, alternated), with a logging hook
 that, at Flower's ``[ROUND 1/`` and ``[ROUND 2/`` lines and at each round's train results,
 sums the CPU time of the driver and of every process under it (Ray's, the client actors;
-read every 0.2 s, so a process that ended, such as a Ray worker never used, keeps its last reading). Start-up
-CPU = the sum at round 1's train results less what round 2's training phase took (from
-``[ROUND 2/`` to its train results, every process: the same work as round 1's, without
-the first-call costs). On an idle 2-core machine the start-up's wall time is at least half
-of it.
+read every 0.2 s, so a process that ended, such as a Ray worker never used, keeps its
+last reading). Start-up CPU = the sum at round 1's train results less what round 2's
+training phase took (from ``[ROUND 2/`` to its train results, every process: the same work
+as round 1's, without the first-call costs). On an idle 2-core machine the start-up's wall
+time is at least half of it.
 """
 
 from __future__ import annotations
