@@ -28,6 +28,7 @@ from flwr.superlink.grid import InMemoryGrid
 from fedmarket.aggregation import check_setup
 from fedmarket.config import RunConfig
 from fedmarket.data import store
+from fedmarket.data.features import FEATURE_NAMES
 from fedmarket.data.protect.keys import prepared_data_fernet
 from fedmarket.defaults import default_run_dir, ensure_default_data
 from fedmarket.deploy.agreement import CONFIG_KEY
@@ -71,11 +72,7 @@ class Federation:
 
     @property
     def n_features(self) -> int:
-        if self.manifest:
-            return store.n_features(self.manifest)
-        from fedmarket.data.features import FEATURE_NAMES  # pandas: not in the driver's start
-
-        return len(FEATURE_NAMES)
+        return store.n_features(self.manifest) if self.manifest else len(FEATURE_NAMES)
 
     def model_inputs(self, task: str) -> tuple[int, dict[str, Any]]:
         """(features per step, extra model arguments) of the task's model on this data."""
