@@ -22,7 +22,6 @@ from fedmarket.errors import BudgetExhaustedError
 from fedmarket.federated import personal
 from fedmarket.federated.client import RetailerClient
 from fedmarket.federated.client_state import PrivacyJournal, load_journal, save_journal
-from fedmarket.predictions import write_predictions
 from fedmarket.privacy import accounting
 from fedmarket.threads import apply_threads
 from strategies import DECLINED_CODE
@@ -139,6 +138,8 @@ def make_client_app(fixed: RunConfig | None = None, *, fernet: Fernet | None = N
         if (spent := journal.latest()) is not None and client.privacy is not None:
             metrics["epsilon"] = float(accounting.epsilon(spent, client.privacy.delta))
         if state_dir:
+            from fedmarket.predictions import write_predictions  # pandas: this message only
+
             path = personal.scores_file(state_dir, pid)
             path.parent.mkdir(parents=True, exist_ok=True)
             write_predictions(path, predictions)

@@ -18,9 +18,11 @@ from typing import Any
 from flwr.app import ConfigRecord, Context, Error, Message, MetricRecord, RecordDict
 
 from fedmarket.config import RunConfig
-from fedmarket.deploy import agreement as ag
-from fedmarket.deploy.local_data import NODE_DATA_PATH, LocalRetailer
 from fedmarket.errors import FedmarketError
+from fedmarket.names import NODE_DATA_PATH
+
+# ``fedmarket.deploy`` (pandas: a second of an actor's start on a small machine) is imported by
+# the deployment's functions only, not by every simulation actor that asks ``has_raw_export``.
 
 # Error code of a query the client could not answer (bad export, unknown stage).
 QUERY_FAILED_CODE = 1002
@@ -32,6 +34,9 @@ def has_raw_export(context: Context) -> bool:
 
 def answer_query(msg: Message, context: Context) -> Message:
     """The describe or moments reply, or an Error reply saying what is wrong locally."""
+    from fedmarket.deploy import agreement as ag
+    from fedmarket.deploy.local_data import LocalRetailer
+
     config = msg.content.config_records.get("config", ConfigRecord())
     stage = str(config.get(ag.STAGE_KEY, ""))
     node = context.node_config
@@ -68,6 +73,9 @@ def local_partition(
     ``delta = 0`` in the run config means 1/(10 × all retailers' training customers); the
     total comes from the agreement, so every retailer uses the same delta.
     """
+    from fedmarket.deploy import agreement as ag
+    from fedmarket.deploy.local_data import LocalRetailer
+
     if ag.CONFIG_KEY not in config:
         raise FedmarketError(
             "the server sent no preprocessing agreement; is the ServerApp the "

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy.special import expit, logit
 
 from fedmarket.errors import ConfigError, DataError
 from fedmarket.names import did_you_mean
@@ -108,6 +107,8 @@ class Calibrator:
         """Calibrated probabilities, float64, one per input probability."""
         p = np.clip(np.asarray(y_prob, dtype=np.float64), 0.0, 1.0)
         if self.method == "platt":
+            from scipy.special import expit, logit  # not in every client actor's start
+
             z = logit(np.clip(p, EPS, 1 - EPS))
             return expit(self.params["slope"] * z + self.params["intercept"])
         # isotonic with out_of_bounds="clip" is linear interpolation between its thresholds
@@ -154,8 +155,10 @@ def fit_calibrator(y_val: object, p_val: object, method: str = "platt") -> Calib
             f"{'buyers' if y[0] else 'non-buyers'}; calibration needs both"
         )
     if method == "platt":
+        from scipy.special import logit  # fitting only: not at start-up
+        from sklearn.linear_model import LogisticRegression
+
         z = logit(np.clip(p, EPS, 1 - EPS)).reshape(-1, 1)
-        from sklearn.linear_model import LogisticRegression  # fitting only: not at start-up
 
         lr = LogisticRegression(C=np.inf).fit(z, y)  # unpenalised
         params = {"slope": float(lr.coef_[0, 0]), "intercept": float(lr.intercept_[0])}

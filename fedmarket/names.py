@@ -30,6 +30,9 @@ BINARY_TASKS: tuple[str, ...] = ("purchase", "churn", "churn-inactive")
 CHURN_TASKS: tuple[str, ...] = ("churn", "churn-inactive")
 # the recommender: its task and its model go together (fedmarket.recommend)
 RANKING_TASK, RANKING_MODEL = "next-categories", "gru-ncf"
+# A SuperNode's node-config key naming the retailer's raw export (deployment): here rather than
+# in ``fedmarket.deploy.local_data`` (pandas), so every ClientApp can ask without loading it.
+NODE_DATA_PATH = "data-path"
 ACCOUNTANTS: tuple[str, ...] = ("rdp", "prv")
 # The loss of task purchase-count (fedmarket.negbin): Poisson, or negative binomial (NB2)
 # with a learned dispersion for over-dispersed counts.

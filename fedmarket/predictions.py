@@ -26,13 +26,15 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from fedmarket.data import store
 from fedmarket.errors import ConfigError, DataError
+
+if TYPE_CHECKING:  # pandas is loaded by the functions that read or write a file: a client
+    import pandas as pd  # actor imports ``Predictions`` at start and needs pandas at most once
 
 COLUMNS = ("task", "model", "partition", "customer", "label", "score")
 KEY = ("partition", "customer")
@@ -80,6 +82,8 @@ class Predictions:
         )
 
     def frame(self) -> pd.DataFrame:
+        import pandas as pd
+
         return pd.DataFrame(
             {
                 "task": self.task,
@@ -126,6 +130,8 @@ def write_predictions(path: Path, predictions: Predictions | Sequence[Prediction
     names = [p.model for p in items]
     if len(set(names)) != len(names):
         raise ConfigError(f"{path}: models named more than once: {names}")
+    import pandas as pd
+
     frame = (
         pd.concat([p.frame() for p in items], ignore_index=True)
         if items
@@ -146,6 +152,8 @@ def read_predictions(path: Path) -> dict[str, Predictions]:
     """
     if not path.is_file():
         raise ConfigError(f"{path}: no such predictions file")
+    import pandas as pd
+
     try:
         frame = pd.read_csv(path, dtype=_DTYPES, keep_default_na=False)
     except (ValueError, pd.errors.ParserError) as exc:

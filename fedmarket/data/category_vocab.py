@@ -23,14 +23,16 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from cryptography.fernet import Fernet
 
-from fedmarket.data.categories import TARGET_EVENTS, CategoryHistories
 from fedmarket.data.store import decrypt_file
 from fedmarket.errors import DataError
+
+if TYPE_CHECKING:  # pandas: built by `data prepare`, not loaded by a client that reads arrays
+    from fedmarket.data.categories import CategoryHistories
 
 RECS_NAME = "recs.npz"
 RECS_ENCRYPTED = "recs.npz.enc"
@@ -76,6 +78,8 @@ class Vocabulary:
         return out
 
     def to_manifest(self, history_length: int) -> dict[str, Any]:
+        from fedmarket.data.categories import TARGET_EVENTS
+
         return {
             "task": "next-categories",
             "history_length": history_length,

@@ -44,8 +44,8 @@ from fedmarket.data.prepare import PrepareOptions
 from fedmarket.data.protect import anonymise, keys
 from fedmarket.deploy.agreement import Agreement, RetailerSummary, WindowPlan
 from fedmarket.errors import ConfigError, DataError
+from fedmarket.names import NODE_DATA_PATH
 
-NODE_DATA_PATH = "data-path"
 NODE_CACHE_DIR = "cache-dir"
 NODE_KEY_FILE = "key-file"
 NODE_MAPPING = "mapping"

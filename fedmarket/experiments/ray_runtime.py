@@ -164,7 +164,8 @@ def start_ray(resources: ClientResources) -> None:
     goes on after it. Flower's backend then finds Ray running and uses it, and shuts it
     down at the end. Actors import the apps from the driver's path, as Flower arranges,
     and train on ``resources.threads`` torch threads ($FEDMARKET_THREADS, read by the
-    ClientApp).
+    ClientApp): inherited from the environment Ray starts in when it starts here, the job's
+    ``runtime_env`` when it joins a running cluster.
     """
     import ray
 
@@ -173,10 +174,38 @@ def start_ray(resources: ClientResources) -> None:
     pythonpath = os.pathsep.join([*sys.path, *filter(None, [os.environ.get("PYTHONPATH")])])
     os.environ["PYTHONPATH"] = pythonpath
     env_vars = {"PYTHONPATH": pythonpath, THREADS_VAR: str(resources.threads)}
-    ray.init(
-        runtime_env={"env_vars": env_vars},
-        **resources.backend_config()["init_args"],
-    )
+    init_args = resources.backend_config()["init_args"]
+    if starts_local_ray(resources):
+        # Ray's processes inherit the environment they start in, and so do its workers: the
+        # actors then run in the workers Ray starts with the node instead of new ones set up
+        # for a runtime_env (each a Python process importing Ray: seconds on a small machine)
+        with environment(env_vars):
+            ray.init(**init_args)
+    else:  # a running cluster: its workers get the variables from the job
+        ray.init(runtime_env={"env_vars": env_vars}, **init_args)
+
+
+def starts_local_ray(resources: ClientResources) -> bool:
+    """Whether ``ray.init`` starts a new Ray on this machine (no address, or 'local')
+    rather than joining a running one (an address, or Ray's $RAY_ADDRESS)."""
+    if resources.ray_address is not None:
+        return resources.ray_address == "local"
+    return not os.environ.get("RAY_ADDRESS")
+
+
+@contextmanager
+def environment(values: dict[str, str]) -> Iterator[None]:
+    """``values`` in this process's environment for the block, the previous ones after."""
+    previous = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def stop_ray() -> None:

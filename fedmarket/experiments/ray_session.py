@@ -147,8 +147,15 @@ def _warm_actors(resources: ClientResources) -> None:
 
 
 def _import_client() -> Callable[..., None]:
-    """Run by each new actor as its first task: the ClientApp's imports, and no app."""
-    import clients.app  # noqa: F401  (torch, Flower, Opacus and the client's fedmarket)
+    """Run by each new actor as its first task: the ClientApp's imports, and no app.
+
+    Also torch._dynamo: torch's optimisers import it on their first ``step`` (to mark it
+    "not compiled"; 800 modules with sympy, most of an actor's first round on a small
+    machine, training nothing), so it loads here, before round 1, not inside its training.
+    """
+    import torch._dynamo  # noqa: F401
+
+    import clients.app  # noqa: F401  (torch, Flower and the client's fedmarket)
 
     return _no_reply
 

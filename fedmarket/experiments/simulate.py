@@ -106,8 +106,7 @@ def _simulate(
         files.write_config(plan.cfg)
     federated: dict[str, Any] = {}
     if plan.cfg.num_server_rounds > plan.offset:
-        apply_threads(threads)  # the server's evaluation runs in this process
-        _run_flower(plan, n_clients, federated, resources)
+        _run_flower(plan, n_clients, federated, resources, threads)
     elif files.federated.exists():
         federated.update(json.loads(files.federated.read_text()))
     else:  # every round was committed, but the process ended before federated.json
@@ -301,15 +300,21 @@ def _local_only(plan: RunPlan, files: RunDir, threads: int | None, references: b
 
 
 def _run_flower(
-    plan: RunPlan, n_clients: int, federated: dict[str, Any], resources: ClientResources
+    plan: RunPlan,
+    n_clients: int,
+    federated: dict[str, Any],
+    resources: ClientResources,
+    threads: int | None = None,
 ) -> None:
     """The rounds, on the session's Ray runtime (a run on its own is a session of one): Ray
-    and the client actors start while Flower and the apps load in a background thread."""
+    and the client actors start while torch, Flower and the apps load in a background
+    thread; torch's threads are set once both are done, before anything computes."""
     ray_environment()
     with ray_session():
         finished = False
         try:
             start_runtime_warm(resources, meanwhile=_import_flower_apps)
+            apply_threads(threads)  # the server's evaluation runs in this process
             _flower_rounds(plan, n_clients, federated, resources)
             finished = True
         finally:  # the session keeps Ray for its next run, unless this one ended abnormally
@@ -320,8 +325,13 @@ def _run_flower(
 
 
 def _import_flower_apps() -> None:
-    """What the rounds import (Flower, torch, the apps: seconds), loaded while Ray starts."""
+    """What the rounds import (torch, Flower, the apps: seconds), loaded while Ray starts;
+    and what the server's evaluation of the initial model, before round 1, loads on its
+    first call (scikit-learn's metrics, scipy.stats)."""
     import flwr.simulation  # noqa: F401
+    import scipy.stats  # noqa: F401
+    import sklearn.metrics  # noqa: F401
+    import torch  # noqa: F401
 
     import clients.app  # noqa: F401
     import server.app  # noqa: F401

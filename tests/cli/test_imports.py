@@ -53,11 +53,12 @@ def test_help_data_and_keys_commands_load_no_training_stack(tmp_path):
     assert loaded == {" ".join(c[:2]): [] for c in commands}
 
 
-def _loaded_by(module: str) -> list[str]:
+def _loaded_by(
+    module: str, heavy: tuple[str, ...] = ("opacus", "sklearn", "matplotlib", "mlflow")
+) -> list[str]:
     code = (
         f"import sys, json; import {module}; "
-        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "
-        "('opacus', 'sklearn', 'matplotlib', 'mlflow'))))"
+        f"print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in {heavy!r})))"
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     done = subprocess.run(
@@ -73,3 +74,10 @@ def test_flower_apps_start_without_opacus_sklearn_or_matplotlib():
     # report at the end) load where they are used, not in every process's start-up.
     assert _loaded_by("clients.app") == []
     assert _loaded_by("server.app") == []
+
+
+def test_client_actors_start_without_pandas_or_scipy():
+    # A simulation's client reads its partition's arrays (numpy): pandas and pyarrow (the
+    # deployment's raw export, a predictions file) and scipy (calibration, evaluation
+    # metrics) would be seconds of every actor's start on a 2-core machine (issue 20).
+    assert _loaded_by("clients.app", ("pandas", "pyarrow", "scipy")) == []
