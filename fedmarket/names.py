@@ -22,6 +22,7 @@ TASKS: tuple[str, ...] = (
     "churn",
     "churn-inactive",
     "next-categories",
+    "next-products",
 )
 # The 0/1 tasks: binary cross-entropy, probabilities, classification metrics, calibration.
 BINARY_TASKS: tuple[str, ...] = ("purchase", "churn", "churn-inactive")
@@ -30,6 +31,10 @@ BINARY_TASKS: tuple[str, ...] = ("purchase", "churn", "churn-inactive")
 CHURN_TASKS: tuple[str, ...] = ("churn", "churn-inactive")
 # the recommender: its task and its model go together (fedmarket.recommend)
 RANKING_TASK, RANKING_MODEL = "next-categories", "gru-ncf"
+# within one retailer: its own products, with a retailer-private product table
+# (fedmarket.recommend.products); trained by the same model
+PRODUCTS_TASK = "next-products"
+RANKING_TASKS: tuple[str, ...] = (RANKING_TASK, PRODUCTS_TASK)
 ACCOUNTANTS: tuple[str, ...] = ("rdp", "prv")
 # The loss of task purchase-count (fedmarket.negbin): Poisson, or negative binomial (NB2)
 # with a learned dispersion for over-dispersed counts.

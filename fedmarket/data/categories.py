@@ -47,6 +47,12 @@ class CategoryHistories:
     # every distinct (row, category, brand) of the window: what the vocabulary is built from
     seen: pd.DataFrame
     targets: list[frozenset[str]]  # categories carted or bought in the horizon
+    # task next-products (within one retailer): each event's product_id as text (None where
+    # the event has none), the products carted or bought in the horizon, and every product of
+    # a window or horizon event with its category and brand (what describes a product)
+    products: np.ndarray | None = None  # object [N, L]
+    product_targets: list[frozenset[str]] | None = None
+    described: pd.DataFrame | None = None  # product, code, brand, in_window_of (row or -1)
 
     def __len__(self) -> int:
         return len(self.customer)
@@ -68,7 +74,26 @@ class CategoryHistories:
                 ignore_index=True,
             ),
             [s for p in parts for s in p.targets],
+            *_concat_products(parts, starts),
         )
+
+
+def _concat_products(parts: list[CategoryHistories], starts: np.ndarray) -> tuple:
+    """The next-products fields of ``parts`` joined (None where any part lacks them)."""
+    if any(p.products is None or p.described is None for p in parts):
+        return None, None, None
+    described = pd.concat(
+        [
+            p.described.assign(row=np.where(p.described["row"] >= 0, p.described["row"] + o, -1))
+            for p, o in zip(parts, starts, strict=True)
+        ],
+        ignore_index=True,
+    )
+    return (
+        np.concatenate([p.products for p in parts]),
+        [s for p in parts for s in (p.product_targets or [])],
+        described,
+    )
 
 
 class CategoryHistoryBuilder:
@@ -83,6 +108,7 @@ class CategoryHistoryBuilder:
         self._counts: pd.Series = pd.Series(dtype=np.int64)
         self._seen: list[pd.DataFrame] = []
         self._targets: list[pd.DataFrame] = []
+        self._described: list[pd.DataFrame] = []
 
     def add(self, chunk: pd.DataFrame) -> None:
         """Fold one chunk in; rows without a category code are no item and are skipped."""
@@ -108,23 +134,31 @@ class CategoryHistoryBuilder:
                 "etype": etype[keep].astype(np.int8),
                 "code": rows["category_code"].astype(object).to_numpy(),
                 "brand": brand.astype(object).where(brand.notna(), None).to_numpy(),
+                "product": _product_text(rows),
             }
         )
         in_window = window[keep]
-        self._targets.append(frame.loc[~in_window, ["user", "code"]].drop_duplicates())
+        self._targets.append(frame.loc[~in_window, ["user", "code", "product"]].drop_duplicates())
+        self._described.append(
+            frame.loc[frame["product"].notna(), ["user", "product", "code", "brand"]]
+            .assign(in_window=in_window[frame["product"].notna().to_numpy()])
+            .drop_duplicates()
+        )
         frame = frame[in_window]
         if frame.empty:
             return
         # a total order (customer, time, type, code, brand) on 64-bit hashes of the strings:
         # chunk order cannot change the history, and integers sort many times faster
-        for column in ("user", "code", "brand"):
+        for column in ("user", "code", "brand", "product"):
             frame[f"h_{column}"] = _hash(frame[column])
         self._counts = self._counts.add(frame.groupby("user").size(), fill_value=0)
         self._seen.append(frame[["user", "code", "brand"]].drop_duplicates())
         both = (
             frame if self._recent is None else pd.concat([self._recent, frame], ignore_index=True)
         )
-        both = both.sort_values(["h_user", "ns", "etype", "h_code", "h_brand"], kind="stable")
+        both = both.sort_values(
+            ["h_user", "ns", "etype", "h_code", "h_brand", "h_product"], kind="stable"
+        )
         self._recent = both.groupby("h_user", sort=False).tail(self.history_length)
 
     def finish(self, customers: np.ndarray) -> CategoryHistories:
@@ -132,6 +166,7 @@ class CategoryHistoryBuilder:
         n, length = len(customers), self.history_length
         row = pd.Series(np.arange(n), index=pd.Index(customers, dtype=object))
         codes = np.full((n, length), None, dtype=object)
+        products = np.full((n, length), None, dtype=object)
         brands = np.full((n, length), None, dtype=object)
         etypes = np.full((n, length), -1, dtype=np.int8)
         recent = self._recent if self._recent is not None else pd.DataFrame({"user": []})
@@ -142,6 +177,7 @@ class CategoryHistoryBuilder:
             back = recent.groupby("h_user", sort=False).cumcount(ascending=False).to_numpy()
             cols = length - 1 - back
             codes[rows, cols] = recent["code"].to_numpy()
+            products[rows, cols] = recent["product"].to_numpy()
             brand = recent["brand"]
             brands[rows, cols] = brand.astype(object).where(brand.notna(), None).to_numpy()
             etypes[rows, cols] = recent["etype"].to_numpy()
@@ -155,6 +191,7 @@ class CategoryHistoryBuilder:
                 "brand": seen["brand"].to_numpy(),
             }
         )
+        targets = _concat(self._targets, ("user", "code", "product"))
         return CategoryHistories(
             np.asarray(customers),
             codes,
@@ -162,8 +199,43 @@ class CategoryHistoryBuilder:
             brands,
             n_events,
             seen,
-            _sets(_concat(self._targets, ("user", "code")), "code", row),
+            _sets(targets, "code", row),
+            products,
+            _sets(targets, "product", row),
+            _described(self._described, row),
         )
+
+
+def _product_text(rows: pd.DataFrame) -> np.ndarray:
+    """Each row's product_id as text, None where the export has none."""
+    if "product_id" not in rows.columns:
+        return np.full(len(rows), None, dtype=object)
+    ids = rows["product_id"]
+    return (
+        ids.astype(object)
+        .where(ids.notna(), None)
+        .map(lambda v: None if v is None else str(v))
+        .to_numpy(dtype=object)
+    )
+
+
+def _described(parts: list[pd.DataFrame], row: pd.Series) -> pd.DataFrame:
+    """Every product of the kept customers' events with its category and brand, and the row
+    of a customer who has it in the WINDOW (-1 where only in a horizon): the catalogue's
+    source. A product's description is its first (code, brand) in sorted order, so it does
+    not depend on chunks."""
+    frame = _concat(parts, ("user", "product", "code", "brand", "in_window"))
+    frame = frame[frame["user"].isin(row.index)]
+    return pd.DataFrame(
+        {
+            "product": frame["product"].to_numpy(dtype=object),
+            "code": frame["code"].to_numpy(dtype=object),
+            "brand": frame["brand"].to_numpy(dtype=object),
+            "row": np.where(
+                frame["in_window"].to_numpy(dtype=bool), row.loc[frame["user"]].to_numpy(), -1
+            ).astype(np.int64),
+        }
+    )
 
 
 def _hash(values: pd.Series) -> np.ndarray:
