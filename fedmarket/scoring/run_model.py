@@ -108,6 +108,12 @@ def load_run_model(run_dir: Path, source: str = "federated") -> RunModel:
         raise ConfigError(f"--model-source {source!r}: choose one of {', '.join(SOURCES)}")
     files = RunDir(Path(run_dir))
     cfg = files.read_config()
+    if cfg.task == "next-products":
+        raise ConfigError(
+            f"{files.path}: a next-products run ranks each retailer's own products with a "
+            "product table that stays at that retailer; `fedmarket score`, `serve` and "
+            "`export` do not take such a run yet (its evaluation is the run's report.md)"
+        )
     if get_task(cfg.task).target_ndim != 1:
         raise ConfigError(
             f"{files.path}: a {cfg.task} run ranks items for each customer; `fedmarket score` "

@@ -73,3 +73,14 @@ def test_a_recommendation_run_is_refused_with_what_is_scored(
     )
     with pytest.raises(ConfigError, match="ranks items for each customer"):
         load_run_model(run)
+
+
+def test_a_next_products_run_is_refused_with_what_to_use_instead(tmp_path):
+    from fedmarket.config import RunConfig
+    from fedmarket.rundir import RunDir
+
+    RunDir(tmp_path).write_config(
+        RunConfig.from_mapping({"task": "next-products", "model": "gru-ncf"})
+    )
+    with pytest.raises(ConfigError, match="next-products run ranks each retailer"):
+        load_run_model(tmp_path)
