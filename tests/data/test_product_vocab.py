@@ -109,3 +109,27 @@ def test_split_rows_and_files_round_trip(tmp_path):
 def test_missing_files_say_how_to_make_them(tmp_path):
     with pytest.raises(DataError, match="--partition natural"):
         product_vocab.read_catalogue(tmp_path)
+
+
+def test_prepare_writes_each_retailers_catalogue_and_the_manifest_only_their_sizes(tiny_data):
+    from fedmarket.data import store
+    from fedmarket.data.category_vocab import read_recs
+
+    manifest = store.read_manifest(tiny_data)
+    sizes = manifest["recommend"]["products"]["partitions"]
+    text = (tiny_data / "manifest.json").read_text()
+    products = []
+    for pid in store.partition_ids(manifest):
+        cat = product_vocab.read_catalogue(tiny_data / "partitions" / str(pid))
+        assert sizes[str(pid)] == {"products": len(cat), "known": cat.n_known}
+        assert not any(p in text for p in cat.product[:20])  # no product leaves in the manifest
+        products.append(set(cat.product.tolist()))
+        for split in store.SPLITS:
+            directory = store.split_dir(tiny_data, pid, split)
+            arrays = product_vocab.read_products(directory)
+            recs = read_recs(directory)
+            assert arrays["hist_product"].shape == recs["hist_item"].shape
+            # a product only where the event has a category item (same events, same order)
+            assert not ((arrays["hist_product"] >= 0) & (recs["hist_item"] < 0)).any()
+            assert arrays["ptarget_indices"].max(initial=-1) < len(cat)
+    assert not products[0] & products[1]  # keyed per retailer: no shared product id
