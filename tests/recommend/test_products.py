@@ -101,3 +101,14 @@ def test_the_config_refuses_next_products_with_another_model_or_personalisation(
             {"task": "next-products", "model": "gru-ncf", "personalisation": "fedper"}
         )
     assert RunConfig.from_mapping({"task": "next-products", "model": "gru-ncf"}).task
+
+
+def test_data_without_catalogues_is_refused_with_how_to_make_them():
+    from fedmarket.errors import DataError
+    from fedmarket.recommend.products import check_products
+
+    with pytest.raises(DataError, match="--partition natural"):
+        check_products({"recommend": dict(VOCAB)})
+    assert check_products({"recommend": {**VOCAB, "products": {"partitions": {}}}}) == {
+        "partitions": {}
+    }
