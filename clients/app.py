@@ -71,7 +71,8 @@ def make_client_app(fixed: RunConfig | None = None, *, fernet: Fernet | None = N
         journal = load_journal(context.state.get(_STATE_KEY), state_dir, pid)
         received = msg.content["arrays"].to_torch_state_dict()
         method = client.cfg.personalisation
-        weights = received
+        # the retailer's private part (next-products' product table) joins the global model
+        weights = personal.with_private(client, received, _kept(context, client, personal.PRIVATE))
         if method == "fedper":  # the global body with this retailer's own head
             weights = personal.with_head(received, _kept(context, client, personal.HEAD))
         try:
@@ -96,9 +97,12 @@ def make_client_app(fixed: RunConfig | None = None, *, fernet: Fernet | None = N
                     outcome.metrics["epsilon"] = mine.metrics["epsilon"]
         except BudgetExhaustedError as exc:
             return Message(Error(code=DECLINED_CODE, reason=f"declined: {exc}"), reply_to=msg)
-        sent = outcome.state_dict
+        # the private part stays here: only the shared weights leave (none for most tasks)
+        sent, private = personal.shared_and_private(client, outcome.state_dict)
+        if private:
+            _keep(context, client, personal.PRIVATE, private)
         if method == "fedper":  # the head stays here; only the body leaves
-            sent, head = personal.body_and_head(client.cfg.model, outcome.state_dict)
+            sent, head = personal.body_and_head(client.cfg.model, sent)
             _keep(context, client, personal.HEAD, head)
         _save(context, journal, outcome.privacy_state is not None, state_dir, pid)
         content = RecordDict(
@@ -110,6 +114,7 @@ def make_client_app(fixed: RunConfig | None = None, *, fernet: Fernet | None = N
     def evaluate(msg: Message, context: Context) -> Message:
         client = retailer(msg, context)
         weights = msg.content["arrays"].to_torch_state_dict()
+        weights = personal.with_private(client, weights, _kept(context, client, personal.PRIVATE))
         method = str(msg.content["config"].get(PERSONALISE_KEY, ""))
         if method:
             return personalise(msg, context, client, weights, method)

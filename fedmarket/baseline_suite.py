@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fedmarket.errors import ConfigError
-from fedmarket.names import MODELS, RANKING_TASK, TASKS, did_you_mean
+from fedmarket.names import MODELS, RANKING_TASKS, TASKS, did_you_mean
 from fedmarket.threads import ThreadChoice
 
 if TYPE_CHECKING:
@@ -117,7 +117,7 @@ def check_names(
         raise ConfigError(
             f"--task: unknown task {task!r}; {did_you_mean(task, TASKS)}known: {', '.join(TASKS)}"
         )
-    if task == RANKING_TASK:
+    if task in RANKING_TASKS:
         raise ConfigError(
             f"--task {task}: the recommender's baselines (popularity, co-occurrence kNN, ALS) "
             f"run with `fedmarket centralised --task {task} --model gru-ncf` and in every "

@@ -27,8 +27,9 @@ from fedmarket.names import (
     ACCOUNTANTS,
     COUNT_LOSSES,
     MODELS,
+    PRODUCTS_TASK,
     RANKING_MODEL,
-    RANKING_TASK,
+    RANKING_TASKS,
     TASKS,
     did_you_mean,
 )
@@ -235,17 +236,23 @@ class RunConfig:
                     f"run config: {key} {value!r} is unknown; {did_you_mean(value, known)}"
                     f"known: {', '.join(known)}"
                 )
-        if (self.task == RANKING_TASK) != (self.model == RANKING_MODEL):
+        if (self.task in RANKING_TASKS) != (self.model == RANKING_MODEL):
             raise ConfigError(
                 f"run config: task {self.task!r} with model {self.model!r}: the recommender's "
-                f"task {RANKING_TASK!r} is trained by model {RANKING_MODEL!r} only, and that "
-                "model predicts nothing else; set both or neither"
+                f"tasks {' and '.join(map(repr, RANKING_TASKS))} are trained by model "
+                f"{RANKING_MODEL!r} only, and that model predicts nothing else; set both or "
+                "neither"
             )
-        if self.personalisation != "none" and self.task == RANKING_TASK:
+        if self.personalisation != "none" and self.task in RANKING_TASKS:
+            extra = (
+                " (next-products is personal already: each retailer's product table stays with it)"
+                if self.task == PRODUCTS_TASK
+                else ""
+            )
             raise ConfigError(
                 f"run config: personalisation={self.personalisation!r} scores each retailer's "
-                f"customers, and task {RANKING_TASK!r} ranks items; leave personalisation at "
-                "'none' for the recommender"
+                f"customers, and task {self.task!r} ranks items; leave personalisation at "
+                f"'none' for the recommender{extra}"
             )
         if self.count_loss != "poisson" and self.task != "purchase-count":
             raise ConfigError(

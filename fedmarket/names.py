@@ -22,6 +22,7 @@ TASKS: tuple[str, ...] = (
     "churn",
     "churn-inactive",
     "next-categories",
+    "next-products",
 )
 # The 0/1 tasks: binary cross-entropy, probabilities, classification metrics, calibration.
 BINARY_TASKS: tuple[str, ...] = ("purchase", "churn", "churn-inactive")
@@ -33,6 +34,11 @@ RANKING_TASK, RANKING_MODEL = "next-categories", "gru-ncf"
 # A SuperNode's node-config key naming the retailer's raw export (deployment): here rather than
 # in ``fedmarket.deploy.local_data`` (pandas), so every ClientApp can ask without loading it.
 NODE_DATA_PATH = "data-path"
+
+# within one retailer: its own products, with a retailer-private product table
+# (fedmarket.recommend.products); trained by the same model
+PRODUCTS_TASK = "next-products"
+RANKING_TASKS: tuple[str, ...] = (RANKING_TASK, PRODUCTS_TASK)
 ACCOUNTANTS: tuple[str, ...] = ("rdp", "prv")
 # The loss of task purchase-count (fedmarket.negbin): Poisson, or negative binomial (NB2)
 # with a learned dispersion for over-dispersed counts.

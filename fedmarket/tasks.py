@@ -232,6 +232,19 @@ TASKS: dict[str, Task] = {
         "BPR with sampled negatives",
         target_ndim=2,
     ),
+    "next-products": Task(
+        "next-products",
+        "y_products",
+        "which of its retailer's products the customer will cart or buy in the horizon (a ranking)",
+        lambda reduction: SampledBPRLoss(reduction),
+        torch.sigmoid,
+        _check_binary,
+        ranking_metrics,
+        RANKING_KEYS,
+        ("ndcg@10", True),
+        "BPR with sampled negatives",
+        target_ndim=2,
+    ),
 }
 
 

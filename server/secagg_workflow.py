@@ -84,6 +84,12 @@ class SecAggSettings:
                 "SecAgg+ (its legacy workflow sends no personalisation message and masks whole "
                 "models); run it with the main app (server/app.py) or leave it at 'none'"
             )
+        if cfg.task == "next-products":
+            raise ConfigError(
+                "run config: task 'next-products' is not available with SecAgg+ (its legacy "
+                "workflow masks whole models, and each retailer's product table must stay "
+                "out of the update); run it with the main app (server/app.py)"
+            )
         settings = SecAggSettings(*(float(secagg[k]) for k in SECAGG_DEFAULTS))
         if not 0 < settings.num_shares <= 1 or not 0 < settings.reconstruction_threshold <= 1:
             raise ConfigError(

@@ -36,6 +36,7 @@ def test_known_tasks_and_targets():
         "churn",
         "churn-inactive",
         "next-categories",
+        "next-products",
     }
     np.testing.assert_array_equal(purchase.targets(split), [0, 1, 1])
     np.testing.assert_array_equal(count.targets(split), [0, 2, 5])

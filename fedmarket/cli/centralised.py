@@ -20,7 +20,7 @@ from fedmarket.cli.app import Command, EncryptionKeyFile, Threads, app, friendly
 from fedmarket.cli.tracking import Experiment, TrackingUri, say_tracked
 from fedmarket.config import DEFAULTS, RunConfig, parse_overrides
 from fedmarket.errors import ConfigError
-from fedmarket.names import RANKING_TASK, did_you_mean
+from fedmarket.names import RANKING_TASK, RANKING_TASKS, did_you_mean
 from fedmarket.progress import console, progress_bar
 
 # The run settings centralised training has; the rest (rounds, strategies, server-side DP,
@@ -139,7 +139,9 @@ def centralised_cmd(
     ] = "cnn-lstm",
     task: Annotated[
         str,
-        typer.Option(help="purchase | purchase-count | next-categories (run setting task)."),
+        typer.Option(
+            help="purchase | purchase-count | next-categories | next-products (run setting task)."
+        ),
     ] = "purchase",
     count_loss: Annotated[
         str,
@@ -212,8 +214,8 @@ def centralised_cmd(
         patience=patience,
         seed=cfg.seed,
     )
-    if cfg.task == RANKING_TASK:
-        _recommend(data, out, train_cfg, privacy, fernet)
+    if cfg.task in RANKING_TASKS:
+        _recommend(data, out, train_cfg, privacy, fernet, cfg.task)
         return
     with progress_bar(f"training {cfg.model}", epochs, unit="epochs") as advance:
         result = run_centralised(
@@ -242,13 +244,17 @@ def centralised_cmd(
     say_tracked(tracker, target)
 
 
-def _recommend(data: Path, out: Path, train_cfg: Any, privacy: Any, fernet: Any) -> None:
-    """Task next-categories: GRU+NCF, GRU-only and NCF-only trained centralised, with the
-    baselines, warm and cold apart; written as OUT/recommend.json and OUT/report.md."""
+def _recommend(
+    data: Path, out: Path, train_cfg: Any, privacy: Any, fernet: Any, task: str = RANKING_TASK
+) -> None:
+    """Task next-categories (or next-products: per-retailer tables side by side): GRU+NCF,
+    GRU-only and NCF-only trained centralised, with the baselines, warm and cold apart;
+    written as OUT/recommend.json and OUT/report.md."""
     from fedmarket.recommend.experiment import compare
+    from fedmarket.recommend.product_compare import compare_products
     from fedmarket.rundir import json_safe, write_json
 
-    result = compare(
+    result = (compare_products if task != RANKING_TASK else compare)(
         data,
         train_cfg,
         privacy=privacy,
@@ -257,7 +263,7 @@ def _recommend(data: Path, out: Path, train_cfg: Any, privacy: Any, fernet: Any)
     )
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "recommend.json", json_safe(result.to_dict()))
-    (out / "report.md").write_text(f"# next-categories (centralised)\n\n{result.markdown()}\n")
+    (out / "report.md").write_text(f"# {task} (centralised)\n\n{result.markdown()}\n")
     console.print(result.markdown(), highlight=False)
     console.print(f"wrote {out / 'recommend.json'}, {out / 'report.md'}")
 

@@ -48,6 +48,12 @@ class CategoryHistories:
     # every distinct (row, category, brand) of the window: what the vocabulary is built from
     seen: pd.DataFrame
     targets: list[frozenset[str]]  # categories carted or bought in the horizon
+    # task next-products (within one retailer): each event's product_id as text (None where
+    # the event has none), the products carted or bought in the horizon, and every product of
+    # a window or horizon event with its category and brand (what describes a product)
+    products: np.ndarray | None = None  # object [N, L]
+    product_targets: list[frozenset[str]] | None = None
+    described: pd.DataFrame | None = None  # product, code, brand, in_window_of (row or -1)
 
     def __len__(self) -> int:
         return len(self.customer)
@@ -69,7 +75,26 @@ class CategoryHistories:
                 ignore_index=True,
             ),
             [s for p in parts for s in p.targets],
+            *_concat_products(parts, starts),
         )
+
+
+def _concat_products(parts: list[CategoryHistories], starts: np.ndarray) -> tuple:
+    """The next-products fields of ``parts`` joined (None where any part lacks them)."""
+    if any(p.products is None or p.described is None for p in parts):
+        return None, None, None
+    described = pd.concat(
+        [
+            p.described.assign(row=np.where(p.described["row"] >= 0, p.described["row"] + o, -1))
+            for p, o in zip(parts, starts, strict=True)
+        ],
+        ignore_index=True,
+    )
+    return (
+        np.concatenate([p.products for p in parts]),
+        [s for p in parts for s in (p.product_targets or [])],
+        described,
+    )
 
 
 class CategoryHistoryBuilder:
@@ -81,8 +106,13 @@ class CategoryHistoryBuilder:
     it down the general path first.
     """
 
-    def __init__(self, window: FeatureWindow, history_length: int = 20) -> None:
+    def __init__(
+        self, window: FeatureWindow, history_length: int = 20, few_rows: bool = False
+    ) -> None:
+        """``few_rows``: a lone small chunk may take the few-rows path, which builds the
+        categories alone (no next-products fields): for scoring, not for ``data prepare``."""
         self.history_length = integer("--history-length", history_length, at_least=1)
+        self._few_rows = few_rows
         self._start = window.start.as_unit("ns").value
         self._cutoff = window.cutoff.as_unit("ns").value
         self._horizon_end = window.horizon_end.as_unit("ns").value
@@ -94,12 +124,18 @@ class CategoryHistoryBuilder:
         # by ``few_categories`` unless another chunk comes; the caller must not change it
         self._pending: pd.DataFrame | None = None
         self._folded = False
+        self._described: list[pd.DataFrame] = []
 
     def add(self, chunk: pd.DataFrame) -> None:
         """Fold one chunk in; rows without a category code are no item and are skipped."""
         if "category_code" not in chunk.columns or chunk.empty:
             return
-        if not self._folded and self._pending is None and len(chunk) <= few_rows.SMALL_ROWS:
+        if (
+            self._few_rows
+            and not self._folded
+            and self._pending is None
+            and len(chunk) <= few_rows.SMALL_ROWS
+        ):
             self._pending = chunk
             return
         self._flush()
@@ -132,23 +168,31 @@ class CategoryHistoryBuilder:
                 "etype": etype[keep].astype(np.int8),
                 "code": rows["category_code"].astype(object).to_numpy(),
                 "brand": brand.astype(object).where(brand.notna(), None).to_numpy(),
+                "product": _product_text(rows),
             }
         )
         in_window = window[keep]
-        self._targets.append(frame.loc[~in_window, ["user", "code"]].drop_duplicates())
+        self._targets.append(frame.loc[~in_window, ["user", "code", "product"]].drop_duplicates())
+        self._described.append(
+            frame.loc[frame["product"].notna(), ["user", "product", "code", "brand"]]
+            .assign(in_window=in_window[frame["product"].notna().to_numpy()])
+            .drop_duplicates()
+        )
         frame = frame[in_window]
         if frame.empty:
             return
         # a total order (customer, time, type, code, brand) on 64-bit hashes of the strings:
         # chunk order cannot change the history, and integers sort many times faster
-        for column in ("user", "code", "brand"):
+        for column in ("user", "code", "brand", "product"):
             frame[f"h_{column}"] = sort_hash(frame[column])
         self._counts = self._counts.add(frame.groupby("user").size(), fill_value=0)
         self._seen.append(frame[["user", "code", "brand"]].drop_duplicates())
         both = (
             frame if self._recent is None else pd.concat([self._recent, frame], ignore_index=True)
         )
-        both = both.sort_values(["h_user", "ns", "etype", "h_code", "h_brand"], kind="stable")
+        both = both.sort_values(
+            ["h_user", "ns", "etype", "h_code", "h_brand", "h_product"], kind="stable"
+        )
         self._recent = both.groupby("h_user", sort=False).tail(self.history_length)
 
     def finish(self, customers: np.ndarray) -> CategoryHistories:
@@ -164,6 +208,7 @@ class CategoryHistoryBuilder:
         n, length = len(customers), self.history_length
         row = pd.Series(np.arange(n), index=pd.Index(customers, dtype=object))
         codes = np.full((n, length), None, dtype=object)
+        products = np.full((n, length), None, dtype=object)
         brands = np.full((n, length), None, dtype=object)
         etypes = np.full((n, length), -1, dtype=np.int8)
         recent = self._recent if self._recent is not None else pd.DataFrame({"user": []})
@@ -174,6 +219,7 @@ class CategoryHistoryBuilder:
             back = recent.groupby("h_user", sort=False).cumcount(ascending=False).to_numpy()
             cols = length - 1 - back
             codes[rows, cols] = recent["code"].to_numpy()
+            products[rows, cols] = recent["product"].to_numpy()
             brand = recent["brand"]
             brands[rows, cols] = brand.astype(object).where(brand.notna(), None).to_numpy()
             etypes[rows, cols] = recent["etype"].to_numpy()
@@ -187,6 +233,7 @@ class CategoryHistoryBuilder:
                 "brand": seen["brand"].to_numpy(),
             }
         )
+        targets = _concat(self._targets, ("user", "code", "product"))
         return CategoryHistories(
             np.asarray(customers),
             codes,
@@ -194,8 +241,43 @@ class CategoryHistoryBuilder:
             brands,
             n_events,
             seen,
-            _sets(_concat(self._targets, ("user", "code")), "code", row),
+            _sets(targets, "code", row),
+            products,
+            _sets(targets, "product", row),
+            _described(self._described, row),
         )
+
+
+def _product_text(rows: pd.DataFrame) -> np.ndarray:
+    """Each row's product_id as text, None where the export has none."""
+    if "product_id" not in rows.columns:
+        return np.full(len(rows), None, dtype=object)
+    ids = rows["product_id"]
+    return (
+        ids.astype(object)
+        .where(ids.notna(), None)
+        .map(lambda v: None if v is None else str(v))
+        .to_numpy(dtype=object)
+    )
+
+
+def _described(parts: list[pd.DataFrame], row: pd.Series) -> pd.DataFrame:
+    """Every product of the kept customers' events with its category and brand, and the row
+    of a customer who has it in the WINDOW (-1 where only in a horizon): the catalogue's
+    source. A product's description is its first (code, brand) in sorted order, so it does
+    not depend on chunks."""
+    frame = _concat(parts, ("user", "product", "code", "brand", "in_window"))
+    frame = frame[frame["user"].isin(row.index)]
+    return pd.DataFrame(
+        {
+            "product": frame["product"].to_numpy(dtype=object),
+            "code": frame["code"].to_numpy(dtype=object),
+            "brand": frame["brand"].to_numpy(dtype=object),
+            "row": np.where(
+                frame["in_window"].to_numpy(dtype=bool), row.loc[frame["user"]].to_numpy(), -1
+            ).astype(np.int64),
+        }
+    )
 
 
 def sort_hash(values: pd.Series) -> np.ndarray:

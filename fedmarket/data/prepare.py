@@ -26,6 +26,7 @@ from fedmarket.data import (
     features,
     normalise,
     partition,
+    product_vocab,
     store,
 )
 from fedmarket.data.ingest import customers, loaders
@@ -128,7 +129,7 @@ def prepare(opts: PrepareOptions, advance: Advance | None = None) -> PrepareResu
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     partitions_meta = _write_partitions(tmp, per_retailer, retailers, assignment, stats, opts)
-    recommend = _write_recs(tmp, per_retailer, retailers, assignment, opts)
+    recommend = _write_recs(tmp, per_retailer, retailers, assignment, opts, pseudonymiser)
     for retailer, r in per_retailer.items():
         if r.customers is not None:
             _write_customers(tmp / "customers", retailer, r.customers, opts.fernet)
@@ -314,9 +315,12 @@ def _write_recs(
     retailers: list[str],
     assignment: np.ndarray,
     opts: PrepareOptions,
+    pseudonymiser: anonymise.Pseudonymiser,
 ) -> dict[str, Any] | None:
     """Task next-categories' files next to each split (``fedmarket.data.category_vocab``) and
-    the manifest entry; None (nothing written) when the events carry no category code."""
+    the manifest entry; None (nothing written) when the events carry no category code. With
+    one partition per retailer (``--partition natural``), each retailer's product catalogue
+    and product files too (task next-products, ``fedmarket.data.product_vocab``)."""
     parts = [results[r].categories for r in retailers]
     if any(p is None for p in parts) or not categories.has_taxonomy(parts):  # type: ignore[arg-type]
         return None
@@ -329,7 +333,43 @@ def _write_recs(
             idx = np.flatnonzero((assignment == pid) & mask)
             directory = store.split_dir(tmp, pid, split)
             category_vocab.write_recs(directory, category_vocab.take(encoded, idx), opts.fernet)
-    return vocab.to_manifest(opts.history_length)
+    entry = vocab.to_manifest(opts.history_length)
+    if opts.scheme == "natural":
+        entry["products"] = _write_products(tmp, results, retailers, vocab, opts, pseudonymiser)
+    return entry
+
+
+def _write_products(
+    tmp: Path,
+    results: dict[str, RetailerPreparation],
+    retailers: list[str],
+    vocab: category_vocab.Vocabulary,
+    opts: PrepareOptions,
+    pseudonymiser: anonymise.Pseudonymiser,
+) -> dict[str, Any]:
+    """Each retailer's catalogue and product files, built from its own data only (partition
+    i is retailer i under the natural scheme); the manifest gets the counts, no product."""
+    sizes = {}
+    for pid, retailer in enumerate(retailers):
+        histories, is_test = results[retailer].categories, results[retailer].is_test
+        if histories is None:  # no category-coded event: _write_recs wrote nothing either
+            continue
+        keyed = product_vocab.pseudonyms(retailer, histories, pseudonymiser)
+        catalogue = product_vocab.Catalogue.build(histories, is_test, vocab, keyed)
+        encoded = product_vocab.encode(histories, catalogue, keyed)
+        product_vocab.write_catalogue(tmp / "partitions" / str(pid), catalogue, opts.fernet)
+        for split, mask in (("train", ~is_test), ("test", is_test)):
+            directory = store.split_dir(tmp, pid, split)
+            part = product_vocab.take(encoded, np.flatnonzero(mask))
+            product_vocab.write_products(directory, part, opts.fernet)
+        sizes[str(pid)] = {"products": len(catalogue), "known": catalogue.n_known}
+    return {
+        "task": "next-products",
+        "catalogues": "partitions/<i>/catalogue.npz, built at each retailer from its own "
+        "events; known products: in training customers' windows; the others are new "
+        "(content only)",
+        "partitions": sizes,
+    }
 
 
 def _write_customers(

@@ -36,7 +36,7 @@ from fedmarket.experiments.ray_session import (
     start_runtime_warm,
 )
 from fedmarket.experiments.run_anchor import anchor_block
-from fedmarket.names import RANKING_TASK
+from fedmarket.names import PRODUCTS_TASK, RANKING_TASKS
 from fedmarket.progress import log_file, progress_bar, quiet_flower
 from fedmarket.rundir import RunDir
 from fedmarket.threads import apply_threads, choose_threads
@@ -121,7 +121,7 @@ def _simulate(
             fernet=plan.fernet,
         )
         federated.update(run.finish(0.0))
-    if plan.cfg.task == RANKING_TASK:  # a ranking has its own comparison and report
+    if plan.cfg.task in RANKING_TASKS:  # a ranking has its own comparison and report
         from fedmarket.experiments.recommend_run import write_recommend_outputs
 
         summary = write_recommend_outputs(
@@ -156,10 +156,14 @@ def preflight(cfg: RunConfig) -> int:
     data_dir = Path(cfg.data_dir)
     manifest = store.read_manifest(data_dir)
     store.verify_prepared(data_dir, manifest)
-    if cfg.task == RANKING_TASK:
+    if cfg.task in RANKING_TASKS:
         from fedmarket.recommend.data import check_prepared
 
         check_prepared(data_dir, manifest)
+    if cfg.task == PRODUCTS_TASK:
+        from fedmarket.recommend.products import check_prepared_products
+
+        check_prepared_products(data_dir, manifest)
     n_clients = len(manifest["partitions"])
     check_setup(cfg, n_clients, warn=False)  # the strategy warns once, when it is built
     return n_clients

@@ -22,7 +22,7 @@ from fedmarket.errors import BudgetExhaustedError
 from fedmarket.federated.client_state import PrivacyJournal, update_digest
 from fedmarket.metrics import ONE_TEST_SET_KEYS
 from fedmarket.models import build_model
-from fedmarket.names import RANKING_TASK
+from fedmarket.names import PRODUCTS_TASK, RANKING_TASKS
 from fedmarket.privacy import accounting
 from fedmarket.privacy.accounting import AccountantState
 from fedmarket.recommend.data import load_task_split, model_inputs
@@ -51,7 +51,7 @@ def load_partition(
     """The partition's (train, test) splits as ``task`` reads them (``recommend.data``)."""
     where = Path(data_dir).resolve()
     version = (where / store.MANIFEST_NAME).stat().st_mtime_ns
-    kind = "ranking" if task == RANKING_TASK else "arrays"
+    kind = task if task in RANKING_TASKS else "arrays"
     key = (str(where), int(partition_id), version, kind)
     with _PARTITIONS_LOCK:
         if key not in _PARTITIONS:
@@ -84,6 +84,12 @@ class RetailerClient:
         self.partition_id = int(partition_id)
         manifest = store.read_manifest(data_dir)
         self.n_features, self.data_options = model_inputs(manifest, cfg.task)
+        if cfg.task == PRODUCTS_TASK:  # the retailer's own catalogue: its private table's rows
+            from fedmarket.data.product_vocab import read_catalogue
+            from fedmarket.recommend.products import catalogue_option, partition_dir
+
+            catalogue = read_catalogue(partition_dir(data_dir, partition_id), fernet)
+            self.data_options["catalogue"] = catalogue_option(catalogue, partition_id)
         self.train_split, self.test_split = load_partition(data_dir, partition_id, fernet, cfg.task)
         self.task = get_task(cfg.task)
         self.privacy = cfg.privacy(store.n_train_total(manifest))
@@ -125,6 +131,7 @@ class RetailerClient:
             cfg.count_loss,
             dp,
             data,
+            self.partition_id if cfg.task == PRODUCTS_TASK else None,  # its own catalogue
             threading.get_ident(),
         )
 

@@ -31,7 +31,7 @@ import torch
 
 from fedmarket.federated.client import TrainOutcome, round_seed
 from fedmarket.federated.client_state import PrivacyJournal
-from fedmarket.models import split_head
+from fedmarket.models import split_head, split_private
 from fedmarket.predictions import Predictions
 from fedmarket.training import fit, predict
 
@@ -42,6 +42,9 @@ if TYPE_CHECKING:
 # personal step in round r. Server rounds stay far below it.
 PERSONAL_KEY = 1_000_000
 HEAD, DITTO = "head", "ditto"
+# What a client keeps whatever the personalisation: the model's private part for the task
+# (``fedmarket.models.split_private``: next-products' retailer-private product table).
+PRIVATE = "private"
 PERSONAL_SCORES = "personal_test_scores.csv"
 
 Weights = dict[str, torch.Tensor]
@@ -81,6 +84,31 @@ def with_head(weights: Mapping[str, torch.Tensor], head: Mapping[str, torch.Tens
     """``weights`` (the global model, or its body alone) completed with the client's own
     ``head``; the global model as it is where the client has no head yet."""
     return {**weights, **(head or {})}
+
+
+def with_private(
+    client: RetailerClient, received: Mapping[str, torch.Tensor], kept: Mapping | None
+) -> Weights:
+    """The global (shared) weights completed with the client's private part: the one it
+    kept, or in its first round its model's seeded initial one. ``received`` as it is for a
+    task without a private part."""
+    cfg = client.cfg
+    if not _has_private(client):
+        return dict(received)
+    if kept is None:
+        kept = split_private(cfg.model, cfg.task, client.new_model(False).state_dict())[1]
+    return {**received, **kept}
+
+
+def shared_and_private(client: RetailerClient, state_dict: Mapping[str, torch.Tensor]):
+    """(sent, kept) of a trained model: the private part never leaves the client."""
+    return split_private(client.cfg.model, client.cfg.task, state_dict)
+
+
+def _has_private(client: RetailerClient) -> bool:
+    from fedmarket.models.registry import private_prefixes
+
+    return bool(private_prefixes(client.cfg.model, client.cfg.task))
 
 
 def body_and_head(model: str, state_dict: Mapping[str, torch.Tensor]) -> tuple[Weights, Weights]:

@@ -27,7 +27,7 @@ from fedmarket.data import store
 from fedmarket.errors import ConfigError, RunStopped
 from fedmarket.metrics import interval_keys
 from fedmarket.models import build_model
-from fedmarket.names import RANKING_TASK
+from fedmarket.names import PRODUCTS_TASK, RANKING_TASK
 from fedmarket.predictions import Predictions, pooled_partitions, write_predictions
 from fedmarket.privacy.central import central_epsilon, default_central_delta
 from fedmarket.recommend.data import RecSplit, load_rec_partitions, model_inputs
@@ -100,7 +100,11 @@ class RunLog:
             self.n_train_total = store.n_train_total(manifest)
             self.partition_ids = store.partition_ids(manifest)
             self.labels = manifest.get("labels")
-            if cfg.task == RANKING_TASK:  # the recommender's split (fedmarket.recommend)
+            if cfg.task == PRODUCTS_TASK:
+                # no server-side test: the global model is the shared part only, and each
+                # retailer's product table never leaves it (the clients evaluate)
+                self.test = None
+            elif cfg.task == RANKING_TASK:  # the recommender's split (fedmarket.recommend)
                 self.test = RecSplit.concat(load_rec_partitions(data_dir, "test", fernet))
                 self.test_partition = self.test.partition
             else:

@@ -13,6 +13,7 @@ from fedmarket.models.registry import (
     head_keys,
     model_hparams,
     split_head,
+    split_private,
 )
 from fedmarket.models.sequence import SequenceModel
 
@@ -27,4 +28,5 @@ __all__ = [
     "head_keys",
     "model_hparams",
     "split_head",
+    "split_private",
 ]

@@ -58,6 +58,9 @@ class ModelSpec:
     defaults: Mapping[str, Any]
     description: str
     head: tuple[str, ...] = _HEAD
+    # (task, state-dict prefixes) that never leave the client, whatever the personalisation
+    # (next-products' retailer-private product table); what FedAvg averages is the rest
+    private: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
 MODEL_REGISTRY: Mapping[str, ModelSpec] = MappingProxyType(
@@ -110,6 +113,7 @@ MODEL_REGISTRY: Mapping[str, ModelSpec] = MappingProxyType(
             MappingProxyType(
                 {
                     "vocabulary": None,
+                    "catalogue": None,
                     "mode": "gru-ncf",
                     "embedding_dim": 32,
                     "hidden_size": 64,
@@ -119,8 +123,10 @@ MODEL_REGISTRY: Mapping[str, ModelSpec] = MappingProxyType(
             ),
             "task next-categories: GRU (64) over the category events -> customer state, NCF "
             "(GMF + MLP 64) over (state, content embedding of each item, 32); mode gru / ncf "
-            "for the GRU-only and NCF-only ablations; needs vocabulary=manifest['recommend']",
+            "for the GRU-only and NCF-only ablations; needs vocabulary=manifest['recommend']; "
+            "task next-products: plus a retailer-private product table (catalogue=...)",
             (),  # ranks items; no per-customer head to personalise
+            (("next-products", ("products.",)),),
         ),
     }
 )
@@ -167,6 +173,24 @@ def split_head(
     head = set(head_keys(name, state_dict))
     body = {k: v for k, v in state_dict.items() if k not in head}
     return body, {k: v for k, v in state_dict.items() if k in head}
+
+
+def private_prefixes(name: str, task: str) -> tuple[str, ...]:
+    """The state-dict prefixes of model ``name`` that stay at the client for ``task``."""
+    return dict(_spec(name).private).get(task, ())
+
+
+def split_private(
+    name: str, task: str, state_dict: Mapping[str, torch.Tensor]
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """(shared, private) of ``state_dict``: the private part (``ModelSpec.private``, e.g. the
+    retailer's product table of next-products) is what a client keeps and never sends; for
+    a task without one, (everything, {})."""
+    prefixes = private_prefixes(name, task)
+    if not prefixes:
+        return dict(state_dict), {}
+    shared = {k: v for k, v in state_dict.items() if not k.startswith(prefixes)}
+    return shared, {k: v for k, v in state_dict.items() if k.startswith(prefixes)}
 
 
 def model_hparams(name: str) -> dict[str, Any]:

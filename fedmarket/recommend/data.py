@@ -25,7 +25,7 @@ from fedmarket.data.category_vocab import (
     read_recs,
 )
 from fedmarket.errors import DataError
-from fedmarket.names import RANKING_TASK
+from fedmarket.names import PRODUCTS_TASK, RANKING_TASK
 
 # A customer with fewer window events (with a category) than this at the cut-off is "cold":
 # evaluated apart from the warm ones. 3: fewer than three events give a GRU almost no order.
@@ -51,7 +51,7 @@ class RecSplit:
         return len(self.X)
 
     def take(self, index: np.ndarray) -> RecSplit:
-        return RecSplit(*(np.asarray(getattr(self, f.name))[index] for f in fields(self)))
+        return type(self)(*(np.asarray(getattr(self, f.name))[index] for f in fields(self)))
 
     @staticmethod
     def concat(parts: Iterable[RecSplit]) -> RecSplit:
@@ -130,6 +130,8 @@ def model_inputs(
     server, run log) learn what the data gives the model."""
     if task == RANKING_TASK:
         return 3, {"vocabulary": vocabulary_entry(manifest)}
+    if task == PRODUCTS_TASK:  # the shared part; a client adds its own catalogue
+        return 5, {"vocabulary": vocabulary_entry(manifest)}
     return store.n_features(manifest), {}
 
 
@@ -138,6 +140,11 @@ def load_task_split(
 ) -> store.SplitArrays | RecSplit:
     """One split as ``task`` trains on it: the purchase arrays, or the recommender's split
     (training customers with a target only: the others have nothing to rank)."""
+    if task == PRODUCTS_TASK:
+        from fedmarket.recommend.products import load_product_split
+
+        rec = load_product_split(data_dir, partition, split, fernet)
+        return rec.with_targets() if split == "train" else rec
     if task != RANKING_TASK:
         return store.load_split(data_dir, partition, split, fernet, mmap=False)
     rec = load_rec_split(data_dir, partition, split, fernet)

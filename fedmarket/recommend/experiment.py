@@ -51,10 +51,11 @@ class Comparison:
     epsilon: float | None
     wall_s: float
     notes: dict[str, Any] = field(default_factory=dict)
+    task: str = TASK
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "task": TASK,
+            "task": self.task,
             "table": self.rows,
             "n_train": self.n_train,
             "n_test": self.n_test,

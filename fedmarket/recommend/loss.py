@@ -10,6 +10,7 @@ a few dozen categories a sampled softmax would be almost a full softmax and gain
 
 The draws use torch's default generator on the scores' device: ``fedmarket.training.fit``
 seeds it for the call (``_scoped_torch_rng``), so a training run is repeatable from its seed.
+Items scored ``MASKED`` (not the customer's to rank) are never drawn as negatives.
 A customer without any relevant item contributes 0 (it has no positive to rank); the loss of
 one customer depends on that customer's scores only, as per-sample DP needs.
 """
@@ -21,6 +22,10 @@ from torch import Tensor, nn
 
 from fedmarket.checks import integer
 from fedmarket.errors import DataError
+
+# The score a model gives an item that is not the customer's to rank (another retailer's
+# product in the centralised next-products reference): never drawn as a negative.
+MASKED = -1.0e4
 
 
 class SampledBPRLoss(nn.Module):
@@ -44,8 +49,13 @@ class SampledBPRLoss(nn.Module):
         has = relevant.any(dim=1)
         weights = relevant.float() + (~has).float()[:, None]  # any row may be drawn from
         pos = torch.multinomial(weights, 1)  # [B, 1]
-        neg = torch.randint(0, n_items, (batch, self.n_negatives), device=score.device)
-        valid = ~relevant.gather(1, neg) & has[:, None]
+        allowed = score.detach() > MASKED / 2
+        if bool(allowed.all()):
+            neg = torch.randint(0, n_items, (batch, self.n_negatives), device=score.device)
+        else:  # draw among the customer's own items only (a row of one customer's scores)
+            neg = torch.multinomial(allowed.float() + (~allowed.any(1)).float()[:, None],
+                                    self.n_negatives, replacement=True)  # fmt: skip
+        valid = ~relevant.gather(1, neg) & has[:, None] & allowed.gather(1, neg)
         diff = score.gather(1, pos) - score.gather(1, neg)
         pair = nn.functional.softplus(-diff) * valid  # -log sigmoid(diff)
         per_customer = pair.sum(dim=1) / valid.sum(dim=1).clamp(min=1)

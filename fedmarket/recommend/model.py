@@ -20,6 +20,18 @@ the candidate items repeated per customer), so under Opacus the table's per-samp
 that customer's own rows (an embedding used on a shared buffer would have no batch dimension).
 The DP form swaps the GRU for Opacus' DPGRU (``fedmarket.models.recurrent``; same state dict).
 No BatchNorm (Opacus cannot privatise it).
+
+Task ``next-products`` (within one retailer, ``fedmarket.recommend.products``): ``X`` is
+``[B, L, 5]`` (item, type, brand, product, partition) and the candidates are the rows of a
+``catalogue`` (each product's content tokens: category prefixes and brand). A product's
+embedding is its content's plus, for a product known at the cut-off, its row of the
+retailer-private table ``products`` (``PRIVATE_PREFIX``: FedAvg never sees it, zero-initialised
+so a product starts at its content); a new product (first seen after the cut-off, or only in
+test windows) and padding take no private row: the content-only cold path. An event adds its
+product's private row to the category event of ``next-categories``. ``owner`` says whose
+product each candidate is: a customer's scores for another partition's products are the
+constant ``MASKED`` (the centralised reference holds every retailer's table in one model).
+Without a catalogue the model is the shared part only (the server's global model).
 """
 
 from __future__ import annotations
@@ -33,9 +45,13 @@ from fedmarket.checks import integer, number
 from fedmarket.data.category_vocab import Vocabulary
 from fedmarket.errors import ConfigError
 from fedmarket.models.recurrent import RecurrentStack
+from fedmarket.recommend.loss import MASKED
 
 MODES: tuple[str, ...] = ("gru-ncf", "gru", "ncf")
 N_EVENT_TYPES = 4
+TASKS: tuple[str, ...] = ("next-categories", "next-products")
+FEATURES = {"next-categories": 3, "next-products": 5}
+PRIVATE_PREFIX = "products."  # the retailer-private product table's state-dict keys
 
 
 class GruNcf(nn.Module):
@@ -48,6 +64,7 @@ class GruNcf(nn.Module):
         task: str = "next-categories",
         dp: bool | str = False,
         vocabulary: dict[str, Any] | None = None,
+        catalogue: dict[str, Any] | None = None,
         mode: str = "gru-ncf",
         embedding_dim: int = 32,
         hidden_size: int = 64,
@@ -55,12 +72,18 @@ class GruNcf(nn.Module):
         dropout: float = 0.1,
     ) -> None:
         super().__init__()
-        if task != "next-categories":
-            raise ConfigError(f"model gru-ncf predicts task 'next-categories', not {task!r}")
-        if n_features != 3:
+        if task not in TASKS:
             raise ConfigError(
-                f"model gru-ncf reads 3 values per event (item, type, brand), got {n_features}"
+                f"model gru-ncf predicts task {' or '.join(map(repr, TASKS))}, not {task!r}"
             )
+        if n_features != FEATURES[task]:
+            raise ConfigError(
+                f"model gru-ncf reads {FEATURES[task]} values per event for task {task} "
+                f"(item, type, brand{', product, partition' if FEATURES[task] == 5 else ''}), "
+                f"got {n_features}"
+            )
+        if catalogue is not None and task != "next-products":
+            raise ConfigError("a product catalogue is for task next-products only")
         if vocabulary is None:
             raise ConfigError(
                 "model gru-ncf needs the prepared data's vocabulary: pass "
@@ -95,8 +118,37 @@ class GruNcf(nn.Module):
                 nn.Linear(2 * d, mlp_size), nn.ReLU(), nn.Linear(mlp_size, d), nn.ReLU()
             )
             self.out = nn.Linear(2 * d, 1)
+        self.task, self.products = task, None
+        if catalogue is not None:
+            self._catalogue(catalogue, d)
+
+    def _catalogue(self, catalogue: dict[str, Any], d: int) -> None:
+        """The retailer's products: content tokens, private rows, owners (buffers, rebuilt
+        from the data, never averaged) and the private table (``PRIVATE_PREFIX``)."""
+        try:
+            content = torch.as_tensor(catalogue["content"], dtype=torch.long)
+            private = torch.as_tensor(catalogue["private"], dtype=torch.long)
+            owner = torch.as_tensor(catalogue["owner"], dtype=torch.long)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(f"gru-ncf catalogue is incomplete ({exc})") from None
+        n = len(content)
+        if content.dim() != 2 or private.shape != (n,) or owner.shape != (n,):
+            raise ConfigError("gru-ncf catalogue: content [P, D], private [P], owner [P] needed")
+        n_private = int(private.max().item()) + 1 if n else 0
+        self.n_items = n
+        self.register_buffer("cand_content", content, persistent=False)
+        # row n_private: no private row (padding, no product, a new product)
+        self.register_buffer(
+            "cand_private", torch.where(private < 0, n_private, private), persistent=False
+        )
+        self.register_buffer("owner", owner, persistent=False)
+        self.n_private = n_private
+        self.products = nn.Embedding(n_private + 1, d)
+        nn.init.zeros_(self.products.weight)
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.task == "next-products":
+            return self._forward_products(x)
         batch, length, _ = x.shape
         item = x[..., 0].long()
         item = torch.where(item < 0, self.n_items, item)
@@ -123,3 +175,43 @@ class GruNcf(nn.Module):
             weights = present.float()[..., None]
             return self.state((events * weights).sum(1) / weights.sum(1).clamp(min=1.0))
         return self.state(self.gru(events)[:, -1])
+
+    def _forward_products(self, x: Tensor) -> Tensor:
+        """Task next-products: see the module docstring (one lookup per table)."""
+        if self.products is None:
+            raise ConfigError(
+                "gru-ncf for next-products needs the retailer's catalogue: the shared model "
+                "alone ranks no retailer's products (build it with catalogue=...)"
+            )
+        batch, length, _ = x.shape
+        item = x[..., 0].long()
+        item = torch.where(item < 0, len(self.content) - 1, item)
+        etype = x[..., 1].long() + 1
+        brand = x[..., 2].long()
+        product = x[..., 3].long()
+        hist_private = torch.where(
+            product < 0, self.n_private, self.cand_private[product.clamp(min=0)]
+        )
+        hist_tokens = self.content[item]  # [B, L, D]
+        cand = self.cand_content.expand(batch, -1, -1)  # [B, P, D + 1]
+        depth, width = hist_tokens.shape[-1], cand.shape[-1]
+        index = torch.cat([hist_tokens.flatten(1), brand, cand.flatten(1)], dim=1)
+        emb = self.tokens(index)
+        private_index = torch.cat([hist_private, self.cand_private.expand(batch, -1)], dim=1)
+        has = (private_index < self.n_private).float()[..., None]
+        private = self.products(private_index) * has  # zero where there is no private row
+        n_hist = length * depth
+        events = emb[:, :n_hist].reshape(batch, length, depth, -1).sum(2)
+        events = events + emb[:, n_hist : n_hist + length] + self.types(etype)
+        events = events + private[:, :length]
+        items = emb[:, n_hist + length :].reshape(batch, self.n_items, width, -1).sum(2)
+        items = items + private[:, length:]
+        state = self.drop(self._customer(events, etype > 0))
+        if self.mode == "gru":
+            score = (state[:, None, :] * items).sum(-1)
+        else:
+            gmf = self.gmf(state)[:, None, :] * items
+            pair = torch.cat([state[:, None, :].expand_as(items), items], dim=-1)
+            score = self.out(torch.cat([gmf, self.mlp(pair)], dim=-1)).squeeze(-1)
+        mine = self.owner[None, :] == x[:, :1, 4].long()
+        return torch.where(mine, score, torch.full_like(score, MASKED))

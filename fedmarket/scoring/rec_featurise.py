@@ -81,7 +81,7 @@ def featurise_rec_frames(
     ``bought``: with the categories each customer bought in the window."""
     customers = features.SequenceBuilder(window, str(model.manifest.get("labels", {}).get(
         "count_unit", "transactions")))  # fmt: skip
-    histories = categories.CategoryHistoryBuilder(window, model.history_length)
+    histories = categories.CategoryHistoryBuilder(window, model.history_length, few_rows=True)
     purchases: list[Pairs] = []
     n_events = 0
     for frame in frames:

@@ -39,7 +39,7 @@ from fedmarket.names import RANKING_TASK
 from fedmarket.recommend import baselines
 from fedmarket.recommend.data import RecSplit, load_rec_partitions, vocabulary_entry
 from fedmarket.rundir import RunDir
-from fedmarket.scoring.run_model import manifest_window, run_with_manifest
+from fedmarket.scoring.run_model import manifest_window, products_refusal, run_with_manifest
 from fedmarket.tasks import Task, get_task
 from fedmarket.training import predict
 
@@ -113,6 +113,8 @@ def is_ranking_run(run_dir: Path) -> bool:
 
 def _customer_run(files: RunDir, cfg: RunConfig) -> str | None:
     """Why a run that scores customers is not loaded here (None for a ranking run)."""
+    if (reason := products_refusal(files, cfg)) is not None:
+        return reason
     if cfg.task == RANKING_TASK:
         return None
     return (

@@ -28,6 +28,7 @@ from fedmarket.data import features, store
 from fedmarket.data.normalise import NormStats
 from fedmarket.errors import ConfigError
 from fedmarket.models import build_model
+from fedmarket.names import PRODUCTS_TASK
 from fedmarket.rundir import CALIBRATION, RunDir
 from fedmarket.tasks import Task, get_task
 from fedmarket.training import predict
@@ -143,8 +144,21 @@ def run_with_manifest(
     return OpenedRun(files, cfg, data_dir, store.read_manifest(data_dir))
 
 
+def products_refusal(files: RunDir, cfg: RunConfig) -> str | None:
+    """Why no scoring path takes a next-products run yet (None for any other task)."""
+    if cfg.task != PRODUCTS_TASK:
+        return None
+    return (
+        f"{files.path}: a next-products run ranks each retailer's own products with a "
+        "product table that stays at that retailer; `fedmarket score`, `serve` and "
+        "`export` do not take such a run yet (its evaluation is the run's report.md)"
+    )
+
+
 def _ranking_run(files: RunDir, cfg: RunConfig) -> str | None:
     """Why a run that ranks items is not loaded here (None for a run that scores customers)."""
+    if (reason := products_refusal(files, cfg)) is not None:
+        return reason
     if get_task(cfg.task).target_ndim == 1:
         return None
     return (

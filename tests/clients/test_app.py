@@ -221,3 +221,30 @@ def test_the_client_trains_on_the_threads_its_actor_is_given(tiny_data, monkeypa
     monkeypatch.setenv("FEDMARKET_THREADS", "1")
     client_app(evaluate_instruction(start_weights(), 1), node_context(0, run_config(tiny_data)))
     assert seen == [1]
+
+
+def test_next_products_sends_no_private_table_and_keeps_it_for_the_next_round(tiny_data, tiny_raw):
+    from fedmarket.recommend.data import model_inputs
+    from server.app import initial_weights
+
+    cfg = run_config(tiny_data, task="next-products", model="gru-ncf", dp="none")
+    settings = RunConfig.from_mapping(cfg)
+    manifest = json.loads((tiny_data / "manifest.json").read_text())
+    weights = initial_weights(settings, *model_inputs(manifest, "next-products"))
+    assert not any(k.startswith("products.") for k in weights)  # the server holds none
+    context = node_context(1, cfg)
+    reply = client_app(train_instruction(weights, 1), context)
+    assert not reply.has_error()
+    [arrays] = reply.content.array_records.values()
+    sent = arrays.to_torch_state_dict()
+    assert list(sent) == list(weights)  # exactly the shared part: no private-table key
+    assert_nothing_per_customer(reply, tiny_data, tiny_raw, weights)
+    kept = context.state["fedmarket-private"].to_torch_state_dict()
+    assert list(kept) == ["products.weight"] and kept["products.weight"].abs().sum() > 0
+    # round 2 starts from the kept table (it trains on), the reply is still shared-only
+    reply = client_app(train_instruction(sent, 2), context)
+    assert list(reply.content.array_records["arrays"].to_torch_state_dict()) == list(weights)
+    again = context.state["fedmarket-private"].to_torch_state_dict()["products.weight"]
+    assert not torch.equal(again, kept["products.weight"])
+    metrics = client_app(evaluate_instruction(sent, 2), context).content["metrics"]
+    assert 0.0 <= metrics["hr@10"] <= 1.0

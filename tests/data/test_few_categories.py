@@ -55,7 +55,7 @@ def build(
     *,
     general: bool,
 ) -> CategoryHistories:
-    builder = CategoryHistoryBuilder(FeatureWindow(cutoff), length)
+    builder = CategoryHistoryBuilder(FeatureWindow(cutoff), length, few_rows=True)
     for chunk in chunks:
         builder.add(chunk)
     if not general:
@@ -163,3 +163,14 @@ def test_unknown_event_types_and_no_brand_column() -> None:
         assert_same(
             build([df], cutoff, 5, who, general=False), build([df], cutoff, 5, who, general=True)
         )
+
+
+def test_prepare_never_takes_the_few_rows_path() -> None:
+    """The few-rows path builds the categories alone; ``data prepare`` (few_rows off, the
+    default) also needs the next-products fields, even from a single small chunk."""
+    chunk = events(np.random.default_rng(7), 40)
+    customers = chunk["user_id"].astype(str).unique()
+    builder = CategoryHistoryBuilder(FeatureWindow(CUTOFFS[0]), 5)
+    builder.add(chunk)
+    out = builder.finish(customers)
+    assert out.products is not None and out.described is not None

@@ -119,3 +119,17 @@ def test_the_task_and_the_source_are_checked_before_the_data(
     ranking = _moved_data(scoring_run, tmp_path / "ranking", task="next-categories")
     with pytest.raises(ConfigError, match="ranks items for each customer"):
         load_run_model(ranking)
+
+
+def test_a_next_products_run_is_refused_with_what_to_use_instead(tmp_path):
+    from fedmarket.config import RunConfig
+    from fedmarket.rundir import RunDir
+
+    RunDir(tmp_path).write_config(
+        RunConfig.from_mapping({"task": "next-products", "model": "gru-ncf"})
+    )
+    from fedmarket.scoring.rec_model import load_rec_model
+
+    for load in (load_run_model, load_rec_model):
+        with pytest.raises(ConfigError, match="next-products run ranks each retailer"):
+            load(tmp_path)
