@@ -73,7 +73,7 @@ def anonymise_events(chunk: pd.DataFrame, pseudonymiser: Pseudonymiser) -> pd.Da
     if "user_id" not in chunk.columns:
         raise DataError(f"event chunk has no user_id column (columns: {list(chunk.columns)})")
     out = chunk.drop(columns=[c for c in chunk.columns if _is_direct_identifier(c)])
-    out["user_id"] = pseudonymiser.map(out["user_id"])
+    out["user_id"] = pseudonymiser.map_categorical(out["user_id"])  # one text per customer
     if "user_session" in out.columns:  # only counted, never released: see the module docstring
         out["user_session"] = pseudonymiser.tokens(out["user_session"])
     return out

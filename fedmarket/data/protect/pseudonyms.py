@@ -94,6 +94,28 @@ class Pseudonymiser:
         taken = digests.take(codes)
         return pd.Series(pd.array(taken, dtype="string"), index=values.index, name=values.name)
 
+    def map_categorical(self, values: pd.Series) -> pd.Series:
+        """``map``'s pseudonyms as a pandas Categorical: a code per row, each pseudonym once.
+
+        For the event chunks of ``data prepare``, where a customer's id repeats on every one
+        of their events: the 64-character text is not copied onto each row (32 MB a chunk),
+        and the features' and category histories' look-ups of the customers read the codes
+        instead of hashing the text again. The values are ``map``'s.
+        """
+        if pd.api.types.is_float_dtype(values.dtype):
+            raise DataError(
+                f"id column {values.name!r} has float dtype {values.dtype}; ids must be "
+                f"strings or integers (read the file with dtype=str for this column)"
+            )
+        codes, texts = _distinct_utf8(values)
+        digests = _hex_array(self._digests(texts)).to_numpy(zero_copy_only=False)
+        # 123 and "123" of an object column share a pseudonym: categories must be unique
+        merged, categories = pd.factorize(digests)
+        rows = pc.fill_null(codes, -1).to_numpy(zero_copy_only=False)
+        rows = np.where(rows >= 0, merged[np.maximum(rows, 0)] if len(merged) else -1, -1)
+        table = pd.Categorical.from_codes(rows, categories=pd.Index(categories, dtype=object))
+        return pd.Series(table, index=values.index, name=values.name)
+
     def tokens(self, values: pd.Series) -> pd.Series:
         """Keyed 64-bit tokens of a column (nullable Int64; missing ids stay missing).
 

@@ -231,3 +231,25 @@ def test_tokens_of_integer_ids_agree_with_their_text_and_refuse_floats() -> None
     assert len(pseudo.tokens(pd.Series([], dtype="string[pyarrow]"))) == 0
     with pytest.raises(DataError, match="float"):
         pseudo.tokens(pd.Series([1.0, 2.0], name="user_session"))
+
+
+@pytest.mark.parametrize("dtype", ["string[pyarrow]", "string[python]", object])
+def test_map_categorical_has_the_values_of_map(dtype: object) -> None:
+    ids = pd.Series(SAMPLE * 3, dtype=dtype).iloc[2:]
+    out = Pseudonymiser(KEY).map_categorical(ids)
+    assert isinstance(out.dtype, pd.CategoricalDtype) and out.index.equals(ids.index)
+    expected = per_row_reference(KEY, list(ids.astype(object).where(ids.notna(), None)))
+    assert out.astype(object).where(out.notna(), None).tolist() == expected
+    assert len(out.cat.categories) == 6  # each distinct id's pseudonym once
+
+
+def test_map_categorical_merges_ids_that_share_a_pseudonym() -> None:
+    mixed = pd.Series(["7", 7, None, "a", 7], dtype=object)
+    out = Pseudonymiser(KEY).map_categorical(mixed)
+    assert out.astype(object).where(out.notna(), None).tolist() == per_row_reference(
+        KEY, ["7", 7, None, "a", 7]
+    )
+    assert len(out.cat.categories) == 2
+    assert Pseudonymiser(KEY).map_categorical(pd.Series([None], dtype="string")).isna().all()
+    with pytest.raises(DataError, match="float"):
+        Pseudonymiser(KEY).map_categorical(pd.Series([1.5]))
