@@ -69,7 +69,11 @@ def _is_direct_identifier(column: object) -> bool:
 
 
 def anonymise_events(chunk: pd.DataFrame, pseudonymiser: Pseudonymiser) -> pd.DataFrame:
-    """Pseudonymise ids in one chunk of events; the input frame is left unchanged."""
+    """Pseudonymise ids in one chunk of events; the input frame is left unchanged.
+
+    ``user_id`` comes back as a Categorical of pseudonyms (``Pseudonymiser.map_categorical``)
+    and ``user_session`` as nullable Int64 tokens (``Pseudonymiser.tokens``).
+    """
     if "user_id" not in chunk.columns:
         raise DataError(f"event chunk has no user_id column (columns: {list(chunk.columns)})")
     out = chunk.drop(columns=[c for c in chunk.columns if _is_direct_identifier(c)])
