@@ -125,7 +125,8 @@ class Pseudonymiser:
         the 64-character HMAC per distinct session (1.9M on the default data) was a quarter
         of ``data prepare``. Equal ids give equal tokens; two ids share one with probability
         about n^2 / 2^65, as the 64-bit hashes the features kept of the pseudonyms did.
-        Integer ids are hashed as their decimal text, as in ``map``.
+        Integer ids are hashed as their decimal text, as in ``map``. Tokens live only within
+        one run (never written), so a pandas release that hashed differently changes nothing.
         """
         if pd.api.types.is_float_dtype(values.dtype):
             raise DataError(
