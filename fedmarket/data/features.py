@@ -264,6 +264,26 @@ def _unique_pairs(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     return a[new], b[new]
 
 
+def _session_keys(sessions: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(non-missing, a 64-bit key per non-missing session) for counting distinct sessions.
+
+    Integer sessions (``Pseudonymiser.tokens``, what ``data prepare`` gives) are their own
+    keys; text (pseudonyms, raw ids) is hashed, as ``hash_pandas_object`` would without the
+    Series. The two kinds must not meet in one builder: a session's key would differ.
+    """
+    has = ~np.asarray(pd.isna(sessions), dtype=bool)
+    present = sessions[has]
+    if isinstance(present, pd.arrays.IntegerArray) or (
+        isinstance(present, np.ndarray) and present.dtype.kind in "iu"
+    ):
+        return has, np.asarray(present, dtype=np.int64)
+    if len(present) and isinstance(present[0], int | np.integer):  # few_rows' object array
+        return has, np.array(present.tolist(), dtype=np.int64)
+    # hashing the distinct values first only pays on many rows (its table costs ~0.2 ms)
+    hashed = pd.util.hash_array(present, categorize=len(present) > _SMALL_PAIRS)
+    return has, hashed.view(np.int64)
+
+
 class _KeySet:
     """Deduplicated integer key pairs, compacted whenever the pending rows pile up."""
 
@@ -479,15 +499,8 @@ class SequenceBuilder:
         first = self._first.reshape(-1)
         np.minimum.at(first, ids * 2, offset)
         np.minimum.at(first, ids[bought] * 2 + 1, offset[bought])
-        sessions = rows["user_session"]
-        has = ~np.asarray(pd.isna(sessions), dtype=bool)
-        # hash_pandas_object's hash of the values (index=False), without building a Series;
-        # the same hashes either way, but hashing the distinct values first only pays on many
-        # rows (its hash table costs ~0.2 ms)
-        sessions = sessions[has]
-        hashed = pd.util.hash_array(sessions, categorize=len(sessions) > _SMALL_PAIRS)
-        hashed = hashed.view(np.int64)
-        self._sessions.add(cell[has], hashed)  # 64-bit hashes: a collision is ~N^2/2^65 unlikely
+        has, keys = _session_keys(rows["user_session"])
+        self._sessions.add(cell[has], keys)  # 64-bit keys: a collision is ~N^2/2^65 unlikely
         category = rows["category_id"]
         has = ~np.asarray(pd.isna(category), dtype=bool)
         self._categories.add(cell[has], np.asarray(category[has], dtype=np.int64))

@@ -13,6 +13,7 @@ from fedmarket.data.features import (
     default_cutoff,
 )
 from fedmarket.data.ingest.schema import EVENT_COLUMNS, EVENT_TYPES, RETAILER_COLUMN
+from fedmarket.data.protect.pseudonyms import Pseudonymiser
 from fedmarket.errors import ConfigError, DataError
 
 UTC = "UTC"
@@ -556,6 +557,24 @@ def test_fast_paths_equal_general_path_on_random_events(n: int, count_unit: str)
         np.testing.assert_array_equal(other.customer, first.customer)
         for name in ("X", "agg", "y_purchase", "y_count", "y_active"):
             np.testing.assert_array_equal(getattr(other, name), getattr(first, name))
+
+
+@pytest.mark.parametrize("chunk_rows", [6000, 1000, 5000])  # large, few-rows, both mixed
+def test_session_tokens_give_the_features_of_session_text(chunk_rows: int) -> None:
+    """``data prepare`` gives the builder sessions as keyed Int64 tokens (``Pseudonymiser.
+    tokens``), the scoring service and older callers as text: the same distinct sessions, the
+    same features, whether a chunk takes the few-rows path or the general one."""
+    events = _random_events(np.random.default_rng(3), 6000)
+    tokens = events.assign(user_session=Pseudonymiser(b"k" * 32).tokens(events["user_session"]))
+    results = []
+    for df in (events, tokens):
+        builder = SequenceBuilder(FeatureWindow(CUTOFF))
+        for lo in range(0, len(df), chunk_rows):
+            builder.add(df.iloc[lo : lo + chunk_rows])
+        results.append(builder.finish())
+    np.testing.assert_array_equal(results[1].customer, results[0].customer)
+    for name in ("X", "agg"):
+        np.testing.assert_array_equal(getattr(results[1], name), getattr(results[0], name))
 
 
 def test_unknown_event_type_is_refused_on_the_arrow_path() -> None:
