@@ -4,7 +4,7 @@ import csv
 
 import pytest
 
-from fedmarket.experiments import ray_session
+from fedmarket.experiments import flower_polls, ray_session
 from fedmarket.experiments.ray_session import in_session
 from fedmarket.experiments.ray_session import ray_session as session
 from fedmarket.experiments.simulate import ClientResources, simulate
@@ -102,10 +102,53 @@ def test_flowers_message_queues_poll_briefly_inside_a_session(monkeypatch):
     assert prompt.get(timeout=1.0) == "reply" and prompt.empty()
 
     original_queue, original_backend = vce_api.Queue, raybackend.RayBackend
+    flowers = {(m.__name__, name): getattr(m, name) for m, name, _ in flower_polls.patches()}
     with ray_session.flower_backend():  # no session: Flower's own classes
         assert vce_api.Queue is original_queue
     monkeypatch.setattr(ray_session, "_runtime", ray_session._Runtime(ClientResources()))
     with ray_session.flower_backend():
         assert vce_api.Queue is ray_session.PromptQueue
         assert raybackend.RayBackend.__name__ == "KeptRayBackend"
+        for module, name, ours in flower_polls.patches():  # the 0.1 s polls: fedmarket's
+            assert getattr(module, name) is ours is not flowers[(module.__name__, name)]
     assert vce_api.Queue is original_queue and raybackend.RayBackend is original_backend
+    for module, name, _ in flower_polls.patches():  # Flower's own again after the run
+        assert getattr(module, name) is flowers[(module.__name__, name)]
+
+
+def test_the_client_app_travels_to_an_actor_once_per_run(monkeypatch):
+    """Flower sends its ClientApp loader with every message (pickled per client per round);
+    ``SharedApp`` is a few bytes that fetch it from Ray's object store once per run."""
+    import pickle
+
+    import ray
+
+    store: dict[str, object] = {}
+    fetched: list[str] = []
+
+    def put(value):
+        store[f"ref{len(store)}"] = value
+        return f"ref{len(store) - 1}"
+
+    def get(ref):
+        fetched.append(ref)
+        return store[ref]
+
+    monkeypatch.setattr(ray, "put", put)
+    monkeypatch.setattr(ray, "get", get)
+    monkeypatch.setattr(ray_session, "_app_cache", None)
+    calls: list[int] = []
+    app = ["the ClientApp", "x" * 100_000]  # as big as fedmarket's, pickled
+
+    def load_app():
+        calls.append(1)
+        return app
+
+    shared = ray_session.SharedApp(load_app)
+    sent = pickle.dumps(shared)
+    assert len(sent) < 1_000  # the loader itself stays in the store
+    in_actor = pickle.loads(sent)
+    assert in_actor() is app and pickle.loads(sent)() is app
+    assert fetched == ["ref0"] and len(calls) == 2  # fetched once, loaded per message
+    other_run = pickle.loads(pickle.dumps(ray_session.SharedApp(lambda: "next run's app")))
+    assert other_run() == "next run's app" and fetched == ["ref0", "ref1"]
