@@ -236,29 +236,29 @@ _app_cache: tuple[str, Callable[[], Any]] | None = None
 
 
 class SharedApp:
-    """The run's ClientApp loader, sent to the actors once per run instead of per message.
+    """The run's ClientApp loader, pickled once per run instead of once per message.
 
-    Flower's ``RayBackend`` passes its ``app_fn`` with every message, so Ray pickles the
-    ClientApp (its closures, the run config: ~100 KB, ~9 ms on a 2-core machine) in the
-    driver for every client of every round, and each actor unpickles it again. This stand-in
-    is a few bytes: it holds the loader in Ray's object store (``ray.put``, once per run)
-    and the actor fetches it on its first message of the run and keeps it for the rest;
-    each message still calls the loader, as Flower's actor does.
+    Flower's ``RayBackend`` passes its ``app_fn`` with every message, so Ray cloudpickles the
+    ClientApp (its closures, the run config: ~100 KB, ~9 ms on a loaded 2-core machine) in
+    the driver for every client of every round, and each actor unpickles it again. This
+    stand-in holds the loader already pickled (once, when the run starts): a message carries
+    those bytes as they are, and an actor unpickles them on its first message of the run and
+    keeps the loader for the rest; each message still calls the loader, as Flower's actor does.
     """
 
     def __init__(self, app_fn: Callable[[], Any]) -> None:
         import uuid
 
-        import ray
+        from ray import cloudpickle
 
         self.token = uuid.uuid4().hex
-        self.ref = ray.put(app_fn)
+        self.payload = cloudpickle.dumps(app_fn)
 
     def __call__(self) -> Any:
         global _app_cache
         cached = _app_cache
         if cached is None or cached[0] != self.token:
-            import ray
+            from ray import cloudpickle
 
-            cached = _app_cache = (self.token, ray.get(self.ref))
+            cached = _app_cache = (self.token, cloudpickle.loads(self.payload))
         return cached[1]()

@@ -116,39 +116,37 @@ def test_flowers_message_queues_poll_briefly_inside_a_session(monkeypatch):
         assert getattr(module, name) is flowers[(module.__name__, name)]
 
 
-def test_the_client_app_travels_to_an_actor_once_per_run(monkeypatch):
-    """Flower sends its ClientApp loader with every message (pickled per client per round);
-    ``SharedApp`` is a few bytes that fetch it from Ray's object store once per run."""
+def test_the_client_app_is_pickled_once_per_run_and_unpickled_once_per_actor(monkeypatch):
+    """Flower sends its ClientApp loader with every message (cloudpickled per client per
+    round); ``SharedApp`` pickles it once per run and an actor unpickles it once."""
     import pickle
 
-    import ray
-
-    store: dict[str, object] = {}
-    fetched: list[str] = []
-
-    def put(value):
-        store[f"ref{len(store)}"] = value
-        return f"ref{len(store) - 1}"
-
-    def get(ref):
-        fetched.append(ref)
-        return store[ref]
-
-    monkeypatch.setattr(ray, "put", put)
-    monkeypatch.setattr(ray, "get", get)
     monkeypatch.setattr(ray_session, "_app_cache", None)
-    calls: list[int] = []
-    app = ["the ClientApp", "x" * 100_000]  # as big as fedmarket's, pickled
+    shared = ray_session.SharedApp(_CountedLoader())
+    assert _CountedLoader.pickled == 1
+    sent = [pickle.dumps(shared) for _ in range(3)]  # three messages
+    assert _CountedLoader.pickled == 1 and sent[0] == sent[2]
+    first, second = pickle.loads(sent[0]), pickle.loads(sent[1])
+    assert first() == "the ClientApp" and second() == "the ClientApp"
+    assert _CountedLoader.unpickled == 1 and _CountedLoader.calls == 2  # loaded per message
+    other_run = pickle.loads(pickle.dumps(ray_session.SharedApp(_CountedLoader())))
+    assert other_run() == "the ClientApp" and _CountedLoader.unpickled == 2
 
-    def load_app():
-        calls.append(1)
-        return app
 
-    shared = ray_session.SharedApp(load_app)
-    sent = pickle.dumps(shared)
-    assert len(sent) < 1_000  # the loader itself stays in the store
-    in_actor = pickle.loads(sent)
-    assert in_actor() is app and pickle.loads(sent)() is app
-    assert fetched == ["ref0"] and len(calls) == 2  # fetched once, loaded per message
-    other_run = pickle.loads(pickle.dumps(ray_session.SharedApp(lambda: "next run's app")))
-    assert other_run() == "next run's app" and fetched == ["ref0", "ref1"]
+class _CountedLoader:
+    """A ClientApp loader that counts how often it is pickled, unpickled and called."""
+
+    pickled = unpickled = calls = 0
+
+    def __reduce__(self):
+        _CountedLoader.pickled += 1
+        return (_CountedLoader._restore, ())
+
+    @staticmethod
+    def _restore() -> "_CountedLoader":
+        _CountedLoader.unpickled += 1
+        return _CountedLoader()
+
+    def __call__(self) -> str:
+        _CountedLoader.calls += 1
+        return "the ClientApp"
