@@ -297,6 +297,11 @@ def pin_flower_randomness(seed: int) -> None:
 
 # After this long without every SuperNode, say what usually causes it (once).
 NODES_HINT_AFTER_S = 20.0
+# How long to wait before asking again: short at first (a simulation registers its nodes
+# while the ServerApp starts, milliseconds away), doubling to half a second (a deployment's
+# SuperNodes come when they come; no need to ask them often).
+NODES_POLL_FIRST_S = 0.01
+NODES_POLL_MAX_S = 0.5
 
 
 def _await_nodes(grid: Grid, needed: int, hint_after: float = NODES_HINT_AFTER_S) -> None:
@@ -308,6 +313,7 @@ def _await_nodes(grid: Grid, needed: int, hint_after: float = NODES_HINT_AFTER_S
     """
     started = time.monotonic()
     hinted = False
+    pause = NODES_POLL_FIRST_S
     while (connected := len(list(grid.get_node_ids()))) < needed:
         if not hinted and time.monotonic() - started >= hint_after:
             log.warning(
@@ -322,7 +328,8 @@ def _await_nodes(grid: Grid, needed: int, hint_after: float = NODES_HINT_AFTER_S
                 needed,
             )
             hinted = True
-        time.sleep(0.5)
+        time.sleep(pause)
+        pause = min(2 * pause, NODES_POLL_MAX_S)
 
 
 def _connected(grid: Grid) -> int:

@@ -19,7 +19,9 @@ run's settings; what an actor keeps is caches keyed by what they hold (partition
 and manifest, models by architecture). A run with other client resources (CPUs, GPUs, Ray
 address; the actors' thread count comes with them) restarts the runtime. Flower's message
 threads also poll their queues for 20 ms instead of 1 s inside a session (``PromptQueue``),
-so a run ends without the second Flower otherwise waits after its last round.
+so a run ends without the second Flower otherwise waits after its last round, and its
+0.1 s polls between the ServerApp and the clients wake on the message instead
+(``flower_polls``).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from fedmarket.experiments import flower_polls
 from fedmarket.experiments.ray_runtime import ClientResources, start_ray, stop_ray
 
 log = logging.getLogger("fedmarket")
@@ -187,21 +190,27 @@ class PromptQueue(queue.Queue):
 @contextmanager
 def flower_backend() -> Iterator[None]:
     """While a run inside a session goes, Flower's simulation takes ``KeptRayBackend``, and
-    its message threads (``vce_api``'s queues) end promptly when the run does."""
+    its message threads (``vce_api``'s queues) end promptly when the run does, and messages
+    move between the ServerApp and the clients when they arrive (``flower_polls``)."""
     if _runtime is None:
         yield
         return
     from flwr.server.superlink.fleet.vce import vce_api
     from flwr.server.superlink.fleet.vce.backend import raybackend
 
-    original, queue_type = raybackend.RayBackend, vce_api.Queue
-    raybackend.RayBackend = _kept_backend(original)  # type: ignore[misc]
-    vce_api.Queue = PromptQueue  # type: ignore[misc]  # run_api's two queues
+    replaced = [
+        (raybackend, "RayBackend", _kept_backend(raybackend.RayBackend)),
+        (vce_api, "Queue", PromptQueue),  # run_api's two queues
+        *flower_polls.patches(),  # the grid's and the instruction thread's 0.1 s polls
+    ]
+    originals = [(module, name, getattr(module, name)) for module, name, _ in replaced]
+    for module, name, value in replaced:
+        setattr(module, name, value)
     try:
         yield
     finally:
-        raybackend.RayBackend = original  # type: ignore[misc]
-        vce_api.Queue = queue_type  # type: ignore[misc]
+        for module, name, value in originals:
+            setattr(module, name, value)
 
 
 def _kept_backend(base: type) -> type:
@@ -214,15 +223,49 @@ def _kept_backend(base: type) -> type:
                 super().build(app_fn)
                 return
             if runtime.pool is not None and runtime.pool_resources == self.client_resources:
-                self.pool, self.app_fn = runtime.pool, app_fn
+                self.pool, self.app_fn = runtime.pool, SharedApp(app_fn)
                 log.debug("reusing Ray and %d client actors", self.pool.num_actors)
                 return
             if runtime.pool is not None:  # other per-actor resources: new actors
                 runtime.pool.terminate_all_actors()
             super().build(app_fn)
+            self.app_fn = SharedApp(app_fn)
             runtime.pool, runtime.pool_resources = self.pool, dict(self.client_resources)
 
         def terminate(self) -> None:
             log.debug("keeping Ray and its client actors for the next run of this session")
 
     return KeptRayBackend
+
+
+# The run's ClientApp loader in this process (an actor): (the run's token, the loader).
+_app_cache: tuple[str, Callable[[], Any]] | None = None
+
+
+class SharedApp:
+    """The run's ClientApp loader, pickled once per run instead of once per message.
+
+    Flower's ``RayBackend`` passes its ``app_fn`` with every message, so Ray cloudpickles the
+    ClientApp (its closures, the run config: ~100 KB, ~9 ms on a loaded 2-core machine) in
+    the driver for every client of every round, and each actor unpickles it again. This
+    stand-in holds the loader already pickled (once, when the run starts): a message carries
+    those bytes as they are, and an actor unpickles them on its first message of the run and
+    keeps the loader for the rest; each message still calls the loader, as Flower's actor does.
+    """
+
+    def __init__(self, app_fn: Callable[[], Any]) -> None:
+        import uuid
+
+        from ray import cloudpickle
+
+        self.token = uuid.uuid4().hex
+        self.payload = cloudpickle.dumps(app_fn)
+
+    def __call__(self) -> Any:
+        global _app_cache
+        cached = _app_cache
+        if cached is None or cached[0] != self.token:
+            from ray import cloudpickle
+
+            cached = _app_cache = (self.token, cloudpickle.loads(self.payload))
+        return cached[1]()

@@ -4,7 +4,7 @@ import csv
 
 import pytest
 
-from fedmarket.experiments import ray_session
+from fedmarket.experiments import flower_polls, ray_session
 from fedmarket.experiments.ray_session import in_session
 from fedmarket.experiments.ray_session import ray_session as session
 from fedmarket.experiments.simulate import ClientResources, simulate
@@ -102,10 +102,51 @@ def test_flowers_message_queues_poll_briefly_inside_a_session(monkeypatch):
     assert prompt.get(timeout=1.0) == "reply" and prompt.empty()
 
     original_queue, original_backend = vce_api.Queue, raybackend.RayBackend
+    flowers = {(m.__name__, name): getattr(m, name) for m, name, _ in flower_polls.patches()}
     with ray_session.flower_backend():  # no session: Flower's own classes
         assert vce_api.Queue is original_queue
     monkeypatch.setattr(ray_session, "_runtime", ray_session._Runtime(ClientResources()))
     with ray_session.flower_backend():
         assert vce_api.Queue is ray_session.PromptQueue
         assert raybackend.RayBackend.__name__ == "KeptRayBackend"
+        for module, name, ours in flower_polls.patches():  # the 0.1 s polls: fedmarket's
+            assert getattr(module, name) is ours is not flowers[(module.__name__, name)]
     assert vce_api.Queue is original_queue and raybackend.RayBackend is original_backend
+    for module, name, _ in flower_polls.patches():  # Flower's own again after the run
+        assert getattr(module, name) is flowers[(module.__name__, name)]
+
+
+def test_the_client_app_is_pickled_once_per_run_and_unpickled_once_per_actor(monkeypatch):
+    """Flower sends its ClientApp loader with every message (cloudpickled per client per
+    round); ``SharedApp`` pickles it once per run and an actor unpickles it once."""
+    import pickle
+
+    monkeypatch.setattr(ray_session, "_app_cache", None)
+    shared = ray_session.SharedApp(_CountedLoader())
+    assert _CountedLoader.pickled == 1
+    sent = [pickle.dumps(shared) for _ in range(3)]  # three messages
+    assert _CountedLoader.pickled == 1 and sent[0] == sent[2]
+    first, second = pickle.loads(sent[0]), pickle.loads(sent[1])
+    assert first() == "the ClientApp" and second() == "the ClientApp"
+    assert _CountedLoader.unpickled == 1 and _CountedLoader.calls == 2  # loaded per message
+    other_run = pickle.loads(pickle.dumps(ray_session.SharedApp(_CountedLoader())))
+    assert other_run() == "the ClientApp" and _CountedLoader.unpickled == 2
+
+
+class _CountedLoader:
+    """A ClientApp loader that counts how often it is pickled, unpickled and called."""
+
+    pickled = unpickled = calls = 0
+
+    def __reduce__(self):
+        _CountedLoader.pickled += 1
+        return (_CountedLoader._restore, ())
+
+    @staticmethod
+    def _restore() -> "_CountedLoader":
+        _CountedLoader.unpickled += 1
+        return _CountedLoader()
+
+    def __call__(self) -> str:
+        _CountedLoader.calls += 1
+        return "the ClientApp"

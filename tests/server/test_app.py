@@ -211,11 +211,16 @@ def test_server_waits_for_one_node_per_partition_and_says_how_to_fix_a_short_fed
 ):
     from server import app as server_app
 
-    monkeypatch.setattr(server_app.time, "sleep", lambda s: None)
+    pauses: list[float] = []
+    monkeypatch.setattr(server_app.time, "sleep", pauses.append)
     grid = _SlowGrid(3)
     with caplog.at_level("WARNING", logger="fedmarket"):
         server_app._await_nodes(grid, 3, hint_after=0.0)
     assert grid.calls == 3
+    assert pauses == [0.01, 0.02]  # short at first (a simulation's nodes are ms away)
+    pauses.clear()
+    server_app._await_nodes(_SlowGrid(9), 9, hint_after=1e9)
+    assert pauses == [0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.5, 0.5]  # then every 0.5 s
     [record] = [r for r in caplog.records if "SuperNodes connected" in r.getMessage()]
     assert "1 of 3 SuperNodes" in record.getMessage()
     assert "--num-supernodes 3" in record.getMessage()
