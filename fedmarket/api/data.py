@@ -102,9 +102,13 @@ def synth(
     seed: int = 0,
     fmt: Literal["parquet", "csv"] = "parquet",
     start: str = "2019-10-01",
+    new_products: float = 0.0,
+    launch_from: float = 0.0,
 ) -> SyntheticData:
     """Synthetic retailers' raw exports (`fedmarket data synth`): data anyone can make, so a
-    result can be reproduced without anyone's customers. Same arguments, same bytes."""
+    result can be reproduced without anyone's customers. Same arguments, same bytes.
+    ``new_products``: share of each retailer's products launched during the period, from
+    ``launch_from`` (a fraction of it) on."""
     from fedmarket.data.synth.generate import generate_retailers
 
     made = generate_retailers(
@@ -115,6 +119,8 @@ def synth(
         seed=seed,
         fmt=fmt,
         start=start,
+        new_products=new_products,
+        launch_from=launch_from,
     )
     return SyntheticData(made.out_dir, len(made.retailers), made.total_customers, made.total_events)
 

@@ -28,10 +28,28 @@ def data_synth(
     seed: Annotated[int, typer.Option(help="Random seed; same seed, same files.")] = 0,
     fmt: Annotated[str, typer.Option("--format", help="parquet or csv.")] = "parquet",
     start: Annotated[str, typer.Option(help="First day (YYYY-MM-DD).")] = "2019-10-01",
+    new_products: Annotated[
+        float,
+        typer.Option(
+            help="Share of each retailer's products launched during the period (0-0.9), "
+            "at a day drawn uniformly; 0 (default): a static catalogue."
+        ),
+    ] = 0.0,
+    launch_from: Annotated[
+        float,
+        typer.Option(
+            help="With --new-products: launches fall from this fraction of the period on "
+            "(0: anywhere; 0.8: the last fifth)."
+        ),
+    ] = 0.0,
 ) -> None:
     """Write synthetic retailers' raw exports in the public REES46 event schema."""
 
     from fedmarket.data.synth.generate import generate_retailers, plan_retailers
+    from fedmarket.data.synth.launches import check_launch_from, check_share
+
+    check_share(new_products)
+    check_launch_from(launch_from)  # before the progress bar, so a typo fails cleanly
 
     # The generator reports progress in customers, and retailers vary in size around --customers.
     total = sum(p.n_customers for p in plan_retailers(retailers, customers, days, seed))
@@ -45,6 +63,8 @@ def data_synth(
             fmt=fmt,
             start=start,
             progress=advance,
+            new_products=new_products,
+            launch_from=launch_from,
         )
     console.print(
         f"wrote {summary.total_events:,} events for {retailers} retailers to {escape(str(out))}"

@@ -85,6 +85,18 @@ def env_key(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 # --- success paths ------------------------------------------------------------------------------
 
 
+def test_synth_new_products_launch_and_bad_share_is_one_error(workdir: Path) -> None:
+    sizes = ["--retailers", 1, "--customers", 100, "--days", 10]
+    ok(cli("data", "synth", "--out", "launch", *sizes, "--new-products", 0.2))
+    launches = json.loads((workdir / "launch" / "synth.json").read_text())["retailers"][0]
+    assert len(launches["launches"]) == 16  # round(0.2 x 80 products), the catalogue's floor
+    line = one_error_line(cli("data", "synth", "--out", "launch2", "--new-products", 2))
+    assert line == (
+        "error: --new-products must be a share of products between 0 and 0.9 (e.g. 0.1), got 2.0"
+    )
+    assert not (workdir / "launch2").exists()
+
+
 def test_synth_writes_the_retailers(synthed: Result, workdir: Path) -> None:
     out = ok(synthed)
     events = sum(

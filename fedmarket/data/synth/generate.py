@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -36,6 +36,7 @@ from fedmarket.checks import integer
 from fedmarket.data.ingest.schema import CUSTOMERS_STEM, EVENT_TYPES, EVENTS_STEM
 from fedmarket.data.synth.behaviour import Shoppers
 from fedmarket.data.synth.catalog import build_catalog, leaf_mix
+from fedmarket.data.synth.launches import Launches, check_launch_from, check_share
 from fedmarket.data.synth.people import customer_table
 from fedmarket.data.synth.profiles import RetailerProfile, draw_profile
 from fedmarket.data.synth.writer import EventWriter, session_ids
@@ -56,6 +57,7 @@ class RetailerSummary:
     n_customers: int
     n_events: int
     event_counts: dict[str, int]  # event type -> rows
+    launches: dict[int, int] = field(default_factory=dict)  # product_id -> launch day offset
 
 
 @dataclass(frozen=True)
@@ -98,18 +100,25 @@ def generate_retailers(
     fmt: Literal["parquet", "csv"] = "parquet",
     start: str = "2019-10-01",
     progress: Callable[[int], None] | None = None,
+    new_products: float = 0.0,
+    launch_from: float = 0.0,
 ) -> SynthSummary:
     """Write ``n_retailers`` synthetic retailers under ``out_dir``; same arguments, same bytes.
 
     ``progress(k)`` is called as simulation advances, with k customers' worth of work just
     finished (a retailer's customers are credited in proportion to days simulated); the
-    calls add up to ``SynthSummary.total_customers``.
+    calls add up to ``SynthSummary.total_customers``. ``new_products``: the share of each
+    retailer's products launched during the period (``fedmarket.data.synth.launches``); 0,
+    the default, keeps a static catalogue and exactly the bytes written before the option;
+    ``launch_from``: launches fall from this fraction of the period on (0: anywhere).
     """
     out_dir = Path(out_dir)
     _check_numbers(n_retailers, n_customers, days, seed)
     if fmt not in FORMATS:
         raise ConfigError(f"--format {fmt!r} is not supported; use one of {', '.join(FORMATS)}")
     first_day = _parse_start(start)
+    new_products = check_share(new_products)
+    launch_from = check_launch_from(launch_from)
     profiles = plan_retailers(n_retailers, n_customers, days, seed)
     _prepare_out_dir(out_dir)
     params = {
@@ -120,6 +129,9 @@ def generate_retailers(
         "format": fmt,
         "start": first_day.isoformat(),
     }
+    if new_products:  # only then, so the default synth.json keeps its bytes
+        params["new_products"] = new_products
+        params["launch_from"] = launch_from
     manifest = out_dir / SYNTH_JSON
     planned = [_profile_json(p, first_day) for p in profiles]
     _write_json(
@@ -132,9 +144,12 @@ def generate_retailers(
         },
     )
     report = progress or (lambda k: None)
-    summaries = [_generate_one(out_dir, p, seed, days, fmt, first_day, report) for p in profiles]
+    summaries = [
+        _generate_one(out_dir, p, seed, days, fmt, first_day, report, new_products, launch_from)
+        for p in profiles
+    ]
     entries = [
-        {**_profile_json(p, first_day), **_summary_json(s, out_dir)}
+        {**_profile_json(p, first_day), **_summary_json(s, out_dir, first_day)}
         for p, s in zip(profiles, summaries, strict=True)
     ]
     _write_json(
@@ -152,6 +167,8 @@ def _generate_one(
     fmt: str,
     first_day: date,
     progress: Callable[[int], None],
+    new_products: float = 0.0,
+    launch_from: float = 0.0,
 ) -> RetailerSummary:
     catalog_rng, people_rng, shopper_rng, day_rng = (
         np.random.default_rng(s) for s in _streams(seed, profile.index)[1:]
@@ -165,6 +182,10 @@ def _generate_one(
         profile.missing_code_rate,
         profile.missing_brand_rate,
     )
+    launches = None
+    if new_products:
+        launch_rng = np.random.default_rng(_launch_stream(seed, profile.index))
+        launches = Launches(launch_rng, catalog, new_products, days, launch_from)
     n = profile.n_customers
     # Disjoint across retailers (each owns an id block), REES46-like 9-digit ids, shuffled.
     block = _USER_ID_BASE + profile.index * _USER_ID_BLOCK
@@ -183,7 +204,8 @@ def _generate_one(
     counts = np.zeros(len(EVENT_TYPES), np.int64)
     try:
         for day in range(days):
-            events = shoppers.simulate_day(day, catalog, day_rng)
+            on_sale = launches.on(day) if launches else catalog
+            events = shoppers.simulate_day(day, on_sale, day_rng)
             discount = profile.promo_discount if day in profile.promo_days else 0.0
             writer.add_day(day, events, session_ids(day_rng, events.n_sessions), discount)
             counts += np.bincount(events.event, minlength=len(EVENT_TYPES))
@@ -193,8 +215,19 @@ def _generate_one(
     finally:
         writer.close()
     event_counts = {t: int(c) for t, c in zip(EVENT_TYPES, counts, strict=True)}
+    launched = (
+        {int(catalog.product_id[i]): int(launches.launch_day[i]) for i in launches.launched}
+        if launches
+        else {}
+    )
     return RetailerSummary(
-        profile.retailer_id, events_path, customers_path, n, int(counts.sum()), event_counts
+        profile.retailer_id,
+        events_path,
+        customers_path,
+        n,
+        int(counts.sum()),
+        event_counts,
+        launched,
     )
 
 
@@ -205,6 +238,12 @@ def _streams(seed: int, index: int) -> list[np.random.SeedSequence]:
     built directly so retailer k never depends on how many retailers there are.
     """
     return np.random.SeedSequence(seed, spawn_key=(index,)).spawn(5)
+
+
+def _launch_stream(seed: int, index: int) -> np.random.SeedSequence:
+    """Retailer ``index``'s launch stream: a sixth child next to ``_streams``' five, so
+    drawing launches leaves every other stream, and so the default output, untouched."""
+    return np.random.SeedSequence(seed, spawn_key=(index,)).spawn(6)[5]
 
 
 def _check_numbers(n_retailers: int, n_customers: int, days: int, seed: int) -> None:
@@ -272,14 +311,20 @@ def _profile_json(p: RetailerProfile, first_day: date) -> dict[str, Any]:
     return {"dir": p.retailer_id, "profile": {**p.to_json(), "promo_dates": dates}}
 
 
-def _summary_json(s: RetailerSummary, out_dir: Path) -> dict[str, Any]:
-    return {
+def _summary_json(s: RetailerSummary, out_dir: Path, first_day: date) -> dict[str, Any]:
+    entry: dict[str, Any] = {
         "events_file": str(s.events_path.relative_to(out_dir)),
         "customers_file": str(s.customers_path.relative_to(out_dir)),
         "n_customers": s.n_customers,
         "n_events": s.n_events,
         "event_counts": s.event_counts,
     }
+    if s.launches:  # the ground truth of --new-products: product_id -> launch date
+        entry["launches"] = {
+            str(p): (first_day + timedelta(days=d)).isoformat()
+            for p, d in sorted(s.launches.items(), key=lambda kv: (kv[1], kv[0]))
+        }
+    return entry
 
 
 def _write_json(path: Path, payload: dict[str, Any]) -> None:

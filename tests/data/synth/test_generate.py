@@ -280,6 +280,10 @@ def test_k_anonymity_suppresses_a_minority():
         ({"seed": -1}, "--seed"),
         ({"fmt": "json"}, "--format"),
         ({"start": "2019-13-01"}, "--start"),
+        ({"new_products": 1.5}, "--new-products"),
+        ({"new_products": -0.1}, "--new-products"),
+        ({"new_products": float("nan")}, "--new-products"),
+        ({"new_products": 0.1, "launch_from": 1.0}, "--launch-from"),
     ],
 )
 def test_bad_arguments_raise_config_error(tmp_path, kwargs, message):
