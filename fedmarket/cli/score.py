@@ -146,7 +146,11 @@ def parse_share(text: str | None) -> float | None:
     except ValueError:
         raise ConfigError(f"--top {text!r}: not a share; use e.g. --top 10% or --top 0.1") from None
     if not math.isfinite(share) or not 0 < share <= 1:
-        raise ConfigError(f"--top {text}: the share of customers must lie in (0, 100%]")
+        hint = f"; for {value}% write --top {value}%" if 1 < share <= 100 else ""
+        raise ConfigError(
+            f"--top {text}: the share of customers must lie in (0, 100%]: a percentage with %"
+            f" (10%) or a fraction (0.1){hint}"
+        )
     return share
 
 

@@ -107,8 +107,14 @@ class RecModel:
 
 
 def is_ranking_run(run_dir: Path) -> bool:
-    """Whether the run at ``run_dir`` ranks items (task next-categories)."""
-    return RunDir(Path(run_dir)).read_config().task == RANKING_TASK
+    """Whether the run at ``run_dir`` ranks items (task next-categories). The first question
+    `score` and `serve` ask of a run, so a run neither path takes (next-products) is refused
+    here, before any option is judged against the wrong kind of run."""
+    files = RunDir(Path(run_dir))
+    cfg = files.read_config()
+    if (reason := products_refusal(files, cfg)) is not None:
+        raise ConfigError(reason)
+    return cfg.task == RANKING_TASK
 
 
 def _customer_run(files: RunDir, cfg: RunConfig) -> str | None:

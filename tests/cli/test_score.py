@@ -149,3 +149,16 @@ def test_a_churn_run_speaks_of_churners(tiny_data: Path, tiny_raw: Path, tmp_pat
     run = make_run(tiny_data, tmp_path / "run", task="churn")
     text = ok(cli("score", run, "--raw", tiny_raw, "--top", "10%", "--out", tmp_path / "t.csv"))
     assert "exp. churners" in text and "buyers" not in text
+
+
+def test_a_bare_top_above_one_says_to_write_a_percentage() -> None:
+    """`score --top 10` read as a fraction of 10 was refused as "not in (0, 100%]"."""
+    from fedmarket.cli.score import parse_share
+    from fedmarket.errors import ConfigError
+
+    assert parse_share("10%") == pytest.approx(0.1) and parse_share("0.1") == 0.1
+    with pytest.raises(ConfigError, match="for 10% write --top 10%"):
+        parse_share("10")
+    with pytest.raises(ConfigError, match=r"\(0, 100%\]") as info:
+        parse_share("250")
+    assert "write --top" not in str(info.value)

@@ -133,3 +133,25 @@ def test_a_next_products_run_is_refused_with_what_to_use_instead(tmp_path):
     for load in (load_run_model, load_rec_model):
         with pytest.raises(ConfigError, match="next-products run ranks each retailer"):
             load(tmp_path)
+
+
+def test_score_and_serve_refuse_a_next_products_run_before_their_options(tmp_path: Path) -> None:
+    """The options of the README's recommender examples (--top-k, --retailer) were judged
+    first, against the wrong kind of run ("this run scores customers")."""
+    from typer.testing import CliRunner
+
+    from fedmarket.cli import app
+    from fedmarket.config import RunConfig
+    from fedmarket.rundir import RunDir
+
+    RunDir(tmp_path).write_config(
+        RunConfig.from_mapping({"task": "next-products", "model": "gru-ncf"})
+    )
+    for args in (
+        ["score", str(tmp_path), "--raw", str(tmp_path), "--top-k", "10", "--out", "x.csv"],
+        ["score", str(tmp_path), "--raw", str(tmp_path), "--out", "x.csv"],
+        ["serve", str(tmp_path), "--retailer", "retailer_01"],
+    ):
+        done = CliRunner().invoke(app, args)
+        assert done.exit_code == 2, (args, done.output)
+        assert "next-products run ranks each retailer" in done.output, (args, done.output)
