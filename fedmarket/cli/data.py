@@ -46,10 +46,9 @@ def data_synth(
     """Write synthetic retailers' raw exports in the public REES46 event schema."""
 
     from fedmarket.data.synth.generate import generate_retailers, plan_retailers
-    from fedmarket.data.synth.launches import check_launch_from, check_share
+    from fedmarket.data.synth.launches import check_launch_options
 
-    check_share(new_products)
-    check_launch_from(launch_from)  # before the progress bar, so a typo fails cleanly
+    check_launch_options(new_products, launch_from)  # before the progress bar: fails cleanly
 
     # The generator reports progress in customers, and retailers vary in size around --customers.
     total = sum(p.n_customers for p in plan_retailers(retailers, customers, days, seed))
@@ -67,7 +66,8 @@ def data_synth(
             launch_from=launch_from,
         )
     console.print(
-        f"wrote {summary.total_events:,} events for {retailers} retailers to {escape(str(out))}"
+        f"wrote {summary.total_events:,} events for {retailers} "
+        f"retailer{'s' if retailers != 1 else ''} to {escape(str(out))}"
     )
 
 

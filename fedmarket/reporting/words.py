@@ -118,10 +118,15 @@ def chance_warning(summary: dict[str, Any]) -> str | None:
     ]
     if not below:
         return None
+    few = (
+        "Too few customers or buyers"
+        if summary["config"].get("dp", "none") == "none"
+        else "Too few customers or buyers for the noise DP adds"
+    )
     return (
         f"Caution: {' and '.join(below)}, no better than ranking customers at random (0.5); "
-        "the comparisons below say nothing about federation or privacy. Too few customers or "
-        "buyers for the noise DP adds, or too little training: use more data or more rounds."
+        f"the comparisons below say nothing about federation or privacy. {few}, or too "
+        "little training: use more data or more rounds."
     )
 
 

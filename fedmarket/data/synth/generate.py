@@ -36,7 +36,7 @@ from fedmarket.checks import integer
 from fedmarket.data.ingest.schema import CUSTOMERS_STEM, EVENT_TYPES, EVENTS_STEM
 from fedmarket.data.synth.behaviour import Shoppers
 from fedmarket.data.synth.catalog import build_catalog, leaf_mix
-from fedmarket.data.synth.launches import Launches, check_launch_from, check_share
+from fedmarket.data.synth.launches import Launches, check_launch_options
 from fedmarket.data.synth.people import customer_table
 from fedmarket.data.synth.profiles import RetailerProfile, draw_profile
 from fedmarket.data.synth.writer import EventWriter, session_ids
@@ -117,8 +117,7 @@ def generate_retailers(
     if fmt not in FORMATS:
         raise ConfigError(f"--format {fmt!r} is not supported; use one of {', '.join(FORMATS)}")
     first_day = _parse_start(start)
-    new_products = check_share(new_products)
-    launch_from = check_launch_from(launch_from)
+    new_products, launch_from = check_launch_options(new_products, launch_from)
     profiles = plan_retailers(n_retailers, n_customers, days, seed)
     _prepare_out_dir(out_dir)
     params = {

@@ -24,6 +24,7 @@ import numpy as np
 
 from fedmarket.checks import number
 from fedmarket.data.synth.catalog import CATEGORY_CODES, Catalog
+from fedmarket.errors import ConfigError
 
 MAX_SHARE = 0.9
 _ATTENTION, _ATTENTION_DAYS = 2.0, 14.0
@@ -51,6 +52,18 @@ def check_share(share: float) -> float:
         numpy=True,
         must=f"a share of products between 0 and {MAX_SHARE} (e.g. 0.1)",
     )
+
+
+def check_launch_options(share: float, launch_from: float) -> tuple[float, float]:
+    """Both options checked, and ``--launch-from`` refused without launches to place (it was
+    accepted and ignored)."""
+    share, launch_from = check_share(share), check_launch_from(launch_from)
+    if launch_from > 0 and share == 0:
+        raise ConfigError(
+            f"--launch-from {launch_from:g} places product launches in the period; give "
+            "--new-products SHARE too (e.g. --new-products 0.1), or leave --launch-from out"
+        )
+    return share, launch_from
 
 
 class Launches:

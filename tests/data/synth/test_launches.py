@@ -126,3 +126,14 @@ def test_launched_products_have_no_event_before_launch_and_some_appear_after_a_c
         bought = events.loc[events["event_type"] == "purchase", "product_id"]
         assert bought.isin(list(launches)).any()  # launched products are bought too
         assert (first >= cutoff).sum() >= 2  # products first seen after the cut-off
+
+
+def test_launch_from_without_launches_is_refused() -> None:
+    """--launch-from alone was accepted and did nothing."""
+    from fedmarket.data.synth.launches import check_launch_options
+    from fedmarket.errors import ConfigError
+
+    assert check_launch_options(0.2, 0.85) == (0.2, 0.85)
+    assert check_launch_options(0.0, 0.0) == (0.0, 0.0)
+    with pytest.raises(ConfigError, match="give --new-products SHARE too"):
+        check_launch_options(0.0, 0.5)
