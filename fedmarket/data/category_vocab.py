@@ -133,39 +133,65 @@ def take(arrays: dict[str, np.ndarray], index: np.ndarray) -> dict[str, np.ndarr
     """Rows ``index`` of encoded arrays (the CSR targets re-packed)."""
     index = np.asarray(index, dtype=np.int64)
     out = {k: arrays[k][index] for k in ("hist_item", "hist_type", "hist_brand", "n_events")}
-    ptr, ind = arrays["target_indptr"], arrays["target_indices"]
-    lengths = ptr[index + 1] - ptr[index]
-    out["target_indptr"] = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-    parts = [ind[ptr[i] : ptr[i + 1]] for i in index]
-    out["target_indices"] = (np.concatenate(parts) if parts else np.empty(0)).astype(np.int32)
+    out["target_indptr"], out["target_indices"] = take_csr(
+        arrays["target_indptr"], arrays["target_indices"], index
+    )
     return out
 
 
+def take_csr(
+    indptr: np.ndarray, indices: np.ndarray, index: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rows ``index`` of a CSR set of targets, re-packed: (indptr int64, indices int32)."""
+    lengths = indptr[index + 1] - indptr[index]
+    parts = [indices[indptr[i] : indptr[i + 1]] for i in index]
+    return (
+        np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+        (np.concatenate(parts) if parts else np.empty(0)).astype(np.int32),
+    )
+
+
 def write_recs(directory: Path, arrays: dict[str, np.ndarray], fernet: Fernet | None) -> None:
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    if fernet is None:
-        (Path(directory) / RECS_NAME).write_bytes(buf.getvalue())
-    else:
-        (Path(directory) / RECS_ENCRYPTED).write_bytes(fernet.encrypt(buf.getvalue()))
+    write_npz(Path(directory) / RECS_NAME, arrays, fernet)
 
 
 def read_recs(directory: Path, fernet: Fernet | None = None) -> dict[str, np.ndarray]:
     """The arrays of one split's ``recs.npz``; DataError saying how to make them if absent."""
-    plain, enc = Path(directory) / RECS_NAME, Path(directory) / RECS_ENCRYPTED
-    if plain.exists():
-        raw = plain.read_bytes()
+    return read_npz(
+        Path(directory) / RECS_NAME,
+        fernet,
+        _ARRAYS,
+        "task next-categories needs events with a category_code "
+        "(re-run `fedmarket data prepare` on such an export)",
+    )
+
+
+def write_npz(path: Path, arrays: dict[str, np.ndarray], fernet: Fernet | None) -> None:
+    """``arrays`` as ``path`` (an .npz), or encrypted as ``path`` + ``.enc`` under ``fernet``."""
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    if fernet is None:
+        path.write_bytes(buf.getvalue())
+    else:
+        path.with_name(path.name + ".enc").write_bytes(fernet.encrypt(buf.getvalue()))
+
+
+def read_npz(
+    path: Path, fernet: Fernet | None, keys: tuple[str, ...], needs: str
+) -> dict[str, np.ndarray]:
+    """The ``keys`` arrays of ``path`` (or of its encrypted twin); ``needs`` says, when neither
+    is there, what the task needs and how to make it."""
+    enc = path.with_name(path.name + ".enc")
+    if path.exists():
+        raw = path.read_bytes()
     elif enc.exists():
         if fernet is None:
             raise DataError(f"{enc}: prepared data is encrypted; give the key")
         raw = decrypt_file(enc, fernet)
     else:
-        raise DataError(
-            f"{plain}: missing; task next-categories needs events with a category_code "
-            "(re-run `fedmarket data prepare` on such an export)"
-        )
+        raise DataError(f"{path}: missing; {needs}")
     with np.load(io.BytesIO(raw), allow_pickle=False) as npz:
-        missing = [k for k in _ARRAYS if k not in npz]
+        missing = [k for k in keys if k not in npz]
         if missing:
-            raise DataError(f"{plain}: lacks {', '.join(missing)}; re-run `fedmarket data prepare`")
-        return {k: npz[k] for k in _ARRAYS}
+            raise DataError(f"{path}: lacks {', '.join(missing)}; re-run `fedmarket data prepare`")
+        return {k: npz[k] for k in keys}

@@ -24,7 +24,6 @@ Layout::
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,9 +32,8 @@ import pandas as pd
 from cryptography.fernet import Fernet
 
 from fedmarket.data.categories import CategoryHistories
-from fedmarket.data.category_vocab import Vocabulary, prefixes
+from fedmarket.data.category_vocab import Vocabulary, prefixes, read_npz, take_csr, write_npz
 from fedmarket.data.protect.pseudonyms import Pseudonymiser
-from fedmarket.data.store import decrypt_file
 from fedmarket.errors import DataError
 
 CATALOGUE_NAME = "catalogue.npz"
@@ -134,44 +132,23 @@ def encode(
 def take(arrays: dict[str, np.ndarray], index: np.ndarray) -> dict[str, np.ndarray]:
     """Rows ``index`` of ``products.npz`` arrays (the CSR targets re-packed)."""
     index = np.asarray(index, dtype=np.int64)
-    ptr, ind = arrays["ptarget_indptr"], arrays["ptarget_indices"]
-    lengths = ptr[index + 1] - ptr[index]
-    parts = [ind[ptr[i] : ptr[i + 1]] for i in index]
+    indptr, indices = take_csr(arrays["ptarget_indptr"], arrays["ptarget_indices"], index)
     return {
         "hist_product": arrays["hist_product"][index],
-        "ptarget_indptr": np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
-        "ptarget_indices": (np.concatenate(parts) if parts else np.empty(0)).astype(np.int32),
+        "ptarget_indptr": indptr,
+        "ptarget_indices": indices,
     }
 
 
-def _write(path: Path, arrays: dict[str, np.ndarray], fernet: Fernet | None) -> None:
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    if fernet is None:
-        path.write_bytes(buf.getvalue())
-    else:
-        path.with_name(path.name + ".enc").write_bytes(fernet.encrypt(buf.getvalue()))
+_NEEDS = (
+    "task next-products needs each retailer's product files, written by `fedmarket data "
+    "prepare` with --partition natural (one partition per retailer) on events with product_id "
+    "and category_code"
+)
 
 
 def _read(path: Path, fernet: Fernet | None, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
-    enc = path.with_name(path.name + ".enc")
-    if path.exists():
-        raw = path.read_bytes()
-    elif enc.exists():
-        if fernet is None:
-            raise DataError(f"{enc}: prepared data is encrypted; give the key")
-        raw = decrypt_file(enc, fernet)
-    else:
-        raise DataError(
-            f"{path}: missing; task next-products needs each retailer's product files, "
-            "written by `fedmarket data prepare` with --partition natural (one partition per "
-            "retailer) on events with product_id and category_code"
-        )
-    with np.load(io.BytesIO(raw), allow_pickle=False) as npz:
-        missing = [k for k in keys if k not in npz]
-        if missing:
-            raise DataError(f"{path}: lacks {', '.join(missing)}; re-run `fedmarket data prepare`")
-        return {k: npz[k] for k in keys}
+    return read_npz(path, fernet, keys, _NEEDS)
 
 
 def write_catalogue(partition_dir: Path, catalogue: Catalogue, fernet: Fernet | None) -> None:
@@ -180,7 +157,7 @@ def write_catalogue(partition_dir: Path, catalogue: Catalogue, fernet: Fernet | 
         "n_known": np.array([catalogue.n_known], dtype=np.int64),
         "content": catalogue.content,
     }
-    _write(Path(partition_dir) / CATALOGUE_NAME, arrays, fernet)
+    write_npz(Path(partition_dir) / CATALOGUE_NAME, arrays, fernet)
 
 
 def read_catalogue(partition_dir: Path, fernet: Fernet | None = None) -> Catalogue:
@@ -189,7 +166,7 @@ def read_catalogue(partition_dir: Path, fernet: Fernet | None = None) -> Catalog
 
 
 def write_products(split_dir: Path, arrays: dict[str, np.ndarray], fernet: Fernet | None) -> None:
-    _write(Path(split_dir) / PRODUCTS_NAME, arrays, fernet)
+    write_npz(Path(split_dir) / PRODUCTS_NAME, arrays, fernet)
 
 
 def read_products(split_dir: Path, fernet: Fernet | None = None) -> dict[str, np.ndarray]:
