@@ -16,7 +16,6 @@ train one after the other (its multi-worker mode needs Horovod or ``torch.distri
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
@@ -27,7 +26,7 @@ import torch
 from torch import nn
 
 from fedmarket.errors import ConfigError
-from fedmarket.experiments.bench.quickstart import TIMINGS, make_net, test_auc
+from fedmarket.experiments.bench.quickstart import TIMINGS, make_net, one_run_args, test_auc
 
 EXTRA_HINT = (
     "pfl-research is not installed in this Python: install fedmarket's optional extra "
@@ -155,26 +154,7 @@ def run(data: Path, out: Path, settings: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="The same work in pfl-research, one run.")
-    parser.add_argument("--data", type=Path, required=True)
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--epochs", type=int, default=1)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=0.003)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    run(
-        args.data,
-        args.out,
-        {
-            "rounds": args.rounds,
-            "epochs": args.epochs,
-            "batch_size": args.batch_size,
-            "lr": args.lr,
-            "seed": args.seed,
-        },
-    )
+    run(*one_run_args("The same work in pfl-research, one run.", argv))
 
 
 if __name__ == "__main__":

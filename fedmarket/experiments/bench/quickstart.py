@@ -148,24 +148,22 @@ def run(data: Path, out: Path, settings: dict[str, Any]) -> None:
     )
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="The quickstart-style Flower app, one run.")
+def one_run_args(description: str, argv: list[str] | None) -> tuple[Path, Path, dict[str, Any]]:
+    """(data, out, settings) from the command line of one compared run (this module's and
+    ``pfl_run``'s, started by ``compare.run_module``); the defaults are the comparison's."""
+    from fedmarket.experiments.bench.compare import DEFAULTS
+
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--epochs", type=int, default=1)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=0.003)
-    parser.add_argument("--seed", type=int, default=0)
+    for name, default in DEFAULTS.items():
+        parser.add_argument(f"--{name.replace('_', '-')}", type=type(default), default=default)
     args = parser.parse_args(argv)
-    settings = {
-        "rounds": args.rounds,
-        "epochs": args.epochs,
-        "batch_size": args.batch_size,
-        "lr": args.lr,
-        "seed": args.seed,
-    }
-    run(args.data, args.out, settings)
+    return args.data, args.out, {name: getattr(args, name) for name in DEFAULTS}
+
+
+def main(argv: list[str] | None = None) -> None:
+    run(*one_run_args("The quickstart-style Flower app, one run.", argv))
 
 
 if __name__ == "__main__":

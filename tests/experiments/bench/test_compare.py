@@ -182,3 +182,14 @@ def test_without_pfl_the_pfl_side_names_the_extra():
         require_pfl()
     why = pfl_missing(sys.executable)
     assert why is not None and "`compare`" in why and "No module named 'pfl'" in why
+
+
+def test_a_compared_run_reads_the_settings_run_module_sends() -> None:
+    from fedmarket.experiments.bench.compare import DEFAULTS, settings_of
+    from fedmarket.experiments.bench.quickstart import one_run_args
+
+    settings = settings_of(rounds=4, batch_size=32, lr=0.01)
+    sent = [f"--{k.replace('_', '-')}={v}" for k, v in settings.items()]
+    data, out, got = one_run_args("x", ["--data", "d", "--out", "o", *sent])
+    assert (data, out, got) == (Path("d"), Path("o"), settings)
+    assert one_run_args("x", ["--data", "d", "--out", "o"])[2] == DEFAULTS
