@@ -55,6 +55,18 @@ def _start(args: list[str], env: dict[str, str]) -> tuple[subprocess.Popen[str],
     return process, lines
 
 
+def _announced_url(pending: queue.Queue, seen: list[str]) -> str:
+    """The address the server prints once it serves; what it printed before, into ``seen``."""
+    while True:
+        line = pending.get(timeout=120)
+        if line is None:
+            pytest.fail("the server exited:\n" + "".join(seen))
+        seen.append(line)
+        found = re.search(r"on (http://127\.0\.0\.1:\d+)", line)
+        if found:
+            return found.group(1)
+
+
 @pytest.fixture(scope="module")
 def server(scoring_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     token = tmp_path_factory.mktemp("secret") / "token"
@@ -65,14 +77,7 @@ def server(scoring_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "NO_COLOR": "1"}
     process, pending = _start(args, env)
     seen: list[str] = []
-    url = None
-    while url is None:
-        line = pending.get(timeout=120)
-        if line is None:
-            pytest.fail("the server exited:\n" + "".join(seen))
-        seen.append(line)
-        found = re.search(r"on (http://127\.0\.0\.1:\d+)", line)
-        url = found.group(1) if found else None
+    url = _announced_url(pending, seen)
     handle = Server(url, process, seen)
     yield handle
     process.terminate()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gc
 import os
-import re
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,7 @@ from typer.testing import CliRunner
 from fedmarket.cli import app
 from fedmarket.experiments.serve import runner
 from fedmarket.experiments.serve.runner import ServeOptions, run_service, settle_heap
-from tests.experiments.serve.test_runner import ROOT, _start
+from tests.experiments.serve.test_runner import ROOT, _announced_url, _start
 
 
 def _spawned(pid: int) -> list[psutil.Process]:
@@ -32,14 +31,7 @@ def test_two_workers_answer_alike_and_stop_together(scoring_run: Path, busy_cust
     process, pending = _start(args, env)
     seen: list[str] = []
     try:
-        url = None
-        while url is None:
-            line = pending.get(timeout=120)
-            if line is None:
-                pytest.fail("the server exited:\n" + "".join(seen))
-            seen.append(line)
-            found = re.search(r"on (http://127\.0\.0\.1:\d+)", line)
-            url = found.group(1) if found else None
+        url = _announced_url(pending, seen)
         assert "starting 2 worker processes" in "".join(seen)
         body = {"customer_id": who, "events": events[:30]}
         with httpx.Client(base_url=url, timeout=120) as http:
